@@ -1,0 +1,341 @@
+"""The ``corrgen`` command line (DESIGN.md, "Command line").
+
+Every subcommand takes the same spec options; each subcommand's handler is a function
+``cmd_<name>(args) -> int`` below. Bad input prints one line on stderr and exits with 2;
+a failed check exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from derive import __version__
+from derive.errors import CorrgenError, DerivationError
+from derive.gradients import DEFAULT_MAX_TERMS, WRT, chain_rule, derive_layer, variable
+from derive.index_forms import index_forms, prove
+from derive.printing import GRAD_NAMES, index_text, shift_indices
+from derive.spec import PADDING_NAMES, LayerSpec
+
+SPEC_HELP = """\
+layer spec (the same for every subcommand; defaults: the seeds' worked example):
+  --input CxHxW or HxW (C=1)           e.g. --input 3x32x32
+  --kernel OxCxKHxKW or KHxKW (O=C=1)  e.g. --kernel 16x3x5x5
+  --stride N or NxM                    rows x columns, default 1
+  --padding N, NxM, valid, same, full  zeros per side; 'same' puts an odd extra row/column
+                                       at the bottom/right (as PyTorch); default 0
+  --dilation N or NxM                  default 1
+  --no-bias, --convolution             drop the bias; flip the kernel (true convolution)
+
+example:
+  corrgen derive --input 2x5x5 --kernel 2x2x3x3 --stride 2 --padding 1 --format json
+"""
+
+
+class UsageError(CorrgenError):
+    """A command-line argument is malformed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def _ints(option: str, text: str, counts: tuple[int, ...]) -> tuple[int, ...]:
+    parts = text.lower().split("x")
+    if len(parts) not in counts or not all(re.fullmatch(r"\d+", p) for p in parts):
+        forms = " or ".join("x".join(["N"] * n) for n in counts)
+        raise UsageError(f"{option} {text!r}: expected {forms} with non-negative integers")
+    return tuple(int(p) for p in parts)
+
+
+def _int_or_pair(option: str, text: str) -> int | tuple[int, ...]:
+    values = _ints(option, text, (1, 2))
+    return values[0] if len(values) == 1 else values
+
+
+def spec_from_args(args: argparse.Namespace) -> LayerSpec:
+    """Build the LayerSpec the spec options describe (raises SpecError / UsageError)."""
+    shape = _ints("--input", args.input, (2, 3))
+    kern = _ints("--kernel", args.kernel, (2, 4))
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(kern) == 2:
+        kern = (1, 1, *kern)
+    padding: Any = args.padding.lower()
+    if padding not in PADDING_NAMES:
+        padding = _int_or_pair("--padding", args.padding)
+    return LayerSpec(
+        input=shape,  # type: ignore[arg-type]
+        kernel=kern,  # type: ignore[arg-type]
+        stride=_int_or_pair("--stride", args.stride),
+        padding=padding,
+        dilation=_int_or_pair("--dilation", args.dilation),
+        bias=not args.no_bias,
+        mode="convolution" if args.convolution else "correlation",
+    )
+
+
+def _spec_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("layer spec")
+    group.add_argument("--input", default="3x3", metavar="CxHxW",
+                       help="input channels x rows x columns, or HxW (default 3x3)")
+    group.add_argument("--kernel", default="2x2", metavar="OxCxKHxKW",
+                       help="output ch. x input ch. x rows x columns, or KHxKW (default 2x2)")
+    group.add_argument("--stride", default="1", metavar="N|NxM", help="default 1")
+    group.add_argument("--padding", default="0", metavar="N|NxM|valid|same|full",
+                       help="zeros per side, or a name (default 0)")
+    group.add_argument("--dilation", default="1", metavar="N|NxM", help="default 1")
+    group.add_argument("--no-bias", action="store_true", help="the layer has no bias")
+    group.add_argument("--convolution", action="store_true",
+                       help="true convolution: the kernel is rotated by 180 degrees")
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress on stderr for work longer than about a second."""
+
+    def __init__(self, what: str, stream: Any = None) -> None:
+        self.what = what
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.start < 1.0 or (now - self.last < 0.5 and done < total):
+            return
+        self.last = now
+        end = "\n" if done >= total else "\r"
+        if not self.stream.isatty() and done < total:
+            if now - self.start < 5.0 or now - self.last < 5.0:
+                pass
+            end = "\n"
+        self.stream.write(f"{self.what}: {100 * done // max(total, 1)}% ({done:,}/{total:,} "
+                          f"terms, {now - self.start:.0f} s){end}")
+        self.stream.flush()
+
+
+# -- corrgen derive -----------------------------------------------------------------------------
+
+
+def _parse_wrt(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        if name not in WRT:
+            raise UsageError(f"--wrt {text!r}: {name!r} is not one of {', '.join(WRT)}")
+    return names
+
+
+_ELEMENT = re.compile(r"^\s*([VKb])\s*(?:\[([\d,\s]*)\]|:?([\d,\s]+))\s*$")
+
+
+def parse_element(spec: LayerSpec, text: str, base: int) -> tuple[str, tuple[int, ...]]:
+    """``V[2,2]``, ``K:1,1,2,1`` or ``b[1]`` (in the index base) -> (wrt, 0-based index).
+
+    Leading indices of extent-1 axes may be left out: ``V[2,2]`` for a one-channel input.
+    """
+    match = _ELEMENT.match(text)
+    if not match:
+        raise UsageError(f"--element {text!r}: expected NAME[i,j,...] with NAME one of V, K, b")
+    name, digits = match.group(1), match.group(2) or match.group(3)
+    wrt = {"V": "input", "K": "weight", "b": "bias"}[name]
+    shape = {"input": spec.input, "weight": spec.kernel, "bias": spec.kernel[:1]}[wrt]
+    index = [int(t) - base for t in digits.split(",") if t.strip()]
+    missing = len(shape) - len(index)
+    if missing > 0 and all(n == 1 for n in shape[:missing]):
+        index = [0] * missing + index
+    try:
+        variable(spec, wrt, tuple(index))
+    except DerivationError:
+        raise UsageError(
+            f"--element {text!r}: {name} has shape {tuple(shape)}; give {len(shape)} indices, "
+            f"each from {base} to extent{'-1' if base == 0 else ''} ({base}-based)"
+        ) from None
+    return wrt, tuple(index)
+
+
+def _element_text(spec: LayerSpec, wrt: str, index: tuple[int, ...], base: int) -> str:
+    """Seed 000's reading of one gradient element: chain rule, factors, result."""
+    var = variable(spec, wrt, index)
+    name = f"{var.base}[{index_text(index, base)}]"
+    steps = chain_rule(spec, var)
+    shown = steps if len(steps) <= 16 else [s for s in steps if s.factor != 0]
+    hidden = len(steps) - len(shown)
+
+    def out(s: Any) -> str:
+        return index_text(s.out, base)
+
+    pad = " " * len(f"dJ/d{name} ")
+    lines = [f"dJ/d{name} = sum over outputs z of dZ[z]/d{name} * dJ/dZ[z]"]
+    lines.append(pad + "= " + " + ".join(f"dZ[{out(s)}]/d{name}*dJ/dZ[{out(s)}]" for s in shown))
+    lines.append(pad + "= " + " + ".join(
+        f"({shift_indices(s.factor, base)})*G[{out(s)}]" for s in shown))
+    if hidden:
+        lines.append(pad + f"  (the other {hidden} outputs do not read {name}: factor 0)")
+    result = sum((s.factor * s.upstream for s in steps), start=0)
+    lines.append(pad + f"= {shift_indices(result, base)}")
+    return "\n".join(lines)
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    base = args.index_base
+    wrt = _parse_wrt(args.wrt)
+    if args.element:
+        for text in args.element:
+            ewrt, index = parse_element(spec, text, base)
+            print(_element_text(spec, ewrt, index, base))
+        return 0
+    if args.verify:
+        for form in index_forms(spec).values():
+            print(form)
+        print(prove(spec))
+        return 0
+    progress = Progress("differentiating") if spec.n_terms > 20_000 else None
+    exprs = derive_layer(spec, wrt, args.max_terms, progress)
+    passes = exprs.passes()
+    if args.format == "json":
+        body: dict[str, Any] = {"spec": spec.to_dict()}
+        for pass_name, elements in passes.items():
+            body[pass_name] = {",".join(map(str, k)): str(e) for k, e in elements.items()}
+        if "bias" in wrt and not spec.bias:
+            body["grad_bias"] = {}
+        json.dump(body, sys.stdout, indent=1)
+        print()
+        return 0
+    if args.format == "latex":
+        from sympy import latex
+
+        def lhs(pass_name: str, idx: tuple[int, ...]) -> str:
+            sub = index_text(idx, base, ",")
+            if pass_name == "forward":
+                return f"Z_{{{sub}}}"
+            return rf"\frac{{\partial J}}{{\partial {GRAD_NAMES[pass_name]}_{{{sub}}}}}"
+
+        for pass_name, elements in passes.items():
+            print(f"% {pass_name}")
+            for idx, expr in elements.items():
+                print(f"{lhs(pass_name, idx)} = {latex(shift_indices(expr, base))} \\\\")
+        return 0
+    print(f"# corrgen {__version__}: {spec.describe()}; indices {base}-based")
+    for pass_name, elements in passes.items():
+        print(f"\n# {pass_name}")
+        for idx, expr in elements.items():
+            if pass_name == "forward":
+                lhs_text = f"Z[{index_text(idx, base)}]"
+            else:
+                lhs_text = f"dJ/d{GRAD_NAMES[pass_name]}[{index_text(idx, base)}]"
+            print(f"{lhs_text} = {shift_indices(expr, base)}")
+    return 0
+
+
+def _add_derive(sub: Any) -> None:
+    p = sub.add_parser(
+        "derive", help="per-element forward and gradient expressions",
+        description="Print every element of the forward pass and of the requested gradients, "
+        "derived with SymPy through the chain rule dJ/dx = sum_z G[z] * dZ[z]/dx.",
+        epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _spec_options(p)
+    p.add_argument("--wrt", default="input,weight,bias", metavar="LIST",
+                   help="gradients to derive, comma-separated from input, weight, bias "
+                   "(default all)")
+    p.add_argument("--format", choices=("text", "latex", "json"), default="text",
+                   help="text (default), latex equations, or the JSON of DESIGN.md (JSON keys "
+                   "are always 0-based)")
+    p.add_argument("--index-base", type=int, choices=(0, 1), default=1,
+                   help="first index in text and LaTeX (default 1, as the seeds)")
+    p.add_argument("--element", action="append", metavar="NAME[i,j,..]",
+                   help="show the chain-rule expansion of one gradient element before it "
+                   "simplifies, e.g. --element 'V[2,2]' (repeatable)")
+    p.add_argument("--verify", action="store_true",
+                   help="prove the index forms equal the explicit derivation and say on what")
+    p.add_argument("--max-terms", type=int, default=DEFAULT_MAX_TERMS, metavar="N",
+                   help=f"refuse specs with more forward terms (default {DEFAULT_MAX_TERMS:,})")
+    p.set_defaults(handler=cmd_derive)
+
+
+# -- corrgen demo -------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    print(f"corrgen {__version__} demo: {spec.describe()}\n")
+    print("== 1. Derivation (SymPy, chain rule, indices 1-based as in the seeds)")
+    args.index_base, args.wrt, args.element, args.verify = 1, "input,weight,bias", None, False
+    args.format, args.max_terms = "text", DEFAULT_MAX_TERMS
+    cmd_derive(args)
+    print("\n== 2. Index forms, proven equal to the derivation")
+    for form in index_forms(spec).values():
+        print(form)
+    print(prove(spec))
+    status = 0
+    for step in DEMO_STEPS:
+        status = max(status, step(spec, args))
+    return status
+
+
+#: Further demo stages ``(spec, args) -> exit status``, appended by the modules that own them.
+DEMO_STEPS: list[Callable[[LayerSpec, argparse.Namespace], int]] = []
+
+
+def _add_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="the seed example end to end (the default command)",
+                       epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _spec_options(p)
+    p.set_defaults(handler=cmd_demo)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_derive]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="corrgen",
+        description="Derive the gradients of a CNN correlation layer symbolically and generate "
+        "shape-specialised kernels. Without a subcommand: the demo.",
+        epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"corrgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["demo", *argv]
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (CorrgenError, ValueError) as error:
+        sys.stderr.write(f"corrgen {args.command}: error: {error}\n")
+        return 2
+    except BrokenPipeError:  # output piped into head: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("corrgen: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
