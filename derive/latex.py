@@ -74,7 +74,7 @@ from sympy.printing.latex import LatexPrinter
 from .errors import CorrgenError, DerivationError
 from .forward import forward_exprs, kernel_element, window
 from .gradients import LayerExprs, derive_layer
-from .index_forms import Proof, index_forms, prove, proxy
+from .index_forms import Proof, index_forms, prove
 from .index_forms import c as _c
 from .index_forms import i as _i
 from .index_forms import j as _j
@@ -209,7 +209,8 @@ def _index_order(expr: Expr) -> Expr:
         def key(term: Expr) -> tuple[int, str]:
             if term.is_number:
                 return 2, ""
-            return (1 if term.could_extract_minus_sign() else 0), str(term.free_symbols)
+            names = ",".join(sorted(str(s) for s in term.free_symbols))
+            return (1 if term.could_extract_minus_sign() else 0), names
         return Add(*sorted((_index_order(t) for t in expr.args), key=key), evaluate=False)
     if isinstance(expr, Mul):
         return Mul(*(_index_order(t) for t in expr.args), evaluate=False)
@@ -845,7 +846,8 @@ class _Document:
 
     def reading(self, block: Block, var: Indexed, result: Expr) -> None:
         """Seed 000's reading of the constraint sums of ``dJ/dV[c, u, v]``, checked against
-        the chain-rule result."""
+        ``result``: the chain rule's sum, or for an elided sum the proven index form that
+        every printed chain-rule term belongs to."""
         cc, uu, vv = (int(t) for t in var.indices)
         B = self.base
         rows = list(_taps(uu, self.top, self.sh, self.dh, self.KH, self.HO))
@@ -1368,7 +1370,10 @@ def _verified(doc: _Document, proof: Proof, matrix_counts: dict[str, int],
     ]
     if doc.checked["reading"]:
         items.append(f"The constraint-sum reading of each of the {doc.checked['reading']} "
-                     "input-gradient elements expanded gives the same terms as its chain rule.")
+                     "input-gradient elements expanded gives the same terms as its chain rule"
+                     + ("." if doc.forward is not None else
+                        " (for a sum printed elided: as the index form it was checked "
+                        "against)."))
     counted = ", ".join(f"{k} {names[n]}" for n, k in matrix_counts.items() if k)
     items.append(
         "The compact forms (the sum over input channels of correlations for the forward pass, "
@@ -1459,7 +1464,6 @@ __all__ = [
     "compile_pdf",
     "find_engine",
     "parse_elements",
-    "proxy",
     "tex",
     "to_latex",
     "write_atomic",

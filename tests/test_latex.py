@@ -432,6 +432,15 @@ def test_grid_document_compiles(name: str, tmp_path: Path) -> None:
 
 
 @needs_pdflatex
+@pytest.mark.parametrize("notation", ["seed000", "seed003"])
+def test_other_notation_and_base_compile(notation: str, tmp_path: Path) -> None:
+    path = tmp_path / "n.tex"
+    write_atomic(path, to_latex(GRID["strided-multichannel"], index_base=0, elements="corners",
+                                notation=notation))
+    assert compile_pdf(path)[1] >= 1
+
+
+@needs_pdflatex
 def test_cli_pdf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "d.tex"
     assert cli.main(["latex", "-o", str(out), "--pdf", "--input", "1x4", "--kernel", "1x2"]) == 0
