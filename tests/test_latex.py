@@ -8,6 +8,7 @@ document of the grid is compiled with a real ``pdflatex -halt-on-error``.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import shutil
 import time
@@ -37,6 +38,14 @@ GRID = {
     "convolution": LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), mode="convolution"),
     "large": LayerSpec(input=(3, 32, 32), kernel=(16, 3, 5, 5), padding=2),
 }
+
+@functools.cache
+def document(name: str) -> tuple[str, float]:
+    """The grid document ``name`` and the seconds it took to generate (made once per run)."""
+    start = time.perf_counter()
+    text = to_latex(GRID[name])
+    return text, time.perf_counter() - start
+
 
 needs_pdflatex = pytest.mark.skipif(
     shutil.which("pdflatex") is None,
@@ -249,7 +258,7 @@ def test_seed003_notation_index_base_0_reproduces_appendix_b() -> None:
 
 
 def test_one_dimensional_layer_reads_like_seed_000s_isolated_sum() -> None:
-    tex = to_latex(GRID["1d"])
+    tex = document("1d")[0]
     # seed 000: dJ/dV_2 = K_1 G_2 + K_2 G_1 (the row index of extent 1 is left out)
     found = results(tex, r"\frac{\partial J}{\partial V_{2}}")
     assert found and all(r == parse("K_{1} G_{2} + K_{2} G_{1}") for r in found)
@@ -261,7 +270,7 @@ def test_one_dimensional_layer_reads_like_seed_000s_isolated_sum() -> None:
 
 
 def test_convolution_mode_flips_the_kernel() -> None:
-    tex = to_latex(GRID["convolution"])
+    tex = document("convolution")[0]
     assert results(tex, "Z_{1,1}") == [parse(
         r"K_{2,2} V_{1,1} + K_{2,1} V_{1,2} + K_{1,2} V_{2,1} + K_{1,1} V_{2,2} + b")]
     assert r"\operatorname{rot180}" in tex and r"\tilde{K}" in tex
@@ -270,8 +279,7 @@ def test_convolution_mode_flips_the_kernel() -> None:
 
 
 def test_multichannel_strided_keeps_channel_indices() -> None:
-    spec = GRID["strided-multichannel"]
-    tex = to_latex(spec)
+    tex = document("strided-multichannel")[0]
     assert r"{V}_{c,u,v}" in tex and r"{K}_{o,c,i,j}" in tex
     # general index form: G rows (u - i + 3)/2 under the stride
     assert r"\frac{u - i + 3}{2}" in tex
@@ -291,10 +299,8 @@ def test_uncovered_rows_are_named_and_get_zero() -> None:
 
 
 def test_large_layer_selects_elements_and_stays_bounded() -> None:
-    spec = GRID["large"]
-    start = time.perf_counter()
-    tex = to_latex(spec)
-    assert time.perf_counter() - start < 60
+    tex, seconds = document("large")
+    assert seconds < 60
     heads = re.findall(r"Partial derivative with respect to \$(.*?)\$", tex)
     assert len(heads) == 9 + 9 + 2  # corners of first and last channel (pair) and a centre
     assert "reduced proxy" in tex and "1,138,368 terms" in tex
@@ -419,10 +425,7 @@ def test_a_latex_error_is_reported_with_its_log(tmp_path: Path) -> None:
 @needs_pdflatex
 @pytest.mark.parametrize("name", GRID)
 def test_grid_document_compiles(name: str, tmp_path: Path) -> None:
-    spec = GRID[name]
-    start = time.perf_counter()
-    text = to_latex(spec)
-    generated = time.perf_counter() - start
+    text, generated = document(name)
     path = tmp_path / f"{name}.tex"
     write_atomic(path, text)
     pdf, pages = compile_pdf(path)
