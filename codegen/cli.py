@@ -14,12 +14,25 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from derive import __version__
 from derive.errors import CorrgenError, DerivationError
 from derive.gradients import DEFAULT_MAX_TERMS, WRT, chain_rule, derive_layer, variable
 from derive.index_forms import index_forms, prove
+from derive.latex import (
+    AUTO_ALL_LIMIT,
+    INSTALL_HINT,
+    N_LIMIT,
+    NOTATIONS,
+    LatexError,
+    compile_pdf,
+    find_engine,
+    parse_elements,
+    to_latex,
+    write_atomic,
+)
 from derive.printing import GRAD_NAMES, index_text, shift_indices
 from derive.spec import PADDING_NAMES, LayerSpec
 
@@ -298,10 +311,102 @@ def _add_demo(sub: Any) -> None:
     p.set_defaults(handler=cmd_demo)
 
 
+# -- corrgen latex ------------------------------------------------------------------------------
+
+
+def _elements_option(text: str) -> str | int:
+    try:
+        return parse_elements(text)
+    except LatexError:
+        raise UsageError(
+            f"--elements {text!r}: expected all, corners, auto or a count N from 1 to "
+            f"{N_LIMIT} (elements expanded per array)") from None
+
+
+def _tex_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix != ".tex":
+        raise UsageError(f"-o {text!r}: the output must be a .tex file (with --pdf the PDF is "
+                         f"written next to it)")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {text!r}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def cmd_latex(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    elements = _elements_option(args.elements)
+    out = _tex_path(args.output)
+    if args.pdf and find_engine() is None:  # say so before any work, and write nothing
+        raise LatexError(f"--pdf: no LaTeX engine is installed (pdflatex not found on PATH); "
+                         f"install one with '{INSTALL_HINT}', or leave out --pdf")
+    start = time.perf_counter()
+    text = to_latex(spec, index_base=args.index_base, elements=elements,
+                    notation=args.notation)
+    write_atomic(out, text)
+    print(f"wrote {out} ({len(text.splitlines()):,} lines, "
+          f"{time.perf_counter() - start:.1f} s): {spec.describe()}")
+    if args.pdf:
+        pdf, pages = compile_pdf(out)
+        print(f"wrote {pdf} ({pages} pages)")
+    return 0
+
+
+def _add_latex(sub: Any) -> None:
+    p = sub.add_parser(
+        "latex", help="a standalone LaTeX derivation document (--pdf compiles it)",
+        description="Write a LaTeX document deriving the backward pass of the layer the way "
+        "the seeds do: the setup, the arrays as matrices, the forward equations, the chain "
+        "rule of every gradient element shown, the compact forms as correlations, and what "
+        "was verified.",
+        epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _spec_options(p)
+    p.add_argument("-o", "--output", default="derivation.tex", metavar="FILE.tex",
+                   help="the .tex file to write (default derivation.tex)")
+    p.add_argument("--pdf", action="store_true",
+                   help="compile it with pdflatex -halt-on-error; the PDF goes next to it")
+    p.add_argument("--index-base", type=int, choices=(0, 1), default=1,
+                   help="first index written (default 1, as the seeds)")
+    p.add_argument("--elements", default="auto", metavar="all|corners|N",
+                   help="elements expanded: all; corners (first and last along each axis, and "
+                   "a central one); N per array, evenly spread; default auto: all for small "
+                   f"layers (at most {AUTO_ALL_LIMIT} elements), else corners")
+    p.add_argument("--notation", choices=tuple(NOTATIONS), default="seed000",
+                   help="letters: seed000 (V, K, Z, G, J; the default) or seed003 "
+                   "(x, w, y, delta, E)")
+    p.set_defaults(handler=cmd_latex)
+
+
+#: Where the demo writes the seed example's document.
+DEMO_LATEX = Path("corrgen-demo") / "derivation.tex"
+
+
+def _demo_latex(spec: LayerSpec, args: argparse.Namespace) -> int:
+    """Demo stage: the layer's LaTeX document, compiled when pdflatex is installed."""
+    print(f"\n== LaTeX derivation document ({DEMO_LATEX})")
+    DEMO_LATEX.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(DEMO_LATEX, to_latex(spec))
+    print(f"wrote {DEMO_LATEX}")
+    if find_engine() is None:
+        print(f"pdflatex is not installed, so no PDF ({INSTALL_HINT} to get one)")
+        return 0
+    try:
+        pdf, pages = compile_pdf(DEMO_LATEX)
+    except LatexError as error:
+        print(f"error: {error}")
+        return 1
+    print(f"wrote {pdf} ({pages} pages)")
+    return 0
+
+
+DEMO_STEPS.append(_demo_latex)
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
-COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_derive]
+COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_derive, _add_latex]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,452 @@
+"""The LaTeX derivation documents (``derive/latex.py``, ``corrgen latex``).
+
+The seed document's equations are checked against the seeds' worked examples on the
+generated .tex text, term sets compared after normalising (term order may differ); every
+document of the grid is compiled with a real ``pdflatex -halt-on-error``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import derive.latex as latex
+from codegen import cli
+from derive import LayerSpec
+from derive.errors import DerivationError
+from derive.latex import LatexError, compile_pdf, parse_elements, to_latex, write_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "generated" / "seed_3x3_2x2.tex"
+SEED = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
+
+#: The grid of issue 3: every document compiles.
+GRID = {
+    "seed": SEED,
+    "1d": LayerSpec(input=(1, 1, 4), kernel=(1, 1, 1, 2)),
+    "strided-multichannel": LayerSpec(input=(2, 5, 5), kernel=(2, 2, 3, 3), stride=2,
+                                      padding=1),
+    "padded": LayerSpec(input=(1, 4, 4), kernel=(1, 1, 3, 3), padding=1),
+    "dilated": LayerSpec(input=(1, 5, 5), kernel=(1, 1, 2, 2), dilation=2),
+    "convolution": LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), mode="convolution"),
+    "large": LayerSpec(input=(3, 32, 32), kernel=(16, 3, 5, 5), padding=2),
+}
+
+@functools.cache
+def document(name: str) -> tuple[str, float]:
+    """The grid document ``name`` and the seconds it took to generate (made once per run)."""
+    start = time.perf_counter()
+    text = to_latex(GRID[name])
+    return text, time.perf_counter() - start
+
+
+needs_pdflatex = pytest.mark.skipif(
+    shutil.which("pdflatex") is None,
+    reason="pdflatex is not installed (apt-get install texlive-latex-base "
+           "texlive-latex-recommended texlive-fonts-recommended)")
+
+
+# -- reading equations back from the .tex ------------------------------------------------------
+
+
+def _norm(text: str) -> str:
+    """``{V}_{1,1} \\cdot {G}_{1,1}`` -> ``V_{1,1} G_{1,1}``; trailing punctuation dropped."""
+    text = re.sub(r"\{(\\?[A-Za-z]+)\}_", r"\1_", text)
+    text = re.sub(r"\\(cdot|times)", " ", text)
+    return re.sub(r"\s+", " ", text).strip().rstrip(".,").strip()
+
+
+def equations(tex: str) -> list[tuple[str, list[str]]]:
+    """Every ``align*`` equation as (left side, [right side of each step]), normalised;
+    continuation lines (``\\quad + ...``) are joined to their step."""
+    found: list[tuple[str, list[str]]] = []
+    for body in re.findall(r"\\begin\{align\*\}(.*?)\\end\{align\*\}", tex, re.S):
+        current: tuple[str, list[str]] | None = None
+        for row in body.split("\\\\\n"):
+            if not row.strip():
+                continue
+            left, right = (part.strip() for part in row.split("&", 1))
+            if left:
+                current = (_norm(left), [])
+                found.append(current)
+            assert current is not None, row
+            if right.startswith(r"\quad +"):
+                current[1][-1] += " + " + _norm(right[len(r"\quad +"):])
+            else:
+                current[1].append(_norm(right.removeprefix("=")))
+    return found
+
+
+def terms(text: str) -> Counter[tuple[str, ...]]:
+    """A sum as a multiset of terms, each term its sorted factors."""
+    text = re.sub(r"\\quad\\text\{\(\d+ terms\)\}", "", text)
+    return Counter(tuple(sorted(t.split())) for t in _norm(text).split(" + "))
+
+
+def results(tex: str, lhs: str) -> list[Counter[tuple[str, ...]]]:
+    """The last step of every equation whose left side is ``lhs`` (written as in seeds),
+    general formulas (sums over index letters) left out."""
+    want = _norm(lhs)
+    return [terms(steps[-1]) for left, steps in equations(tex)
+            if left == want and r"\sum" not in steps[-1]]
+
+
+def parse(seed_text: str) -> Counter[tuple[str, ...]]:
+    """A seed's sum, ``K_{1,1} \\times V_{1,1} + ...``, as the same multiset."""
+    return terms(seed_text)
+
+
+# -- the seed document: golden file and the seeds' worked examples -----------------------------
+
+
+@pytest.fixture(scope="module")
+def seed_tex() -> str:
+    return to_latex(SEED)
+
+
+def test_seed_document_matches_the_checked_in_file(seed_tex: str, update_golden: bool) -> None:
+    if update_golden:
+        write_atomic(GOLDEN, seed_tex)
+        pytest.skip(f"rewrote {GOLDEN.relative_to(ROOT)}")
+    assert GOLDEN.exists(), f"{GOLDEN} is missing; run pytest --update-golden"
+    golden = GOLDEN.read_text()
+    if golden != seed_tex:
+        diff = "\n".join(difflib.unified_diff(
+            golden.splitlines(), seed_tex.splitlines(), "checked in", "generated", lineterm=""))
+        pytest.fail(f"{GOLDEN.relative_to(ROOT)} is out of date:\n{diff}\n"
+                    "see the diff above; run python -m pytest --update-golden to rewrite it")
+
+
+SEED000_FORWARD = {  # seed 000: Z_{1,1} = K_{1,1} x V_{1,1} + ..., no bias in the seed
+    "Z_{1,1}": r"K_{1,1} \times V_{1,1} + K_{1,2} \times V_{1,2} + K_{2,1} \times V_{2,1} "
+               r"+ K_{2,2} \times V_{2,2}",
+    "Z_{1,2}": r"K_{1,1} \times V_{1,2} + K_{1,2} \times V_{1,3} + K_{2,1} \times V_{2,2} "
+               r"+ K_{2,2} \times V_{2,3}",
+    "Z_{2,1}": r"K_{1,1} \times V_{2,1} + K_{1,2} \times V_{2,2} + K_{2,1} \times V_{3,1} "
+               r"+ K_{2,2} \times V_{3,2}",
+    "Z_{2,2}": r"K_{1,1} \times V_{2,2} + K_{1,2} \times V_{2,3} + K_{2,1} \times V_{3,2} "
+               r"+ K_{2,2} \times V_{3,3}",
+}
+
+# seed 001's kernel and input gradients (its x, k, dE/dy written in seed 000's V, K, G)
+SEED001_GRAD = {
+    r"\frac{\partial J}{\partial K_{1,1}}": "G_{1,1} V_{1,1} + G_{1,2} V_{1,2} + G_{2,1} V_{2,1} "
+                                            "+ G_{2,2} V_{2,2}",
+    r"\frac{\partial J}{\partial K_{1,2}}": "G_{1,1} V_{1,2} + G_{1,2} V_{1,3} + G_{2,1} V_{2,2} "
+                                            "+ G_{2,2} V_{2,3}",
+    r"\frac{\partial J}{\partial K_{2,1}}": "G_{1,1} V_{2,1} + G_{1,2} V_{2,2} + G_{2,1} V_{3,1} "
+                                            "+ G_{2,2} V_{3,2}",
+    r"\frac{\partial J}{\partial K_{2,2}}": "G_{1,1} V_{2,2} + G_{1,2} V_{2,3} + G_{2,1} V_{3,2} "
+                                            "+ G_{2,2} V_{3,3}",
+    r"\frac{\partial J}{\partial V_{1,1}}": "G_{1,1} K_{1,1}",
+    r"\frac{\partial J}{\partial V_{1,2}}": "G_{1,1} K_{1,2} + G_{1,2} K_{1,1}",
+    r"\frac{\partial J}{\partial V_{1,3}}": "G_{1,2} K_{1,2}",
+    r"\frac{\partial J}{\partial V_{2,1}}": "G_{1,1} K_{2,1} + G_{2,1} K_{1,1}",
+    r"\frac{\partial J}{\partial V_{2,2}}": "G_{1,1} K_{2,2} + G_{1,2} K_{2,1} + G_{2,1} K_{1,2} "
+                                            "+ G_{2,2} K_{1,1}",
+    r"\frac{\partial J}{\partial V_{2,3}}": "G_{1,2} K_{2,2} + G_{2,2} K_{1,2}",
+    r"\frac{\partial J}{\partial V_{3,1}}": "G_{2,1} K_{2,1}",
+    r"\frac{\partial J}{\partial V_{3,2}}": "G_{2,1} K_{2,2} + G_{2,2} K_{2,1}",
+    r"\frac{\partial J}{\partial V_{3,3}}": "G_{2,2} K_{2,2}",
+    r"\frac{\partial J}{\partial b}": "G_{1,1} + G_{1,2} + G_{2,1} + G_{2,2}",
+}
+
+
+@pytest.mark.parametrize("lhs", SEED000_FORWARD)
+def test_seed_forward_equations_are_seed_000s(seed_tex: str, lhs: str) -> None:
+    no_bias = to_latex(SEED.replace(bias=False))
+    assert results(no_bias, lhs) == [parse(SEED000_FORWARD[lhs])]
+    with_bias = parse(SEED000_FORWARD[lhs]) + Counter({("b",): 1})
+    assert results(seed_tex, lhs) == [with_bias]
+
+
+def test_seed_000_lines_are_there_in_its_order(seed_tex: str) -> None:
+    # The forward line and dJ/dV_{2,2} as seed 000 prints them, term for term.
+    assert (r"{Z}_{1,1} &= {K}_{1,1} \times {V}_{1,1} + {K}_{1,2} \times {V}_{1,2} + "
+            r"{K}_{2,1} \times {V}_{2,1} + {K}_{2,2} \times {V}_{2,2} + b,") in seed_tex
+    assert (r"&= {K}_{2,2} \cdot {G}_{1,1} + {K}_{2,1} \cdot {G}_{1,2} + {K}_{1,2} \cdot "
+            r"{G}_{2,1} + {K}_{1,1} \cdot {G}_{2,2}.") in seed_tex
+
+
+@pytest.mark.parametrize("lhs", SEED001_GRAD)
+def test_seed_gradients_are_the_seeds_worked_examples(seed_tex: str, lhs: str) -> None:
+    found = results(seed_tex, lhs)
+    assert found, f"no equation for {lhs}"
+    # every equation with that left side (chain rule, constraint reading) ends in the seed's sum
+    assert all(r == parse(SEED001_GRAD[lhs]) for r in found), found
+
+
+def test_seed_chain_rule_lists_every_output_with_each_factor_evaluated(seed_tex: str) -> None:
+    (steps,) = [s for left, s in equations(seed_tex)
+                if left == _norm(r"\frac{\partial J}{\partial {V}_{1,1}}") and len(s) > 1]
+    assert steps[0] == (r"\sum_{y=1}^{2} \sum_{x=1}^{2} \frac{\partial Z_{y,x}}"
+                        r"{\partial V_{1,1}} \frac{\partial J}{\partial Z_{y,x}}")
+    assert terms(steps[1]) == terms(
+        r"\frac{\partial Z_{1,1}}{\partial V_{1,1}} \frac{\partial J}{\partial Z_{1,1}} + "
+        r"\frac{\partial Z_{1,2}}{\partial V_{1,1}} \frac{\partial J}{\partial Z_{1,2}} + "
+        r"\frac{\partial Z_{2,1}}{\partial V_{1,1}} \frac{\partial J}{\partial Z_{2,1}} + "
+        r"\frac{\partial Z_{2,2}}{\partial V_{1,1}} \frac{\partial J}{\partial Z_{2,2}}")
+    assert terms(steps[2]) == parse("K_{1,1} G_{1,1} + 0 G_{1,2} + 0 G_{2,1} + 0 G_{2,2}")
+    assert terms(steps[3]) == parse("K_{1,1} G_{1,1}")
+
+
+def test_seed_constraint_reading_is_seed_000s(seed_tex: str) -> None:
+    # seed 000: for k = 2, p = 1 gives n = 2 and p = 2 gives n = 1; likewise for rows.
+    block = seed_tex.split(r"Partial derivative with respect to ${V}_{2,2}$")[1]
+    block = block.split(r"\paragraph")[0]
+    assert (r"\item $(l - 1) \cdot 1 + m = 2$: $m = 1 \Rightarrow l = 2$, "
+            r"$m = 2 \Rightarrow l = 1$") in block
+    assert (r"\item $(n - 1) \cdot 1 + q = 2$: $q = 1 \Rightarrow n = 2$, "
+            r"$q = 2 \Rightarrow n = 1$") in block
+    corner = seed_tex.split(r"Partial derivative with respect to ${V}_{1,1}$")[1]
+    assert r"$m = 1 \Rightarrow l = 1$, $m = 2$: no $l$" in corner.split(r"\paragraph")[0]
+
+
+def test_seed_compact_forms_are_seed_003s_matrices(seed_tex: str) -> None:
+    # (B.18): dJ/dK = V * G, valid; (B.26): dJ/dV = zero-padded G * rot180(K)
+    v = (r"\begin{bmatrix}{V}_{1,1} & {V}_{1,2} & {V}_{1,3}\\{V}_{2,1} & {V}_{2,2} & {V}_{2,3}"
+         r"\\{V}_{3,1} & {V}_{3,2} & {V}_{3,3}\end{bmatrix}")
+    g = r"\begin{bmatrix}{G}_{1,1} & {G}_{1,2}\\{G}_{2,1} & {G}_{2,2}\end{bmatrix}"
+    assert rf"\frac{{\partial J}}{{\partial K}} = {v} \star {g}" in seed_tex
+    padded = (r"\begin{bmatrix}0 & 0 & 0 & 0\\0 & {G}_{1,1} & {G}_{1,2} & 0\\0 & {G}_{2,1} & "
+              r"{G}_{2,2} & 0\\0 & 0 & 0 & 0\end{bmatrix}")
+    rot = r"\begin{bmatrix}{K}_{2,2} & {K}_{2,1}\\{K}_{1,2} & {K}_{1,1}\end{bmatrix}"
+    assert rf"\frac{{\partial J}}{{\partial V}} = {padded} \star {rot}" in seed_tex
+    assert "2 + 2 - 1 = 3" in seed_tex  # the full correlation's size (not h_I + h_F/2 + 1)
+
+
+def test_seed_setup_and_provenance(seed_tex: str) -> None:
+    assert r"\left\lfloor \frac{3 + 0 + 0 - 1 \cdot (2 - 1) - 1}{1} \right\rfloor + 1 = 2" \
+        in seed_tex
+    assert r"V = \begin{bmatrix}{V}_{1,1}" in seed_tex  # channel indices of extent 1 dropped
+    assert "Every input row and column is read" in seed_tex
+    assert "generated by corrgen 0.1.0" in seed_tex
+    assert r"\texttt{corrgen latex -{}-input 3x3 -{}-kernel 2x2}" in seed_tex
+    assert "on this layer itself" in seed_tex
+
+
+# -- notation, index base, other layers ---------------------------------------------------------
+
+
+def test_seed003_notation_index_base_0_reproduces_appendix_b() -> None:
+    tex = to_latex(LayerSpec(input=(1, 4, 4), kernel=(1, 1, 2, 2)), index_base=0,
+                   notation="seed003")
+    # (B.11); the seed labels its third line y_{03}, but those terms are y_{02}'s
+    assert results(tex, "y_{0,0}") == [parse(
+        r"w_{0,0} x_{0,0} + w_{0,1} x_{0,1} + w_{1,0} x_{1,0} + w_{1,1} x_{1,1} + b")]
+    assert results(tex, "y_{0,2}") == [parse(
+        r"w_{0,0} x_{0,2} + w_{0,1} x_{0,3} + w_{1,0} x_{1,2} + w_{1,1} x_{1,3} + b")]
+    # (B.17) with m = n = 0
+    assert results(tex, r"\frac{\partial E}{\partial w_{0,0}}") == [parse(" + ".join(
+        rf"\delta_{{{i},{j}}} x_{{{i},{j}}}" for i in range(3) for j in range(3)))]
+    # (B.25): dE/dx_{00} = delta_{00} w_{00}
+    found = results(tex, r"\frac{\partial E}{\partial x_{0,0}}")
+    assert found and all(r == parse(r"\delta_{0,0} w_{0,0}") for r in found)
+    # (B.26): the zero-padded delta and the rotated filter
+    assert (r"\begin{bmatrix}0 & 0 & 0 & 0 & 0\\0 & {\delta}_{0,0} & {\delta}_{0,1} & "
+            r"{\delta}_{0,2} & 0\\") in tex
+    assert r"\otimes \begin{bmatrix}{w}_{1,1} & {w}_{1,0}\\{w}_{0,1} & {w}_{0,0}\end{bmatrix}" \
+        in tex
+    assert r"\delta" in tex and "Indices are 0-based" in tex
+
+
+def test_one_dimensional_layer_reads_like_seed_000s_isolated_sum() -> None:
+    tex = document("1d")[0]
+    # seed 000: dJ/dV_2 = K_1 G_2 + K_2 G_1 (the row index of extent 1 is left out)
+    found = results(tex, r"\frac{\partial J}{\partial V_{2}}")
+    assert found and all(r == parse("K_{1} G_{2} + K_{2} G_{1}") for r in found)
+    assert results(tex, "Z_{1}") == [parse(r"K_{1} \times V_{1} + K_{2} \times V_{2} + b")]
+    # seed 003 (B.7) in its own letters, 0-based
+    tex = to_latex(GRID["1d"], index_base=0, notation="seed003")
+    found = results(tex, r"\frac{\partial E}{\partial x_{1}}")
+    assert found and all(r == parse(r"w_{1} \delta_{0} + w_{0} \delta_{1}") for r in found)
+
+
+def test_convolution_mode_flips_the_kernel() -> None:
+    tex = document("convolution")[0]
+    assert results(tex, "Z_{1,1}") == [parse(
+        r"K_{2,2} V_{1,1} + K_{2,1} V_{1,2} + K_{1,2} V_{2,1} + K_{1,1} V_{2,2} + b")]
+    assert r"\operatorname{rot180}" in tex and r"\tilde{K}" in tex
+    found = results(tex, r"\frac{\partial J}{\partial K_{2,2}}")
+    assert found == [parse("G_{1,1} V_{1,1} + G_{1,2} V_{1,2} + G_{2,1} V_{2,1} + G_{2,2} V_{2,2}")]
+
+
+def test_multichannel_strided_keeps_channel_indices() -> None:
+    tex = document("strided-multichannel")[0]
+    assert r"{V}_{c,u,v}" in tex and r"{K}_{o,c,i,j}" in tex
+    # general index form: G rows (u - i + 3)/2 under the stride
+    assert r"\frac{u - i + 3}{2}" in tex
+    # dJ/dV_{1,1,1}: only the tap (2,2) of each output channel reaches it: (1 - 1 + 1 - 1)/2
+    found = results(tex, r"\frac{\partial J}{\partial V_{1,1,1}}")
+    assert found and all(r == parse("K_{1,1,2,2} G_{1,1,1} + K_{2,1,2,2} G_{2,1,1}")
+                         for r in found)
+
+
+def test_uncovered_rows_are_named_and_get_zero() -> None:
+    spec = LayerSpec(input=(1, 5, 5), kernel=(1, 1, 2, 2), stride=3)
+    assert spec.uncovered == ((2,), (2,))
+    tex = to_latex(spec)
+    assert "no window reads input rows 3 and columns 3" in tex
+    found = results(tex, r"\frac{\partial J}{\partial V_{3,3}}")
+    assert found and all(r == parse("0") for r in found)
+
+
+def test_large_layer_selects_elements_and_stays_bounded() -> None:
+    tex, seconds = document("large")
+    assert seconds < 60
+    heads = re.findall(r"Partial derivative with respect to \$(.*?)\$", tex)
+    assert len(heads) == 9 + 9 + 2  # corners of first and last channel (pair) and a centre
+    assert "reduced proxy" in tex and "1,138,368 terms" in tex
+    assert r"\cdots" in tex and "(1024 terms)" in tex
+    assert r"{K}_{1,1,3,3}" in heads  # the centre tap
+    assert len(tex) < 400_000
+
+
+# -- selection and options -----------------------------------------------------------------------
+
+
+def test_parse_elements() -> None:
+    assert parse_elements("all") == "all" and parse_elements(" Corners ") == "corners"
+    assert parse_elements("7") == 7 and parse_elements(3) == 3
+    for bad in ("some", "0", "101", -1, True):
+        with pytest.raises(LatexError, match="elements="):
+            parse_elements(bad)
+
+
+def test_elements_count_and_all() -> None:
+    tex = to_latex(SEED, elements=2)
+    heads = re.findall(r"Partial derivative with respect to \$(.*?)\$", tex)
+    assert heads == [r"{K}_{1,1}", r"{K}_{2,2}", r"{V}_{1,1}", r"{V}_{3,3}", "b"]
+    assert "2 of the 9 input elements are expanded" in tex
+    with pytest.raises(LatexError, match=r"elements='all': .* 20,672 elements .* corners"):
+        to_latex(GRID["large"], elements="all")
+    with pytest.raises(LatexError, match="notation='seed999'"):
+        to_latex(SEED, notation="seed999")
+    with pytest.raises(LatexError, match="index_base=2"):
+        to_latex(SEED, index_base=2)
+
+
+def test_a_wrong_expansion_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A forward pass that reads the wrong kernel tap must not reach the document.
+    real = latex.kernel_element
+    monkeypatch.setattr(latex, "kernel_element",
+                        lambda spec, o, c, i, j: real(spec, o, c, j, i))
+    with pytest.raises(DerivationError, match="proven index form"):
+        to_latex(LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 3)))
+
+
+def test_templates_are_found_from_the_package() -> None:
+    env = latex.environment()
+    assert "derivation.tex.jinja" in env.list_templates()
+    assert env.undefined.__name__ == "StrictUndefined"
+    assert env.variable_start_string == r"\VAR{"
+
+
+# -- files and the command line -------------------------------------------------------------------
+
+
+def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "x.tex"
+    write_atomic(target, "old")
+
+    def broken(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(latex.os, "replace", broken)
+    with pytest.raises(OSError):
+        write_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.tex"]
+
+
+def test_cli_writes_the_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "seed.tex"
+    assert cli.main(["latex", "-o", str(out)]) == 0
+    assert out.read_text() == to_latex(SEED)
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line_with_status_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        ("-o", str(tmp_path / "x.pdf")): "the output must be a .tex file",
+        ("-o", str(tmp_path / "no" / "x.tex")): "does not exist",
+        ("-o", str(tmp_path / "x.tex"), "--elements", "many"): "--elements 'many'",
+    }
+    for argv, message in cases.items():
+        assert cli.main(["latex", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    monkeypatch.setattr(cli, "find_engine", lambda: None)
+    assert cli.main(["latex", "-o", str(tmp_path / "y.tex"), "--pdf"]) == 2
+    err = capsys.readouterr().err
+    assert "no LaTeX engine is installed" in err and "apt-get install texlive-latex-base" in err
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_demo_step_writes_the_seed_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli._demo_latex in cli.DEMO_STEPS
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "find_engine", lambda: None)
+    assert cli._demo_latex(SEED, None) == 0  # type: ignore[arg-type]
+    assert (tmp_path / "corrgen-demo" / "derivation.tex").read_text() == to_latex(SEED)
+    assert "pdflatex is not installed" in capsys.readouterr().out
+
+
+def test_compile_without_engine_says_how_to_get_one(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    tex = tmp_path / "a.tex"
+    tex.write_text("x")
+    monkeypatch.setattr(latex, "find_engine", lambda: None)
+    with pytest.raises(LatexError, match="apt-get install texlive-latex-base"):
+        compile_pdf(tex)
+
+
+@needs_pdflatex
+def test_a_latex_error_is_reported_with_its_log(tmp_path: Path) -> None:
+    tex = tmp_path / "bad.tex"
+    tex.write_text("\\documentclass{article}\\begin{document}$\\frac{1}$\\end{document}\n")
+    with pytest.raises(LatexError, match=r"pdflatex -halt-on-error failed .*! .*log: "):
+        compile_pdf(tex)
+    assert not (tmp_path / "bad.pdf").exists()
+    assert (tmp_path / "bad.log").exists()
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("name", GRID)
+def test_grid_document_compiles(name: str, tmp_path: Path) -> None:
+    text, generated = document(name)
+    path = tmp_path / f"{name}.tex"
+    write_atomic(path, text)
+    pdf, pages = compile_pdf(path)
+    assert pdf.exists() and pdf.read_bytes().startswith(b"%PDF")
+    assert 1 <= pages <= 50, f"{name}: {pages} pages"
+    print(f"{name}: {pages} pages, generated in {generated:.1f} s")
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("notation", ["seed000", "seed003"])
+def test_other_notation_and_base_compile(notation: str, tmp_path: Path) -> None:
+    path = tmp_path / "n.tex"
+    write_atomic(path, to_latex(GRID["strided-multichannel"], index_base=0, elements="corners",
+                                notation=notation))
+    assert compile_pdf(path)[1] >= 1
+
+
+@needs_pdflatex
+def test_cli_pdf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "d.tex"
+    assert cli.main(["latex", "-o", str(out), "--pdf", "--input", "1x4", "--kernel", "1x2"]) == 0
+    assert out.with_suffix(".pdf").exists()
+    assert "pages)" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.pdf", "d.tex"]
