@@ -19,7 +19,8 @@ What the comparison finds:
   ``sum_{i',j'} delta[i',j'] f[i + i'*stride, j + j'*stride]`` is right. The input gradient::
 
       delta^l[i,j] = sum_{i'=0}^{KH/stride - 1} sum_{j'=0}^{KW/stride - 1} sum_f'
-                     w[i % stride + i'*stride, j % stride + j'*stride] delta^{l+1}[i/stride - i', ...]
+                     w[i % stride + i'*stride, j % stride + j'*stride]
+                     * delta^{l+1}[i/stride - i', ...]
 
   picks the right taps (those congruent to ``i`` modulo the stride) and the right output
   rows, but its upper limit ``KH/stride - 1`` is only right when the stride divides the
@@ -95,8 +96,8 @@ def seed000_grad_input(spec: LayerSpec) -> Elements:
                             for p in range(1, kw + 1):
                                 if (n - 1) * s + p != k:
                                     continue
-                                for q in range(1, o + 1):
-                                    terms.append(K[q - 1, i - 1, m - 1, p - 1] * G[q - 1, l - 1, n - 1])
+                                terms += [K[q - 1, i - 1, m - 1, p - 1] * G[q - 1, l - 1, n - 1]
+                                          for q in range(1, o + 1)]
                 out[(i - 1, j - 1, k - 1)] = Add(*terms)
     return out
 

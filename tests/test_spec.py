@@ -15,7 +15,8 @@ def brute_output_size(size, pad_lo, pad_hi, taps, dilation, stride):
 
 
 @pytest.mark.parametrize(
-    "h, kh, s, p, d", list(itertools.product((1, 4, 7, 10), (1, 2, 3), (1, 2, 3), (0, 1, 2), (1, 2)))
+    "h, kh, s, p, d",
+    list(itertools.product((1, 4, 7, 10), (1, 2, 3), (1, 2, 3), (0, 1, 2), (1, 2))),
 )
 def test_output_size_matches_sliding_windows(h, kh, s, p, d):
     if d * (kh - 1) + 1 > h + 2 * p:
@@ -49,7 +50,8 @@ def test_padding_names():
         assert bottom - top in (0, 1) and right - left in (0, 1)
     dilated_full = LayerSpec(input=(1, 5, 5), kernel=(1, 1, 3, 3), padding="FULL", dilation=2)
     assert dilated_full.pads == (4, 4, 4, 4) and dilated_full.padding == "full"
-    assert LayerSpec(input=(1, 5, 5), kernel=(1, 1, 3, 3), padding="valid").output_shape == (1, 3, 3)
+    valid = LayerSpec(input=(1, 5, 5), kernel=(1, 1, 3, 3), padding="valid")
+    assert valid.output_shape == (1, 3, 3)
 
 
 @pytest.mark.parametrize(
