@@ -52,8 +52,9 @@ LOG = "build.log"
 PACKAGE_README = """\
 # generated/
 
-Modules produced by corrgen's code generator (`corrgen build`, `codegen.load`); do not
-edit them; the folder is safe to delete (modules are rebuilt on first use).
+Modules produced by codegen; do not edit; safe to delete.
+
+They come from `corrgen build` and `codegen.load`, which rebuild a deleted module on first use.
 
 Each `<kernel>_<key12>/` folder holds one layer's kernel source, its header, the Python
 wrapper (`__init__.py`), cffi's glue, the compiled extension and `build.log`/`build.json`;
@@ -156,6 +157,63 @@ def cache_key(sources: SourceFiles, backend: Backend, chain: Toolchain) -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def generator_fingerprint() -> str:
+    """SHA-256 over everything that renders sources: templates, codegen and derive code, and
+    the versions of SymPy and Jinja."""
+    from importlib.metadata import version
+
+    import derive
+    import templates
+
+    digest = hashlib.sha256()
+    for package in (templates, derive, Path(__file__).parent):
+        folder = Path(package if isinstance(package, Path) else package.__file__).resolve()
+        folder = folder if folder.is_dir() else folder.parent
+        for path in sorted(folder.glob("*.*")):
+            if path.suffix in (".py", ".jinja"):
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for dist in ("sympy", "jinja2"):
+        digest.update(f"{dist} {version(dist)}".encode())
+    return digest.hexdigest()
+
+
+def request_key(request: dict[str, object], backend: Backend, chain: Toolchain) -> str:
+    """SHA-256 over what determines a module before it is rendered: the request (spec,
+    style, dtype), the backend, the toolchain and the generator's own code.
+
+    ``<out>/.index/`` maps it to the cache key of the module it rendered, so that a process
+    loading a module that is already built skips rendering (SymPy's share of an unrolled
+    kernel takes seconds) and only imports it.
+    """
+    digest = hashlib.sha256()
+    for item in (json.dumps(request, sort_keys=True), repr(backend), *chain.identity(backend),
+                 __version__, generator_fingerprint()):
+        digest.update(item.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def lookup(out: Path | str, request: str, name: str | None = None) -> Built | None:
+    """The complete build a request key was recorded for, if it is still there."""
+    try:
+        entry = json.loads((Path(out) / ".index" / f"{request[:32]}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    folder = Path(out) / entry.get("folder", "")
+    if name is not None and folder.name != name:
+        return None
+    return Built(folder, entry["key"], compiled=False) if is_built(folder, entry.get("key", "")
+                                                                   ) else None
+
+
+def remember(out: Path | str, request: str, built: Built) -> None:
+    """Record which build a request key produced (see ``request_key``)."""
+    index = Path(out) / ".index"
+    index.mkdir(exist_ok=True)
+    _write_atomic(index / f"{request[:32]}.json",
+                  json.dumps({"folder": built.folder.name, "key": built.key}) + "\n")
+
+
 def extension_name(key: str) -> str:
     """The cffi extension's module name; it carries the key, so modules never clash."""
     return f"_conv2d_{key[:12]}"
@@ -168,12 +226,6 @@ class Built:
     folder: Path
     key: str
     compiled: bool
-
-    @property
-    def package(self) -> str:
-        """The import name of the out folder: its own name when that is an identifier."""
-        name = self.folder.parent.name
-        return name if name.isidentifier() else "corrgen_modules"
 
 
 def is_built(folder: Path, key: str) -> bool:

@@ -10,6 +10,7 @@ free. Kernels run through cffi's API mode, which releases the GIL for the call.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -22,9 +23,9 @@ import numpy as np
 from derive.spec import LayerSpec
 
 from .backends import Backend, backend_for
-from .build import Built, compile_cached
+from .build import Built, compile_cached, lookup, remember, request_key, toolchain
 from .errors import LoadError
-from .lower import lower
+from .lower import DTYPES, lower, resolve_style
 from .render import WRAPPER, render
 
 
@@ -50,33 +51,64 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
         ``style`` and ``key``.
     """
     backend = backend or backend_for(target)
-    report = progress or (lambda _: None)
-    report("rendering")
-    sources = render(lower(spec, backend, dtype, style), backend)
-    built = compile_cached(sources, backend, out, name, progress)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    style = resolve_style(spec, style)
+    request = request_key({"spec": spec.to_dict(), "style": style, "dtype": dtype},
+                          backend, toolchain(backend))
+    built = lookup(out, request, name)
+    if built is None:
+        (progress or (lambda _: None))("rendering")
+        sources = render(lower(spec, backend, dtype, style), backend)
+        built = compile_cached(sources, backend, out, name, progress)
+        remember(out, request, built)
     return import_built(built)
 
 
-def import_built(built: Built) -> ModuleType:
-    """Import a built module folder as ``<package>.<folder>`` (no change to ``sys.path``)."""
-    module_name = f"{built.package}.{built.folder.name}"
-    module = sys.modules.get(module_name)
-    if module is not None and getattr(module, "key", None) == built.key:
-        return module
-    init = built.folder / WRAPPER
+def _import_path(name: str, folder: Path) -> ModuleType:
+    """Import the package ``folder/__init__.py`` as ``name``."""
+    init = folder / WRAPPER
     spec = importlib.util.spec_from_file_location(
-        module_name, init, submodule_search_locations=[str(built.folder)])
+        name, init, submodule_search_locations=[str(folder)])
     if spec is None or spec.loader is None:
         raise LoadError(f"{init}: cannot be imported")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except ImportError as error:
-        del sys.modules[module_name]
-        raise LoadError(f"{built.folder}: the built module does not import ({error}); delete "
+        del sys.modules[name]
+        raise LoadError(f"{folder}: the built module does not import ({error}); delete "
                         f"the folder to rebuild it") from error
     return module
+
+
+def _package(out: Path) -> str:
+    """The import name of the out folder: its own name (``generated``), unless that name is
+    taken in this process by another module, or is no identifier."""
+    name = out.name
+    if name.isidentifier():
+        loaded = sys.modules.get(name)
+        if loaded is None:
+            _import_path(name, out)
+            return name
+        if Path(getattr(loaded, "__file__", None) or "").resolve() == (out / WRAPPER).resolve():
+            return name
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    private = f"_corrgen_out_{digest}"
+    if private not in sys.modules:
+        _import_path(private, out)
+    return private
+
+
+def import_built(built: Built) -> ModuleType:
+    """Import a built module folder as ``<out>.<folder>``, e.g. ``generated.conv2d_...``,
+    without changing ``sys.path``."""
+    module_name = f"{_package(built.folder.parent)}.{built.folder.name}"
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(module, "key", None) == built.key:
+        return module
+    return _import_path(module_name, built.folder)
 
 
 def _address(array: np.ndarray) -> int:
