@@ -134,6 +134,13 @@ class KernelIR:
     tap_col: str
     has_bias: bool
 
+    def constant(self, name: str) -> int:
+        """The value of one constant, by name."""
+        for constant in self.constants:
+            if constant.name == name:
+                return constant.value
+        raise KeyError(name)
+
     def kernel(self, name: str) -> Kernel:
         """The kernel of one pass, by name."""
         for kernel in self.kernels:

@@ -176,7 +176,8 @@ def _constants(spec: LayerSpec, style: str) -> tuple[Constant, ...]:
     ]
     if style == "loops":
         consts += [
-            Constant("OB", _block(o), "output channels per forward task (divides O)"),
+            Constant("OB", _block(o), "output channels per forward and grad_weight task "
+                     "(divides O)"),
             Constant("CB", _block(c), "input channels per grad_input task (divides C)"),
             Constant("WQ", -(-w // sw), "input columns per column phase: ceil(W / SW)"),
             Constant("GRAD_WEIGHT_MIN_TASKS", GRAD_WEIGHT_MIN_TASKS,

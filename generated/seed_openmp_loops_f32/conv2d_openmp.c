@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: dfd167382ce45a26babcb67fbf2f82a3fca81e0a61193b9023412b8858c898db
+ * cache key: c059caef72579a26e4d2c0ef4fa5db8a60e9a85274f9f821079ce6a1e01024d1
  */
 
 #include <stdint.h>
@@ -31,7 +31,7 @@ typedef float real;
 #define PT 0 /* zero rows above the input */
 #define PL 0 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
-#define OB 1 /* output channels per forward task (divides O) */
+#define OB 1 /* output channels per forward and grad_weight task (divides O) */
 #define CB 1 /* input channels per grad_input task (divides C) */
 #define WQ 3 /* input columns per column phase: ceil(W / SW) */
 #define GRAD_WEIGHT_MIN_TASKS 64 /* grad_weight splits the batch until O*C*chunks reaches this */
@@ -149,9 +149,10 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 
 /* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
  * The batch is cut into a number of chunks that depends on N and the layer only; task
- * (chunk, o, c) sums dK[o, c] over its samples into its own slot, and the chunks' partial
- * sums are then added in chunk order. No atomics, and the result does not depend on the
- * number of threads or on scheduling. */
+ * (chunk, block of OB output channels, c) sums dK[o, c] over its samples into its own
+ * slot, and the chunks' partial sums are then added in chunk order. No atomics, and the
+ * result does not depend on the number of threads or on scheduling. Each input row is
+ * loaded once for the OB dot products that read it. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
     int64_t chunks = (GRAD_WEIGHT_MIN_TASKS + O * C - 1) / (O * C);
@@ -165,32 +166,37 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     }
     #pragma omp parallel for collapse(3) schedule(static) if (n * 32 >= PARALLEL_MIN_FLOPS)
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-        for (int o = 0; o < O; ++o) {
+        for (int ob = 0; ob < O / OB; ++ob) {
             for (int c = 0; c < C; ++c) {
-                real acc[KH][KW];
+                const int o0 = ob * OB;
+                real acc[OB][KH][KW];
                 memset(acc, 0, sizeof acc);
                 for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
                     const real *restrict plane = V + (s * C + c) * (H * W);
                     for (int y = 0; y < HO; ++y) {
-                        const real *restrict g = G + ((s * O + o) * HO + y) * WO;
+                        const real *restrict g = G + ((s * O + o0) * HO + y) * WO;
                         for (int r = OUT_ROW_START[y]; r < OUT_ROW_START[y + 1]; ++r) {
                             const int i = OUT_ROW_TAP[r];
                             const real *restrict row = plane + OUT_ROW_INPUT[r] * W;
                             for (int j = 0; j < KW; ++j) {
                                 const int v0 = j * DW - PL;
-                                real sum = 0;
-                                #pragma omp simd reduction(+:sum)
-                                for (int x = X_LO[j]; x < X_HI[j]; ++x)
-                                    sum += g[x] * row[x * SW + v0];
-                                acc[i][j] += sum;
+                                real sum0 = 0;
+                                #pragma omp simd reduction(+:sum0)
+                                for (int x = X_LO[j]; x < X_HI[j]; ++x) {
+                                    const real v = row[x * SW + v0];
+                                    sum0 += g[0 * (HO * WO) + x] * v;
+                                }
+                                acc[0][i][j] += sum0;
                             }
                         }
                     }
                 }
-                real *restrict out = partial + ((chunk * O + o) * C + c) * (KH * KW);
-                for (int i = 0; i < KH; ++i)
-                    for (int j = 0; j < KW; ++j)
-                        out[(i) * KW + j] = acc[i][j];
+                for (int p = 0; p < OB; ++p) {
+                    real *restrict out = partial + ((chunk * O + o0 + p) * C + c) * (KH * KW);
+                    for (int i = 0; i < KH; ++i)
+                        for (int j = 0; j < KW; ++j)
+                            out[(i) * KW + j] = acc[p][i][j];
+                }
             }
         }
     }
