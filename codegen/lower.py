@@ -49,7 +49,7 @@ PARALLEL_MIN_FLOPS = 1 << 17
 #: grad_weight splits the batch into chunks until there are this many independent tasks.
 GRAD_WEIGHT_MIN_TASKS = 64
 #: The most output channels (forward) or input channels (grad_input) one task updates.
-CHANNEL_BLOCK = 4
+CHANNEL_BLOCK = 8
 
 DTYPES = tuple(CTYPES)
 
