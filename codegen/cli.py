@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -280,6 +281,233 @@ def _add_derive(sub: Any) -> None:
     p.set_defaults(handler=cmd_derive)
 
 
+# -- kernels: corrgen emit / build / check / bench -----------------------------------------------
+
+
+class StageProgress:
+    """Reports the stage of a build on stderr once it has run longer than ``delay`` seconds.
+
+    Use as a context manager; call it with each stage's name as the stage starts.
+    """
+
+    def __init__(self, what: str, stream: Any = None, delay: float = 1.0) -> None:
+        self.what, self.stream, self.delay = what, stream or sys.stderr, delay
+        self.stage, self.shown = "", ""
+        self.start = time.perf_counter()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __call__(self, stage: str) -> None:
+        self.stage = stage
+
+    def __enter__(self) -> StageProgress:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        if self.shown:
+            state = "failed" if exc[0] else "done"
+            self._write(f"{self.what}: {state} in {time.perf_counter() - self.start:.1f} s\n")
+
+    def _watch(self) -> None:
+        tty = self.stream.isatty()
+        while not self.done.wait(0.25):
+            elapsed = time.perf_counter() - self.start
+            if elapsed >= self.delay and self.stage and (tty or self.stage != self.shown):
+                self.shown = self.stage
+                self._write(f"{self.what}: {self.stage} ({elapsed:.1f} s)"
+                            + ("\r" if tty else "\n"))
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
+                    dtype_list: bool = False) -> None:
+    from codegen.backends import BACKENDS
+    from codegen.lower import DTYPES, STYLES
+
+    group = parser.add_argument_group("kernels")
+    group.add_argument("--target", choices=tuple(BACKENDS), default="openmp",
+                       help="the kernel backend (default openmp)")
+    if dtype_list:
+        group.add_argument("--dtype", default="float32", metavar="LIST",
+                           help="float32 (default), float64, or both comma-separated")
+    else:
+        group.add_argument("--dtype", choices=DTYPES, default="float64",
+                           help="the arrays' type (default float64)")
+    group.add_argument("--style", choices=STYLES, default="auto",
+                       help="unrolled: the derived per-element expressions (small layers); "
+                       "loops: the index forms; auto (default) picks by size")
+    group.add_argument("--out", default="generated", metavar="DIR",
+                       help="the folder modules are written to (default generated)")
+    if name:
+        group.add_argument("--name", metavar="NAME",
+                           help="the module's folder name instead of <kernel>_<key12> "
+                           "(a Python identifier)")
+
+
+def _load(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) -> Any:
+    import codegen
+
+    dtype = dtype or args.dtype
+    with StageProgress(f"building {args.target} {dtype} module") as progress:
+        return codegen.load(spec, args.target, dtype, args.out, style=args.style,
+                            name=getattr(args, "name", None), progress=progress)
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    from codegen.backends import backend_for
+    from codegen.build import emit
+    from codegen.lower import lower
+    from codegen.render import render
+
+    spec = spec_from_args(args)
+    backend = backend_for(args.target)
+    with StageProgress("rendering") as progress:
+        progress("rendering")
+        sources = render(lower(spec, backend, args.dtype, args.style), backend)
+        folder = emit(sources, backend, args.out, args.name)
+    for file, _ in sources.files:
+        print(folder / file)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    module = _load(spec_from_args(args), args)
+    print(f"{module.__name__}  ({module.style}, {module.dtype}, {module.target})")
+    print(Path(module.__file__).parent)
+    return 0
+
+
+def _check(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) -> int:
+    from codegen.check import check_module
+
+    module = _load(spec, args, dtype)
+    print(f"{module.__name__}: {module.style} kernels, {module.dtype}, batch {args.batch}, "
+          f"{module.threads()} threads")
+    results = check_module(module, args.batch, args.seed)
+    for result in results:
+        print(f"  {result}")
+    failed = [r.name for r in results if not r.ok]
+    print("  every pass matches the reference" if not failed
+          else f"  MISMATCH in {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if args.batch < 1:
+        raise UsageError(f"--batch {args.batch}: expected a batch size >= 1")
+    return _check(spec_from_args(args), args)
+
+
+def _parse_layers(text: str) -> list[str]:
+    from codegen.bench import LAYERS
+
+    names = list(LAYERS) if text.strip().lower() == "all" else [
+        t.strip().upper() for t in text.split(",") if t.strip()]
+    for name in names:
+        if name not in LAYERS:
+            raise UsageError(f"--layers {text!r}: {name!r} is not one of "
+                             f"{', '.join(LAYERS)} (or all)")
+    return names
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from codegen.bench import LAYERS, bench_module, markdown, table, to_json
+    from codegen.lower import DTYPES
+
+    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise UsageError(f"--dtype {args.dtype!r}: {dtype!r} is not one of "
+                             f"{', '.join(DTYPES)}")
+    if args.runs < 7:
+        raise UsageError(f"--runs {args.runs}: the median needs at least 7 runs")
+    if args.layers:
+        jobs = [(name, *LAYERS[name]) for name in _parse_layers(args.layers)]
+    else:
+        jobs = [("", spec_from_args(args), 16)]
+    rows = []
+    for layer, spec, batch in jobs:
+        batch = args.batch or batch
+        for dtype in dtypes:
+            module = _load(spec, args, dtype)
+            print(f"timing {layer or spec.describe()} {dtype}, N={batch} ...", file=sys.stderr)
+            rows += bench_module(module, batch, layer, args.runs, not args.no_torch)
+    print(table(rows))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(rows))
+    if args.json:
+        Path(args.json).write_text(to_json(rows) + "\n")
+    return 0
+
+
+def _add_kernel_command(sub: Any, name: str, help: str, description: str,
+                        handler: Callable[[argparse.Namespace], int],
+                        with_name: bool = False, dtype_list: bool = False
+                        ) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=description, epilog=SPEC_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _spec_options(p)
+    _kernel_options(p, with_name, dtype_list)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _add_emit(sub: Any) -> None:
+    _add_kernel_command(
+        sub, "emit", "write kernel sources", "Render the kernels of a layer (header, kernel "
+        "source, Python wrapper) into DIR/<kernel>_<key12>/ without compiling them.",
+        cmd_emit, with_name=True)
+
+
+def _add_build(sub: Any) -> None:
+    _add_kernel_command(
+        sub, "build", "emit and compile a module", "Render and compile the kernels of a layer "
+        "into an importable module (reused when already built); prints its import name "
+        "and folder.", cmd_build, with_name=True)
+
+
+def _add_check(sub: Any) -> None:
+    p = _add_kernel_command(
+        sub, "check", "validate every pass against the NumPy reference", "Build the module, "
+        "run every pass on random data and compare with the NumPy reference; exit status 1 "
+        "on a mismatch.", cmd_check)
+    p.add_argument("--batch", type=int, default=2, metavar="N", help="batch size (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def _add_bench(sub: Any) -> None:
+    p = _add_kernel_command(
+        sub, "bench", "time the kernels against NumPy and PyTorch", "Time every pass of the "
+        "generated module against the NumPy reference and, when installed, PyTorch's CPU "
+        "conv2d and autograd backward: median of interleaved runs after a warm-up, GFLOP/s "
+        "(2*N*O*HO*WO*C*KH*KW per pass), time ratios, thread count (OMP_NUM_THREADS).",
+        cmd_bench, dtype_list=True)
+    p.add_argument("--layers", metavar="IDS",
+                   help="the BENCH.md layers to time instead of the spec: e.g. S1,S2 or all")
+    p.add_argument("--batch", type=int, default=0, metavar="N",
+                   help="batch size (default: the layer's, 16 for a spec)")
+    p.add_argument("--runs", type=int, default=7, help="timed runs per pass (default 7)")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    p.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+
+
+def _demo_module(spec: LayerSpec, args: argparse.Namespace) -> int:
+    print("\n== 3. OpenMP module, built and validated against the NumPy reference")
+    args.target, args.style, args.out, args.name = "openmp", "auto", "generated", None
+    args.batch, args.seed = 2, 0
+    status = 0
+    for dtype in ("float64", "float32"):
+        status = max(status, _check(spec, args, dtype))
+    return status
+
+
 # -- corrgen demo -------------------------------------------------------------------------------
 
 
@@ -301,7 +529,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 #: Further demo stages ``(spec, args) -> exit status``, appended by the modules that own them.
-DEMO_STEPS: list[Callable[[LayerSpec, argparse.Namespace], int]] = []
+DEMO_STEPS: list[Callable[[LayerSpec, argparse.Namespace], int]] = [_demo_module]
 
 
 def _add_demo(sub: Any) -> None:
@@ -406,7 +634,8 @@ DEMO_STEPS.append(_demo_latex)
 # -- main ---------------------------------------------------------------------------------------
 
 
-COMMANDS: list[Callable[[Any], None]] = [_add_demo, _add_derive, _add_latex]
+COMMANDS: list[Callable[[Any], None]] = [
+    _add_demo, _add_derive, _add_latex, _add_emit, _add_build, _add_check, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

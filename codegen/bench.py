@@ -1,0 +1,222 @@
+"""Timing generated kernels against the NumPy reference and, when installed, PyTorch.
+
+Each pass is timed side by side with its peers, interleaved run by run, after a warm-up;
+the median of the runs is reported (the machines are shared and noisy: compare ratios).
+FLOPs per pass are ``2*N*O*HO*WO*C*KH*KW`` (forward, grad_input, grad_weight; BENCH.md)
+and ``N*O*HO*WO`` for grad_bias.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from types import ModuleType
+from typing import Any
+
+from derive import __version__, reference
+from derive.spec import LayerSpec
+
+#: The benchmark layers of BENCH.md: id -> (spec, batch N).
+LAYERS: dict[str, tuple[LayerSpec, int]] = {
+    "S1": (LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2)), 1),
+    "S2": (LayerSpec(input=(1, 28, 28), kernel=(8, 1, 3, 3)), 64),
+    "S3": (LayerSpec(input=(3, 32, 32), kernel=(16, 3, 5, 5), padding=2), 64),
+    "S4": (LayerSpec(input=(16, 32, 32), kernel=(32, 16, 3, 3), stride=2, padding=1), 32),
+    "S5": (LayerSpec(input=(64, 56, 56), kernel=(64, 64, 3, 3), padding=1), 16),
+    "S6": (LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1)), 16),
+}
+
+PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One pass of one layer: the median times (µs) of corrgen and its peers."""
+
+    layer: str
+    spec: str
+    dtype: str
+    batch: int
+    threads: int
+    name: str
+    flops: int
+    corrgen_us: float
+    numpy_us: float
+    torch_us: float | None
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.corrgen_us / 1e3
+
+    @property
+    def vs_numpy(self) -> float:
+        """corrgen time / NumPy reference time (below 1: corrgen is faster)."""
+        return self.corrgen_us / self.numpy_us
+
+    @property
+    def vs_torch(self) -> float | None:
+        """corrgen time / PyTorch time, when PyTorch was measured."""
+        return None if self.torch_us is None else self.corrgen_us / self.torch_us
+
+
+def flops(spec: LayerSpec, batch: int, name: str) -> int:
+    """Floating-point operations of one pass (BENCH.md's count)."""
+    o, ho, wo = spec.output_shape
+    _, c, kh, kw = spec.kernel
+    outputs = batch * o * ho * wo
+    return outputs if name == "grad_bias" else 2 * outputs * c * kh * kw
+
+
+def _torch_passes(spec: LayerSpec, threads: int, V: Any, K: Any, b: Any, G: Any
+                  ) -> dict[str, Callable[[], Any]] | None:
+    """PyTorch's CPU conv2d and its autograd backward kernel, per pass; None without torch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    top, bottom, left, right = spec.pads
+    Vt = torch.from_numpy(V)
+    if (top, left) != (bottom, right):  # uneven "same": pad once, outside the timing
+        Vt = F.pad(Vt, (left, right, top, bottom))
+        top = left = 0
+    Kt = torch.from_numpy(K[:, :, ::-1, ::-1].copy() if spec.mode == "convolution" else K)
+    bt = torch.from_numpy(b) if b is not None else None
+    Gt = torch.from_numpy(G)
+    stride, padding, dilation = list(spec.stride), [top, left], list(spec.dilation)
+    bias_sizes = [spec.kernel[0]] if spec.bias else None
+
+    def backward(mask: list[bool]) -> Callable[[], Any]:
+        return lambda: torch.ops.aten.convolution_backward(
+            Gt, Vt, Kt, bias_sizes, stride, padding, dilation, False, [0, 0], 1, mask)
+
+    passes = {  # the tensors need no gradient: no autograd graph is recorded
+        "forward": lambda: F.conv2d(Vt, Kt, bt, stride, padding, dilation),
+        "grad_input": backward([True, False, False]),
+        "grad_weight": backward([False, True, False]),
+    }
+    if spec.bias:
+        passes["grad_bias"] = backward([False, False, True])
+    return passes
+
+
+def _number(call: Callable[[], Any], at_least: float = 1e-3) -> int:
+    """Calls per timing so that one timing lasts at least ``at_least`` seconds."""
+    start = time.perf_counter()
+    call()
+    once = time.perf_counter() - start
+    return max(1, int(at_least / max(once, 1e-9)))
+
+
+def _time(call: Callable[[], Any], number: int) -> float:
+    """Seconds per call over ``number`` calls, after one untimed call (it absorbs the wake-up
+    of this contestant's threads after its peers ran)."""
+    call()
+    start = time.perf_counter()
+    for _ in range(number):
+        call()
+    return (time.perf_counter() - start) / number
+
+
+def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
+                 with_torch: bool = True, seed: int = 0) -> list[Row]:
+    """Time every pass of ``module`` and its peers, interleaved, ``runs`` times each."""
+    spec: LayerSpec = module.spec
+    V, K, b, G = reference.random_inputs(spec, batch, module.dtype, seed)
+    threads = module.threads()
+    ours: dict[str, Callable[[], Any]] = {
+        "forward": lambda: module.forward(V, K, b),
+        "grad_input": lambda: module.grad_input(K, G),
+        "grad_weight": lambda: module.grad_weight(V, G),
+    }
+    numpy: dict[str, Callable[[], Any]] = {
+        "forward": lambda: reference.forward(spec, V, K, b),
+        "grad_input": lambda: reference.grad_input(spec, K, G),
+        "grad_weight": lambda: reference.grad_weight(spec, V, G),
+    }
+    if spec.bias:
+        ours["grad_bias"] = lambda: module.grad_bias(G)
+        numpy["grad_bias"] = lambda: reference.grad_bias(spec, G)
+    torch = _torch_passes(spec, threads, V, K, b, G) if with_torch else None
+    rows = []
+    for name in ours:
+        contestants = {"corrgen": ours[name], "numpy": numpy[name]}
+        if torch is not None:
+            contestants["torch"] = torch[name]
+        for call in contestants.values():  # warm-up
+            call()
+        numbers = {who: _number(call) for who, call in contestants.items()}
+        times: dict[str, list[float]] = {who: [] for who in contestants}
+        for _ in range(runs):
+            for who, call in contestants.items():
+                times[who].append(_time(call, numbers[who]))
+        median = {who: statistics.median(t) * 1e6 for who, t in times.items()}
+        rows.append(Row(layer, spec.describe(), module.dtype, batch, threads, name,
+                        flops(spec, batch, name), median["corrgen"], median["numpy"],
+                        median.get("torch")))
+    return rows
+
+
+def _fmt(value: float | None, digits: str = ".2f") -> str:
+    return "—" if value is None else format(value, digits)
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a markdown table."""
+    lines = ["| layer | dtype | N | pass | corrgen µs | GFLOP/s | NumPy µs | ÷ NumPy | "
+             "PyTorch µs | ÷ PyTorch | threads |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(
+            f"| {r.layer or r.spec} | {r.dtype} | {r.batch} | {r.name} | {r.corrgen_us:.1f} | "
+            f"{r.gflops:.2f} | {r.numpy_us:.1f} | {r.vs_numpy:.3f} | "
+            f"{_fmt(r.torch_us, '.1f')} | {_fmt(r.vs_torch, '.3f')} | {r.threads} |")
+    return "\n".join(lines)
+
+
+def describe_machine() -> dict[str, Any]:
+    """What the numbers were taken on."""
+    import numpy as np
+
+    info: dict[str, Any] = {"corrgen": __version__, "python": platform.python_version(),
+                            "numpy": np.__version__, "machine": platform.machine(),
+                            "processor": _cpu_name()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def markdown(rows: list[Row]) -> str:
+    """A markdown report: what it ran on, then the table; ratios below 1 favour corrgen."""
+    info = describe_machine()
+    head = ", ".join(f"{k} {v}" for k, v in info.items() if v is not None)
+    return (f"# corrgen bench\n\n{head}; {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
+            f"Median of interleaved runs after a warm-up; ÷ columns are time ratios "
+            f"(below 1: corrgen is faster).\n\n{table(rows)}\n")
+
+
+def to_json(rows: list[Row]) -> str:
+    """The rows and the machine description as JSON."""
+    return json.dumps({"machine": describe_machine(), "rows": [
+        {**asdict(r), "gflops": r.gflops, "vs_numpy": r.vs_numpy, "vs_torch": r.vs_torch}
+        for r in rows]}, indent=1)

@@ -1,0 +1,451 @@
+"""SourceFiles -> a compiled, cached extension module in ``<out>/<name>_<key12>/``.
+
+The cache key is a SHA-256 over the rendered sources (key placeholders in), the compilers'
+paths and versions, every flag, the dtype, the target, the corrgen version, the Python
+extension ABI and cffi's version, and the CPU model when the flags tune for it. A folder
+whose ``build.json`` records the same key is complete and reused by any process.
+
+A build happens under an inter-process lock (``fcntl.flock`` on ``<out>/.locks/<folder>``),
+in a temporary folder that is renamed into place only when everything in it is written, so
+a reader never sees half a module. Steps, each a logged command:
+
+1. cffi writes the glue C file from ``conv2d.h`` (``FFI.emit_c_code``; cffi's API mode);
+2. the backend's compiler compiles the kernel source to an object;
+3. the host C compiler compiles the glue against Python's headers;
+4. the host C compiler links both, with the backend's link flags and libraries.
+
+A failed step raises BuildError with the command, the compiler's output and the path of the
+kept log; the temporary folder is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.machinery
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from derive import __version__
+
+from .backends import Backend
+from .errors import BuildError
+from .render import HEADER, SourceFiles
+
+#: Flags of the host compiler for cffi's glue (the kernels get the backend's flags).
+GLUE_FLAGS = ("-O2", "-fPIC")
+MANIFEST = "build.json"
+LOG = "build.log"
+
+PACKAGE_README = """\
+# generated/
+
+Modules produced by codegen; do not edit; safe to delete.
+
+They come from `corrgen build` and `codegen.load`, which rebuild a deleted module on first use.
+
+Each `<kernel>_<key12>/` folder holds one layer's kernel source, its header, the Python
+wrapper (`__init__.py`), cffi's glue, the compiled extension and `build.log`/`build.json`;
+with this folder's parent on `sys.path` it imports as `generated.<kernel>_<key12>`.
+"""
+
+PACKAGE_INIT = '"""Modules produced by corrgen\'s code generator; do not edit; safe to delete."""\n'
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """The programs and settings one backend's builds use (part of the cache key).
+
+    Attributes:
+        compiler: the kernel compiler's command (resolved path first), e.g. ``/usr/bin/gcc``.
+        compiler_version: the first line of its ``--version``.
+        host: the host C compiler's command, for cffi's glue and the link.
+        host_version: the first line of its ``--version``.
+        python_include: the folder of ``Python.h``.
+        ext_suffix: the extension-module suffix of this Python (``.cpython-311-...so``).
+        cpu: the CPU model, when the backend's flags tune for the CPU; else "".
+    """
+
+    compiler: tuple[str, ...]
+    compiler_version: str
+    host: tuple[str, ...]
+    host_version: str
+    python_include: str
+    ext_suffix: str
+    cpu: str
+
+    def identity(self, backend: Backend) -> list[str]:
+        """Everything about the tools and flags that changes the built module."""
+        import cffi
+
+        return [
+            "compiler", *self.compiler, self.compiler_version,
+            "flags", *backend.compile_flags,
+            "host", *self.host, self.host_version, "glue", *GLUE_FLAGS,
+            "link", *backend.link_flags, "libraries", *backend.libraries,
+            "python", self.ext_suffix, "cffi", cffi.__version__, "cpu", self.cpu,
+        ]
+
+
+def _find_compiler(env: str, default: str) -> tuple[str, ...]:
+    words = shlex.split(os.environ.get(env, "") or default)
+    path = shutil.which(words[0]) if words else None
+    if path is None:
+        raise BuildError(
+            f"no compiler: {words[0] if words else default!r} (from ${env} or the default "
+            f"{default!r}) is not on PATH; install a C compiler with OpenMP (gcc) or set {env}"
+        )
+    return (path, *words[1:])
+
+
+@functools.cache
+def _version(command: tuple[str, ...]) -> str:
+    try:
+        done = subprocess.run([*command, "--version"], capture_output=True, text=True,
+                              timeout=60)
+    except OSError as error:
+        raise BuildError(f"cannot run {command[0]}: {error}") from None
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown"
+
+
+@functools.cache
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                return line
+    return platform.processor() or platform.machine()
+
+
+def toolchain(backend: Backend) -> Toolchain:
+    """The toolchain of ``backend`` on this machine (BuildError when a compiler is missing)."""
+    compiler = _find_compiler(backend.compiler_env, backend.compiler)
+    host = _find_compiler("CC", "cc")
+    include = sysconfig.get_paths()["include"]
+    return Toolchain(
+        compiler=compiler, compiler_version=_version(compiler),
+        host=host, host_version=_version(host),
+        python_include=include,
+        ext_suffix=importlib.machinery.EXTENSION_SUFFIXES[0],
+        cpu=_cpu_model() if backend.cpu_specific else "",
+    )
+
+
+def cache_key(sources: SourceFiles, backend: Backend, chain: Toolchain) -> str:
+    """SHA-256 (hex) over the sources, the toolchain and flags, the target and corrgen version.
+
+    ``sources`` still carry the key placeholders (the key cannot cover itself).
+    """
+    digest = hashlib.sha256()
+    for item in ("corrgen", __version__, "target", backend.name, *chain.identity(backend)):
+        digest.update(item.encode() + b"\0")
+    for file, text in sources.files:
+        digest.update(file.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def generator_fingerprint() -> str:
+    """SHA-256 over everything that renders sources: templates, codegen and derive code, and
+    the versions of SymPy and Jinja."""
+    from importlib.metadata import version
+
+    import derive
+    import templates
+
+    digest = hashlib.sha256()
+    for package in (templates, derive, Path(__file__).parent):
+        folder = Path(package if isinstance(package, Path) else package.__file__).resolve()
+        folder = folder if folder.is_dir() else folder.parent
+        for path in sorted(folder.glob("*.*")):
+            if path.suffix in (".py", ".jinja"):
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for dist in ("sympy", "jinja2"):
+        digest.update(f"{dist} {version(dist)}".encode())
+    return digest.hexdigest()
+
+
+def request_key(request: dict[str, object], backend: Backend, chain: Toolchain) -> str:
+    """SHA-256 over what determines a module before it is rendered: the request (spec,
+    style, dtype), the backend, the toolchain and the generator's own code.
+
+    ``<out>/.index/`` maps it to the cache key of the module it rendered, so that a process
+    loading a module that is already built skips rendering (SymPy's share of an unrolled
+    kernel takes seconds) and only imports it.
+    """
+    digest = hashlib.sha256()
+    for item in (json.dumps(request, sort_keys=True), repr(backend), *chain.identity(backend),
+                 __version__, generator_fingerprint()):
+        digest.update(item.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def lookup(out: Path | str, request: str, name: str | None = None) -> Built | None:
+    """The complete build a request key was recorded for, if it is still there."""
+    try:
+        entry = json.loads((Path(out) / ".index" / f"{request[:32]}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    folder = Path(out) / entry.get("folder", "")
+    if name is not None and folder.name != name:
+        return None
+    return Built(folder, entry["key"], compiled=False) if is_built(folder, entry.get("key", "")
+                                                                   ) else None
+
+
+def remember(out: Path | str, request: str, built: Built) -> None:
+    """Record which build a request key produced (see ``request_key``)."""
+    index = Path(out) / ".index"
+    index.mkdir(exist_ok=True)
+    _write_atomic(index / f"{request[:32]}.json",
+                  json.dumps({"folder": built.folder.name, "key": built.key}) + "\n")
+
+
+def extension_name(key: str) -> str:
+    """The cffi extension's module name; it carries the key, so modules never clash."""
+    return f"_conv2d_{key[:12]}"
+
+
+@dataclass(frozen=True)
+class Built:
+    """A complete module folder: where it is, its key, and whether this call compiled it."""
+
+    folder: Path
+    key: str
+    compiled: bool
+
+
+def is_built(folder: Path, key: str) -> bool:
+    """Whether ``folder`` holds a complete build of ``key`` for this Python."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    return manifest.get("key") == key and (folder / (extension_name(key) + suffix)).is_file()
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out`` with its ``__init__.py`` and README.md, so its modules import."""
+    out.mkdir(parents=True, exist_ok=True)
+    for file, text in (("__init__.py", PACKAGE_INIT), ("README.md", PACKAGE_README)):
+        path = out / file
+        if not path.exists():
+            _write_atomic(path, text)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Temporary files and folders are created private; finished ones get the usual modes.
+_UMASK = _umask()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+
+
+def _new_folder(out: Path, prefix: str) -> Path:
+    """A fresh temporary folder under ``out``, with the mode a plain mkdir would give."""
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=prefix))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    return tmp
+
+
+#: One build at a time per process and folder name (flock also orders threads, but a
+#: process-local lock keeps a thread from even opening the file twice).
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def build_lock(out: Path, name: str) -> Iterator[None]:
+    """Hold the inter-process lock of module folder ``name`` under ``out``."""
+    import fcntl
+
+    with _thread_locks_guard:
+        local = _thread_locks.setdefault(f"{out.resolve()}/{name}", threading.Lock())
+    locks = out / ".locks"
+    locks.mkdir(exist_ok=True)
+    with local, open(locks / f"{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _install(tmp: Path, folder: Path) -> None:
+    """Move the finished ``tmp`` to ``folder``, replacing an older folder of that name."""
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+        os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+
+
+class _Log:
+    """The build log: every command with its output, appended as the build goes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.path.write_text("")
+
+    def run(self, command: list[str], cwd: Path, step: str) -> None:
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+        except OSError as error:
+            self._append(f"$ {shlex.join(command)}\n{error}\n")
+            raise BuildError(f"{step} failed: {error}", command, str(error)) from None
+        output = done.stdout + done.stderr
+        self._append(f"$ {shlex.join(command)}\n{output}"
+                     f"# exit status {done.returncode}, {time.perf_counter() - start:.2f} s\n")
+        if done.returncode != 0:
+            raise BuildError(f"{step} failed (exit status {done.returncode})", command,
+                             done.stderr or done.stdout)
+
+    def _append(self, text: str) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+def _compile(tmp: Path, sources: SourceFiles, backend: Backend, chain: Toolchain, key: str,
+             progress: Callable[[str], None]) -> list[list[str]]:
+    """Write the sources into ``tmp`` and build the extension there; returns the commands."""
+    import cffi
+    from cffi.recompiler import make_c_source
+
+    sources.write(tmp)
+    log = _Log(tmp / LOG)
+    ext = extension_name(key)
+    progress("writing cffi glue")
+    ffi = cffi.FFI()
+    ffi.cdef(sources.text(HEADER))
+    make_c_source(ffi, ext, f'#include <stdint.h>\n#include "{HEADER}"\n', str(tmp / f"{ext}.c"))
+    kernel_obj, glue_obj = "kernels.o", "glue.o"
+    target = ext + chain.ext_suffix
+    commands = [
+        ("compiling kernels", [*chain.compiler, *backend.compile_flags, "-c",
+                               sources.kernel_source, "-o", kernel_obj]),
+        ("compiling cffi glue", [*chain.host, *GLUE_FLAGS, "-I", chain.python_include,
+                                 "-I", ".", "-c", f"{ext}.c", "-o", glue_obj]),
+        ("linking", [*chain.host, "-shared", glue_obj, kernel_obj, *backend.link_flags,
+                     *(f"-l{lib}" for lib in backend.libraries), "-o", target]),
+    ]
+    for step, command in commands:
+        progress(step)
+        log.run(command, tmp, step)
+    for obj in (kernel_obj, glue_obj):
+        (tmp / obj).unlink()
+    return [command for _, command in commands]
+
+
+def compile_cached(sources: SourceFiles, backend: Backend, out: Path | str,
+                   name: str | None = None, progress: Callable[[str], None] | None = None
+                   ) -> Built:
+    """Build ``sources`` into ``<out>/<name or kernel_key12>/``, or reuse a complete build.
+
+    Args:
+        sources: rendered by ``codegen.render`` (key placeholders still in).
+        backend: the target's compile recipe.
+        out: the output folder (created, with ``__init__.py`` and README.md).
+        name: the module folder's name instead of ``<kernel>_<key12>``; a Python identifier.
+        progress: called with the name of each build step as it starts.
+
+    Raises:
+        BuildError: a compiler is missing or a step failed (command, output, log path).
+    """
+    out = Path(out)
+    chain = toolchain(backend)
+    key = cache_key(sources, backend, chain)
+    folder_name = name or f"{sources.name}_{key[:12]}"
+    if not folder_name.isidentifier():
+        raise BuildError(f"name={folder_name!r}: a module folder must be a Python identifier "
+                         f"(letters, digits, underscores; not starting with a digit)")
+    folder = out / folder_name
+    if is_built(folder, key):
+        return Built(folder, key, compiled=False)
+    prepare_out(out)
+    with build_lock(out, folder_name):
+        if is_built(folder, key):  # another process built it while we waited
+            return Built(folder, key, compiled=False)
+        keyed = sources.keyed(key)
+        tmp = _new_folder(out, f".{folder_name}.build-")
+        try:
+            start = time.perf_counter()
+            commands = _compile(tmp, keyed, backend, chain, key, progress or (lambda _: None))
+            manifest = {
+                "key": key, "module": sources.name, "extension": extension_name(key),
+                "target": backend.name, "corrgen": __version__,
+                "toolchain": chain.identity(backend), "commands": commands,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+            _install(tmp, folder)
+        except BuildError as error:
+            kept = _keep_log(tmp, out, folder_name)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BuildError(error.message, error.command, error.stderr, kept) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return Built(folder, key, compiled=True)
+
+
+def _keep_log(tmp: Path, out: Path, folder_name: str) -> str | None:
+    """Move a failed build's log to ``<out>/.build-logs/``; returns its path."""
+    log = tmp / LOG
+    if not log.exists():
+        return None
+    logs = out / ".build-logs"
+    logs.mkdir(exist_ok=True)
+    kept = logs / f"{folder_name}.log"
+    os.replace(log, kept)
+    return str(kept)
+
+
+def emit(sources: SourceFiles, backend: Backend, out: Path | str, name: str | None = None
+         ) -> Path:
+    """Write the sources (key in place) to ``<out>/<name or kernel_key12>/`` without compiling.
+
+    An existing complete build of the same key is left as it is.
+    """
+    out = Path(out)
+    chain = toolchain(backend)
+    key = cache_key(sources, backend, chain)
+    folder = out / (name or f"{sources.name}_{key[:12]}")
+    if is_built(folder, key):
+        return folder
+    prepare_out(out)
+    with build_lock(out, folder.name):
+        tmp = _new_folder(out, f".{folder.name}.emit-")
+        try:
+            sources.keyed(key).write(tmp)
+            _install(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return folder

@@ -1,0 +1,38 @@
+"""Exceptions of the code generator, one per stage, under corrgen's base class."""
+
+from __future__ import annotations
+
+from derive.errors import CorrgenError
+
+
+class RenderError(CorrgenError):
+    """A kernel cannot be rendered as asked (an unknown style or dtype, a layer too large)."""
+
+
+class BuildError(CorrgenError):
+    """Compiling or linking a generated module failed.
+
+    Attributes:
+        command: the command line that failed (a list of arguments), or None.
+        stderr: what the compiler printed.
+        log_path: the build log, kept after the failed build's files were removed.
+    """
+
+    def __init__(self, message: str, command: list[str] | None = None, stderr: str = "",
+                 log_path: str | None = None) -> None:
+        parts = [message]
+        if command:
+            parts.append("command: " + " ".join(command))
+        if stderr.strip():
+            parts.append("compiler output:\n" + stderr.rstrip())
+        if log_path:
+            parts.append(f"build log: {log_path}")
+        super().__init__("\n".join(parts))
+        self.message = message
+        self.command = command
+        self.stderr = stderr
+        self.log_path = log_path
+
+
+class LoadError(CorrgenError):
+    """A built module cannot be imported (a missing or foreign file in the cache folder)."""

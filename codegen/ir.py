@@ -1,0 +1,163 @@
+"""KernelIR: everything a template sees, as plain strings and integers.
+
+Decisions live in Python (``codegen.lower``); templates only loop over these records. No
+SymPy object reaches a template: unrolled kernels arrive as printed C assignments.
+``str(ir)`` is a readable dump of the whole record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A compile-time integer: ``#define NAME value`` with a comment."""
+
+    name: str
+    value: int
+    doc: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A compile-time integer table: ``static const int NAME[len] = {...}``."""
+
+    name: str
+    values: tuple[int, ...]
+    doc: str
+
+    @property
+    def c_values(self) -> tuple[int, ...]:
+        """The values as C initialises them: C has no empty arrays, so ``()`` is ``(0,)``."""
+        return self.values or (0,)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One array argument of a kernel, C-contiguous, in the module's dtype.
+
+    Attributes:
+        name: the C and Python name (``V``, ``K``, ``b``, ``G``, ``Z``, ``dV``, ``dK``, ``db``).
+        shape: the shape as text for comments and docstrings, e.g. ``(N, 1, 3, 3)``.
+        batched: whether the leading axis is the run-time batch ``N``.
+        sample_size: elements per sample (the whole array when not batched).
+        output: whether the kernel writes it.
+    """
+
+    name: str
+    shape: str
+    batched: bool
+    sample_size: int
+    output: bool = False
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``lhs = rhs;`` (or ``lhs += rhs;`` when accumulating), both sides printed C."""
+
+    lhs: str
+    rhs: str
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One pass: its C entry point, arguments and (unrolled style) its statements.
+
+    Attributes:
+        name: the pass, ``forward``, ``grad_input``, ``grad_weight`` or ``grad_bias``.
+        entry: the exported C function, e.g. ``conv2d_forward``.
+        formula: the index form it computes, for the comment above it.
+        inputs: the arrays it reads, in argument order.
+        output: the array it writes (last argument).
+        flops_per_sample: multiply-adds times two per sample, used to pick the serial path.
+        temporaries: unrolled style: the common subexpressions, in order.
+        results: unrolled style: one assignment per output element.
+        accumulates: unrolled style: results are summed over the batch (``+=``).
+    """
+
+    name: str
+    entry: str
+    formula: str
+    inputs: tuple[Buffer, ...]
+    output: Buffer
+    flops_per_sample: int
+    temporaries: tuple[Assignment, ...] = ()
+    results: tuple[Assignment, ...] = ()
+    accumulates: bool = False
+
+    @property
+    def params(self) -> tuple[Buffer, ...]:
+        """Every array argument in C order: the inputs, then the output."""
+        return (*self.inputs, self.output)
+
+    @property
+    def shapes(self) -> str:
+        """``V (N, 1, 3, 3), K (1, 1, 2, 2), ...``: every argument with its shape."""
+        return ", ".join(f"{b.name} {b.shape}" for b in self.params)
+
+
+@dataclass(frozen=True)
+class KernelIR:
+    """The whole generated module of one spec, style, dtype and target.
+
+    Attributes:
+        name: the module's base name (a Python identifier), e.g. ``conv2d_1x3x3_1x1x2x2_f64``.
+        spec_text: ``LayerSpec.describe()``.
+        spec_json: ``LayerSpec.to_dict()`` as one-line JSON.
+        spec_args: the ``LayerSpec(...)`` keyword arguments as Python source.
+        style: ``unrolled`` or ``loops``.
+        dtype: ``float32`` or ``float64``; ``ctype`` is the C type (``float``, ``double``).
+        target: the backend name, e.g. ``openmp``.
+        version: the corrgen version that rendered it.
+        constants: every extent, stride, padding and dilation, and the tuning constants.
+        tables: the loop bounds of every kernel tap, computed in Python.
+        kernels: forward, grad_input, grad_weight and (with a bias) grad_bias.
+        tap_row, tap_col: the kernel row/column a tap ``(i, j)`` reads (rotated in
+            convolution mode).
+        has_bias: whether the layer has a bias.
+    """
+
+    name: str
+    spec_text: str
+    spec_json: str
+    spec_args: str
+    style: str
+    dtype: str
+    ctype: str
+    target: str
+    version: str
+    constants: tuple[Constant, ...]
+    tables: tuple[Table, ...]
+    kernels: tuple[Kernel, ...]
+    tap_row: str
+    tap_col: str
+    has_bias: bool
+
+    def constant(self, name: str) -> int:
+        """The value of one constant, by name."""
+        for constant in self.constants:
+            if constant.name == name:
+                return constant.value
+        raise KeyError(name)
+
+    def kernel(self, name: str) -> Kernel:
+        """The kernel of one pass, by name."""
+        for kernel in self.kernels:
+            if kernel.name == name:
+                return kernel
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        lines = [f"KernelIR {self.name}: {self.spec_text}",
+                 f"  style {self.style}, dtype {self.dtype} ({self.ctype}), target {self.target}"]
+        lines.append("  constants: " + ", ".join(f"{c.name}={c.value}" for c in self.constants))
+        for table in self.tables:
+            lines.append(f"  table {table.name} = {list(table.values)}")
+        for k in self.kernels:
+            lines.append(f"  {k.entry}: {k.shapes}")
+            lines.append(f"    {k.formula}")
+            if k.results:
+                lines.append(f"    {len(k.temporaries)} temporaries, {len(k.results)} results"
+                             + (" (summed over the batch)" if k.accumulates else ""))
+        return "\n".join(lines)

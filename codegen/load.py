@@ -1,0 +1,279 @@
+"""Build-or-reuse a module (``load``), import it, and wrap its kernels for NumPy.
+
+The wrapper checks every array before a kernel sees it: a non-array, or an array of the
+wrong dtype, raises TypeError; a wrong shape raises ValueError; each message names the
+argument, what was expected and what came, e.g.
+``ValueError("G: expected float32 (N, 4, 5, 13), got float64 (2, 4, 5, 12)")``.
+Arrays that are not C-contiguous (or not aligned) are copied first; the batch size N is
+free. Kernels run through cffi's API mode, which releases the GIL for the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from derive.spec import LayerSpec
+
+from .backends import Backend, backend_for
+from .build import Built, compile_cached, lookup, remember, request_key, toolchain
+from .errors import LoadError
+from .lower import DTYPES, lower, resolve_style
+from .render import WRAPPER, render
+
+
+def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
+         out: str | Path = "generated", *, style: str = "auto", name: str | None = None,
+         backend: Backend | None = None, progress: Callable[[str], None] | None = None
+         ) -> ModuleType:
+    """The compiled module of ``spec``: built on first use, reused from ``out`` afterwards.
+
+    Args:
+        spec: the layer.
+        target: the backend's name (``openmp``).
+        dtype: ``float32`` or ``float64``.
+        out: the folder modules are built in; it becomes a package (``generated.<name>``).
+        style: ``auto``, ``unrolled`` or ``loops``.
+        name: the module folder's name, instead of ``<kernel>_<key12>``.
+        backend: a Backend record to use instead of the target's (other flags, say).
+        progress: called with the name of each stage as it starts.
+
+    Returns:
+        The module, with ``forward``, ``backward``, ``grad_input``, ``grad_weight``,
+        ``grad_bias``, ``threads()`` and the attributes ``spec``, ``dtype``, ``target``,
+        ``style`` and ``key``.
+    """
+    backend = backend or backend_for(target)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    style = resolve_style(spec, style)
+    request = request_key({"spec": spec.to_dict(), "style": style, "dtype": dtype},
+                          backend, toolchain(backend))
+    built = lookup(out, request, name)
+    if built is None:
+        (progress or (lambda _: None))("rendering")
+        sources = render(lower(spec, backend, dtype, style), backend)
+        built = compile_cached(sources, backend, out, name, progress)
+        remember(out, request, built)
+    return import_built(built)
+
+
+def _import_path(name: str, folder: Path) -> ModuleType:
+    """Import the package ``folder/__init__.py`` as ``name``."""
+    init = folder / WRAPPER
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[str(folder)])
+    if spec is None or spec.loader is None:
+        raise LoadError(f"{init}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as error:
+        del sys.modules[name]
+        raise LoadError(f"{folder}: the built module does not import ({error}); delete "
+                        f"the folder to rebuild it") from error
+    return module
+
+
+def _package(out: Path) -> str:
+    """The import name of the out folder: its own name (``generated``), unless that name is
+    taken in this process by another module, or is no identifier."""
+    name = out.name
+    if name.isidentifier():
+        loaded = sys.modules.get(name)
+        if loaded is None:
+            _import_path(name, out)
+            return name
+        if Path(getattr(loaded, "__file__", None) or "").resolve() == (out / WRAPPER).resolve():
+            return name
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    private = f"_corrgen_out_{digest}"
+    if private not in sys.modules:
+        _import_path(private, out)
+    return private
+
+
+def import_built(built: Built) -> ModuleType:
+    """Import a built module folder as ``<out>.<folder>``, e.g. ``generated.conv2d_...``,
+    without changing ``sys.path``."""
+    module_name = f"{_package(built.folder.parent)}.{built.folder.name}"
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(module, "key", None) == built.key:
+        return module
+    return _import_path(module_name, built.folder)
+
+
+def _address(array: np.ndarray) -> int:
+    return array.ctypes.data
+
+
+class KernelModule:
+    """NumPy front end of one compiled module: argument checks, outputs, kernel calls.
+
+    Args:
+        spec: the layer the kernels were generated for.
+        dtype: their dtype.
+        lib: the cffi ``lib`` of the extension (``conv2d_forward`` etc.).
+    """
+
+    def __init__(self, spec: LayerSpec, dtype: str, lib: Any) -> None:
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        self.lib = lib
+        o, ho, wo = spec.output_shape
+        self.shapes = {"V": spec.input, "K": spec.kernel, "b": (o,), "G": (o, ho, wo),
+                       "Z": (o, ho, wo), "dV": spec.input, "dK": spec.kernel, "db": (o,)}
+        self.batched = {"V", "G", "Z", "dV"}
+        self._build_functions()
+
+    # -- checks -------------------------------------------------------------------------
+
+    def expected(self, name: str, batch: int | None = None) -> str:
+        """``float32 (N, 4, 5, 13)``: the dtype and shape argument ``name`` must have."""
+        dims = self.shapes[name]
+        if name in self.batched:
+            dims = ("N" if batch is None else batch, *dims)
+        text = ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "")
+        return f"{self.dtype} ({text})"
+
+    def check(self, name: str, array: Any, batch: int | None = None) -> np.ndarray:
+        """``array`` as a C-contiguous array of the module's dtype and ``name``'s shape.
+
+        Raises:
+            TypeError: not a NumPy array, or of another dtype.
+            ValueError: another shape (for batched arrays: another batch than ``batch``).
+        """
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{name}: expected a NumPy array of {self.expected(name, batch)}, "
+                            f"got {type(array).__name__}")
+        if array.dtype != self.dtype:
+            raise TypeError(f"{name}: expected {self.expected(name, batch)}, "
+                            f"got {array.dtype} {array.shape}")
+        shape = array.shape
+        if name in self.batched:
+            ok = shape[1:] == self.shapes[name] and len(shape) == 4 and (
+                batch is None or shape[0] == batch)
+        else:
+            ok = shape == self.shapes[name]
+        if not ok:
+            raise ValueError(f"{name}: expected {self.expected(name, batch)}, "
+                             f"got {array.dtype} {shape}")
+        if not (array.flags.c_contiguous and array.flags.aligned):
+            array = np.array(array, order="C")
+        return array
+
+    def output(self, name: str, out: Any, batch: int) -> np.ndarray:
+        """A new output array, or ``out`` once checked (C-contiguous and writeable)."""
+        dims = (batch, *self.shapes[name]) if name in self.batched else self.shapes[name]
+        if out is None:
+            return np.empty(dims, self.dtype)
+        label = f"out ({name})"
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{label}: expected a NumPy array of {self.expected(name, batch)}, "
+                            f"got {type(out).__name__}")
+        if out.dtype != self.dtype or out.shape != dims:
+            error = TypeError if out.dtype != self.dtype else ValueError
+            raise error(f"{label}: expected {self.expected(name, batch)}, "
+                        f"got {out.dtype} {out.shape}")
+        if not (out.flags.c_contiguous and out.flags.aligned and out.flags.writeable):
+            raise ValueError(f"{label}: must be C-contiguous, aligned and writeable; pass "
+                             f"np.empty({dims}, {str(self.dtype)!r}) or leave out=None")
+        return out
+
+    @staticmethod
+    def _status(status: int, kernel: str) -> None:
+        if status:
+            raise MemoryError(f"{kernel}: the kernel could not allocate its work space")
+
+    # -- the module's functions ---------------------------------------------------------
+
+    def _build_functions(self) -> None:
+        spec, lib, check, output = self.spec, self.lib, self.check, self.output
+        has_bias = spec.bias
+        status = self._status
+
+        def forward(V: np.ndarray, K: np.ndarray, b: np.ndarray | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
+            V = check("V", V)
+            K = check("K", K)
+            Z = output("Z", out, V.shape[0])
+            if has_bias:
+                if b is None:
+                    raise TypeError(f"b: the layer has a bias: expected {self.expected('b')}, "
+                                    f"got None")
+                b = check("b", b)
+                status(lib.conv2d_forward(V.shape[0], _address(V), _address(K), _address(b),
+                                          _address(Z)), "forward")
+            else:
+                if b is not None:
+                    raise ValueError("b: the layer has no bias (spec.bias is False): expected "
+                                     f"None, got {type(b).__name__}")
+                status(lib.conv2d_forward(V.shape[0], _address(V), _address(K), _address(Z)),
+                       "forward")
+            return Z
+
+        def grad_input(K: np.ndarray, G: np.ndarray, out: np.ndarray | None = None
+                       ) -> np.ndarray:
+            K = check("K", K)
+            G = check("G", G)
+            dV = output("dV", out, G.shape[0])
+            status(lib.conv2d_grad_input(G.shape[0], _address(K), _address(G), _address(dV)),
+                   "grad_input")
+            return dV
+
+        def grad_weight(V: np.ndarray, G: np.ndarray, out: np.ndarray | None = None
+                        ) -> np.ndarray:
+            V = check("V", V)
+            G = check("G", G, V.shape[0])
+            dK = output("dK", out, V.shape[0])
+            status(lib.conv2d_grad_weight(V.shape[0], _address(V), _address(G), _address(dK)),
+                   "grad_weight")
+            return dK
+
+        def grad_bias(G: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
+            G = check("G", G)
+            if not has_bias:
+                return None
+            db = output("db", out, G.shape[0])
+            status(lib.conv2d_grad_bias(G.shape[0], _address(G), _address(db)), "grad_bias")
+            return db
+
+        def backward(V: np.ndarray, K: np.ndarray, G: np.ndarray,
+                     out: tuple[np.ndarray | None, ...] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            V = check("V", V)
+            G = check("G", G, V.shape[0])
+            dV_out, dK_out, db_out = out if out is not None else (None, None, None)
+            return (grad_input(K, G, dV_out), grad_weight(V, G, dK_out),
+                    grad_bias(G, db_out) if has_bias else None)
+
+        shapes = {name: self.expected(name) for name in self.shapes}
+        forward.__doc__ = (
+            f"Z = forward(V, K{', b' if has_bias else ''}, out=None): the layer's output.\n\n"
+            f"V {shapes['V']}, K {shapes['K']}"
+            + (f", b {shapes['b']}" if has_bias else " (no bias: b must be None)")
+            + f" -> Z {shapes['Z']}; out: an optional array for Z.")
+        grad_input.__doc__ = (f"dV = grad_input(K, G, out=None): dJ/dV.\n\n"
+                              f"K {shapes['K']}, G {shapes['G']} -> dV {shapes['dV']}.")
+        grad_weight.__doc__ = (f"dK = grad_weight(V, G, out=None): dJ/dK, summed over the "
+                               f"batch.\n\nV {shapes['V']}, G {shapes['G']} -> dK {shapes['dK']}.")
+        grad_bias.__doc__ = (f"db = grad_bias(G, out=None): dJ/db, summed over the batch "
+                             f"(None: the layer has no bias).\n\nG {shapes['G']} -> db "
+                             f"{shapes['db']}.")
+        backward.__doc__ = (f"(dV, dK, db) = backward(V, K, G, out=None): every gradient.\n\n"
+                            f"V {shapes['V']}, K {shapes['K']}, G {shapes['G']}; db is None "
+                            f"without a bias; out: an optional (dV, dK, db) tuple of arrays.")
+        self.forward, self.grad_input, self.grad_weight = forward, grad_input, grad_weight
+        self.grad_bias, self.backward = grad_bias, backward
+
+    def threads(self) -> int:
+        """The number of threads the kernels run on (OpenMP's maximum)."""
+        return int(self.lib.conv2d_threads())

@@ -1,0 +1,313 @@
+"""LayerSpec (+ its derivation) -> KernelIR: names, constants, loop bounds, statements.
+
+Two styles:
+
+* ``unrolled``: the explicit per-element expressions of ``derive_layer``, common
+  subexpressions eliminated with ``sympy.cse`` and printed by ``KernelPrinter``. The batch
+  stays a run-time loop around the straight-line code. Only for small layers: the
+  derivation costs about 0.3 ms per forward term, and the code grows with it.
+* ``loops``: the proven index forms (``derive.index_forms``) as nested loops. Every bound
+  that depends on the layer is computed here and handed to the template as a table, so the
+  kernels' inner loops carry no division, modulo or bounds test:
+
+  - ``X_LO[j]``/``X_HI[j]``: the output columns ``x`` whose tap ``j`` reads an input column
+    ``x*SW + j*DW - PL`` inside ``0..W-1`` (zero padding as loop bounds);
+  - ``OUT_ROW_*``: for each output row ``y``, the taps ``i`` and input rows they read;
+  - ``IN_ROW_*``: for each input row ``u``, the taps ``i`` and the output rows ``y`` with
+    ``y*SH + i*DH - PT = u`` (the row split by stride phase of grad_input's gather);
+  - ``COL_PHASE[j]``/``COL_SHIFT[j]``: ``j*DW - PL = COL_SHIFT*SW + COL_PHASE``, so that
+    grad_input gathers into one contiguous row per column phase.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+
+from sympy import IndexedBase, cse, numbered_symbols
+
+from derive import __version__
+from derive.gradients import derive_layer
+from derive.spec import LayerSpec
+from derive.symbols import G, K, V, b
+
+from .backends import Backend
+from .errors import RenderError
+from .ir import Assignment, Buffer, Constant, Kernel, KernelIR, Table
+from .printers import CTYPES, KernelPrinter
+
+STYLES = ("auto", "unrolled", "loops")
+
+#: ``auto`` unrolls layers with at most this many forward terms.
+AUTO_UNROLLED_MAX_TERMS = 512
+#: ``unrolled`` refuses layers with more forward terms than this.
+UNROLLED_MAX_TERMS = 4096
+#: Work below this many floating-point operations per call runs on the calling thread:
+#: starting an OpenMP team costs a few microseconds.
+PARALLEL_MIN_FLOPS = 1 << 17
+#: grad_weight splits the batch into chunks until there are this many independent tasks.
+GRAD_WEIGHT_MIN_TASKS = 64
+#: The most output channels (forward) or input channels (grad_input) one task updates.
+CHANNEL_BLOCK = 8
+
+DTYPES = tuple(CTYPES)
+
+
+def resolve_style(spec: LayerSpec, style: str) -> str:
+    """``auto`` -> ``unrolled`` for small layers, else ``loops``; checks the name and size."""
+    if style not in STYLES:
+        raise RenderError(f"style={style!r}: expected one of {', '.join(STYLES)}")
+    if style == "auto":
+        return "unrolled" if spec.n_terms <= AUTO_UNROLLED_MAX_TERMS else "loops"
+    if style == "unrolled" and spec.n_terms > UNROLLED_MAX_TERMS:
+        raise RenderError(
+            f"style='unrolled': {spec.describe()} has {spec.n_terms:,} forward terms, more "
+            f"than the {UNROLLED_MAX_TERMS:,} an unrolled kernel allows; use style 'loops' "
+            f"(or 'auto')"
+        )
+    return style
+
+
+def module_name(spec: LayerSpec, target: str, dtype: str) -> str:
+    """A readable Python identifier for the module, e.g. ``conv2d_openmp_1x3x3_1x1x2x2_f64``."""
+    c, h, w = spec.input
+    o, _, kh, kw = spec.kernel
+    parts = ["conv2d", target, f"{c}x{h}x{w}", f"{o}x{c}x{kh}x{kw}"]
+
+    def pair(prefix: str, value: tuple[int, int], default: tuple[int, int]) -> None:
+        if value != default:
+            parts.append(prefix + (str(value[0]) if value[0] == value[1]
+                                   else f"{value[0]}x{value[1]}"))
+
+    pair("s", spec.stride, (1, 1))
+    if isinstance(spec.padding, str):
+        if spec.padding != "valid":
+            parts.append("p" + spec.padding)
+    else:
+        pair("p", spec.padding, (0, 0))
+    pair("d", spec.dilation, (1, 1))
+    if not spec.bias:
+        parts.append("nobias")
+    if spec.mode == "convolution":
+        parts.append("conv")
+    parts.append("f32" if dtype == "float32" else "f64")
+    return "_".join(parts)
+
+
+def spec_args(spec: LayerSpec) -> str:
+    """The keyword arguments that rebuild ``spec``, as Python source."""
+    return (f"input={spec.input!r}, kernel={spec.kernel!r}, stride={spec.stride!r}, "
+            f"padding={spec.padding!r}, dilation={spec.dilation!r}, bias={spec.bias!r}, "
+            f"mode={spec.mode!r}")
+
+
+def _shape(dims: tuple[int, ...], batched: bool) -> str:
+    """``(N, 1, 3, 3)`` or ``(4,)``, as Python writes a shape."""
+    items = (["N"] if batched else []) + [str(d) for d in dims]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _buffers(spec: LayerSpec) -> dict[str, Buffer]:
+    o = spec.kernel[0]
+    sizes = {"V": (spec.input, True), "K": (spec.kernel, False), "b": ((o,), False),
+             "G": (spec.output_shape, True)}
+    out = {"Z": (spec.output_shape, True), "dV": (spec.input, True),
+           "dK": (spec.kernel, False), "db": ((o,), False)}
+    buffers = {}
+    for group, is_output in ((sizes, False), (out, True)):
+        for name, (dims, batched) in group.items():
+            size = 1
+            for d in dims:
+                size *= d
+            buffers[name] = Buffer(name, _shape(dims, batched), batched, size, is_output)
+    return buffers
+
+
+FORMULAS = {
+    "forward": "Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, "
+               "x*SW + j*DW - PL]",
+    "grad_input": "dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, "
+                  "(v + PL - j*DW)/SW]",
+    "grad_weight": "dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, "
+                   "x*SW + j*DW - PL]",
+    "grad_bias": "db[o] = sum_{n,y,x} G[n,o,y,x]",
+}
+
+
+def _kernels(spec: LayerSpec) -> list[Kernel]:
+    buf = _buffers(spec)
+    o, ho, wo = spec.output_shape
+    c, _, kh, kw = spec.kernel
+    flops = 2 * o * ho * wo * c * kh * kw
+    forward_in = (buf["V"], buf["K"], buf["b"]) if spec.bias else (buf["V"], buf["K"])
+    kernels = [
+        Kernel("forward", "conv2d_forward", FORMULAS["forward"], forward_in, buf["Z"], flops),
+        Kernel("grad_input", "conv2d_grad_input", FORMULAS["grad_input"],
+               (buf["K"], buf["G"]), buf["dV"], flops),
+        Kernel("grad_weight", "conv2d_grad_weight", FORMULAS["grad_weight"],
+               (buf["V"], buf["G"]), buf["dK"], flops),
+    ]
+    if spec.bias:
+        kernels.append(Kernel("grad_bias", "conv2d_grad_bias", FORMULAS["grad_bias"],
+                              (buf["G"],), buf["db"], o * ho * wo))
+    return kernels
+
+
+def _constants(spec: LayerSpec, style: str) -> tuple[Constant, ...]:
+    c, h, w = spec.input
+    o, _, kh, kw = spec.kernel
+    _, ho, wo = spec.output_shape
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    top, _, left, _ = spec.pads
+    consts = [
+        Constant("C", c, "input channels"), Constant("H", h, "input rows"),
+        Constant("W", w, "input columns"), Constant("O", o, "output channels"),
+        Constant("KH", kh, "kernel rows"), Constant("KW", kw, "kernel columns"),
+        Constant("HO", ho, "output rows"), Constant("WO", wo, "output columns"),
+        Constant("SH", sh, "row stride"), Constant("SW", sw, "column stride"),
+        Constant("DH", dh, "row dilation"), Constant("DW", dw, "column dilation"),
+        Constant("PT", top, "zero rows above the input"),
+        Constant("PL", left, "zero columns left of the input"),
+        Constant("PARALLEL_MIN_FLOPS", PARALLEL_MIN_FLOPS,
+                 "smaller calls run serially: an OpenMP team costs microseconds"),
+    ]
+    if style == "loops":
+        consts += [
+            Constant("OB", _block(o), "output channels per forward and grad_weight task "
+                     "(divides O)"),
+            Constant("CB", _block(c), "input channels per grad_input task (divides C)"),
+            Constant("WQ", -(-w // sw), "input columns per column phase: ceil(W / SW)"),
+            Constant("GRAD_WEIGHT_MIN_TASKS", GRAD_WEIGHT_MIN_TASKS,
+                     "grad_weight splits the batch until O*C*chunks reaches this"),
+        ]
+    return tuple(consts)
+
+
+def _block(extent: int) -> int:
+    """The largest divisor of ``extent`` not above ``CHANNEL_BLOCK``."""
+    return max(d for d in range(1, min(extent, CHANNEL_BLOCK) + 1) if extent % d == 0)
+
+
+def _csr(name: str, doc: str, rows: list[list[tuple[int, int]]], what: tuple[str, str]
+         ) -> list[Table]:
+    """A per-row list of ``(tap, row)`` pairs as three flat tables (start, tap, row)."""
+    start = [0]
+    taps: list[int] = []
+    other: list[int] = []
+    for entries in rows:
+        for tap, row in entries:
+            taps.append(tap)
+            other.append(row)
+        start.append(len(taps))
+    return [
+        Table(f"{name}_START", tuple(start), f"{doc}: entries START[r] .. START[r+1]-1"),
+        Table(f"{name}_{what[0]}", tuple(taps), f"{doc}: the kernel tap row i"),
+        Table(f"{name}_{what[1]}", tuple(other), f"{doc}: the {what[1].lower()} row"),
+    ]
+
+
+def _tables(spec: LayerSpec) -> tuple[Table, ...]:
+    _, h, w = spec.input
+    _, _, kh, kw = spec.kernel
+    _, ho, wo = spec.output_shape
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    top, _, left, _ = spec.pads
+    x_lo, x_hi, phase, shift = [], [], [], []
+    for j in range(kw):
+        offset = j * dw - left  # input column of x = 0
+        lo = max(0, -(offset // sw))  # smallest x with x*SW + offset >= 0
+        hi = min(wo, (w - 1 - offset) // sw + 1) if w - 1 - offset >= 0 else 0
+        x_lo.append(lo)
+        x_hi.append(max(lo, hi))
+        shift.append(offset // sw)
+        phase.append(offset - (offset // sw) * sw)
+    out_rows = [[(i, y * sh + i * dh - top) for i in range(kh)
+                 if 0 <= y * sh + i * dh - top < h] for y in range(ho)]
+    in_rows = []
+    for u in range(h):
+        entries = []
+        for i in range(kh):
+            t = u + top - i * dh
+            if t >= 0 and t % sh == 0 and t // sh < ho:
+                entries.append((i, t // sh))
+        in_rows.append(entries)
+    return (
+        Table("X_LO", tuple(x_lo), "first output column whose tap j reads inside the input"),
+        Table("X_HI", tuple(x_hi), "one past the last such column"),
+        *_csr("OUT_ROW", "per output row y: taps i reading input row y*SH + i*DH - PT",
+              out_rows, ("TAP", "INPUT")),
+        *_csr("IN_ROW", "per input row u: taps i and output rows y with y*SH + i*DH - PT = u",
+              in_rows, ("TAP", "OUTPUT")),
+        Table("COL_PHASE", tuple(phase), "j*DW - PL = COL_SHIFT[j]*SW + COL_PHASE[j]"),
+        Table("COL_SHIFT", tuple(shift), "(see COL_PHASE)"),
+    )
+
+
+def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
+              progress: Callable[[int, int], None] | None) -> list[Kernel]:
+    """Fill each kernel's statements from the explicit derivation, CSE'd and printed."""
+    exprs = derive_layer(spec, max_terms=None, progress=progress)
+    o, ho, wo = spec.output_shape
+    shaped = {V: IndexedBase("V_s", shape=spec.input), K: IndexedBase("K", shape=spec.kernel),
+              b: IndexedBase("b", shape=(o,)), G: IndexedBase("G_s", shape=spec.output_shape)}
+    targets = {"forward": ("Z_s", spec.output_shape), "grad_input": ("dV_s", spec.input),
+               "grad_weight": ("dK", spec.kernel), "grad_bias": ("db", (o,))}
+    printer = KernelPrinter(dtype)
+    filled = []
+    for kernel in kernels:
+        elements = exprs.passes()[kernel.name]
+        keys = list(elements)
+        values = [elements[k].xreplace(shaped) for k in keys]
+        temps, reduced = cse(values, symbols=numbered_symbols("t"))
+        name, dims = targets[kernel.name]
+        results = []
+        for key, value in zip(keys, reduced):
+            flat = 0
+            for index, extent in zip(key, dims):
+                flat = flat * extent + index
+            results.append(Assignment(f"{name}[{flat}]", printer.doprint(value)))
+        filled.append(replace(
+            kernel,
+            temporaries=tuple(Assignment(str(s), printer.doprint(e)) for s, e in temps),
+            results=tuple(results),
+            accumulates=kernel.name in ("grad_weight", "grad_bias"),
+        ))
+    return filled
+
+
+def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str = "auto",
+          progress: Callable[[int, int], None] | None = None) -> KernelIR:
+    """The KernelIR of ``spec`` for one backend, dtype and style.
+
+    Args:
+        spec: the layer.
+        backend: the target (its name goes into the IR; its template renders it).
+        dtype: ``float32`` or ``float64``.
+        style: ``auto``, ``unrolled`` or ``loops`` (see the module docstring).
+        progress: ``progress(done, total)`` while an unrolled kernel is differentiated.
+    """
+    if dtype not in CTYPES:
+        raise RenderError(f"dtype={dtype!r}: expected one of {', '.join(CTYPES)}")
+    style = resolve_style(spec, style)
+    kernels = _kernels(spec)
+    if style == "unrolled":
+        kernels = _unrolled(spec, kernels, dtype, progress)
+    flip = spec.mode == "convolution"
+    return KernelIR(
+        name=module_name(spec, backend.name, dtype),
+        spec_text=spec.describe(),
+        spec_json=json.dumps(spec.to_dict(), separators=(", ", ": ")),
+        spec_args=spec_args(spec),
+        style=style,
+        dtype=dtype,
+        ctype=CTYPES[dtype],
+        target=backend.name,
+        version=__version__,
+        constants=_constants(spec, style),
+        tables=_tables(spec) if style == "loops" else (),
+        kernels=tuple(kernels),
+        tap_row="KH - 1 - i" if flip else "i",
+        tap_col="KW - 1 - j" if flip else "j",
+        has_bias=spec.bias,
+    )

@@ -1,0 +1,89 @@
+"""KernelIR -> SourceFiles: the Jinja environment and the rendered files of one module.
+
+Every file names its cache key in its header, and the cache key is a hash over the files.
+So files are rendered with placeholders for the key, hashed (``codegen.build.cache_key``),
+and then ``SourceFiles.keyed(key)`` puts the key in.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import templates
+
+from .backends import Backend
+from .ir import KernelIR
+
+#: Where the Jinja templates live: the ``templates`` package, wherever it is installed.
+TEMPLATE_DIR = Path(templates.__file__).resolve().parent
+
+HEADER = "conv2d.h"
+WRAPPER = "__init__.py"
+
+#: Placeholders for the cache key (and its first 12 characters) until it is known.
+KEY_TOKEN = "@@CORRGEN_CACHE_KEY@@"
+KEY12_TOKEN = "@@CORRGEN_KEY12@@"
+
+
+@functools.cache
+def environment():  # -> jinja2.Environment
+    """The one Jinja environment: strict about undefined names, quiet about whitespace."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """The rendered files of one module, in writing order.
+
+    Attributes:
+        name: the module's base name (``KernelIR.name``).
+        kernel_source: the file name of the kernel source, e.g. ``conv2d_openmp.c``.
+        files: ``(file name, text)`` pairs: the header, the kernel source, the Python wrapper.
+    """
+
+    name: str
+    kernel_source: str
+    files: tuple[tuple[str, str], ...]
+
+    def text(self, file: str) -> str:
+        """The text of one file."""
+        return dict(self.files)[file]
+
+    def keyed(self, key: str) -> SourceFiles:
+        """The files with the cache key in place of its placeholders."""
+        return SourceFiles(self.name, self.kernel_source, tuple(
+            (file, text.replace(KEY_TOKEN, key).replace(KEY12_TOKEN, key[:12]))
+            for file, text in self.files
+        ))
+
+    def write(self, folder: Path) -> list[Path]:
+        """Write every file into ``folder`` (which must exist); returns the paths."""
+        paths = []
+        for file, text in self.files:
+            path = folder / file
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+        return paths
+
+
+def render(ir: KernelIR, backend: Backend) -> SourceFiles:
+    """The header, the kernel source and the Python wrapper of ``ir``, key placeholders in."""
+    env = environment()
+    context = {"ir": ir, "key": KEY_TOKEN, "key12": KEY12_TOKEN, "source": backend.source}
+    files = (
+        (HEADER, env.get_template("conv2d.h.jinja").render(context)),
+        (backend.source, env.get_template(backend.template).render(context)),
+        (WRAPPER, env.get_template("module.py.jinja").render(context)),
+    )
+    return SourceFiles(ir.name, backend.source, files)

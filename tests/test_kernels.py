@@ -1,0 +1,235 @@
+"""Compiled OpenMP kernels against the NumPy reference, on a grid of awkward layers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import codegen
+from codegen.check import check_module
+from derive import LayerSpec, reference
+
+SEED = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
+
+#: Strides 1-3 (also unequal), paddings including same (even and odd totals) and full,
+#: dilation 1-2, channels 1-5, non-square inputs and kernels, convolution mode, bias on/off,
+#: rows/columns no window covers, and two layers large enough for the parallel path.
+GRID = {
+    "seed": SEED,
+    "s2x1_p2x1_d1x2": LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1),
+                                padding=(2, 1), dilation=(1, 2)),
+    "s3_same_d2_conv": LayerSpec(input=(3, 11, 8), kernel=(4, 3, 3, 3), stride=3,
+                                 padding="same", dilation=2, mode="convolution"),
+    "full_nobias": LayerSpec(input=(1, 5, 6), kernel=(2, 1, 2, 3), padding="full",
+                             bias=False),
+    "s1x3_p3x0_c5": LayerSpec(input=(5, 9, 13), kernel=(5, 5, 4, 3), stride=(1, 3),
+                              padding=(3, 0)),
+    "s3_uncovered": LayerSpec(input=(2, 4, 4), kernel=(1, 2, 1, 1), stride=3),
+    "same_conv_nobias": LayerSpec(input=(4, 10, 7), kernel=(2, 4, 3, 3), padding="same",
+                                  mode="convolution", bias=False),
+    "same_odd_d2x1": LayerSpec(input=(3, 8, 12), kernel=(5, 3, 2, 4), padding="same",
+                               dilation=(2, 1)),
+    "s3x2_full_d2": LayerSpec(input=(1, 12, 5), kernel=(3, 1, 5, 2), stride=(3, 2),
+                              padding="full", dilation=2),
+    "s2_p1_o1": LayerSpec(input=(5, 6, 6), kernel=(1, 5, 3, 3), stride=2, padding=1),
+    "s2_p2_d2_conv": LayerSpec(input=(2, 9, 9), kernel=(4, 2, 3, 3), stride=2, padding=2,
+                               dilation=2, mode="convolution"),
+    "s1x2_p0x2_nobias": LayerSpec(input=(3, 5, 17), kernel=(2, 3, 1, 5), stride=(1, 2),
+                                  padding=(0, 2), bias=False),
+    "s2x1_p1x0_tall": LayerSpec(input=(4, 13, 6), kernel=(3, 4, 4, 1), stride=(2, 1),
+                                padding=(1, 0)),
+    "one_row": LayerSpec(input=(1, 1, 8), kernel=(2, 1, 1, 3), stride=(1, 3)),
+    "parallel_p1": LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), padding=1),
+    "parallel_s2_same": LayerSpec(input=(16, 12, 12), kernel=(12, 16, 3, 3), stride=2,
+                                  padding="same"),
+}
+
+#: Unrolled kernels for the layers small enough to unroll quickly.
+UNROLLED = [name for name, spec in GRID.items() if spec.n_terms <= 1400]
+
+CASES = ([(name, "loops", dtype) for name in GRID for dtype in ("float64", "float32")]
+         + [(name, "unrolled", "float64") for name in UNROLLED]
+         + [("seed", "unrolled", "float32")])
+
+
+@pytest.fixture(scope="session")
+def modules(tmp_path_factory):
+    """Every grid module, built once per session into one temporary folder, two at a time."""
+    out = tmp_path_factory.mktemp("kernels")
+
+    def build(case):
+        name, style, dtype = case
+        return case, codegen.load(GRID[name], dtype=dtype, out=out, style=style)
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(build, CASES))
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
+def test_every_pass_matches_reference(modules, case, batch):
+    module = modules[case]
+    for result in check_module(module, batch=batch, seed=batch):
+        assert result.ok, f"{result.name} mismatch for {module.spec.describe()}: {result}"
+
+
+@pytest.mark.parametrize("case", [("same_odd_d2x1", "loops", "float64"),
+                                  ("parallel_s2_same", "loops", "float32"),
+                                  ("s2_p2_d2_conv", "unrolled", "float64")],
+                         ids=lambda c: "-".join(c))
+def test_backward_equals_the_single_passes(modules, case):
+    module = modules[case]
+    V, K, _, G = reference.random_inputs(module.spec, 3, module.dtype, 1)
+    dV, dK, db = module.backward(V, K, G)
+    np.testing.assert_array_equal(dV, module.grad_input(K, G))
+    np.testing.assert_array_equal(dK, module.grad_weight(V, G))
+    np.testing.assert_array_equal(db, module.grad_bias(G))
+
+
+@pytest.mark.parametrize("case", [("parallel_p1", "loops", "float64"),
+                                  ("s3_same_d2_conv", "loops", "float32"),
+                                  ("s2x1_p2x1_d1x2", "unrolled", "float64")],
+                         ids=lambda c: "-".join(c))
+def test_adjoint_identity(modules, case):
+    """<forward(V), G> = <V, grad_input(G)> = <K, grad_weight(V, G)>, bias 0."""
+    module = modules[case]
+    V, K, b, G = reference.random_inputs(module.spec, 3, module.dtype, 2)
+    Z = module.forward(V, K, None if b is None else np.zeros_like(b))
+    lhs = np.vdot(Z.astype(float), G.astype(float))
+    via_input = np.vdot(V.astype(float), module.grad_input(K, G).astype(float))
+    via_weight = np.vdot(K.astype(float), module.grad_weight(V, G).astype(float))
+    scale = np.abs(Z).sum() * np.abs(G).max()
+    tol = 1e-6 if module.dtype == "float32" else 1e-12
+    assert abs(lhs - via_input) <= tol * scale
+    assert abs(lhs - via_weight) <= tol * scale
+
+
+@pytest.mark.parametrize("style", ["unrolled", "loops"])
+def test_seed_001_worked_examples_exactly(tmp_path, style):
+    V = np.array([[[[1, 6, 2], [5, 3, 1], [7, 0, 4]]]], float)
+    K = np.array([[[[1, 2], [-1, 0]]]], float)
+    plain = codegen.load(SEED.replace(bias=False), out=tmp_path, style=style)
+    np.testing.assert_array_equal(plain.forward(V, K)[0, 0], [[8, 7], [4, 5]])
+    conv = codegen.load(SEED.replace(bias=False, mode="convolution"), out=tmp_path,
+                        style=style)
+    np.testing.assert_array_equal(conv.forward(V, K)[0, 0], [[7, 5], [11, 3]])
+    full = codegen.load(SEED.replace(bias=False, padding="full"), out=tmp_path, style=style)
+    np.testing.assert_array_equal(full.forward(V, K)[0, 0], [
+        [0, -1, -6, -2], [2, 8, 7, 1], [10, 4, 5, -3], [14, 7, 8, 4]])
+
+
+def test_grad_weight_is_identical_run_to_run(modules):
+    module = modules[("parallel_p1", "loops", "float32")]
+    V, _, _, G = reference.random_inputs(module.spec, 7, "float32", 3)
+    first = module.grad_weight(V, G)
+    for _ in range(5):
+        np.testing.assert_array_equal(module.grad_weight(V, G), first)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_random_small_layers(tmp_path_factory, data):
+    c, o = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    dh, dw = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+    h = data.draw(st.integers(dh * (kh - 1) + 1, 9))
+    w = data.draw(st.integers(dw * (kw - 1) + 1, 9))
+    padding = data.draw(st.sampled_from(["valid", "same", "full", (1, 0), (0, 2)]))
+    spec = LayerSpec(input=(c, h, w), kernel=(o, c, kh, kw),
+                     stride=(data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))),
+                     padding=padding, dilation=(dh, dw), bias=data.draw(st.booleans()),
+                     mode=data.draw(st.sampled_from(["correlation", "convolution"])))
+    module = codegen.load(spec, out=tmp_path_factory.mktemp("hypothesis"), style="loops")
+    for result in check_module(module, batch=3):
+        assert result.ok, f"{result.name} mismatch for {spec.describe()}: {result}"
+
+
+def test_kernels_release_the_gil(tmp_path):
+    """Python keeps running in another thread while a kernel runs."""
+    spec = LayerSpec(input=(16, 64, 64), kernel=(16, 16, 3, 3), padding=1)
+    module = codegen.load(spec, out=tmp_path, dtype="float32")
+    V, K, b, _ = reference.random_inputs(spec, 4, "float32")
+    start = time.perf_counter()
+    module.forward(V, K, b)
+    once = time.perf_counter() - start
+    calls = max(1, int(0.3 / once))
+    done = threading.Event()
+
+    def run():
+        for _ in range(calls):
+            module.forward(V, K, b)
+        done.set()
+
+    ticks = 0
+    worker = threading.Thread(target=run)
+    worker.start()
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0)
+    worker.join()
+    # With the GIL held through each call, this loop would only run between calls.
+    assert ticks > 10 * calls
+
+
+# -- the module's argument checks ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    spec = LayerSpec(input=(4, 5, 13), kernel=(4, 4, 1, 1))
+    return codegen.load(spec, dtype="float32", out=tmp_path_factory.mktemp("checks"))
+
+
+def test_wrong_shape_names_argument_expected_and_got(checked):
+    V, K, _, _ = reference.random_inputs(checked.spec, 2, "float32")
+    G = np.zeros((2, 4, 5, 12), np.float32)
+    with pytest.raises(ValueError, match=r"^G: expected float32 \(N, 4, 5, 13\), "
+                                         r"got float32 \(2, 4, 5, 12\)$"):
+        checked.grad_input(K, G)
+    with pytest.raises(ValueError, match=r"^G: expected float32 \(2, 4, 5, 13\), "
+                                         r"got float32 \(3, 4, 5, 13\)$"):
+        checked.grad_weight(V, np.zeros((3, 4, 5, 13), np.float32))
+    with pytest.raises(ValueError, match=r"^K: expected float32 \(4, 4, 1, 1\), got "):
+        checked.forward(V, K[:, :, :, :1].reshape(4, 4, 1), np.zeros(4, np.float32))
+
+
+def test_wrong_dtype_or_non_array_is_a_type_error(checked):
+    V, K, b, G = reference.random_inputs(checked.spec, 2, "float32")
+    with pytest.raises(TypeError, match=r"^G: expected float32 \(N, 4, 5, 13\), "
+                                        r"got float64 \(2, 4, 5, 13\)$"):
+        checked.grad_bias(G.astype(np.float64))
+    with pytest.raises(TypeError, match=r"^V: expected a NumPy array of float32 "
+                                        r"\(N, 4, 5, 13\), got list$"):
+        checked.forward(V.tolist(), K, b)
+    with pytest.raises(TypeError, match=r"^b: the layer has a bias"):
+        checked.forward(V, K)
+
+
+def test_non_contiguous_inputs_and_out_buffers(checked):
+    V, K, b, G = reference.random_inputs(checked.spec, 3, "float32")
+    flipped = V[:, :, :, ::-1]
+    np.testing.assert_array_equal(checked.forward(flipped, K, b),
+                                  checked.forward(np.ascontiguousarray(flipped), K, b))
+    out = np.empty((3, 4, 5, 13), np.float32)
+    assert checked.forward(V, K, b, out=out) is out
+    dV, dK, db = np.empty_like(V), np.empty_like(K), np.empty_like(b)
+    result = checked.backward(V, K, G, out=(dV, dK, db))
+    assert result[0] is dV and result[1] is dK and result[2] is db
+    with pytest.raises(ValueError, match=r"^out \(Z\): expected float32 \(3, 4, 5, 13\)"):
+        checked.forward(V, K, b, out=np.empty((2, 4, 5, 13), np.float32))
+    with pytest.raises(ValueError, match=r"^out \(Z\): must be C-contiguous"):
+        checked.forward(V, K, b, out=np.empty((3, 4, 5, 26), np.float32)[..., ::2])
+
+
+def test_module_attributes_and_docstrings(checked):
+    assert checked.spec == LayerSpec(input=(4, 5, 13), kernel=(4, 4, 1, 1))
+    assert (checked.dtype, checked.target, checked.style) == ("float32", "openmp", "loops")
+    assert "V float32 (N, 4, 5, 13)" in checked.forward.__doc__
+    assert "dK float32 (4, 4, 1, 1)" in checked.grad_weight.__doc__
+    assert checked.threads() >= 1
