@@ -213,6 +213,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
             print(_element_text(spec, ewrt, index, base))
         return 0
     if args.verify:
+        print(f"# index forms of {spec.describe()}, indices 0-based; a factor whose index falls "
+              f"outside its array, or is not an integer, is zero")
         for form in index_forms(spec).values():
             print(form)
         print(prove(spec))
@@ -612,7 +614,7 @@ DEMO_LATEX = Path("corrgen-demo") / "derivation.tex"
 
 def _demo_latex(spec: LayerSpec, args: argparse.Namespace) -> int:
     """Demo stage: the layer's LaTeX document, compiled when pdflatex is installed."""
-    print(f"\n== LaTeX derivation document ({DEMO_LATEX})")
+    print(f"\n== 4. LaTeX derivation document ({DEMO_LATEX})")
     DEMO_LATEX.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(DEMO_LATEX, to_latex(spec))
     print(f"wrote {DEMO_LATEX}")

@@ -150,7 +150,25 @@ def index_forms(spec: LayerSpec) -> dict[str, IndexForm]:
 def _affine(index: Expr) -> str:
     """``(u - i + 1)/2`` rather than SymPy's ``-i/2 + u/2 + 1/2``."""
     num, den = fraction(together(index))
-    return str(num) if den == 1 else f"({num})/{den}"
+    text = _ordered(num)
+    return text if den == 1 else f"({text})/{den}"
+
+
+def _ordered(affine: Expr) -> str:
+    """An affine index with the element's own index first: ``u - i + 1``, ``2*y + i - 1``."""
+    coeffs = affine.as_coefficients_dict()
+    order = sorted(coeffs, key=lambda t: (
+        t == 1, bool(coeffs[t] < 0), str(t) not in ("u", "v", "y", "x"), str(t)))
+    text = ""
+    for term in order:
+        coef = coeffs[term]
+        mag = abs(coef)
+        body = str(mag) if term == 1 else (str(term) if mag == 1 else f"{mag}*{term}")
+        if not text:
+            text = body if coef > 0 else f"-{body}"
+        else:
+            text += f" + {body}" if coef > 0 else f" - {body}"
+    return text or "0"
 
 
 # -- the proof ------------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""corrgen derive and the CLI's shared behaviour: formats, elements, proofs, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from sympy import expand, sympify
+
+from codegen.cli import main
+from derive import LayerSpec, derive_layer
+from derive.symbols import NAMESPACE
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_json_matches_the_derivation_and_parses_with_sympify(capsys):
+    status, out, _ = run(capsys, "derive", "--input", "3x3", "--kernel", "2x2", "--format", "json")
+    assert status == 0
+    body = json.loads(out)
+    assert list(body) == ["spec", "forward", "grad_input", "grad_weight", "grad_bias"]
+    assert body["spec"]["output"] == [1, 2, 2]
+    exprs = derive_layer(LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2)))
+    for name in ("forward", "grad_input", "grad_weight", "grad_bias"):
+        elements = getattr(exprs, name)
+        assert set(body[name]) == {",".join(map(str, k)) for k in elements}
+        for key, text in body[name].items():
+            index = tuple(int(t) for t in key.split(","))
+            assert expand(sympify(text, locals=NAMESPACE) - elements[index]) == 0
+    # seed 000: dJ/dV_{2,2} = K22 G11 + K21 G12 + K12 G21 + K11 G22 (0-based here)
+    expected = ("K[0,0,1,1]*G[0,0,0] + K[0,0,1,0]*G[0,0,1] + K[0,0,0,1]*G[0,1,0]"
+                " + K[0,0,0,0]*G[0,1,1]")
+    assert expand(sympify(body["grad_input"]["0,1,1"], locals=NAMESPACE)
+                  - sympify(expected, locals=NAMESPACE)) == 0
+
+
+def test_wrt_and_no_bias(capsys):
+    status, out, _ = run(capsys, "derive", "--wrt", "weight", "--format", "json", "--no-bias")
+    body = json.loads(out)
+    assert status == 0 and list(body) == ["spec", "forward", "grad_weight"]
+    assert body["spec"]["bias"] is False and "b" not in body["forward"]["0,0,0"]
+    status, out, _ = run(capsys, "derive", "--wrt", "bias", "--format", "json", "--no-bias")
+    assert json.loads(out)["grad_bias"] == {}
+
+
+def test_text_is_one_based_by_default_and_zero_based_on_request(capsys):
+    _, out, _ = run(capsys, "derive")
+    assert "dJ/dV[1, 1, 1] = G[1, 1, 1]*K[1, 1, 1, 1]" in out
+    assert "Z[1, 2, 2] = " in out and "indices 1-based" in out
+    _, out, _ = run(capsys, "derive", "--index-base", "0")
+    assert "dJ/dV[0, 0, 0] = G[0, 0, 0]*K[0, 0, 0, 0]" in out
+
+
+def test_latex_format(capsys):
+    status, out, _ = run(capsys, "derive", "--format", "latex", "--wrt", "input")
+    assert status == 0
+    assert r"\frac{\partial J}{\partial V_{1,1,1}} = {G}_{1,1,1} {K}_{1,1,1,1}" in out
+
+
+def test_element_shows_the_chain_rule_before_it_simplifies(capsys):
+    status, out, _ = run(capsys, "derive", "--element", "V[2,2]")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1].strip().startswith("= dZ[1, 1, 1]/dV[1, 2, 2]*dJ/dZ[1, 1, 1] + ")
+    assert lines[1].count("/dV[1, 2, 2]") == 4  # every output of the seed example
+    assert lines[-1].strip() == (
+        "= G[1, 1, 1]*K[1, 1, 2, 2] + G[1, 1, 2]*K[1, 1, 2, 1] + G[1, 2, 1]*K[1, 1, 1, 2] "
+        "+ G[1, 2, 2]*K[1, 1, 1, 1]")
+    _, out, _ = run(capsys, "derive", "--element", "V[1,1]")
+    assert "(0)*G[1, 1, 2]" in out and out.splitlines()[-1].strip() == "= G[1, 1, 1]*K[1, 1, 1, 1]"
+
+
+def test_verify_says_what_was_proven_and_on_what(capsys):
+    status, out, _ = run(capsys, "derive", "--input", "2x5x5", "--kernel", "2x2x3x3",
+                         "--stride", "2", "--padding", "1", "--verify")
+    assert status == 0 and "on the spec itself" in out and "grad_input   50 elements" in out
+    status, out, _ = run(capsys, "derive", "--input", "16x32x32", "--kernel", "16x16x3x3",
+                         "--verify")
+    assert status == 0 and "reduced proxy input 2x" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--stride", "0"], "stride=0: each stride must be >= 1"),
+    (["--input", "3x3x"], "--input '3x3x': expected"),
+    (["--kernel", "2x2x3x3", "--input", "3x5x5"], "input channels C=2 must equal the input's C=3"),
+    (["--padding", "half"], "--padding 'half'"),
+    (["--wrt", "weights"], "'weights' is not one of input, weight, bias"),
+    (["--element", "V[4,1]"], "--element 'V[4,1]': V has shape (1, 3, 3)"),
+    (["--input", "16x64x64", "--kernel", "16x16x3x3"], "--max-terms"),
+    (["--format", "yaml"], "invalid choice: 'yaml'"),
+])
+def test_bad_input_is_one_line_on_stderr_with_status_2(argv, message):
+    result = subprocess.run([sys.executable, "-m", "codegen", "derive", *argv],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_explains_the_spec_options_with_an_example(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["derive", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert "--input CxHxW or HxW" in out and "example:" in out and "corrgen derive --input" in out
+
+
+def test_large_spec_shows_progress(capsys):
+    status, out, err = run(capsys, "derive", "--input", "18x18", "--kernel", "6x1x5x5",
+                           "--wrt", "input", "--format", "json")
+    assert status == 0 and json.loads(out)["spec"]["output"] == [6, 14, 14]
+    assert "differentiating: 100%" in err
