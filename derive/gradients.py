@@ -30,8 +30,11 @@ from .symbols import G, K, V, Z, b
 #: The three gradients, in the names used by the CLI's ``--wrt`` and by JSON.
 WRT = {"input": "grad_input", "weight": "grad_weight", "bias": "grad_bias"}
 
-#: Default ceiling on forward terms for an explicit, per-element derivation.
-DEFAULT_MAX_TERMS = 200_000
+#: Default ceiling on forward terms for an explicit, per-element derivation (about 25 s).
+DEFAULT_MAX_TERMS = 50_000
+
+#: Measured cost of the explicit derivation per forward term (sympy.diff dominates).
+SECONDS_PER_TERM = 0.0005
 
 Elements = dict[tuple[int, ...], Expr]
 
@@ -61,7 +64,8 @@ def check_size(spec: LayerSpec, max_terms: int | None) -> None:
         raise DerivationError(
             f"{spec.describe()} has {spec.n_terms:,} forward terms, more than "
             f"--max-terms={max_terms:,}; per-element expressions of that size are not "
-            f"readable. Pass --max-terms {spec.n_terms} to derive them anyway, "
+            f"readable. Pass --max-terms {spec.n_terms} to derive them anyway (about "
+            f"{spec.n_terms * SECONDS_PER_TERM:.0f} s), "
             f"use --verify to prove the index forms on a reduced proxy, or 'corrgen "
             f"emit --style loops' for kernels"
         )
