@@ -40,7 +40,7 @@ from .ir import Constant, Table
 VECTOR_BYTES = 32
 #: Vector registers a register tile's partial sums may take (of 32 with AVX-512 or 16 with
 #: AVX2: the compiler spills a few there).
-ACCUMULATORS = 28
+ACCUMULATORS = 24
 #: forward and grad_input split a sample's channel blocks into groups until the batch gives
 #: at least this many tasks.
 MIN_TASKS = 8
