@@ -47,7 +47,8 @@ OPENMP = Backend(
     source="conv2d_openmp.c",
     compiler_env="CC",
     compiler="cc",
-    compile_flags=("-std=c99", "-O3", "-march=native", "-fopenmp", "-fPIC", "-Wall"),
+    compile_flags=("-std=c99", "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp", "-fPIC",
+                   "-Wall"),
     link_flags=("-fopenmp",),
     cpu_specific=True,
 )

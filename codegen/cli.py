@@ -336,8 +336,8 @@ def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
     group.add_argument("--target", choices=tuple(BACKENDS), default="openmp",
                        help="the kernel backend (default openmp)")
     if dtype_list:
-        group.add_argument("--dtype", default="float32", metavar="LIST",
-                           help="float32 (default), float64, or both comma-separated")
+        group.add_argument("--dtype", default="float32,float64", metavar="LIST",
+                           help="float32, float64, or both comma-separated (default both)")
     else:
         group.add_argument("--dtype", choices=DTYPES, default="float64",
                            help="the arrays' type (default float64)")

@@ -6,17 +6,11 @@ Two styles:
   subexpressions eliminated with ``sympy.cse`` and printed by ``KernelPrinter``. The batch
   stays a run-time loop around the straight-line code. Only for small layers: the
   derivation costs about 0.3 ms per forward term, and the code grows with it.
-* ``loops``: the proven index forms (``derive.index_forms``) as nested loops. Every bound
-  that depends on the layer is computed here and handed to the template as a table, so the
-  kernels' inner loops carry no division, modulo or bounds test:
-
-  - ``X_LO[j]``/``X_HI[j]``: the output columns ``x`` whose tap ``j`` reads an input column
-    ``x*SW + j*DW - PL`` inside ``0..W-1`` (zero padding as loop bounds);
-  - ``OUT_ROW_*``: for each output row ``y``, the taps ``i`` and input rows they read;
-  - ``IN_ROW_*``: for each input row ``u``, the taps ``i`` and the output rows ``y`` with
-    ``y*SH + i*DH - PT = u`` (the row split by stride phase of grad_input's gather);
-  - ``COL_PHASE[j]``/``COL_SHIFT[j]``: ``j*DW - PL = COL_SHIFT*SW + COL_PHASE``, so that
-    grad_input gathers into one contiguous row per column phase.
+* ``loops``: the proven index forms (``derive.index_forms``) as direct convolutions
+  specialised to the layer (``codegen.blocking``): register tiles chosen for the layer,
+  zero-framed scratch copies of each sample so that no inner loop tests a bound, and
+  grad_input's gather split by stride phase. Every bound and tap offset is computed in
+  Python and handed to the template as a constant or a table.
 """
 
 from __future__ import annotations
@@ -33,8 +27,9 @@ from derive.spec import LayerSpec
 from derive.symbols import G, K, V, b
 
 from .backends import Backend
+from .blocking import plan
 from .errors import RenderError
-from .ir import Assignment, Buffer, Constant, Kernel, KernelIR, Table
+from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
 from .printers import CTYPES, KernelPrinter
 
 STYLES = ("auto", "unrolled", "loops")
@@ -46,10 +41,6 @@ UNROLLED_MAX_TERMS = 4096
 #: Work below this many floating-point operations per call runs on the calling thread:
 #: starting an OpenMP team costs a few microseconds.
 PARALLEL_MIN_FLOPS = 1 << 17
-#: grad_weight splits the batch into chunks until there are this many independent tasks.
-GRAD_WEIGHT_MIN_TASKS = 64
-#: The most output channels (forward) or input channels (grad_input) one task updates.
-CHANNEL_BLOCK = 8
 
 DTYPES = tuple(CTYPES)
 
@@ -154,7 +145,7 @@ def _kernels(spec: LayerSpec) -> list[Kernel]:
     return kernels
 
 
-def _constants(spec: LayerSpec, style: str) -> tuple[Constant, ...]:
+def _constants(spec: LayerSpec) -> tuple[Constant, ...]:
     c, h, w = spec.input
     o, _, kh, kw = spec.kernel
     _, ho, wo = spec.output_shape
@@ -172,76 +163,7 @@ def _constants(spec: LayerSpec, style: str) -> tuple[Constant, ...]:
         Constant("PARALLEL_MIN_FLOPS", PARALLEL_MIN_FLOPS,
                  "smaller calls run serially: an OpenMP team costs microseconds"),
     ]
-    if style == "loops":
-        consts += [
-            Constant("OB", _block(o), "output channels per forward and grad_weight task "
-                     "(divides O)"),
-            Constant("CB", _block(c), "input channels per grad_input task (divides C)"),
-            Constant("WQ", -(-w // sw), "input columns per column phase: ceil(W / SW)"),
-            Constant("GRAD_WEIGHT_MIN_TASKS", GRAD_WEIGHT_MIN_TASKS,
-                     "grad_weight splits the batch until O*C*chunks reaches this"),
-        ]
     return tuple(consts)
-
-
-def _block(extent: int) -> int:
-    """The largest divisor of ``extent`` not above ``CHANNEL_BLOCK``."""
-    return max(d for d in range(1, min(extent, CHANNEL_BLOCK) + 1) if extent % d == 0)
-
-
-def _csr(name: str, doc: str, rows: list[list[tuple[int, int]]], what: tuple[str, str]
-         ) -> list[Table]:
-    """A per-row list of ``(tap, row)`` pairs as three flat tables (start, tap, row)."""
-    start = [0]
-    taps: list[int] = []
-    other: list[int] = []
-    for entries in rows:
-        for tap, row in entries:
-            taps.append(tap)
-            other.append(row)
-        start.append(len(taps))
-    return [
-        Table(f"{name}_START", tuple(start), f"{doc}: entries START[r] .. START[r+1]-1"),
-        Table(f"{name}_{what[0]}", tuple(taps), f"{doc}: the kernel tap row i"),
-        Table(f"{name}_{what[1]}", tuple(other), f"{doc}: the {what[1].lower()} row"),
-    ]
-
-
-def _tables(spec: LayerSpec) -> tuple[Table, ...]:
-    _, h, w = spec.input
-    _, _, kh, kw = spec.kernel
-    _, ho, wo = spec.output_shape
-    (sh, sw), (dh, dw) = spec.stride, spec.dilation
-    top, _, left, _ = spec.pads
-    x_lo, x_hi, phase, shift = [], [], [], []
-    for j in range(kw):
-        offset = j * dw - left  # input column of x = 0
-        lo = max(0, -(offset // sw))  # smallest x with x*SW + offset >= 0
-        hi = min(wo, (w - 1 - offset) // sw + 1) if w - 1 - offset >= 0 else 0
-        x_lo.append(lo)
-        x_hi.append(max(lo, hi))
-        shift.append(offset // sw)
-        phase.append(offset - (offset // sw) * sw)
-    out_rows = [[(i, y * sh + i * dh - top) for i in range(kh)
-                 if 0 <= y * sh + i * dh - top < h] for y in range(ho)]
-    in_rows = []
-    for u in range(h):
-        entries = []
-        for i in range(kh):
-            t = u + top - i * dh
-            if t >= 0 and t % sh == 0 and t // sh < ho:
-                entries.append((i, t // sh))
-        in_rows.append(entries)
-    return (
-        Table("X_LO", tuple(x_lo), "first output column whose tap j reads inside the input"),
-        Table("X_HI", tuple(x_hi), "one past the last such column"),
-        *_csr("OUT_ROW", "per output row y: taps i reading input row y*SH + i*DH - PT",
-              out_rows, ("TAP", "INPUT")),
-        *_csr("IN_ROW", "per input row u: taps i and output rows y with y*SH + i*DH - PT = u",
-              in_rows, ("TAP", "OUTPUT")),
-        Table("COL_PHASE", tuple(phase), "j*DW - PL = COL_SHIFT[j]*SW + COL_PHASE[j]"),
-        Table("COL_SHIFT", tuple(shift), "(see COL_PHASE)"),
-    )
 
 
 def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
@@ -294,6 +216,10 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     if style == "unrolled":
         kernels = _unrolled(spec, kernels, dtype, progress)
     flip = spec.mode == "convolution"
+    constants, tables = _constants(spec), ()
+    if style == "loops":
+        blocking_constants, tables = plan(spec, 4 if dtype == "float32" else 8)
+        constants += blocking_constants
     return KernelIR(
         name=module_name(spec, backend.name, dtype),
         spec_text=spec.describe(),
@@ -304,8 +230,8 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         ctype=CTYPES[dtype],
         target=backend.name,
         version=__version__,
-        constants=_constants(spec, style),
-        tables=_tables(spec) if style == "loops" else (),
+        constants=constants,
+        tables=tables,
         kernels=tuple(kernels),
         tap_row="KH - 1 - i" if flip else "i",
         tap_col="KW - 1 - j" if flip else "j",

@@ -81,14 +81,17 @@ def test_unrolled_kernels_print_the_derived_expressions():
     assert "constants: C=1, H=3, W=3" in str(ir)
 
 
-def test_loops_tables_split_grad_input_rows_by_stride_phase():
+def test_loops_tables_split_grad_input_by_stride_phase():
     spec = LayerSpec(input=(1, 7, 7), kernel=(1, 1, 3, 3), stride=2, padding=1)
-    tables = {t.name: t.values for t in lower(spec, OPENMP, "float64", "loops").tables}
-    start, taps, rows = tables["IN_ROW_START"], tables["IN_ROW_TAP"], tables["IN_ROW_OUTPUT"]
-    for u in range(7):
-        pairs = list(zip(taps[start[u]:start[u + 1]], rows[start[u]:start[u + 1]]))
-        assert pairs == [(i, (u + 1 - i) // 2) for i in range(3) if (u + 1 - i) % 2 == 0
-                         and 0 <= (u + 1 - i) // 2 < 4]
+    ir = lower(spec, OPENMP, "float64", "loops")
+    tables = {t.name: t.values for t in ir.tables}
+    # phases (r, s) of the padded input: rows u = m*2 + r - 1; taps i with i = 2*a + r
+    assert ir.constant("GIN_PHASES") == 4
+    assert tables["GIN_PHASE_ROWS"] == (3, 3, 4, 4)
+    assert tables["GIN_PHASE_COLS"] == (3, 4, 3, 4)
+    assert tables["GIN_PHASE_TAPS"] == (0, 4, 6, 8, 9)
+    assert sorted(tables["GIN_TAP_WEIGHT"][:4]) == [0, 2, 6, 8]  # i, j in {0, 2}
+    assert tables["GIN_TAP_WEIGHT"][8:] == (4,)  # the odd phase: the centre tap alone
 
 
 def test_float32_printer_writes_float_literals():

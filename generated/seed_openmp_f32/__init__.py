@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float32 (float); target: openmp
-# cache key: 3db2ef55706b094760e844927fe4de184a2924336d77169614d6318bfdc76326
+# cache key: b9db474e8d5fbeeada94e43e425afab08d3c6cc2ad2c055d6dcd7637b7a9a95a
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key 3db2ef55706b094760e844927fe4de184a2924336d77169614d6318bfdc76326.
+Built by corrgen 0.1.0, cache key b9db474e8d5fbeeada94e43e425afab08d3c6cc2ad2c055d6dcd7637b7a9a95a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -24,13 +24,13 @@ N, the batch, is free; every other extent is fixed. Arrays are float32 NumPy arr
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_3db2ef55706b as _extension
+from . import _conv2d_b9db474e8d5f as _extension
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "unrolled"
-key = "3db2ef55706b094760e844927fe4de184a2924336d77169614d6318bfdc76326"
+key = "b9db474e8d5fbeeada94e43e425afab08d3c6cc2ad2c055d6dcd7637b7a9a95a"
 
 _module = _KernelModule(spec, dtype, _extension.lib)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c059caef72579a26e4d2c0ef4fa5db8a60e9a85274f9f821079ce6a1e01024d1
+ * cache key: 03f9bc7becd90a34b1b8566230f5bbb92b8bf3fa960739a03e660614f62c0206
  */
 
 /*

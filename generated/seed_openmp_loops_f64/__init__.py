@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: b6e2ef79e6617a65cae333d65d0e5d5aaa68da069159772e18c38e8f3395fa51
+# cache key: d335e3a42aa9f0a2ed65e4d3fe4a724f45f6748f53fa1179cc3f66ac9d35a829
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key b6e2ef79e6617a65cae333d65d0e5d5aaa68da069159772e18c38e8f3395fa51.
+Built by corrgen 0.1.0, cache key d335e3a42aa9f0a2ed65e4d3fe4a724f45f6748f53fa1179cc3f66ac9d35a829.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -24,13 +24,13 @@ N, the batch, is free; every other extent is fixed. Arrays are float64 NumPy arr
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_b6e2ef79e661 as _extension
+from . import _conv2d_d335e3a42aa9 as _extension
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "b6e2ef79e6617a65cae333d65d0e5d5aaa68da069159772e18c38e8f3395fa51"
+key = "d335e3a42aa9f0a2ed65e4d3fe4a724f45f6748f53fa1179cc3f66ac9d35a829"
 
 _module = _KernelModule(spec, dtype, _extension.lib)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: b6e2ef79e6617a65cae333d65d0e5d5aaa68da069159772e18c38e8f3395fa51
+ * cache key: d335e3a42aa9f0a2ed65e4d3fe4a724f45f6748f53fa1179cc3f66ac9d35a829
  */
 
 /*

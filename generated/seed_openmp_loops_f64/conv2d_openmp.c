@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: b6e2ef79e6617a65cae333d65d0e5d5aaa68da069159772e18c38e8f3395fa51
+ * cache key: d335e3a42aa9f0a2ed65e4d3fe4a724f45f6748f53fa1179cc3f66ac9d35a829
  */
 
 #include <stdint.h>
@@ -31,185 +31,370 @@ typedef double real;
 #define PT 0 /* zero rows above the input */
 #define PL 0 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
-#define OB 1 /* output channels per forward and grad_weight task (divides O) */
-#define CB 1 /* input channels per grad_input task (divides C) */
-#define WQ 3 /* input columns per column phase: ceil(W / SW) */
-#define GRAD_WEIGHT_MIN_TASKS 64 /* grad_weight splits the batch until O*C*chunks reaches this */
+#define VL 4 /* reals per vector (32 bytes) */
+#define LH 3 /* rows swept (H) */
+#define LW 3 /* input columns swept (W) */
+#define LHO 2 /* output rows swept (HO) */
+#define LWO 2 /* output columns swept (WO) */
+#define SRC_ROWS 3 /* rows of a scratch input plane (padding and tile overrun) */
+#define SRC_SEG 5 /* columns of one column phase of a scratch input row */
+#define SRC_PITCH 5 /* reals per scratch input row: SW phases of SRC_SEG */
+#define SRC_PLANE 15 /* reals per scratch input plane */
+#define FWD_OB 1 /* forward tile: output channels (divides O) */
+#define FWD_TY 2 /* forward tile: output rows */
+#define FWD_TXV 1 /* forward tile: vectors of output columns */
+#define FWD_TX 4 /* forward tile: output columns (FWD_TXV * VL) */
+#define FWD_PHASES 1 /* forward sweeps one phase */
+#define FWD_ROW_STEP 5 /* scratch reals from one output row to the next */
+#define G_TOP 1 /* zero rows above a scratch gradient plane */
+#define G_LEFT 1 /* zero columns left of a scratch gradient plane */
+#define G_ROWS 4 /* rows of a scratch gradient plane (frame and tile overrun) */
+#define G_PITCH 5 /* reals per scratch gradient row */
+#define G_PLANE 20 /* reals per scratch gradient plane */
+#define GIN_OB 1 /* grad_input tile: input channels (divides C) */
+#define GIN_TY 3 /* grad_input tile: rows of a phase */
+#define GIN_TXV 1 /* grad_input tile: vectors of columns of a phase */
+#define GIN_TX 4 /* grad_input tile: columns (GIN_TXV * VL) */
+#define GIN_PHASES 1 /* stride phases (r, s) holding input elements */
+#define GIN_ROW_STEP 5 /* scratch reals from one row of a phase to the next */
+#define GW_OB 1 /* grad_weight tile: output channels (divides O) */
+#define GW_CB 1 /* grad_weight tile: input channels (divides C) */
+#define GW_TT 4 /* grad_weight tile: taps (divides KH*KW) */
+#define GW_COLS 4 /* output columns summed, rounded up to vectors (zeros beyond) */
+#define GW_G_PLANE 8 /* reals per scratch gradient plane of grad_weight */
+#define GW_ROW_STEP 5 /* scratch reals from one output row to the next */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
+#define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
-/* first output column whose tap j reads inside the input */
-static const int X_LO[2] = {0, 0};
+/* output rows of each phase */
+static const int FWD_PHASE_ROWS[1] = {2};
 
-/* one past the last such column */
-static const int X_HI[2] = {2, 2};
+/* output columns of each phase */
+static const int FWD_PHASE_COLS[1] = {2};
 
-/* per output row y: taps i reading input row y*SH + i*DH - PT: entries START[r] .. START[r+1]-1 */
-static const int OUT_ROW_START[3] = {0, 2, 4};
+/* offset in an output plane of the phase's first element */
+static const int FWD_PHASE_DST[1] = {0};
 
-/* per output row y: taps i reading input row y*SH + i*DH - PT: the kernel tap row i */
-static const int OUT_ROW_TAP[4] = {0, 1, 0, 1};
+/* taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1 */
+static const int FWD_PHASE_TAPS[2] = {0, 4};
 
-/* per output row y: taps i reading input row y*SH + i*DH - PT: the input row */
-static const int OUT_ROW_INPUT[4] = {0, 1, 1, 2};
+/* tap (i, j): scratch offset i*DH rows and column phase/shift of j*DW */
+static const int FWD_TAP_OFFSET[4] = {0, 1, 5, 6};
 
-/* per input row u: taps i and output rows y with y*SH + i*DH - PT = u: entries START[r] .. START[r+1]-1 */
-static const int IN_ROW_START[4] = {0, 1, 3, 4};
+/* tap (i, j): its offset in a kernel plane K[o, c] */
+static const int FWD_TAP_WEIGHT[4] = {0, 1, 2, 3};
 
-/* per input row u: taps i and output rows y with y*SH + i*DH - PT = u: the kernel tap row i */
-static const int IN_ROW_TAP[4] = {0, 0, 1, 1};
+/* rows u = m*SH + r - PT of each phase (r, s) */
+static const int GIN_PHASE_ROWS[1] = {3};
 
-/* per input row u: taps i and output rows y with y*SH + i*DH - PT = u: the output row */
-static const int IN_ROW_OUTPUT[4] = {0, 1, 0, 1};
+/* columns v = m*SW + s - PL of each phase */
+static const int GIN_PHASE_COLS[1] = {3};
 
-/* j*DW - PL = COL_SHIFT[j]*SW + COL_PHASE[j] */
-static const int COL_PHASE[2] = {0, 0};
+/* offset in an input plane of the phase's first element */
+static const int GIN_PHASE_DST[1] = {0};
 
-/* (see COL_PHASE) */
-static const int COL_SHIFT[2] = {0, 1};
+/* taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros) */
+static const int GIN_PHASE_TAPS[2] = {0, 4};
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
- * One task per sample and block of OB output channels; each output row is accumulated in
- * acc (bias first), tap by tap, the inner loop running along the contiguous columns. */
-static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
+/* tap (i, j) of its phase: scratch offset of output row m - a, column n - b */
+static const int GIN_TAP_OFFSET[4] = {6, 5, 1, 0};
+
+/* tap (i, j): its offset in K[o, c] */
+static const int GIN_TAP_WEIGHT[4] = {0, 1, 2, 3};
+
+/* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
+static const int GW_TAP_OFFSET[4] = {0, 1, 5, 6};
+
+/* tap (i, j): its offset in K[o, c] (as FWD_TAP_WEIGHT) */
+static const int GW_TAP_WEIGHT[4] = {0, 1, 2, 3};
+
+/* Vectors of VL reals (GCC/Clang vector extensions); loads and stores need no alignment. */
+typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
+#define LOAD(address) (*(const vec *)(address))
+#define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The lanes of v added in lane order. */
+static inline real lane_sum(vec v)
 {
-    #pragma omp parallel for collapse(2) schedule(static) if (n * 32 >= PARALLEL_MIN_FLOPS)
-    for (int64_t s = 0; s < n; ++s) {
-        for (int ob = 0; ob < O / OB; ++ob) {
-            const int o0 = ob * OB;
-            for (int y = 0; y < HO; ++y) {
-                real acc[OB][WO];
-                for (int p = 0; p < OB; ++p)
-                    for (int x = 0; x < WO; ++x)
-                        acc[p][x] = b[o0 + p];
-                for (int c = 0; c < C; ++c) {
-                    const real *restrict plane = V + (s * C + c) * (H * W);
-                    for (int r = OUT_ROW_START[y]; r < OUT_ROW_START[y + 1]; ++r) {
-                        const int i = OUT_ROW_TAP[r];
-                        const real *restrict row = plane + OUT_ROW_INPUT[r] * W;
-                        for (int j = 0; j < KW; ++j) {
-                            const real *restrict k = K + ((o0 * C + c) * KH + i) * KW + j;
-                            const int v0 = j * DW - PL;
-                            #pragma omp simd
-                            for (int x = X_LO[j]; x < X_HI[j]; ++x) {
-                                const real v = row[x * SW + v0];
-                                for (int p = 0; p < OB; ++p)
-                                    acc[p][x] += k[p * (C * KH * KW)] * v;
-                            }
-                        }
-                    }
-                }
-                for (int p = 0; p < OB; ++p)
-                    memcpy(Z + ((s * O + o0 + p) * HO + y) * WO, acc[p], sizeof acc[p]);
-            }
-        }
-    }
-    return 0;
+    real sum = 0;
+    for (int lane = 0; lane < VL; ++lane)
+        sum += v[lane];
+    return sum;
 }
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
- * A gather: one task per sample and block of CB input channels, so no two threads write
- * the same element and no atomics are needed. Input row u collects from the output rows
- * listed in IN_ROW_* (its stride phase); along columns, tap j feeds the column phase
- * COL_PHASE[j], kept as its own contiguous row in acc and interleaved at the end. */
-static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
+/* Copies `channels` planes of rows x cols reals into a zero-framed scratch: element (y, x)
+ * goes to row top + y, column phase (left + x) % split, at (left + x) / split within the
+ * phase. The frame is never written: it stays zero from the allocation. */
+static inline void pack_planes(const real *restrict in, int channels, int rows, int cols,
+                               real *restrict out, int plane, int pitch, int seg, int split,
+                               int top, int left)
 {
-    #pragma omp parallel for collapse(2) schedule(static) if (n * 32 >= PARALLEL_MIN_FLOPS)
-    for (int64_t s = 0; s < n; ++s) {
-        for (int cb = 0; cb < C / CB; ++cb) {
-            const int c0 = cb * CB;
-            for (int u = 0; u < H; ++u) {
-                real acc[CB][SW][WQ];
-                memset(acc, 0, sizeof acc);
-                for (int r = IN_ROW_START[u]; r < IN_ROW_START[u + 1]; ++r) {
-                    const int i = IN_ROW_TAP[r];
-                    for (int o = 0; o < O; ++o) {
-                        const real *restrict g = G + ((s * O + o) * HO + IN_ROW_OUTPUT[r]) * WO;
-                        for (int j = 0; j < KW; ++j) {
-                            const real *restrict k = K + ((o * C + c0) * KH + i) * KW + j;
-                            const int q = COL_PHASE[j], t0 = COL_SHIFT[j];
-                            #pragma omp simd
-                            for (int x = X_LO[j]; x < X_HI[j]; ++x) {
-                                const real gx = g[x];
-                                for (int p = 0; p < CB; ++p)
-                                    acc[p][q][x + t0] += k[p * (KH * KW)] * gx;
-                            }
-                        }
-                    }
-                }
-                for (int p = 0; p < CB; ++p) {
-                    real *restrict out = dV + ((s * C + c0 + p) * H + u) * W;
-                    for (int q = 0; q < SW; ++q)
-                        for (int t = 0; t * SW + q < W; ++t)
-                            out[t * SW + q] = acc[p][q][t];
-                }
+    for (int c = 0; c < channels; ++c)
+        for (int y = 0; y < rows; ++y) {
+            const real *restrict from = in + ((int64_t)c * rows + y) * cols;
+            real *restrict to = out + (int64_t)c * plane + (int64_t)(top + y) * pitch;
+            for (int q = 0; q < split; ++q) {
+                /* scratch columns t of phase q hold input columns t*split + q - left */
+                const int t_lo = (left - q + split - 1) / split;
+                const int t_hi = (cols + left - q + split - 1) / split;
+                for (int t = t_lo; t < t_hi; ++t)
+                    to[q * seg + t] = from[t * split + q - left];
             }
         }
+}
+
+/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample, from the scratch src.
+ * Register tile: 1 channels x 2 rows x 1 vectors of a phase's outputs;
+ * per input channel and tap, 2 vector loads and 1 weights feed
+ * 2 vector multiply-adds. */
+static void forward_block(const real *restrict src, const real *restrict K,
+                          const real *restrict b, real *restrict out, int o0)
+{
+    const vec zero = {0};
+    for (int ph = 0; ph < FWD_PHASES; ++ph) {
+        const int rows = FWD_PHASE_ROWS[ph], cols = FWD_PHASE_COLS[ph];
+        real *restrict dst = out + FWD_PHASE_DST[ph];
+        for (int m0 = 0; m0 < rows; m0 += FWD_TY)
+            for (int n0 = 0; n0 < cols; n0 += FWD_TX) {
+                vec acc0_0 = zero + b[o0 + 0], acc0_1 = zero + b[o0 + 0];
+                for (int c = 0; c < C; ++c) {
+                    const real *restrict plane = src + c * SRC_PLANE + m0 * FWD_ROW_STEP + n0;
+                    const real *restrict k = K + o0 * (C * KH * KW) + c * (KH * KW);
+                    for (int t = FWD_PHASE_TAPS[ph]; t < FWD_PHASE_TAPS[ph + 1]; ++t) {
+                        const real *restrict in = plane + FWD_TAP_OFFSET[t];
+                        const int tap = FWD_TAP_WEIGHT[t];
+                        const real w0 = k[0 * (C * KH * KW) + tap];
+                        vec v;
+                        v = LOAD(in + 0 * FWD_ROW_STEP + 0 * VL);
+                        acc0_0 += w0 * v;
+                        v = LOAD(in + 1 * FWD_ROW_STEP + 0 * VL);
+                        acc0_1 += w0 * v;
+                    }
+                }
+                if (m0 + FWD_TY <= rows && n0 + FWD_TX <= cols) {
+                    STORE(dst + (o0 + 0) * (LHO * LWO) + (m0 + 0) * LWO + n0 + 0 * VL, acc0_0);
+                    STORE(dst + (o0 + 0) * (LHO * LWO) + (m0 + 1) * LWO + n0 + 0 * VL, acc0_1);
+                    continue;
+                }
+                /* the tile crosses the phase's edge: through a buffer, element by element */
+                real tile[1][2][FWD_TX];
+                STORE(&tile[0][0][0 * VL], acc0_0);
+                STORE(&tile[0][1][0 * VL], acc0_1);
+                for (int p = 0; p < 1; ++p)
+                    for (int y = 0; y < FWD_TY && m0 + y < rows; ++y)
+                        for (int x = 0; x < FWD_TX && n0 + x < cols; ++x)
+                            dst[(o0 + p) * (LHO * LWO) + (m0 + y) * LWO + (n0 + x) * 1] = tile[p][y][x];
+            }
     }
-    return 0;
+}
+
+
+/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+ * One task per sample and group of FWD_OB-channel blocks (groups only when the batch is
+ * small): the sample is copied into the thread's scratch, zero-padded and split by column
+ * stride phase, and every block of the group sweeps it. */
+
+static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
+{
+    const int64_t blocks = O / FWD_OB;
+    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
+    if (groups > blocks)
+        groups = blocks;
+    int failed = 0;
+    #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    {
+        real *scratch = calloc(C * SRC_PLANE, sizeof(real));
+        failed = scratch == NULL;
+        #pragma omp for collapse(2) schedule(static)
+        for (int64_t s = 0; s < n; ++s)
+            for (int64_t g = 0; g < groups; ++g) {
+                if (scratch == NULL)
+                    continue;
+                pack_planes(V + s * (C * LH * LW), C, LH, LW, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                    forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
+            }
+        free(scratch);
+    }
+    return failed;
+}
+
+
+/* grad_input, output channels o0 .. o0 + GIN_OB - 1 of one sample, from the scratch src.
+ * Register tile: 1 channels x 3 rows x 1 vectors of a phase's outputs;
+ * per input channel and tap, 3 vector loads and 1 weights feed
+ * 3 vector multiply-adds. */
+static void grad_input_block(const real *restrict src, const real *restrict K,
+                             real *restrict out, int o0)
+{
+    const vec zero = {0};
+    for (int ph = 0; ph < GIN_PHASES; ++ph) {
+        const int rows = GIN_PHASE_ROWS[ph], cols = GIN_PHASE_COLS[ph];
+        real *restrict dst = out + GIN_PHASE_DST[ph];
+        for (int m0 = 0; m0 < rows; m0 += GIN_TY)
+            for (int n0 = 0; n0 < cols; n0 += GIN_TX) {
+                vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero;
+                for (int c = 0; c < O; ++c) {
+                    const real *restrict plane = src + c * G_PLANE + m0 * GIN_ROW_STEP + n0;
+                    const real *restrict k = K + o0 * (KH * KW) + c * (C * KH * KW);
+                    for (int t = GIN_PHASE_TAPS[ph]; t < GIN_PHASE_TAPS[ph + 1]; ++t) {
+                        const real *restrict in = plane + GIN_TAP_OFFSET[t];
+                        const int tap = GIN_TAP_WEIGHT[t];
+                        const real w0 = k[0 * (KH * KW) + tap];
+                        vec v;
+                        v = LOAD(in + 0 * GIN_ROW_STEP + 0 * VL);
+                        acc0_0 += w0 * v;
+                        v = LOAD(in + 1 * GIN_ROW_STEP + 0 * VL);
+                        acc0_1 += w0 * v;
+                        v = LOAD(in + 2 * GIN_ROW_STEP + 0 * VL);
+                        acc0_2 += w0 * v;
+                    }
+                }
+                if (m0 + GIN_TY <= rows && n0 + GIN_TX <= cols) {
+                    STORE(dst + (o0 + 0) * (LH * LW) + (m0 + 0) * (SH * LW) + n0 + 0 * VL, acc0_0);
+                    STORE(dst + (o0 + 0) * (LH * LW) + (m0 + 1) * (SH * LW) + n0 + 0 * VL, acc0_1);
+                    STORE(dst + (o0 + 0) * (LH * LW) + (m0 + 2) * (SH * LW) + n0 + 0 * VL, acc0_2);
+                    continue;
+                }
+                /* the tile crosses the phase's edge: through a buffer, element by element */
+                real tile[1][3][GIN_TX];
+                STORE(&tile[0][0][0 * VL], acc0_0);
+                STORE(&tile[0][1][0 * VL], acc0_1);
+                STORE(&tile[0][2][0 * VL], acc0_2);
+                for (int p = 0; p < 1; ++p)
+                    for (int y = 0; y < GIN_TY && m0 + y < rows; ++y)
+                        for (int x = 0; x < GIN_TX && n0 + x < cols; ++x)
+                            dst[(o0 + p) * (LH * LW) + (m0 + y) * (SH * LW) + (n0 + x) * 1] = tile[p][y][x];
+            }
+    }
+}
+
+
+/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+ * A gather split by stride phase, so no two tasks write the same element and no atomics are
+ * needed: one task per sample and group of GIN_OB-channel blocks; the sample's gradient is
+ * copied into the thread's scratch inside a zero frame, and each phase of the input is a
+ * stride-1 correlation of it with the phase's taps. */
+
+static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
+{
+    const int64_t blocks = C / GIN_OB;
+    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
+    if (groups > blocks)
+        groups = blocks;
+    int failed = 0;
+    #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    {
+        real *scratch = calloc(O * G_PLANE, sizeof(real));
+        failed = scratch == NULL;
+        #pragma omp for collapse(2) schedule(static)
+        for (int64_t s = 0; s < n; ++s)
+            for (int64_t g = 0; g < groups; ++g) {
+                if (scratch == NULL)
+                    continue;
+                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
+                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                    grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB);
+            }
+        free(scratch);
+    }
+    return failed;
+}
+
+
+/* grad_weight of one sample for output channels o0 .. o0 + GW_OB - 1, added to dK.
+ * src: the sample's input as forward packs it; g: its gradient rows of these channels,
+ * GW_COLS wide (zeros beyond WO). Register tile: 1 output x 1 input channels x
+ * 4 taps of vector partial sums, one lane per output column; per vector of columns,
+ * 1 gradient and 4 input vectors feed 4 multiply-adds. */
+static void grad_weight_block(const real *restrict src, const real *restrict g,
+                              real *restrict dK, int o0)
+{
+    const vec zero = {0};
+    for (int c0 = 0; c0 < C; c0 += GW_CB)
+        for (int t0 = 0; t0 < KH * KW; t0 += GW_TT) {
+            vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero, acc0_3 = zero;
+            const int offset0 = GW_TAP_OFFSET[t0 + 0];
+            const int offset1 = GW_TAP_OFFSET[t0 + 1];
+            const int offset2 = GW_TAP_OFFSET[t0 + 2];
+            const int offset3 = GW_TAP_OFFSET[t0 + 3];
+            for (int y = 0; y < LHO; ++y) {
+                const real *restrict grow = g + y * GW_COLS;
+                const real *restrict in = src + c0 * SRC_PLANE + y * GW_ROW_STEP;
+                for (int x = 0; x < GW_COLS; x += VL) {
+                    const vec g0 = LOAD(grow + 0 * GW_G_PLANE + x);
+                    vec v;
+                    v = LOAD(in + 0 * SRC_PLANE + offset0 + x);
+                    acc0_0 += g0 * v;
+                    v = LOAD(in + 0 * SRC_PLANE + offset1 + x);
+                    acc0_1 += g0 * v;
+                    v = LOAD(in + 0 * SRC_PLANE + offset2 + x);
+                    acc0_2 += g0 * v;
+                    v = LOAD(in + 0 * SRC_PLANE + offset3 + x);
+                    acc0_3 += g0 * v;
+                }
+            }
+            dK[((o0 + 0) * C + c0 + 0) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_0);
+            dK[((o0 + 0) * C + c0 + 0) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_1);
+            dK[((o0 + 0) * C + c0 + 0) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_2);
+            dK[((o0 + 0) * C + c0 + 0) * (KH * KW) + GW_TAP_WEIGHT[t0 + 3]] += lane_sum(acc0_3);
+        }
 }
 
 /* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
- * The batch is cut into a number of chunks that depends on N and the layer only; task
- * (chunk, block of OB output channels, c) sums dK[o, c] over its samples into its own
- * slot, and the chunks' partial sums are then added in chunk order. No atomics, and the
- * result does not depend on the number of threads or on scheduling. Each input row is
- * loaded once for the OB dot products that read it. */
+ * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
+ * GW_OB-channel blocks) packs each of its samples (input as forward does, gradient rows
+ * of its channels) and adds the sample's sums into the chunk's own slot of partial; the
+ * chunks are then added in chunk order. No atomics, and the result does not depend on the
+ * number of threads or on scheduling. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
-    int64_t chunks = (GRAD_WEIGHT_MIN_TASKS + O * C - 1) / (O * C);
-    if (chunks > n)
-        chunks = n > 0 ? n : 1;
+    const int64_t blocks = O / GW_OB, size = (int64_t)O * C * KH * KW;
+    const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
+    int64_t groups = (MIN_TASKS + chunks - 1) / chunks;
+    if (groups > blocks)
+        groups = blocks;
     real *partial = dK;
     if (chunks > 1) {
-        partial = malloc(sizeof(real) * chunks * (O * C * KH * KW));
+        partial = malloc(sizeof(real) * chunks * size);
         if (partial == NULL)
             return 1;
     }
-    #pragma omp parallel for collapse(3) schedule(static) if (n * 32 >= PARALLEL_MIN_FLOPS)
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-        for (int ob = 0; ob < O / OB; ++ob) {
-            for (int c = 0; c < C; ++c) {
-                const int o0 = ob * OB;
-                real acc[OB][KH][KW];
-                memset(acc, 0, sizeof acc);
+    int failed = 0;
+    #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    {
+        real *scratch = calloc(C * SRC_PLANE + O * GW_G_PLANE, sizeof(real));
+        failed = scratch == NULL;
+        #pragma omp for collapse(2) schedule(static)
+        for (int64_t chunk = 0; chunk < chunks; ++chunk)
+            for (int64_t g = 0; g < groups; ++g) {
+                if (scratch == NULL)
+                    continue;
+                const int64_t o_lo = blocks * g / groups * GW_OB;
+                const int64_t o_hi = blocks * (g + 1) / groups * GW_OB;
+                real *restrict slot = partial + chunk * size;
+                memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
                 for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
-                    const real *restrict plane = V + (s * C + c) * (H * W);
-                    for (int y = 0; y < HO; ++y) {
-                        const real *restrict g = G + ((s * O + o0) * HO + y) * WO;
-                        for (int r = OUT_ROW_START[y]; r < OUT_ROW_START[y + 1]; ++r) {
-                            const int i = OUT_ROW_TAP[r];
-                            const real *restrict row = plane + OUT_ROW_INPUT[r] * W;
-                            for (int j = 0; j < KW; ++j) {
-                                const int v0 = j * DW - PL;
-                                real sum0 = 0;
-                                #pragma omp simd reduction(+:sum0)
-                                for (int x = X_LO[j]; x < X_HI[j]; ++x) {
-                                    const real v = row[x * SW + v0];
-                                    sum0 += g[0 * (HO * WO) + x] * v;
-                                }
-                                acc[0][i][j] += sum0;
-                            }
-                        }
-                    }
-                }
-                for (int p = 0; p < OB; ++p) {
-                    real *restrict out = partial + ((chunk * O + o0 + p) * C + c) * (KH * KW);
-                    for (int i = 0; i < KH; ++i)
-                        for (int j = 0; j < KW; ++j)
-                            out[(i) * KW + j] = acc[p][i][j];
+                    real *restrict grows = scratch + C * SRC_PLANE;
+                    pack_planes(V + s * (C * LH * LW), C, LH, LW, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                    pack_planes(G + (s * O + o_lo) * (LHO * LWO), o_hi - o_lo, LHO, LWO, grows, GW_G_PLANE, GW_COLS, GW_COLS, 1, 0, 0);
+                    for (int64_t o0 = o_lo; o0 < o_hi; o0 += GW_OB)
+                        grad_weight_block(scratch, grows + (o0 - o_lo) * GW_G_PLANE, slot, o0);
                 }
             }
-        }
+        free(scratch);
     }
     if (chunks > 1) {
-        for (int64_t e = 0; e < O * C * KH * KW; ++e) {
-            real total = partial[e];
-            for (int64_t chunk = 1; chunk < chunks; ++chunk)
-                total += partial[chunk * (O * C * KH * KW) + e];
-            dK[e] = total;
-        }
+        if (!failed)
+            for (int64_t e = 0; e < size; ++e) {
+                real total = partial[e];
+                for (int64_t chunk = 1; chunk < chunks; ++chunk)
+                    total += partial[chunk * size + e];
+                dK[e] = total;
+            }
         free(partial);
     }
-    return 0;
+    return failed;
 }
 
 /* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]

@@ -1,0 +1,303 @@
+"""Blocking of the ``loops`` kernels of the OpenMP target: tiles, scratch layouts, tap tables.
+
+Every pass is a direct convolution specialised to the layer. The kernels work on private,
+zero-framed copies ("scratch") of one sample's planes, so that no inner loop tests a bound:
+
+* **forward** (``FWD_*``) and **grad_input** (``GIN_*``) are one computation, a *correlation
+  sweep*: each output element of a phase sums, over the input channels of the sweep and the
+  taps of the phase, ``weight * source[row * ROW_STEP + column + TAP_OFFSET[tap]]``. A
+  register tile holds ``OB`` output channels x ``TY`` output rows x ``TXV`` vectors of
+  ``VL`` output columns: per tap it loads ``TY*TXV`` source vectors and ``OB`` weights and
+  does ``OB*TY*TXV`` vector multiply-adds.
+
+  - forward: one phase; the source is the input with its zero padding, each row split by
+    column stride phase (``x*SW + j*DW = (x + shift)*SW + phase``), so that a tap reads
+    contiguous columns whatever the stride;
+  - grad_input: the gather form, split by stride phase: input row ``u = m*SH + r - PT``
+    collects from the taps ``i`` with ``i*DH = a*SH + r`` and output row ``m - a``
+    (likewise columns). Each phase ``(r, s)`` is a stride-1 correlation of the
+    zero-framed gradient ``G`` with its own taps, written to every ``SH``-th row and
+    ``SW``-th column of ``dV``; phases no tap reaches are written as zeros.
+
+* **grad_weight** (``GW_*``): a register tile holds ``OB`` output channels x ``CB`` input
+  channels x ``TT`` taps of partial sums, one vector lane per output column; per vector
+  of output columns it loads ``OB`` vectors of ``G`` and ``CB*TT`` of the input. The lanes
+  are added in a fixed order at the end of each sample, so results do not depend on threads.
+
+A pointwise layer (1x1 kernel, stride 1, no padding) is swept as one row of ``H*W`` pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from derive.spec import LayerSpec
+
+from .ir import Constant, Table
+
+#: Bytes per vector: 256-bit vectors. (On the AVX-512 machines these kernels were tuned on,
+#: 512-bit vectors give no more multiply-adds per cycle, and half as many columns per tile.)
+VECTOR_BYTES = 32
+#: Vector registers a register tile's partial sums may take (of 32 with AVX-512 or 16 with
+#: AVX2: the compiler spills a few there).
+ACCUMULATORS = 24
+#: forward and grad_input split a sample's channel blocks into groups until the batch gives
+#: at least this many tasks.
+MIN_TASKS = 8
+#: grad_weight sums the batch in at most this many chunks (partial sums added in order).
+GRAD_WEIGHT_CHUNKS = 8
+#: Cycles charged per tile (stores, set-up) and per channel of a tile (loop overhead) by the
+#: cost model that picks the tiles.
+TILE_OVERHEAD = 24
+CHANNEL_OVERHEAD = 3
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The layer as the loops see it (a pointwise layer flattened to one row)."""
+
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    top: int
+    left: int
+    flip: bool
+    flat: bool
+
+
+def geometry(spec: LayerSpec) -> Geometry:
+    c, h, w = spec.input
+    o, _, kh, kw = spec.kernel
+    _, ho, wo = spec.output_shape
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    top, bottom, left, right = spec.pads
+    flip = spec.mode == "convolution"
+    if (kh, kw, sh, sw, top, bottom, left, right) == (1, 1, 1, 1, 0, 0, 0, 0):
+        return Geometry(c, 1, h * w, o, 1, 1, 1, ho * wo, 1, 1, 1, 1, 0, 0, flip, True)
+    return Geometry(c, h, w, o, kh, kw, ho, wo, sh, sw, dh, dw, top, left, flip, False)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _divisors(n: int, limit: int) -> list[int]:
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def _weight_index(g: Geometry, i: int, j: int) -> int:
+    """Offset of tap (i, j) in a kernel plane ``K[o, c]`` (rotated in convolution mode)."""
+    return ((g.kh - 1 - i) * g.kw + (g.kw - 1 - j)) if g.flip else i * g.kw + j
+
+
+@dataclass(frozen=True)
+class SweepTile:
+    """A correlation sweep's register tile: OB channels x TY rows x TXV vectors."""
+
+    ob: int
+    ty: int
+    txv: int
+
+
+def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple[int, int, int]]
+                ) -> SweepTile:
+    """The tile of least modelled time over ``phases`` of ``(rows, columns, taps)``.
+
+    Per tap and channel a tile takes ``max(multiply-adds, loads) / 2`` cycles (two of each
+    per cycle); partial tiles at the edges are charged in full.
+    """
+    rows = max(r for r, _, _ in phases)
+    vectors = max(_cdiv(x, vl) for _, x, _ in phases)
+    best = None
+    for ob in _divisors(out_channels, 16):
+        for ty in range(1, min(rows, 8) + 1):
+            for txv in range(1, min(vectors, 8) + 1):
+                acc = ob * ty * txv
+                if acc > ACCUMULATORS or acc + ob + 1 > 32:
+                    continue
+                per_tap = max(acc, ob + ty * txv) / 2
+                cost = 0.0
+                for r, x, taps in phases:
+                    tiles = out_channels // ob * _cdiv(r, ty) * _cdiv(x, txv * vl)
+                    cost += tiles * (in_channels * (taps * per_tap + CHANNEL_OVERHEAD)
+                                     + TILE_OVERHEAD + acc)
+                key = (cost, -acc)
+                if best is None or key < best[0]:
+                    best = (key, SweepTile(ob, ty, txv))
+    assert best is not None
+    return best[1]
+
+
+@dataclass(frozen=True)
+class GradWeightTile:
+    """grad_weight's register tile: OB output x CB input channels x TT taps."""
+
+    ob: int
+    cb: int
+    tt: int
+
+
+def _grad_weight_tile(g: Geometry, vl: int) -> GradWeightTile:
+    taps = g.kh * g.kw
+    vectors = g.ho * _cdiv(g.wo, vl)
+    best = None
+    for ob in _divisors(g.o, 16):
+        for cb in _divisors(g.c, 16):
+            for tt in _divisors(taps, taps):
+                acc = ob * cb * tt
+                if acc > ACCUMULATORS or acc + ob + 1 > 32:
+                    continue
+                tiles = (g.o // ob) * (g.c // cb) * (taps // tt)
+                per_vector = max(acc, ob + cb * tt) / 2
+                cost = tiles * (vectors * per_vector + TILE_OVERHEAD + 4 * acc)
+                key = (cost, -acc)
+                if best is None or key < best[0]:
+                    best = (key, GradWeightTile(ob, cb, tt))
+    assert best is not None
+    return best[1]
+
+
+def plan(spec: LayerSpec, dtype_bytes: int) -> tuple[tuple[Constant, ...], tuple[Table, ...]]:
+    """The blocking constants and tap tables of the ``loops`` kernels of ``spec``."""
+    g = geometry(spec)
+    vl = VECTOR_BYTES // dtype_bytes
+    consts: list[Constant] = []
+    tables: list[Table] = []
+
+    def const(name: str, value: int, doc: str) -> None:
+        consts.append(Constant(name, value, doc))
+
+    const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
+    if g.flat:
+        const("LH", g.h, "rows swept: the 1x1 layer's H*W pixels as one row")
+        const("LW", g.w, "input columns swept (H*W)")
+        const("LHO", g.ho, "output rows swept")
+        const("LWO", g.wo, "output columns swept (HO*WO)")
+    else:
+        const("LH", g.h, "rows swept (H)")
+        const("LW", g.w, "input columns swept (W)")
+        const("LHO", g.ho, "output rows swept (HO)")
+        const("LWO", g.wo, "output columns swept (WO)")
+
+    # -- forward: one phase over the padded input, columns split by stride phase -----------
+    shifts = [(j * g.dw) // g.sw for j in range(g.kw)]
+    phases_of = [(j * g.dw) % g.sw for j in range(g.kw)]
+    fwd = _sweep_tile(vl, g.o, g.c, [(g.ho, g.wo, g.kh * g.kw)])
+    fwd_rows = _cdiv(g.ho, fwd.ty) * fwd.ty
+    fwd_cols = _cdiv(g.wo, fwd.txv * vl) * fwd.txv * vl
+    gw = _grad_weight_tile(g, vl)
+    gw_cols = _cdiv(g.wo, vl) * vl
+    src_rows = max(g.top + g.h, (fwd_rows - 1) * g.sh + (g.kh - 1) * g.dh + 1,
+                   (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1)
+    src_seg = max((g.left + g.w - 1) // g.sw + 1, fwd_cols + max(shifts),
+                  gw_cols + max(shifts))
+    const("SRC_ROWS", src_rows, "rows of a scratch input plane (padding and tile overrun)")
+    const("SRC_SEG", src_seg, "columns of one column phase of a scratch input row")
+    const("SRC_PITCH", g.sw * src_seg, "reals per scratch input row: SW phases of SRC_SEG")
+    const("SRC_PLANE", src_rows * g.sw * src_seg, "reals per scratch input plane")
+    input_taps = [(i, j) for i in range(g.kh) for j in range(g.kw)]
+    input_tap_offsets = [i * g.dh * g.sw * src_seg + phases_of[j] * src_seg + shifts[j]
+                         for i, j in input_taps]
+    const("FWD_OB", fwd.ob, "forward tile: output channels (divides O)")
+    const("FWD_TY", fwd.ty, "forward tile: output rows")
+    const("FWD_TXV", fwd.txv, "forward tile: vectors of output columns")
+    const("FWD_TX", fwd.txv * vl, "forward tile: output columns (FWD_TXV * VL)")
+    const("FWD_PHASES", 1, "forward sweeps one phase")
+    const("FWD_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
+    tables += [
+        Table("FWD_PHASE_ROWS", (g.ho,), "output rows of each phase"),
+        Table("FWD_PHASE_COLS", (g.wo,), "output columns of each phase"),
+        Table("FWD_PHASE_DST", (0,), "offset in an output plane of the phase's first element"),
+        Table("FWD_PHASE_TAPS", (0, len(input_taps)),
+              "taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1"),
+        Table("FWD_TAP_OFFSET", tuple(input_tap_offsets),
+              "tap (i, j): scratch offset i*DH rows and column phase/shift of j*DW"),
+        Table("FWD_TAP_WEIGHT", tuple(_weight_index(g, i, j) for i, j in input_taps),
+              "tap (i, j): its offset in a kernel plane K[o, c]"),
+    ]
+
+    # -- grad_input: the gather, one phase per (row phase r, column phase s) ---------------
+    def split(k: int, d: int, s: int, pad: int, size: int, out: int
+              ) -> tuple[list[list[tuple[int, int]]], list[tuple[int, int]], int]:
+        """Per phase r: [(tap, a)] with tap*d = a*s + r; (first m, count) of outputs."""
+        taps = [[(t, (t * d - r) // s) for t in range(k) if (t * d) % s == r] for r in range(s)]
+        frame = max((a for phase in taps for _, a in phase), default=0)
+        spans = []
+        for r in range(s):
+            lo = -((r - pad) // s)
+            hi = (size - 1 + pad - r) // s
+            spans.append((lo, max(0, hi - lo + 1)))
+        return taps, spans, frame
+
+    row_taps, row_spans, gt = split(g.kh, g.dh, g.sh, g.top, g.h, g.ho)
+    col_taps, col_spans, gl = split(g.kw, g.dw, g.sw, g.left, g.w, g.wo)
+    phases = [(r, s) for r in range(g.sh) for s in range(g.sw)
+              if row_spans[r][1] and col_spans[s][1]]
+    gin = _sweep_tile(vl, g.c, g.o, [(row_spans[r][1], col_spans[s][1],
+                                      len(row_taps[r]) * len(col_taps[s])) for r, s in phases])
+    gin_tx = gin.txv * vl
+    g_rows, g_cols = gt + g.ho, gl + g.wo
+    for r, s in phases:
+        if row_taps[r] and col_taps[s]:
+            g_rows = max(g_rows, row_spans[r][0] + _cdiv(row_spans[r][1], gin.ty) * gin.ty
+                         + gt - min(a for _, a in row_taps[r]))
+            g_cols = max(g_cols, col_spans[s][0] + _cdiv(col_spans[s][1], gin_tx) * gin_tx
+                         + gl - min(b for _, b in col_taps[s]))
+    tap_start, tap_offset, tap_weight = [0], [], []
+    for r, s in phases:
+        for i, a in row_taps[r]:
+            for j, b in col_taps[s]:
+                tap_offset.append((row_spans[r][0] - a + gt) * g_cols
+                                  + col_spans[s][0] - b + gl)
+                tap_weight.append(_weight_index(g, i, j))
+        tap_start.append(len(tap_offset))
+    const("G_TOP", gt, "zero rows above a scratch gradient plane")
+    const("G_LEFT", gl, "zero columns left of a scratch gradient plane")
+    const("G_ROWS", g_rows, "rows of a scratch gradient plane (frame and tile overrun)")
+    const("G_PITCH", g_cols, "reals per scratch gradient row")
+    const("G_PLANE", g_rows * g_cols, "reals per scratch gradient plane")
+    const("GIN_OB", gin.ob, "grad_input tile: input channels (divides C)")
+    const("GIN_TY", gin.ty, "grad_input tile: rows of a phase")
+    const("GIN_TXV", gin.txv, "grad_input tile: vectors of columns of a phase")
+    const("GIN_TX", gin_tx, "grad_input tile: columns (GIN_TXV * VL)")
+    const("GIN_PHASES", len(phases), "stride phases (r, s) holding input elements")
+    const("GIN_ROW_STEP", g_cols, "scratch reals from one row of a phase to the next")
+    tables += [
+        Table("GIN_PHASE_ROWS", tuple(row_spans[r][1] for r, _ in phases),
+              "rows u = m*SH + r - PT of each phase (r, s)"),
+        Table("GIN_PHASE_COLS", tuple(col_spans[s][1] for _, s in phases),
+              "columns v = m*SW + s - PL of each phase"),
+        Table("GIN_PHASE_DST", tuple((row_spans[r][0] * g.sh + r - g.top) * g.w
+                                     + col_spans[s][0] * g.sw + s - g.left for r, s in phases),
+              "offset in an input plane of the phase's first element"),
+        Table("GIN_PHASE_TAPS", tuple(tap_start),
+              "taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros)"),
+        Table("GIN_TAP_OFFSET", tuple(tap_offset),
+              "tap (i, j) of its phase: scratch offset of output row m - a, column n - b"),
+        Table("GIN_TAP_WEIGHT", tuple(tap_weight), "tap (i, j): its offset in K[o, c]"),
+    ]
+
+    # -- grad_weight ----------------------------------------------------------------------
+    const("GW_OB", gw.ob, "grad_weight tile: output channels (divides O)")
+    const("GW_CB", gw.cb, "grad_weight tile: input channels (divides C)")
+    const("GW_TT", gw.tt, "grad_weight tile: taps (divides KH*KW)")
+    const("GW_COLS", gw_cols, "output columns summed, rounded up to vectors (zeros beyond)")
+    const("GW_G_PLANE", g.ho * gw_cols, "reals per scratch gradient plane of grad_weight")
+    const("GW_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
+    const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
+    const("GRAD_WEIGHT_CHUNKS", GRAD_WEIGHT_CHUNKS,
+          "grad_weight sums the batch in at most this many chunks")
+    tables.append(Table("GW_TAP_OFFSET", tuple(input_tap_offsets),
+                        "tap (i, j): scratch offset (as FWD_TAP_OFFSET)"))
+    tables.append(Table("GW_TAP_WEIGHT", tuple(_weight_index(g, i, j) for i, j in input_taps),
+                        "tap (i, j): its offset in K[o, c] (as FWD_TAP_WEIGHT)"))
+    return tuple(consts), tuple(tables)
