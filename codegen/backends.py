@@ -4,8 +4,8 @@ A module is always built the same way (``codegen.build``): the kernel source is 
 an object by the backend's compiler, cffi's glue is compiled by the host C compiler, and
 both are linked into one extension module with the backend's link flags and libraries. A
 backend differs only in the fields below; a CUDA backend, for instance, names its own
-template and suffix, ``nvcc`` with ``-Xcompiler -fPIC`` and an arch list as compiler and
-flags, and ``cudart`` as a library.
+templates and suffix, ``nvcc`` with ``-Xcompiler -fPIC`` and an arch list as compiler and
+flags, and the CUDA runtime as a library.
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ class Backend:
         libraries: libraries linked into the extension module (``-l`` names).
         cpu_specific: the flags tune for the build machine's CPU (``-march=native``), so the
             CPU model goes into the cache key.
+        header_template: the Jinja template of the C header (prototypes; cffi's cdef).
+        wrapper_template: the Jinja template of the Python wrapper (``__init__.py``).
+        extra_files: files copied unchanged from ``templates/`` next to the sources (and
+            hashed into the cache key with them), e.g. an emulation header.
+        gpu: the kernels are CUDA kernels: ``lower`` computes their launch configuration.
+        cuda_runtime: link the static CUDA runtime; its folder is found from the compiler
+            (``nvcc -dryrun``) and becomes part of the toolchain.
+        version_pattern: a regular expression picking the lines of ``compiler --version``
+            that identify the compiler (all matches, joined); empty: the first line.
+        install_hint: what to install when the compiler is missing.
     """
 
     name: str
@@ -39,6 +49,14 @@ class Backend:
     link_flags: tuple[str, ...] = ()
     libraries: tuple[str, ...] = ()
     cpu_specific: bool = False
+    header_template: str = "conv2d.h.jinja"
+    wrapper_template: str = "module.py.jinja"
+    extra_files: tuple[str, ...] = ()
+    gpu: bool = False
+    cuda_runtime: bool = False
+    version_pattern: str = ""
+    install_hint: str = "install a C compiler with OpenMP (gcc)"
+
 
 
 OPENMP = Backend(
