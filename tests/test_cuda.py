@@ -272,7 +272,7 @@ def test_missing_nvcc_is_a_build_error(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def emulated(tmp_path_factory):
-    """Every grid case as an emulated CUDA module, built once per session, two at a time."""
+    """Every grid case as an emulated CUDA module, built once per test run, two at a time."""
     out = tmp_path_factory.mktemp("cuda_emulated")
 
     def build(case):
