@@ -8,10 +8,13 @@ The pipeline, one stage per module::
 
     LayerSpec -> lower.lower -> KernelIR -> render.render -> SourceFiles
               -> build.compile_cached -> folder in generated/ -> load.import_built -> module
+
+Targets: ``openmp`` (C99 + OpenMP) and ``cuda`` (nvcc; ``codegen.cuda`` is the front end of
+its modules, ``backends.CUDA_EMULATION`` runs the same kernel source on the CPU).
 """
 
 from .backends import BACKENDS, Backend
-from .errors import BuildError, LoadError, RenderError
+from .errors import BuildError, CudaError, LoadError, RenderError
 from .load import load
 
-__all__ = ["BACKENDS", "Backend", "BuildError", "LoadError", "RenderError", "load"]
+__all__ = ["BACKENDS", "Backend", "BuildError", "CudaError", "LoadError", "RenderError", "load"]

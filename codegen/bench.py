@@ -220,3 +220,128 @@ def to_json(rows: list[Row]) -> str:
     return json.dumps({"machine": describe_machine(), "rows": [
         {**asdict(r), "gflops": r.gflops, "vs_numpy": r.vs_numpy, "vs_torch": r.vs_torch}
         for r in rows]}, indent=1)
+
+
+# -- CUDA modules ---------------------------------------------------------------------------------
+
+
+def _torch_cuda() -> Any:
+    """PyTorch, when it is installed with a usable CUDA device; else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def _torch_cuda_passes(spec: LayerSpec, torch: Any, Vt: Any, Kt: Any, bt: Any, Gt: Any
+                       ) -> dict[str, Callable[[], Any]]:
+    """PyTorch's CUDA conv2d (cuDNN) and its backward kernel, per pass, on CUDA tensors."""
+    import torch.nn.functional as F
+
+    top, bottom, left, right = spec.pads
+    if (top, left) != (bottom, right):  # uneven "same": pad once, outside the timing
+        Vt = F.pad(Vt, (left, right, top, bottom))
+        top = left = 0
+    if spec.mode == "convolution":
+        Kt = torch.flip(Kt, (2, 3)).contiguous()
+    stride, padding, dilation = list(spec.stride), [top, left], list(spec.dilation)
+    bias_sizes = [spec.kernel[0]] if spec.bias else None
+
+    def backward(mask: list[bool]) -> Callable[[], Any]:
+        return lambda: torch.ops.aten.convolution_backward(
+            Gt, Vt, Kt, bias_sizes, stride, padding, dilation, False, [0, 0], 1, mask)
+
+    passes = {
+        "forward": lambda: F.conv2d(Vt, Kt, bt, stride, padding, dilation),
+        "grad_input": backward([True, False, False]),
+        "grad_weight": backward([False, True, False]),
+    }
+    if spec.bias:
+        passes["grad_bias"] = backward([False, False, True])
+    return passes
+
+
+def _time_synchronized(call: Callable[[], Any], number: int, sync: Callable[[], Any]) -> float:
+    """Seconds per call over ``number`` calls queued back to back, waiting for the GPU to
+    finish before the clock starts and before it stops (one untimed call first)."""
+    call()
+    sync()
+    start = time.perf_counter()
+    for _ in range(number):
+        call()
+    sync()
+    return (time.perf_counter() - start) / number
+
+
+def _then(call: Callable[[], Any], sync: Callable[[], Any]) -> Callable[[], Any]:
+    """``call`` followed by ``sync``, as one call."""
+    return lambda: (call(), sync())
+
+
+def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
+                      with_torch: bool = True, seed: int = 0) -> list[Row]:
+    """Time every pass of a CUDA module, interleaved with its peers, ``runs`` times each.
+
+    With PyTorch and a CUDA device, corrgen's ``device`` entry points run on PyTorch CUDA
+    tensors (no copies; every timing waits for the GPU) against PyTorch's CUDA convolution
+    (cuDNN) on the same tensors. Without PyTorch's CUDA, the module's NumPy functions are
+    timed, their copies to the GPU and back included, and PyTorch is left out. The NumPy
+    reference on the host is always timed, for scale. The rows' thread count is the
+    module's (1: the host side of a call).
+    """
+    spec: LayerSpec = module.spec
+    V, K, b, G = reference.random_inputs(spec, batch, module.dtype, seed)
+    torch = _torch_cuda()
+    numpy: dict[str, Callable[[], Any]] = {
+        "forward": lambda: reference.forward(spec, V, K, b),
+        "grad_input": lambda: reference.grad_input(spec, K, G),
+        "grad_weight": lambda: reference.grad_weight(spec, V, G),
+    }
+    if spec.bias:
+        numpy["grad_bias"] = lambda: reference.grad_bias(spec, G)
+    theirs: dict[str, Callable[[], Any]] | None = None
+    if torch is not None:
+        Vt, Kt, Gt = (torch.from_numpy(x).cuda() for x in (V, K, G))
+        bt = None if b is None else torch.from_numpy(b).cuda()
+        dev = module.device
+        ours: dict[str, Callable[[], Any]] = {
+            "forward": lambda: dev.forward(Vt, Kt, bt),
+            "grad_input": lambda: dev.grad_input(Kt, Gt),
+            "grad_weight": lambda: dev.grad_weight(Vt, Gt),
+            "grad_bias": lambda: dev.grad_bias(Gt),
+        }
+        if with_torch:
+            theirs = _torch_cuda_passes(spec, torch, Vt, Kt, bt, Gt)
+        sync: Callable[[], Any] = torch.cuda.synchronize
+    else:
+        ours = {
+            "forward": lambda: module.forward(V, K, b),
+            "grad_input": lambda: module.grad_input(K, G),
+            "grad_weight": lambda: module.grad_weight(V, G),
+            "grad_bias": lambda: module.grad_bias(G),
+        }
+        sync = module.synchronize
+    rows = []
+    for name in numpy:
+        contestants = {"corrgen": ours[name], "numpy": numpy[name]}
+        if theirs is not None:
+            contestants["torch"] = theirs[name]
+        for call in contestants.values():  # warm-up
+            call()
+        sync()
+        numbers = {who: _number(_then(call, sync)) for who, call in contestants.items()}
+        times: dict[str, list[float]] = {who: [] for who in contestants}
+        for _ in range(runs):
+            for who, call in contestants.items():
+                times[who].append(_time_synchronized(call, numbers[who], sync))
+        median = {who: statistics.median(t) * 1e6 for who, t in times.items()}
+        rows.append(Row(layer, spec.describe(), module.dtype, batch, module.threads(), name,
+                        flops(spec, batch, name), median["corrgen"], median["numpy"],
+                        median.get("torch")))
+    return rows
+
+
+def bench_for(module: ModuleType) -> Callable[..., list[Row]]:
+    """The timing function for a module's target: ``bench_cuda_module`` or ``bench_module``."""
+    return bench_cuda_module if getattr(module, "target", "") == "cuda" else bench_module

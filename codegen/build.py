@@ -12,7 +12,8 @@ a reader never sees half a module. Steps, each a logged command:
 1. cffi writes the glue C file from ``conv2d.h`` (``FFI.emit_c_code``; cffi's API mode);
 2. the backend's compiler compiles the kernel source to an object;
 3. the host C compiler compiles the glue against Python's headers;
-4. the host C compiler links both, with the backend's link flags and libraries.
+4. the host C compiler links both, with the backend's link flags and libraries (for CUDA:
+   the static CUDA runtime, from the folder ``nvcc`` itself links against).
 
 A failed step raises BuildError with the command, the compiler's output and the path of the
 kept log; the temporary folder is removed.
@@ -27,6 +28,7 @@ import importlib.machinery
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -76,6 +78,8 @@ class Toolchain:
         python_include: the folder of ``Python.h``.
         ext_suffix: the extension-module suffix of this Python (``.cpython-311-...so``).
         cpu: the CPU model, when the backend's flags tune for the CPU; else "".
+        library_dirs: folders searched for the backend's libraries at link time (the CUDA
+            runtime's folder for ``cuda``); empty for most backends.
     """
 
     compiler: tuple[str, ...]
@@ -85,6 +89,7 @@ class Toolchain:
     python_include: str
     ext_suffix: str
     cpu: str
+    library_dirs: tuple[str, ...] = ()
 
     def identity(self, backend: Backend) -> list[str]:
         """Everything about the tools and flags that changes the built module."""
@@ -96,16 +101,19 @@ class Toolchain:
             "host", *self.host, self.host_version, "glue", *GLUE_FLAGS,
             "link", *backend.link_flags, "libraries", *backend.libraries,
             "python", self.ext_suffix, "cffi", cffi.__version__, "cpu", self.cpu,
+            *(["libdirs", *self.library_dirs] if self.library_dirs else []),
         ]
 
 
-def _find_compiler(env: str, default: str) -> tuple[str, ...]:
+def _find_compiler(env: str, default: str,
+                   hint: str = "install a C compiler with OpenMP (gcc)") -> tuple[str, ...]:
     words = shlex.split(os.environ.get(env, "") or default)
     path = shutil.which(words[0]) if words else None
     if path is None:
         raise BuildError(
             f"no compiler: {words[0] if words else default!r} (from ${env} or the default "
-            f"{default!r}) is not on PATH; install a C compiler with OpenMP (gcc) or set {env}"
+            f"{default!r}) is not on PATH; {hint}"
+            + ("" if env in hint else f" or set {env}")
         )
     return (path, *words[1:])
 
@@ -122,6 +130,56 @@ def _version(command: tuple[str, ...]) -> str:
 
 
 @functools.cache
+def _version_lines(command: tuple[str, ...], pattern: str) -> str:
+    """The lines of ``command --version`` matching ``pattern``, joined with "; " (nvcc's first
+    line names no version: ``release 13.0, V13.0.88`` and its build line do)."""
+    try:
+        done = subprocess.run([*command, "--version"], capture_output=True, text=True,
+                              timeout=60)
+    except OSError as error:
+        raise BuildError(f"cannot run {command[0]}: {error}") from None
+    lines = [line.strip() for line in (done.stdout or done.stderr).splitlines()
+             if re.search(pattern, line.strip())]
+    return "; ".join(lines) or "unknown"
+
+
+@functools.cache
+def cuda_library_dirs(nvcc: tuple[str, ...]) -> tuple[str, ...]:
+    """The folder of the static CUDA runtime (``libcudart_static.a``) that ``nvcc`` links with.
+
+    ``nvcc -dryrun`` prints the ``-L`` folders of its own link step (``LIBRARIES=...``); this
+    finds the toolkit wherever it is, also when ``nvcc`` on PATH is a wrapper script. The
+    driver stubs folder is left out: the module must load the real driver at run time.
+
+    Raises:
+        BuildError: no such folder holds ``libcudart_static.a``.
+    """
+    try:
+        done = subprocess.run([*nvcc, "-dryrun", "-x", "cu", "-c", os.devnull,
+                               "-o", os.devnull], capture_output=True, text=True, timeout=60)
+    except OSError as error:
+        raise BuildError(f"cannot run {nvcc[0]}: {error}") from None
+    folders: list[str] = []
+    for line in (done.stdout + done.stderr).splitlines():
+        line = line.removeprefix("#$ ").strip()
+        if line.startswith("LIBRARIES="):
+            folders += [w[2:] for w in shlex.split(line.removeprefix("LIBRARIES="))
+                        if w.startswith("-L")]
+        elif line.startswith("TOP="):
+            top = line.removeprefix("TOP=").strip('"')
+            folders += [f"{top}/lib64", f"{top}/lib"]
+    for folder in folders:
+        path = Path(folder)
+        if path.name != "stubs" and (path / "libcudart_static.a").is_file():
+            return (str(path.resolve()),)
+    raise BuildError(
+        f"no CUDA runtime: libcudart_static.a is in none of the folders {nvcc[0]} links with "
+        f"({', '.join(folders) or 'nvcc -dryrun named none'}); reinstall the CUDA toolkit "
+        f"(its cudart component) or set NVCC to a complete toolkit's nvcc"
+    )
+
+
+@functools.cache
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -132,15 +190,18 @@ def _cpu_model() -> str:
 
 def toolchain(backend: Backend) -> Toolchain:
     """The toolchain of ``backend`` on this machine (BuildError when a compiler is missing)."""
-    compiler = _find_compiler(backend.compiler_env, backend.compiler)
+    compiler = _find_compiler(backend.compiler_env, backend.compiler, backend.install_hint)
     host = _find_compiler("CC", "cc")
     include = sysconfig.get_paths()["include"]
     return Toolchain(
-        compiler=compiler, compiler_version=_version(compiler),
+        compiler=compiler,
+        compiler_version=(_version_lines(compiler, backend.version_pattern)
+                          if backend.version_pattern else _version(compiler)),
         host=host, host_version=_version(host),
         python_include=include,
         ext_suffix=importlib.machinery.EXTENSION_SUFFIXES[0],
         cpu=_cpu_model() if backend.cpu_specific else "",
+        library_dirs=cuda_library_dirs(compiler) if backend.cuda_runtime else (),
     )
 
 
@@ -171,7 +232,7 @@ def generator_fingerprint() -> str:
         folder = Path(package if isinstance(package, Path) else package.__file__).resolve()
         folder = folder if folder.is_dir() else folder.parent
         for path in sorted(folder.glob("*.*")):
-            if path.suffix in (".py", ".jinja"):
+            if path.suffix in (".py", ".jinja", ".h"):
                 digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for dist in ("sympy", "jinja2"):
         digest.update(f"{dist} {version(dist)}".encode())
@@ -353,6 +414,7 @@ def _compile(tmp: Path, sources: SourceFiles, backend: Backend, chain: Toolchain
         ("compiling cffi glue", [*chain.host, *GLUE_FLAGS, "-I", chain.python_include,
                                  "-I", ".", "-c", f"{ext}.c", "-o", glue_obj]),
         ("linking", [*chain.host, "-shared", glue_obj, kernel_obj, *backend.link_flags,
+                     *(f"-L{folder}" for folder in chain.library_dirs),
                      *(f"-l{lib}" for lib in backend.libraries), "-o", target]),
     ]
     for step, command in commands:

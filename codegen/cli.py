@@ -358,17 +358,43 @@ def _load(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) -
     dtype = dtype or args.dtype
     with StageProgress(f"building {args.target} {dtype} module") as progress:
         return codegen.load(spec, args.target, dtype, args.out, style=args.style,
-                            name=getattr(args, "name", None), progress=progress)
+                            name=getattr(args, "name", None), backend=_backend(args),
+                            progress=progress)
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    """The backend the options ask for: the target's, or its CPU emulation (--emulate)."""
+    from codegen.backends import backend_for, emulation_for
+
+    if getattr(args, "emulate", False):
+        return emulation_for(args.target)
+    return backend_for(args.target)
+
+
+def _runs_on(module: Any) -> str:
+    """Where a module's kernels run, for the first line of a report: the thread count, or
+    the GPU (CudaError, a one-line "no CUDA device is available" error, when there is none)."""
+    if getattr(module, "target", "") != "cuda":
+        return f"{module.threads()} threads"
+    if module.emulated:
+        return "CUDA kernels emulated on the CPU (cuda_emulation.h)"
+    return f"on {module.require_device()}"
+
+
+def _emulate_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--emulate", action="store_true",
+                        help=f"{what} the cuda kernels for the CPU emulation instead of the "
+                        "GPU: the same .cu source, compiled by the host C++ compiler with "
+                        "cuda_emulation.h (no GPU or nvcc needed)")
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    from codegen.backends import backend_for
     from codegen.build import emit
     from codegen.lower import lower
     from codegen.render import render
 
     spec = spec_from_args(args)
-    backend = backend_for(args.target)
+    backend = _backend(args)
     with StageProgress("rendering") as progress:
         progress("rendering")
         sources = render(lower(spec, backend, args.dtype, args.style), backend)
@@ -390,7 +416,7 @@ def _check(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) 
 
     module = _load(spec, args, dtype)
     print(f"{module.__name__}: {module.style} kernels, {module.dtype}, batch {args.batch}, "
-          f"{module.threads()} threads")
+          f"{_runs_on(module)}")
     results = check_module(module, args.batch, args.seed)
     for result in results:
         print(f"  {result}")
@@ -419,7 +445,7 @@ def _parse_layers(text: str) -> list[str]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codegen.bench import LAYERS, bench_module, markdown, table, to_json
+    from codegen.bench import LAYERS, bench_for, markdown, table, to_json
     from codegen.lower import DTYPES
 
     dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
@@ -438,8 +464,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         batch = args.batch or batch
         for dtype in dtypes:
             module = _load(spec, args, dtype)
-            print(f"timing {layer or spec.describe()} {dtype}, N={batch} ...", file=sys.stderr)
-            rows += bench_module(module, batch, layer, args.runs, not args.no_torch)
+            print(f"timing {layer or spec.describe()} {dtype}, N={batch}, {_runs_on(module)} "
+                  f"...", file=sys.stderr)
+            rows += bench_for(module)(module, batch, layer, args.runs, not args.no_torch)
     print(table(rows))
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows))
@@ -461,24 +488,28 @@ def _add_kernel_command(sub: Any, name: str, help: str, description: str,
 
 
 def _add_emit(sub: Any) -> None:
-    _add_kernel_command(
+    p = _add_kernel_command(
         sub, "emit", "write kernel sources", "Render the kernels of a layer (header, kernel "
         "source, Python wrapper) into DIR/<kernel>_<key12>/ without compiling them.",
         cmd_emit, with_name=True)
+    _emulate_option(p, "write")
 
 
 def _add_build(sub: Any) -> None:
-    _add_kernel_command(
+    p = _add_kernel_command(
         sub, "build", "emit and compile a module", "Render and compile the kernels of a layer "
         "into an importable module (reused when already built); prints its import name "
         "and folder.", cmd_build, with_name=True)
+    _emulate_option(p, "build")
 
 
 def _add_check(sub: Any) -> None:
     p = _add_kernel_command(
         sub, "check", "validate every pass against the NumPy reference", "Build the module, "
         "run every pass on random data and compare with the NumPy reference; exit status 1 "
-        "on a mismatch.", cmd_check)
+        "on a mismatch. --target cuda needs a GPU (without one: exit status 2, saying so), "
+        "or --emulate.", cmd_check)
+    _emulate_option(p, "check")
     p.add_argument("--batch", type=int, default=2, metavar="N", help="batch size (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -488,7 +519,9 @@ def _add_bench(sub: Any) -> None:
         sub, "bench", "time the kernels against NumPy and PyTorch", "Time every pass of the "
         "generated module against the NumPy reference and, when installed, PyTorch's CPU "
         "conv2d and autograd backward: median of interleaved runs after a warm-up, GFLOP/s "
-        "(2*N*O*HO*WO*C*KH*KW per pass), time ratios, thread count (OMP_NUM_THREADS).",
+        "(2*N*O*HO*WO*C*KH*KW per pass), time ratios, thread count (OMP_NUM_THREADS). "
+        "--target cuda times the kernels on the GPU (on PyTorch CUDA tensors against "
+        "PyTorch's CUDA convolution, when PyTorch has CUDA) and needs a GPU.",
         cmd_bench, dtype_list=True)
     p.add_argument("--layers", metavar="IDS",
                    help="the BENCH.md layers to time instead of the spec: e.g. S1,S2 or all")

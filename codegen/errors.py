@@ -36,3 +36,18 @@ class BuildError(CorrgenError):
 
 class LoadError(CorrgenError):
     """A built module cannot be imported (a missing or foreign file in the cache folder)."""
+
+
+class CudaError(CorrgenError, RuntimeError):
+    """A CUDA runtime call of a generated module failed; the message names the call or pass,
+    CUDA's error name and its description, and what to do when the cause is a missing GPU.
+
+    Attributes:
+        code: CUDA's error code (``cudaError_t``).
+        name: CUDA's name of it, e.g. ``cudaErrorNoDevice``.
+    """
+
+    def __init__(self, message: str, code: int = 0, name: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.name = name

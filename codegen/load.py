@@ -38,18 +38,21 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
 
     Args:
         spec: the layer.
-        target: the backend's name (``openmp``).
+        target: the backend's name (``openmp`` or ``cuda``).
         dtype: ``float32`` or ``float64``.
         out: the folder modules are built in; it becomes a package (``generated.<name>``).
         style: ``auto``, ``unrolled`` or ``loops``.
         name: the module folder's name, instead of ``<kernel>_<key12>``.
-        backend: a Backend record to use instead of the target's (other flags, say).
+        backend: a Backend record to use instead of the target's (other flags, say; or
+            ``codegen.backends.CUDA_EMULATION``, the cuda kernels compiled for the CPU).
         progress: called with the name of each stage as it starts.
 
     Returns:
         The module, with ``forward``, ``backward``, ``grad_input``, ``grad_weight``,
         ``grad_bias``, ``threads()`` and the attributes ``spec``, ``dtype``, ``target``,
-        ``style`` and ``key``.
+        ``style`` and ``key``; cuda modules also ``device`` (the passes on GPU arrays, see
+        ``codegen.cuda``), ``device_count()``, ``device_name()``, ``require_device()``,
+        ``synchronize()`` and ``emulated``.
     """
     backend = backend or backend_for(target)
     if dtype not in DTYPES:

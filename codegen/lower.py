@@ -11,6 +11,12 @@ Two styles:
   zero-framed scratch copies of each sample so that no inner loop tests a bound, and
   grad_input's gather split by stride phase. Every bound and tap offset is computed in
   Python and handed to the template as a constant or a table.
+
+CUDA backends (``Backend.gpu``) get no tables: their kernels run one thread per output
+element and test the bounds of each tap, which costs a GPU little. Instead ``lower`` fixes
+their launch configuration (``_cuda_constants``): threads per block of every kernel, the
+grid-size cap above which the kernels' grid-stride loops take over, and the policy that
+splits grad_weight's and grad_bias's reductions into chunks.
 """
 
 from __future__ import annotations
@@ -43,6 +49,22 @@ UNROLLED_MAX_TERMS = 4096
 PARALLEL_MIN_FLOPS = 1 << 17
 
 DTYPES = tuple(CTYPES)
+
+#: CUDA: threads per block of the kernels with one thread per output element (loops style).
+CUDA_BLOCK = 256
+#: CUDA: threads per block of the unrolled kernels (one thread per sample or chunk of samples:
+#: few threads, each running the whole straight-line code).
+CUDA_UNROLLED_BLOCK = 64
+#: CUDA: the most blocks one launch starts; grid-stride loops cover any larger problem.
+CUDA_GRID_LIMIT = 1 << 16
+#: CUDA: grad_weight and grad_bias split their sums into chunks until about this many
+#: threads share the work (loops: chunks x elements; unrolled: one thread per chunk) ...
+CUDA_REDUCTION_THREADS = 1 << 17
+#: ... but give each chunk at least this many positions (loops style; unrolled: one sample).
+CUDA_REDUCTION_MIN_ITEMS = 16
+#: The constants of the layer itself, shared by every backend.
+SPEC_CONSTANTS = ("C", "H", "W", "O", "KH", "KW", "HO", "WO", "SH", "SW", "DH", "DW", "PT",
+                  "PL")
 
 
 def resolve_style(spec: LayerSpec, style: str) -> str:
@@ -166,6 +188,38 @@ def _constants(spec: LayerSpec) -> tuple[Constant, ...]:
     return tuple(consts)
 
 
+def _cuda_constants(spec: LayerSpec, style: str) -> tuple[Constant, ...]:
+    """The layer's constants and the launch configuration of the CUDA kernels.
+
+    Every kernel runs a grid-stride loop over its work items, so any grid is correct; the
+    launchers start ``min(ceil(items / BLOCK), GRID_LIMIT)`` blocks. The reductions
+    (grad_weight, grad_bias) sum fixed chunks of their items into a partial buffer, then add
+    the chunks in order (``sum_chunks``): the number of chunks depends on N and these
+    constants only, so the result does not change from run to run or GPU to GPU.
+    """
+    loops = style == "loops"
+    block = CUDA_BLOCK if loops else CUDA_UNROLLED_BLOCK
+    items = "positions (n, y, x)" if loops else "samples"
+    consts = [c for c in _constants(spec) if c.name in SPEC_CONSTANTS]
+    consts += [
+        Constant("FORWARD_BLOCK", block, "threads per block of forward_kernel ("
+                 f"{'one element Z[n,o,y,x]' if loops else 'one sample Z[n]'} each)"),
+        Constant("GRAD_INPUT_BLOCK", block, "threads per block of grad_input_kernel ("
+                 f"{'one element dV[n,c,u,v]' if loops else 'one sample dV[n]'} each)"),
+        Constant("REDUCTION_BLOCK", block, "threads per block of grad_weight_partial and "
+                 "grad_bias_partial (one chunk of "
+                 f"{'one element' if loops else 'samples, every element,'} each)"),
+        Constant("SUM_BLOCK", CUDA_BLOCK, "threads per block of sum_chunks (one element each)"),
+        Constant("GRID_LIMIT", CUDA_GRID_LIMIT, "the most blocks per launch; grid-stride "
+                 "loops do the rest"),
+        Constant("REDUCTION_THREADS", CUDA_REDUCTION_THREADS, "reductions are split into "
+                 "chunks until about this many threads share the work"),
+        Constant("REDUCTION_MIN_ITEMS", CUDA_REDUCTION_MIN_ITEMS if style == "loops" else 1,
+                 f"... keeping at least this many {items} per chunk"),
+    ]
+    return tuple(consts)
+
+
 def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
               progress: Callable[[int, int], None] | None) -> list[Kernel]:
     """Fill each kernel's statements from the explicit derivation, CSE'd and printed."""
@@ -216,8 +270,11 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     if style == "unrolled":
         kernels = _unrolled(spec, kernels, dtype, progress)
     flip = spec.mode == "convolution"
-    constants, tables = _constants(spec), ()
-    if style == "loops":
+    if backend.gpu:
+        constants, tables = _cuda_constants(spec, style), ()
+    else:
+        constants, tables = _constants(spec), ()
+    if style == "loops" and not backend.gpu:
         blocking_constants, tables = plan(spec, 4 if dtype == "float32" else 8)
         constants += blocking_constants
     return KernelIR(

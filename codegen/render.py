@@ -49,7 +49,8 @@ class SourceFiles:
     Attributes:
         name: the module's base name (``KernelIR.name``).
         kernel_source: the file name of the kernel source, e.g. ``conv2d_openmp.c``.
-        files: ``(file name, text)`` pairs: the header, the kernel source, the Python wrapper.
+        files: ``(file name, text)`` pairs: the header, the kernel source, the Python wrapper
+            and any extra files of the backend.
     """
 
     name: str
@@ -78,12 +79,15 @@ class SourceFiles:
 
 
 def render(ir: KernelIR, backend: Backend) -> SourceFiles:
-    """The header, the kernel source and the Python wrapper of ``ir``, key placeholders in."""
+    """The header, the kernel source and the Python wrapper of ``ir``, key placeholders in,
+    then the backend's extra files (copied unchanged from ``templates/``)."""
     env = environment()
     context = {"ir": ir, "key": KEY_TOKEN, "key12": KEY12_TOKEN, "source": backend.source}
     files = (
-        (HEADER, env.get_template("conv2d.h.jinja").render(context)),
+        (HEADER, env.get_template(backend.header_template).render(context)),
         (backend.source, env.get_template(backend.template).render(context)),
-        (WRAPPER, env.get_template("module.py.jinja").render(context)),
+        (WRAPPER, env.get_template(backend.wrapper_template).render(context)),
+        *((name, (TEMPLATE_DIR / name).read_text(encoding="utf-8"))
+          for name in backend.extra_files),
     )
     return SourceFiles(ir.name, backend.source, files)
