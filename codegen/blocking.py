@@ -24,11 +24,11 @@ zero-framed copies ("scratch") of one sample's planes, so that no inner loop tes
   of output columns it loads ``OB`` vectors of ``G`` and ``CB*TT`` of the input. The lanes
   are added in a fixed order at the end of each sample, so results do not depend on threads.
 
-A pointwise layer (1x1 kernel, stride 1, no padding, any dilation) is no convolution but a
-matrix product per sample over its ``P = H*W`` pixels (``GEMM_*``, ``FWD_*``, ``GIN_*``,
-``GW_*`` of ``pointwise_plan``): a register tile of ``MR`` rows x ``NRV`` vectors of the result
-sums, over the whole inner dimension, an ``MR``-row panel of the left factor times an
-``NR``-column panel of the right one, both packed contiguous and zero-padded to whole panels.
+A pointwise layer (1x1 kernel, stride 1, no padding, any dilation) is a matrix product per
+sample over its ``P = H*W`` pixels instead (``pointwise_plan``: ``FWD_*``, ``GIN_*`` and
+``GW_*`` tiles): a register tile of ``MR`` rows x ``NRV`` vectors of the result sums, over
+the whole inner dimension, ``MR`` rows of the left factor times an ``NR``-column panel of
+the right one, packed contiguous and zero-padded to a whole panel.
 """
 
 from __future__ import annotations
