@@ -24,7 +24,11 @@ zero-framed copies ("scratch") of one sample's planes, so that no inner loop tes
   of output columns it loads ``OB`` vectors of ``G`` and ``CB*TT`` of the input. The lanes
   are added in a fixed order at the end of each sample, so results do not depend on threads.
 
-A pointwise layer (1x1 kernel, stride 1, no padding) is swept as one row of ``H*W`` pixels.
+A pointwise layer (1x1 kernel, stride 1, no padding, any dilation) is a matrix product per
+sample over its ``P = H*W`` pixels instead (``pointwise_plan``: ``FWD_*``, ``GIN_*`` and
+``GW_*`` tiles): a register tile of ``MR`` rows x ``NRV`` vectors of the result sums, over
+the whole inner dimension, ``MR`` rows of the left factor times an ``NR``-column panel of
+the right one, packed contiguous and zero-padded to a whole panel.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ CHANNEL_OVERHEAD = 3
 
 @dataclass(frozen=True)
 class Geometry:
-    """The layer as the loops see it (a pointwise layer flattened to one row)."""
+    """The layer as the loops see it."""
 
     c: int
     h: int
@@ -71,7 +75,6 @@ class Geometry:
     top: int
     left: int
     flip: bool
-    flat: bool
 
 
 def geometry(spec: LayerSpec) -> Geometry:
@@ -81,9 +84,14 @@ def geometry(spec: LayerSpec) -> Geometry:
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
     top, bottom, left, right = spec.pads
     flip = spec.mode == "convolution"
-    if (kh, kw, sh, sw, top, bottom, left, right) == (1, 1, 1, 1, 0, 0, 0, 0):
-        return Geometry(c, 1, h * w, o, 1, 1, 1, ho * wo, 1, 1, 1, 1, 0, 0, flip, True)
-    return Geometry(c, h, w, o, kh, kw, ho, wo, sh, sw, dh, dw, top, left, flip, False)
+    return Geometry(c, h, w, o, kh, kw, ho, wo, sh, sw, dh, dw, top, left, flip)
+
+
+def is_pointwise(spec: LayerSpec) -> bool:
+    """A 1x1 kernel at stride 1 without padding (dilation does not matter): per sample, a
+    product of the O x C weights with the C x (H*W) input."""
+    _, _, kh, kw = spec.kernel
+    return (kh, kw, *spec.stride, *spec.pads) == (1, 1, 1, 1, 0, 0, 0, 0)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -168,8 +176,10 @@ def _grad_weight_tile(g: Geometry, vl: int) -> GradWeightTile:
 
 def plan(spec: LayerSpec, dtype_bytes: int) -> tuple[tuple[Constant, ...], tuple[Table, ...]]:
     """The blocking constants and tap tables of the ``loops`` kernels of ``spec``."""
-    g = geometry(spec)
     vl = VECTOR_BYTES // dtype_bytes
+    if is_pointwise(spec):
+        return pointwise_plan(spec, vl, dtype_bytes), ()
+    g = geometry(spec)
     consts: list[Constant] = []
     tables: list[Table] = []
 
@@ -177,16 +187,10 @@ def plan(spec: LayerSpec, dtype_bytes: int) -> tuple[tuple[Constant, ...], tuple
         consts.append(Constant(name, value, doc))
 
     const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
-    if g.flat:
-        const("LH", g.h, "rows swept: the 1x1 layer's H*W pixels as one row")
-        const("LW", g.w, "input columns swept (H*W)")
-        const("LHO", g.ho, "output rows swept")
-        const("LWO", g.wo, "output columns swept (HO*WO)")
-    else:
-        const("LH", g.h, "rows swept (H)")
-        const("LW", g.w, "input columns swept (W)")
-        const("LHO", g.ho, "output rows swept (HO)")
-        const("LWO", g.wo, "output columns swept (WO)")
+    const("LH", g.h, "rows swept (H)")
+    const("LW", g.w, "input columns swept (W)")
+    const("LHO", g.ho, "output rows swept (HO)")
+    const("LWO", g.wo, "output columns swept (WO)")
 
     # -- forward: one phase over the padded input, columns split by stride phase -----------
     shifts = [(j * g.dw) // g.sw for j in range(g.kw)]
@@ -301,3 +305,79 @@ def plan(spec: LayerSpec, dtype_bytes: int) -> tuple[tuple[Constant, ...], tuple
     tables.append(Table("GW_TAP_WEIGHT", tuple(_weight_index(g, i, j) for i, j in input_taps),
                         "tap (i, j): its offset in K[o, c] (as FWD_TAP_WEIGHT)"))
     return tuple(consts), tuple(tables)
+
+
+# -- pointwise layers: matrix products ------------------------------------------------------
+
+#: The most bytes a matrix product's column panel may take (L1 is 32 KB; a little more
+#: measured no slower on S6, the prefetchers fetching the rest from L2).
+PANEL_BYTES = 40 * 1024
+#: A pointwise grad_weight wants at least this many tasks (column panel x row group).
+GRAD_WEIGHT_TASKS = 16
+#: Bytes per cycle the left factor of a matrix product streams in at (from L2).
+L2_BYTES_PER_CYCLE = 16
+
+
+@dataclass(frozen=True)
+class GemmTile:
+    """A matrix product's register tile: MR rows x NRV vectors of VL columns."""
+
+    mr: int
+    nrv: int
+
+
+def _gemm_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int) -> GemmTile:
+    """The tile of least modelled time for a ``rows x cols`` result with inner dimension
+    ``depth``. Per step a tile takes ``max(multiply-adds, loads) / 2`` cycles (MR scalars
+    and NRV vectors loaded); edge tiles are charged in full (their panels are zero-padded);
+    the left factor is read again for every column panel, at ``L2_BYTES_PER_CYCLE``; a
+    column panel must fit in ``PANEL_BYTES`` (it is meant to stay in L1)."""
+    best = None
+    for mr in range(1, 17):
+        for nrv in range(1, 9):
+            acc, nr = mr * nrv, nrv * vl
+            if acc > ACCUMULATORS or acc + nrv + 1 > 32:
+                continue
+            if depth * nr * dtype_bytes > PANEL_BYTES and nrv > 1:
+                continue
+            tiles = _cdiv(rows, mr) * _cdiv(cols, nr)
+            per_step = max(acc, mr + nrv) / 2 + mr * dtype_bytes / L2_BYTES_PER_CYCLE
+            cost = tiles * (depth * per_step + TILE_OVERHEAD + acc)
+            key = (cost, -acc)
+            if best is None or key < best[0]:
+                best = (key, GemmTile(mr, nrv))
+    assert best is not None
+    return best[1]
+
+
+def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int) -> tuple[Constant, ...]:
+    """The blocking constants of a pointwise layer's matrix products."""
+    c, h, w = spec.input
+    o = spec.kernel[0]
+    p = h * w
+    consts = [Constant("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)"),
+              Constant("P", p, "pixels per channel plane (H*W): the products' column count")]
+    # (prefix, result rows, result columns, inner dimension, what it computes)
+    products = [("FWD", o, p, c, "forward: Z_s = K . V_s"),
+                ("GIN", c, p, o, "grad_input: dV_s = K^T . G_s"),
+                ("GW", o, c, p, "grad_weight: dK += G_s . V_s^T")]
+    for prefix, rows, cols, depth, what in products:
+        tile = _gemm_tile(vl, dtype_bytes, rows, cols, depth)
+        consts += [
+            Constant(f"{prefix}_MR", tile.mr, f"{what}: tile rows"),
+            Constant(f"{prefix}_NRV", tile.nrv, f"{what}: tile vectors of columns"),
+            Constant(f"{prefix}_NR", tile.nrv * vl, f"{what}: tile columns ({prefix}_NRV * VL)"),
+            Constant(f"{prefix}_ROW_PANELS", _cdiv(rows, tile.mr),
+                     f"{what}: panels of {prefix}_MR rows (the last zero-padded)"),
+        ]
+        if prefix == "GW":
+            row_panels, col_panels = _cdiv(rows, tile.mr), _cdiv(cols, tile.nrv * vl)
+            consts += [
+                Constant("GW_COL_PANELS", col_panels,
+                         f"{what}: panels of GW_NR columns (the last zero-padded)"),
+                Constant("GW_ROW_GROUPS",
+                         min(row_panels, _cdiv(GRAD_WEIGHT_TASKS, col_panels)),
+                         "grad_weight tasks per column panel (groups of its row panels)"),
+            ]
+    consts.append(Constant("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call"))
+    return tuple(consts)

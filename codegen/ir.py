@@ -116,6 +116,8 @@ class KernelIR:
         tap_row, tap_col: the kernel row/column a tap ``(i, j)`` reads (rotated in
             convolution mode).
         has_bias: whether the layer has a bias.
+        pointwise: the ``loops`` kernels are matrix products (a 1x1 kernel at stride 1
+            without padding).
     """
 
     name: str
@@ -133,6 +135,7 @@ class KernelIR:
     tap_row: str
     tap_col: str
     has_bias: bool
+    pointwise: bool = False
 
     def constant(self, name: str) -> int:
         """The value of one constant, by name."""

@@ -10,6 +10,7 @@ free. Kernels run through cffi's API mode, which releases the GIL for the call.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import sys
@@ -115,15 +116,21 @@ def import_built(built: Built) -> ModuleType:
     return _import_path(module_name, built.folder)
 
 
-#: Array addresses for the kernels' uintptr_t arguments: cffi's view of the array's buffer,
-#: cast to an integer, costs about a quarter of ``array.ctypes.data`` (which builds a ctypes
-#: object on every call); on tiny layers that is most of a call.
+#: Array addresses for the kernels' uintptr_t arguments. ctypes' view of a writeable array's
+#: buffer gives its address as a Python int in about half the time of cffi's view cast to an
+#: integer (which the call then converts again), and a quarter of ``array.ctypes.data``;
+#: on tiny layers that is much of a call. ctypes refuses read-only and empty buffers: cffi
+#: takes those.
 _FFI = cffi.FFI()
 _from_buffer, _cast = _FFI.from_buffer, _FFI.cast
+_addressof, _char_view = ctypes.addressof, ctypes.c_char.from_buffer
 
 
 def _address(array: np.ndarray) -> Any:
-    return _cast("uintptr_t", _from_buffer(array))
+    try:
+        return _addressof(_char_view(array))
+    except (TypeError, ValueError):
+        return _cast("uintptr_t", _from_buffer(array))
 
 
 class KernelModule:
@@ -207,54 +214,96 @@ class KernelModule:
     # -- the module's functions ---------------------------------------------------------
 
     def _build_functions(self) -> None:
+        # Each function first tries a fast test of the common case (an ndarray of the module's
+        # dtype and shape, C-contiguous, aligned and writeable: ``flags.carray``) and runs
+        # the full checks, with their messages and copies, only when it fails. Names are
+        # bound here once, not looked up per call.
         spec, lib, check, output = self.spec, self.lib, self.check, self.output
         has_bias = spec.bias
         status = self._status
+        ndarray, dtype, empty, address = np.ndarray, self.dtype, np.empty, _address
+        dims = self.shapes
+        v_dims, k_dims, b_dims, g_dims = dims["V"], dims["K"], dims["b"], dims["G"]
+        z_dims, dv_dims, dk_dims, db_dims = dims["Z"], dims["dV"], dims["dK"], dims["db"]
+        forward_kernel, grad_input_kernel = lib.conv2d_forward, lib.conv2d_grad_input
+        grad_weight_kernel = lib.conv2d_grad_weight
+        grad_bias_kernel = lib.conv2d_grad_bias if has_bias else None
 
         def forward(V: np.ndarray, K: np.ndarray, b: np.ndarray | None = None,
                     out: np.ndarray | None = None) -> np.ndarray:
-            V = check("V", V)
-            K = check("K", K)
-            Z = output("Z", out, V.shape[0])
+            shape = V.shape if type(V) is ndarray else None
+            if not (shape is not None and shape[1:] == v_dims and V.dtype is dtype
+                    and V.flags.carray):
+                V = check("V", V)
+                shape = V.shape
+            if not (type(K) is ndarray and K.shape == k_dims and K.dtype is dtype
+                    and K.flags.carray):
+                K = check("K", K)
+            n = shape[0]
+            Z = empty((n, *z_dims), dtype) if out is None else output("Z", out, n)
             if has_bias:
-                if b is None:
-                    raise TypeError(f"b: the layer has a bias: expected {self.expected('b')}, "
-                                    f"got None")
-                b = check("b", b)
-                status(lib.conv2d_forward(V.shape[0], _address(V), _address(K), _address(b),
-                                          _address(Z)), "forward")
+                if not (type(b) is ndarray and b.shape == b_dims and b.dtype is dtype
+                        and b.flags.carray):
+                    if b is None:
+                        raise TypeError(f"b: the layer has a bias: expected "
+                                        f"{self.expected('b')}, got None")
+                    b = check("b", b)
+                failed = forward_kernel(n, address(V), address(K), address(b), address(Z))
             else:
                 if b is not None:
                     raise ValueError("b: the layer has no bias (spec.bias is False): expected "
                                      f"None, got {type(b).__name__}")
-                status(lib.conv2d_forward(V.shape[0], _address(V), _address(K), _address(Z)),
-                       "forward")
+                failed = forward_kernel(n, address(V), address(K), address(Z))
+            if failed:
+                status(failed, "forward")
             return Z
 
         def grad_input(K: np.ndarray, G: np.ndarray, out: np.ndarray | None = None
                        ) -> np.ndarray:
-            K = check("K", K)
-            G = check("G", G)
-            dV = output("dV", out, G.shape[0])
-            status(lib.conv2d_grad_input(G.shape[0], _address(K), _address(G), _address(dV)),
-                   "grad_input")
+            if not (type(K) is ndarray and K.shape == k_dims and K.dtype is dtype
+                    and K.flags.carray):
+                K = check("K", K)
+            shape = G.shape if type(G) is ndarray else None
+            if not (shape is not None and shape[1:] == g_dims and G.dtype is dtype
+                    and G.flags.carray):
+                G = check("G", G)
+                shape = G.shape
+            n = shape[0]
+            dV = empty((n, *dv_dims), dtype) if out is None else output("dV", out, n)
+            failed = grad_input_kernel(n, address(K), address(G), address(dV))
+            if failed:
+                status(failed, "grad_input")
             return dV
 
         def grad_weight(V: np.ndarray, G: np.ndarray, out: np.ndarray | None = None
                         ) -> np.ndarray:
-            V = check("V", V)
-            G = check("G", G, V.shape[0])
-            dK = output("dK", out, V.shape[0])
-            status(lib.conv2d_grad_weight(V.shape[0], _address(V), _address(G), _address(dK)),
-                   "grad_weight")
+            shape = V.shape if type(V) is ndarray else None
+            if not (shape is not None and shape[1:] == v_dims and V.dtype is dtype
+                    and V.flags.carray):
+                V = check("V", V)
+                shape = V.shape
+            n = shape[0]
+            if not (type(G) is ndarray and G.shape == (n, *g_dims) and G.dtype is dtype
+                    and G.flags.carray):
+                G = check("G", G, n)
+            dK = empty(dk_dims, dtype) if out is None else output("dK", out, n)
+            failed = grad_weight_kernel(n, address(V), address(G), address(dK))
+            if failed:
+                status(failed, "grad_weight")
             return dK
 
         def grad_bias(G: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
-            G = check("G", G)
+            shape = G.shape if type(G) is ndarray else None
+            if not (shape is not None and shape[1:] == g_dims and G.dtype is dtype
+                    and G.flags.carray):
+                G = check("G", G)
+                shape = G.shape
             if not has_bias:
                 return None
-            db = output("db", out, G.shape[0])
-            status(lib.conv2d_grad_bias(G.shape[0], _address(G), _address(db)), "grad_bias")
+            db = empty(db_dims, dtype) if out is None else output("db", out, shape[0])
+            failed = grad_bias_kernel(shape[0], address(G), address(db))
+            if failed:
+                status(failed, "grad_bias")
             return db
 
         def backward(V: np.ndarray, K: np.ndarray, G: np.ndarray,

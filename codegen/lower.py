@@ -33,7 +33,7 @@ from derive.spec import LayerSpec
 from derive.symbols import G, K, V, b
 
 from .backends import Backend
-from .blocking import plan
+from .blocking import is_pointwise, plan
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
 from .printers import CTYPES, KernelPrinter
@@ -293,4 +293,5 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         tap_row="KH - 1 - i" if flip else "i",
         tap_col="KW - 1 - j" if flip else "j",
         has_bias=spec.bias,
+        pointwise=style == "loops" and is_pointwise(spec),
     )

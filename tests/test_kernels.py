@@ -48,6 +48,13 @@ GRID = {
     "parallel_p1": LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), padding=1),
     "parallel_s2_same": LayerSpec(input=(16, 12, 12), kernel=(12, 16, 3, 3), stride=2,
                                   padding="same"),
+    # 1x1 kernels at stride 1 without padding: the matrix-product kernels, with edge tiles
+    # (rows and columns that fill no whole tile), a single pixel, and the parallel path
+    "pointwise_d2": LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2),
+    "pointwise_conv_nobias": LayerSpec(input=(13, 4, 5), kernel=(6, 13, 1, 1),
+                                       mode="convolution", bias=False),
+    "pointwise_one_pixel": LayerSpec(input=(3, 1, 1), kernel=(2, 3, 1, 1)),
+    "pointwise_parallel": LayerSpec(input=(37, 9, 9), kernel=(21, 37, 1, 1)),
 }
 
 #: Unrolled kernels for the layers small enough to unroll quickly.
@@ -124,8 +131,9 @@ def test_seed_001_worked_examples_exactly(tmp_path, style):
         [0, -1, -6, -2], [2, 8, 7, 1], [10, 4, 5, -3], [14, 7, 8, 4]])
 
 
-def test_grad_weight_is_identical_run_to_run(modules):
-    module = modules[("parallel_p1", "loops", "float32")]
+@pytest.mark.parametrize("name", ["parallel_p1", "pointwise_parallel"])
+def test_grad_weight_is_identical_run_to_run(modules, name):
+    module = modules[(name, "loops", "float32")]
     V, _, _, G = reference.random_inputs(module.spec, 7, "float32", 3)
     first = module.grad_weight(V, G)
     for _ in range(5):

@@ -94,6 +94,22 @@ def test_loops_tables_split_grad_input_by_stride_phase():
     assert tables["GIN_TAP_WEIGHT"][8:] == (4,)  # the odd phase: the centre tap alone
 
 
+def test_pointwise_layers_render_as_matrix_products():
+    """1x1 kernels at stride 1 without padding (any dilation) get the matrix-product kernels;
+    a strided or padded 1x1 layer stays a convolution sweep."""
+    spec = LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1), dilation=2)
+    ir = lower(spec, OPENMP, "float32", "loops")
+    assert ir.pointwise and not ir.tables
+    assert ir.constant("P") == 196
+    for prefix in ("FWD", "GIN", "GW"):
+        mr, nrv = ir.constant(f"{prefix}_MR"), ir.constant(f"{prefix}_NRV")
+        assert mr * nrv <= 24 and ir.constant(f"{prefix}_NR") == nrv * ir.constant("VL")
+    source = render(ir, OPENMP).text("conv2d_openmp.c")
+    assert "grad_weight_tile(" in source and "FWD_TY" not in source
+    for other in (spec.replace(stride=2), spec.replace(padding=1)):
+        assert not lower(other, OPENMP, "float32", "loops").pointwise
+
+
 def test_float32_printer_writes_float_literals():
     from sympy import IndexedBase, Rational
 
