@@ -206,13 +206,21 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
+#: Environment under which interleaved timings are fair: NumPy's OpenBLAS worker threads
+#: otherwise spin for a while after each call and take a core from whichever contestant
+#: runs next (measured: S6 float32 forward 6.0 ms interleaved, 2.0 ms alone).
+QUIET_PEERS_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+QUIET_PEERS_NOTE = ("NumPy's OpenBLAS threads stop spinning right after each call "
+                    "(OPENBLAS_THREAD_TIMEOUT=4), so that no contestant slows the next.")
+
+
 def markdown(rows: list[Row]) -> str:
     """A markdown report: what it ran on, then the table; ratios below 1 favour corrgen."""
     info = describe_machine()
     head = ", ".join(f"{k} {v}" for k, v in info.items() if v is not None)
     return (f"# corrgen bench\n\n{head}; {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
             f"Median of interleaved runs after a warm-up; ÷ columns are time ratios "
-            f"(below 1: corrgen is faster).\n\n{table(rows)}\n")
+            f"(below 1: corrgen is faster). {QUIET_PEERS_NOTE}\n\n{table(rows)}\n")
 
 
 def to_json(rows: list[Row]) -> str:

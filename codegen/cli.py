@@ -445,8 +445,16 @@ def _parse_layers(text: str) -> list[str]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codegen.bench import LAYERS, bench_for, markdown, table, to_json
+    from codegen.bench import LAYERS, QUIET_PEERS_ENV, bench_for, markdown, table, to_json
     from codegen.lower import DTYPES
+
+    # OpenBLAS reads its settings when NumPy is imported, which has happened by now: when
+    # this process is the command itself, start it again with them in place.
+    missing = {k: v for k, v in QUIET_PEERS_ENV.items() if os.environ.get(k) is None}
+    if missing and getattr(args, "argv", None) == sys.argv[1:]:
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "codegen", *args.argv],
+                  {**os.environ, **missing})
 
     dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
     for dtype in dtypes:
@@ -693,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["demo", *argv]
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.handler(args) or 0)
     except (CorrgenError, ValueError) as error:
