@@ -76,18 +76,26 @@ def _torch_passes(spec: LayerSpec, threads: int, V: Any, K: Any, b: Any, G: Any
     """PyTorch's CPU conv2d and its autograd backward kernel, per pass; None without torch."""
     try:
         import torch
-        import torch.nn.functional as F
     except ImportError:
         return None
     torch.set_num_threads(threads)
+    return _torch_conv_passes(spec, torch, torch.from_numpy(V), torch.from_numpy(K),
+                              torch.from_numpy(b) if b is not None else None,
+                              torch.from_numpy(G))
+
+
+def _torch_conv_passes(spec: LayerSpec, torch: Any, Vt: Any, Kt: Any, bt: Any, Gt: Any
+                       ) -> dict[str, Callable[[], Any]]:
+    """PyTorch's conv2d and its backward kernel, per pass, on tensors of any one device
+    (oneDNN on the CPU, cuDNN on a GPU)."""
+    import torch.nn.functional as F
+
     top, bottom, left, right = spec.pads
-    Vt = torch.from_numpy(V)
     if (top, left) != (bottom, right):  # uneven "same": pad once, outside the timing
         Vt = F.pad(Vt, (left, right, top, bottom))
         top = left = 0
-    Kt = torch.from_numpy(K[:, :, ::-1, ::-1].copy() if spec.mode == "convolution" else K)
-    bt = torch.from_numpy(b) if b is not None else None
-    Gt = torch.from_numpy(G)
+    if spec.mode == "convolution":
+        Kt = torch.flip(Kt, (2, 3)).contiguous()
     stride, padding, dilation = list(spec.stride), [top, left], list(spec.dilation)
     bias_sizes = [spec.kernel[0]] if spec.bias else None
 
@@ -242,34 +250,6 @@ def _torch_cuda() -> Any:
     return torch if torch.cuda.is_available() else None
 
 
-def _torch_cuda_passes(spec: LayerSpec, torch: Any, Vt: Any, Kt: Any, bt: Any, Gt: Any
-                       ) -> dict[str, Callable[[], Any]]:
-    """PyTorch's CUDA conv2d (cuDNN) and its backward kernel, per pass, on CUDA tensors."""
-    import torch.nn.functional as F
-
-    top, bottom, left, right = spec.pads
-    if (top, left) != (bottom, right):  # uneven "same": pad once, outside the timing
-        Vt = F.pad(Vt, (left, right, top, bottom))
-        top = left = 0
-    if spec.mode == "convolution":
-        Kt = torch.flip(Kt, (2, 3)).contiguous()
-    stride, padding, dilation = list(spec.stride), [top, left], list(spec.dilation)
-    bias_sizes = [spec.kernel[0]] if spec.bias else None
-
-    def backward(mask: list[bool]) -> Callable[[], Any]:
-        return lambda: torch.ops.aten.convolution_backward(
-            Gt, Vt, Kt, bias_sizes, stride, padding, dilation, False, [0, 0], 1, mask)
-
-    passes = {
-        "forward": lambda: F.conv2d(Vt, Kt, bt, stride, padding, dilation),
-        "grad_input": backward([True, False, False]),
-        "grad_weight": backward([False, True, False]),
-    }
-    if spec.bias:
-        passes["grad_bias"] = backward([False, False, True])
-    return passes
-
-
 def _time_synchronized(call: Callable[[], Any], number: int, sync: Callable[[], Any]) -> float:
     """Seconds per call over ``number`` calls queued back to back, waiting for the GPU to
     finish before the clock starts and before it stops (one untimed call first)."""
@@ -320,7 +300,7 @@ def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int
             "grad_bias": lambda: dev.grad_bias(Gt),
         }
         if with_torch:
-            theirs = _torch_cuda_passes(spec, torch, Vt, Kt, bt, Gt)
+            theirs = _torch_conv_passes(spec, torch, Vt, Kt, bt, Gt)
         sync: Callable[[], Any] = torch.cuda.synchronize
     else:
         ours = {

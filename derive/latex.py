@@ -1238,24 +1238,7 @@ def environment() -> jinja2.Environment:
 
 def command_line(spec: LayerSpec, notation: str, base: int, elements: str | int) -> str:
     """The ``corrgen latex`` command that regenerates a document."""
-    def pair(p: tuple[int, int]) -> str:
-        return str(p[0]) if p[0] == p[1] else f"{p[0]}x{p[1]}"
-
-    c, h, w = spec.input
-    o, _, kh, kw = spec.kernel
-    parts = ["corrgen latex", f"--input {c}x{h}x{w}" if c > 1 else f"--input {h}x{w}",
-             f"--kernel {o}x{c}x{kh}x{kw}" if (o, c) != (1, 1) else f"--kernel {kh}x{kw}"]
-    if spec.stride != (1, 1):
-        parts.append(f"--stride {pair(spec.stride)}")
-    if spec.padding not in ((0, 0), "valid"):
-        pad = spec.padding if isinstance(spec.padding, str) else pair(spec.padding)
-        parts.append(f"--padding {pad}")
-    if spec.dilation != (1, 1):
-        parts.append(f"--dilation {pair(spec.dilation)}")
-    if not spec.bias:
-        parts.append("--no-bias")
-    if spec.mode == "convolution":
-        parts.append("--convolution")
+    parts = ["corrgen latex", spec.cli_options()]
     if base != 1:
         parts.append(f"--index-base {base}")
     if elements != "auto":

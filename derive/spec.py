@@ -205,24 +205,45 @@ class LayerSpec:
             "output": list(self.output_shape),
         }
 
+    def _settings(self) -> list[tuple[str, str | None]]:
+        """The settings that differ from the defaults: ``(name, value)``, value None for a flag."""
+        settings: list[tuple[str, str | None]] = []
+        if self.stride != (1, 1):
+            settings.append(("stride", _fmt_pair(self.stride)))
+        if self.padding not in ((0, 0), "valid"):
+            pad = self.padding if isinstance(self.padding, str) else _fmt_pair(self.padding)
+            settings.append(("padding", pad))
+        if self.dilation != (1, 1):
+            settings.append(("dilation", _fmt_pair(self.dilation)))
+        if not self.bias:
+            settings.append(("no-bias", None))
+        if self.mode != "correlation":
+            settings.append((self.mode, None))
+        return settings
+
     def describe(self) -> str:
-        """Short one-line form, as the CLI spells it."""
+        """Short one-line form, e.g. ``input 1x3x3, kernel 1x1x2x2 -> output 1x2x2``."""
         c, h, w = self.input
         o, _, kh, kw = self.kernel
         parts = [f"input {c}x{h}x{w}", f"kernel {o}x{c}x{kh}x{kw}"]
-        if self.stride != (1, 1):
-            parts.append(f"stride {_fmt_pair(self.stride)}")
-        if self.padding not in ((0, 0), "valid"):
-            pad = self.padding if isinstance(self.padding, str) else _fmt_pair(self.padding)
-            parts.append(f"padding {pad}")
-        if self.dilation != (1, 1):
-            parts.append(f"dilation {_fmt_pair(self.dilation)}")
-        if not self.bias:
-            parts.append("no bias")
-        if self.mode != "correlation":
-            parts.append(self.mode)
+        parts += [f"{name} {value}" if value else name.replace("-", " ")
+                  for name, value in self._settings()]
         o, ho, wo = self.output_shape
         return ", ".join(parts) + f" -> output {o}x{ho}x{wo}"
+
+    def cli_options(self) -> str:
+        """The ``corrgen`` spec options that rebuild this spec (shortest forms).
+
+        >>> LayerSpec(input=(1, 5, 5), kernel=(2, 1, 3, 3), stride=2, bias=False).cli_options()
+        '--input 5x5 --kernel 2x1x3x3 --stride 2 --no-bias'
+        """
+        c, h, w = self.input
+        o, _, kh, kw = self.kernel
+        parts = [f"--input {c}x{h}x{w}" if c > 1 else f"--input {h}x{w}",
+                 f"--kernel {o}x{c}x{kh}x{kw}" if (o, c) != (1, 1) else f"--kernel {kh}x{kw}"]
+        parts += [f"--{name} {value}" if value else f"--{name}"
+                  for name, value in self._settings()]
+        return " ".join(parts)
 
 
 def _fmt_pair(pair: tuple[int, int]) -> str:

@@ -116,3 +116,17 @@ def test_large_spec_shows_progress(capsys):
                            "--wrt", "input", "--format", "json")
     assert status == 0 and json.loads(out)["spec"]["output"] == [6, 14, 14]
     assert "differentiating: 100%" in err
+
+
+@pytest.mark.parametrize("spec", [
+    LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2)),
+    LayerSpec(input=(2, 5, 7), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(1, 0),
+              dilation=2, bias=False, mode="convolution"),
+    LayerSpec(input=(1, 6, 6), kernel=(4, 1, 2, 2), padding="same"),
+    LayerSpec(input=(3, 4, 4), kernel=(1, 3, 1, 1), padding="full", stride=3),
+], ids=lambda s: s.describe())
+def test_cli_options_rebuild_the_spec(spec):
+    from codegen.cli import build_parser, spec_from_args
+
+    args = build_parser().parse_args(["derive", *spec.cli_options().split()])
+    assert spec_from_args(args) == spec

@@ -102,3 +102,14 @@ def test_n_terms_counts_taps_inside_the_input():
                 for j in range(2):
                     count += 0 <= y + i - 1 < 3 and 0 <= x + j - 1 < 3
     assert spec.n_terms == count * 4 * 2
+
+
+def test_docstring_examples():
+    import doctest
+
+    import derive
+    import derive.spec
+
+    for module in (derive, derive.spec):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
