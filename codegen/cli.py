@@ -130,14 +130,14 @@ class Progress:
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
-        if now - self.start < 1.0 or (now - self.last < 0.5 and done < total):
+        if now - self.start < 1.0:  # short work stays quiet
+            return
+        # A terminal gets one line rewritten twice a second; a log, a line every 5 s.
+        tty = self.stream.isatty()
+        if done < total and now - self.last < (0.5 if tty else 5.0):
             return
         self.last = now
-        end = "\n" if done >= total else "\r"
-        if not self.stream.isatty() and done < total:
-            if now - self.start < 5.0 or now - self.last < 5.0:
-                pass
-            end = "\n"
+        end = "\r" if tty and done < total else "\n"
         self.stream.write(f"{self.what}: {100 * done // max(total, 1)}% ({done:,}/{total:,} "
                           f"terms, {now - self.start:.0f} s){end}")
         self.stream.flush()
