@@ -72,7 +72,7 @@ def check_size(spec: LayerSpec, max_terms: int | None) -> None:
         )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)  # large derivations take GBs: keep only the recent ones
 def derive_layer(
     spec: LayerSpec,
     wrt: tuple[str, ...] = ("input", "weight", "bias"),
@@ -140,7 +140,7 @@ def derive_layer(
             for o in range(o_count) for c in range(c_in) for i in range(kh) for j in range(kw)
         }
     if "bias" in wrt and spec.bias:
-        # b[o] appears once in each Z[o, y, x]: dZ/db[o] by differentiating that output.
+        # b[o] is one term of each Z[o, y, x]: dZ/db[o] is the derivative of that term.
         grads["grad_bias"] = {
             (o,): Add(*[upstream[(o, y, x)] * diff(b[o], b[o])
                         for y in range(ho) for x in range(wo)])
