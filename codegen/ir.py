@@ -118,6 +118,8 @@ class KernelIR:
         has_bias: whether the layer has a bias.
         pointwise: the ``loops`` kernels are matrix products (a 1x1 kernel at stride 1
             without padding).
+        in_lanes: the ``loops`` passes whose register tiles hold channels in vector lanes
+            (see ``codegen.blocking``).
     """
 
     name: str
@@ -136,6 +138,7 @@ class KernelIR:
     tap_col: str
     has_bias: bool
     pointwise: bool = False
+    in_lanes: tuple[str, ...] = ()
 
     def constant(self, name: str) -> int:
         """The value of one constant, by name."""

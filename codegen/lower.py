@@ -274,8 +274,9 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         constants, tables = _cuda_constants(spec, style), ()
     else:
         constants, tables = _constants(spec), ()
+    in_lanes: tuple[str, ...] = ()
     if style == "loops" and not backend.gpu:
-        blocking_constants, tables = plan(spec, 4 if dtype == "float32" else 8)
+        blocking_constants, tables, in_lanes = plan(spec, 4 if dtype == "float32" else 8)
         constants += blocking_constants
     return KernelIR(
         name=module_name(spec, backend.name, dtype),
@@ -294,4 +295,5 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         tap_col="KW - 1 - j" if flip else "j",
         has_bias=spec.bias,
         pointwise=style == "loops" and is_pointwise(spec),
+        in_lanes=in_lanes,
     )

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import codegen
+from codegen.backends import OPENMP
 from codegen.check import check_module
+from codegen.lower import lower
 from derive import LayerSpec, reference
 
 SEED = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
@@ -48,6 +50,15 @@ GRID = {
     "parallel_p1": LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), padding=1),
     "parallel_s2_same": LayerSpec(input=(16, 12, 12), kernel=(12, 16, 3, 3), stride=2,
                                   padding="same"),
+    # channels filling whole 64-byte vectors put channels in lanes (codegen.blocking): 16
+    # and 32 output channels (float32 and float64), 8 and 16 input channels, tiles that
+    # overrun rows and columns, stride phases that no tap reaches, and the parallel path
+    "lanes_p1": LayerSpec(input=(16, 9, 11), kernel=(32, 16, 3, 3), padding=1),
+    "lanes_s2x3_d2x1_conv": LayerSpec(input=(16, 13, 10), kernel=(16, 16, 3, 2), stride=(2, 3),
+                                      padding=(1, 2), dilation=(2, 1), mode="convolution"),
+    "lanes_s3_uncovered_nobias": LayerSpec(input=(8, 10, 7), kernel=(16, 8, 1, 2), stride=3,
+                                           bias=False),
+    "lanes_parallel_5x5": LayerSpec(input=(3, 20, 20), kernel=(16, 3, 5, 5), padding=2),
     # 1x1 kernels at stride 1 without padding: the matrix-product kernels, with edge tiles
     # (rows and columns that fill no whole tile), a single pixel, and the parallel path
     "pointwise_d2": LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2),
@@ -101,6 +112,7 @@ def test_backward_equals_the_single_passes(modules, case):
 
 @pytest.mark.parametrize("case", [("parallel_p1", "loops", "float64"),
                                   ("s3_same_d2_conv", "loops", "float32"),
+                                  ("lanes_s2x3_d2x1_conv", "loops", "float32"),
                                   ("s2x1_p2x1_d1x2", "unrolled", "float64")],
                          ids=lambda c: "-".join(c))
 def test_adjoint_identity(modules, case):
@@ -131,7 +143,18 @@ def test_seed_001_worked_examples_exactly(tmp_path, style):
         [0, -1, -6, -2], [2, 8, 7, 1], [10, 4, 5, -3], [14, 7, 8, 4]])
 
 
-@pytest.mark.parametrize("name", ["parallel_p1", "pointwise_parallel"])
+def test_lane_tiles_are_covered_by_the_grid():
+    """Every pass of both dtypes puts channels in lanes somewhere in the grid, and a pass
+    whose channels do not fill whole vectors does not."""
+    covered = {(dtype, name) for spec in GRID.values() for dtype in ("float32", "float64")
+               for name in lower(spec, OPENMP, dtype, "loops").in_lanes}
+    assert covered == {(dtype, name) for dtype in ("float32", "float64")
+                       for name in ("forward", "grad_input", "grad_weight")}
+    odd = lower(GRID["parallel_s2_same"], OPENMP, "float32", "loops")
+    assert odd.in_lanes == ("grad_input",)  # C = 16 fills a vector of 16; O = 12 does not
+
+
+@pytest.mark.parametrize("name", ["parallel_p1", "pointwise_parallel", "lanes_parallel_5x5"])
 def test_grad_weight_is_identical_run_to_run(modules, name):
     module = modules[(name, "loops", "float32")]
     V, _, _, G = reference.random_inputs(module.spec, 7, "float32", 3)
