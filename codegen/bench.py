@@ -47,10 +47,16 @@ class Row:
     corrgen_us: float
     numpy_us: float
     torch_us: float | None
+    peak_gflops: float | None = None
 
     @property
     def gflops(self) -> float:
         return self.flops / self.corrgen_us / 1e3
+
+    @property
+    def percent_of_peak(self) -> float | None:
+        """GFLOP/s as a percentage of the measured multiply-add peak (``codegen.peak``)."""
+        return None if self.peak_gflops is None else 100 * self.gflops / self.peak_gflops
 
     @property
     def vs_numpy(self) -> float:
@@ -132,8 +138,10 @@ def _time(call: Callable[[], Any], number: int) -> float:
 
 
 def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
-                 with_torch: bool = True, seed: int = 0) -> list[Row]:
-    """Time every pass of ``module`` and its peers, interleaved, ``runs`` times each."""
+                 with_torch: bool = True, seed: int = 0, peak_gflops: float | None = None
+                 ) -> list[Row]:
+    """Time every pass of ``module`` and its peers, interleaved, ``runs`` times each;
+    ``peak_gflops``, when given, is the machine's peak the rows compare with."""
     spec: LayerSpec = module.spec
     V, K, b, G = reference.random_inputs(spec, batch, module.dtype, seed)
     threads = module.threads()
@@ -166,7 +174,7 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
         median = {who: statistics.median(t) * 1e6 for who, t in times.items()}
         rows.append(Row(layer, spec.describe(), module.dtype, batch, threads, name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
-                        median.get("torch")))
+                        median.get("torch"), peak_gflops))
     return rows
 
 
@@ -176,13 +184,14 @@ def _fmt(value: float | None, digits: str = ".2f") -> str:
 
 def table(rows: list[Row]) -> str:
     """The rows as a markdown table."""
-    lines = ["| layer | dtype | N | pass | corrgen µs | GFLOP/s | NumPy µs | ÷ NumPy | "
+    lines = ["| layer | dtype | N | pass | corrgen µs | GFLOP/s | % peak | NumPy µs | ÷ NumPy | "
              "PyTorch µs | ÷ PyTorch | threads |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(
             f"| {r.layer or r.spec} | {r.dtype} | {r.batch} | {r.name} | {r.corrgen_us:.1f} | "
-            f"{r.gflops:.2f} | {r.numpy_us:.1f} | {r.vs_numpy:.3f} | "
+            f"{r.gflops:.2f} | {_fmt(r.percent_of_peak, '.1f')} | {r.numpy_us:.1f} | "
+            f"{r.vs_numpy:.3f} | "
             f"{_fmt(r.torch_us, '.1f')} | {_fmt(r.vs_torch, '.3f')} | {r.threads} |")
     return "\n".join(lines)
 
@@ -222,19 +231,30 @@ QUIET_PEERS_NOTE = ("NumPy's OpenBLAS threads stop spinning right after each cal
                     "(OPENBLAS_THREAD_TIMEOUT=4), so that no contestant slows the next.")
 
 
+def _peaks_line(rows: list[Row]) -> str:
+    peaks = {(r.dtype, r.threads): r.peak_gflops for r in rows if r.peak_gflops is not None}
+    if not peaks:
+        return ""
+    return ("% peak divides by the multiply-add peak measured in the same run (codegen.peak): "
+            + ", ".join(f"{gflops:.0f} GFLOP/s {dtype} on {threads} threads"
+                        for (dtype, threads), gflops in sorted(peaks.items())) + ". ")
+
+
 def markdown(rows: list[Row]) -> str:
     """A markdown report: what it ran on, then the table; ratios below 1 favour corrgen."""
     info = describe_machine()
     head = ", ".join(f"{k} {v}" for k, v in info.items() if v is not None)
     return (f"# corrgen bench\n\n{head}; {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
             f"Median of interleaved runs after a warm-up; ÷ columns are time ratios "
-            f"(below 1: corrgen is faster). {QUIET_PEERS_NOTE}\n\n{table(rows)}\n")
+            f"(below 1: corrgen is faster). {_peaks_line(rows)}{QUIET_PEERS_NOTE}\n\n"
+            f"{table(rows)}\n")
 
 
 def to_json(rows: list[Row]) -> str:
     """The rows and the machine description as JSON."""
     return json.dumps({"machine": describe_machine(), "rows": [
-        {**asdict(r), "gflops": r.gflops, "vs_numpy": r.vs_numpy, "vs_torch": r.vs_torch}
+        {**asdict(r), "gflops": r.gflops, "percent_of_peak": r.percent_of_peak,
+         "vs_numpy": r.vs_numpy, "vs_torch": r.vs_torch}
         for r in rows]}, indent=1)
 
 
@@ -268,7 +288,8 @@ def _then(call: Callable[[], Any], sync: Callable[[], Any]) -> Callable[[], Any]
 
 
 def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
-                      with_torch: bool = True, seed: int = 0) -> list[Row]:
+                      with_torch: bool = True, seed: int = 0, peak_gflops: float | None = None
+                      ) -> list[Row]:
     """Time every pass of a CUDA module, interleaved with its peers, ``runs`` times each.
 
     With PyTorch and a CUDA device, corrgen's ``device`` entry points run on PyTorch CUDA
@@ -276,7 +297,7 @@ def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int
     (cuDNN) on the same tensors. Without PyTorch's CUDA, the module's NumPy functions are
     timed, their copies to the GPU and back included, and PyTorch is left out. The NumPy
     reference on the host is always timed, for scale. The rows' thread count is the
-    module's (1: the host side of a call).
+    module's (1: the host side of a call). ``peak_gflops``: the GPU's peak, when known.
     """
     spec: LayerSpec = module.spec
     V, K, b, G = reference.random_inputs(spec, batch, module.dtype, seed)
@@ -326,7 +347,7 @@ def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int
         median = {who: statistics.median(t) * 1e6 for who, t in times.items()}
         rows.append(Row(layer, spec.describe(), module.dtype, batch, module.threads(), name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
-                        median.get("torch")))
+                        median.get("torch"), peak_gflops))
     return rows
 
 

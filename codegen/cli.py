@@ -472,6 +472,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         jobs = [(name, *LAYERS[name]) for name in _parse_layers(args.layers)]
     else:
         jobs = [("", spec_from_args(args), 16)]
+    peaks: dict[str, float] = {}
+    if args.target == "openmp":
+        from codegen.peak import fma_peak
+
+        print("measuring the multiply-add peak ...", file=sys.stderr)
+        peaks = fma_peak(tuple(dtypes))
     rows = []
     for layer, spec, batch in jobs:
         batch = args.batch or batch
@@ -479,7 +485,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             module = _load(spec, args, dtype)
             print(f"timing {layer or spec.describe()} {dtype}, N={batch}, {_runs_on(module)} "
                   f"...", file=sys.stderr)
-            rows += bench_for(module)(module, batch, layer, args.runs, not args.no_torch)
+            rows += bench_for(module)(module, batch, layer, args.runs, not args.no_torch,
+                                      peak_gflops=peaks.get(dtype))
     print(table(rows))
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows))
@@ -532,7 +539,8 @@ def _add_bench(sub: Any) -> None:
         sub, "bench", "time the kernels against NumPy and PyTorch", "Time every pass of the "
         "generated module against the NumPy reference and, when installed, PyTorch's CPU "
         "conv2d and autograd backward: median of interleaved runs after a warm-up, GFLOP/s "
-        "(2*N*O*HO*WO*C*KH*KW per pass), time ratios, thread count (OMP_NUM_THREADS). "
+        "(2*N*O*HO*WO*C*KH*KW per pass), % of the multiply-add peak measured in the same run, "
+        "time ratios, thread count (OMP_NUM_THREADS). "
         "--target cuda times the kernels on the GPU (on PyTorch CUDA tensors against "
         "PyTorch's CUDA convolution, when PyTorch has CUDA) and needs a GPU.",
         cmd_bench, dtype_list=True)

@@ -130,3 +130,26 @@ def test_cli_options_rebuild_the_spec(spec):
 
     args = build_parser().parse_args(["derive", *spec.cli_options().split()])
     assert spec_from_args(args) == spec
+
+
+def test_bench_reports_percent_of_the_measured_peak(capsys, tmp_path):
+    report = tmp_path / "bench.json"
+    status, out, err = run(capsys, "bench", "--input", "4x10x10", "--kernel", "16x4x3x3",
+                           "--dtype", "float32", "--no-torch", "--batch", "2",
+                           "--out", str(tmp_path), "--json", str(report))
+    assert status == 0, err
+    assert "% peak" in out.splitlines()[0]
+    rows = json.loads(report.read_text())["rows"]
+    assert [r["name"] for r in rows] == ["forward", "grad_input", "grad_weight", "grad_bias"]
+    for r in rows:
+        assert r["peak_gflops"] > 0
+        assert r["percent_of_peak"] == pytest.approx(100 * r["gflops"] / r["peak_gflops"])
+
+
+def test_fma_peak_float64_is_about_half_of_float32():
+    """The same vectors hold half as many float64 lanes: an independent check that the loop
+    measures arithmetic throughput (not call overhead or memory)."""
+    from codegen.peak import fma_peak
+
+    peaks = fma_peak(seconds=0.05, repeats=3)
+    assert 0.3 < peaks["float64"] / peaks["float32"] < 0.7

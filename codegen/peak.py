@@ -1,0 +1,100 @@
+"""The machine's multiply-add peak, measured: what ``corrgen bench``'s "% peak" divides by.
+
+A loop of independent vector multiply-add chains (16 chains of the widest vectors the
+compiler targets with the OpenMP backend's flags: 512 bits with AVX-512, else 256), one
+copy per OpenMP thread, compiled once per call of ``fma_peak`` into a temporary folder and
+loaded with ctypes. Nothing but registers is touched, so the figure is the arithmetic
+ceiling of the cores the kernels run on, with as many threads as they use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .backends import OPENMP
+from .build import toolchain
+
+#: 16 chains: enough to cover a 4-cycle multiply-add latency on two pipes.
+CHAINS = 16
+
+SOURCE = r"""
+#include <omp.h>
+#if defined(__AVX512F__)
+#define VECTOR_BYTES 64
+#else
+#define VECTOR_BYTES 32
+#endif
+
+/* CHAINS independent chains a = a * x + y per iteration and thread; returns the reals per
+ * vector, and the threads that ran in *threads. */
+#define PEAK_LOOP(real, name)                                                               \
+int name(long iterations, int *threads, double *sink)                                    \
+{                                                                                          \
+    typedef real vec __attribute__((vector_size(VECTOR_BYTES)));                          \
+    double total = 0;                                                                      \
+    int team = 1;                                                                          \
+    _Pragma("omp parallel reduction(+:total)")                                             \
+    {                                                                                      \
+        _Pragma("omp single")                                                              \
+        team = omp_get_num_threads();                                                      \
+        const vec x = (vec){0} + (real)0.999, y = (vec){0} + (real)0.001;                 \
+        vec a[CHAINS];                                                                     \
+        for (int c = 0; c < CHAINS; ++c)                                                   \
+            a[c] = (vec){0} + (real)c;                                                     \
+        for (long i = 0; i < iterations; ++i) {                                            \
+            _Pragma("GCC unroll 16")                                                       \
+            for (int c = 0; c < CHAINS; ++c)                                               \
+                a[c] = a[c] * x + y;                                                       \
+        }                                                                                  \
+        for (int c = 0; c < CHAINS; ++c)                                                   \
+            for (int lane = 0; lane < (int)(VECTOR_BYTES / sizeof(real)); ++lane)          \
+                total += a[c][lane];                                                       \
+    }                                                                                      \
+    *threads = team;                                                                       \
+    *sink = total;                                                                         \
+    return (int)(VECTOR_BYTES / sizeof(real));                                             \
+}
+
+PEAK_LOOP(float, peak_float32)
+PEAK_LOOP(double, peak_float64)
+"""
+
+
+def _library(folder: Path) -> ctypes.CDLL:
+    chain = toolchain(OPENMP)
+    source, library = folder / "peak.c", folder / "peak.so"
+    source.write_text(SOURCE)
+    command = [*chain.compiler, *OPENMP.compile_flags, f"-DCHAINS={CHAINS}", "-shared",
+               str(source), "-o", str(library), *OPENMP.link_flags]
+    subprocess.run(command, check=True, capture_output=True)
+    return ctypes.CDLL(str(library))
+
+
+def _rate(loop: ctypes._CFuncPtr, iterations: int) -> float:
+    """GFLOP/s of one call of a peak loop."""
+    threads, sink = ctypes.c_int(), ctypes.c_double()
+    start = time.perf_counter()
+    lanes = loop(iterations, ctypes.byref(threads), ctypes.byref(sink))
+    elapsed = time.perf_counter() - start
+    return 2 * CHAINS * lanes * iterations * threads.value / elapsed / 1e9
+
+
+def fma_peak(dtypes: tuple[str, ...] = ("float32", "float64"), seconds: float = 0.2,
+             repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of the multiply-add loop per dtype (a multiply-add counts 2): the best of
+    ``repeats`` timings of about ``seconds`` each, with the process's OpenMP threads."""
+    with tempfile.TemporaryDirectory(prefix="corrgen-peak-") as tmp:
+        library = _library(Path(tmp))
+        peaks = {}
+        for dtype in dtypes:
+            loop = getattr(library, f"peak_{dtype}")
+            loop.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_int),
+                             ctypes.POINTER(ctypes.c_double)]
+            rate = _rate(loop, 100_000)  # warm-up, and the size of one timing
+            iterations = max(1, int(seconds * rate * 1e9 / (2 * CHAINS * 16)))
+            peaks[dtype] = max(_rate(loop, iterations) for _ in range(repeats))
+        return peaks
