@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: openmp
- * cache key: b9db474e8d5fbeeada94e43e425afab08d3c6cc2ad2c055d6dcd7637b7a9a95a
+ * cache key: 264711ffefcda034b000aef53edd9c204626c355f07e50fe9a8b33b2cfb9fc37
  */
 
 #include <stdint.h>
@@ -33,71 +33,101 @@ typedef float real;
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 
 /* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL],
- * element by element: 4 results, 0 common subexpressions.
- * Samples run in parallel; each writes only its own output. */
+ * element by element: 4 results, 0 common subexpressions; sample s. */
+static inline void forward_sample(int64_t s, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
+{
+    const real *restrict V_s = V + s * 9;
+    real *restrict Z_s = Z + s * 4;
+    Z_s[0] = K[0]*V_s[0] + K[1]*V_s[1] + K[2]*V_s[3] + K[3]*V_s[4] + b[0];
+    Z_s[1] = K[0]*V_s[1] + K[1]*V_s[2] + K[2]*V_s[4] + K[3]*V_s[5] + b[0];
+    Z_s[2] = K[0]*V_s[3] + K[1]*V_s[4] + K[2]*V_s[6] + K[3]*V_s[7] + b[0];
+    Z_s[3] = K[0]*V_s[4] + K[1]*V_s[5] + K[2]*V_s[7] + K[3]*V_s[8] + b[0];
+}
+
+/* forward: samples run in parallel, each writing only its own output; below
+ * PARALLEL_MIN_FLOPS they run serially, without a parallel region (one costs about half a
+ * microsecond even when it runs on one thread). */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    #pragma omp parallel for schedule(static) if (n * 32 >= PARALLEL_MIN_FLOPS)
-    for (int64_t s = 0; s < n; ++s) {
-        const real *restrict V_s = V + s * 9;
-        real *restrict Z_s = Z + s * 4;
-        Z_s[0] = K[0]*V_s[0] + K[1]*V_s[1] + K[2]*V_s[3] + K[3]*V_s[4] + b[0];
-        Z_s[1] = K[0]*V_s[1] + K[1]*V_s[2] + K[2]*V_s[4] + K[3]*V_s[5] + b[0];
-        Z_s[2] = K[0]*V_s[3] + K[1]*V_s[4] + K[2]*V_s[6] + K[3]*V_s[7] + b[0];
-        Z_s[3] = K[0]*V_s[4] + K[1]*V_s[5] + K[2]*V_s[7] + K[3]*V_s[8] + b[0];
+    if (n * 32 < PARALLEL_MIN_FLOPS) {
+        for (int64_t s = 0; s < n; ++s)
+            forward_sample(s, V, K, b, Z);
+        return 0;
     }
+    #pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < n; ++s)
+        forward_sample(s, V, K, b, Z);
     return 0;
 }
 
 /* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW],
- * element by element: 9 results, 0 common subexpressions.
- * Samples run in parallel; each writes only its own output. */
+ * element by element: 9 results, 0 common subexpressions; sample s. */
+static inline void grad_input_sample(int64_t s, const real *restrict K, const real *restrict G, real *restrict dV)
+{
+    const real *restrict G_s = G + s * 4;
+    real *restrict dV_s = dV + s * 9;
+    dV_s[0] = G_s[0]*K[0];
+    dV_s[1] = G_s[0]*K[1] + G_s[1]*K[0];
+    dV_s[2] = G_s[1]*K[1];
+    dV_s[3] = G_s[0]*K[2] + G_s[2]*K[0];
+    dV_s[4] = G_s[0]*K[3] + G_s[1]*K[2] + G_s[2]*K[1] + G_s[3]*K[0];
+    dV_s[5] = G_s[1]*K[3] + G_s[3]*K[1];
+    dV_s[6] = G_s[2]*K[2];
+    dV_s[7] = G_s[2]*K[3] + G_s[3]*K[2];
+    dV_s[8] = G_s[3]*K[3];
+}
+
+/* grad_input: samples run in parallel, each writing only its own output; below
+ * PARALLEL_MIN_FLOPS they run serially, without a parallel region (one costs about half a
+ * microsecond even when it runs on one thread). */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    #pragma omp parallel for schedule(static) if (n * 32 >= PARALLEL_MIN_FLOPS)
-    for (int64_t s = 0; s < n; ++s) {
-        const real *restrict G_s = G + s * 4;
-        real *restrict dV_s = dV + s * 9;
-        dV_s[0] = G_s[0]*K[0];
-        dV_s[1] = G_s[0]*K[1] + G_s[1]*K[0];
-        dV_s[2] = G_s[1]*K[1];
-        dV_s[3] = G_s[0]*K[2] + G_s[2]*K[0];
-        dV_s[4] = G_s[0]*K[3] + G_s[1]*K[2] + G_s[2]*K[1] + G_s[3]*K[0];
-        dV_s[5] = G_s[1]*K[3] + G_s[3]*K[1];
-        dV_s[6] = G_s[2]*K[2];
-        dV_s[7] = G_s[2]*K[3] + G_s[3]*K[2];
-        dV_s[8] = G_s[3]*K[3];
+    if (n * 32 < PARALLEL_MIN_FLOPS) {
+        for (int64_t s = 0; s < n; ++s)
+            grad_input_sample(s, K, G, dV);
+        return 0;
     }
+    #pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < n; ++s)
+        grad_input_sample(s, K, G, dV);
     return 0;
 }
 
 /* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL],
- * element by element: 4 results, 0 common subexpressions.
- * The batch is summed serially, in order: the result does not depend on threads. */
+ * element by element: 4 results, 0 common subexpressions; sample s. */
+static inline void grad_weight_sample(int64_t s, const real *restrict V, const real *restrict G, real *restrict dK)
+{
+    const real *restrict V_s = V + s * 9;
+    const real *restrict G_s = G + s * 4;
+    dK[0] += G_s[0]*V_s[0] + G_s[1]*V_s[1] + G_s[2]*V_s[3] + G_s[3]*V_s[4];
+    dK[1] += G_s[0]*V_s[1] + G_s[1]*V_s[2] + G_s[2]*V_s[4] + G_s[3]*V_s[5];
+    dK[2] += G_s[0]*V_s[3] + G_s[1]*V_s[4] + G_s[2]*V_s[6] + G_s[3]*V_s[7];
+    dK[3] += G_s[0]*V_s[4] + G_s[1]*V_s[5] + G_s[2]*V_s[7] + G_s[3]*V_s[8];
+}
+
+/* grad_weight: the batch is summed serially, in order: the result does not depend on threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
     memset(dK, 0, sizeof(real) * 4);
-    for (int64_t s = 0; s < n; ++s) {
-        const real *restrict V_s = V + s * 9;
-        const real *restrict G_s = G + s * 4;
-        dK[0] += G_s[0]*V_s[0] + G_s[1]*V_s[1] + G_s[2]*V_s[3] + G_s[3]*V_s[4];
-        dK[1] += G_s[0]*V_s[1] + G_s[1]*V_s[2] + G_s[2]*V_s[4] + G_s[3]*V_s[5];
-        dK[2] += G_s[0]*V_s[3] + G_s[1]*V_s[4] + G_s[2]*V_s[6] + G_s[3]*V_s[7];
-        dK[3] += G_s[0]*V_s[4] + G_s[1]*V_s[5] + G_s[2]*V_s[7] + G_s[3]*V_s[8];
-    }
+    for (int64_t s = 0; s < n; ++s)
+        grad_weight_sample(s, V, G, dK);
     return 0;
 }
 
 /* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x],
- * element by element: 1 results, 0 common subexpressions.
- * The batch is summed serially, in order: the result does not depend on threads. */
+ * element by element: 1 results, 0 common subexpressions; sample s. */
+static inline void grad_bias_sample(int64_t s, const real *restrict G, real *restrict db)
+{
+    const real *restrict G_s = G + s * 4;
+    db[0] += G_s[0] + G_s[1] + G_s[2] + G_s[3];
+}
+
+/* grad_bias: the batch is summed serially, in order: the result does not depend on threads. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {
     memset(db, 0, sizeof(real) * 1);
-    for (int64_t s = 0; s < n; ++s) {
-        const real *restrict G_s = G + s * 4;
-        db[0] += G_s[0] + G_s[1] + G_s[2] + G_s[3];
-    }
+    for (int64_t s = 0; s < n; ++s)
+        grad_bias_sample(s, G, db);
     return 0;
 }
 
