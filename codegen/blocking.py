@@ -25,7 +25,8 @@ zero-framed copies ("scratch") of one sample's planes, so that no inner loop tes
   are added in a fixed order at the end of each sample, so results do not depend on threads.
 
 **Channels in lanes.** When the channels a pass writes (O for forward and grad_weight, C for
-grad_input) fill whole ``LANE_BYTES`` vectors, forward and grad_input instead hold a tile of
+grad_input) fill whole ``LANE_BYTES`` vectors (and, for forward and grad_input, each output
+sums at least ``LANE_MIN_SUMS`` products), forward and grad_input instead hold a tile of
 ``NV`` vectors of ``LANES`` *channels* x ``TY`` rows x ``TX`` columns: the weights are packed
 once per call with the channels innermost, and per input channel and tap the tile loads
 ``NV`` weight vectors and broadcasts ``TY*TX`` single source values (never an unaligned
@@ -58,6 +59,13 @@ VECTOR_BYTES = 32
 #: source value then feeds 16 float32 multiply-adds per instruction; without it the compiler
 #: splits every vector in two.
 LANE_BYTES = 64
+#: A forward or stride-1 grad_input lane tile stores its sums element by element, where a
+#: column tile stores whole vectors; below this many multiply-adds per output element
+#: (input channels x taps) that costs more than the lanes gain. Measured side by side on
+#: the benchmark layers, lane time / column time: 1.27 at 9 (float64, 1 channel, 3x3), 1.13
+#: and 1.07 at 75 (3 channels, 5x5), 0.69 and 0.58 at 144 (16 channels, 3x3), 0.65 and
+#: 0.39 at 576. A grad_input with a column stride stores element by element either way.
+LANE_MIN_SUMS = 128
 #: Vector registers a lane tile's partial sums may take (of 32 with AVX-512).
 LANE_ACCUMULATORS = 28
 #: Vector registers a register tile's partial sums may take (of 32 with AVX-512 or 16 with
@@ -271,9 +279,10 @@ def plan(spec: LayerSpec, dtype_bytes: int
         return pointwise_plan(spec, vl, dtype_bytes), (), ()
     g = geometry(spec)
     lanes = LANE_BYTES // dtype_bytes
-    in_lanes = tuple(name for name, channels in
-                     (("forward", g.o), ("grad_input", g.c), ("grad_weight", g.o))
-                     if channels % lanes == 0)
+    in_lanes = tuple(name for name, channels, pays in (
+        ("forward", g.o, g.c * g.kh * g.kw >= LANE_MIN_SUMS),
+        ("grad_input", g.c, g.sw > 1 or g.o * g.kh * g.kw >= LANE_MIN_SUMS),
+        ("grad_weight", g.o, True)) if channels % lanes == 0 and pays)
     consts: list[Constant] = []
     tables: list[Table] = []
 

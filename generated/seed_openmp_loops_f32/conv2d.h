@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 03f9bc7becd90a34b1b8566230f5bbb92b8bf3fa960739a03e660614f62c0206
+ * cache key: 727018bb3119b63defe609ce4ba52ca1ad7a6969057ac7d30c3d8cfd0868584d
  */
 
 /*

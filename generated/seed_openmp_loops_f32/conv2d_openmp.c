@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 03f9bc7becd90a34b1b8566230f5bbb92b8bf3fa960739a03e660614f62c0206
+ * cache key: 727018bb3119b63defe609ce4ba52ca1ad7a6969057ac7d30c3d8cfd0868584d
  */
 
 #include <stdint.h>
@@ -171,19 +171,27 @@ static void forward_block(const real *restrict src, const real *restrict K,
                         acc0_1 += w0 * v;
                     }
                 }
-                if (m0 + FWD_TY <= rows && n0 + FWD_TX <= cols) {
-                    STORE(dst + (o0 + 0) * (LHO * LWO) + (m0 + 0) * LWO + n0 + 0 * VL, acc0_0);
-                    STORE(dst + (o0 + 0) * (LHO * LWO) + (m0 + 1) * LWO + n0 + 0 * VL, acc0_1);
-                    continue;
+                /* whole vectors stored as they are; at the phase's edges, rows past it are
+                 * skipped and the vector that crosses it is stored lane by lane (through a
+                 * buffer, the loads would wait on the vector stores they straddle) */
+                const int ny = rows - m0 < FWD_TY ? rows - m0 : FWD_TY;
+                const int nx = cols - n0;
+                {
+                    real *restrict to = dst + (o0 + 0) * (LHO * LWO) + (m0 + 0) * LWO + n0;
+                    if (nx >= VL)
+                        STORE(to, acc0_0);
+                    else
+                        for (int x = 0; x < nx; ++x)
+                            to[x] = acc0_0[x];
                 }
-                /* the tile crosses the phase's edge: through a buffer, element by element */
-                real tile[1][2][FWD_TX];
-                STORE(&tile[0][0][0 * VL], acc0_0);
-                STORE(&tile[0][1][0 * VL], acc0_1);
-                for (int p = 0; p < 1; ++p)
-                    for (int y = 0; y < FWD_TY && m0 + y < rows; ++y)
-                        for (int x = 0; x < FWD_TX && n0 + x < cols; ++x)
-                            dst[(o0 + p) * (LHO * LWO) + (m0 + y) * LWO + (n0 + x) * 1] = tile[p][y][x];
+                if (1 < ny) {
+                    real *restrict to = dst + (o0 + 0) * (LHO * LWO) + (m0 + 1) * LWO + n0;
+                    if (nx >= VL)
+                        STORE(to, acc0_1);
+                    else
+                        for (int x = 0; x < nx; ++x)
+                            to[x] = acc0_1[x];
+                }
             }
     }
 }
@@ -250,21 +258,35 @@ static void grad_input_block(const real *restrict src, const real *restrict K,
                         acc0_2 += w0 * v;
                     }
                 }
-                if (m0 + GIN_TY <= rows && n0 + GIN_TX <= cols) {
-                    STORE(dst + (o0 + 0) * (LH * LW) + (m0 + 0) * (SH * LW) + n0 + 0 * VL, acc0_0);
-                    STORE(dst + (o0 + 0) * (LH * LW) + (m0 + 1) * (SH * LW) + n0 + 0 * VL, acc0_1);
-                    STORE(dst + (o0 + 0) * (LH * LW) + (m0 + 2) * (SH * LW) + n0 + 0 * VL, acc0_2);
-                    continue;
+                /* whole vectors stored as they are; at the phase's edges, rows past it are
+                 * skipped and the vector that crosses it is stored lane by lane (through a
+                 * buffer, the loads would wait on the vector stores they straddle) */
+                const int ny = rows - m0 < GIN_TY ? rows - m0 : GIN_TY;
+                const int nx = cols - n0;
+                {
+                    real *restrict to = dst + (o0 + 0) * (LH * LW) + (m0 + 0) * (SH * LW) + n0;
+                    if (nx >= VL)
+                        STORE(to, acc0_0);
+                    else
+                        for (int x = 0; x < nx; ++x)
+                            to[x] = acc0_0[x];
                 }
-                /* the tile crosses the phase's edge: through a buffer, element by element */
-                real tile[1][3][GIN_TX];
-                STORE(&tile[0][0][0 * VL], acc0_0);
-                STORE(&tile[0][1][0 * VL], acc0_1);
-                STORE(&tile[0][2][0 * VL], acc0_2);
-                for (int p = 0; p < 1; ++p)
-                    for (int y = 0; y < GIN_TY && m0 + y < rows; ++y)
-                        for (int x = 0; x < GIN_TX && n0 + x < cols; ++x)
-                            dst[(o0 + p) * (LH * LW) + (m0 + y) * (SH * LW) + (n0 + x) * 1] = tile[p][y][x];
+                if (1 < ny) {
+                    real *restrict to = dst + (o0 + 0) * (LH * LW) + (m0 + 1) * (SH * LW) + n0;
+                    if (nx >= VL)
+                        STORE(to, acc0_1);
+                    else
+                        for (int x = 0; x < nx; ++x)
+                            to[x] = acc0_1[x];
+                }
+                if (2 < ny) {
+                    real *restrict to = dst + (o0 + 0) * (LH * LW) + (m0 + 2) * (SH * LW) + n0;
+                    if (nx >= VL)
+                        STORE(to, acc0_2);
+                    else
+                        for (int x = 0; x < nx; ++x)
+                            to[x] = acc0_2[x];
+                }
             }
     }
 }

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: d335e3a42aa9f0a2ed65e4d3fe4a724f45f6748f53fa1179cc3f66ac9d35a829
+# cache key: 123d6729724eb175c4703b60dcab748a78a7fd1e1e547430c3817170680e4c3b
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key d335e3a42aa9f0a2ed65e4d3fe4a724f45f6748f53fa1179cc3f66ac9d35a829.
+Built by corrgen 0.1.0, cache key 123d6729724eb175c4703b60dcab748a78a7fd1e1e547430c3817170680e4c3b.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -24,13 +24,13 @@ N, the batch, is free; every other extent is fixed. Arrays are float64 NumPy arr
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_d335e3a42aa9 as _extension
+from . import _conv2d_123d6729724e as _extension
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "d335e3a42aa9f0a2ed65e4d3fe4a724f45f6748f53fa1179cc3f66ac9d35a829"
+key = "123d6729724eb175c4703b60dcab748a78a7fd1e1e547430c3817170680e4c3b"
 
 _module = _KernelModule(spec, dtype, _extension.lib)
 forward = _module.forward
