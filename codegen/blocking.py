@@ -52,8 +52,9 @@ from derive.spec import LayerSpec
 
 from .ir import Constant, Table
 
-#: Bytes per vector: 256-bit vectors. (On the AVX-512 machines these kernels were tuned on,
-#: 512-bit vectors give no more multiply-adds per cycle, and half as many columns per tile.)
+#: Bytes per vector of the column tiles: 256 bits. (512-bit vectors of columns give no more
+#: multiply-adds per cycle on the Zen 4 machines these kernels were tuned on, and half as
+#: many columns per tile; the lane tiles below gain from 512 bits by other means.)
 VECTOR_BYTES = 32
 #: Bytes per vector of the channels-in-lanes tiles: 512 bits. With AVX-512 each broadcast
 #: source value then feeds 16 float32 multiply-adds per instruction; without it the compiler

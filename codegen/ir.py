@@ -158,6 +158,8 @@ class KernelIR:
         lines = [f"KernelIR {self.name}: {self.spec_text}",
                  f"  style {self.style}, dtype {self.dtype} ({self.ctype}), target {self.target}"]
         lines.append("  constants: " + ", ".join(f"{c.name}={c.value}" for c in self.constants))
+        if self.in_lanes:
+            lines.append("  channels in lanes: " + ", ".join(self.in_lanes))
         for table in self.tables:
             lines.append(f"  table {table.name} = {list(table.values)}")
         for k in self.kernels:
