@@ -9,6 +9,7 @@ and ``N*O*HO*WO`` for grad_bias.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -202,7 +203,8 @@ def describe_machine() -> dict[str, Any]:
 
     info: dict[str, Any] = {"corrgen": __version__, "python": platform.python_version(),
                             "numpy": np.__version__, "machine": platform.machine(),
-                            "processor": _cpu_name()}
+                            "processor": _cpu_name(), "logical CPUs": os.cpu_count(),
+                            "vectors": _vector_isa()}
     try:
         import torch
 
@@ -210,6 +212,20 @@ def describe_machine() -> dict[str, Any]:
     except ImportError:
         info["torch"] = None
     return info
+
+
+def _vector_isa() -> str | None:
+    """The widest x86 vector extension the CPU reports (``avx512f``, ``avx2``), if any."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return next((isa for isa in ("avx512f", "avx2", "avx", "sse4_2")
+                                 if isa in flags), None)
+    except OSError:
+        pass
+    return None
 
 
 def _cpu_name() -> str:
