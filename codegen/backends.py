@@ -37,6 +37,10 @@ class Backend:
             CPU model goes into the cache key.
         header_template: the Jinja template of the C header (prototypes; cffi's cdef).
         wrapper_template: the Jinja template of the Python wrapper (``__init__.py``).
+        python_template: the Jinja template of the module's CPython entry points
+            (``conv2d_python.c``, compiled into cffi's glue against NumPy's C API: the common
+            call runs its kernel without Python code in between); empty: none, every call
+            goes through the Python wrapper.
         extra_files: files copied unchanged from ``templates/`` next to the sources (and
             hashed into the cache key with them), e.g. an emulation header.
         gpu: the kernels are CUDA kernels: ``lower`` computes their launch configuration.
@@ -58,6 +62,7 @@ class Backend:
     cpu_specific: bool = False
     header_template: str = "conv2d.h.jinja"
     wrapper_template: str = "module.py.jinja"
+    python_template: str = ""
     extra_files: tuple[str, ...] = ()
     gpu: bool = False
     cuda_runtime: bool = False
@@ -75,6 +80,7 @@ OPENMP = Backend(
                    "-Wall"),
     link_flags=("-fopenmp",),
     cpu_specific=True,
+    python_template="conv2d_python.c.jinja",
 )
 
 #: The GPUs ``cuda`` modules carry machine code for (``sm_75`` Turing, ``sm_80`` Ampere, which

@@ -11,7 +11,8 @@ a reader never sees half a module. Steps, each a logged command:
 
 1. cffi writes the glue C file from ``conv2d.h`` (``FFI.emit_c_code``; cffi's API mode);
 2. the backend's compiler compiles the kernel source to an object;
-3. the host C compiler compiles the glue against Python's headers;
+3. the host C compiler compiles the glue against Python's headers (and, with the module's
+   CPython entry points ``conv2d_python.c`` included in it, NumPy's);
 4. the host C compiler links both, with the backend's link flags and libraries (for CUDA:
    the static CUDA runtime, from the folder ``nvcc`` itself links against).
 
@@ -44,11 +45,14 @@ from derive import __version__
 
 from .backends import Backend
 from .errors import BuildError
-from .render import HEADER, SourceFiles
+from .render import HEADER, PYTHON_ENTRIES, SourceFiles
 
 #: Flags of the host compiler for cffi's glue (the kernels get the backend's flags).
 GLUE_FLAGS = ("-O2", "-fPIC")
 MANIFEST = "build.json"
+#: What cffi exposes of ``conv2d_python.c``: the function that attaches its CPython entry
+#: points to the extension module (defined in ``templates/conv2d_python.c.jinja``).
+PYTHON_ATTACH = "int conv2d_python_attach(const char *extension);"
 LOG = "build.log"
 
 PACKAGE_README = """\
@@ -80,6 +84,9 @@ class Toolchain:
         cpu: the CPU model, when the backend's flags tune for the CPU; else "".
         library_dirs: folders searched for the backend's libraries at link time (the CUDA
             runtime's folder for ``cuda``); empty for most backends.
+        numpy_include: the folder of NumPy's C headers, for backends with CPython entry
+            points; else "".
+        numpy_version: the NumPy those headers belong to (the entry points use its C API).
     """
 
     compiler: tuple[str, ...]
@@ -90,6 +97,8 @@ class Toolchain:
     ext_suffix: str
     cpu: str
     library_dirs: tuple[str, ...] = ()
+    numpy_include: str = ""
+    numpy_version: str = ""
 
     def identity(self, backend: Backend) -> list[str]:
         """Everything about the tools and flags that changes the built module."""
@@ -102,6 +111,7 @@ class Toolchain:
             "link", *backend.link_flags, "libraries", *backend.libraries,
             "python", self.ext_suffix, "cffi", cffi.__version__, "cpu", self.cpu,
             *(["libdirs", *self.library_dirs] if self.library_dirs else []),
+            *(["numpy", self.numpy_version] if self.numpy_version else []),
         ]
 
 
@@ -193,6 +203,11 @@ def toolchain(backend: Backend) -> Toolchain:
     compiler = _find_compiler(backend.compiler_env, backend.compiler, backend.install_hint)
     host = _find_compiler("CC", "cc")
     include = sysconfig.get_paths()["include"]
+    numpy_include = numpy_version = ""
+    if backend.python_template:
+        import numpy
+
+        numpy_include, numpy_version = numpy.get_include(), numpy.__version__
     return Toolchain(
         compiler=compiler,
         compiler_version=(_version_lines(compiler, backend.version_pattern)
@@ -202,6 +217,7 @@ def toolchain(backend: Backend) -> Toolchain:
         ext_suffix=importlib.machinery.EXTENSION_SUFFIXES[0],
         cpu=_cpu_model() if backend.cpu_specific else "",
         library_dirs=cuda_library_dirs(compiler) if backend.cuda_runtime else (),
+        numpy_include=numpy_include, numpy_version=numpy_version,
     )
 
 
@@ -405,14 +421,22 @@ def _compile(tmp: Path, sources: SourceFiles, backend: Backend, chain: Toolchain
     progress("writing cffi glue")
     ffi = cffi.FFI()
     ffi.cdef(sources.text(HEADER))
-    make_c_source(ffi, ext, f'#include <stdint.h>\n#include "{HEADER}"\n', str(tmp / f"{ext}.c"))
+    glue = f'#include <stdint.h>\n#include "{HEADER}"\n'
+    entry_flags: list[str] = []
+    if PYTHON_ENTRIES in dict(sources.files):
+        # The entry points use CPython's full API (vectorcall, NumPy's macros), not the
+        # limited API cffi's glue otherwise keeps to; the module is built for this Python.
+        ffi.cdef(PYTHON_ATTACH)
+        glue += f'#include "{PYTHON_ENTRIES}"\n'
+        entry_flags = ["-D_CFFI_NO_LIMITED_API", "-I", chain.numpy_include]
+    make_c_source(ffi, ext, glue, str(tmp / f"{ext}.c"))
     kernel_obj, glue_obj = "kernels.o", "glue.o"
     target = ext + chain.ext_suffix
     commands = [
         ("compiling kernels", [*chain.compiler, *backend.compile_flags, "-c",
                                sources.kernel_source, "-o", kernel_obj]),
         ("compiling cffi glue", [*chain.host, *GLUE_FLAGS, "-I", chain.python_include,
-                                 "-I", ".", "-c", f"{ext}.c", "-o", glue_obj]),
+                                 *entry_flags, "-I", ".", "-c", f"{ext}.c", "-o", glue_obj]),
         ("linking", [*chain.host, "-shared", glue_obj, kernel_obj, *backend.link_flags,
                      *(f"-L{folder}" for folder in chain.library_dirs),
                      *(f"-l{lib}" for lib in backend.libraries), "-o", target]),

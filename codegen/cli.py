@@ -510,7 +510,8 @@ def _add_kernel_command(sub: Any, name: str, help: str, description: str,
 def _add_emit(sub: Any) -> None:
     p = _add_kernel_command(
         sub, "emit", "write kernel sources", "Render the kernels of a layer (header, kernel "
-        "source, Python wrapper) into DIR/<kernel>_<key12>/ without compiling them.",
+        "source, Python wrapper; for openmp also the CPython entry points) into "
+        "DIR/<kernel>_<key12>/ without compiling them.",
         cmd_emit, with_name=True)
     _emulate_option(p, "write")
 

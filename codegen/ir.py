@@ -43,6 +43,7 @@ class Buffer:
         batched: whether the leading axis is the run-time batch ``N``.
         sample_size: elements per sample (the whole array when not batched).
         output: whether the kernel writes it.
+        dims: the extents after the batch axis (the whole shape when not batched).
     """
 
     name: str
@@ -50,6 +51,12 @@ class Buffer:
     batched: bool
     sample_size: int
     output: bool = False
+    dims: tuple[int, ...] = ()
+
+    @property
+    def ndim(self) -> int:
+        """The number of axes of the array, the batch axis included."""
+        return len(self.dims) + self.batched
 
 
 @dataclass(frozen=True)

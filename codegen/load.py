@@ -133,6 +133,10 @@ def _address(array: np.ndarray) -> Any:
         return _cast("uintptr_t", _from_buffer(array))
 
 
+#: The functions that run one kernel each (``backward`` runs several).
+PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
+
+
 class KernelModule:
     """NumPy front end of one compiled module: argument checks, outputs, kernel calls.
 
@@ -140,9 +144,15 @@ class KernelModule:
         spec: the layer the kernels were generated for.
         dtype: their dtype.
         lib: the cffi ``lib`` of the extension (``conv2d_forward`` etc.).
+        extension: the extension module itself. When its ``lib`` has
+            ``conv2d_python_attach`` (``templates/conv2d_python.c.jinja``), the functions
+            become its CPython entry points: they run the common call (exact arrays, positional
+            arguments) without Python code and hand every other call to the checked functions
+            built here, which stay available as ``checked``.
     """
 
-    def __init__(self, spec: LayerSpec, dtype: str, lib: Any) -> None:
+    def __init__(self, spec: LayerSpec, dtype: str, lib: Any,
+                 extension: ModuleType | None = None) -> None:
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.lib = lib
@@ -151,6 +161,19 @@ class KernelModule:
                        "Z": (o, ho, wo), "dV": spec.input, "dK": spec.kernel, "db": (o,)}
         self.batched = {"V", "G", "Z", "dV"}
         self._build_functions()
+        self.checked = {name: getattr(self, name) for name in PASSES}
+        if extension is not None and hasattr(lib, "conv2d_python_attach"):
+            self._attach(extension)
+
+    def _attach(self, extension: ModuleType) -> None:
+        """Replace the functions by the extension's CPython entry points (which fall back on
+        the checked ones); ImportError when that fails."""
+        extension.checked = self.checked
+        if self.lib.conv2d_python_attach(extension.__name__.encode()):
+            raise ImportError(f"{extension.__name__}: could not attach the module's CPython "
+                              "entry points (the Python error is printed above)")
+        for name in PASSES:
+            setattr(self, name, getattr(extension, name, self.checked[name]))
 
     # -- checks -------------------------------------------------------------------------
 

@@ -133,7 +133,8 @@ def _buffers(spec: LayerSpec) -> dict[str, Buffer]:
             size = 1
             for d in dims:
                 size *= d
-            buffers[name] = Buffer(name, _shape(dims, batched), batched, size, is_output)
+            buffers[name] = Buffer(name, _shape(dims, batched), batched, size, is_output,
+                                  tuple(dims))
     return buffers
 
 

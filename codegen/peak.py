@@ -89,12 +89,16 @@ def fma_peak(dtypes: tuple[str, ...] = ("float32", "float64"), seconds: float = 
     ``repeats`` timings of about ``seconds`` each, with the process's OpenMP threads."""
     with tempfile.TemporaryDirectory(prefix="corrgen-peak-") as tmp:
         library = _library(Path(tmp))
-        peaks = {}
+        loops, iterations = {}, {}
         for dtype in dtypes:
-            loop = getattr(library, f"peak_{dtype}")
+            loop = loops[dtype] = getattr(library, f"peak_{dtype}")
             loop.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_int),
                              ctypes.POINTER(ctypes.c_double)]
             rate = _rate(loop, 100_000)  # warm-up, and the size of one timing
-            iterations = max(1, int(seconds * rate * 1e9 / (2 * CHAINS * 16)))
-            peaks[dtype] = max(_rate(loop, iterations) for _ in range(repeats))
+            iterations[dtype] = max(1, int(seconds * rate * 1e9 / (2 * CHAINS * 16)))
+        # the dtypes take turns, so a core that is busy for a while slows all of them alike
+        peaks = dict.fromkeys(dtypes, 0.0)
+        for _ in range(repeats):
+            for dtype in dtypes:
+                peaks[dtype] = max(peaks[dtype], _rate(loops[dtype], iterations[dtype]))
         return peaks

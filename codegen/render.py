@@ -21,6 +21,8 @@ TEMPLATE_DIR = Path(templates.__file__).resolve().parent
 
 HEADER = "conv2d.h"
 WRAPPER = "__init__.py"
+#: The CPython entry points, for backends that have them (``Backend.python_template``).
+PYTHON_ENTRIES = "conv2d_python.c"
 
 #: Placeholders for the cache key (and its first 12 characters) until it is known.
 KEY_TOKEN = "@@CORRGEN_CACHE_KEY@@"
@@ -49,8 +51,8 @@ class SourceFiles:
     Attributes:
         name: the module's base name (``KernelIR.name``).
         kernel_source: the file name of the kernel source, e.g. ``conv2d_openmp.c``.
-        files: ``(file name, text)`` pairs: the header, the kernel source, the Python wrapper
-            and any extra files of the backend.
+        files: ``(file name, text)`` pairs: the header, the kernel source, the Python wrapper,
+            the CPython entry points when the backend has them, and any extra files.
     """
 
     name: str
@@ -79,14 +81,17 @@ class SourceFiles:
 
 
 def render(ir: KernelIR, backend: Backend) -> SourceFiles:
-    """The header, the kernel source and the Python wrapper of ``ir``, key placeholders in,
-    then the backend's extra files (copied unchanged from ``templates/``)."""
+    """The header, the kernel source, the Python wrapper and (when the backend has them) the
+    CPython entry points of ``ir``, key placeholders in, then the backend's extra files
+    (copied unchanged from ``templates/``)."""
     env = environment()
     context = {"ir": ir, "key": KEY_TOKEN, "key12": KEY12_TOKEN, "source": backend.source}
     files = (
         (HEADER, env.get_template(backend.header_template).render(context)),
         (backend.source, env.get_template(backend.template).render(context)),
         (WRAPPER, env.get_template(backend.wrapper_template).render(context)),
+        *(((PYTHON_ENTRIES, env.get_template(backend.python_template).render(context)),)
+          if backend.python_template else ()),
         *((name, (TEMPLATE_DIR / name).read_text(encoding="utf-8"))
           for name in backend.extra_files),
     )

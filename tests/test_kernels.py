@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 import codegen
 from codegen.backends import OPENMP
 from codegen.check import check_module
+from codegen.load import PASSES, KernelModule
 from codegen.lower import lower
 from derive import LayerSpec, reference
 
@@ -264,3 +266,80 @@ def test_module_attributes_and_docstrings(checked):
     assert "V float32 (N, 4, 5, 13)" in checked.forward.__doc__
     assert "dK float32 (4, 4, 1, 1)" in checked.grad_weight.__doc__
     assert checked.threads() >= 1
+
+
+# -- the CPython entry points ---------------------------------------------------------------
+
+
+class _CountingModule(KernelModule):
+    """A KernelModule whose checked functions count their calls, by pass."""
+
+    def _build_functions(self) -> None:
+        super()._build_functions()
+        self.calls = dict.fromkeys(PASSES, 0)
+        for name in PASSES:
+            setattr(self, name, self._counted(name, getattr(self, name)))
+
+    def _counted(self, name, function):
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return function(*args, **kwargs)
+        return counted
+
+
+@pytest.mark.parametrize("spec", [SEED, GRID["same_conv_nobias"]], ids=["seed", "nobias"])
+def test_common_calls_run_in_c_and_every_other_call_is_checked(tmp_path, spec):
+    """Exact arrays in positional arguments never reach the Python checks; anything else
+    does, and gets the same results or the checks' errors."""
+    extension = codegen.load(spec, dtype="float32", out=tmp_path)._extension
+    module = _CountingModule(spec, "float32", extension.lib, extension)
+    V, K, b, G = reference.random_inputs(spec, 3, "float32")
+    bias = (b,) if spec.bias else ()
+    want = {"forward": reference.forward(spec, V, K, b),
+            "grad_input": reference.grad_input(spec, K, G),
+            "grad_weight": reference.grad_weight(spec, V, G),
+            "grad_bias": reference.grad_bias(spec, G) if spec.bias else None}
+    common = {"forward": (V, K, *bias), "grad_input": (K, G), "grad_weight": (V, G),
+              "grad_bias": (G,)}
+    for name, args in common.items():
+        for writeable in (True, False):  # read-only arrays make common calls too
+            for array in args:
+                array.flags.writeable = writeable
+            got = getattr(module, name)(*args)
+            if want[name] is not None:
+                np.testing.assert_allclose(got, want[name], rtol=1e-5, atol=1e-5)
+        for array in args:
+            array.flags.writeable = True
+    # an empty batch is a common call too
+    assert module.forward(V[:0], K, *bias).shape == (0, *spec.output_shape)
+    np.testing.assert_array_equal(module.grad_weight(V[:0], G[:0]), np.zeros_like(K))
+    in_python = dict.fromkeys(PASSES, 0)
+    if not spec.bias:
+        in_python["grad_bias"] = 2  # without a bias there is no C grad_bias
+    assert module.calls == in_python
+    assert type(module.forward).__name__ == "builtin_function_or_method"
+    assert list(inspect.signature(module.forward).parameters) == ["V", "K", "b", "out"]
+    assert list(inspect.signature(module.grad_weight).parameters) == ["V", "G", "out"]
+    assert "dK = grad_weight(V, G, out=None): dJ/dK" in module.grad_weight.__doc__
+
+    class Subclass(np.ndarray):
+        pass
+
+    uncommon = [
+        ("forward", (), {"V": V, "K": K, "b": b}),
+        ("forward", (V, K, *bias), {"out": np.empty_like(want["forward"])}),
+        ("forward", (V.view(Subclass), K, *bias), {}),
+        ("forward", (np.asfortranarray(V), K, *bias), {}),
+        ("grad_input", (np.asfortranarray(K), G), {}),
+        ("grad_weight", (V, G[:, :, ::-1][:, :, ::-1].copy(order="F")), {}),
+    ]
+    for name, args, kwargs in uncommon:
+        np.testing.assert_allclose(getattr(module, name)(*args, **kwargs), want[name],
+                                   rtol=1e-5, atol=1e-5)
+    assert sum(module.calls.values()) - sum(in_python.values()) == len(uncommon)
+    with pytest.raises(ValueError, match=r"^G: expected float32 \(3, "):
+        module.grad_weight(V, G[:2])  # the batches differ
+    with pytest.raises(TypeError, match=r"^V: expected float32 \(N, .*got >f4"):
+        module.forward(V.astype(">f4"), K, *bias)
+    with pytest.raises(TypeError, match="positional argument"):
+        module.grad_input(K, G, None, None)

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float32 (float); target: openmp
-# cache key: 264711ffefcda034b000aef53edd9c204626c355f07e50fe9a8b33b2cfb9fc37
+# cache key: 1d29da1bcfcc1517baa5f6406419588a80b9204952b67cad865b078619b06705
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key 264711ffefcda034b000aef53edd9c204626c355f07e50fe9a8b33b2cfb9fc37.
+Built by corrgen 0.1.0, cache key 1d29da1bcfcc1517baa5f6406419588a80b9204952b67cad865b078619b06705.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -24,15 +24,15 @@ N, the batch, is free; every other extent is fixed. Arrays are float32 NumPy arr
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_264711ffefcd as _extension
+from . import _conv2d_1d29da1bcfcc as _extension
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "unrolled"
-key = "264711ffefcda034b000aef53edd9c204626c355f07e50fe9a8b33b2cfb9fc37"
+key = "1d29da1bcfcc1517baa5f6406419588a80b9204952b67cad865b078619b06705"
 
-_module = _KernelModule(spec, dtype, _extension.lib)
+_module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward
 backward = _module.backward
 grad_input = _module.grad_input

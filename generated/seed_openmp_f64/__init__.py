@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float64 (double); target: openmp
-# cache key: 0031ea12c492cdc72c7f2d95d60512ad78a55c32aafd5b536fd096e7cd06e95a
+# cache key: 92a5e3c00c54147b62cc03192c3aa36df329b57d8baf514996ef4e8f5235e59c
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key 0031ea12c492cdc72c7f2d95d60512ad78a55c32aafd5b536fd096e7cd06e95a.
+Built by corrgen 0.1.0, cache key 92a5e3c00c54147b62cc03192c3aa36df329b57d8baf514996ef4e8f5235e59c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -24,15 +24,15 @@ N, the batch, is free; every other extent is fixed. Arrays are float64 NumPy arr
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_0031ea12c492 as _extension
+from . import _conv2d_92a5e3c00c54 as _extension
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "unrolled"
-key = "0031ea12c492cdc72c7f2d95d60512ad78a55c32aafd5b536fd096e7cd06e95a"
+key = "92a5e3c00c54147b62cc03192c3aa36df329b57d8baf514996ef4e8f5235e59c"
 
-_module = _KernelModule(spec, dtype, _extension.lib)
+_module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward
 backward = _module.backward
 grad_input = _module.grad_input
