@@ -434,8 +434,11 @@ def plan(spec: LayerSpec, dtype_bytes: int
         const("GW_OB", gw.ob, "grad_weight tile: output channels (divides O)")
         const("GW_CB", gw.cb, "grad_weight tile: input channels (divides C)")
         const("GW_TT", gw.tt, "grad_weight tile: taps (divides KH*KW)")
-        const("GW_COLS", gw_cols, "output columns summed, rounded up to vectors (zeros beyond)")
-        const("GW_G_PLANE", g.ho * gw_cols, "reals per scratch gradient plane of grad_weight")
+        full = g.wo // vl * vl
+        const("GW_FULL_COLS", full, "grad_weight: output columns in whole vectors, read "
+              "from G in place")
+        const("GW_TAIL_COLS", g.wo - full, "grad_weight: the other columns, copied into a "
+              "vector per row with zeros after them")
     const("GW_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
     const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     const("GRAD_WEIGHT_CHUNKS", GRAD_WEIGHT_CHUNKS,

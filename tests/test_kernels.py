@@ -156,6 +156,18 @@ def test_lane_tiles_are_covered_by_the_grid():
     assert odd.in_lanes == ("grad_input",)  # C = 16 fills a vector of 16; O = 12 does not
 
 
+def test_column_grad_weight_shapes_are_covered_by_the_grid():
+    """The column grad_weight reads the gradient's rows in place in whole vectors and copies
+    the rest of each row: the grid has rows of whole vectors only, of a tail only, and both."""
+    shapes = set()
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            if not ir.pointwise and "grad_weight" not in ir.in_lanes:
+                shapes.add((ir.constant("GW_FULL_COLS") > 0, ir.constant("GW_TAIL_COLS") > 0))
+    assert shapes == {(True, False), (False, True), (True, True)}
+
+
 @pytest.mark.parametrize("name", ["parallel_p1", "pointwise_parallel", "lanes_parallel_5x5"])
 def test_grad_weight_is_identical_run_to_run(modules, name):
     module = modules[(name, "loops", "float32")]

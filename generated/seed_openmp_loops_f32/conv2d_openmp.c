@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 13c15eba92fbd602d28c481c4e2ac6ac7419b0fc9c2c9045f8ec0f46995c3fb9
+ * cache key: 87fe044a7b3fabd819a5c4d4148a8cf9fef341f22a9bf9ca81eda9f011babb6b
  */
 
 #include <stdint.h>
@@ -60,8 +60,8 @@ typedef float real;
 #define GW_OB 1 /* grad_weight tile: output channels (divides O) */
 #define GW_CB 1 /* grad_weight tile: input channels (divides C) */
 #define GW_TT 4 /* grad_weight tile: taps (divides KH*KW) */
-#define GW_COLS 8 /* output columns summed, rounded up to vectors (zeros beyond) */
-#define GW_G_PLANE 16 /* reals per scratch gradient plane of grad_weight */
+#define GW_FULL_COLS 0 /* grad_weight: output columns in whole vectors, read from G in place */
+#define GW_TAIL_COLS 2 /* grad_weight: the other columns, copied into a vector per row with zeros after them */
 #define GW_ROW_STEP 9 /* scratch reals from one output row to the next */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
@@ -325,11 +325,13 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 
 
 /* grad_weight of one sample for output channels o0 .. o0 + GW_OB - 1, added to dK.
- * src: the sample's input as forward packs it; g: its gradient rows of these channels,
- * GW_COLS wide (zeros beyond WO). Register tile: 1 output x 1 input channels x
- * 4 taps of vector partial sums, one lane per output column; per vector of columns,
- * 1 gradient and 4 input vectors feed 4 multiply-adds. */
-static void grad_weight_block(const real *restrict src, const real *restrict g,
+ * src: the sample's input as forward packs it.
+ * tail: the last GW_TAIL_COLS columns of their rows, a vector per row, zeros after.
+ * Register tile: 1 output x 1 input channels x 4 taps of vector partial sums,
+ * one lane per output column; per vector of columns, 1 gradient and 4 input
+ * vectors feed 4 multiply-adds. */
+static void grad_weight_block(const real *restrict src,
+                              const real *restrict tail,
                               real *restrict dK, int o0)
 {
     const vec zero = {0};
@@ -341,18 +343,20 @@ static void grad_weight_block(const real *restrict src, const real *restrict g,
             const int offset2 = GW_TAP_OFFSET[t0 + 2];
             const int offset3 = GW_TAP_OFFSET[t0 + 3];
             for (int y = 0; y < LHO; ++y) {
-                const real *restrict grow = g + y * GW_COLS;
-                const real *restrict in = src + c0 * SRC_PLANE + y * GW_ROW_STEP;
-                for (int x = 0; x < GW_COLS; x += VL) {
-                    const vec g0 = LOAD(grow + 0 * GW_G_PLANE + x);
+                const real *in = src + c0 * SRC_PLANE + y * GW_ROW_STEP;
+                /* hides that a row's inputs are the next row's, one tap row on: GCC would
+                 * carry them from row to row in registers and spill the partial sums */
+                __asm__("" : "+r"(in));
+                {
+                    const vec g0 = LOAD(tail + y * VL + 0 * (LHO * VL));
                     vec v;
-                    v = LOAD(in + 0 * SRC_PLANE + offset0 + x);
+                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + offset0);
                     acc0_0 += g0 * v;
-                    v = LOAD(in + 0 * SRC_PLANE + offset1 + x);
+                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + offset1);
                     acc0_1 += g0 * v;
-                    v = LOAD(in + 0 * SRC_PLANE + offset2 + x);
+                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + offset2);
                     acc0_2 += g0 * v;
-                    v = LOAD(in + 0 * SRC_PLANE + offset3 + x);
+                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + offset3);
                     acc0_3 += g0 * v;
                 }
             }
@@ -365,10 +369,11 @@ static void grad_weight_block(const real *restrict src, const real *restrict g,
 
 /* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
  * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
- * GW_OB-channel blocks) packs each of its samples (input as forward does, gradient rows
- * of its channels) and adds the sample's sums into the chunk's own slot of partial; the
- * chunks are then added in chunk order. No atomics, and the result does not depend on the
- * number of threads or on scheduling. */
+ * GW_OB-channel blocks) packs the input of each of its samples as forward does,
+ * copies its gradient rows into vectors,
+ * and adds the sample's sums into the chunk's own slot of partial; the chunks are then
+ * added in chunk order. No atomics, and the result does not depend on the number of
+ * threads or on scheduling. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
     const int64_t blocks = O / GW_OB, size = (int64_t)O * C * KH * KW;
@@ -385,7 +390,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     int failed = 0;
     #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(C * SRC_PLANE + O * GW_G_PLANE, sizeof(real));
+        real *scratch = calloc(C * SRC_PLANE + O * LHO * VL, sizeof(real));
         failed = scratch == NULL;
         #pragma omp for collapse(2) schedule(static)
         for (int64_t chunk = 0; chunk < chunks; ++chunk)
@@ -397,11 +402,13 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 real *restrict slot = partial + chunk * size;
                 memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
                 for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
-                    real *restrict grows = scratch + C * SRC_PLANE;
+                    const real *restrict g_planes = G + (s * O + o_lo) * (LHO * LWO);
                     pack_planes(V + s * (C * LH * LW), C, LH, LW, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                    pack_planes(G + (s * O + o_lo) * (LHO * LWO), o_hi - o_lo, LHO, LWO, grows, GW_G_PLANE, GW_COLS, GW_COLS, 1, 0, 0);
+                    real *restrict tails = scratch + C * SRC_PLANE;
+                    for (int64_t row = 0; row < (o_hi - o_lo) * LHO; ++row)
+                        memcpy(tails + row * VL, g_planes + row * LWO + GW_FULL_COLS, sizeof(real) * GW_TAIL_COLS);
                     for (int64_t o0 = o_lo; o0 < o_hi; o0 += GW_OB)
-                        grad_weight_block(scratch, grows + (o0 - o_lo) * GW_G_PLANE, slot, o0);
+                        grad_weight_block(scratch, tails + (o0 - o_lo) * (LHO * VL), slot, o0);
                 }
             }
         free(scratch);
