@@ -2,7 +2,8 @@
 
 The cache key is a SHA-256 over the rendered sources (key placeholders in), the compilers'
 paths and versions, every flag, the dtype, the target, the corrgen version, the Python
-extension ABI and cffi's version, and the CPU model when the flags tune for it. A folder
+extension ABI and cffi's version, NumPy's version when the module has CPython entry points
+(they use its C API), and the CPU model when the flags tune for it. A folder
 whose ``build.json`` records the same key is complete and reused by any process.
 
 A build happens under an inter-process lock (``fcntl.flock`` on ``<out>/.locks/<folder>``),
