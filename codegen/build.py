@@ -51,10 +51,10 @@ from .render import HEADER, PYTHON_ENTRIES, SourceFiles
 #: Flags of the host compiler for cffi's glue (the kernels get the backend's flags).
 GLUE_FLAGS = ("-O2", "-fPIC")
 MANIFEST = "build.json"
+LOG = "build.log"
 #: What cffi exposes of ``conv2d_python.c``: the function that attaches its CPython entry
 #: points to the extension module (defined in ``templates/conv2d_python.c.jinja``).
 PYTHON_ATTACH = "int conv2d_python_attach(const char *extension);"
-LOG = "build.log"
 
 PACKAGE_README = """\
 # generated/

@@ -343,7 +343,7 @@ def test_common_calls_run_in_c_and_every_other_call_is_checked(tmp_path, spec):
         ("forward", (V.view(Subclass), K, *bias), {}),
         ("forward", (np.asfortranarray(V), K, *bias), {}),
         ("grad_input", (np.asfortranarray(K), G), {}),
-        ("grad_weight", (V, G[:, :, ::-1][:, :, ::-1].copy(order="F")), {}),
+        ("grad_weight", (V, np.asfortranarray(G)), {}),
     ]
     for name, args, kwargs in uncommon:
         np.testing.assert_allclose(getattr(module, name)(*args, **kwargs), want[name],
