@@ -34,6 +34,22 @@ class Table:
 
 
 @dataclass(frozen=True)
+class RowReuse:
+    """A column-tile sweep that loads each source row once for all the row taps reaching it.
+
+    Attributes:
+        name: the pass, ``forward`` or ``grad_input``; ``prefix`` its constants' (``FWD``).
+        row_step: source rows from one output row to the next.
+        tap_rows: per row tap, its source row below the top row of taps.
+    """
+
+    name: str
+    prefix: str
+    row_step: int
+    tap_rows: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Buffer:
     """One array argument of a kernel, C-contiguous, in the module's dtype.
 
@@ -127,6 +143,8 @@ class KernelIR:
             without padding).
         in_lanes: the ``loops`` passes whose register tiles hold channels in vector lanes
             (see ``codegen.blocking``).
+        row_reuse: the ``loops`` sweeps whose column tiles load each source row once per
+            column tap for all the row taps that reach it (see ``codegen.blocking``).
     """
 
     name: str
@@ -146,6 +164,7 @@ class KernelIR:
     has_bias: bool
     pointwise: bool = False
     in_lanes: tuple[str, ...] = ()
+    row_reuse: tuple[RowReuse, ...] = ()
 
     def constant(self, name: str) -> int:
         """The value of one constant, by name."""
@@ -153,6 +172,21 @@ class KernelIR:
             if constant.name == name:
                 return constant.value
         raise KeyError(name)
+
+    def reuses_rows(self, name: str) -> bool:
+        """Whether the sweep of pass ``name`` reuses source rows."""
+        return any(reuse.name == name for reuse in self.row_reuse)
+
+    def row_schedule(self, name: str) -> tuple[tuple[int, tuple[tuple[int, int], ...]], ...]:
+        """A row-reusing sweep's loads per column tap, top to bottom: ``(row, uses)``, the
+        source row (below the tile's top row of taps) and the ``(tile row, row tap)`` pairs
+        that multiply it."""
+        reuse = next(reuse for reuse in self.row_reuse if reuse.name == name)
+        uses: dict[int, list[tuple[int, int]]] = {}
+        for y in range(self.constant(f"{reuse.prefix}_TY")):
+            for i, row in enumerate(reuse.tap_rows):
+                uses.setdefault(y * reuse.row_step + row, []).append((y, i))
+        return tuple((row, tuple(uses[row])) for row in sorted(uses))
 
     def kernel(self, name: str) -> Kernel:
         """The kernel of one pass, by name."""
@@ -167,6 +201,8 @@ class KernelIR:
         lines.append("  constants: " + ", ".join(f"{c.name}={c.value}" for c in self.constants))
         if self.in_lanes:
             lines.append("  channels in lanes: " + ", ".join(self.in_lanes))
+        if self.row_reuse:
+            lines.append("  source rows reused: " + ", ".join(r.name for r in self.row_reuse))
         for table in self.tables:
             lines.append(f"  table {table.name} = {list(table.values)}")
         for k in self.kernels:

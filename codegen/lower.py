@@ -276,8 +276,10 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     else:
         constants, tables = _constants(spec), ()
     in_lanes: tuple[str, ...] = ()
+    row_reuse: tuple[str, ...] = ()
     if style == "loops" and not backend.gpu:
-        blocking_constants, tables, in_lanes = plan(spec, 4 if dtype == "float32" else 8)
+        blocking_constants, tables, in_lanes, row_reuse = plan(
+            spec, 4 if dtype == "float32" else 8)
         constants += blocking_constants
     return KernelIR(
         name=module_name(spec, backend.name, dtype),
@@ -297,4 +299,5 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         has_bias=spec.bias,
         pointwise=style == "loops" and is_pointwise(spec),
         in_lanes=in_lanes,
+        row_reuse=row_reuse,
     )

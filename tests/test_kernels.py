@@ -168,6 +168,29 @@ def test_column_grad_weight_shapes_are_covered_by_the_grid():
     assert shapes == {(True, False), (False, True), (True, True)}
 
 
+def test_row_reuse_is_covered_by_the_grid():
+    """Both sweeps of both dtypes reuse source rows somewhere in the grid, among them a
+    strided forward (rows shared by some row taps only) and a dilated one (gaps between the
+    rows); every (tile row, row tap) pair reads its own source row exactly once."""
+    covered, steps, gaps = set(), set(), set()
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            for reuse in ir.row_reuse:
+                covered.add((dtype, reuse.name))
+                steps.add(reuse.row_step)
+                gaps.add(max(reuse.tap_rows) + 1 > len(reuse.tap_rows))
+                pairs = [(row, use) for row, uses in ir.row_schedule(reuse.name) for use in uses]
+                assert sorted(use for _, use in pairs) == [
+                    (y, i) for y in range(ir.constant(f"{reuse.prefix}_TY"))
+                    for i in range(len(reuse.tap_rows))]
+                assert all(row == y * reuse.row_step + reuse.tap_rows[i]
+                           for row, (y, i) in pairs)
+    assert covered == {(dtype, name) for dtype in ("float32", "float64")
+                       for name in ("forward", "grad_input")}
+    assert steps == {1, 2} and gaps == {False, True}
+
+
 @pytest.mark.parametrize("name", ["parallel_p1", "pointwise_parallel", "lanes_parallel_5x5"])
 def test_grad_weight_is_identical_run_to_run(modules, name):
     module = modules[(name, "loops", "float32")]

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 5ddaf0a94733c39c9ce7b6f4c4525d6e2e30302058ac3544f18e9ca359a083ae
+ * cache key: 30f35907db59e89c717ebd03322dda5ae0a4457afbb7d6399e42613370ae5026
  */
 
 /*

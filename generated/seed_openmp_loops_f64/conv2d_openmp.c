@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 5ddaf0a94733c39c9ce7b6f4c4525d6e2e30302058ac3544f18e9ca359a083ae
+ * cache key: 30f35907db59e89c717ebd03322dda5ae0a4457afbb7d6399e42613370ae5026
  */
 
 #include <stdint.h>
@@ -44,6 +44,8 @@ typedef double real;
 #define FWD_TY 2 /* forward tile: output rows */
 #define FWD_TXV 1 /* forward tile: vectors of output columns */
 #define FWD_TX 4 /* forward tile: output columns (FWD_TXV * VL) */
+#define FWD_ROW_TAPS 2 /* rows of taps (tap i: row i*COLUMN_TAPS) */
+#define FWD_COLUMN_TAPS 2 /* columns of taps */
 #define FWD_PHASES 1 /* forward sweeps one phase */
 #define FWD_ROW_STEP 5 /* scratch reals from one output row to the next */
 #define G_TOP 1 /* zero rows above a scratch gradient plane */
@@ -55,6 +57,8 @@ typedef double real;
 #define GIN_TY 3 /* grad_input tile: rows of a phase */
 #define GIN_TXV 1 /* grad_input tile: vectors of columns of a phase */
 #define GIN_TX 4 /* grad_input tile: columns (GIN_TXV * VL) */
+#define GIN_ROW_TAPS 2 /* rows of taps (tap i: row i*COLUMN_TAPS) */
+#define GIN_COLUMN_TAPS 2 /* columns of taps */
 #define GIN_PHASES 1 /* stride phases (r, s) holding input elements */
 #define GIN_ROW_STEP 5 /* scratch reals from one row of a phase to the next */
 #define GW_OB 1 /* grad_weight tile: output channels (divides O) */
@@ -66,6 +70,9 @@ typedef double real;
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
+/* column tap j: scratch offset of its tap in the top row of taps */
+static const int FWD_COLUMN_OFFSET[2] = {0, 1};
+
 /* output rows of each phase */
 static const int FWD_PHASE_ROWS[1] = {2};
 
@@ -75,14 +82,11 @@ static const int FWD_PHASE_COLS[1] = {2};
 /* offset in an output plane of the phase's first element */
 static const int FWD_PHASE_DST[1] = {0};
 
-/* taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1 */
-static const int FWD_PHASE_TAPS[2] = {0, 4};
-
-/* tap (i, j): scratch offset i*DH rows and column phase/shift of j*DW */
-static const int FWD_TAP_OFFSET[4] = {0, 1, 5, 6};
-
 /* tap (i, j): its offset in a kernel plane K[o, c] */
 static const int FWD_TAP_WEIGHT[4] = {0, 1, 2, 3};
+
+/* column tap j: scratch offset of its tap in the top row of taps */
+static const int GIN_COLUMN_OFFSET[2] = {1, 0};
 
 /* rows u = m*SH + r - PT of each phase (r, s) */
 static const int GIN_PHASE_ROWS[1] = {3};
@@ -92,12 +96,6 @@ static const int GIN_PHASE_COLS[1] = {3};
 
 /* offset in an input plane of the phase's first element */
 static const int GIN_PHASE_DST[1] = {0};
-
-/* taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros) */
-static const int GIN_PHASE_TAPS[2] = {0, 4};
-
-/* tap (i, j) of its phase: scratch offset of output row m - a, column n - b */
-static const int GIN_TAP_OFFSET[4] = {6, 5, 1, 0};
 
 /* tap (i, j): its offset in K[o, c] */
 static const int GIN_TAP_WEIGHT[4] = {0, 1, 2, 3};
@@ -112,6 +110,13 @@ static const int GW_TAP_WEIGHT[4] = {0, 1, 2, 3};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+/* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
+ * its load into each multiply-add that uses it (one load per multiply-add instead of one). */
+#if defined(__x86_64__) || defined(__i386__)
+#define IN_REGISTER(value) __asm__("" : "+v"(value))
+#else
+#define IN_REGISTER(value) __asm__("" : "+w"(value))
+#endif
 
 /* The lanes of v added in lane order. */
 static inline real lane_sum(vec v)
@@ -144,9 +149,10 @@ static inline void pack_planes(const real *restrict in, int channels, int rows, 
 }
 
 /* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample, from the scratch src.
- * Register tile: 1 channels x 2 rows x 1 vectors of a phase's outputs;
- * per input channel and tap, 2 vector loads and 1 weights feed
- * 2 vector multiply-adds. */
+ * Register tile: 1 channels x 2 rows x 1 vectors of the outputs. Per input
+ * channel and column tap, each of 3 source rows is loaded once for all the
+ * row taps reaching it: 3 vector loads and 2 weights feed
+ * 4 vector multiply-adds. */
 static void forward_block(const real *restrict src, const real *restrict K,
                           const real *restrict b, real *restrict out, int o0)
 {
@@ -160,15 +166,18 @@ static void forward_block(const real *restrict src, const real *restrict K,
                 for (int c = 0; c < C; ++c) {
                     const real *restrict plane = src + c * SRC_PLANE + m0 * FWD_ROW_STEP + n0;
                     const real *restrict k = K + o0 * (C * KH * KW) + c * (KH * KW);
-                    for (int t = FWD_PHASE_TAPS[ph]; t < FWD_PHASE_TAPS[ph + 1]; ++t) {
-                        const real *restrict in = plane + FWD_TAP_OFFSET[t];
-                        const int tap = FWD_TAP_WEIGHT[t];
-                        const real w0 = k[0 * (C * KH * KW) + tap];
+                    for (int j = 0; j < FWD_COLUMN_TAPS; ++j) {
+                        const real *restrict in = plane + FWD_COLUMN_OFFSET[j];
+                        const real w0_0 = k[0 * (C * KH * KW) + FWD_TAP_WEIGHT[0 * FWD_COLUMN_TAPS + j]];
+                        const real w0_1 = k[0 * (C * KH * KW) + FWD_TAP_WEIGHT[1 * FWD_COLUMN_TAPS + j]];
                         vec v;
-                        v = LOAD(in + 0 * FWD_ROW_STEP + 0 * VL);
-                        acc0_0 += w0 * v;
-                        v = LOAD(in + 1 * FWD_ROW_STEP + 0 * VL);
-                        acc0_1 += w0 * v;
+                        v = LOAD(in + 0 * SRC_PITCH + 0 * VL);
+                        acc0_0 += w0_0 * v;
+                        v = LOAD(in + 1 * SRC_PITCH + 0 * VL);
+                        IN_REGISTER(v);
+                        acc0_0 += w0_1 * v; acc0_1 += w0_0 * v;
+                        v = LOAD(in + 2 * SRC_PITCH + 0 * VL);
+                        acc0_1 += w0_1 * v;
                     }
                 }
                 /* whole vectors stored as they are; at the phase's edges, rows past it are
@@ -229,9 +238,10 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 
 
 /* grad_input, output channels o0 .. o0 + GIN_OB - 1 of one sample, from the scratch src.
- * Register tile: 1 channels x 3 rows x 1 vectors of a phase's outputs;
- * per input channel and tap, 3 vector loads and 1 weights feed
- * 3 vector multiply-adds. */
+ * Register tile: 1 channels x 3 rows x 1 vectors of the outputs. Per input
+ * channel and column tap, each of 4 source rows is loaded once for all the
+ * row taps reaching it: 4 vector loads and 2 weights feed
+ * 6 vector multiply-adds. */
 static void grad_input_block(const real *restrict src, const real *restrict K,
                              real *restrict out, int o0)
 {
@@ -245,17 +255,21 @@ static void grad_input_block(const real *restrict src, const real *restrict K,
                 for (int c = 0; c < O; ++c) {
                     const real *restrict plane = src + c * G_PLANE + m0 * GIN_ROW_STEP + n0;
                     const real *restrict k = K + o0 * (KH * KW) + c * (C * KH * KW);
-                    for (int t = GIN_PHASE_TAPS[ph]; t < GIN_PHASE_TAPS[ph + 1]; ++t) {
-                        const real *restrict in = plane + GIN_TAP_OFFSET[t];
-                        const int tap = GIN_TAP_WEIGHT[t];
-                        const real w0 = k[0 * (KH * KW) + tap];
+                    for (int j = 0; j < GIN_COLUMN_TAPS; ++j) {
+                        const real *restrict in = plane + GIN_COLUMN_OFFSET[j];
+                        const real w0_0 = k[0 * (KH * KW) + GIN_TAP_WEIGHT[0 * GIN_COLUMN_TAPS + j]];
+                        const real w0_1 = k[0 * (KH * KW) + GIN_TAP_WEIGHT[1 * GIN_COLUMN_TAPS + j]];
                         vec v;
-                        v = LOAD(in + 0 * GIN_ROW_STEP + 0 * VL);
-                        acc0_0 += w0 * v;
-                        v = LOAD(in + 1 * GIN_ROW_STEP + 0 * VL);
-                        acc0_1 += w0 * v;
-                        v = LOAD(in + 2 * GIN_ROW_STEP + 0 * VL);
-                        acc0_2 += w0 * v;
+                        v = LOAD(in + 0 * G_PITCH + 0 * VL);
+                        acc0_0 += w0_1 * v;
+                        v = LOAD(in + 1 * G_PITCH + 0 * VL);
+                        IN_REGISTER(v);
+                        acc0_0 += w0_0 * v; acc0_1 += w0_1 * v;
+                        v = LOAD(in + 2 * G_PITCH + 0 * VL);
+                        IN_REGISTER(v);
+                        acc0_1 += w0_0 * v; acc0_2 += w0_1 * v;
+                        v = LOAD(in + 3 * G_PITCH + 0 * VL);
+                        acc0_2 += w0_0 * v;
                     }
                 }
                 /* whole vectors stored as they are; at the phase's edges, rows past it are
