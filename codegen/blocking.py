@@ -21,11 +21,12 @@ zero-framed copies ("scratch") of one sample's planes, so that no inner loop tes
 
   **Row reuse.** With one phase (forward, and grad_input at stride 1) the taps are a grid of
   row taps x column taps, and the tile's output rows read overlapping source rows: row ``y``
-  and row tap ``i`` read source row ``y*ROW_PITCHES + TAP_ROWS[i]``. The tile may then loop
-  over column taps only and load each source row once for every row tap that reaches it
-  (``ROW_TAPS*OB`` weights held in registers), where one output channel per tile would
-  otherwise cost a load per multiply-add: on the benchmark's 1-channel 3x3 layer this took
-  grad_input from 141 to 103 us (float64) and from 81 to 58 us (float32), side by side.
+  and row tap ``i`` read source row ``y*row_step + tap_rows[i]`` (``ir.RowReuse``). The
+  tile may then loop over column taps only and load each source row once for every row tap
+  that reaches it (``ROW_TAPS*OB`` weights held in registers), where one output channel per
+  tile would otherwise cost a load per multiply-add: on the benchmark's 1-channel 3x3 layer
+  this took grad_input from 141 to 103 us (float64) and from 81 to 58 us (float32), side by
+  side.
 
 * **grad_weight** (``GW_*``): a register tile holds ``OB`` output channels x ``CB`` input
   channels x ``TT`` taps of partial sums, one vector lane per output column; per vector
@@ -424,8 +425,8 @@ def plan(spec: LayerSpec, dtype_bytes: int
               if row_spans[r][1] and col_spans[s][1]]
     gin_phases = [(row_spans[r][1], col_spans[s][1], len(row_taps[r]) * len(col_taps[s]))
                   for r, s in phases]
-    # one phase: its row taps i, a = i*DH/SH rows above the output row, lie a_max - a rows
-    # below the top row of taps (the one of the largest a)
+    # one phase (stride 1 or a single covered phase): its row taps, each a rows above the
+    # output row, lie a_max - a rows below the top row of taps (the one of the largest a)
     gin_row_taps = row_taps[phases[0][0]] if len(phases) == 1 else []
     gin_tap_rows = tuple(max(a for _, a in gin_row_taps) - a for _, a in gin_row_taps
                          ) if gin_row_taps and gin_phases[0][2] else ()

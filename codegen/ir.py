@@ -188,6 +188,10 @@ class KernelIR:
                 uses.setdefault(y * reuse.row_step + row, []).append((y, i))
         return tuple((row, tuple(uses[row])) for row in sorted(uses))
 
+    def shares_row_loads(self, name: str) -> bool:
+        """Whether a row-reusing sweep loads some source row for more than one row tap."""
+        return any(len(uses) > 1 for _, uses in self.row_schedule(name))
+
     def kernel(self, name: str) -> Kernel:
         """The kernel of one pass, by name."""
         for kernel in self.kernels:

@@ -35,7 +35,7 @@ from derive.symbols import G, K, V, b
 from .backends import Backend
 from .blocking import is_pointwise, plan
 from .errors import RenderError
-from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
+from .ir import Assignment, Buffer, Constant, Kernel, KernelIR, RowReuse
 from .printers import CTYPES, KernelPrinter
 
 STYLES = ("auto", "unrolled", "loops")
@@ -276,7 +276,7 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     else:
         constants, tables = _constants(spec), ()
     in_lanes: tuple[str, ...] = ()
-    row_reuse: tuple[str, ...] = ()
+    row_reuse: tuple[RowReuse, ...] = ()
     if style == "loops" and not backend.gpu:
         blocking_constants, tables, in_lanes, row_reuse = plan(
             spec, 4 if dtype == "float32" else 8)
