@@ -192,6 +192,56 @@ class KernelIR:
         """Whether a row-reusing sweep loads some source row for more than one row tap."""
         return any(len(uses) > 1 for _, uses in self.row_schedule(name))
 
+    def lane_transpose(self) -> tuple[tuple[tuple[tuple[int, int, int, tuple[int, ...]], ...], ...],
+                                      tuple[int, ...]]:
+        """How to transpose LANES lane vectors (row ``i`` holds the elements ``(i, 0 ..
+        LANES-1)``) into vectors of columns, in shuffles that each match one x86 instruction
+        (unpacklo/hi of 1, 2, ... reals within 16-byte blocks, then shuffles of whole
+        blocks): ``(steps, columns)``. A step is a tuple of ``(row, a, b, indices)``: the new
+        ``row`` is the shuffle of the old rows ``a`` and ``b`` (an index below LANES picks
+        that lane of ``a``, one above it lane ``index - LANES`` of ``b``). After the last
+        step, column ``j`` is the row ``columns[j]``. The order of the rows is simulated
+        here, so the result is checked rather than assumed."""
+        n = self.constant("LANES")
+        block = min(n, 16 // (4 if self.ctype == "float" else 8))
+
+        def interleave(hi: int, width: int) -> tuple[int, ...]:
+            """unpack{lo,hi}: groups of ``width`` lanes of a and b, alternately, from the
+            lower or upper half of every block."""
+            indices: list[int] = []
+            for start in range(hi * block // 2, n, block):
+                for group in range(start, start + block // 2, width):
+                    indices += range(group, group + width)
+                    indices += range(n + group, n + group + width)
+            return tuple(indices)
+
+        def blocks(hi: int) -> tuple[int, ...]:
+            """The even (or odd) blocks of a, then those of b."""
+            chosen = [block * (2 * k + hi) + e
+                      for k in range(n // block // 2) for e in range(block)]
+            return tuple(chosen) + tuple(n + i for i in chosen)
+
+        steps = []
+        rows = [[(i, j) for j in range(n)] for i in range(n)]
+        distance, width = 1, 1
+        while distance < n:
+            step = []
+            new_rows = list(rows)
+            for i in range(n):
+                if i & distance:
+                    continue
+                for hi, row in ((0, i), (1, i + distance)):
+                    indices = interleave(hi, width) if width < block else blocks(hi)
+                    step.append((row, i, i + distance, indices))
+                    both = rows[i] + rows[i + distance]
+                    new_rows[row] = [both[k] for k in indices]
+            steps.append(tuple(step))
+            rows = new_rows
+            distance *= 2
+            width = min(width * 2, block)
+        columns = tuple(rows.index([(i, j) for i in range(n)]) for j in range(n))
+        return tuple(steps), columns
+
     def kernel(self, name: str) -> Kernel:
         """The kernel of one pass, by name."""
         for kernel in self.kernels:

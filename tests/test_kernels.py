@@ -61,6 +61,9 @@ GRID = {
     "lanes_s3_uncovered_nobias": LayerSpec(input=(8, 10, 7), kernel=(16, 8, 1, 2), stride=3,
                                            bias=False),
     "lanes_parallel_5x5": LayerSpec(input=(3, 20, 20), kernel=(16, 3, 5, 5), padding=2),
+    # rows long enough for tiles of at least a vector of columns, transposed in registers
+    # (a whole vector and a partial one per tile; the second tile of a row is an edge)
+    "lanes_long_rows": LayerSpec(input=(16, 3, 37), kernel=(16, 16, 3, 3), padding=1),
     # 1x1 kernels at stride 1 without padding: the matrix-product kernels, with edge tiles
     # (rows and columns that fill no whole tile), a single pixel, and the parallel path
     "pointwise_d2": LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2),
@@ -154,6 +157,38 @@ def test_lane_tiles_are_covered_by_the_grid():
                        for name in ("forward", "grad_input", "grad_weight")}
     odd = lower(GRID["parallel_s2_same"], OPENMP, "float32", "loops")
     assert odd.in_lanes == ("grad_input",)  # C = 16 fills a vector of 16; O = 12 does not
+
+
+def test_transposed_lane_stores_are_covered_by_the_grid():
+    """Lane tiles of at least LANES columns store whole tiles through in-register transposes:
+    forward and stride-1 grad_input of both dtypes do so somewhere in the grid, with runs of
+    LANES columns and partial runs, edge tiles (stored the other way), and two lane vectors
+    of channels; the transpose's steps move every element to its transposed place."""
+    covered, partial, edges, vectors = set(), set(), set(), set()
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            lanes = ir.constant("LANES") if ir.in_lanes else 0
+            for prefix, name, cols in (("FWD", "forward", "LWO"), ("GIN", "grad_input", "LW")):
+                if name not in ir.in_lanes or (name == "grad_input" and ir.constant("SW") > 1):
+                    continue
+                tx = ir.constant(f"{prefix}_TX")
+                if tx < lanes:
+                    continue
+                covered.add((dtype, name))
+                partial.add(tx % lanes > 0)
+                edges.add(ir.constant(cols) % tx > 0)
+                vectors.add(ir.constant(f"{prefix}_NV"))
+                steps, columns = ir.lane_transpose()
+                matrix = np.arange(lanes * lanes).reshape(lanes, lanes)
+                rows = list(matrix)
+                for step in steps:
+                    rows = [np.concatenate([rows[a], rows[b]])[list(indices)]
+                            for _, a, b, indices in sorted(step)]
+                np.testing.assert_array_equal(np.array([rows[row] for row in columns]), matrix.T)
+    assert covered == {(dtype, name) for dtype in ("float32", "float64")
+                       for name in ("forward", "grad_input")}
+    assert True in partial and True in edges and vectors == {1, 2}
 
 
 def test_column_grad_weight_shapes_are_covered_by_the_grid():
