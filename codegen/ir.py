@@ -192,6 +192,15 @@ class KernelIR:
         """Whether a row-reusing sweep loads some source row for more than one row tap."""
         return any(len(uses) > 1 for _, uses in self.row_schedule(name))
 
+    def stores_transposed(self, name: str) -> bool:
+        """Whether the lane tile of forward or grad_input ``name`` stores its whole tiles
+        through in-register transposes: it spans at least LANES columns, and the columns
+        it writes are contiguous (forward, and grad_input at column stride 1)."""
+        prefix = {"forward": "FWD", "grad_input": "GIN"}[name]
+        return (name in self.in_lanes
+                and self.constant(f"{prefix}_TX") >= self.constant("LANES")
+                and (name == "forward" or self.constant("SW") == 1))
+
     def lane_transpose(self) -> tuple[tuple[tuple[tuple[int, int, int, tuple[int, ...]], ...], ...],
                                       tuple[int, ...]]:
         """How to transpose LANES lane vectors (row ``i`` holds the elements ``(i, 0 ..

@@ -168,13 +168,11 @@ def test_transposed_lane_stores_are_covered_by_the_grid():
     for spec in GRID.values():
         for dtype in ("float32", "float64"):
             ir = lower(spec, OPENMP, dtype, "loops")
-            lanes = ir.constant("LANES") if ir.in_lanes else 0
             for prefix, name, cols in (("FWD", "forward", "LWO"), ("GIN", "grad_input", "LW")):
-                if name not in ir.in_lanes or (name == "grad_input" and ir.constant("SW") > 1):
+                if not ir.stores_transposed(name):
                     continue
-                tx = ir.constant(f"{prefix}_TX")
-                if tx < lanes:
-                    continue
+                lanes, tx = ir.constant("LANES"), ir.constant(f"{prefix}_TX")
+                assert tx >= lanes and (name == "forward" or ir.constant("SW") == 1)
                 covered.add((dtype, name))
                 partial.add(tx % lanes > 0)
                 edges.add(ir.constant(cols) % tx > 0)
