@@ -421,7 +421,10 @@ def plan(spec: LayerSpec, dtype_bytes: int
 
     row_taps, row_spans, gt = split(g.kh, g.dh, g.sh, g.top, g.h, g.ho)
     col_taps, col_spans, gl = split(g.kw, g.dw, g.sw, g.left, g.w, g.wo)
-    phases = [(r, s) for r in range(g.sh) for s in range(g.sw)
+    # the column phases of a row phase in the order of their first columns (at column
+    # stride 2, the grad_input lane tile interleaves each pair: ``KernelIR.pairs_column_phases``)
+    column_order = sorted(range(g.sw), key=lambda s: col_spans[s][0] * g.sw + s - g.left)
+    phases = [(r, s) for r in range(g.sh) for s in column_order
               if row_spans[r][1] and col_spans[s][1]]
     gin_phases = [(row_spans[r][1], col_spans[s][1], len(row_taps[r]) * len(col_taps[s]))
                   for r, s in phases]

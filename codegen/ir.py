@@ -201,6 +201,27 @@ class KernelIR:
                 and self.constant(f"{prefix}_TX") >= self.constant("LANES")
                 and (name == "forward" or self.constant("SW") == 1))
 
+    def table(self, name: str) -> tuple[int, ...]:
+        """The values of one table, by name."""
+        for table in self.tables:
+            if table.name == name:
+                return table.values
+        raise KeyError(name)
+
+    def pairs_column_phases(self, name: str) -> bool:
+        """Whether the lane tile of ``name`` (grad_input at column stride 2) sweeps the two
+        column phases of each row phase together and stores their whole tiles interleaved,
+        in vectors of contiguous columns: it spans at least LANES columns, and the phases
+        come in pairs of one row phase, the one holding its first column first (their
+        first elements one column apart, the second phase as wide or one column narrower)."""
+        if (name != "grad_input" or name not in self.in_lanes or self.constant("SW") != 2
+                or self.constant("GIN_TX") < self.constant("LANES")):
+            return False
+        rows, cols, dst = (self.table(f"GIN_PHASE_{what}") for what in ("ROWS", "COLS", "DST"))
+        return len(rows) % 2 == 0 and all(
+            rows[p] == rows[p + 1] and dst[p + 1] == dst[p] + 1 and cols[p] - cols[p + 1] in (0, 1)
+            for p in range(0, len(rows), 2))
+
     def lane_transpose(self) -> tuple[tuple[tuple[tuple[int, int, int, tuple[int, ...]], ...], ...],
                                       tuple[int, ...]]:
         """How to transpose LANES lane vectors (row ``i`` holds the elements ``(i, 0 ..

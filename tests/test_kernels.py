@@ -64,6 +64,13 @@ GRID = {
     # rows long enough for tiles of at least a vector of columns, transposed in registers
     # (a whole vector and a partial one per tile; the second tile of a row is an edge)
     "lanes_long_rows": LayerSpec(input=(16, 3, 37), kernel=(16, 16, 3, 3), padding=1),
+    # column stride 2 on rows that long: the two column phases of a row phase are stored
+    # interleaved, one a column narrower than the other (and a row phase no tap reaches),
+    # or as wide, with edge tiles and (float64) two lane vectors of channels
+    "lanes_s2_paired_d1x2": LayerSpec(input=(16, 5, 39), kernel=(16, 16, 2, 3), stride=2,
+                                      padding=(0, 1), dilation=(1, 2)),
+    "lanes_s2_paired_conv": LayerSpec(input=(16, 5, 58), kernel=(8, 16, 3, 3), stride=2,
+                                      padding=1, mode="convolution"),
     # 1x1 kernels at stride 1 without padding: the matrix-product kernels, with edge tiles
     # (rows and columns that fill no whole tile), a single pixel, and the parallel path
     "pointwise_d2": LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2),
@@ -187,6 +194,34 @@ def test_transposed_lane_stores_are_covered_by_the_grid():
     assert covered == {(dtype, name) for dtype in ("float32", "float64")
                        for name in ("forward", "grad_input")}
     assert True in partial and True in edges and vectors == {1, 2}
+
+
+def test_paired_column_phases_are_covered_by_the_grid():
+    """At column stride 2, a grad_input lane tile of at least LANES columns sweeps the two
+    column phases of a row phase together and stores them interleaved: both dtypes do so in
+    the grid, with phases as wide and one column apart, partial runs of columns, edge tiles,
+    phases no tap reaches and two lane vectors of channels; each pair fills whole rows."""
+    covered, uneven, partial, edges, empty, vectors = set(), set(), set(), set(), set(), set()
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            if not ir.pairs_column_phases("grad_input"):
+                continue
+            lanes, tx, width = ir.constant("LANES"), ir.constant("GIN_TX"), ir.constant("LW")
+            assert ir.constant("SW") == 2 and tx >= lanes
+            cols, dst = ir.table("GIN_PHASE_COLS"), ir.table("GIN_PHASE_DST")
+            taps = ir.table("GIN_PHASE_TAPS")
+            for p in range(0, len(cols), 2):
+                # the first phase starts a row of the input and the two fill it
+                assert dst[p] % width == 0 and cols[p] + cols[p + 1] == width
+            covered.add(dtype)
+            uneven.add(cols[0] != cols[1])
+            partial.add(tx % lanes > 0)
+            edges.add(cols[0] % tx > 0)
+            empty.add(any(taps[p] == taps[p + 1] for p in range(len(cols))))
+            vectors.add(ir.constant("GIN_NV"))
+    assert covered == {"float32", "float64"} and uneven == {True, False}
+    assert True in partial and True in edges and True in empty and vectors == {1, 2}
 
 
 def test_column_grad_weight_shapes_are_covered_by_the_grid():

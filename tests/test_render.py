@@ -85,13 +85,17 @@ def test_loops_tables_split_grad_input_by_stride_phase():
     spec = LayerSpec(input=(1, 7, 7), kernel=(1, 1, 3, 3), stride=2, padding=1)
     ir = lower(spec, OPENMP, "float64", "loops")
     tables = {t.name: t.values for t in ir.tables}
-    # phases (r, s) of the padded input: rows u = m*2 + r - 1; taps i with i = 2*a + r
+    # phases (r, s) of the padded input: rows u = m*2 + r - 1; taps i with i = 2*a + r; the
+    # column phases of a row phase in the order of their first columns: s = 1 holds columns
+    # 0, 2, .., 6 and comes before s = 0 (columns 1, 3, 5)
     assert ir.constant("GIN_PHASES") == 4
     assert tables["GIN_PHASE_ROWS"] == (3, 3, 4, 4)
-    assert tables["GIN_PHASE_COLS"] == (3, 4, 3, 4)
-    assert tables["GIN_PHASE_TAPS"] == (0, 4, 6, 8, 9)
-    assert sorted(tables["GIN_TAP_WEIGHT"][:4]) == [0, 2, 6, 8]  # i, j in {0, 2}
-    assert tables["GIN_TAP_WEIGHT"][8:] == (4,)  # the odd phase: the centre tap alone
+    assert tables["GIN_PHASE_COLS"] == (4, 3, 4, 3)
+    assert tables["GIN_PHASE_DST"] == (7, 8, 0, 1)
+    assert tables["GIN_PHASE_TAPS"] == (0, 2, 6, 7, 9)
+    assert sorted(tables["GIN_TAP_WEIGHT"][:2]) == [1, 7]  # i in {0, 2}, j = 1
+    assert sorted(tables["GIN_TAP_WEIGHT"][2:6]) == [0, 2, 6, 8]  # i, j in {0, 2}
+    assert tables["GIN_TAP_WEIGHT"][6:7] == (4,)  # the odd phase: the centre tap alone
 
 
 def test_pointwise_layers_render_as_matrix_products():
