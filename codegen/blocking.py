@@ -28,6 +28,13 @@ zero-framed copies ("scratch") of one sample's planes, so that no inner loop tes
   this took grad_input from 141 to 103 us (float64) and from 81 to 58 us (float32), side by
   side.
 
+  **grad_input in place.** When such a grad_input tile spans whole rows of ``dV``, it reads
+  the gradient where it lies, without the framed copy: a row above or below the gradient is
+  a row of zeros, and a vector that crosses a row's first or last column is loaded inside
+  the row and shifted in registers with zeros (``KernelIR.in_place_loads``). On that layer
+  this took grad_input to 0.72x the time (float64) and 0.70x (float32), side by side: the
+  copy streamed each sample through a scratch larger than L1 (61 KB in float64).
+
 * **grad_weight** (``GW_*``): a register tile holds ``OB`` output channels x ``CB`` input
   channels x ``TT`` taps of partial sums, one vector lane per output column; per vector
   of output columns it loads ``OB`` vectors of ``G`` and ``CB*TT`` of the input. The lanes
@@ -69,12 +76,13 @@ VECTOR_BYTES = 32
 #: source value then feeds 16 float32 multiply-adds per instruction; without it the compiler
 #: splits every vector in two.
 LANE_BYTES = 64
-#: A forward or stride-1 grad_input lane tile stores its sums element by element, where a
-#: column tile stores whole vectors; below this many multiply-adds per output element
-#: (input channels x taps) that costs more than the lanes gain. Measured side by side on
-#: the benchmark layers, lane time / column time: 1.27 at 9 (float64, 1 channel, 3x3), 1.13
+#: Below this many multiply-adds per output element (input channels x taps), a forward or
+#: stride-1 grad_input lane tile costs more than the column tile, which stores whole vectors
+#: as they are. Measured side by side on the benchmark layers when lane tiles still stored
+#: element by element, lane time / column time: 1.27 at 9 (float64, 1 channel, 3x3), 1.13
 #: and 1.07 at 75 (3 channels, 5x5), 0.69 and 0.58 at 144 (16 channels, 3x3), 0.65 and
-#: 0.39 at 576. A grad_input with a column stride stores element by element either way.
+#: 0.39 at 576. A grad_input with a column stride stores its column tiles element by
+#: element, so it takes lanes whenever its channels fill them.
 LANE_MIN_SUMS = 128
 #: Vector registers a lane tile's partial sums may take (of 32 with AVX-512).
 LANE_ACCUMULATORS = 28
@@ -335,12 +343,14 @@ def plan(spec: LayerSpec, dtype_bytes: int
         return any(reuse.name == name for reuse in row_reuse)
 
     def reuse_rows(name: str, prefix: str, row_step: int, tap_rows: tuple[int, ...],
-                   column_offsets: list[int]) -> None:
-        """The record, constants and table of a sweep whose tile reuses source rows."""
+                   column_taps: int) -> None:
+        """The record and constants of a sweep whose tile reuses source rows."""
         row_reuse.append(RowReuse(name, prefix, row_step, tap_rows))
         const(f"{prefix}_ROW_TAPS", len(tap_rows), "rows of taps (tap i: row i*COLUMN_TAPS)")
-        const(f"{prefix}_COLUMN_TAPS", len(column_offsets), "columns of taps")
-        tables.append(Table(f"{prefix}_COLUMN_OFFSET", tuple(column_offsets),
+        const(f"{prefix}_COLUMN_TAPS", column_taps, "columns of taps")
+
+    def column_offsets(prefix: str, offsets: list[int]) -> None:
+        tables.append(Table(f"{prefix}_COLUMN_OFFSET", tuple(offsets),
                             "column tap j: scratch offset of its tap in the top row of taps"))
 
     const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
@@ -388,7 +398,8 @@ def plan(spec: LayerSpec, dtype_bytes: int
         const("FWD_TXV", fwd.txv, "forward tile: vectors of output columns")
         const("FWD_TX", fwd_tx, "forward tile: output columns (FWD_TXV * VL)")
         if fwd.reuse:
-            reuse_rows("forward", "FWD", g.sh, fwd_tap_rows, input_tap_offsets[:g.kw])
+            reuse_rows("forward", "FWD", g.sh, fwd_tap_rows, g.kw)
+            column_offsets("FWD", input_tap_offsets[:g.kw])
     const("FWD_PHASES", 1, "forward sweeps one phase")
     const("FWD_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
     tables += [
@@ -454,11 +465,15 @@ def plan(spec: LayerSpec, dtype_bytes: int
                                   + col_spans[s][0] - b + gl)
                 tap_weight.append(_weight_index(g, i, j))
         tap_start.append(len(tap_offset))
-    const("G_TOP", gt, "zero rows above a scratch gradient plane")
-    const("G_LEFT", gl, "zero columns left of a scratch gradient plane")
-    const("G_ROWS", g_rows, "rows of a scratch gradient plane (frame and tile overrun)")
-    const("G_PITCH", g_cols, "reals per scratch gradient row")
-    const("G_PLANE", g_rows * g_cols, "reals per scratch gradient plane")
+    # a row-reusing column tile as wide as the rows of dV reads the gradient in place
+    in_place = ("grad_input" not in in_lanes and gin.reuse and g.sh == g.sw == 1
+                and gin_tx >= col_spans[0][1] and g.wo >= vl)
+    if not in_place:
+        const("G_TOP", gt, "zero rows above a scratch gradient plane")
+        const("G_LEFT", gl, "zero columns left of a scratch gradient plane")
+        const("G_ROWS", g_rows, "rows of a scratch gradient plane (frame and tile overrun)")
+        const("G_PITCH", g_cols, "reals per scratch gradient row")
+        const("G_PLANE", g_rows * g_cols, "reals per scratch gradient plane")
     if "grad_input" in in_lanes:
         const("GIN_NV", gin_lanes.nv, "grad_input tile: lane vectors of input channels")
         const("GIN_LW", gin_lanes.nv * lanes, "grad_input tile: input channels (divides C)")
@@ -470,22 +485,30 @@ def plan(spec: LayerSpec, dtype_bytes: int
         const("GIN_TY", gin.ty, "grad_input tile: rows of a phase")
         const("GIN_TXV", gin.txv, "grad_input tile: vectors of columns of a phase")
         const("GIN_TX", gin_tx, "grad_input tile: columns (GIN_TXV * VL)")
-        if gin.reuse:
+        columns = len(col_taps[phases[0][1]])
+        if in_place:
+            reuse_rows("grad_input", "GIN", 1, gin_tap_rows, columns)
+            const("GIN_FRAME_ROW", row_spans[0][0] - max(a for _, a in row_taps[0]),
+                  "gradient row of the top row of taps of output row 0")
+            tables.append(Table("GIN_COLUMN_START", tuple(col_spans[0][0] - b
+                                                          for _, b in col_taps[0]),
+                                "column tap j: gradient column of output column 0"))
+        elif gin.reuse:
             top = gin_tap_rows.index(0)
-            columns = len(col_taps[phases[0][1]])
-            reuse_rows("grad_input", "GIN", 1, gin_tap_rows,
-                       tap_offset[top * columns:(top + 1) * columns])
+            reuse_rows("grad_input", "GIN", 1, gin_tap_rows, columns)
+            column_offsets("GIN", tap_offset[top * columns:(top + 1) * columns])
     const("GIN_PHASES", len(phases), "stride phases (r, s) holding input elements")
-    const("GIN_ROW_STEP", g_cols, "scratch reals from one row of a phase to the next")
-    tables += [
-        Table("GIN_PHASE_ROWS", tuple(row_spans[r][1] for r, _ in phases),
-              "rows u = m*SH + r - PT of each phase (r, s)"),
-        Table("GIN_PHASE_COLS", tuple(col_spans[s][1] for _, s in phases),
-              "columns v = m*SW + s - PL of each phase"),
-        Table("GIN_PHASE_DST", tuple((row_spans[r][0] * g.sh + r - g.top) * g.w
-                                     + col_spans[s][0] * g.sw + s - g.left for r, s in phases),
-              "offset in an input plane of the phase's first element"),
-    ]
+    if not in_place:
+        const("GIN_ROW_STEP", g_cols, "scratch reals from one row of a phase to the next")
+    tables.append(Table("GIN_PHASE_ROWS", tuple(row_spans[r][1] for r, _ in phases),
+                        "rows u = m*SH + r - PT of each phase (r, s)"))
+    if not in_place:  # whole rows of LW columns
+        tables.append(Table("GIN_PHASE_COLS", tuple(col_spans[s][1] for _, s in phases),
+                            "columns v = m*SW + s - PL of each phase"))
+    tables.append(Table("GIN_PHASE_DST", tuple((row_spans[r][0] * g.sh + r - g.top) * g.w
+                                               + col_spans[s][0] * g.sw + s - g.left
+                                               for r, s in phases),
+                        "offset in an input plane of the phase's first element"))
     if not reuses("grad_input"):
         tables += [
             Table("GIN_PHASE_TAPS", tuple(tap_start),

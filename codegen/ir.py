@@ -192,6 +192,40 @@ class KernelIR:
         """Whether a row-reusing sweep loads some source row for more than one row tap."""
         return any(len(uses) > 1 for _, uses in self.row_schedule(name))
 
+    def reads_in_place(self, name: str) -> bool:
+        """Whether the sweep of pass ``name`` (grad_input: a row-reusing column tile as wide as
+        the rows of dV, at stride 1) reads the gradient in place rather than a zero-framed
+        copy of it: rows outside it are read from a row of zeros, and the vectors crossing
+        its left or right edge are loaded inside it and shifted in registers."""
+        return name == "grad_input" and any(c.name == "GIN_FRAME_ROW" for c in self.constants)
+
+    def in_place_loads(self) -> tuple[tuple[tuple[str, int, tuple[int, ...]], ...], ...]:
+        """Per column tap and vector of the in-place grad_input tile, how to load its source
+        vector from a gradient row: ``(kind, offset, indices)``. ``load``: the VL reals at
+        ``offset``; ``zero``: none is inside the row (no multiply-adds); ``left`` and
+        ``right``: it crosses the row's first or last column, so the VL reals at ``offset``
+        (the row's first or last VL) are shuffled with a zero vector, ``indices`` as
+        ``VEC_SHUFFLE`` takes them (a first operand's lane below VL, the second's above)."""
+        vl, width = self.constant("VL"), self.constant("LWO")
+        plans = []
+        for start in self.table("GIN_COLUMN_START"):
+            plan = []
+            for xv in range(self.constant("GIN_TXV")):
+                first = start + xv * vl
+                if first >= 0 and first + vl <= width:
+                    plan.append(("load", first, ()))
+                elif first + vl <= 0 or first >= width:
+                    plan.append(("zero", 0, ()))
+                elif first < 0:  # shuffle(zero, row[0 .. VL-1])
+                    plan.append(("left", 0, tuple(vl + first + e if first + e >= 0 else 0
+                                                  for e in range(vl))))
+                else:  # shuffle(row[width-VL .. width-1], zero)
+                    plan.append(("right", width - vl,
+                                 tuple(first + e - (width - vl) if first + e < width else vl
+                                       for e in range(vl))))
+            plans.append(tuple(plan))
+        return tuple(plans)
+
     def stores_transposed(self, name: str) -> bool:
         """Whether the lane tile of forward or grad_input ``name`` stores its whole tiles
         through in-register transposes: it spans at least LANES columns, and the columns

@@ -49,6 +49,10 @@ GRID = {
     "s2x1_p1x0_tall": LayerSpec(input=(4, 13, 6), kernel=(3, 4, 4, 1), stride=(2, 1),
                                 padding=(1, 0)),
     "one_row": LayerSpec(input=(1, 1, 8), kernel=(2, 1, 1, 3), stride=(1, 3)),
+    # grad_input read in place: vectors crossing both edges of a gradient row and lying past
+    # it, rows that fill no whole tile, and tiles reaching past the gradient's last row
+    "in_place_d1x2_conv": LayerSpec(input=(1, 11, 17), kernel=(2, 1, 2, 3), padding=1,
+                                    dilation=(1, 2), mode="convolution"),
     "parallel_p1": LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), padding=1),
     "parallel_s2_same": LayerSpec(input=(16, 12, 12), kernel=(12, 16, 3, 3), stride=2,
                                   padding="same"),
@@ -222,6 +226,40 @@ def test_paired_column_phases_are_covered_by_the_grid():
             vectors.add(ir.constant("GIN_NV"))
     assert covered == {"float32", "float64"} and uneven == {True, False}
     assert True in partial and True in edges and True in empty and vectors == {1, 2}
+
+
+def test_in_place_grad_input_is_covered_by_the_grid():
+    """A row-reusing grad_input column tile as wide as the rows of dV reads the gradient in
+    place: both dtypes do so in the grid, with vectors loaded whole, shifted in across the
+    first and the last column of a row and lying past it, rows that fill no whole tile and
+    rows past the gradient; each vector's load gives the gradient columns it stands for."""
+    covered, kinds, row_edges, past = set(), set(), set(), set()
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            if not ir.reads_in_place("grad_input"):
+                continue
+            covered.add(dtype)
+            vl, width, rows = ir.constant("VL"), ir.constant("LWO"), ir.constant("LHO")
+            ty, top = ir.constant("GIN_TY"), ir.constant("GIN_FRAME_ROW")
+            phase_rows = ir.table("GIN_PHASE_ROWS")[0]
+            row_edges.add(phase_rows % ty > 0)
+            last = max(row for row, _ in ir.row_schedule("grad_input"))
+            past.add(top < 0 or (phase_rows - 1) // ty * ty + top + last >= rows)
+            row = np.arange(1.0, width + 1)
+            for start, plan in zip(ir.table("GIN_COLUMN_START"), ir.in_place_loads()):
+                for xv, (kind, offset, indices) in enumerate(plan):
+                    kinds.add(kind)
+                    columns = start + xv * vl + np.arange(vl)
+                    want = np.where((columns >= 0) & (columns < width),
+                                    row[np.clip(columns, 0, width - 1)], 0)
+                    loaded = row[offset:offset + vl]
+                    got = {"load": loaded, "zero": np.zeros(vl),
+                           "left": np.concatenate([np.zeros(vl), loaded])[list(indices)],
+                           "right": np.concatenate([loaded, np.zeros(vl)])[list(indices)]}[kind]
+                    np.testing.assert_array_equal(got, want)
+    assert covered == {"float32", "float64"} and kinds == {"load", "zero", "left", "right"}
+    assert row_edges == {True, False} and True in past
 
 
 def test_column_grad_weight_shapes_are_covered_by_the_grid():
