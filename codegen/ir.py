@@ -199,13 +199,14 @@ class KernelIR:
         its left or right edge are loaded inside it and shifted in registers."""
         return name == "grad_input" and any(c.name == "GIN_FRAME_ROW" for c in self.constants)
 
-    def in_place_loads(self) -> tuple[tuple[tuple[str, int, tuple[int, ...]], ...], ...]:
+    def in_place_loads(self) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], ...]:
         """Per column tap and vector of the in-place grad_input tile, how to load its source
-        vector from a gradient row: ``(kind, offset, indices)``. ``load``: the VL reals at
-        ``offset``; ``zero``: none is inside the row (no multiply-adds); ``left`` and
-        ``right``: it crosses the row's first or last column, so the VL reals at ``offset``
-        (the row's first or last VL) are shuffled with a zero vector, ``indices`` as
-        ``VEC_SHUFFLE`` takes them (a first operand's lane below VL, the second's above)."""
+        vector from a gradient row: ``(kind, indices)``. ``load``: the VL reals from its
+        first column on; ``zero``: none is inside the row (no multiply-adds); ``left``: it
+        crosses the row's first column, so the row's first VL reals are shuffled in after
+        zeros; ``right``: it crosses the last column, so the row's last VL reals are shuffled
+        in before zeros. ``indices`` are as ``VEC_SHUFFLE`` takes them (lane i of the first
+        operand below VL, lane i - VL of the second above)."""
         vl, width = self.constant("VL"), self.constant("LWO")
         plans = []
         for start in self.table("GIN_COLUMN_START"):
@@ -213,16 +214,15 @@ class KernelIR:
             for xv in range(self.constant("GIN_TXV")):
                 first = start + xv * vl
                 if first >= 0 and first + vl <= width:
-                    plan.append(("load", first, ()))
+                    plan.append(("load", ()))
                 elif first + vl <= 0 or first >= width:
-                    plan.append(("zero", 0, ()))
+                    plan.append(("zero", ()))
                 elif first < 0:  # shuffle(zero, row[0 .. VL-1])
-                    plan.append(("left", 0, tuple(vl + first + e if first + e >= 0 else 0
-                                                  for e in range(vl))))
+                    plan.append(("left", tuple(vl + first + e if first + e >= 0 else 0
+                                               for e in range(vl))))
                 else:  # shuffle(row[width-VL .. width-1], zero)
-                    plan.append(("right", width - vl,
-                                 tuple(first + e - (width - vl) if first + e < width else vl
-                                       for e in range(vl))))
+                    plan.append(("right", tuple(first + e - (width - vl) if first + e < width
+                                                else vl for e in range(vl))))
             plans.append(tuple(plan))
         return tuple(plans)
 

@@ -248,15 +248,21 @@ def test_in_place_grad_input_is_covered_by_the_grid():
             past.add(top < 0 or (phase_rows - 1) // ty * ty + top + last >= rows)
             row = np.arange(1.0, width + 1)
             for start, plan in zip(ir.table("GIN_COLUMN_START"), ir.in_place_loads()):
-                for xv, (kind, offset, indices) in enumerate(plan):
+                for xv, (kind, indices) in enumerate(plan):
                     kinds.add(kind)
                     columns = start + xv * vl + np.arange(vl)
                     want = np.where((columns >= 0) & (columns < width),
                                     row[np.clip(columns, 0, width - 1)], 0)
-                    loaded = row[offset:offset + vl]
-                    got = {"load": loaded, "zero": np.zeros(vl),
-                           "left": np.concatenate([np.zeros(vl), loaded])[list(indices)],
-                           "right": np.concatenate([loaded, np.zeros(vl)])[list(indices)]}[kind]
+                    # what the kernel loads: LOAD(row + start + xv*VL), or the row's first
+                    # (last) VL reals shuffled with zeros
+                    if kind == "load":
+                        got = row[columns[0]:columns[0] + vl]
+                    elif kind == "zero":
+                        got = np.zeros(vl)
+                    elif kind == "left":
+                        got = np.concatenate([np.zeros(vl), row[:vl]])[list(indices)]
+                    else:
+                        got = np.concatenate([row[-vl:], np.zeros(vl)])[list(indices)]
                     np.testing.assert_array_equal(got, want)
     assert covered == {"float32", "float64"} and kinds == {"load", "zero", "left", "right"}
     assert row_edges == {True, False} and True in past
