@@ -200,6 +200,31 @@ def test_transposed_lane_stores_are_covered_by_the_grid():
     assert True in partial and True in edges and vectors == {1, 2}
 
 
+def test_grad_weight_tap_blocks_lie_at_fixed_distances():
+    """grad_weight reads each block of GW_TT taps from one pointer at the compile-time
+    offsets GW_TAP_DELTA: in every grid layer of both dtypes each block's taps lie at those
+    distances from the block's first tap. The grid has layers of several blocks, with
+    channels in lanes and without, and layers where blocks of some other size would not."""
+    blocks, uneven = set(), set()
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            if ir.pointwise:  # a matrix product: no taps
+                continue
+            tt, offsets = ir.constant("GW_TT"), ir.table("GW_TAP_OFFSET")
+            delta = ir.table("GW_TAP_DELTA")
+            assert len(delta) == tt and len(offsets) % tt == 0
+            for t0 in range(0, len(offsets), tt):
+                assert [offsets[t0 + k] - offsets[t0] for k in range(tt)] == list(delta)
+            if len(offsets) > tt:
+                blocks.add("grad_weight" in ir.in_lanes)
+            n = len(offsets)
+            uneven.update(size for size in range(1, n + 1) if n % size == 0 and len(
+                {tuple(offsets[t0 + k] - offsets[t0] for k in range(size))
+                 for t0 in range(0, n, size)}) > 1)
+    assert blocks == {True, False} and uneven
+
+
 def test_paired_column_phases_are_covered_by_the_grid():
     """At column stride 2, a grad_input lane tile of at least LANES columns sweeps the two
     column phases of a row phase together and stores them interleaved: both dtypes do so in

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6a2f8fc76feb34981af6b19dbc555553667256bc31933a0e8af8493b826bb872
+ * cache key: 9870d56f546bfb68fca60af2e8d06dae5dcd8f4591d20e71bd0a062262fa5ca0
  */
 
 #include <stdint.h>
@@ -102,6 +102,9 @@ static const int GIN_TAP_WEIGHT[4] = {0, 1, 2, 3};
 
 /* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
 static const int GW_TAP_OFFSET[4] = {0, 1, 9, 10};
+
+/* tap t0 + k of every block of GW_TT taps: its scratch offset past tap t0's */
+static const int GW_TAP_DELTA[4] = {0, 1, 9, 10};
 
 /* tap (i, j): its offset in K[o, c] (as FWD_TAP_WEIGHT) */
 static const int GW_TAP_WEIGHT[4] = {0, 1, 2, 3};
@@ -352,25 +355,21 @@ static void grad_weight_block(const real *restrict src,
     for (int c0 = 0; c0 < C; c0 += GW_CB)
         for (int t0 = 0; t0 < KH * KW; t0 += GW_TT) {
             vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero, acc0_3 = zero;
-            const int offset0 = GW_TAP_OFFSET[t0 + 0];
-            const int offset1 = GW_TAP_OFFSET[t0 + 1];
-            const int offset2 = GW_TAP_OFFSET[t0 + 2];
-            const int offset3 = GW_TAP_OFFSET[t0 + 3];
             for (int y = 0; y < LHO; ++y) {
-                const real *in = src + c0 * SRC_PLANE + y * GW_ROW_STEP;
+                const real *in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
                 /* hides that a row's inputs are the next row's, one tap row on: GCC would
                  * carry them from row to row in registers and spill the partial sums */
                 __asm__("" : "+r"(in));
                 {
                     const vec g0 = LOAD(tail + y * VL + 0 * (LHO * VL));
                     vec v;
-                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + offset0);
+                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + GW_TAP_DELTA[0]);
                     acc0_0 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + offset1);
+                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + GW_TAP_DELTA[1]);
                     acc0_1 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + offset2);
+                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + GW_TAP_DELTA[2]);
                     acc0_2 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + offset3);
+                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + GW_TAP_DELTA[3]);
                     acc0_3 += g0 * v;
                 }
             }

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 30f35907db59e89c717ebd03322dda5ae0a4457afbb7d6399e42613370ae5026
+# cache key: 5a361c49dd840710d4e427c540c7d638ca8100a96fee5c4e195ef8a524224f84
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 30f35907db59e89c717ebd03322dda5ae0a4457afbb7d6399e42613370ae5026.
+Built by corrgen 0.1.0, cache key 5a361c49dd840710d4e427c540c7d638ca8100a96fee5c4e195ef8a524224f84.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -24,13 +24,13 @@ N, the batch, is free; every other extent is fixed. Arrays are float64 NumPy arr
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_30f35907db59 as _extension
+from . import _conv2d_5a361c49dd84 as _extension
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "30f35907db59e89c717ebd03322dda5ae0a4457afbb7d6399e42613370ae5026"
+key = "5a361c49dd840710d4e427c540c7d638ca8100a96fee5c4e195ef8a524224f84"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward
