@@ -214,29 +214,26 @@ def describe_machine() -> dict[str, Any]:
     return info
 
 
-def _vector_isa() -> str | None:
-    """The widest x86 vector extension the CPU reports (``avx512f``, ``avx2``), if any."""
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first ``field`` line of ``/proc/cpuinfo``, if there is one."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return next((isa for isa in ("avx512f", "avx2", "avx", "sse4_2")
-                                 if isa in flags), None)
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return None
 
 
+def _vector_isa() -> str | None:
+    """The widest x86 vector extension the CPU reports (``avx512f``, ``avx2``), if any."""
+    flags = (_cpuinfo("flags") or "").split()
+    return next((isa for isa in ("avx512f", "avx2", "avx", "sse4_2") if isa in flags), None)
+
+
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return _cpuinfo("model name") or platform.processor()
 
 
 #: Environment under which interleaved timings are fair: NumPy's OpenBLAS worker threads

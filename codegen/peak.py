@@ -74,13 +74,13 @@ def _library(folder: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(library))
 
 
-def _rate(loop: ctypes._CFuncPtr, iterations: int) -> float:
-    """GFLOP/s of one call of a peak loop."""
+def _rate(loop: ctypes._CFuncPtr, iterations: int) -> tuple[float, float]:
+    """GFLOP/s of one call of a peak loop, and the seconds it took."""
     threads, sink = ctypes.c_int(), ctypes.c_double()
     start = time.perf_counter()
     lanes = loop(iterations, ctypes.byref(threads), ctypes.byref(sink))
     elapsed = time.perf_counter() - start
-    return 2 * CHAINS * lanes * iterations * threads.value / elapsed / 1e9
+    return 2 * CHAINS * lanes * iterations * threads.value / elapsed / 1e9, elapsed
 
 
 def fma_peak(dtypes: tuple[str, ...] = ("float32", "float64"), seconds: float = 0.2,
@@ -94,11 +94,11 @@ def fma_peak(dtypes: tuple[str, ...] = ("float32", "float64"), seconds: float = 
             loop = loops[dtype] = getattr(library, f"peak_{dtype}")
             loop.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_int),
                              ctypes.POINTER(ctypes.c_double)]
-            rate = _rate(loop, 100_000)  # warm-up, and the size of one timing
-            iterations[dtype] = max(1, int(seconds * rate * 1e9 / (2 * CHAINS * 16)))
+            _, elapsed = _rate(loop, 100_000)  # warm-up, and the size of one timing
+            iterations[dtype] = max(1, int(100_000 * seconds / elapsed))
         # the dtypes take turns, so a core that is busy for a while slows all of them alike
         peaks = dict.fromkeys(dtypes, 0.0)
         for _ in range(repeats):
             for dtype in dtypes:
-                peaks[dtype] = max(peaks[dtype], _rate(loops[dtype], iterations[dtype]))
+                peaks[dtype] = max(peaks[dtype], _rate(loops[dtype], iterations[dtype])[0])
         return peaks
