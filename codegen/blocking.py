@@ -537,6 +537,7 @@ def plan(spec: LayerSpec, dtype_bytes: int
     tap_blocks = _tap_blocks(input_tap_offsets)
     if "grad_weight" in in_lanes:
         gwl = _lane_grad_weight_tile(g, lanes, tap_blocks)
+        gw_tt = gwl.tt
         const("GW_NV", gwl.nv, "grad_weight tile: lane vectors of output channels")
         const("GW_LW", gwl.nv * lanes, "grad_weight tile: output channels (divides O)")
         const("GW_CB", gwl.cb, "grad_weight tile: input channels (divides C)")
@@ -545,6 +546,7 @@ def plan(spec: LayerSpec, dtype_bytes: int
               "grad_weight: output rows summed per pass over the tiles")
     else:
         gw = _grad_weight_tile(g, vl, tap_blocks)
+        gw_tt = gw.tt
         const("GW_OB", gw.ob, "grad_weight tile: output channels (divides O)")
         const("GW_CB", gw.cb, "grad_weight tile: input channels (divides C)")
         const("GW_TT", gw.tt, "grad_weight tile: taps (divides KH*KW)")
@@ -559,9 +561,8 @@ def plan(spec: LayerSpec, dtype_bytes: int
           "grad_weight sums the batch in at most this many chunks")
     tables.append(Table("GW_TAP_OFFSET", tuple(input_tap_offsets),
                         "tap (i, j): scratch offset (as FWD_TAP_OFFSET)"))
-    tt = gwl.tt if "grad_weight" in in_lanes else gw.tt
     tables.append(Table("GW_TAP_DELTA", tuple(o - input_tap_offsets[0]
-                                              for o in input_tap_offsets[:tt]),
+                                              for o in input_tap_offsets[:gw_tt]),
                         "tap t0 + k of every block of GW_TT taps: its scratch offset past tap "
                         "t0's"))
     tables.append(Table("GW_TAP_WEIGHT", tuple(_weight_index(g, i, j) for i, j in input_taps),
