@@ -45,7 +45,8 @@ from pathlib import Path
 from derive import __version__
 
 from .backends import Backend
-from .errors import BuildError
+from .errors import BuildError, OutputError
+from .paths import module_name, output_folder, unwritable
 from .render import HEADER, PYTHON_ENTRIES, SourceFiles
 
 #: Flags of the host compiler for cffi's glue (the kernels get the backend's flags).
@@ -57,15 +58,17 @@ LOG = "build.log"
 PYTHON_ATTACH = "int conv2d_python_attach(const char *extension);"
 
 PACKAGE_README = """\
-# generated/
+# Modules built by corrgen
 
-Modules produced by codegen; do not edit; safe to delete.
+Modules produced by corrgen's code generator; do not edit; safe to delete.
 
 They come from `corrgen build` and `codegen.load`, which rebuild a deleted module on first use.
 
 Each `<kernel>_<key12>/` folder holds one layer's kernel source, its header, the Python
-wrapper (`__init__.py`), cffi's glue, the compiled extension and `build.log`/`build.json`;
-with this folder's parent on `sys.path` it imports as `generated.<kernel>_<key12>`.
+wrapper (`__init__.py`), cffi's glue, the compiled extension and `build.log`/`build.json`
+(which records the size and SHA-256 of every file: a damaged module is rebuilt, never
+imported); with this folder's parent on `sys.path` it imports as
+`<this folder's name>.<kernel>_<key12>`.
 """
 
 PACKAGE_INIT = '"""Modules produced by corrgen\'s code generator; do not edit; safe to delete."""\n'
@@ -103,17 +106,32 @@ class Toolchain:
 
     def identity(self, backend: Backend) -> list[str]:
         """Everything about the tools and flags that changes the built module."""
-        import cffi
+        return [*self.compilers(backend), *machine_identity(backend)]
 
+    def compilers(self, backend: Backend) -> list[str]:
+        """The compilers' part of ``identity``: the programs, their versions and flags."""
         return [
             "compiler", *self.compiler, self.compiler_version,
             "flags", *backend.compile_flags,
             "host", *self.host, self.host_version, "glue", *GLUE_FLAGS,
             "link", *backend.link_flags, "libraries", *backend.libraries,
-            "python", self.ext_suffix, "cffi", cffi.__version__, "cpu", self.cpu,
             *(["libdirs", *self.library_dirs] if self.library_dirs else []),
-            *(["numpy", self.numpy_version] if self.numpy_version else []),
         ]
+
+
+def machine_identity(backend: Backend) -> list[str]:
+    """What a built module depends on besides its compilers, known without running any:
+    this Python's extension ABI, cffi's version, the CPU model when the flags tune for it,
+    NumPy's version when the module uses its C API."""
+    import cffi
+
+    identity = ["python", importlib.machinery.EXTENSION_SUFFIXES[0], "cffi", cffi.__version__,
+                "cpu", _cpu_model() if backend.cpu_specific else ""]
+    if backend.python_template:
+        import numpy
+
+        identity += ["numpy", numpy.__version__]
+    return identity
 
 
 def _find_compiler(env: str, default: str,
@@ -256,40 +274,82 @@ def generator_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def request_key(request: dict[str, object], backend: Backend, chain: Toolchain) -> str:
-    """SHA-256 over what determines a module before it is rendered: the request (spec,
-    style, dtype), the backend, the toolchain and the generator's own code.
+def request_key(request: dict[str, object], backend: Backend) -> str:
+    """SHA-256 over what determines a module before it is rendered, short of the compilers:
+    the request (spec, style, dtype), the backend, this machine's part of the toolchain
+    (``machine_identity``) and the generator's own code.
 
-    ``<out>/.index/`` maps it to the cache key of the module it rendered, so that a process
-    loading a module that is already built skips rendering (SymPy's share of an unrolled
-    kernel takes seconds) and only imports it.
+    ``<out>/.index/`` maps it to the builds it produced, each with a digest of the compilers
+    that built it (``compilers_digest``), so that a process loading a module that is already
+    built skips rendering (SymPy's share of an unrolled kernel takes seconds) and only imports
+    it; and so that a module built earlier still loads where its compiler is gone.
     """
     digest = hashlib.sha256()
-    for item in (json.dumps(request, sort_keys=True), repr(backend), *chain.identity(backend),
+    for item in (json.dumps(request, sort_keys=True), repr(backend), *machine_identity(backend),
                  __version__, generator_fingerprint()):
         digest.update(item.encode() + b"\0")
     return digest.hexdigest()
 
 
-def lookup(out: Path | str, request: str, name: str | None = None) -> Built | None:
-    """The complete build a request key was recorded for, if it is still there."""
+def compilers_digest(chain: Toolchain, backend: Backend) -> str:
+    """A digest of the compilers' part of the toolchain (``Toolchain.compilers``)."""
+    return hashlib.sha256("\0".join(chain.compilers(backend)).encode()).hexdigest()
+
+
+#: Builds remembered per request key (several compilers, or named and unnamed folders).
+INDEX_ENTRIES = 8
+
+
+def _index_path(out: Path, request: str) -> Path:
+    return out / ".index" / f"{request[:32]}.json"
+
+
+def _index_entries(out: Path, request: str) -> list[dict[str, str]]:
+    """The builds recorded for a request key, oldest first; a missing, unreadable or
+    malformed index is no entry (the index is only a shortcut: the module is rebuilt)."""
     try:
-        entry = json.loads((Path(out) / ".index" / f"{request[:32]}.json").read_text())
+        data = json.loads(_index_path(out, request).read_text())
     except (OSError, ValueError):
-        return None
-    folder = Path(out) / entry.get("folder", "")
-    if name is not None and folder.name != name:
-        return None
-    return Built(folder, entry["key"], compiled=False) if is_built(folder, entry.get("key", "")
-                                                                   ) else None
+        return []
+    entries = data.get("builds") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return []
+    return [entry for entry in entries if isinstance(entry, dict)
+            and all(isinstance(entry.get(field), str) for field in ("folder", "key", "compilers"))
+            and entry["folder"].isidentifier()]
 
 
-def remember(out: Path | str, request: str, built: Built) -> None:
-    """Record which build a request key produced (see ``request_key``)."""
-    index = Path(out) / ".index"
-    index.mkdir(exist_ok=True)
-    _write_atomic(index / f"{request[:32]}.json",
-                  json.dumps({"folder": built.folder.name, "key": built.key}) + "\n")
+def lookup(out: Path | str, request: str, name: str | None = None,
+           compilers: str | None = None) -> Built | None:
+    """The newest whole build recorded for a request key, if it is still there.
+
+    Args:
+        compilers: ``compilers_digest`` of the compilers this machine has: a build by other
+            compilers is not taken. None: no compiler is available, so any whole build is.
+    """
+    out = Path(out)
+    for entry in reversed(_index_entries(out, request)):
+        if compilers is not None and entry["compilers"] != compilers:
+            continue
+        if name is not None and entry["folder"] != name:
+            continue
+        folder = out / entry["folder"]
+        if is_built(folder, entry["key"]):
+            return Built(folder, entry["key"], compiled=False)
+    return None
+
+
+def remember(out: Path | str, request: str, built: Built, compilers: str) -> None:
+    """Record which build a request key produced (see ``request_key``). The index is a
+    shortcut, so a folder that cannot be written just goes without it."""
+    out = Path(out)
+    entries = [entry for entry in _index_entries(out, request)
+               if (entry["folder"], entry["compilers"]) != (built.folder.name, compilers)]
+    entries.append({"folder": built.folder.name, "key": built.key, "compilers": compilers})
+    with contextlib.suppress(OSError):
+        (out / ".index").mkdir(exist_ok=True)
+        _write_atomic(_index_path(out, request),
+                      json.dumps({"builds": entries[-INDEX_ENTRIES:]}) + "\n")
 
 
 def extension_name(key: str) -> str:
@@ -306,18 +366,50 @@ class Built:
     compiled: bool
 
 
+def _file_record(path: Path) -> dict[str, object]:
+    data = path.read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _file_records(folder: Path) -> dict[str, dict[str, object]]:
+    """Size and SHA-256 of every file of a finished module folder (not the manifest and the
+    log), for ``is_built`` to check before anything is imported or dlopen'ed."""
+    return {path.name: _file_record(path) for path in sorted(folder.iterdir())
+            if path.is_file() and path.name not in (MANIFEST, LOG)}
+
+
 def is_built(folder: Path, key: str) -> bool:
-    """Whether ``folder`` holds a complete build of ``key`` for this Python."""
+    """Whether ``folder`` holds a complete, intact build of ``key`` for this Python.
+
+    Every file the manifest lists must have its recorded size and SHA-256: a truncated
+    library would crash the process that dlopen'ed it (SIGBUS), and an edited wrapper could
+    run anything, so a folder that fails this is rebuilt, never imported.
+    """
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    return manifest.get("key") == key and (folder / (extension_name(key) + suffix)).is_file()
+    if not isinstance(manifest, dict) or manifest.get("key") != key:
+        return False
+    files = manifest.get("files")
+    library = extension_name(key) + importlib.machinery.EXTENSION_SUFFIXES[0]
+    if not isinstance(files, dict) or library not in files:
+        return False
+    for file, record in files.items():
+        if not OWN_FILES.fullmatch(file):  # a name such as "../x" leads out of the folder
+            return False
+        path = folder / file
+        try:
+            if path.stat().st_size != record.get("bytes") or _file_record(path) != record:
+                return False
+        except (OSError, AttributeError):
+            return False
+    return True
 
 
 def prepare_out(out: Path) -> None:
-    """Create ``out`` with its ``__init__.py`` and README.md, so its modules import."""
+    """Create ``out`` with its ``__init__.py`` and README.md, so its modules import as
+    ``<out's name>.<module>`` when its parent is on ``sys.path``."""
     out.mkdir(parents=True, exist_ok=True)
     for file, text in (("__init__.py", PACKAGE_INIT), ("README.md", PACKAGE_README)):
         path = out / file
@@ -337,10 +429,14 @@ _UMASK = _umask()
 
 def _write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _new_folder(out: Path, prefix: str) -> Path:
@@ -373,8 +469,83 @@ def build_lock(out: Path, name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _try_lock(out: Path, name: str) -> Iterator[bool]:
+    """Take the lock of ``name`` if no one holds it; yields whether it was taken."""
+    import fcntl
+
+    with _thread_locks_guard:
+        local = _thread_locks.setdefault(f"{out.resolve()}/{name}", threading.Lock())
+    if not local.acquire(blocking=False):
+        yield False
+        return
+    try:
+        with open(out / ".locks" / f"{name}.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        local.release()
+
+
+#: The files corrgen writes into a module folder (any target): the sources, cffi's glue, the
+#: extension, the manifest and the log. A folder holding anything else is not replaced.
+OWN_FILES = re.compile(r"(conv2d[\w.]*|_conv2d_[0-9a-f]{12}[\w.-]*|__init__\.py|"
+                       r"build\.json|build\.log|cuda_emulation\.h)")
+
+
+def check_replaceable(folder: Path, option: str = "name") -> None:
+    """Refuse to build over ``folder`` unless it is missing or holds only corrgen's files
+    (a module folder, however damaged): a user's own folder of that name is never deleted.
+
+    Raises:
+        OutputError: a file stands there, or a folder holding other files.
+    """
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise OutputError(f"{option}={folder.name!r}: {str(folder)!r} exists and is not a "
+                          f"module folder; choose another name or remove it")
+    foreign = sorted(
+        entry.name for entry in folder.iterdir()
+        if not (entry.is_file() and not entry.is_symlink() and OWN_FILES.fullmatch(entry.name))
+        and not (entry.name == "__pycache__" and entry.is_dir() and not entry.is_symlink()
+                 and all(p.suffix == ".pyc" for p in entry.iterdir())))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise OutputError(f"{option}={folder.name!r}: {str(folder)!r} holds files corrgen did "
+                          f"not write ({shown}); choose another name or move them away")
+
+
+#: Temporary folders of builds, emits and replacements: ``.<name>.build-<random>``.
+_TEMPORARY = re.compile(r"\.(?P<name>[A-Za-z_]\w*)\.(?:build|emit|old)-\w+")
+
+
+def _remove_stale(out: Path, held: str) -> None:
+    """Remove the temporary folders that killed builds left behind: those of ``held`` (whose
+    lock the caller holds) and those of any other name whose lock is free."""
+    for entry in out.iterdir():
+        match = _TEMPORARY.fullmatch(entry.name)
+        if not match or not entry.is_dir() or entry.is_symlink():
+            continue
+        if match["name"] == held:
+            shutil.rmtree(entry, ignore_errors=True)
+            continue
+        with _try_lock(out, match["name"]) as free:
+            if free:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 def _install(tmp: Path, folder: Path) -> None:
-    """Move the finished ``tmp`` to ``folder``, replacing an older folder of that name."""
+    """Move the finished ``tmp`` to ``folder``, replacing an older module folder of that name
+    (``check_replaceable`` has been asked first)."""
     if folder.exists():
         old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
         os.replace(folder, old / folder.name)
@@ -434,71 +605,81 @@ def _compile(tmp: Path, sources: SourceFiles, backend: Backend, chain: Toolchain
     kernel_obj, glue_obj = "kernels.o", "glue.o"
     target = ext + chain.ext_suffix
     commands = [
-        ("compiling kernels", [*chain.compiler, *backend.compile_flags, "-c",
-                               sources.kernel_source, "-o", kernel_obj]),
-        ("compiling cffi glue", [*chain.host, *GLUE_FLAGS, "-I", chain.python_include,
-                                 *entry_flags, "-I", ".", "-c", f"{ext}.c", "-o", glue_obj]),
-        ("linking", [*chain.host, "-shared", glue_obj, kernel_obj, *backend.link_flags,
-                     *(f"-L{folder}" for folder in chain.library_dirs),
-                     *(f"-l{lib}" for lib in backend.libraries), "-o", target]),
+        ("compiling kernels", kernel_obj, [*chain.compiler, *backend.compile_flags, "-c",
+                                           sources.kernel_source, "-o", kernel_obj]),
+        ("compiling cffi glue", glue_obj, [*chain.host, *GLUE_FLAGS, "-I", chain.python_include,
+                                           *entry_flags, "-I", ".", "-c", f"{ext}.c", "-o",
+                                           glue_obj]),
+        ("linking", target, [*chain.host, "-shared", glue_obj, kernel_obj, *backend.link_flags,
+                             *(f"-L{folder}" for folder in chain.library_dirs),
+                             *(f"-l{lib}" for lib in backend.libraries), "-o", target]),
     ]
-    for step, command in commands:
+    for step, product, command in commands:
         progress(step)
         log.run(command, tmp, step)
+        if not (tmp / product).is_file() or (tmp / product).stat().st_size == 0:
+            raise BuildError(f"{step} failed: {command[0]} exited with status 0 but wrote no "
+                             f"{product}; is it a working compiler?", command)
     for obj in (kernel_obj, glue_obj):
         (tmp / obj).unlink()
-    return [command for _, command in commands]
+    return [command for _, _, command in commands]
 
 
-def compile_cached(sources: SourceFiles, backend: Backend, out: Path | str,
-                   name: str | None = None, progress: Callable[[str], None] | None = None
-                   ) -> Built:
+def compile_cached(sources: SourceFiles, backend: Backend, out: Path | str | None,
+                   name: str | None = None, progress: Callable[[str], None] | None = None,
+                   chain: Toolchain | None = None) -> Built:
     """Build ``sources`` into ``<out>/<name or kernel_key12>/``, or reuse a complete build.
 
     Args:
         sources: rendered by ``codegen.render`` (key placeholders still in).
         backend: the target's compile recipe.
-        out: the output folder (created, with ``__init__.py`` and README.md).
+        out: the output folder (created, with ``__init__.py`` and README.md); None: the
+            per-user cache (``codegen.paths``).
         name: the module folder's name instead of ``<kernel>_<key12>``; a Python identifier.
         progress: called with the name of each build step as it starts.
+        chain: the toolchain, when the caller has it already.
 
     Raises:
+        OutputError: ``out`` or ``name`` cannot be used, or the folder cannot be written.
         BuildError: a compiler is missing or a step failed (command, output, log path).
     """
-    out = Path(out)
-    chain = toolchain(backend)
+    out, name = output_folder(out), module_name(name)
+    chain = chain or toolchain(backend)
     key = cache_key(sources, backend, chain)
     folder_name = name or f"{sources.name}_{key[:12]}"
-    if not folder_name.isidentifier():
-        raise BuildError(f"name={folder_name!r}: a module folder must be a Python identifier "
-                         f"(letters, digits, underscores; not starting with a digit)")
     folder = out / folder_name
     if is_built(folder, key):
         return Built(folder, key, compiled=False)
-    prepare_out(out)
-    with build_lock(out, folder_name):
-        if is_built(folder, key):  # another process built it while we waited
-            return Built(folder, key, compiled=False)
-        keyed = sources.keyed(key)
-        tmp = _new_folder(out, f".{folder_name}.build-")
-        try:
-            start = time.perf_counter()
-            commands = _compile(tmp, keyed, backend, chain, key, progress or (lambda _: None))
-            manifest = {
-                "key": key, "module": sources.name, "extension": extension_name(key),
-                "target": backend.name, "corrgen": __version__,
-                "toolchain": chain.identity(backend), "commands": commands,
-                "seconds": round(time.perf_counter() - start, 3),
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-            _install(tmp, folder)
-        except BuildError as error:
-            kept = _keep_log(tmp, out, folder_name)
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise BuildError(error.message, error.command, error.stderr, kept) from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    try:
+        prepare_out(out)
+        with build_lock(out, folder_name):
+            _remove_stale(out, folder_name)
+            if is_built(folder, key):  # another process built it while we waited
+                return Built(folder, key, compiled=False)
+            check_replaceable(folder)
+            tmp = _new_folder(out, f".{folder_name}.build-")
+            try:
+                start = time.perf_counter()
+                commands = _compile(tmp, sources.keyed(key), backend, chain, key,
+                                    progress or (lambda _: None))
+                manifest = {
+                    "key": key, "module": sources.name, "extension": extension_name(key),
+                    "target": backend.name, "corrgen": __version__,
+                    "toolchain": chain.identity(backend), "commands": commands,
+                    "seconds": round(time.perf_counter() - start, 3),
+                    "files": _file_records(tmp),
+                }
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+                _install(tmp, folder)
+            except BuildError as error:
+                kept = _keep_log(tmp, out, folder_name)
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise BuildError(error.message, error.command, error.stderr, kept) from None
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except OSError as error:
+        raise unwritable(out, error) from None
     return Built(folder, key, compiled=True)
 
 
@@ -514,25 +695,36 @@ def _keep_log(tmp: Path, out: Path, folder_name: str) -> str | None:
     return str(kept)
 
 
-def emit(sources: SourceFiles, backend: Backend, out: Path | str, name: str | None = None
-         ) -> Path:
+def emit(sources: SourceFiles, backend: Backend, out: Path | str | None,
+         name: str | None = None) -> Path:
     """Write the sources (key in place) to ``<out>/<name or kernel_key12>/`` without compiling.
 
-    An existing complete build of the same key is left as it is.
+    An existing complete build of the same key is left as it is. ``out`` and ``name`` are
+    checked as for ``compile_cached``, and a folder of that name holding anything but
+    corrgen's files is never replaced (OutputError).
     """
-    out = Path(out)
+    out, name = output_folder(out), module_name(name)
     chain = toolchain(backend)
     key = cache_key(sources, backend, chain)
     folder = out / (name or f"{sources.name}_{key[:12]}")
     if is_built(folder, key):
         return folder
-    prepare_out(out)
-    with build_lock(out, folder.name):
-        tmp = _new_folder(out, f".{folder.name}.emit-")
-        try:
-            sources.keyed(key).write(tmp)
-            _install(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    try:
+        prepare_out(out)
+        with build_lock(out, folder.name):
+            _remove_stale(out, folder.name)
+            check_replaceable(folder)
+            tmp = _new_folder(out, f".{folder.name}.emit-")
+            try:
+                sources.keyed(key).write(tmp)
+                manifest = {"key": key, "module": sources.name, "target": backend.name,
+                            "corrgen": __version__, "emitted": True,
+                            "files": _file_records(tmp)}
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+                _install(tmp, folder)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except OSError as error:
+        raise unwritable(out, error) from None
     return folder

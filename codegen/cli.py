@@ -349,8 +349,9 @@ def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
     group.add_argument("--style", choices=STYLES, default="auto",
                        help="unrolled: the derived per-element expressions (small layers); "
                        "loops: the index forms; auto (default) picks by size")
-    group.add_argument("--out", default="generated", metavar="DIR",
-                       help="the folder modules are written to (default generated)")
+    group.add_argument("--out", default=None, metavar="DIR",
+                       help="the folder modules are written to, which becomes a package you "
+                       "own (default: the per-user cache, $CORRGEN_CACHE or ~/.cache/corrgen)")
     if name:
         group.add_argument("--name", metavar="NAME",
                            help="the module's folder name instead of <kernel>_<key12> "
@@ -431,10 +432,37 @@ def _check(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) 
     return 1 if failed else 0
 
 
+def _check_batch(spec: LayerSpec, batch: int, dtypes: Sequence[str], option: str = "--batch"
+                 ) -> None:
+    """Refuse a batch size that is not positive, or whose arrays cannot fit in memory."""
+    import numpy as np
+
+    if batch < 1:
+        raise UsageError(f"{option} {batch}: expected a batch size >= 1")
+    c, h, w = spec.input
+    o, ho, wo = spec.output_shape
+    # V, G, and the module's and the reference's Z and dV, at the widest dtype checked.
+    itemsize = max(np.dtype(d).itemsize for d in dtypes)
+    needed = batch * (3 * c * h * w + 3 * o * ho * wo) * itemsize
+    available = _memory_bytes()
+    if available and needed > available:
+        raise UsageError(f"{option} {batch}: the arrays of {spec.describe()} would take "
+                         f"{needed / 2**30:,.1f} GiB, more than this machine's "
+                         f"{available / 2**30:,.1f} GiB of memory")
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory in bytes (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    if args.batch < 1:
-        raise UsageError(f"--batch {args.batch}: expected a batch size >= 1")
-    return _check(spec_from_args(args), args)
+    spec = spec_from_args(args)
+    _check_batch(spec, args.batch, [args.dtype])
+    return _check(spec, args)
 
 
 def _parse_layers(text: str) -> list[str]:
@@ -481,6 +509,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rows = []
     for layer, spec, batch in jobs:
         batch = args.batch or batch
+        _check_batch(spec, batch, dtypes)
         for dtype in dtypes:
             module = _load(spec, args, dtype)
             print(f"timing {layer or spec.describe()} {dtype}, N={batch}, {_runs_on(module)} "
@@ -557,7 +586,7 @@ def _add_bench(sub: Any) -> None:
 
 def _demo_module(spec: LayerSpec, args: argparse.Namespace) -> int:
     print("\n== 3. OpenMP module, built and validated against the NumPy reference")
-    args.target, args.style, args.out, args.name = "openmp", "auto", "generated", None
+    args.target, args.style, args.out, args.name = "openmp", "auto", None, None
     args.batch, args.seed = 2, 0
     status = 0
     for dtype in ("float64", "float32"):
@@ -720,6 +749,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except (CorrgenError, ValueError) as error:
         sys.stderr.write(f"corrgen {args.command}: error: {error}\n")
+        return 2
+    except MemoryError as error:
+        sys.stderr.write(f"corrgen {args.command}: error: out of memory"
+                         f"{': ' + str(error) if str(error) else ''}\n")
         return 2
     except BrokenPipeError:  # output piped into head: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115

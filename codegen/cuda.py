@@ -175,6 +175,14 @@ class DeviceArray:
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
+    def overlaps(self, other: DeviceArray) -> bool:
+        """Whether the two arrays' bytes (contiguous arrays) share any address."""
+        if not self.size or not other.size:
+            return False
+        end = self.pointer + self.size * self.dtype.itemsize
+        return self.pointer < other.pointer + other.size * other.dtype.itemsize and \
+            other.pointer < end
+
 
 def _c_contiguous(shape: tuple[int, ...], strides: tuple[int, ...] | None, itemsize: int
                   ) -> bool:
@@ -370,8 +378,19 @@ class DeviceFunctions:
             waited.add(producer)
         return handle
 
+    @staticmethod
+    def _separate(arrays: dict[str, DeviceArray], outputs: tuple[str, ...]) -> None:
+        """Refuse an output that shares memory with another array of the call: the kernels
+        are queued, so an output cannot be written after its inputs were read."""
+        for out in outputs:
+            for name, array in arrays.items():
+                if name != out and array.overlaps(arrays[out]):
+                    raise ValueError(f"out ({out}): shares GPU memory with {name}; pass a "
+                                     f"separate array")
+
     def _run(self, kernel: str, entry: Any, batch: int, arrays: dict[str, DeviceArray],
              stream: Any) -> None:
+        self._separate(arrays, (next(reversed(arrays)),))
         handle = self._prepare(arrays, stream)
         self.module._status(entry(batch, *(a.pointer for a in arrays.values()), handle), kernel)
 
@@ -426,8 +445,14 @@ class DeviceFunctions:
                  stream: Any = None) -> tuple[Any, Any, Any]:
         """(dV, dK, db) = backward(V, K, G, out=None, stream=None) on GPU arrays; db is None
         without a bias."""
-        batch = self.check("V", V).shape[0]
-        self.check("G", G, batch)
-        dV_out, dK_out, db_out = out if out is not None else (None, None, None)
+        arrays = {"V": self.check("V", V), "K": self.check("K", K)}
+        batch = arrays["V"].shape[0]
+        arrays["G"] = self.check("G", G, batch)
+        outs = dict(zip(("dV", "dK", "db"), self.module.outputs(out)))
+        for name, given in outs.items():
+            if given is not None:
+                arrays[name] = self.output(name, given, batch, arrays["V"])
+        self._separate(arrays, tuple(name for name in outs if name in arrays))
+        dV_out, dK_out, db_out = outs.values()
         return (self.grad_input(K, G, dV_out, stream), self.grad_weight(V, G, dK_out, stream),
                 self.grad_bias(G, db_out, stream) if self.spec.bias else None)

@@ -38,6 +38,12 @@ class LoadError(CorrgenError):
     """A built module cannot be imported (a missing or foreign file in the cache folder)."""
 
 
+class OutputError(CorrgenError, ValueError):
+    """An output folder or module name cannot be used: the message names the argument, the
+    rule it breaks and the value (a file where a folder should be, a name that is a path, a
+    folder that cannot be written, a folder of someone else's files in the way)."""
+
+
 class CudaError(CorrgenError, RuntimeError):
     """A CUDA runtime call of a generated module failed; the message names the call or pass,
     CUDA's error name and its description, and what to do when the cause is a missing GPU.

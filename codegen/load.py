@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import importlib.util
+import keyword
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,14 +26,23 @@ import numpy as np
 from derive.spec import LayerSpec
 
 from .backends import Backend, backend_for
-from .build import Built, compile_cached, lookup, remember, request_key, toolchain
-from .errors import LoadError
+from .build import (
+    Built,
+    compile_cached,
+    compilers_digest,
+    lookup,
+    remember,
+    request_key,
+    toolchain,
+)
+from .errors import BuildError, LoadError
 from .lower import DTYPES, lower, resolve_style
+from .paths import module_name, output_folder
 from .render import WRAPPER, render
 
 
 def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
-         out: str | Path = "generated", *, style: str = "auto", name: str | None = None,
+         out: str | Path | None = None, *, style: str = "auto", name: str | None = None,
          backend: Backend | None = None, progress: Callable[[str], None] | None = None
          ) -> ModuleType:
     """The compiled module of ``spec``: built on first use, reused from ``out`` afterwards.
@@ -41,7 +51,10 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
         spec: the layer.
         target: the backend's name (``openmp`` or ``cuda``).
         dtype: ``float32`` or ``float64``.
-        out: the folder modules are built in; it becomes a package (``generated.<name>``).
+        out: the folder modules are built in. None (the default): the per-user cache,
+            ``$CORRGEN_CACHE`` or the platform's user cache folder, never the current folder.
+            A folder you name becomes a package you own: its modules import as
+            ``<its name>.<module>`` when its parent is on ``sys.path``.
         style: ``auto``, ``unrolled`` or ``loops``.
         name: the module folder's name, instead of ``<kernel>_<key12>``.
         backend: a Backend record to use instead of the target's (other flags, say; or
@@ -54,66 +67,99 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
         ``style`` and ``key``; cuda modules also ``device`` (the passes on GPU arrays, see
         ``codegen.cuda``), ``device_count()``, ``device_name()``, ``require_device()``,
         ``synchronize()`` and ``emulated``.
+
+    Raises:
+        OutputError: ``out`` or ``name`` cannot be used (a file, a path for a name, a folder
+            that cannot be written).
+        BuildError: the module is not built yet and a compiler is missing or failed. A module
+            built earlier loads without any compiler on PATH.
+        LoadError: a built module does not import.
     """
     backend = backend or backend_for(target)
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    out, name = output_folder(out), module_name(name)
     style = resolve_style(spec, style)
-    request = request_key({"spec": spec.to_dict(), "style": style, "dtype": dtype},
-                          backend, toolchain(backend))
-    built = lookup(out, request, name)
+    request = request_key({"spec": spec.to_dict(), "style": style, "dtype": dtype}, backend)
+    try:
+        chain = toolchain(backend)
+    except BuildError:
+        # No compiler: a module built earlier (by any compiler) still serves; else say so.
+        built = lookup(out, request, name)
+        if built is None:
+            raise
+        return import_built(built)
+    compilers = compilers_digest(chain, backend)
+    built = lookup(out, request, name, compilers)
     if built is None:
         (progress or (lambda _: None))("rendering")
         sources = render(lower(spec, backend, dtype, style), backend)
-        built = compile_cached(sources, backend, out, name, progress)
-        remember(out, request, built)
+        built = compile_cached(sources, backend, out, name, progress, chain)
+        remember(out, request, built, compilers)
     return import_built(built)
 
 
 def _import_path(name: str, folder: Path) -> ModuleType:
-    """Import the package ``folder/__init__.py`` as ``name``."""
+    """Import the package ``folder/__init__.py`` as ``name``; on any failure nothing stays
+    registered and the error is one LoadError."""
     init = folder / WRAPPER
     spec = importlib.util.spec_from_file_location(
         name, init, submodule_search_locations=[str(folder)])
     if spec is None or spec.loader is None:
         raise LoadError(f"{init}: cannot be imported")
     module = importlib.util.module_from_spec(spec)
+    before = set(sys.modules)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except ImportError as error:
-        del sys.modules[name]
-        raise LoadError(f"{folder}: the built module does not import ({error}); delete "
-                        f"the folder to rebuild it") from error
+    except Exception as error:
+        for added in set(sys.modules) - before:
+            del sys.modules[added]
+        raise LoadError(f"{folder}: the built module does not import ({type(error).__name__}: "
+                        f"{error}); delete the folder to rebuild it") from error
     return module
 
 
-def _package(out: Path) -> str:
-    """The import name of the out folder: its own name (``generated``), unless that name is
-    taken in this process by another module, or is no identifier."""
+def _package_name(out: Path) -> str:
+    """The name the out folder's modules import under: the folder's own name (DESIGN.md:
+    ``<DIR's name>.<module>``), or a private name when that is no identifier."""
     name = out.name
-    if name.isidentifier():
-        loaded = sys.modules.get(name)
-        if loaded is None:
-            _import_path(name, out)
-            return name
-        if Path(getattr(loaded, "__file__", None) or "").resolve() == (out / WRAPPER).resolve():
-            return name
-    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
-    private = f"_corrgen_out_{digest}"
-    if private not in sys.modules:
-        _import_path(private, out)
-    return private
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return name
+    return _private_package(out)
+
+
+def _private_package(out: Path) -> str:
+    return f"_corrgen_{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]}"
+
+
+def _same_file(module: ModuleType, path: Path) -> bool:
+    try:
+        return Path(getattr(module, "__file__", None) or "").resolve() == path.resolve()
+    except OSError:
+        return False
 
 
 def import_built(built: Built) -> ModuleType:
-    """Import a built module folder as ``<out>.<folder>``, e.g. ``generated.conv2d_...``,
-    without changing ``sys.path``."""
-    module_name = f"{_package(built.folder.parent)}.{built.folder.name}"
-    module = sys.modules.get(module_name)
-    if module is not None and getattr(module, "key", None) == built.key:
-        return module
-    return _import_path(module_name, built.folder)
+    """Import a built module folder as ``<out's name>.<folder>``, e.g.
+    ``generated.conv2d_...``, without changing ``sys.path``.
+
+    Only that qualified name (and its extension, a submodule of it) is registered in
+    ``sys.modules``: not the out folder's name, so a folder called ``wave`` never shadows
+    ``import wave``. When the qualified name is taken by a module from somewhere else, a
+    private name is used instead.
+    """
+    init = built.folder / WRAPPER
+    for package in (_package_name(built.folder.parent), _private_package(built.folder.parent)):
+        qualified = f"{package}.{built.folder.name}"
+        loaded = sys.modules.get(qualified)
+        if loaded is None:
+            return _import_path(qualified, built.folder)
+        if _same_file(loaded, init):
+            if getattr(loaded, "key", None) == built.key:
+                return loaded
+            return _import_path(qualified, built.folder)  # rebuilt since: the new module
+    raise LoadError(f"{built.folder}: its import names are taken by other modules")
 
 
 #: Array addresses for the kernels' uintptr_t arguments. ctypes' view of a writeable array's
@@ -229,6 +275,25 @@ class KernelModule:
                              f"np.empty({dims}, {str(self.dtype)!r}) or leave out=None")
         return out
 
+    def outputs(self, out: Any) -> tuple[Any, Any, Any]:
+        """``backward``'s ``out``: None, or a tuple ``(dV, dK, db)`` of arrays or Nones.
+
+        Raises:
+            ValueError: another kind of value, another length, or a ``db`` array for a layer
+                without bias.
+        """
+        if out is None:
+            return None, None, None
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            got = (f"{type(out).__name__} of length {len(out)}"
+                   if isinstance(out, (tuple, list)) else type(out).__name__)
+            raise ValueError(f"out: expected None or a tuple (dV, dK, db) of 3 arrays, each "
+                             f"of which may be None, got {got}")
+        if out[2] is not None and not self.spec.bias:
+            raise ValueError(f"out (db): the layer has no bias (spec.bias is False): expected "
+                             f"None, got {type(out[2]).__name__}")
+        return out[0], out[1], out[2]
+
     @staticmethod
     def _status(status: int, kernel: str) -> None:
         if status:
@@ -251,6 +316,21 @@ class KernelModule:
         forward_kernel, grad_input_kernel = lib.conv2d_forward, lib.conv2d_grad_input
         grad_weight_kernel = lib.conv2d_grad_weight
         grad_bias_kernel = lib.conv2d_grad_bias if has_bias else None
+        outputs, overlapping = self.outputs, np.may_share_memory
+
+        def target(out: np.ndarray, *reads: Any) -> np.ndarray:
+            # A kernel may write part of its output before it has read all of its inputs, so
+            # an ``out`` that shares memory with an input is written only once the kernel is
+            # done: the kernel writes into a fresh array, copied into ``out`` by ``deliver``.
+            if any(isinstance(a, ndarray) and overlapping(out, a) for a in reads):
+                return empty(out.shape, dtype)
+            return out
+
+        def deliver(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+            if out is None or result is out:
+                return result
+            out[...] = result
+            return out
 
         def forward(V: np.ndarray, K: np.ndarray, b: np.ndarray | None = None,
                     out: np.ndarray | None = None) -> np.ndarray:
@@ -263,7 +343,8 @@ class KernelModule:
                     and K.flags.carray):
                 K = check("K", K)
             n = shape[0]
-            Z = empty((n, *z_dims), dtype) if out is None else output("Z", out, n)
+            Z = empty((n, *z_dims), dtype) if out is None else target(output("Z", out, n),
+                                                                        V, K, b)
             if has_bias:
                 if not (type(b) is ndarray and b.shape == b_dims and b.dtype is dtype
                         and b.flags.carray):
@@ -279,7 +360,7 @@ class KernelModule:
                 failed = forward_kernel(n, address(V), address(K), address(Z))
             if failed:
                 status(failed, "forward")
-            return Z
+            return deliver(Z, out)
 
         def grad_input(K: np.ndarray, G: np.ndarray, out: np.ndarray | None = None
                        ) -> np.ndarray:
@@ -292,11 +373,12 @@ class KernelModule:
                 G = check("G", G)
                 shape = G.shape
             n = shape[0]
-            dV = empty((n, *dv_dims), dtype) if out is None else output("dV", out, n)
+            dV = empty((n, *dv_dims), dtype) if out is None else target(output("dV", out, n),
+                                                                          K, G)
             failed = grad_input_kernel(n, address(K), address(G), address(dV))
             if failed:
                 status(failed, "grad_input")
-            return dV
+            return deliver(dV, out)
 
         def grad_weight(V: np.ndarray, G: np.ndarray, out: np.ndarray | None = None
                         ) -> np.ndarray:
@@ -309,11 +391,11 @@ class KernelModule:
             if not (type(G) is ndarray and G.shape == (n, *g_dims) and G.dtype is dtype
                     and G.flags.carray):
                 G = check("G", G, n)
-            dK = empty(dk_dims, dtype) if out is None else output("dK", out, n)
+            dK = empty(dk_dims, dtype) if out is None else target(output("dK", out, n), V, G)
             failed = grad_weight_kernel(n, address(V), address(G), address(dK))
             if failed:
                 status(failed, "grad_weight")
-            return dK
+            return deliver(dK, out)
 
         def grad_bias(G: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
             shape = G.shape if type(G) is ndarray else None
@@ -323,20 +405,38 @@ class KernelModule:
                 shape = G.shape
             if not has_bias:
                 return None
-            db = empty(db_dims, dtype) if out is None else output("db", out, shape[0])
+            db = empty(db_dims, dtype) if out is None else target(output("db", out, shape[0]),
+                                                                    G)
             failed = grad_bias_kernel(shape[0], address(G), address(db))
             if failed:
                 status(failed, "grad_bias")
-            return db
+            return deliver(db, out)
 
         def backward(V: np.ndarray, K: np.ndarray, G: np.ndarray,
                      out: tuple[np.ndarray | None, ...] | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             V = check("V", V)
-            G = check("G", G, V.shape[0])
-            dV_out, dK_out, db_out = out if out is not None else (None, None, None)
-            return (grad_input(K, G, dV_out), grad_weight(V, G, dK_out),
-                    grad_bias(G, db_out) if has_bias else None)
+            K = check("K", K)
+            n = V.shape[0]
+            G = check("G", G, n)
+            outs = dict(zip(("dV", "dK", "db"), outputs(out)))
+            for name, array in outs.items():
+                if array is not None:
+                    outs[name] = output(name, array, n)
+            given = [(name, array) for name, array in outs.items() if array is not None]
+            for i, (first, a) in enumerate(given):
+                for second, b in given[i + 1:]:
+                    if overlapping(a, b):
+                        raise ValueError(f"out: {first} and {second} share memory; pass "
+                                         f"separate arrays")
+            # Every pass reads V, K or G: an output sharing memory with any of them is
+            # written once all three passes are done.
+            into = {name: target(array, V, K, G) for name, array in given}
+            dV = grad_input(K, G, into.get("dV"))
+            dK = grad_weight(V, G, into.get("dK"))
+            db = grad_bias(G, into.get("db")) if has_bias else None
+            return (deliver(dV, outs["dV"]), deliver(dK, outs["dK"]),
+                    deliver(db, outs["db"]) if has_bias else None)
 
         shapes = {name: self.expected(name) for name in self.shapes}
         forward.__doc__ = (

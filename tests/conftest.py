@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -10,6 +12,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--update-golden", action="store_true", default=False,
         help="rewrite the checked-in files under generated/ instead of comparing with them",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def module_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Modules built without an explicit folder go to a cache of this test run (and so do
+    those of the CLI commands the tests start), never to the user's own cache."""
+    folder = str(tmp_path_factory.mktemp("corrgen-cache"))
+    previous = os.environ.get("CORRGEN_CACHE")
+    os.environ["CORRGEN_CACHE"] = folder
+    yield folder
+    if previous is None:
+        os.environ.pop("CORRGEN_CACHE", None)
+    else:
+        os.environ["CORRGEN_CACHE"] = previous
 
 
 @pytest.fixture

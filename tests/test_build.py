@@ -144,7 +144,7 @@ def test_cli_emit_build_check(tmp_path):
             str(tmp_path)]
     assert main(["emit", *args, "--name", "emitted"]) == 0
     assert sorted(p.name for p in (tmp_path / "emitted").iterdir()) == [
-        "__init__.py", "conv2d.h", "conv2d_openmp.c", "conv2d_python.c"]
+        "__init__.py", "build.json", "conv2d.h", "conv2d_openmp.c", "conv2d_python.c"]
     assert main(["build", *args, "--dtype", "float32"]) == 0
     assert main(["check", *args, "--batch", "3"]) == 0
     with pytest.raises(SystemExit) as usage:

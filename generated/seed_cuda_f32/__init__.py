@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float32 (float); target: cuda
-# cache key: 184106e410691efcde01b27985d570079cd50a0c313a5b22e3e8a735cd8c2ec0
+# cache key: e502cff465801ae2b40529e670cbab8c02ae6a80db638413ca9b2c2043696bc9
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 cuda kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key 184106e410691efcde01b27985d570079cd50a0c313a5b22e3e8a735cd8c2ec0.
+Built by corrgen 0.1.0, cache key e502cff465801ae2b40529e670cbab8c02ae6a80db638413ca9b2c2043696bc9.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -27,16 +27,20 @@ tell where the kernels run; a call without a usable GPU raises RuntimeError (Cud
 naming CUDA's error.
 """
 
+import importlib as _importlib
+
 from codegen.cuda import CudaKernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_184106e41069 as _extension
+# By its full name, not "from . import": that form imports the folder above as a package,
+# and codegen.load registers no name but this module's own.
+_extension = _importlib.import_module(__name__ + "._conv2d_e502cff46580")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "cuda"
 style = "unrolled"
-key = "184106e410691efcde01b27985d570079cd50a0c313a5b22e3e8a735cd8c2ec0"
+key = "e502cff465801ae2b40529e670cbab8c02ae6a80db638413ca9b2c2043696bc9"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

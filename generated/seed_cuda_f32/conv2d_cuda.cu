@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: cuda
- * cache key: 184106e410691efcde01b27985d570079cd50a0c313a5b22e3e8a735cd8c2ec0
+ * cache key: e502cff465801ae2b40529e670cbab8c02ae6a80db638413ca9b2c2043696bc9
  */
 
 /*

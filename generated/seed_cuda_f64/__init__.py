@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float64 (double); target: cuda
-# cache key: d603af8e672641f1206757a611d98d8da1006189839efd51a9d4c07bea94bbd9
+# cache key: e02730ea8c873cf7c17175a7882ebb49187dc4861669322c83a008a13b21a3bf
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 cuda kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key d603af8e672641f1206757a611d98d8da1006189839efd51a9d4c07bea94bbd9.
+Built by corrgen 0.1.0, cache key e02730ea8c873cf7c17175a7882ebb49187dc4861669322c83a008a13b21a3bf.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -27,16 +27,20 @@ tell where the kernels run; a call without a usable GPU raises RuntimeError (Cud
 naming CUDA's error.
 """
 
+import importlib as _importlib
+
 from codegen.cuda import CudaKernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_d603af8e6726 as _extension
+# By its full name, not "from . import": that form imports the folder above as a package,
+# and codegen.load registers no name but this module's own.
+_extension = _importlib.import_module(__name__ + "._conv2d_e02730ea8c87")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "cuda"
 style = "unrolled"
-key = "d603af8e672641f1206757a611d98d8da1006189839efd51a9d4c07bea94bbd9"
+key = "e02730ea8c873cf7c17175a7882ebb49187dc4861669322c83a008a13b21a3bf"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

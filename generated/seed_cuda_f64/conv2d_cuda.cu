@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float64 (double); target: cuda
- * cache key: d603af8e672641f1206757a611d98d8da1006189839efd51a9d4c07bea94bbd9
+ * cache key: e02730ea8c873cf7c17175a7882ebb49187dc4861669322c83a008a13b21a3bf
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: cuda
- * cache key: 2873c4a3bbf762960ee5af79b199fa829907fa628b1ce6bda6bb4a209320ec53
+ * cache key: 909b4de7b0e07fa02d638a1709efd31ada06507ef4a236866dd790d3f8f9586c
  */
 
 /*

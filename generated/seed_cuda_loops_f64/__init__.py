@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: cuda
-# cache key: 6eeacc0cea16479602594e24da91f2c885ea5cbfe40be3115b3912192c3a02a2
+# cache key: 814e9adcdc788cc20413aaf0b8fb28ff55bfe974b3c9fc678e5c683b2c612324
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 cuda kernels (loops).
 
-Built by corrgen 0.1.0, cache key 6eeacc0cea16479602594e24da91f2c885ea5cbfe40be3115b3912192c3a02a2.
+Built by corrgen 0.1.0, cache key 814e9adcdc788cc20413aaf0b8fb28ff55bfe974b3c9fc678e5c683b2c612324.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -27,16 +27,20 @@ tell where the kernels run; a call without a usable GPU raises RuntimeError (Cud
 naming CUDA's error.
 """
 
+import importlib as _importlib
+
 from codegen.cuda import CudaKernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_6eeacc0cea16 as _extension
+# By its full name, not "from . import": that form imports the folder above as a package,
+# and codegen.load registers no name but this module's own.
+_extension = _importlib.import_module(__name__ + "._conv2d_814e9adcdc78")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "cuda"
 style = "loops"
-key = "6eeacc0cea16479602594e24da91f2c885ea5cbfe40be3115b3912192c3a02a2"
+key = "814e9adcdc788cc20413aaf0b8fb28ff55bfe974b3c9fc678e5c683b2c612324"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: 6eeacc0cea16479602594e24da91f2c885ea5cbfe40be3115b3912192c3a02a2
+ * cache key: 814e9adcdc788cc20413aaf0b8fb28ff55bfe974b3c9fc678e5c683b2c612324
  */
 
 /*

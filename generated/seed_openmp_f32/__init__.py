@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float32 (float); target: openmp
-# cache key: 1d29da1bcfcc1517baa5f6406419588a80b9204952b67cad865b078619b06705
+# cache key: 4e26393b06a4114ee1758e4536872fb4037009468397956279d70f6d4d0fac26
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key 1d29da1bcfcc1517baa5f6406419588a80b9204952b67cad865b078619b06705.
+Built by corrgen 0.1.0, cache key 4e26393b06a4114ee1758e4536872fb4037009468397956279d70f6d4d0fac26.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -21,16 +21,20 @@ Built by corrgen 0.1.0, cache key 1d29da1bcfcc1517baa5f6406419588a80b9204952b67c
 N, the batch, is free; every other extent is fixed. Arrays are float32 NumPy arrays.
 """
 
+import importlib as _importlib
+
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_1d29da1bcfcc as _extension
+# By its full name, not "from . import": that form imports the folder above as a package,
+# and codegen.load registers no name but this module's own.
+_extension = _importlib.import_module(__name__ + "._conv2d_4e26393b06a4")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "unrolled"
-key = "1d29da1bcfcc1517baa5f6406419588a80b9204952b67cad865b078619b06705"
+key = "4e26393b06a4114ee1758e4536872fb4037009468397956279d70f6d4d0fac26"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

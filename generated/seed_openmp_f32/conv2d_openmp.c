@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: openmp
- * cache key: 1d29da1bcfcc1517baa5f6406419588a80b9204952b67cad865b078619b06705
+ * cache key: 4e26393b06a4114ee1758e4536872fb4037009468397956279d70f6d4d0fac26
  */
 
 #include <stdint.h>

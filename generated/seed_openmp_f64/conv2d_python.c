@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float64 (double); target: openmp
- * cache key: 92a5e3c00c54147b62cc03192c3aa36df329b57d8baf514996ef4e8f5235e59c
+ * cache key: 051a0384bc565d60f9e019eeb3a93b84b5e42a27886d6c03fa1e081f609e5d10
  */
 
 /*
@@ -208,9 +208,16 @@ int conv2d_python_attach(const char *extension)
     PyObject *module = NULL, *functions = NULL, *name = NULL;
     if (_import_array() < 0)
         goto done;
-    if ((module = PyImport_ImportModule(extension)) == NULL
-        || (functions = PyObject_GetAttrString(module, "checked")) == NULL
-        || (name = PyUnicode_FromString(extension)) == NULL)
+    /* From sys.modules, where importing it put it: PyImport_ImportModule would import the
+     * name's top-level package first, which codegen.load does not register. */
+    if ((name = PyUnicode_FromString(extension)) == NULL)
+        goto done;
+    if ((module = PyImport_GetModule(name)) == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ImportError, "%s is not imported", extension);
+        goto done;
+    }
+    if ((functions = PyObject_GetAttrString(module, "checked")) == NULL)
         goto done;
     for (int pass = 0; pass < PASSES; pass++) {
         PyObject *function = PyMapping_GetItemString(functions, methods[pass].ml_name);

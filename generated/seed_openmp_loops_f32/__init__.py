@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 9870d56f546bfb68fca60af2e8d06dae5dcd8f4591d20e71bd0a062262fa5ca0
+# cache key: 2931e7b216d373128ff082c5cbd7ab8c204e9f0e4d98c03b9c7124edd0ba1c37
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 9870d56f546bfb68fca60af2e8d06dae5dcd8f4591d20e71bd0a062262fa5ca0.
+Built by corrgen 0.1.0, cache key 2931e7b216d373128ff082c5cbd7ab8c204e9f0e4d98c03b9c7124edd0ba1c37.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -21,16 +21,20 @@ Built by corrgen 0.1.0, cache key 9870d56f546bfb68fca60af2e8d06dae5dcd8f4591d20e
 N, the batch, is free; every other extent is fixed. Arrays are float32 NumPy arrays.
 """
 
+import importlib as _importlib
+
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_9870d56f546b as _extension
+# By its full name, not "from . import": that form imports the folder above as a package,
+# and codegen.load registers no name but this module's own.
+_extension = _importlib.import_module(__name__ + "._conv2d_2931e7b216d3")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "9870d56f546bfb68fca60af2e8d06dae5dcd8f4591d20e71bd0a062262fa5ca0"
+key = "2931e7b216d373128ff082c5cbd7ab8c204e9f0e4d98c03b9c7124edd0ba1c37"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

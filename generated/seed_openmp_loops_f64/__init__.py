@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 5a361c49dd840710d4e427c540c7d638ca8100a96fee5c4e195ef8a524224f84
+# cache key: 6fca7c80ec1bbf506dc8837e160d7203739e0f4915c36c6a5c2c9fc5fa69aede
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 5a361c49dd840710d4e427c540c7d638ca8100a96fee5c4e195ef8a524224f84.
+Built by corrgen 0.1.0, cache key 6fca7c80ec1bbf506dc8837e160d7203739e0f4915c36c6a5c2c9fc5fa69aede.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -21,16 +21,20 @@ Built by corrgen 0.1.0, cache key 5a361c49dd840710d4e427c540c7d638ca8100a96fee5c
 N, the batch, is free; every other extent is fixed. Arrays are float64 NumPy arrays.
 """
 
+import importlib as _importlib
+
 from codegen.load import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
-from . import _conv2d_5a361c49dd84 as _extension
+# By its full name, not "from . import": that form imports the folder above as a package,
+# and codegen.load registers no name but this module's own.
+_extension = _importlib.import_module(__name__ + "._conv2d_6fca7c80ec1b")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "5a361c49dd840710d4e427c540c7d638ca8100a96fee5c4e195ef8a524224f84"
+key = "6fca7c80ec1bbf506dc8837e160d7203739e0f4915c36c6a5c2c9fc5fa69aede"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward
