@@ -533,7 +533,7 @@ def test_cli_check_emulated_and_without_a_gpu(tmp_path, capsys):
     assert "emulated on the CPU" in capsys.readouterr().out
     assert main(["emit", *args, "--emulate", "--name", "emitted"]) == 0
     assert sorted(p.name for p in (tmp_path / "emitted").iterdir()) == [
-        "__init__.py", "conv2d.h", "conv2d_cuda.cu", "cuda_emulation.h"]
+        "__init__.py", "build.json", "conv2d.h", "conv2d_cuda.cu", "cuda_emulation.h"]
     assert main(["check", "--target", "openmp", "--emulate", "--out", str(tmp_path)]) == 2
     assert "no CPU emulation" in capsys.readouterr().err
     if NVCC is None:
