@@ -307,3 +307,24 @@ def test_booleans_and_floats_stay_refused(kwargs, field):
         LayerSpec(**{"input": (1, 3, 3), "kernel": (1, 1, 2, 2), **kwargs})
     assert str(info.value).startswith(f"{field}=")
 
+
+def test_pointwise_panels_of_accepted_layers_are_indexed_in_64_bits():
+    """A pointwise layer is a matrix product over its P = H*W pixels; grad_weight packs V_s^T
+    into a panel of P x GW_NR reals, more than 2**31 here although every array of the layer
+    (and the rule) stays below 2**30. The panel's offsets k*width must not be int products."""
+    import re
+
+    from codegen.backends import OPENMP
+    from codegen.lower import lower
+    from codegen.render import render
+
+    spec = LayerSpec(input=(1, 2**14, 2**15 - 64), kernel=(1, 1, 1, 1))
+    ir = lower(spec, OPENMP, "float32", "loops")
+    constants = {const.name: const.value for const in ir.constants}
+    assert constants["P"] * constants["GW_NR"] >= 2**31
+    source = render(ir, OPENMP).text("conv2d_openmp.c")
+    assert "panel[(int64_t)k * width + i]" in source
+    assert "bk = b + (int64_t)k * GW_NR;" in source
+    # no product of the step counter k with a panel width left in int (k*MR neither)
+    int_products = re.findall(r".*(?<!\(int64_t\))\bk \* (?:width|\w+_NR|\w+_MR)\b.*", source)
+    assert not int_products, int_products
