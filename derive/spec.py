@@ -16,6 +16,7 @@ columns, so that at stride 1 the output keeps H x W. When that total is odd, the
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +25,36 @@ from .errors import SpecError
 PADDING_NAMES = ("valid", "same", "full")
 MODES = ("correlation", "convolution")
 
+#: The most elements (exclusive) of any array the generated kernels index within one sample.
+#: The C/OpenMP and CUDA kernels index each sample's arrays with 32-bit ``int`` (only the
+#: batch index is ``int64_t``), so every per-sample offset must stay below 2**31 - 1. The
+#: limit is half of that: with every array, and every working copy the kernels make of one
+#: (``LayerSpec.arrays``), below 2**30 elements, the sum of two in-bounds offsets (the
+#: largest the templates form in ``int``, e.g. grad_weight's scratch of the input's copy plus
+#: the gradient's row tails) is still below 2**31 - 1. Strides and dilations stay below it
+#: too: they are emitted as ``int`` constants.
+MAX_ELEMENTS = 2**30
+#: The most output rows one register tile of the ``loops`` kernels covers (``TY`` in
+#: ``codegen.blocking``): the kernels' copy of a sample has room for the tile's overrun.
+TILE_ROWS = 8
+#: The most output columns one register tile covers: 8 vectors of ``VECTOR_REALS`` columns
+#: (channels-in-lanes tiles cover at most 28).
+TILE_COLUMNS = 64
+#: The most reals in one vector of columns (32 bytes of float32): grad_weight rounds each
+#: output row up to whole vectors.
+VECTOR_REALS = 8
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+
+def _as_int(value: Any) -> int | None:
+    """``value`` as a plain int when it is an integer (Python's, NumPy's, anything with
+    ``__index__``) but not a boolean; else None. Plain ints keep specs hashable, equal to
+    their plain-int twins and JSON-ready."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):  # NumPy's too
+        return None
+    try:
+        return int(operator.index(value))
+    except TypeError:
+        return None
 
 
 def _shape(field: str, value: Any, names: tuple[str, ...]) -> tuple[int, ...]:
@@ -41,25 +69,61 @@ def _shape(field: str, value: Any, names: tuple[str, ...]) -> tuple[int, ...]:
             f"{field}={value!r}: expected {len(names)} extents ({', '.join(names)}), "
             f"got {len(items)}"
         )
+    extents = []
     for name, item in zip(names, items):
-        if not _is_int(item):
+        extent = _as_int(item)
+        if extent is None:
             raise SpecError(f"{field}={value!r}: extent {name} must be an integer, got {item!r}")
-        if item < 1:
-            raise SpecError(f"{field}={value!r}: extent {name} must be >= 1, got {item}")
-    return items
+        if extent < 1:
+            raise SpecError(f"{field}={value!r}: extent {name} must be >= 1, got {extent}")
+        extents.append(extent)
+    return tuple(extents)
 
 
-def _pair(field: str, value: Any, minimum: int) -> tuple[int, int]:
-    items = (value, value) if _is_int(value) else value
+def _pair(field: str, value: Any, minimum: int, below: int | None = None) -> tuple[int, int]:
+    """``value`` (an integer or a pair) as a pair of plain ints in ``minimum .. below - 1``."""
+    single = _as_int(value)
+    items: Any = (single, single) if single is not None else value
     try:
         items = tuple(items)
     except TypeError:
         raise SpecError(f"{field}={value!r}: expected an integer or a pair of integers") from None
-    if len(items) != 2 or not all(_is_int(v) for v in items):
+    pair = [_as_int(v) for v in items]
+    if len(pair) != 2 or pair[0] is None or pair[1] is None:
         raise SpecError(f"{field}={value!r}: expected an integer or a pair of integers")
-    if min(items) < minimum:
+    first, second = pair[0], pair[1]
+    if min(first, second) < minimum:
         raise SpecError(f"{field}={value!r}: each {field} must be >= {minimum}")
-    return items  # type: ignore[return-value]
+    if below is not None and max(first, second) >= below:
+        raise SpecError(
+            f"{field}={value!r}: each {field} must be < {below:,} ({_power(below)}), got "
+            f"{max(first, second):,}: the generated kernels compute indices with 32-bit int"
+        )
+    return first, second
+
+
+def _power(n: int) -> str:
+    """``2**30`` for a power of two, else the number."""
+    return f"2**{n.bit_length() - 1}" if n & (n - 1) == 0 else f"{n:,}"
+
+
+@dataclass(frozen=True)
+class ArraySize:
+    """One array the generated kernels index within a sample, as the size rule sees it."""
+
+    #: the spec field a refusal names
+    field: str
+    #: what the array is, e.g. ``"the input C x H x W"``
+    name: str
+    #: its extents
+    shape: tuple[int, ...]
+
+    @property
+    def elements(self) -> int:
+        count = 1
+        for extent in self.shape:
+            count *= extent
+        return count
 
 
 @dataclass(frozen=True)
@@ -97,8 +161,8 @@ class LayerSpec:
         set_ = object.__setattr__
         set_(self, "input", _shape("input", self.input, ("C", "H", "W")))
         set_(self, "kernel", _shape("kernel", self.kernel, ("O", "C", "KH", "KW")))
-        set_(self, "stride", _pair("stride", self.stride, 1))
-        set_(self, "dilation", _pair("dilation", self.dilation, 1))
+        set_(self, "stride", _pair("stride", self.stride, 1, MAX_ELEMENTS))
+        set_(self, "dilation", _pair("dilation", self.dilation, 1, MAX_ELEMENTS))
         if isinstance(self.padding, str):
             name = self.padding.lower()
             if name not in PADDING_NAMES:
@@ -129,6 +193,24 @@ class LayerSpec:
                     f"kernel={self.kernel}: the dilated kernel spans {span} {axis}, more than "
                     f"the padded input's {padded} ({extent} + padding {self.padding!r}); "
                     f"the kernel must fit inside the padded input"
+                )
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Refuse a spec with an array the kernels cannot index with 32-bit ``int``.
+
+        O(1) in the extents (a few products), so that ``3x99999999999999999999`` is refused
+        at once; everything before it in ``__post_init__`` is O(1) too.
+        """
+        for array in self.arrays:
+            if array.elements >= MAX_ELEMENTS:
+                value = getattr(self, array.field)
+                shape = " x ".join(f"{extent:,}" for extent in array.shape)
+                raise SpecError(
+                    f"{array.field}={value!r}: {array.name} ({shape}) has "
+                    f"{array.elements:,} elements per sample; every array the kernels index "
+                    f"must have fewer than {MAX_ELEMENTS:,} ({_power(MAX_ELEMENTS)}): the "
+                    f"generated kernels index each sample's arrays with 32-bit int"
                 )
 
     # -- derived sizes, computed here only -------------------------------------------------
@@ -169,8 +251,61 @@ class LayerSpec:
         return self.kernel[0], self.out_h, self.out_w
 
     @property
+    def arrays(self) -> tuple[ArraySize, ...]:
+        """Every array the generated kernels index within one sample, as the size rule sees it.
+
+        The spec's own arrays (input, padded input, kernel, output) and upper bounds of the
+        two working copies the ``loops`` kernels of the OpenMP target make of a sample
+        (``codegen.blocking``), bounds that hold whatever register tiles the blocking picks
+        (at most ``TILE_ROWS`` x ``TILE_COLUMNS`` outputs, rows rounded up to whole vectors of
+        at most ``VECTOR_REALS``):
+
+        * the input, zero-padded, each row split into ``SW`` stride phases, with room below
+          and right for a tile's overrun: ``Hp + (min(TILE_ROWS, HO) - 1)*SH`` rows of
+          ``Wp - 1 + SW*min(WO + VECTOR_REALS - 1, TILE_COLUMNS)`` reals (``Hp``, ``Wp``: the
+          padded extents). With one output row a stride beyond the input makes the row step
+          ``SH`` rows larger than the copy; that constant is only ever multiplied by 0, and C
+          takes a literal beyond ``int`` as a ``long``;
+        * grad_input's gradient inside a zero frame of ``FH = floor(DH*(KH-1)/SH)`` rows
+          (``FW`` columns likewise), with room for a tile of each stride phase:
+          ``FH + max(HO, (H - 1 + PT)//SH + min(TILE_ROWS, H))`` rows of
+          ``FW + max(WO, (W - 1 + PL)//SW + min(W + VECTOR_REALS - 1, TILE_COLUMNS))``, per
+          output channel. It also bounds grad_weight's gradient rows rounded up to whole
+          vectors (``O x HO x VECTOR_REALS``). A large dilation makes the frame large even
+          when every array of the spec is small.
+
+        ``tests/test_spec.py`` checks these bounds against ``codegen.blocking.plan``.
+        """
+        c, h, w = self.input
+        o, _, kh, kw = self.kernel
+        top, bottom, left, right = self.pads
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        hp, wp = h + top + bottom, w + left + right
+        ho, wo = self.out_h, self.out_w
+        frame_h, frame_w = dh * (kh - 1) // sh, dw * (kw - 1) // sw
+        return (
+            ArraySize("input", "the input C x H x W", (c, h, w)),
+            ArraySize("padding", "the padded input C x (H + pads) x (W + pads)", (c, hp, wp)),
+            ArraySize("kernel", "the kernel O x C x KH x KW", (o, c, kh, kw)),
+            ArraySize("kernel", "the output O x HO x WO", (o, ho, wo)),
+            ArraySize("input" if (sh, sw) == (1, 1) else "stride",
+                      "the kernels' copy of the input (padded, split by stride, room for a "
+                      "tile)",
+                      (c, hp + (min(TILE_ROWS, ho) - 1) * sh,
+                       wp - 1 + sw * min(wo + VECTOR_REALS - 1, TILE_COLUMNS))),
+            ArraySize("kernel", "grad_input's copy of the gradient O x rows x columns (framed "
+                      "by the dilated kernel, room for a tile)",
+                      (o, frame_h + max(ho, (h - 1 + top) // sh + min(TILE_ROWS, h)),
+                       frame_w + max(wo, (w - 1 + left) // sw
+                                     + min(w + VECTOR_REALS - 1, TILE_COLUMNS)))),
+        )
+
+    @property
     def n_terms(self) -> int:
-        """Number of product terms in the forward pass (taps that land on the input)."""
+        """Number of product terms in the forward pass (taps that land on the input).
+
+        Closed form, O(log) in the extents: sizes of any magnitude answer at once.
+        """
         rows = _covered_taps(self.input[1], self.pads[0], self.out_h, self.stride[0],
                              self.kernel[2], self.dilation[0])
         cols = _covered_taps(self.input[2], self.pads[2], self.out_w, self.stride[1],
@@ -258,8 +393,56 @@ def _tap_positions(size: int, pad: int, n_out: int, stride: int, taps: int, dil:
                 yield u
 
 
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """``sum(floor((a*j + b) / m) for j in range(n))`` for ``n, a, b >= 0``, ``m >= 1``.
+
+    O(log) steps: the Euclid-like reduction of the AtCoder Library's ``floor_sum`` (take
+    the whole parts of ``a/m`` and ``b/m`` out, then count the same lattice points with the
+    axes swapped).
+    """
+    total = 0
+    while n > 0:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            break
+        n, b = divmod(y_max, m)
+        m, a = a, m
+    return total
+
+
+def _pairs_at_most(t: int, n_out: int, stride: int, taps: int, dil: int) -> int:
+    """``#{(y, i): 0 <= y < n_out, 0 <= i < taps, y*stride + i*dil <= t}``, in O(log)."""
+    if t < 0 or n_out < 1:
+        return 0
+    reach = min(taps, t // dil + 1)  # taps i with i*dil <= t
+    # taps i < whole reach every output: t - i*dil >= (n_out - 1)*stride
+    spare = t - (n_out - 1) * stride
+    whole = 0 if spare < 0 else min(reach, spare // dil + 1)
+    # each other tap i reaches floor((t - i*dil) / stride) + 1 outputs; with i = reach-1-j,
+    # t - i*dil = low + j*dil
+    rest = reach - whole
+    low = t - (reach - 1) * dil
+    return whole * n_out + rest + _floor_sum(rest, stride, dil, low)
+
+
 def _covered_taps(size: int, pad: int, n_out: int, stride: int, taps: int, dil: int) -> int:
-    return sum(1 for _ in _tap_positions(size, pad, n_out, stride, taps, dil))
+    """``#{(y, i): 0 <= y < n_out, 0 <= i < taps, 0 <= y*stride + i*dil - pad < size}``.
+
+    All pairs, less those above the input (``y*stride + i*dil <= pad - 1``) and those below
+    it (``y*stride + i*dil >= size + pad``; counted from the other end, ``y -> n_out-1-y``,
+    ``i -> taps-1-i``). No pair is both, as ``size >= 1``. O(log) in the extents.
+    """
+    if n_out < 1:
+        return 0
+    last = (n_out - 1) * stride + (taps - 1) * dil
+    return (n_out * taps - _pairs_at_most(pad - 1, n_out, stride, taps, dil)
+            - _pairs_at_most(last - size - pad, n_out, stride, taps, dil))
 
 
 def _uncovered(size: int, pad: int, n_out: int, stride: int, taps: int, dil: int):

@@ -92,6 +92,12 @@ def test_verify_says_what_was_proven_and_on_what(capsys):
     (["--element", "V[4,1]"], "--element 'V[4,1]': V has shape (1, 3, 3)"),
     (["--input", "16x64x64", "--kernel", "16x16x3x3"], "--max-terms"),
     (["--format", "yaml"], "invalid choice: 'yaml'"),
+    # refused at once (counting its terms row by row never ended): 32-bit indices
+    (["--input", "3x99999999999999999999"], "input=(1, 3, 99999999999999999999): the input "
+     "C x H x W (1 x 3 x 99,999,999,999,999,999,999) has 299,999,999,999,999,999,997 elements"),
+    (["--input", "1x50000x50000", "--kernel", "1x1"], "fewer than 1,073,741,824 (2**30): the "
+     "generated kernels index each sample's arrays with 32-bit int"),
+    (["--stride", "99999999999999999999"], "each stride must be < 1,073,741,824"),
 ])
 def test_bad_input_is_one_line_on_stderr_with_status_2(argv, message):
     result = subprocess.run([sys.executable, "-m", "codegen", "derive", *argv],
