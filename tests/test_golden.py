@@ -1,0 +1,89 @@
+"""Golden sources of every kernel variant, both targets: one small layer each, checked in
+under generated/variant_* and compared with fresh renderings, so that a change to the
+templates, the lowering or the tile plans shows in the suite as a diff of the code that ships
+(``pytest --update-golden`` rewrites them after a deliberate change).
+
+The seed example's own sources are compared in test_render.py and test_cuda.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from golden import GENERATED, golden_differences
+
+from codegen.backends import CUDA, OPENMP
+from codegen.lower import lower
+from codegen.render import render
+from derive import LayerSpec
+
+#: folder name -> (what it shows, spec, backend, style, dtype). The OpenMP variants are the
+#: plans codegen.blocking chooses; the layers are the kernel grid's (tests/test_kernels.py).
+VARIANTS = {
+    "variant_openmp_column_phases_f64": (
+        "column tiles, stride 2x1 split by row phase, dilation 1x2",
+        LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1),
+                  dilation=(1, 2)), OPENMP, "loops", "float64"),
+    "variant_openmp_row_reuse_f64": (
+        "one stride phase: row reuse in the column sweeps, the parallel path",
+        LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), padding=1), OPENMP, "loops",
+        "float64"),
+    "variant_openmp_in_place_f32": (
+        "grad_input reading the gradient in place, convolution mode",
+        LayerSpec(input=(1, 11, 17), kernel=(2, 1, 2, 3), padding=1, dilation=(1, 2),
+                  mode="convolution"), OPENMP, "loops", "float32"),
+    "variant_openmp_uncovered_f64": (
+        "a stride larger than the kernel: rows and columns no window reads",
+        LayerSpec(input=(2, 4, 4), kernel=(1, 2, 1, 1), stride=3), OPENMP, "loops", "float64"),
+    "variant_openmp_lanes_f32": (
+        "channels in vector lanes in all three passes",
+        LayerSpec(input=(16, 9, 11), kernel=(32, 16, 3, 3), padding=1), OPENMP, "loops",
+        "float32"),
+    "variant_openmp_lanes_transposed_f32": (
+        "lane tiles of whole vectors of columns, stored through in-register transposes",
+        LayerSpec(input=(16, 3, 37), kernel=(16, 16, 3, 3), padding=1), OPENMP, "loops",
+        "float32"),
+    "variant_openmp_lanes_paired_f32": (
+        "stride 2: grad_input's two column phases stored interleaved, one a column narrower",
+        LayerSpec(input=(16, 5, 39), kernel=(16, 16, 2, 3), stride=2, padding=(0, 1),
+                  dilation=(1, 2)), OPENMP, "loops", "float32"),
+    "variant_openmp_pointwise_f64": (
+        "a 1x1 kernel: packed-panel matrix products",
+        LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2), OPENMP, "loops",
+        "float64"),
+    "variant_cuda_loops_f64": (
+        "the CUDA loops style: strides, same padding, dilation, convolution mode",
+        LayerSpec(input=(3, 11, 8), kernel=(4, 3, 3, 3), stride=3, padding="same", dilation=2,
+                  mode="convolution"), CUDA, "loops", "float64"),
+    "variant_cuda_unrolled_f32": (
+        "the CUDA unrolled style without bias, full padding",
+        LayerSpec(input=(1, 5, 6), kernel=(2, 1, 2, 3), padding="full", bias=False), CUDA,
+        "unrolled", "float32"),
+}
+
+
+@pytest.mark.parametrize("folder", VARIANTS)
+def test_variant_sources_match_the_checked_in_files(folder, update_golden):
+    _, spec, backend, style, dtype = VARIANTS[folder]
+    sources = render(lower(spec, backend, dtype, style), backend)
+    differences = golden_differences(folder, sources, backend, update_golden)
+    assert not differences, "\n".join(differences)
+
+
+def test_every_checked_in_variant_is_still_rendered():
+    folders = {path.name for path in GENERATED.glob("variant_*") if path.is_dir()}
+    assert folders == set(VARIANTS), f"stale or missing: {folders ^ set(VARIANTS)}"
+
+
+@pytest.mark.parametrize("folder", [f for f in VARIANTS if VARIANTS[f][2] is OPENMP])
+def test_each_openmp_variant_shows_what_it_is_named_for(folder):
+    """The layer of each folder still takes the path its name says (a change of the tile
+    plans could move it to another, and the golden file would silently stop covering it)."""
+    _, spec, backend, style, dtype = VARIANTS[folder]
+    text = render(lower(spec, backend, dtype, style), backend).text(backend.source)
+    marks = {
+        "lanes": "LANES", "pointwise": "_ROW_PANELS", "in_place": "GIN_FRAME_ROW",
+        "paired": "pair_dst", "transposed": "transpose_lanes", "column_phases": "_PHASES 2",
+    }
+    for word, mark in marks.items():
+        if word in folder:
+            assert mark in text, f"{folder}: no {mark} in the rendered source"
