@@ -1388,6 +1388,27 @@ def find_engine() -> str | None:
     return shutil.which("pdflatex")
 
 
+def _missing_file(log_text: str) -> str | None:
+    """The file named by ``! LaTeX Error: File `X' not found.`` in a pdflatex log, or None.
+
+    TeX breaks log lines at 79 characters, so the name may run over a line break.
+    """
+    start = log_text.find("! LaTeX Error: File `")
+    if start < 0:
+        return None
+    text = log_text[start:start + 400].replace("\n", "")
+    match = re.match(r"! LaTeX Error: File `([^']+)' not found", text)
+    return match.group(1) if match else None
+
+
+def _missing_file_hint(name: str) -> str:
+    """How to get the LaTeX file ``name`` (``lmodern.sty``): Debian's and TeX Live's way."""
+    stem = name.rsplit(".", 1)[0]
+    return (f"the LaTeX file {name} is not installed (Debian/Ubuntu: apt-get install the "
+            f"package that 'apt-file search {name}' names, usually texlive-latex-recommended "
+            f"or texlive-latex-extra; TeX Live: tlmgr install {stem})")
+
+
 def compile_pdf(tex_path: Path, engine: str | None = None,
                 timeout: float = 300) -> tuple[Path, int]:
     """Compile ``tex_path`` with ``pdflatex -halt-on-error`` in a temporary folder and put the
@@ -1395,7 +1416,7 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
 
     Raises:
         LatexError: no engine, or the run failed (its first error and the log's path, the log
-            being copied next to the .tex).
+            being copied next to the .tex; a missing package is named, with how to get it).
     """
     tex_path = Path(tex_path)
     engine = engine or find_engine()
@@ -1420,8 +1441,12 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
             kept = tex_path.with_suffix(".log")
             if log_text:
                 write_atomic(kept, log_text)
-            errors = [line for line in log_text.splitlines() if line.startswith("!")]
-            first = errors[0] if errors else f"exit status {run.returncode}"
+            missing = _missing_file(log_text)
+            if missing is not None:
+                first = _missing_file_hint(missing)
+            else:
+                errors = [line for line in log_text.splitlines() if line.startswith("!")]
+                first = errors[0] if errors else f"exit status {run.returncode}"
             raise LatexError(f"{Path(engine).name} -halt-on-error failed on {tex_path}: "
                              f"{first} (log: {kept})")
         match = re.search(r"Output written on .*?\((\d+) pages?", log_text, re.S)

@@ -11,6 +11,7 @@ import difflib
 import functools
 import re
 import shutil
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -51,6 +52,10 @@ needs_pdflatex = pytest.mark.skipif(
     shutil.which("pdflatex") is None,
     reason="pdflatex is not installed (apt-get install texlive-latex-base "
            "texlive-latex-recommended texlive-fonts-recommended)")
+
+#: What .ci/run installs (apt-get --no-install-recommends), and texlive-base, which they need.
+CI_TEXLIVE = ("texlive-latex-base", "texlive-latex-recommended", "texlive-fonts-recommended")
+
 
 
 # -- reading equations back from the .tex ------------------------------------------------------
@@ -367,6 +372,18 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["x.tex"]
 
 
+def test_missing_file_is_read_from_the_log_across_its_line_breaks() -> None:
+    # TeX breaks log lines at 79 characters, names included
+    name = "a-package-with-a-very-long-name-that-runs-over-the-line-break.sty"
+    line = f"! LaTeX Error: File `{name}' not found."
+    log = f"(./x.tex\n{line[:79]}\n{line[79:]}\n\nType X to quit or <RETURN> to proceed,\n"
+    assert latex._missing_file(log) == name
+    assert latex._missing_file("! Undefined control sequence.\n") is None
+    hint = latex._missing_file_hint("lmodern.sty")
+    assert "apt-get install" in hint and "apt-file search lmodern.sty" in hint
+    assert "tlmgr install lmodern" in hint
+
+
 def test_cli_writes_the_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "seed.tex"
     assert cli.main(["latex", "-o", str(out)]) == 0
@@ -420,6 +437,66 @@ def test_a_latex_error_is_reported_with_its_log(tmp_path: Path) -> None:
         compile_pdf(tex)
     assert not (tmp_path / "bad.pdf").exists()
     assert (tmp_path / "bad.log").exists()
+
+
+@needs_pdflatex
+def test_a_missing_package_is_named_with_how_to_get_it(tmp_path: Path) -> None:
+    tex = tmp_path / "needs.tex"
+    tex.write_text("\\documentclass{article}\\usepackage{corrgen-no-such-package}\n"
+                   "\\begin{document}x\\end{document}\n")
+    with pytest.raises(LatexError) as caught:
+        compile_pdf(tex)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"pdflatex -halt-on-error failed on {tex}: the LaTeX file "
+                              "corrgen-no-such-package.sty is not installed (Debian/Ubuntu: ")
+    assert "apt-file search corrgen-no-such-package.sty" in message
+    assert "tlmgr install corrgen-no-such-package)" in message
+    assert message.endswith(f"(log: {tmp_path / 'needs.log'})")
+
+
+def _loaded(tex: str) -> list[str]:
+    """The class and package files a document loads: article.cls, geometry.sty, ..."""
+    files = [f"{name}.cls" for name in re.findall(r"\\documentclass(?:\[[^]]*\])?\{([^}]*)\}", tex)]
+    for names in re.findall(r"\\usepackage(?:\[[^]]*\])?\{([^}]*)\}", tex):
+        files += [f"{name.strip()}.sty" for name in names.split(",")]
+    return files
+
+
+@pytest.mark.skipif(shutil.which("kpsewhich") is None, reason="no TeX installation (kpsewhich)")
+def test_documents_load_only_what_the_ci_texlive_packages_have(seed_tex: str) -> None:
+    # With exactly CI's packages (no recommends) lmodern.sty was missing and every compile
+    # stopped. Each file must be found, and on Debian belong to those packages.
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert all(package in ci for package in CI_TEXLIVE)
+    files = _loaded(seed_tex)
+    assert "article.cls" in files and "amsmath.sty" in files
+    dpkg = shutil.which("dpkg")
+    for name in files:
+        found = subprocess.run(["kpsewhich", name], capture_output=True, text=True).stdout
+        assert found.strip(), f"{name} is not installed (kpsewhich {name} finds nothing)"
+        if dpkg:
+            owner = subprocess.run([dpkg, "-S", found.strip()], capture_output=True,
+                                   text=True).stdout.split(":")[0]
+            assert owner in (*CI_TEXLIVE, "texlive-base"), f"{name} comes from {owner!r}"
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("notation", ["seed000", "seed003"])
+def test_documents_use_only_outline_fonts(notation: str, tmp_path: Path) -> None:
+    # No bitmap (pk) font made by mktexpk: without lmodern and cm-super, T1 text or TS1
+    # symbols (itemize's bullet) would be rendered as Type 3 bitmaps.
+    tex = tmp_path / "d.tex"
+    tex.write_text(to_latex(GRID["strided-multichannel"], elements="corners",
+                            notation=notation))
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                          "-no-shell-escape", tex.name], cwd=tmp_path, capture_output=True,
+                         stdin=subprocess.DEVNULL, timeout=300)
+    log = (tmp_path / "d.log").read_text(errors="replace")
+    assert run.returncode == 0, log[-2000:]
+    assert r"\item" in tex.read_text()
+    assert not re.findall(r"[\w-]+\.\d+pk\b", log), re.findall(r"[\w-]+\.\d+pk\b", log)
+    assert ".pfb" in log.replace("\n", "")
 
 
 @needs_pdflatex
