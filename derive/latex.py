@@ -44,6 +44,7 @@ import itertools
 import math
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -1371,15 +1372,29 @@ def _verified(doc: _Document, proof: Proof, matrix_counts: dict[str, int],
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename.
+
+    The file gets the mode a plain ``open(path, "w")`` gives (0666 less the umask): the
+    temporary file is created with ``os.open(..., 0o666)``, so the kernel applies the umask
+    (``tempfile.mkstemp`` would leave it private, 0600).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name next to {path}")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

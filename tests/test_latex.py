@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +59,17 @@ needs_pdflatex = pytest.mark.skipif(
 #: What .ci/run installs (apt-get --no-install-recommends), and texlive-base, which they need.
 CI_TEXLIVE = ("texlive-latex-base", "texlive-latex-recommended", "texlive-fonts-recommended")
 
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask for the test's duration (the process's own is put back after)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 # -- reading equations back from the .tex ------------------------------------------------------
@@ -372,6 +386,21 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["x.tex"]
 
 
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    # 0666 less the umask, as open() gives, not tempfile.mkstemp's private 0600
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "a.tex", "a")
+        write_atomic(tmp_path / "a.tex", "again")  # a replaced file too
+        os.umask(0o027)
+        write_atomic(tmp_path / "b.log", b"b")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "a.tex") == 0o644
+    assert mode(tmp_path / "b.log") == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tex", "b.log"]
+
+
 def test_missing_file_is_read_from_the_log_across_its_line_breaks() -> None:
     # TeX breaks log lines at 79 characters, names included
     name = "a-package-with-a-very-long-name-that-runs-over-the-line-break.sty"
@@ -430,13 +459,14 @@ def test_compile_without_engine_says_how_to_get_one(tmp_path: Path,
 
 
 @needs_pdflatex
-def test_a_latex_error_is_reported_with_its_log(tmp_path: Path) -> None:
+def test_a_latex_error_is_reported_with_its_log(tmp_path: Path, umask_022: None) -> None:
     tex = tmp_path / "bad.tex"
     tex.write_text("\\documentclass{article}\\begin{document}$\\frac{1}$\\end{document}\n")
     with pytest.raises(LatexError, match=r"pdflatex -halt-on-error failed .*! .*log: "):
         compile_pdf(tex)
     assert not (tmp_path / "bad.pdf").exists()
     assert (tmp_path / "bad.log").exists()
+    assert mode(tmp_path / "bad.log") == 0o644
 
 
 @needs_pdflatex
@@ -521,9 +551,10 @@ def test_other_notation_and_base_compile(notation: str, tmp_path: Path) -> None:
 
 
 @needs_pdflatex
-def test_cli_pdf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_pdf(tmp_path: Path, capsys: pytest.CaptureFixture[str], umask_022: None) -> None:
     out = tmp_path / "d.tex"
     assert cli.main(["latex", "-o", str(out), "--pdf", "--input", "1x4", "--kernel", "1x2"]) == 0
     assert out.with_suffix(".pdf").exists()
     assert "pages)" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.pdf", "d.tex"]
+    assert mode(out) == mode(out.with_suffix(".pdf")) == 0o644
