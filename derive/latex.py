@@ -1376,7 +1376,8 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
     The file gets the mode a plain ``open(path, "w")`` gives (0666 less the umask): the
     temporary file is created with ``os.open(..., 0o666)``, so the kernel applies the umask
-    (``tempfile.mkstemp`` would leave it private, 0600).
+    (``tempfile.mkstemp`` would leave it private, 0600). OSError propagates; see
+    ``write_file`` for the one-line error.
     """
     path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -1396,6 +1397,31 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_error(path: Path, error: OSError) -> str:
+    """What went wrong writing ``path``, and the rule, in one line."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        why = "it is a folder; name a file"
+    elif not folder.exists():
+        why = f"folder {str(folder)!r} does not exist"
+    elif not folder.is_dir():
+        why = f"{str(folder)!r} is not a folder"
+    elif isinstance(error, PermissionError):
+        why = f"no permission to write in folder {str(folder)!r}"
+    else:
+        why = error.strerror or str(error)
+    return f"cannot write {str(path)!r}: {why}"
+
+
+def write_file(path: Path, data: str | bytes) -> None:
+    """``write_atomic``, with any OSError as a one-line ``LatexError`` naming the path."""
+    try:
+        write_atomic(path, data)
+    except OSError as error:
+        raise LatexError(_write_error(path, error)) from None
 
 
 def find_engine() -> str | None:
@@ -1431,7 +1457,8 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
 
     Raises:
         LatexError: no engine, or the run failed (its first error and the log's path, the log
-            being copied next to the .tex; a missing package is named, with how to get it).
+            being copied next to the .tex; a missing package is named, with how to get it),
+            or a file could not be read or written. Always one line.
     """
     tex_path = Path(tex_path)
     engine = engine or find_engine()
@@ -1441,7 +1468,11 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
     pdf_path = tex_path.with_suffix(".pdf")
     with tempfile.TemporaryDirectory(prefix="corrgen-latex-") as tmp:
         work = Path(tmp) / tex_path.name
-        shutil.copyfile(tex_path, work)
+        try:
+            shutil.copyfile(tex_path, work)
+        except OSError as error:
+            raise LatexError(f"cannot read {str(tex_path)!r}: {error.strerror or error}") \
+                from None
         cmd = [engine, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
                work.name]
         try:
@@ -1455,7 +1486,7 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
         if run.returncode != 0 or not built.exists():
             kept = tex_path.with_suffix(".log")
             if log_text:
-                write_atomic(kept, log_text)
+                write_file(kept, log_text)
             missing = _missing_file(log_text)
             if missing is not None:
                 first = _missing_file_hint(missing)
@@ -1466,13 +1497,17 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
                              f"{first} (log: {kept})")
         match = re.search(r"Output written on .*?\((\d+) pages?", log_text, re.S)
         pages = int(match.group(1)) if match else 0
-        write_atomic(pdf_path, built.read_bytes())
+        write_file(pdf_path, built.read_bytes())
     return pdf_path, pages
 
 
 def write_document(path: Path, text: str, pdf: bool = False) -> tuple[Path | None, int]:
-    """Write the .tex atomically and, with ``pdf``, compile it; returns (PDF path, pages)."""
-    write_atomic(path, text)
+    """Write the .tex atomically and, with ``pdf``, compile it; returns (PDF path, pages).
+
+    Raises:
+        LatexError: the file cannot be written, or compiled (one line).
+    """
+    write_file(path, text)
     if not pdf:
         return None, 0
     return compile_pdf(path)
@@ -1491,4 +1526,5 @@ __all__ = [
     "to_latex",
     "write_atomic",
     "write_document",
+    "write_file",
 ]

@@ -439,6 +439,56 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path: Path, monkeypatch: pyte
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+def test_cli_output_that_cannot_be_written_is_one_line_with_status_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "somedir").mkdir()
+    (tmp_path / "dir.tex").mkdir()
+    (tmp_path / "file").write_text("")
+    (tmp_path / "d.pdf").mkdir()
+    cases = {
+        (str(tmp_path / "somedir"),): "is a folder; the output must be a .tex file",
+        (str(tmp_path / "dir.tex"),): "is a folder; the output must be a .tex file",
+        ("/nonexistent-dir/x.tex",): "folder '/nonexistent-dir' does not exist",
+        (str(tmp_path / "file" / "x.tex"),): "is not a folder",
+        (str(tmp_path / "d.tex"), "--pdf"): "d.pdf', which is a folder",
+    }
+    for (out, *more), message in cases.items():
+        assert cli.main(["latex", "-o", out, *more]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert repr(out) in captured.err and message in captured.err, captured.err
+        assert captured.err.count("\n") == 1, captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.pdf", "dir.tex", "file", "somedir"]
+
+    # a folder without write permission: said before any work where the check can see it,
+    # and by the write itself where it cannot (root passes os.access; ACLs; a race)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = locked / "x.tex"
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+        try:
+            assert cli.main(["latex", "-o", str(out)]) == 2
+        finally:
+            locked.chmod(0o755)
+        err = capsys.readouterr().err
+        assert f"no permission to write in folder {str(locked)!r}" in err
+        assert err.count("\n") == 1, err
+
+    def denied(path: Path, data: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli.os, "access", lambda *_, **__: True)
+    monkeypatch.setattr(latex, "write_atomic", denied)
+    assert cli.main(["latex", "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"corrgen latex: error: cannot write {str(out)!r}: no permission to "
+                            f"write in folder {str(locked)!r}\n")
+    assert list(locked.iterdir()) == []
+
+
 def test_demo_step_writes_the_seed_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert cli._demo_latex in cli.DEMO_STEPS
@@ -447,6 +497,31 @@ def test_demo_step_writes_the_seed_document(tmp_path: Path, monkeypatch: pytest.
     assert cli._demo_latex(SEED, None) == 0  # type: ignore[arg-type]
     assert (tmp_path / "corrgen-demo" / "derivation.tex").read_text() == to_latex(SEED)
     assert "pdflatex is not installed" in capsys.readouterr().out
+
+
+def test_demo_step_errors_go_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def failing(path: Path) -> tuple[Path, int]:
+        raise LatexError(f"pdflatex -halt-on-error failed on {path}: ! boom")
+
+    monkeypatch.setattr(cli, "find_engine", lambda: "/usr/bin/pdflatex")
+    monkeypatch.setattr(cli, "compile_pdf", failing)
+    assert cli._demo_latex(SEED, None) == 2  # type: ignore[arg-type]
+    captured = capsys.readouterr()
+    assert "wrote corrgen-demo/derivation.tex" in captured.out and "boom" not in captured.out
+    assert captured.err == ("corrgen demo: error: pdflatex -halt-on-error failed on "
+                            "corrgen-demo/derivation.tex: ! boom\n")
+    # the demo's folder cannot be made: one line on stderr, not a traceback
+    (tmp_path / "corrgen-demo" / "derivation.tex").unlink()
+    (tmp_path / "corrgen-demo").rmdir()
+    (tmp_path / "corrgen-demo").write_text("a file in the way")
+    assert cli._demo_latex(SEED, None) == 2  # type: ignore[arg-type]
+    captured = capsys.readouterr()
+    assert "error" not in captured.out
+    assert captured.err.startswith("corrgen demo: error: cannot create folder 'corrgen-demo'")
+    assert captured.err.count("\n") == 1
 
 
 def test_compile_without_engine_says_how_to_get_one(tmp_path: Path,
