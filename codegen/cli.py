@@ -34,7 +34,7 @@ from derive.latex import (
     find_engine,
     parse_elements,
     to_latex,
-    write_atomic,
+    write_file,
 )
 from derive.printing import GRAD_NAMES, index_text, shift_indices
 from derive.spec import PADDING_NAMES, LayerSpec
@@ -637,27 +637,40 @@ def _elements_option(text: str) -> str | int:
             f"{N_LIMIT} (elements expanded per array)") from None
 
 
-def _tex_path(text: str) -> Path:
+def _tex_path(text: str, pdf: bool = False) -> Path:
+    """``-o``'s file, checked before any work: a .tex file (not a folder) in a folder that
+    exists and can be written; with ``pdf``, the PDF's name next to it must not be a folder."""
     path = Path(text)
+    if path.is_dir():
+        raise UsageError(f"-o {text!r} is a folder; the output must be a .tex file (with --pdf "
+                         f"the PDF is written next to it)")
     if path.suffix != ".tex":
         raise UsageError(f"-o {text!r}: the output must be a .tex file (with --pdf the PDF is "
                          f"written next to it)")
-    if not path.parent.is_dir():
-        raise UsageError(f"-o {text!r}: folder {str(path.parent)!r} does not exist")
+    folder = path.parent
+    if not folder.exists():
+        raise UsageError(f"-o {text!r}: folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise UsageError(f"-o {text!r}: {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {text!r}: no permission to write in folder {str(folder)!r}")
+    for other in (path.with_suffix(".pdf"), path.with_suffix(".log")) if pdf else ():
+        if other.is_dir():
+            raise UsageError(f"-o {text!r}: --pdf writes {str(other)!r}, which is a folder")
     return path
 
 
 def cmd_latex(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     elements = _elements_option(args.elements)
-    out = _tex_path(args.output)
+    out = _tex_path(args.output, pdf=args.pdf)
     if args.pdf and find_engine() is None:  # say so before any work, and write nothing
         raise LatexError(f"--pdf: no LaTeX engine is installed (pdflatex not found on PATH); "
                          f"install one with '{INSTALL_HINT}', or leave out --pdf")
     start = time.perf_counter()
     text = to_latex(spec, index_base=args.index_base, elements=elements,
                     notation=args.notation)
-    write_atomic(out, text)
+    write_file(out, text)  # the checks above can be outrun (root, a race): one line still
     print(f"wrote {out} ({len(text.splitlines()):,} lines, "
           f"{time.perf_counter() - start:.1f} s): {spec.describe()}")
     if args.pdf:
@@ -697,10 +710,21 @@ DEMO_LATEX = Path("corrgen-demo") / "derivation.tex"
 
 
 def _demo_latex(spec: LayerSpec, args: argparse.Namespace) -> int:
-    """Demo stage: the layer's LaTeX document, compiled when pdflatex is installed."""
+    """Demo stage: the layer's LaTeX document, compiled when pdflatex is installed.
+
+    A failure (the folder cannot be written, pdflatex fails) is one line on stderr and
+    exit status 2, like any error of the environment; the demo's other stages still run.
+    """
     print(f"\n== 4. LaTeX derivation document ({DEMO_LATEX})")
-    DEMO_LATEX.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(DEMO_LATEX, to_latex(spec))
+    try:
+        DEMO_LATEX.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return _demo_error(f"cannot create folder {str(DEMO_LATEX.parent)!r}: "
+                           f"{error.strerror or error}")
+    try:
+        write_file(DEMO_LATEX, to_latex(spec))
+    except LatexError as error:
+        return _demo_error(str(error))
     print(f"wrote {DEMO_LATEX}")
     if find_engine() is None:
         print(f"pdflatex is not installed, so no PDF ({INSTALL_HINT} to get one)")
@@ -708,10 +732,15 @@ def _demo_latex(spec: LayerSpec, args: argparse.Namespace) -> int:
     try:
         pdf, pages = compile_pdf(DEMO_LATEX)
     except LatexError as error:
-        print(f"error: {error}")
-        return 1
+        return _demo_error(str(error))
     print(f"wrote {pdf} ({pages} pages)")
     return 0
+
+
+def _demo_error(message: str) -> int:
+    sys.stdout.flush()  # keep the order of the two streams in a terminal or a shared log
+    sys.stderr.write(f"corrgen demo: error: {message}\n")
+    return 2
 
 
 DEMO_STEPS.append(_demo_latex)
@@ -738,15 +767,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stdout:
+    """``sys.stdout`` while a command runs: a write or flush that fails (a full disk, a
+    closed terminal) is marked as standard output's, so ``main`` tells it from the errors
+    of other files."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except OSError as error:
+            error.corrgen_stdout = True  # type: ignore[attr-defined]
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as error:
+            error.corrgen_stdout = True  # type: ignore[attr-defined]
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _drop_stdout(stream: Any) -> None:
+    """Point standard output's file at the null device, so that nothing left in its buffer
+    fails again (as "Exception ignored") when the interpreter flushes it at exit."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):  # no file under it (a test's capture)
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _stdout_error(prog: str, error: OSError) -> int:
+    sys.stderr.write(f"{prog}: error: cannot write to standard output: "
+                     f"{error.strerror or error}\n")
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["demo", *argv]
-    args = parser.parse_args(argv)
-    args.argv = argv
     try:
-        return int(args.handler(args) or 0)
+        args = parser.parse_args(argv)
+    except SystemExit:  # --help, --version: their text fails (if at all) here, not at exit
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _drop_stdout(sys.stdout)
+        except OSError as error:
+            _drop_stdout(sys.stdout)
+            return _stdout_error("corrgen", error)
+        raise
+    args.argv = argv
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
+    try:
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # buffered output often fails only here (a full disk)
+        return status
     except (CorrgenError, ValueError) as error:
         sys.stderr.write(f"corrgen {args.command}: error: {error}\n")
         return 2
@@ -757,9 +846,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head: stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+    except OSError as error:
+        if not getattr(error, "corrgen_stdout", False):
+            raise
+        _drop_stdout(stdout)
+        return _stdout_error(f"corrgen {args.command}", error)
     except KeyboardInterrupt:
         sys.stderr.write("corrgen: interrupted\n")
         return 130
+    finally:
+        if isinstance(sys.stdout, _Stdout):
+            sys.stdout = stdout
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import itertools
 import math
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -1371,21 +1372,82 @@ def _verified(doc: _Document, proof: Proof, matrix_counts: dict[str, int],
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename.
+
+    The file gets the mode a plain ``open(path, "w")`` gives (0666 less the umask): the
+    temporary file is created with ``os.open(..., 0o666)``, so the kernel applies the umask
+    (``tempfile.mkstemp`` would leave it private, 0600). OSError propagates; see
+    ``write_file`` for the one-line error.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name next to {path}")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_error(path: Path, error: OSError) -> str:
+    """What went wrong writing ``path``, and the rule, in one line."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        why = "it is a folder; name a file"
+    elif not folder.exists():
+        why = f"folder {str(folder)!r} does not exist"
+    elif not folder.is_dir():
+        why = f"{str(folder)!r} is not a folder"
+    elif isinstance(error, PermissionError):
+        why = f"no permission to write in folder {str(folder)!r}"
+    else:
+        why = error.strerror or str(error)
+    return f"cannot write {str(path)!r}: {why}"
+
+
+def write_file(path: Path, data: str | bytes) -> None:
+    """``write_atomic``, with any OSError as a one-line ``LatexError`` naming the path."""
+    try:
+        write_atomic(path, data)
+    except OSError as error:
+        raise LatexError(_write_error(path, error)) from None
 
 
 def find_engine() -> str | None:
     """Path of ``pdflatex``, or None when no LaTeX engine is installed."""
     return shutil.which("pdflatex")
+
+
+def _missing_file(log_text: str) -> str | None:
+    """The file named by ``! LaTeX Error: File `X' not found.`` in a pdflatex log, or None.
+
+    TeX breaks log lines at 79 characters, so the name may run over a line break.
+    """
+    start = log_text.find("! LaTeX Error: File `")
+    if start < 0:
+        return None
+    text = log_text[start:start + 400].replace("\n", "")
+    match = re.match(r"! LaTeX Error: File `([^']+)' not found", text)
+    return match.group(1) if match else None
+
+
+def _missing_file_hint(name: str) -> str:
+    """How to get the LaTeX file ``name`` (``lmodern.sty``): Debian's and TeX Live's way."""
+    stem = name.rsplit(".", 1)[0]
+    return (f"the LaTeX file {name} is not installed (Debian/Ubuntu: apt-get install the "
+            f"package that 'apt-file search {name}' names, usually texlive-latex-recommended "
+            f"or texlive-latex-extra; TeX Live: tlmgr install {stem})")
 
 
 def compile_pdf(tex_path: Path, engine: str | None = None,
@@ -1395,7 +1457,8 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
 
     Raises:
         LatexError: no engine, or the run failed (its first error and the log's path, the log
-            being copied next to the .tex).
+            being copied next to the .tex; a missing package is named, with how to get it),
+            or a file could not be read or written. Always one line.
     """
     tex_path = Path(tex_path)
     engine = engine or find_engine()
@@ -1405,7 +1468,11 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
     pdf_path = tex_path.with_suffix(".pdf")
     with tempfile.TemporaryDirectory(prefix="corrgen-latex-") as tmp:
         work = Path(tmp) / tex_path.name
-        shutil.copyfile(tex_path, work)
+        try:
+            shutil.copyfile(tex_path, work)
+        except OSError as error:
+            raise LatexError(f"cannot read {str(tex_path)!r}: {error.strerror or error}") \
+                from None
         cmd = [engine, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
                work.name]
         try:
@@ -1419,20 +1486,28 @@ def compile_pdf(tex_path: Path, engine: str | None = None,
         if run.returncode != 0 or not built.exists():
             kept = tex_path.with_suffix(".log")
             if log_text:
-                write_atomic(kept, log_text)
-            errors = [line for line in log_text.splitlines() if line.startswith("!")]
-            first = errors[0] if errors else f"exit status {run.returncode}"
+                write_file(kept, log_text)
+            missing = _missing_file(log_text)
+            if missing is not None:
+                first = _missing_file_hint(missing)
+            else:
+                errors = [line for line in log_text.splitlines() if line.startswith("!")]
+                first = errors[0] if errors else f"exit status {run.returncode}"
             raise LatexError(f"{Path(engine).name} -halt-on-error failed on {tex_path}: "
                              f"{first} (log: {kept})")
         match = re.search(r"Output written on .*?\((\d+) pages?", log_text, re.S)
         pages = int(match.group(1)) if match else 0
-        write_atomic(pdf_path, built.read_bytes())
+        write_file(pdf_path, built.read_bytes())
     return pdf_path, pages
 
 
 def write_document(path: Path, text: str, pdf: bool = False) -> tuple[Path | None, int]:
-    """Write the .tex atomically and, with ``pdf``, compile it; returns (PDF path, pages)."""
-    write_atomic(path, text)
+    """Write the .tex atomically and, with ``pdf``, compile it; returns (PDF path, pages).
+
+    Raises:
+        LatexError: the file cannot be written, or compiled (one line).
+    """
+    write_file(path, text)
     if not pdf:
         return None, 0
     return compile_pdf(path)
@@ -1451,4 +1526,5 @@ __all__ = [
     "to_latex",
     "write_atomic",
     "write_document",
+    "write_file",
 ]

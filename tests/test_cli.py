@@ -1,8 +1,10 @@
 """corrgen derive and the CLI's shared behaviour: formats, elements, proofs, one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sympy import expand, sympify
@@ -107,6 +109,31 @@ def test_bad_input_is_one_line_on_stderr_with_status_2(argv, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("buffered", [True, False])
+@pytest.mark.parametrize("argv", [["derive"], ["derive", "--format", "json"],
+                                  ["derive", "--help"]])
+def test_a_full_disk_on_stdout_is_one_line_with_status_2(argv, buffered):
+    # /dev/full fails every write with ENOSPC; buffered, only when the buffer is flushed
+    # (at exit, where Python used to print "Exception ignored").
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "codegen", *argv], stdout=full,
+                                stderr=subprocess.PIPE, text=True, env=env, timeout=120,
+                                cwd=Path(__file__).resolve().parent.parent)
+    if "--help" in argv and not buffered:
+        # argparse drops a failed write itself; nothing is left to fail
+        assert result.returncode == 0 and result.stderr == ""
+        return
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    prog = "corrgen" if "--help" in argv else "corrgen derive"
+    assert lines[0].startswith(f"{prog}: error: cannot write to standard output: "), lines
 
 
 def test_help_explains_the_spec_options_with_an_example(capsys):

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 import shutil
+import stat
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +55,21 @@ needs_pdflatex = pytest.mark.skipif(
     shutil.which("pdflatex") is None,
     reason="pdflatex is not installed (apt-get install texlive-latex-base "
            "texlive-latex-recommended texlive-fonts-recommended)")
+
+#: What .ci/run installs (apt-get --no-install-recommends), and texlive-base, which they need.
+CI_TEXLIVE = ("texlive-latex-base", "texlive-latex-recommended", "texlive-fonts-recommended")
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask for the test's duration (the process's own is put back after)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 # -- reading equations back from the .tex ------------------------------------------------------
@@ -367,6 +386,33 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["x.tex"]
 
 
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    # 0666 less the umask, as open() gives, not tempfile.mkstemp's private 0600
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "a.tex", "a")
+        write_atomic(tmp_path / "a.tex", "again")  # a replaced file too
+        os.umask(0o027)
+        write_atomic(tmp_path / "b.log", b"b")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "a.tex") == 0o644
+    assert mode(tmp_path / "b.log") == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tex", "b.log"]
+
+
+def test_missing_file_is_read_from_the_log_across_its_line_breaks() -> None:
+    # TeX breaks log lines at 79 characters, names included
+    name = "a-package-with-a-very-long-name-that-runs-over-the-line-break.sty"
+    line = f"! LaTeX Error: File `{name}' not found."
+    log = f"(./x.tex\n{line[:79]}\n{line[79:]}\n\nType X to quit or <RETURN> to proceed,\n"
+    assert latex._missing_file(log) == name
+    assert latex._missing_file("! Undefined control sequence.\n") is None
+    hint = latex._missing_file_hint("lmodern.sty")
+    assert "apt-get install" in hint and "apt-file search lmodern.sty" in hint
+    assert "tlmgr install lmodern" in hint
+
+
 def test_cli_writes_the_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "seed.tex"
     assert cli.main(["latex", "-o", str(out)]) == 0
@@ -393,6 +439,56 @@ def test_cli_errors_are_one_line_with_status_2(tmp_path: Path, monkeypatch: pyte
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+def test_cli_output_that_cannot_be_written_is_one_line_with_status_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "somedir").mkdir()
+    (tmp_path / "dir.tex").mkdir()
+    (tmp_path / "file").write_text("")
+    (tmp_path / "d.pdf").mkdir()
+    cases = {
+        (str(tmp_path / "somedir"),): "is a folder; the output must be a .tex file",
+        (str(tmp_path / "dir.tex"),): "is a folder; the output must be a .tex file",
+        ("/nonexistent-dir/x.tex",): "folder '/nonexistent-dir' does not exist",
+        (str(tmp_path / "file" / "x.tex"),): "is not a folder",
+        (str(tmp_path / "d.tex"), "--pdf"): "d.pdf', which is a folder",
+    }
+    for (out, *more), message in cases.items():
+        assert cli.main(["latex", "-o", out, *more]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert repr(out) in captured.err and message in captured.err, captured.err
+        assert captured.err.count("\n") == 1, captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.pdf", "dir.tex", "file", "somedir"]
+
+    # a folder without write permission: said before any work where the check can see it,
+    # and by the write itself where it cannot (root passes os.access; ACLs; a race)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = locked / "x.tex"
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+        try:
+            assert cli.main(["latex", "-o", str(out)]) == 2
+        finally:
+            locked.chmod(0o755)
+        err = capsys.readouterr().err
+        assert f"no permission to write in folder {str(locked)!r}" in err
+        assert err.count("\n") == 1, err
+
+    def denied(path: Path, data: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli.os, "access", lambda *_, **__: True)
+    monkeypatch.setattr(latex, "write_atomic", denied)
+    assert cli.main(["latex", "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"corrgen latex: error: cannot write {str(out)!r}: no permission to "
+                            f"write in folder {str(locked)!r}\n")
+    assert list(locked.iterdir()) == []
+
+
 def test_demo_step_writes_the_seed_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert cli._demo_latex in cli.DEMO_STEPS
@@ -401,6 +497,31 @@ def test_demo_step_writes_the_seed_document(tmp_path: Path, monkeypatch: pytest.
     assert cli._demo_latex(SEED, None) == 0  # type: ignore[arg-type]
     assert (tmp_path / "corrgen-demo" / "derivation.tex").read_text() == to_latex(SEED)
     assert "pdflatex is not installed" in capsys.readouterr().out
+
+
+def test_demo_step_errors_go_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def failing(path: Path) -> tuple[Path, int]:
+        raise LatexError(f"pdflatex -halt-on-error failed on {path}: ! boom")
+
+    monkeypatch.setattr(cli, "find_engine", lambda: "/usr/bin/pdflatex")
+    monkeypatch.setattr(cli, "compile_pdf", failing)
+    assert cli._demo_latex(SEED, None) == 2  # type: ignore[arg-type]
+    captured = capsys.readouterr()
+    assert "wrote corrgen-demo/derivation.tex" in captured.out and "boom" not in captured.out
+    assert captured.err == ("corrgen demo: error: pdflatex -halt-on-error failed on "
+                            "corrgen-demo/derivation.tex: ! boom\n")
+    # the demo's folder cannot be made: one line on stderr, not a traceback
+    (tmp_path / "corrgen-demo" / "derivation.tex").unlink()
+    (tmp_path / "corrgen-demo").rmdir()
+    (tmp_path / "corrgen-demo").write_text("a file in the way")
+    assert cli._demo_latex(SEED, None) == 2  # type: ignore[arg-type]
+    captured = capsys.readouterr()
+    assert "error" not in captured.out
+    assert captured.err.startswith("corrgen demo: error: cannot create folder 'corrgen-demo'")
+    assert captured.err.count("\n") == 1
 
 
 def test_compile_without_engine_says_how_to_get_one(tmp_path: Path,
@@ -413,13 +534,74 @@ def test_compile_without_engine_says_how_to_get_one(tmp_path: Path,
 
 
 @needs_pdflatex
-def test_a_latex_error_is_reported_with_its_log(tmp_path: Path) -> None:
+def test_a_latex_error_is_reported_with_its_log(tmp_path: Path, umask_022: None) -> None:
     tex = tmp_path / "bad.tex"
     tex.write_text("\\documentclass{article}\\begin{document}$\\frac{1}$\\end{document}\n")
     with pytest.raises(LatexError, match=r"pdflatex -halt-on-error failed .*! .*log: "):
         compile_pdf(tex)
     assert not (tmp_path / "bad.pdf").exists()
     assert (tmp_path / "bad.log").exists()
+    assert mode(tmp_path / "bad.log") == 0o644
+
+
+@needs_pdflatex
+def test_a_missing_package_is_named_with_how_to_get_it(tmp_path: Path) -> None:
+    tex = tmp_path / "needs.tex"
+    tex.write_text("\\documentclass{article}\\usepackage{corrgen-no-such-package}\n"
+                   "\\begin{document}x\\end{document}\n")
+    with pytest.raises(LatexError) as caught:
+        compile_pdf(tex)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"pdflatex -halt-on-error failed on {tex}: the LaTeX file "
+                              "corrgen-no-such-package.sty is not installed (Debian/Ubuntu: ")
+    assert "apt-file search corrgen-no-such-package.sty" in message
+    assert "tlmgr install corrgen-no-such-package)" in message
+    assert message.endswith(f"(log: {tmp_path / 'needs.log'})")
+
+
+def _loaded(tex: str) -> list[str]:
+    """The class and package files a document loads: article.cls, geometry.sty, ..."""
+    files = [f"{name}.cls" for name in re.findall(r"\\documentclass(?:\[[^]]*\])?\{([^}]*)\}", tex)]
+    for names in re.findall(r"\\usepackage(?:\[[^]]*\])?\{([^}]*)\}", tex):
+        files += [f"{name.strip()}.sty" for name in names.split(",")]
+    return files
+
+
+@pytest.mark.skipif(shutil.which("kpsewhich") is None, reason="no TeX installation (kpsewhich)")
+def test_documents_load_only_what_the_ci_texlive_packages_have(seed_tex: str) -> None:
+    # With exactly CI's packages (no recommends) lmodern.sty was missing and every compile
+    # stopped. Each file must be found, and on Debian belong to those packages.
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert all(package in ci for package in CI_TEXLIVE)
+    files = _loaded(seed_tex)
+    assert "article.cls" in files and "amsmath.sty" in files
+    dpkg = shutil.which("dpkg")
+    for name in files:
+        found = subprocess.run(["kpsewhich", name], capture_output=True, text=True).stdout
+        assert found.strip(), f"{name} is not installed (kpsewhich {name} finds nothing)"
+        if dpkg:
+            owner = subprocess.run([dpkg, "-S", found.strip()], capture_output=True,
+                                   text=True).stdout.split(":")[0]
+            assert owner in (*CI_TEXLIVE, "texlive-base"), f"{name} comes from {owner!r}"
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("notation", ["seed000", "seed003"])
+def test_documents_use_only_outline_fonts(notation: str, tmp_path: Path) -> None:
+    # No bitmap (pk) font made by mktexpk: without lmodern and cm-super, T1 text or TS1
+    # symbols (itemize's bullet) would be rendered as Type 3 bitmaps.
+    tex = tmp_path / "d.tex"
+    tex.write_text(to_latex(GRID["strided-multichannel"], elements="corners",
+                            notation=notation))
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                          "-no-shell-escape", tex.name], cwd=tmp_path, capture_output=True,
+                         stdin=subprocess.DEVNULL, timeout=300)
+    log = (tmp_path / "d.log").read_text(errors="replace")
+    assert run.returncode == 0, log[-2000:]
+    assert r"\item" in tex.read_text()
+    assert not re.findall(r"[\w-]+\.\d+pk\b", log), re.findall(r"[\w-]+\.\d+pk\b", log)
+    assert ".pfb" in log.replace("\n", "")
 
 
 @needs_pdflatex
@@ -444,9 +626,10 @@ def test_other_notation_and_base_compile(notation: str, tmp_path: Path) -> None:
 
 
 @needs_pdflatex
-def test_cli_pdf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_pdf(tmp_path: Path, capsys: pytest.CaptureFixture[str], umask_022: None) -> None:
     out = tmp_path / "d.tex"
     assert cli.main(["latex", "-o", str(out), "--pdf", "--input", "1x4", "--kernel", "1x2"]) == 0
     assert out.with_suffix(".pdf").exists()
     assert "pages)" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.pdf", "d.tex"]
+    assert mode(out) == mode(out.with_suffix(".pdf")) == 0o644
