@@ -586,7 +586,7 @@ def _add_bench(sub: Any) -> None:
 
 def _demo_module(spec: LayerSpec, args: argparse.Namespace) -> int:
     print("\n== 3. OpenMP module, built and validated against the NumPy reference")
-    args.target, args.style, args.out, args.name = "openmp", "auto", None, None
+    args.target, args.style, args.name = "openmp", "auto", None
     args.batch, args.seed = 2, 0
     status = 0
     for dtype in ("float64", "float32"):
@@ -622,6 +622,9 @@ def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="the seed example end to end (the default command)",
                        epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _spec_options(p)
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="the folder for the document and the modules (default: the per-user "
+                   "cache, $CORRGEN_CACHE or ~/.cache/corrgen; the document in its demo/)")
     p.set_defaults(handler=cmd_demo)
 
 
@@ -706,7 +709,15 @@ def _add_latex(sub: Any) -> None:
 
 
 #: Where the demo writes the seed example's document.
-DEMO_LATEX = Path("corrgen-demo") / "derivation.tex"
+DEMO_LATEX = "derivation.tex"
+
+
+def demo_folder(out: str | None) -> Path:
+    """Where the demo writes its document: ``--out DIR``, else the cache's ``demo`` folder
+    (never the current folder)."""
+    from codegen.paths import default_cache, output_folder
+
+    return output_folder(out, "--out") if out is not None else default_cache() / "demo"
 
 
 def _demo_latex(spec: LayerSpec, args: argparse.Namespace) -> int:
@@ -715,22 +726,28 @@ def _demo_latex(spec: LayerSpec, args: argparse.Namespace) -> int:
     A failure (the folder cannot be written, pdflatex fails) is one line on stderr and
     exit status 2, like any error of the environment; the demo's other stages still run.
     """
-    print(f"\n== 4. LaTeX derivation document ({DEMO_LATEX})")
+    from codegen.errors import OutputError
+
     try:
-        DEMO_LATEX.parent.mkdir(parents=True, exist_ok=True)
+        tex = demo_folder(getattr(args, "out", None)) / DEMO_LATEX
+    except OutputError as error:
+        return _demo_error(str(error))
+    print(f"\n== 4. LaTeX derivation document ({tex})")
+    try:
+        tex.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        return _demo_error(f"cannot create folder {str(DEMO_LATEX.parent)!r}: "
+        return _demo_error(f"cannot create folder {str(tex.parent)!r}: "
                            f"{error.strerror or error}")
     try:
-        write_file(DEMO_LATEX, to_latex(spec))
+        write_file(tex, to_latex(spec))
     except LatexError as error:
         return _demo_error(str(error))
-    print(f"wrote {DEMO_LATEX}")
+    print(f"wrote {tex}")
     if find_engine() is None:
         print(f"pdflatex is not installed, so no PDF ({INSTALL_HINT} to get one)")
         return 0
     try:
-        pdf, pages = compile_pdf(DEMO_LATEX)
+        pdf, pages = compile_pdf(tex)
     except LatexError as error:
         return _demo_error(str(error))
     print(f"wrote {pdf} ({pages} pages)")

@@ -7,6 +7,7 @@ document of the grid is compiled with a real ``pdflatex -halt-on-error``.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import functools
 import os
@@ -489,39 +490,45 @@ def test_cli_output_that_cannot_be_written_is_one_line_with_status_2(
     assert list(locked.iterdir()) == []
 
 
-def test_demo_step_writes_the_seed_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_step_writes_the_seed_document_into_the_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     assert cli._demo_latex in cli.DEMO_STEPS
-    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("CORRGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(cli, "find_engine", lambda: None)
-    assert cli._demo_latex(SEED, None) == 0  # type: ignore[arg-type]
-    assert (tmp_path / "corrgen-demo" / "derivation.tex").read_text() == to_latex(SEED)
-    assert "pdflatex is not installed" in capsys.readouterr().out
+    assert cli._demo_latex(SEED, argparse.Namespace(out=None)) == 0
+    document = tmp_path / "cache" / "demo" / "derivation.tex"
+    assert document.read_text() == to_latex(SEED)
+    assert list(work.iterdir()) == []
+    assert f"wrote {document}" in capsys.readouterr().out
 
 
 def test_demo_step_errors_go_to_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(tmp_path)
-
     def failing(path: Path) -> tuple[Path, int]:
         raise LatexError(f"pdflatex -halt-on-error failed on {path}: ! boom")
 
     monkeypatch.setattr(cli, "find_engine", lambda: "/usr/bin/pdflatex")
     monkeypatch.setattr(cli, "compile_pdf", failing)
-    assert cli._demo_latex(SEED, None) == 2  # type: ignore[arg-type]
+    folder = tmp_path / "demo"
+    args = argparse.Namespace(out=str(folder))
+    assert cli._demo_latex(SEED, args) == 2
     captured = capsys.readouterr()
-    assert "wrote corrgen-demo/derivation.tex" in captured.out and "boom" not in captured.out
-    assert captured.err == ("corrgen demo: error: pdflatex -halt-on-error failed on "
-                            "corrgen-demo/derivation.tex: ! boom\n")
+    tex = folder / "derivation.tex"
+    assert f"wrote {tex}" in captured.out and "boom" not in captured.out
+    assert captured.err == f"corrgen demo: error: pdflatex -halt-on-error failed on {tex}: ! boom\n"
     # the demo's folder cannot be made: one line on stderr, not a traceback
-    (tmp_path / "corrgen-demo" / "derivation.tex").unlink()
-    (tmp_path / "corrgen-demo").rmdir()
-    (tmp_path / "corrgen-demo").write_text("a file in the way")
-    assert cli._demo_latex(SEED, None) == 2  # type: ignore[arg-type]
+    tex.unlink()
+    folder.rmdir()
+    folder.write_text("a file in the way")
+    assert cli._demo_latex(SEED, args) == 2
     captured = capsys.readouterr()
     assert "error" not in captured.out
-    assert captured.err.startswith("corrgen demo: error: cannot create folder 'corrgen-demo'")
-    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"corrgen demo: error: --out={str(folder)!r}")
+    assert "is a file" in captured.err and captured.err.count("\n") == 1
 
 
 def test_compile_without_engine_says_how_to_get_one(tmp_path: Path,
