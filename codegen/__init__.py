@@ -7,14 +7,31 @@
 The pipeline, one stage per module::
 
     LayerSpec -> lower.lower -> KernelIR -> render.render -> SourceFiles
-              -> build.compile_cached -> folder in generated/ -> load.import_built -> module
+              -> build.compile_cached -> folder in the cache -> loader.import_built -> module
 
 Targets: ``openmp`` (C99 + OpenMP) and ``cuda`` (nvcc; ``codegen.cuda`` is the front end of
 its modules, ``backends.CUDA_EMULATION`` runs the same kernel source on the CPU).
+
+A built module imports ``codegen.runtime`` (and ``codegen.cuda``), which need NumPy and cffi
+only; so ``load`` (``codegen.loader``) and what it pulls in (SymPy, Jinja) are imported on
+first use.
 """
 
-from .backends import BACKENDS, Backend
-from .errors import BuildError, CudaError, LoadError, RenderError
-from .load import load
+from __future__ import annotations
 
-__all__ = ["BACKENDS", "Backend", "BuildError", "CudaError", "LoadError", "RenderError", "load"]
+import importlib
+from typing import Any
+
+from .backends import BACKENDS, Backend
+from .errors import BuildError, CudaError, LoadError, OutputError, RenderError
+
+__all__ = ["BACKENDS", "Backend", "BuildError", "CudaError", "LoadError", "OutputError",
+           "RenderError", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load":
+        load = importlib.import_module(".loader", __name__).load
+        globals()["load"] = load
+        return load
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

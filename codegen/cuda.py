@@ -35,7 +35,7 @@ import numpy as np
 from derive.spec import LayerSpec
 
 from .errors import CudaError
-from .load import KernelModule
+from .runtime import KernelModule
 
 #: CUDA errors that mean "no usable GPU here" rather than a fault of the call.
 NO_DEVICE_ERRORS = frozenset({

@@ -4,15 +4,27 @@
 >>> exprs = derive_layer(LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2)))
 >>> exprs.grad_input[(0, 0, 0)]
 G[0, 0, 0]*K[0, 0, 0, 0]
+
+The spec and the errors are imported here; the symbolic parts (SymPy) on first use, so that
+``derive.spec`` costs a built module, which needs only the spec, nothing more.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .errors import CorrgenError, DerivationError, SpecError
-from .gradients import LayerExprs, chain_rule, derive_layer
-from .index_forms import IndexForm, Proof, index_forms, prove, proxy
-from .latex import to_latex
 from .spec import LayerSpec
 
 __version__ = "0.1.0"
+
+#: Public names imported on first use: name -> the submodule that defines it.
+_LAZY = {
+    "LayerExprs": "gradients", "chain_rule": "gradients", "derive_layer": "gradients",
+    "IndexForm": "index_forms", "Proof": "index_forms", "index_forms": "index_forms",
+    "prove": "index_forms", "proxy": "index_forms", "to_latex": "latex",
+}
 
 __all__ = [
     "CorrgenError",
@@ -30,3 +42,15 @@ __all__ = [
     "proxy",
     "to_latex",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

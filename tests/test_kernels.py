@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 import codegen
 from codegen.backends import OPENMP
 from codegen.check import check_module
-from codegen.load import PASSES, KernelModule
 from codegen.lower import lower
+from codegen.runtime import PASSES, KernelModule
 from derive import LayerSpec, reference
 
 SEED = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))

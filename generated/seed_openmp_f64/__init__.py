@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float64 (double); target: openmp
-# cache key: 051a0384bc565d60f9e019eeb3a93b84b5e42a27886d6c03fa1e081f609e5d10
+# cache key: d2571afa1dfc0af05d83b0a3de3c2a33b748dba51f89185039576bb3cd563b67
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key 051a0384bc565d60f9e019eeb3a93b84b5e42a27886d6c03fa1e081f609e5d10.
+Built by corrgen 0.1.0, cache key d2571afa1dfc0af05d83b0a3de3c2a33b748dba51f89185039576bb3cd563b67.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -23,18 +23,18 @@ N, the batch, is free; every other extent is fixed. Arrays are float64 NumPy arr
 
 import importlib as _importlib
 
-from codegen.load import KernelModule as _KernelModule
+from codegen.runtime import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_051a0384bc56")
+_extension = _importlib.import_module(__name__ + "._conv2d_d2571afa1dfc")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "unrolled"
-key = "051a0384bc565d60f9e019eeb3a93b84b5e42a27886d6c03fa1e081f609e5d10"
+key = "d2571afa1dfc0af05d83b0a3de3c2a33b748dba51f89185039576bb3cd563b67"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

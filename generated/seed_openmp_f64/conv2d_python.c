@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float64 (double); target: openmp
- * cache key: 051a0384bc565d60f9e019eeb3a93b84b5e42a27886d6c03fa1e081f609e5d10
+ * cache key: d2571afa1dfc0af05d83b0a3de3c2a33b748dba51f89185039576bb3cd563b67
  */
 
 /*
@@ -17,7 +17,7 @@
  * argument. The result is a new C-contiguous array.
  *
  * Every other call goes, arguments untouched, to the checked Python function of the same
- * name (codegen.load.KernelModule), which copies non-contiguous arrays and raises TypeError
+ * name (codegen.runtime.KernelModule), which copies non-contiguous arrays and raises TypeError
  * or ValueError naming the argument. Both paths run the same kernels on the same addresses.
  *
  * cffi's glue includes this file after Python.h; conv2d_python_attach, called once when the

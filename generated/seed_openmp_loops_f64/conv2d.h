@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 6fca7c80ec1bbf506dc8837e160d7203739e0f4915c36c6a5c2c9fc5fa69aede
+ * cache key: c898fe0f60a8ce199fc1a78a5cc92d9f8740c0a0e92b530f9cfb883658e1d6a4
  */
 
 /*

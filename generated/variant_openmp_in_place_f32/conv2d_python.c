@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a3d1a80b957378981d4c5f31b394a753457fd4c5a97ca24769176910c40a01b4
+ * cache key: f9c856b7746a7df9e8caa225019ac00b43ea490ed872886fe7ab9e74a0c520fc
  */
 
 /*
@@ -17,7 +17,7 @@
  * argument. The result is a new C-contiguous array.
  *
  * Every other call goes, arguments untouched, to the checked Python function of the same
- * name (codegen.load.KernelModule), which copies non-contiguous arrays and raises TypeError
+ * name (codegen.runtime.KernelModule), which copies non-contiguous arrays and raises TypeError
  * or ValueError naming the argument. Both paths run the same kernels on the same addresses.
  *
  * cffi's glue includes this file after Python.h; conv2d_python_attach, called once when the

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 0c7ca91e62c1b0d83aee60f9b224988f6dd622ccdf00829264682f10bb4ae057
+ * cache key: a8d9cca951b9405c0cba2072bddfd427b105c20c8e1744c277398999fab11949
  */
 
 /*
@@ -17,7 +17,7 @@
  * argument. The result is a new C-contiguous array.
  *
  * Every other call goes, arguments untouched, to the checked Python function of the same
- * name (codegen.load.KernelModule), which copies non-contiguous arrays and raises TypeError
+ * name (codegen.runtime.KernelModule), which copies non-contiguous arrays and raises TypeError
  * or ValueError naming the argument. Both paths run the same kernels on the same addresses.
  *
  * cffi's glue includes this file after Python.h; conv2d_python_attach, called once when the

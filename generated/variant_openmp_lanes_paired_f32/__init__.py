@@ -3,10 +3,10 @@
 # spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
 #        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 06b8a520547c4ab6043e13d356fc3f85ca377ffe1167ebc446b42f3be0ad56ec
+# cache key: 8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620
 """input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 06b8a520547c4ab6043e13d356fc3f85ca377ffe1167ebc446b42f3be0ad56ec.
+Built by corrgen 0.1.0, cache key 8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 5, 39), K (16, 16, 2, 3), b (16,), Z (N, 16, 2, 19)
@@ -23,18 +23,18 @@ N, the batch, is free; every other extent is fixed. Arrays are float32 NumPy arr
 
 import importlib as _importlib
 
-from codegen.load import KernelModule as _KernelModule
+from codegen.runtime import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_06b8a520547c")
+_extension = _importlib.import_module(__name__ + "._conv2d_8c189bea343e")
 
 spec = _LayerSpec(input=(16, 5, 39), kernel=(16, 16, 2, 3), stride=(2, 2), padding=(0, 1), dilation=(1, 2), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "06b8a520547c4ab6043e13d356fc3f85ca377ffe1167ebc446b42f3be0ad56ec"
+key = "8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 659fa28e15dac57bc820c8cbb9a635b89fffeddf20e9ffff05d874072355af45
+ * cache key: c666250448104af2b4172ffa8075889b7e270fce7e98fa9e8a49f48f2fcbdb28
  */
 
 /*
@@ -17,7 +17,7 @@
  * argument. The result is a new C-contiguous array.
  *
  * Every other call goes, arguments untouched, to the checked Python function of the same
- * name (codegen.load.KernelModule), which copies non-contiguous arrays and raises TypeError
+ * name (codegen.runtime.KernelModule), which copies non-contiguous arrays and raises TypeError
  * or ValueError naming the argument. Both paths run the same kernels on the same addresses.
  *
  * cffi's glue includes this file after Python.h; conv2d_python_attach, called once when the

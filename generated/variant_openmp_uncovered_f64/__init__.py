@@ -3,10 +3,10 @@
 # spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
 #        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 3e08fedef6e4f813c80b989e35ef8068c7631caf62b7c478c313fc08d83f6076
+# cache key: e10e0c29f9104a8099b06b821c9ccb7aceff03a517bf426f1446306462c4825f
 """input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 3e08fedef6e4f813c80b989e35ef8068c7631caf62b7c478c313fc08d83f6076.
+Built by corrgen 0.1.0, cache key e10e0c29f9104a8099b06b821c9ccb7aceff03a517bf426f1446306462c4825f.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 4, 4), K (1, 2, 1, 1), b (1,), Z (N, 1, 2, 2)
@@ -23,18 +23,18 @@ N, the batch, is free; every other extent is fixed. Arrays are float64 NumPy arr
 
 import importlib as _importlib
 
-from codegen.load import KernelModule as _KernelModule
+from codegen.runtime import KernelModule as _KernelModule
 from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_3e08fedef6e4")
+_extension = _importlib.import_module(__name__ + "._conv2d_e10e0c29f910")
 
 spec = _LayerSpec(input=(2, 4, 4), kernel=(1, 2, 1, 1), stride=(3, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "3e08fedef6e4f813c80b989e35ef8068c7631caf62b7c478c313fc08d83f6076"
+key = "e10e0c29f9104a8099b06b821c9ccb7aceff03a517bf426f1446306462c4825f"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

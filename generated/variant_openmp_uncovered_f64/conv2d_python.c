@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 3e08fedef6e4f813c80b989e35ef8068c7631caf62b7c478c313fc08d83f6076
+ * cache key: e10e0c29f9104a8099b06b821c9ccb7aceff03a517bf426f1446306462c4825f
  */
 
 /*
@@ -17,7 +17,7 @@
  * argument. The result is a new C-contiguous array.
  *
  * Every other call goes, arguments untouched, to the checked Python function of the same
- * name (codegen.load.KernelModule), which copies non-contiguous arrays and raises TypeError
+ * name (codegen.runtime.KernelModule), which copies non-contiguous arrays and raises TypeError
  * or ValueError naming the argument. Both paths run the same kernels on the same addresses.
  *
  * cffi's glue includes this file after Python.h; conv2d_python_attach, called once when the

@@ -1,6 +1,10 @@
-"""Build-or-reuse a module (``load``), import it, and wrap its kernels for NumPy.
+"""What a built module needs at run time: the NumPy front end of its kernels.
 
-The wrapper checks every array before a kernel sees it: a non-array, or an array of the
+Imported by every generated module's ``__init__.py``; it imports only NumPy, cffi and ctypes
+(and ``derive.spec`` for the type), never SymPy, Jinja or the generator, so a built module
+imports and runs where those are not installed.
+
+The front end checks every array before a kernel sees it: a non-array, or an array of the
 wrong dtype, raises TypeError; a wrong shape raises ValueError; each message names the
 argument, what was expected and what came, e.g.
 ``ValueError("G: expected float32 (N, 4, 5, 13), got float64 (2, 4, 5, 12)")``.
@@ -11,155 +15,14 @@ free. Kernels run through cffi's API mode, which releases the GIL for the call.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import importlib.util
-import keyword
-import sys
-from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cffi
 import numpy as np
 
-from derive.spec import LayerSpec
-
-from .backends import Backend, backend_for
-from .build import (
-    Built,
-    compile_cached,
-    compilers_digest,
-    lookup,
-    remember,
-    request_key,
-    toolchain,
-)
-from .errors import BuildError, LoadError
-from .lower import DTYPES, lower, resolve_style
-from .paths import module_name, output_folder
-from .render import WRAPPER, render
-
-
-def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
-         out: str | Path | None = None, *, style: str = "auto", name: str | None = None,
-         backend: Backend | None = None, progress: Callable[[str], None] | None = None
-         ) -> ModuleType:
-    """The compiled module of ``spec``: built on first use, reused from ``out`` afterwards.
-
-    Args:
-        spec: the layer.
-        target: the backend's name (``openmp`` or ``cuda``).
-        dtype: ``float32`` or ``float64``.
-        out: the folder modules are built in. None (the default): the per-user cache,
-            ``$CORRGEN_CACHE`` or the platform's user cache folder, never the current folder.
-            A folder you name becomes a package you own: its modules import as
-            ``<its name>.<module>`` when its parent is on ``sys.path``.
-        style: ``auto``, ``unrolled`` or ``loops``.
-        name: the module folder's name, instead of ``<kernel>_<key12>``.
-        backend: a Backend record to use instead of the target's (other flags, say; or
-            ``codegen.backends.CUDA_EMULATION``, the cuda kernels compiled for the CPU).
-        progress: called with the name of each stage as it starts.
-
-    Returns:
-        The module, with ``forward``, ``backward``, ``grad_input``, ``grad_weight``,
-        ``grad_bias``, ``threads()`` and the attributes ``spec``, ``dtype``, ``target``,
-        ``style`` and ``key``; cuda modules also ``device`` (the passes on GPU arrays, see
-        ``codegen.cuda``), ``device_count()``, ``device_name()``, ``require_device()``,
-        ``synchronize()`` and ``emulated``.
-
-    Raises:
-        OutputError: ``out`` or ``name`` cannot be used (a file, a path for a name, a folder
-            that cannot be written).
-        BuildError: the module is not built yet and a compiler is missing or failed. A module
-            built earlier loads without any compiler on PATH.
-        LoadError: a built module does not import.
-    """
-    backend = backend or backend_for(target)
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
-    out, name = output_folder(out), module_name(name)
-    style = resolve_style(spec, style)
-    request = request_key({"spec": spec.to_dict(), "style": style, "dtype": dtype}, backend)
-    try:
-        chain = toolchain(backend)
-    except BuildError:
-        # No compiler: a module built earlier (by any compiler) still serves; else say so.
-        built = lookup(out, request, name)
-        if built is None:
-            raise
-        return import_built(built)
-    compilers = compilers_digest(chain, backend)
-    built = lookup(out, request, name, compilers)
-    if built is None:
-        (progress or (lambda _: None))("rendering")
-        sources = render(lower(spec, backend, dtype, style), backend)
-        built = compile_cached(sources, backend, out, name, progress, chain)
-        remember(out, request, built, compilers)
-    return import_built(built)
-
-
-def _import_path(name: str, folder: Path) -> ModuleType:
-    """Import the package ``folder/__init__.py`` as ``name``; on any failure nothing stays
-    registered and the error is one LoadError."""
-    init = folder / WRAPPER
-    spec = importlib.util.spec_from_file_location(
-        name, init, submodule_search_locations=[str(folder)])
-    if spec is None or spec.loader is None:
-        raise LoadError(f"{init}: cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    before = set(sys.modules)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        for added in set(sys.modules) - before:
-            del sys.modules[added]
-        raise LoadError(f"{folder}: the built module does not import ({type(error).__name__}: "
-                        f"{error}); delete the folder to rebuild it") from error
-    return module
-
-
-def _package_name(out: Path) -> str:
-    """The name the out folder's modules import under: the folder's own name (DESIGN.md:
-    ``<DIR's name>.<module>``), or a private name when that is no identifier."""
-    name = out.name
-    if name.isidentifier() and not keyword.iskeyword(name):
-        return name
-    return _private_package(out)
-
-
-def _private_package(out: Path) -> str:
-    return f"_corrgen_{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]}"
-
-
-def _same_file(module: ModuleType, path: Path) -> bool:
-    try:
-        return Path(getattr(module, "__file__", None) or "").resolve() == path.resolve()
-    except OSError:
-        return False
-
-
-def import_built(built: Built) -> ModuleType:
-    """Import a built module folder as ``<out's name>.<folder>``, e.g.
-    ``generated.conv2d_...``, without changing ``sys.path``.
-
-    Only that qualified name (and its extension, a submodule of it) is registered in
-    ``sys.modules``: not the out folder's name, so a folder called ``wave`` never shadows
-    ``import wave``. When the qualified name is taken by a module from somewhere else, a
-    private name is used instead.
-    """
-    init = built.folder / WRAPPER
-    for package in (_package_name(built.folder.parent), _private_package(built.folder.parent)):
-        qualified = f"{package}.{built.folder.name}"
-        loaded = sys.modules.get(qualified)
-        if loaded is None:
-            return _import_path(qualified, built.folder)
-        if _same_file(loaded, init):
-            if getattr(loaded, "key", None) == built.key:
-                return loaded
-            return _import_path(qualified, built.folder)  # rebuilt since: the new module
-    raise LoadError(f"{built.folder}: its import names are taken by other modules")
+if TYPE_CHECKING:
+    from derive.spec import LayerSpec
 
 
 #: Array addresses for the kernels' uintptr_t arguments. ctypes' view of a writeable array's
