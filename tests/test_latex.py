@@ -131,17 +131,62 @@ def seed_tex() -> str:
     return to_latex(SEED)
 
 
+def _same_as_checked_in(path: Path, text: str) -> None:
+    """Fail with a unified diff unless the golden file ``path`` holds exactly ``text``."""
+    assert path.exists(), f"{path} is missing; run pytest --update-golden"
+    golden = path.read_text()
+    if golden != text:
+        diff = "\n".join(difflib.unified_diff(
+            golden.splitlines(), text.splitlines(), "checked in", "generated", lineterm=""))
+        pytest.fail(f"{path.relative_to(ROOT)} is out of date:\n{diff}\n"
+                    "see the diff above; run python -m pytest --update-golden to rewrite it")
+
+
 def test_seed_document_matches_the_checked_in_file(seed_tex: str, update_golden: bool) -> None:
     if update_golden:
         write_atomic(GOLDEN, seed_tex)
         pytest.skip(f"rewrote {GOLDEN.relative_to(ROOT)}")
-    assert GOLDEN.exists(), f"{GOLDEN} is missing; run pytest --update-golden"
-    golden = GOLDEN.read_text()
-    if golden != seed_tex:
-        diff = "\n".join(difflib.unified_diff(
-            golden.splitlines(), seed_tex.splitlines(), "checked in", "generated", lineterm=""))
-        pytest.fail(f"{GOLDEN.relative_to(ROOT)} is out of date:\n{diff}\n"
-                    "see the diff above; run python -m pytest --update-golden to rewrite it")
+    _same_as_checked_in(GOLDEN, seed_tex)
+
+
+#: Documents checked in beside the seed's, as generated/derivation_<name>.tex (name -> the
+#: ``corrgen latex`` options). The seed's has no padding, stride, dilation, channels,
+#: convolution, elided sum, proxy or unprintable matrix; between them, these run every
+#: branch of the document's code that a valid layer reaches, so a change to any sentence or
+#: equation of any of them shows here as a diff.
+DOCUMENTS = {
+    "base0": "--input 3x3 --kernel 2x2 --index-base 0",
+    "elements3": "--elements 3",
+    "oned_strided_seed003": "--input 3x1x10 --kernel 2x3x1x3 --stride 2 --padding 1 "
+                            "--notation seed003 --index-base 0",
+    "dilated_full_conv": "--input 1x7x7 --kernel 1x1x3x3 --dilation 2 --padding full "
+                         "--convolution --no-bias",
+    "uncovered_elided": "--input 26x26 --kernel 2x2 --stride 3",
+    "proxy_same": "--input 2x16x16 --kernel 3x2x3x3 --padding same --elements 2",
+    "single_output": "--input 2x2 --kernel 2x2",
+    "column": "--input 6x1 --kernel 2x1",
+    "cropped_conv": "--input 3x3 --kernel 2x2 --padding 3x0 --stride 2x1 --convolution",
+    "wide_dilation": "--input 4x5 --kernel 2x3 --dilation 1x2",
+    "many_channels": "--input 5x3x3 --kernel 1x5x2x2 --elements 1",
+    "three_outputs": "--input 2x3x3 --kernel 3x2x2x2 --no-bias --elements 1",
+}
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_documents_match_the_checked_in_files(name: str, tmp_path: Path, update_golden: bool,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    golden = ROOT / "generated" / f"derivation_{name}.tex"
+    out = golden if update_golden else tmp_path / golden.name
+    assert cli.main(["latex", *DOCUMENTS[name].split(), "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    if update_golden:
+        pytest.skip(f"rewrote {golden.relative_to(ROOT)}")
+    _same_as_checked_in(golden, out.read_text())
+
+
+def test_every_checked_in_document_is_still_generated() -> None:
+    found = {p.name for p in (ROOT / "generated").glob("derivation_*.tex")}
+    assert found == {f"derivation_{name}.tex" for name in DOCUMENTS}
 
 
 SEED000_FORWARD = {  # seed 000: Z_{1,1} = K_{1,1} x V_{1,1} + ..., no bias in the seed
