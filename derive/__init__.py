@@ -9,7 +9,6 @@ G[0, 0, 0]*K[0, 0, 0, 0]
 from .errors import CorrgenError, DerivationError, SpecError
 from .gradients import LayerExprs, chain_rule, derive_layer
 from .index_forms import IndexForm, Proof, index_forms, prove, proxy
-from .latex import to_latex
 from .spec import LayerSpec
 
 __version__ = "0.1.0"
@@ -28,5 +27,4 @@ __all__ = [
     "index_forms",
     "prove",
     "proxy",
-    "to_latex",
 ]
