@@ -20,22 +20,12 @@ from typing import Any
 
 from sympy.printing.str import sstr
 
+from codegen.document import INSTALL_HINT, compile_pdf, find_engine, to_latex, write_file
 from derive import __version__
 from derive.errors import CorrgenError, DerivationError
 from derive.gradients import DEFAULT_MAX_TERMS, WRT, chain_rule, derive_layer, variable
 from derive.index_forms import index_forms, prove
-from derive.latex import (
-    AUTO_ALL_LIMIT,
-    INSTALL_HINT,
-    N_LIMIT,
-    NOTATIONS,
-    LatexError,
-    compile_pdf,
-    find_engine,
-    parse_elements,
-    to_latex,
-    write_file,
-)
+from derive.latex import AUTO_ALL_LIMIT, N_LIMIT, NOTATIONS, LatexError, parse_elements
 from derive.printing import GRAD_NAMES, index_text, shift_indices
 from derive.spec import PADDING_NAMES, LayerSpec
 

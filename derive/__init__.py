@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "LayerExprs": "gradients", "chain_rule": "gradients", "derive_layer": "gradients",
     "IndexForm": "index_forms", "Proof": "index_forms", "index_forms": "index_forms",
-    "prove": "index_forms", "proxy": "index_forms", "to_latex": "latex",
+    "prove": "index_forms", "proxy": "index_forms",
 }
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "index_forms",
     "prove",
     "proxy",
-    "to_latex",
 ]
 
 

@@ -11,3 +11,7 @@ class SpecError(CorrgenError, ValueError):
 
 class DerivationError(CorrgenError):
     """The symbolic derivation cannot be done as asked (too large, or a proof failed)."""
+
+
+class LatexError(CorrgenError):
+    """A LaTeX document cannot be made, written or compiled as asked."""

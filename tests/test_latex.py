@@ -1,4 +1,4 @@
-"""The LaTeX derivation documents (``derive/latex.py``, ``corrgen latex``).
+"""The LaTeX derivation documents (``derive/latex/``, ``codegen/document.py``, ``corrgen latex``).
 
 The seed document's equations are checked against the seeds' worked examples on the
 generated .tex text, term sets compared after normalising (term order may differ); every
@@ -8,6 +8,8 @@ document of the grid is compiled with a real ``pdflatex -halt-on-error``.
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import difflib
 import functools
 import os
@@ -15,6 +17,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,11 +25,13 @@ from pathlib import Path
 
 import pytest
 
-import derive.latex as latex
+import codegen.document as latex_doc
+import derive.latex.expansions as expansions
 from codegen import cli
+from codegen.document import compile_pdf, to_latex, write_atomic
 from derive import LayerSpec
 from derive.errors import DerivationError
-from derive.latex import LatexError, compile_pdf, parse_elements, to_latex, write_atomic
+from derive.latex import LatexError, document_content, parse_elements
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "generated" / "seed_3x3_2x2.tex"
@@ -131,17 +136,62 @@ def seed_tex() -> str:
     return to_latex(SEED)
 
 
+def _same_as_checked_in(path: Path, text: str) -> None:
+    """Fail with a unified diff unless the golden file ``path`` holds exactly ``text``."""
+    assert path.exists(), f"{path} is missing; run pytest --update-golden"
+    golden = path.read_text()
+    if golden != text:
+        diff = "\n".join(difflib.unified_diff(
+            golden.splitlines(), text.splitlines(), "checked in", "generated", lineterm=""))
+        pytest.fail(f"{path.relative_to(ROOT)} is out of date:\n{diff}\n"
+                    "see the diff above; run python -m pytest --update-golden to rewrite it")
+
+
 def test_seed_document_matches_the_checked_in_file(seed_tex: str, update_golden: bool) -> None:
     if update_golden:
         write_atomic(GOLDEN, seed_tex)
         pytest.skip(f"rewrote {GOLDEN.relative_to(ROOT)}")
-    assert GOLDEN.exists(), f"{GOLDEN} is missing; run pytest --update-golden"
-    golden = GOLDEN.read_text()
-    if golden != seed_tex:
-        diff = "\n".join(difflib.unified_diff(
-            golden.splitlines(), seed_tex.splitlines(), "checked in", "generated", lineterm=""))
-        pytest.fail(f"{GOLDEN.relative_to(ROOT)} is out of date:\n{diff}\n"
-                    "see the diff above; run python -m pytest --update-golden to rewrite it")
+    _same_as_checked_in(GOLDEN, seed_tex)
+
+
+#: Documents checked in beside the seed's, as generated/derivation_<name>.tex (name -> the
+#: ``corrgen latex`` options). The seed's has no padding, stride, dilation, channels,
+#: convolution, elided sum, proxy or unprintable matrix; between them, these run every
+#: branch of the document's code that a valid layer reaches, so a change to any sentence or
+#: equation of any of them shows here as a diff.
+DOCUMENTS = {
+    "base0": "--input 3x3 --kernel 2x2 --index-base 0",
+    "elements3": "--elements 3",
+    "oned_strided_seed003": "--input 3x1x10 --kernel 2x3x1x3 --stride 2 --padding 1 "
+                            "--notation seed003 --index-base 0",
+    "dilated_full_conv": "--input 1x7x7 --kernel 1x1x3x3 --dilation 2 --padding full "
+                         "--convolution --no-bias",
+    "uncovered_elided": "--input 26x26 --kernel 2x2 --stride 3",
+    "proxy_same": "--input 2x16x16 --kernel 3x2x3x3 --padding same --elements 2",
+    "single_output": "--input 2x2 --kernel 2x2",
+    "column": "--input 6x1 --kernel 2x1",
+    "cropped_conv": "--input 3x3 --kernel 2x2 --padding 3x0 --stride 2x1 --convolution",
+    "wide_dilation": "--input 4x5 --kernel 2x3 --dilation 1x2",
+    "many_channels": "--input 5x3x3 --kernel 1x5x2x2 --elements 1",
+    "three_outputs": "--input 2x3x3 --kernel 3x2x2x2 --no-bias --elements 1",
+}
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_documents_match_the_checked_in_files(name: str, tmp_path: Path, update_golden: bool,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    golden = ROOT / "generated" / f"derivation_{name}.tex"
+    out = golden if update_golden else tmp_path / golden.name
+    assert cli.main(["latex", *DOCUMENTS[name].split(), "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    if update_golden:
+        pytest.skip(f"rewrote {golden.relative_to(ROOT)}")
+    _same_as_checked_in(golden, out.read_text())
+
+
+def test_every_checked_in_document_is_still_generated() -> None:
+    found = {p.name for p in (ROOT / "generated").glob("derivation_*.tex")}
+    assert found == {f"derivation_{name}.tex" for name in DOCUMENTS}
 
 
 SEED000_FORWARD = {  # seed 000: Z_{1,1} = K_{1,1} x V_{1,1} + ..., no bias in the seed
@@ -355,18 +405,95 @@ def test_elements_count_and_all() -> None:
 
 def test_a_wrong_expansion_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # A forward pass that reads the wrong kernel tap must not reach the document.
-    real = latex.kernel_element
-    monkeypatch.setattr(latex, "kernel_element",
+    real = expansions.kernel_element
+    monkeypatch.setattr(expansions, "kernel_element",
                         lambda spec, o, c, i, j: real(spec, o, c, j, i))
     with pytest.raises(DerivationError, match="proven index form"):
         to_latex(LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 3)))
 
 
 def test_templates_are_found_from_the_package() -> None:
-    env = latex.environment()
+    env = latex_doc.environment()
     assert "derivation.tex.jinja" in env.list_templates()
     assert env.undefined.__name__ == "StrictUndefined"
     assert env.variable_start_string == r"\VAR{"
+
+
+# -- derive computes, codegen renders ----------------------------------------------------------
+
+
+def test_derive_imports_and_builds_a_document_without_jinja() -> None:
+    # The symbolic half needs neither Jinja nor the templates: with jinja2 made unimportable,
+    # derive, derive.spec and derive.latex import and compute a document's whole content.
+    code = "\n".join([
+        "import sys",
+        "sys.modules['jinja2'] = None  # any import of jinja2 now raises ImportError",
+        "import derive, derive.spec",
+        "from derive import LayerSpec",
+        "from derive.latex import document_content",
+        "doc = document_content(LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2)))",
+        "assert [s.name for s in doc.sections][0] == 'forward'",
+        "assert sys.modules['jinja2'] is None",
+        "print(sorted(m for m in sys.modules",
+        "             if m.split('.')[0] in ('jinja2', 'markupsafe', 'templates', 'codegen')))",
+    ])
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "['jinja2']", run.stdout  # only the None placed above
+
+
+def test_derive_runs_no_programs_and_reads_no_templates() -> None:
+    # derive imports point nowhere but to itself, SymPy, NumPy and the standard library's
+    # computing modules: no subprocess, no Jinja, no templates, never codegen.
+    banned = {"subprocess", "jinja2", "templates", "codegen"}
+    found = []
+    for path in sorted((ROOT / "derive").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            found += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                      if n.split(".")[0] in banned]
+    assert not found, found
+    assert "subprocess" not in "".join(p.read_text() for p in (ROOT / "derive").rglob("*.py"))
+
+
+#: Fields of the content that carry the layer's own description, not the document's prose.
+PROVENANCE = {"version", "describe", "describe_tex", "command", "command_tex", "proxy"}
+
+
+def _strings(value: object, name: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in the content, with the name of the field holding it."""
+    if isinstance(value, str):
+        yield name, value
+    elif dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            yield from _strings(getattr(value, f.name), f.name)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item, name)
+
+
+@pytest.mark.parametrize("spec, options", [
+    (SEED, {}),
+    (GRID["strided-multichannel"], {"notation": "seed003", "index_base": 0}),
+    (GRID["1d"], {}),
+    (LayerSpec(input=(1, 26, 26), kernel=(1, 1, 2, 2), stride=3), {}),
+    (LayerSpec(input=(2, 16, 16), kernel=(3, 2, 3, 3), padding="same"), {"elements": 2}),
+], ids=["seed", "strided-seed003", "1d", "elided", "proxy"])
+def test_the_content_has_no_english(spec: LayerSpec, options: dict[str, object]) -> None:
+    # The sentences are the template's: derive's content holds LaTeX math (words inside an
+    # equation, such as \text{s.t.}, belong to it), numbers, and the names of cases.
+    prose = []
+    for name, text in _strings(document_content(spec, **options)):
+        if name in PROVENANCE or re.fullmatch(r"[a-z0-9_]*", text):  # a case's name
+            continue
+        math = re.sub(r"\\(?:text|operatorname|begin|end)\{[^{}]*\}", "", text)
+        math = re.sub(r"\\[A-Za-z]+", "", math)
+        if re.search(r"[A-Za-z]{2,}", math):
+            prose.append((name, text))
+    assert not prose, prose[:5]
 
 
 # -- files and the command line -------------------------------------------------------------------
@@ -380,7 +507,7 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path,
     def broken(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(latex.os, "replace", broken)
+    monkeypatch.setattr(latex_doc.os, "replace", broken)
     with pytest.raises(OSError):
         write_atomic(target, "new")
     assert target.read_text() == "old"
@@ -407,9 +534,9 @@ def test_missing_file_is_read_from_the_log_across_its_line_breaks() -> None:
     name = "a-package-with-a-very-long-name-that-runs-over-the-line-break.sty"
     line = f"! LaTeX Error: File `{name}' not found."
     log = f"(./x.tex\n{line[:79]}\n{line[79:]}\n\nType X to quit or <RETURN> to proceed,\n"
-    assert latex._missing_file(log) == name
-    assert latex._missing_file("! Undefined control sequence.\n") is None
-    hint = latex._missing_file_hint("lmodern.sty")
+    assert latex_doc._missing_file(log) == name
+    assert latex_doc._missing_file("! Undefined control sequence.\n") is None
+    hint = latex_doc._missing_file_hint("lmodern.sty")
     assert "apt-get install" in hint and "apt-file search lmodern.sty" in hint
     assert "tlmgr install lmodern" in hint
 
@@ -481,7 +608,7 @@ def test_cli_output_that_cannot_be_written_is_one_line_with_status_2(
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(cli.os, "access", lambda *_, **__: True)
-    monkeypatch.setattr(latex, "write_atomic", denied)
+    monkeypatch.setattr(latex_doc, "write_atomic", denied)
     assert cli.main(["latex", "-o", str(out)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -535,7 +662,7 @@ def test_compile_without_engine_says_how_to_get_one(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     tex = tmp_path / "a.tex"
     tex.write_text("x")
-    monkeypatch.setattr(latex, "find_engine", lambda: None)
+    monkeypatch.setattr(latex_doc, "find_engine", lambda: None)
     with pytest.raises(LatexError, match="apt-get install texlive-latex-base"):
         compile_pdf(tex)
 

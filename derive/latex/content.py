@@ -1,0 +1,301 @@
+"""The content of one derivation document, as plain data: what the LaTeX template receives.
+
+Equations are LaTeX strings, already printed (``derive.latex.printer``); numbers are plain
+ints, indices already in the document's index base; every choice is a flag or the name of a
+case. There is no English sentence here: ``templates/derivation.tex.jinja`` holds every one,
+and picks among them by these fields, so changing a sentence is a template edit. (Words
+inside an equation, such as ``\\text{s.t.}`` under a sum, are part of the equation.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .printer import Row
+
+
+@dataclass(frozen=True)
+class Symbols:
+    """The document's letters in LaTeX: input, kernel, bias, output, upstream gradient, loss."""
+
+    V: str
+    K: str
+    b: str
+    Z: str
+    G: str
+    J: str
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """Which elements of one array are expanded.
+
+    Attributes:
+        kind: ``"one"`` (the array has one element), ``"all"``, or ``"some"``: ``chosen`` of
+            ``total``, picked by ``how``, ``"corners"`` or ``"spread"`` (evenly, row-major).
+    """
+
+    kind: str
+    chosen: int
+    total: int
+    how: str
+
+
+@dataclass(frozen=True)
+class TapReading:
+    """One kernel tap of a constraint reading: the output it fixes, or None (no output)."""
+
+    tap: int
+    out: int | None
+
+
+@dataclass(frozen=True)
+class AxisReading:
+    """Seed 000's reading of one axis' constraint for one input element: ``cond = pos``, and
+    for each tap (letter ``tap``) the output (letter ``out``) it fixes."""
+
+    cond: str
+    pos: int
+    tap: str
+    out: str
+    taps: list[TapReading]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One element expanded.
+
+    Attributes:
+        var: the element (LaTeX) a gradient is taken with respect to; ``""`` for the forward
+            equations.
+        rows: the ``align*`` rows: chain rule, each factor evaluated, result.
+        note: ``""``; ``"unread"``: no output reads ``var``; ``"partial"``: only the ``shown``
+            outputs that read it are written, the ``other`` ones having the zero ``factor``.
+        reading, reading_rows: for an input element, seed 000's constraint reading per axis
+            and the sum it gives.
+    """
+
+    var: str
+    rows: list[Row]
+    note: str = ""
+    shown: int = 0
+    other: int = 0
+    factor: str = ""
+    reading: list[AxisReading] = field(default_factory=list)
+    reading_rows: list[Row] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One pass.
+
+    Attributes:
+        name: ``forward``, ``grad_weight``, ``grad_input`` or ``grad_bias``.
+        general: the proven index form, in the document's letters.
+        rule: which reading of out-of-range indices applies: ``""``; ``"padding"``: the input
+            is zero outside its rows and columns; ``"padding_columns"``: outside its columns
+            (a 1-D layer); ``"integer"``: a term counts only where every index of the
+            upstream gradient is an integer in range.
+        intro: seed 000's constraint sums of the whole pass (the input gradient), or ``""``.
+    """
+
+    name: str
+    general: Row
+    rule: str
+    intro: str
+    chosen: Chosen
+    blocks: list[Block]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The layer: shapes, hyperparameters, output-size arithmetic, the indices written.
+
+    Attributes:
+        notation: ``seed000`` or ``seed003``.
+        mode: ``correlation`` or ``convolution``.
+        channels: ``(C, O)``; ``kernel``, ``stride``, ``dilation``: (rows, columns).
+        shapes: ``V \\in \\mathbb{R}^{...}`` for each array.
+        padding_name: ``same``, ``full``, ``valid``, or ``""`` for padding given in numbers;
+            ``pads``: (top, bottom, left, right).
+        formulas: the output-size formula, numbers substituted, per axis written.
+        covered: every input row and column is read by a window; else ``uncovered_rows``,
+            ``uncovered_cols`` are those no window reads (in the index base), where
+            ``dj_input`` (``dJ/dV``) is 0.
+        written: ``"all"`` (every index is written), ``"order"`` (``dropped`` left out, the
+            ``kept`` ones in that order) or ``"only"`` (``dropped`` left out, one kept); axes
+            named ``input_channel``, ``output_channel``, ``row``, ``column``.
+    """
+
+    notation: str
+    mode: str
+    bias: bool
+    channels: tuple[int, int]
+    shapes: list[str]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding_name: str
+    pads: tuple[int, int, int, int]
+    formulas: list[str]
+    covered: bool
+    uncovered_rows: list[int]
+    uncovered_cols: list[int]
+    dj_input: str
+    base: int
+    written: str
+    dropped: list[str]
+    kept: list[str]
+
+
+@dataclass(frozen=True)
+class ArrayLine:
+    """One display of the arrays as matrices; ``skipped`` channels (``what``: ``input``,
+    ``pairs`` or ``output``) not shown, said after the group's last line."""
+
+    equation: str
+    skipped: int = 0
+    what: str = ""
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a check ran: on the layer ``itself``, or on a reduced ``proxy`` (its
+    description, in LaTeX) because the layer's explicit derivation has ``terms`` terms."""
+
+    itself: bool
+    proxy: str = ""
+    terms: int = 0
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Rows (columns) of zeros added on one side of the upstream gradient for the full
+    correlation: ``count`` of them, or with ``dropped`` that many of its own rows cut off;
+    ``single``: ``count`` is 1."""
+
+    count: int
+    dropped: bool
+    single: bool
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """A plain layer's full-correlation size: ``out + kernel - 1 = input``, per axis."""
+
+    out: tuple[int, int]
+    kernel: tuple[int, int]
+    input: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Form:
+    """One compact form: its index formula, its matrix displays, and ``align*`` rows."""
+
+    formula: str
+    displays: list[str] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Compact:
+    """The compact forms as correlations, and what their sentences need.
+
+    Attributes:
+        printable: whether the layer's matrices are printed; else ``checked_on`` says where
+            the forms were checked.
+        multi_c, multi_o, pairs: more than one input channel, output channel, channel pair.
+        padded_v: the input is read with zero padding or cut (``vbar`` is not ``V``).
+        strided, dilated, convolution, bias: the layer's stride > 1, dilation > 1, mode, bias.
+        vbar, v_c, kern, k_oc, gup, g_o, ghat: the matrices' names, in LaTeX.
+        first: the index base (the first row kept under dilation).
+        edges: zero rows above, below, zero columns left, right of the upstream gradient.
+        sizes: for a plain layer (stride and dilation 1, no padding), the full correlation's
+            size, which is the input's; else None.
+    """
+
+    printable: bool
+    checked_on: Where
+    multi_c: bool
+    multi_o: bool
+    pairs: bool
+    padded_v: bool
+    strided: bool
+    dilated: bool
+    convolution: bool
+    bias: bool
+    vbar: str
+    v_c: str
+    kern: str
+    k_oc: str
+    gup: str
+    g_o: str
+    ghat: str
+    first: int
+    edges: tuple[Edge, Edge, Edge, Edge]
+    sizes: Sizes | None
+    forward: Form
+    grad_weight: Form
+    grad_input: Form
+    grad_bias: Form | None
+
+
+@dataclass(frozen=True)
+class Count:
+    """Elements of one pass (``forward``, ``grad_input``, ...) checked, ``zeros`` of them 0."""
+
+    name: str
+    count: int
+    zeros: int = 0
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What the checks established, with their counts.
+
+    Attributes:
+        proof_on, proven: where the index forms were proven equal to the explicit derivation,
+            and the elements compared per pass.
+        expanded: the elements expanded in the document, checked against the index forms.
+        whole_sums: the chain-rule factors are derivatives of whole forward sums (few
+            outputs), rather than of the one term holding the element.
+        readings: input elements whose constraint reading was checked.
+        matrices_on, matrices: where the compact forms were checked, and the elements.
+    """
+
+    proof_on: Where
+    proven: list[Count]
+    expanded: list[Count]
+    whole_sums: bool
+    readings: int
+    matrices_on: Where
+    matrices: list[Count]
+
+
+@dataclass(frozen=True)
+class Document:
+    """Everything one derivation document says, for ``templates/derivation.tex.jinja``.
+
+    Attributes:
+        describe, command: the layer and the command that regenerates the document, as text;
+            ``describe_tex``, ``command_tex`` the same for LaTeX text.
+        title_input, title_kernel: the input's and the kernel's shapes (LaTeX).
+        symbols: the letters; ``correlate`` the valid-correlation operator.
+        g_def: ``G_{o,y,x} = dJ/dZ_{o,y,x}``.
+    """
+
+    version: str
+    describe: str
+    describe_tex: str
+    command: str
+    command_tex: str
+    title_input: str
+    title_kernel: str
+    symbols: Symbols
+    correlate: str
+    setup: Setup
+    arrays: list[ArrayLine]
+    g_def: str
+    sections: list[Section]
+    compact: Compact
+    verified: Verified
