@@ -87,7 +87,7 @@ def option_text(draw: st.DrawFn) -> str:
 SPEC_OPTIONS = ("input", "kernel", "stride", "padding", "dilation")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURES)
+@settings(max_examples=300, deadline=10_000, suppress_health_check=FIXTURES)
 @given(options=st.dictionaries(st.sampled_from(SPEC_OPTIONS), option_text(), min_size=1,
                                max_size=3),
        joined=st.booleans())
@@ -97,6 +97,9 @@ SPEC_OPTIONS = ("input", "kernel", "stride", "padding", "dilation")
 @example(options={"stride": "-3"}, joined=False)
 @example(options={"padding": "\u0663"}, joined=True)
 @example(options={"input": "--"}, joined=True)  # argparse gave the command [], not "--"
+# 82,744 outputs, nearly all padding: only 4 forward terms, so --max-terms let it through and
+# the derivation took 41 s (with padding 0x50000000, 2e8 outputs: about a day)
+@example(options={"padding": "0x41371"}, joined=False)
 def test_malformed_spec_options_are_one_line(options, joined, capsys):
     """Exit status 0, or 2 with exactly one line on stderr; never a traceback. A derivation
     larger than --max-terms is refused on one line too, so every spec is answered at once."""
@@ -163,6 +166,8 @@ VALID = {"input": (2, 5, 6), "kernel": (3, 2, 2, 3)}
 @example(changes={"input": (1, 3, 10**4301)})
 @example(changes={"padding": 10**5000})
 @example(changes={"bias": 10**5000})
+# a NumPy array's repr spans lines: the message did too
+@example(changes={"kernel": np.array(["abcdefgh"] * 8)})
 def test_a_spec_is_valid_or_one_spec_error_naming_the_field(changes):
     """Ints, NumPy ints, bools, floats, strings, None, tuples of the wrong length, huge values:
     a valid spec (every size computed at once), or a SpecError (a ValueError) whose message
