@@ -293,7 +293,8 @@ def _add_derive(sub: Any) -> None:
     p.add_argument("--verify", action="store_true",
                    help="prove the index forms equal the explicit derivation and say on what")
     p.add_argument("--max-terms", type=int, default=DEFAULT_MAX_TERMS, metavar="N",
-                   help=f"refuse specs with more forward terms (default {DEFAULT_MAX_TERMS:,})")
+                   help=f"refuse specs with more forward terms, or more elements to write out "
+                   f"(default {DEFAULT_MAX_TERMS:,})")
     p.set_defaults(handler=cmd_derive)
 
 
