@@ -13,7 +13,8 @@ a reader never sees half a module. Steps, each a logged command:
 1. cffi writes the glue C file from ``conv2d.h`` (``FFI.emit_c_code``; cffi's API mode);
 2. the backend's compiler compiles the kernel source to an object;
 3. the host C compiler compiles the glue against Python's headers (and, with the module's
-   CPython entry points ``conv2d_python.c`` included in it, NumPy's);
+   CPython entry points ``conv2d_python.c`` included in it, NumPy's), with ``GLUE_FLAGS``
+   and the backend's ``glue_flags`` (the sanitizers', for ``CORRGEN_SANITIZE=1``);
 4. the host C compiler links both, with the backend's link flags and libraries (for CUDA:
    the static CUDA runtime, from the folder ``nvcc`` itself links against).
 
@@ -113,7 +114,7 @@ class Toolchain:
         return [
             "compiler", *self.compiler, self.compiler_version,
             "flags", *backend.compile_flags,
-            "host", *self.host, self.host_version, "glue", *GLUE_FLAGS,
+            "host", *self.host, self.host_version, "glue", *GLUE_FLAGS, *backend.glue_flags,
             "link", *backend.link_flags, "libraries", *backend.libraries,
             *(["libdirs", *self.library_dirs] if self.library_dirs else []),
         ]
@@ -607,9 +608,9 @@ def _compile(tmp: Path, sources: SourceFiles, backend: Backend, chain: Toolchain
     commands = [
         ("compiling kernels", kernel_obj, [*chain.compiler, *backend.compile_flags, "-c",
                                            sources.kernel_source, "-o", kernel_obj]),
-        ("compiling cffi glue", glue_obj, [*chain.host, *GLUE_FLAGS, "-I", chain.python_include,
-                                           *entry_flags, "-I", ".", "-c", f"{ext}.c", "-o",
-                                           glue_obj]),
+        ("compiling cffi glue", glue_obj, [*chain.host, *GLUE_FLAGS, *backend.glue_flags,
+                                           "-I", chain.python_include, *entry_flags, "-I",
+                                           ".", "-c", f"{ext}.c", "-o", glue_obj]),
         ("linking", target, [*chain.host, "-shared", glue_obj, kernel_obj, *backend.link_flags,
                              *(f"-L{folder}" for folder in chain.library_dirs),
                              *(f"-l{lib}" for lib in backend.libraries), "-o", target]),

@@ -55,6 +55,15 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         raise SystemExit(2)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # argparse (Python < 3.12) drops a "--" given as an option's value (--input=--) and
+        # hands the command [] instead of text: an option's value is what was typed.
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
 
 def _ints(option: str, text: str, counts: tuple[int, ...]) -> tuple[int, ...]:
     parts = text.lower().split("x")
@@ -274,7 +283,8 @@ def _add_derive(sub: Any) -> None:
     p.add_argument("--verify", action="store_true",
                    help="prove the index forms equal the explicit derivation and say on what")
     p.add_argument("--max-terms", type=int, default=DEFAULT_MAX_TERMS, metavar="N",
-                   help=f"refuse specs with more forward terms (default {DEFAULT_MAX_TERMS:,})")
+                   help=f"refuse specs with more forward terms, or more elements to write out "
+                   f"(default {DEFAULT_MAX_TERMS:,})")
     p.set_defaults(handler=cmd_derive)
 
 

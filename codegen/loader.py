@@ -6,6 +6,7 @@ What a built module runs at import and call time (the NumPy front end of its ker
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import keyword
@@ -16,7 +17,7 @@ from types import ModuleType
 
 from derive.spec import LayerSpec
 
-from .backends import Backend, backend_for
+from .backends import SANITIZE_ENV, Backend, backend_for
 from .build import (
     Built,
     compile_cached,
@@ -64,7 +65,8 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
             that cannot be written).
         BuildError: the module is not built yet and a compiler is missing or failed. A module
             built earlier loads without any compiler on PATH.
-        LoadError: a built module does not import.
+        LoadError: a built module does not import, or it is built with the sanitizers
+            (``CORRGEN_SANITIZE=1``) and this process has not preloaded their runtime.
     """
     backend = backend or backend_for(target)
     if dtype not in DTYPES:
@@ -79,7 +81,7 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
         built = lookup(out, request, name)
         if built is None:
             raise
-        return import_built(built)
+        return _import_for(built, backend)
     compilers = compilers_digest(chain, backend)
     built = lookup(out, request, name, compilers)
     if built is None:
@@ -87,6 +89,26 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
         sources = render(lower(spec, backend, dtype, style), backend)
         built = compile_cached(sources, backend, out, name, progress, chain)
         remember(out, request, built, compilers)
+    return _import_for(built, backend)
+
+
+def sanitizer_runtime_loaded() -> bool:
+    """Whether AddressSanitizer's runtime is in this process (preloaded: ``LD_PRELOAD``)."""
+    try:
+        return hasattr(ctypes.CDLL(None), "__asan_init")
+    except OSError:
+        return False
+
+
+def _import_for(built: Built, backend: Backend) -> ModuleType:
+    """``import_built``, after checking that a sanitized module can be loaded here: without
+    the AddressSanitizer runtime loaded first, loading it would end the process."""
+    if backend.sanitize and not sanitizer_runtime_loaded():
+        raise LoadError(
+            f"{built.folder}: the module is built with the sanitizers ({SANITIZE_ENV}=1), so "
+            f"Python must start with their runtime loaded: run it with "
+            f"LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0, "
+            f"or unset {SANITIZE_ENV}")
     return import_built(built)
 
 

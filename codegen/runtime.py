@@ -267,6 +267,9 @@ class KernelModule:
                 G = check("G", G)
                 shape = G.shape
             if not has_bias:
+                if out is not None:  # not left unwritten as if it held the gradient
+                    raise ValueError("out (db): the layer has no bias (spec.bias is False): "
+                                     f"expected None, got {type(out).__name__}")
                 return None
             db = empty(db_dims, dtype) if out is None else target(output("db", out, shape[0]),
                                                                     G)

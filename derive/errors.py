@@ -6,7 +6,13 @@ class CorrgenError(Exception):
 
 
 class SpecError(CorrgenError, ValueError):
-    """A layer spec breaks a rule; the message names the field, the rule and the value."""
+    """A layer spec breaks a rule; the message names the field, the rule and the value.
+
+    The message is one line: a value whose repr spans lines (a NumPy array's) is joined.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(line.strip() for line in str(message).splitlines()))
 
 
 class DerivationError(CorrgenError):

@@ -59,9 +59,24 @@ class LayerExprs:
         return out
 
 
-def check_size(spec: LayerSpec, max_terms: int | None) -> None:
-    """Refuse a spec whose explicit derivation would be too large to be useful."""
-    if max_terms is not None and spec.n_terms > max_terms:
+def check_size(spec: LayerSpec, max_terms: int | None,
+               wrt: tuple[str, ...] = ("input", "weight", "bias")) -> None:
+    """Refuse a spec whose explicit derivation would be too large to be useful: more forward
+    terms than ``max_terms``, or more elements to write out (every output, and every input
+    element for ``wrt`` input), each at least one term even where no tap reaches it."""
+    if max_terms is None:
+        return
+    o, ho, wo = spec.output_shape
+    c, h, w = spec.input
+    elements = o * ho * wo + (c * h * w if "input" in wrt else 0)
+    if spec.n_terms <= max_terms < elements:  # padding or strides far beyond the kernel
+        raise DerivationError(
+            f"{spec.describe()} has {elements:,} elements to write out (the outputs"
+            f"{' and the input' if 'input' in wrt else ''}), more than "
+            f"--max-terms={max_terms:,}, though only {spec.n_terms:,} forward terms; "
+            f"pass --max-terms {elements} to derive them anyway"
+        )
+    if spec.n_terms > max_terms:
         raise DerivationError(
             f"{spec.describe()} has {spec.n_terms:,} forward terms, more than "
             f"--max-terms={max_terms:,}; per-element expressions of that size are not "
@@ -94,7 +109,7 @@ def derive_layer(
     for name in wrt:
         if name not in WRT:
             raise DerivationError(f"wrt={name!r}: expected one of {', '.join(WRT)}")
-    check_size(spec, max_terms)
+    check_size(spec, max_terms, wrt)
     want_v, want_k = "input" in wrt, "weight" in wrt
 
     # One walk over the forward terms: sum them per output, and file each term under the

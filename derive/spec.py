@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,17 @@ def _pair(field: str, value: Any, minimum: int, below: int | None = None) -> tup
     return first, second
 
 
+def _printable(field: str, value: Any) -> None:
+    """Refuse a value that Python will not print, an integer of more digits than
+    ``sys.get_int_max_str_digits()`` (every refusal below shows the value it refuses)."""
+    try:
+        repr(value)
+    except ValueError:
+        raise SpecError(
+            f"{field}: an integer of more than {sys.get_int_max_str_digits():,} digits, too "
+            f"large to print and far beyond any layer") from None
+
+
 def _power(n: int) -> str:
     """``2**30`` for a power of two, else the number."""
     return f"2**{n.bit_length() - 1}" if n & (n - 1) == 0 else f"{n:,}"
@@ -159,6 +171,8 @@ class LayerSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        for field in ("input", "kernel", "stride", "padding", "dilation", "bias", "mode"):
+            _printable(field, getattr(self, field))
         set_(self, "input", _shape("input", self.input, ("C", "H", "W")))
         set_(self, "kernel", _shape("kernel", self.kernel, ("O", "C", "KH", "KW")))
         set_(self, "stride", _pair("stride", self.stride, 1, MAX_ELEMENTS))
@@ -175,7 +189,7 @@ class LayerSpec:
             set_(self, "padding", _pair("padding", self.padding, 0))
         if not isinstance(self.bias, bool):
             raise SpecError(f"bias={self.bias!r}: expected True or False")
-        if self.mode not in MODES:
+        if not isinstance(self.mode, str) or self.mode not in MODES:  # an array: no `in`
             raise SpecError(f"mode={self.mode!r}: expected one of {', '.join(MODES)}")
         c_in, c_kernel = self.input[0], self.kernel[1]
         if c_in != c_kernel:

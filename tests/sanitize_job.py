@@ -1,0 +1,105 @@
+"""The sanitizer job: kernels built with AddressSanitizer and UBSan, run on every pass.
+
+Run by ``tests/test_sanitize.py`` in a fresh Python started with the sanitizer runtime loaded
+first (``LD_PRELOAD`` of libasan, ``ASAN_OPTIONS=detect_leaks=0``) and ``CORRGEN_SANITIZE=1``:
+
+    python tests/sanitize_job.py OUT CASE...
+
+where each CASE is ``layer:style:dtype`` with a layer of ``test_kernels.GRID``. It builds the
+cases two at a time into OUT, then runs forward, grad_input, grad_weight, grad_bias and
+backward on batches of 1 and 3, into new arrays and into ``out=`` buffers, and compares each
+result with the NumPy reference (``codegen.check.compare``: 1e-12 in float64, 1e-5 in
+float32). A wrong result exits with status 1; a sanitizer report ends the process on the
+spot with its own non-zero status and the report on stderr. Prints one line per module and
+the build and run times.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from test_kernels import GRID
+
+import codegen
+from codegen.backends import SANITIZE_ENV, backend_for
+from codegen.check import compare
+from codegen.loader import sanitizer_runtime_loaded
+from derive import reference
+
+BATCHES = (1, 3)
+
+
+def results(module, batch: int) -> list:
+    """Every pass of ``module`` on one random batch, new outputs and ``out=`` buffers."""
+    spec, dtype = module.spec, module.dtype
+    V, K, b, G = reference.random_inputs(spec, batch, dtype, seed=batch)
+    V64, K64, G64 = (a.astype(np.float64) for a in (V, K, G))
+    b64 = None if b is None else b.astype(np.float64)
+    absb = None if b is None else np.abs(b64)
+    want = {
+        "forward": (reference.forward(spec, V64, K64, b64),
+                    reference.forward(spec, abs(V64), abs(K64), absb)),
+        "grad_input": (reference.grad_input(spec, K64, G64),
+                       reference.grad_input(spec, abs(K64), abs(G64))),
+        "grad_weight": (reference.grad_weight(spec, V64, G64),
+                        reference.grad_weight(spec, abs(V64), abs(G64))),
+        "grad_bias": (reference.grad_bias(spec, G64), reference.grad_bias(spec, abs(G64))),
+    }
+    got: list[tuple[str, np.ndarray | None]] = []
+    Z = np.empty(want["forward"][0].shape, dtype)
+    dV, dK = np.empty_like(V), np.empty_like(K)
+    db = np.empty(spec.kernel[0], dtype) if spec.bias else None
+    got += [("forward", module.forward(V, K, b)),
+            ("forward", module.forward(V, K, b, out=Z)),
+            ("grad_input", module.grad_input(K, G)),
+            ("grad_input", module.grad_input(K, G, out=dV)),
+            ("grad_weight", module.grad_weight(V, G)),
+            ("grad_weight", module.grad_weight(V, G, out=dK))]
+    if spec.bias:
+        got += [("grad_bias", module.grad_bias(G)), ("grad_bias", module.grad_bias(G, out=db))]
+    for out in (None, (np.empty_like(dV), np.empty_like(dK),
+                       np.empty_like(db) if spec.bias else None)):
+        grads = module.backward(V, K, G, out=out)
+        got += [("grad_input", grads[0]), ("grad_weight", grads[1])]
+        if spec.bias:
+            got.append(("grad_bias", grads[2]))
+        elif grads[2] is not None:
+            raise AssertionError("backward: db is not None for a layer without bias")
+    return [compare(name, array, *want[name], dtype) for name, array in got]
+
+
+def main(argv: list[str]) -> int:
+    if not sanitizer_runtime_loaded() or not backend_for("openmp").sanitize:
+        print(f"run with {SANITIZE_ENV}=1 and the AddressSanitizer runtime preloaded",
+              file=sys.stderr)
+        return 2
+    # The runtime is in this process now; the compilers this process starts need none.
+    os.environ.pop("LD_PRELOAD", None)
+    out, cases = argv[0], [tuple(case.split(":")) for case in argv[1:]]
+
+    def build(case: tuple[str, str, str]):
+        layer, style, dtype = case
+        return codegen.load(GRID[layer], dtype=dtype, out=out, style=style)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        modules = list(pool.map(build, cases))
+    built = time.perf_counter()
+    failed = 0
+    for case, module in zip(cases, modules):
+        checks = [check for batch in BATCHES for check in results(module, batch)]
+        bad = [str(check) for check in checks if not check.ok]
+        failed += bool(bad)
+        print(f"{':'.join(case)}: {len(checks)} results, "
+              + ("ok" if not bad else "MISMATCH " + "; ".join(bad)))
+    print(f"built {len(modules)} sanitized modules in {built - start:.1f} s, "
+          f"ran them in {time.perf_counter() - built:.1f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,188 @@
+"""The sanitizer job: every kernel variant built with AddressSanitizer and UBSan, every pass
+run and compared with the reference, and proof that the sanitizers do fire.
+
+Sanitized modules (``CORRGEN_SANITIZE=1``, ``codegen.backends.sanitized``) load only into a
+Python whose first library is the AddressSanitizer runtime, so each check runs in a fresh
+process started with ``LD_PRELOAD`` of libasan and ``ASAN_OPTIONS=detect_leaks=0`` (Python's
+own allocations would be reported as leaks at exit). With the runtime preloaded, NumPy's
+arrays are allocated by it as well, so a kernel reading or writing one element outside any
+array is caught, and so is undefined behaviour such as a signed overflow in an index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_kernels import GRID
+
+import codegen
+from codegen.backends import OPENMP, SANITIZE_ENV, SANITIZE_FLAGS, backend_for, sanitized
+from codegen.build import cache_key, toolchain
+from codegen.errors import LoadError
+from codegen.lower import lower
+from codegen.render import render
+from derive import LayerSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB = Path(__file__).resolve().parent / "sanitize_job.py"
+#: What a sanitizer prints when it finds something.
+REPORTS = ("ERROR: AddressSanitizer", "runtime error:")
+
+#: Every layer of the kernel grid (test_kernels.GRID: plain loops, channels in lanes, the 1x1
+#: matrix products, grad_input read in place, paired stride-2 column phases, the parallel
+#: path, ...) in the loops style, float64 and float32, and the seed unrolled in both. The
+#: whole grid builds in about a minute on 2 cores (-O1 -g1), so no layer is left out.
+CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "float32")]
+         + ["seed:unrolled:float64", "seed:unrolled:float32"])
+
+
+def _runtime(library: str) -> str | None:
+    """The path of a sanitizer runtime of the kernels' compiler, None when it is missing
+    (``-print-file-name`` then echoes the bare name)."""
+    compiler = shlex.split(os.environ.get("CC", "") or "cc")
+    if shutil.which(compiler[0]) is None:
+        return None
+    done = subprocess.run([*compiler, f"-print-file-name={library}"], capture_output=True,
+                          text=True)
+    path = done.stdout.strip()
+    return path if done.returncode == 0 and os.path.isabs(path) and os.path.exists(path) \
+        else None
+
+
+@pytest.fixture(scope="module")
+def sanitizer_env() -> dict[str, str]:
+    """The environment of a sanitized process: the runtime preloaded, CORRGEN_SANITIZE=1."""
+    libasan = _runtime("libasan.so")
+    if libasan is None or _runtime("libubsan.so") is None:
+        pytest.skip("the compiler's AddressSanitizer/UBSan runtimes are not installed "
+                    "(`cc -print-file-name=libasan.so` names no file): on Debian, install "
+                    "the gcc's libgcc-<version>-dev (libasan8, libubsan1); .ci/run does")
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
+            "LD_PRELOAD": libasan, "ASAN_OPTIONS": "detect_leaks=0",
+            "UBSAN_OPTIONS": "print_stacktrace=1", SANITIZE_ENV: "1"}
+
+
+def no_report(done: subprocess.CompletedProcess) -> None:
+    assert done.returncode == 0, (done.returncode, done.stdout[-3000:], done.stderr[-6000:])
+    for report in REPORTS:
+        assert report not in done.stderr, done.stderr[-6000:]
+
+
+def test_every_kernel_variant_is_clean_under_the_sanitizers(sanitizer_env, tmp_path):
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(JOB), str(tmp_path), *CASES],
+                          capture_output=True, text=True, env=sanitizer_env, timeout=600)
+    no_report(done)
+    lines = done.stdout.splitlines()
+    assert sum(line.endswith(", ok") for line in lines) == len(CASES), done.stdout
+    print(f"{lines[-1]} ({time.perf_counter() - start:.1f} s in all)")
+    # What ran was instrumented: every module links the sanitizer runtimes.
+    manifests = list(tmp_path.glob("conv2d_*/build.json"))
+    assert len(manifests) == len(CASES)
+    for manifest in manifests:
+        assert all(flag in manifest.read_text() for flag in SANITIZE_FLAGS), manifest
+
+
+#: A module whose kernels break on purpose: grad_bias writes one element past its output db
+#: (NumPy's array), grad_input overflows a signed int. Built by a sanitized process, then
+#: called; ``sys.argv[2]`` picks the pass.
+BROKEN = """
+import os, sys
+import numpy as np
+os.environ.pop("LD_PRELOAD", None)
+from codegen.backends import backend_for
+from codegen.build import compile_cached
+from codegen.loader import import_built
+from codegen.lower import lower
+from codegen.render import SourceFiles, render
+from derive import LayerSpec, reference
+
+spec = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
+backend = backend_for("openmp")
+assert backend.sanitize
+sources = render(lower(spec, backend, "float64", "loops"), backend)
+text = sources.text(backend.source)
+past = "return grad_bias(n, (const real *)G, (real *)db);"
+overflow = "return grad_input(n, (const real *)K, (const real *)G, (real *)dV);"
+assert past in text and overflow in text
+text = text.replace(past, "((real *)db)[O] = 0; /* one element past db */\\n    " + past)
+text = text.replace(overflow, "volatile int big = 2147483647; big += (int)n;\\n    " + overflow)
+sources = SourceFiles(sources.name, sources.kernel_source, tuple(
+    (file, text if file == backend.source else body) for file, body in sources.files))
+module = import_built(compile_cached(sources, backend, sys.argv[1], name="broken"))
+V, K, b, G = reference.random_inputs(spec, batch=2)
+print("calling", sys.argv[2], flush=True)
+getattr(module, sys.argv[2])(*{"grad_bias": (G,), "grad_input": (K, G)}[sys.argv[2]])
+print("no report")
+"""
+
+
+@pytest.mark.parametrize("kernel, report", [
+    ("grad_bias", "ERROR: AddressSanitizer: heap-buffer-overflow"),
+    ("grad_input", "runtime error: signed integer overflow"),
+])
+def test_the_sanitizers_fire_on_a_broken_kernel(sanitizer_env, tmp_path_factory, kernel,
+                                                report):
+    """The job above cannot pass vacuously: the same build and the same preloaded runtime
+    catch a write one element past a NumPy array, and a signed overflow."""
+    out = tmp_path_factory.getbasetemp() / "broken-kernels"
+    done = subprocess.run([sys.executable, "-c", BROKEN, str(out), kernel], capture_output=True,
+                          text=True, env=sanitizer_env, timeout=300)
+    assert f"calling {kernel}" in done.stdout, done.stderr[-3000:]
+    assert "no report" not in done.stdout
+    assert done.returncode != 0 and report in done.stderr, (done.returncode,
+                                                            done.stderr[-3000:])
+    assert "conv2d_openmp.c" in done.stderr  # the report points into the kernel source
+
+
+# -- the build option ----------------------------------------------------------------------------
+
+
+def test_corrgen_sanitize_selects_the_sanitized_backend(monkeypatch):
+    monkeypatch.delenv(SANITIZE_ENV, raising=False)
+    assert backend_for("openmp") == OPENMP
+    for value in ("0", "", "no"):
+        monkeypatch.setenv(SANITIZE_ENV, value)
+        assert backend_for("openmp") == OPENMP
+    monkeypatch.setenv(SANITIZE_ENV, "1")
+    backend = backend_for("openmp")
+    assert backend == sanitized(OPENMP) and backend.sanitize
+    for flags in (backend.compile_flags, backend.glue_flags, backend.link_flags):
+        assert set(SANITIZE_FLAGS) <= set(flags)
+    assert "-O1" in backend.compile_flags and "-O3" not in backend.compile_flags
+    assert "-march=native" in backend.compile_flags and "-fopenmp" in backend.link_flags
+    assert backend_for("cuda").compile_flags == codegen.backends.CUDA.compile_flags
+    with pytest.raises(ValueError, match="only the openmp kernels"):
+        sanitized(codegen.backends.CUDA)
+
+
+def test_a_sanitized_module_has_its_own_cache_key():
+    spec = LayerSpec(input=(1, 4, 4), kernel=(1, 1, 2, 2))
+    chain = toolchain(OPENMP)
+    sources = render(lower(spec, OPENMP, "float64", "loops"), OPENMP)
+    plain = cache_key(sources, OPENMP, chain)
+    assert cache_key(sources, sanitized(OPENMP), chain) != plain
+    # the glue flags alone change it too
+    glue_only = dataclasses.replace(OPENMP, glue_flags=("-g1",))
+    assert cache_key(sources, glue_only, chain) != plain
+
+
+def test_a_sanitized_module_is_not_loaded_without_the_runtime(tmp_path, monkeypatch):
+    """Without the runtime preloaded, loading would end the process: one LoadError instead,
+    and the plain module of the same layer is built and loaded beside it."""
+    spec = LayerSpec(input=(1, 4, 4), kernel=(1, 1, 2, 2))
+    monkeypatch.setenv(SANITIZE_ENV, "1")
+    with pytest.raises(LoadError, match="LD_PRELOAD=.*libasan"):
+        codegen.load(spec, out=tmp_path, style="loops")
+    monkeypatch.delenv(SANITIZE_ENV)
+    plain = codegen.load(spec, out=tmp_path, style="loops")
+    folders = sorted(p.name for p in tmp_path.glob("conv2d_*"))
+    assert len(folders) == 2 and plain.__file__.split("/")[-2] in folders
