@@ -24,9 +24,9 @@ from codegen.document import INSTALL_HINT, compile_pdf, find_engine, to_latex, w
 from derive import __version__
 from derive.errors import CorrgenError, DerivationError
 from derive.gradients import DEFAULT_MAX_TERMS, WRT, chain_rule, derive_layer, variable
-from derive.index_forms import index_forms, prove
 from derive.latex import AUTO_ALL_LIMIT, N_LIMIT, NOTATIONS, LatexError, parse_elements
 from derive.printing import GRAD_NAMES, index_text, shift_indices
+from derive.proof import index_forms, prove
 from derive.spec import PADDING_NAMES, LayerSpec
 
 SPEC_HELP = """\

@@ -6,7 +6,7 @@ Two styles:
   subexpressions eliminated with ``sympy.cse`` and printed by ``KernelPrinter``. The batch
   stays a run-time loop around the straight-line code. Only for small layers: the
   derivation costs about 0.3 ms per forward term, and the code grows with it.
-* ``loops``: the proven index forms (``derive.index_forms``) as direct convolutions
+* ``loops``: the proven index forms (``derive.proof``) as direct convolutions
   specialised to the layer (``codegen.blocking``): register tiles chosen for the layer,
   zero-framed scratch copies of each sample so that no inner loop tests a bound, and
   grad_input's gather split by stride phase. Every bound and tap offset is computed in

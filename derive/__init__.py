@@ -19,11 +19,13 @@ from .spec import LayerSpec
 
 __version__ = "0.1.0"
 
-#: Public names imported on first use: name -> the submodule that defines it.
+#: Public names imported on first use: name -> the submodule that defines it. No submodule
+#: may share a name with a public name: importing it would set the package's attribute to
+#: the submodule, shadowing the name.
 _LAZY = {
     "LayerExprs": "gradients", "chain_rule": "gradients", "derive_layer": "gradients",
-    "IndexForm": "index_forms", "Proof": "index_forms", "index_forms": "index_forms",
-    "prove": "index_forms", "proxy": "index_forms",
+    "IndexForm": "proof", "Proof": "proof", "index_forms": "proof", "prove": "proof",
+    "proxy": "proof",
 }
 
 __all__ = [

@@ -180,3 +180,18 @@ def test_a_built_module_imports_and_runs_without_sympy_or_jinja(tmp_path, target
     """)
     assert done.returncode == 0, done.stderr
     assert f"ran {module.__name__}" in done.stdout
+
+
+@pytest.mark.parametrize("package", ["derive", "codegen"])
+def test_no_submodule_shadows_a_public_name(package):
+    """Both packages import their heavy names on first use; a submodule of the same name as
+    a public name (codegen.load, derive.index_forms once) would replace the function by the
+    module as soon as anything imported the submodule."""
+    import importlib
+    import pkgutil
+
+    module = importlib.import_module(package)
+    submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}
+    assert not submodules & set(module.__all__)
+    for name in module.__all__:
+        assert not isinstance(getattr(module, name), type(module)), name

@@ -12,7 +12,7 @@ from derive import DerivationError, LayerSpec, derive_layer, index_forms, prove,
 from derive.gradients import chain_rule
 from derive.symbols import G, K, V, b
 
-index_forms_module = importlib.import_module("derive.index_forms")
+index_forms_module = importlib.import_module("derive.proof")
 
 SEED = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
 

@@ -14,10 +14,10 @@ from sympy import Expr
 
 from ..errors import LatexError
 from ..gradients import derive_layer
-from ..index_forms import Proof, prove
-from ..index_forms import o as _o
-from ..index_forms import x as _x
-from ..index_forms import y as _y
+from ..proof import Proof, prove
+from ..proof import o as _o
+from ..proof import x as _x
+from ..proof import y as _y
 from ..spec import LayerSpec
 from ..symbols import G, K, V, Z, b
 from .compact import compact

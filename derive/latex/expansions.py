@@ -4,7 +4,7 @@ For every element selected: the forward sum; for a gradient element, seed 000's 
 ``dJ/dx = sum_z dZ[z]/dx * dJ/dZ[z]`` with each factor evaluated by ``sympy.diff``, then the
 simplified result; for an input element also seed 000's reading of its constraint sums
 (which ``(l, m)`` satisfy ``(l-1)s + m = j``). Each is checked against the proven index form
-(``derive.index_forms``) and counted; a mismatch raises ``DerivationError``.
+(``derive.proof``) and counted; a mismatch raises ``DerivationError``.
 
 Large layers: with more than ``ALL_OUTPUTS_LIMIT`` outputs, a chain rule walks only the
 outputs that read the element, and a long sum is printed elided (only its printed terms are
@@ -21,7 +21,7 @@ from sympy import Add, Derivative, Expr, Indexed, Sum, Symbol, diff, expand
 
 from ..errors import DerivationError
 from ..forward import forward_exprs, kernel_element, window
-from ..index_forms import index_forms
+from ..proof import index_forms
 from ..spec import LayerSpec
 from ..symbols import G, K, V, Z, b
 from .content import AxisReading, Block, TapReading

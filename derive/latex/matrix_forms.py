@@ -14,7 +14,7 @@ from sympy import Add, Expr, Matrix, S, expand
 from ..errors import DerivationError
 from ..forward import kernel_element
 from ..gradients import LayerExprs
-from ..index_forms import index_forms
+from ..proof import index_forms
 from ..spec import LayerSpec
 from ..symbols import G, V, b
 

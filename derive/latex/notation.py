@@ -13,14 +13,14 @@ from typing import Any
 
 from sympy import Derivative, Expr, Indexed, IndexedBase, Matrix, Rational, Symbol, together
 
-from ..index_forms import c as _c
-from ..index_forms import i as _i
-from ..index_forms import j as _j
-from ..index_forms import o as _o
-from ..index_forms import u as _u
-from ..index_forms import v as _v
-from ..index_forms import x as _x
-from ..index_forms import y as _y
+from ..proof import c as _c
+from ..proof import i as _i
+from ..proof import j as _j
+from ..proof import o as _o
+from ..proof import u as _u
+from ..proof import v as _v
+from ..proof import x as _x
+from ..proof import y as _y
 from ..spec import LayerSpec
 from ..symbols import G, K, V, Z, b
 from .printer import tex
