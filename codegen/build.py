@@ -453,13 +453,17 @@ _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
 
 
+def _thread_lock(out: Path, name: str) -> threading.Lock:
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(f"{out.resolve()}/{name}", threading.Lock())
+
+
 @contextlib.contextmanager
 def build_lock(out: Path, name: str) -> Iterator[None]:
     """Hold the inter-process lock of module folder ``name`` under ``out``."""
     import fcntl
 
-    with _thread_locks_guard:
-        local = _thread_locks.setdefault(f"{out.resolve()}/{name}", threading.Lock())
+    local = _thread_lock(out, name)
     locks = out / ".locks"
     locks.mkdir(exist_ok=True)
     with local, open(locks / f"{name}.lock", "a") as handle:
@@ -475,8 +479,7 @@ def _try_lock(out: Path, name: str) -> Iterator[bool]:
     """Take the lock of ``name`` if no one holds it; yields whether it was taken."""
     import fcntl
 
-    with _thread_locks_guard:
-        local = _thread_locks.setdefault(f"{out.resolve()}/{name}", threading.Lock())
+    local = _thread_lock(out, name)
     if not local.acquire(blocking=False):
         yield False
         return

@@ -12,7 +12,6 @@ on a machine that has one.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from golden import golden_differences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_kernels import CASES, GRID, SEED
@@ -33,7 +33,7 @@ from test_kernels import CASES, GRID, SEED
 import codegen
 import codegen.lower
 from codegen.backends import CUDA, CUDA_EMULATION, gencode_flags
-from codegen.build import cache_key, emit, toolchain
+from codegen.build import cache_key, toolchain
 from codegen.check import check_module
 from codegen.cuda import ALLOCATORS, _c_contiguous, device_array, library, stream_handle
 from codegen.errors import BuildError, CudaError
@@ -42,7 +42,6 @@ from codegen.render import render
 from derive import LayerSpec, __version__, reference
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATED = ROOT / "generated"
 NVCC = shutil.which(os.environ.get("NVCC") or "nvcc")
 needs_nvcc = pytest.mark.skipif(
     NVCC is None, reason="nvcc is not installed (the CUDA toolkit; or set NVCC): the CUDA "
@@ -60,12 +59,6 @@ GOLDEN = {
 GRID_GENCODE = gencode_flags(("sm_80",), "compute_80")
 
 
-def _masked(text: str) -> str:
-    """The text with the cache key masked: it covers the compiler, which varies by machine."""
-    text = re.sub(r"\b[0-9a-f]{64}\b", "<cache key>", text)
-    return re.sub(r"_conv2d_[0-9a-f]{12}\b", "_conv2d_<key12>", text)
-
-
 def _sources(spec, dtype="float64", style="loops", backend=CUDA):
     return render(lower(spec, backend, dtype, style), backend)
 
@@ -74,20 +67,12 @@ def _sources(spec, dtype="float64", style="loops", backend=CUDA):
 
 
 @pytest.mark.parametrize("folder", GOLDEN)
-def test_golden_seed_sources(folder, tmp_path, request):
+def test_golden_seed_sources(folder, update_golden):
     """generated/seed_cuda_*: the seed example's CUDA sources, as rendered now (no compiler
     needed to compare; --update-golden rewrites them, which needs nvcc for the cache key)."""
     style, dtype = GOLDEN[folder]
-    sources = _sources(SEED, dtype, style)
-    if request.config.getoption("--update-golden"):
-        emit(sources, CUDA, GENERATED, folder)
-    for file, text in sources.keyed("0" * 64).files:
-        golden = GENERATED / folder / file
-        assert golden.is_file(), f"{golden} is missing; run pytest --update-golden"
-        want, got = _masked(golden.read_text()), _masked(text)
-        diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True),
-                                            str(golden), f"regenerated {file}"))
-        assert not diff, f"{golden} differs (see diff; pytest --update-golden rewrites):\n{diff}"
+    differences = golden_differences(folder, _sources(SEED, dtype, style), CUDA, update_golden)
+    assert not differences, "\n".join(differences)
 
 
 @pytest.mark.parametrize("style", ["unrolled", "loops"])

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
-import re
-from pathlib import Path
-
 import pytest
+from golden import golden_differences
 
 from codegen.backends import OPENMP
-from codegen.build import emit
 from codegen.errors import RenderError
 from codegen.lower import AUTO_UNROLLED_MAX_TERMS, lower, resolve_style
 from codegen.printers import KernelPrinter
@@ -17,7 +13,6 @@ from codegen.render import render
 from derive import LayerSpec, __version__
 
 SEED = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
-GENERATED = Path(__file__).resolve().parent.parent / "generated"
 #: The seed example's sources, by folder in generated/: (style, dtype).
 GOLDEN = {
     "seed_openmp_f64": ("auto", "float64"),
@@ -27,26 +22,12 @@ GOLDEN = {
 }
 
 
-def _masked(text: str) -> str:
-    """The text with the cache key masked: it covers the compiler, which varies by machine."""
-    text = re.sub(r"\b[0-9a-f]{64}\b", "<cache key>", text)
-    return re.sub(r"_conv2d_[0-9a-f]{12}\b", "_conv2d_<key12>", text)
-
-
 @pytest.mark.parametrize("folder", GOLDEN)
-def test_golden_seed_sources(folder, tmp_path, request):
+def test_golden_seed_sources(folder, update_golden):
     style, dtype = GOLDEN[folder]
     sources = render(lower(SEED, OPENMP, dtype, style), OPENMP)
-    if request.config.getoption("--update-golden"):
-        emit(sources, OPENMP, GENERATED, folder)
-    fresh = emit(sources, OPENMP, tmp_path, folder)
-    for file, _ in sources.files:
-        golden = GENERATED / folder / file
-        assert golden.is_file(), f"{golden} is missing; run pytest --update-golden"
-        want, got = _masked(golden.read_text()), _masked((fresh / file).read_text())
-        diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True),
-                                            str(golden), f"regenerated {file}"))
-        assert not diff, f"{golden} differs (see diff; pytest --update-golden rewrites):\n{diff}"
+    differences = golden_differences(folder, sources, OPENMP, update_golden)
+    assert not differences, "\n".join(differences)
 
 
 @pytest.mark.parametrize("style", ["unrolled", "loops"])
