@@ -15,11 +15,14 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from types import ModuleType
 from typing import Any
 
 from derive import __version__, reference
 from derive.spec import LayerSpec
+
+from .vocabulary import PASS_TABLE
 
 #: The benchmark layers of BENCH.md: id -> (spec, batch N).
 LAYERS: dict[str, tuple[LayerSpec, int]] = {
@@ -30,9 +33,6 @@ LAYERS: dict[str, tuple[LayerSpec, int]] = {
     "S5": (LayerSpec(input=(64, 56, 56), kernel=(64, 64, 3, 3), padding=1), 16),
     "S6": (LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1)), 16),
 }
-
-PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
-
 
 @dataclass(frozen=True)
 class Row:
@@ -120,6 +120,14 @@ def _torch_conv_passes(spec: LayerSpec, torch: Any, Vt: Any, Kt: Any, bt: Any, G
     return passes
 
 
+def _calls(owner: Any, arrays: dict[str, Any], bias: bool, *leading: Any
+           ) -> dict[str, Callable[[], Any]]:
+    """Every pass of ``owner`` (a module, its ``device``, ``derive.reference``) that a layer
+    with or without ``bias`` has, as a call on ``arrays`` (after ``leading`` arguments)."""
+    return {p.name: partial(getattr(owner, p.name), *leading, *(arrays[r] for r in p.reads))
+            for p in PASS_TABLE if p.runs(bias)}
+
+
 def _number(call: Callable[[], Any], at_least: float = 1e-3) -> int:
     """Calls per timing so that one timing lasts at least ``at_least`` seconds."""
     start = time.perf_counter()
@@ -146,19 +154,9 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
     spec: LayerSpec = module.spec
     V, K, b, G = reference.random_inputs(spec, batch, module.dtype, seed)
     threads = module.threads()
-    ours: dict[str, Callable[[], Any]] = {
-        "forward": lambda: module.forward(V, K, b),
-        "grad_input": lambda: module.grad_input(K, G),
-        "grad_weight": lambda: module.grad_weight(V, G),
-    }
-    numpy: dict[str, Callable[[], Any]] = {
-        "forward": lambda: reference.forward(spec, V, K, b),
-        "grad_input": lambda: reference.grad_input(spec, K, G),
-        "grad_weight": lambda: reference.grad_weight(spec, V, G),
-    }
-    if spec.bias:
-        ours["grad_bias"] = lambda: module.grad_bias(G)
-        numpy["grad_bias"] = lambda: reference.grad_bias(spec, G)
+    arrays = {"V": V, "K": K, "b": b, "G": G}
+    ours = _calls(module, arrays, spec.bias)
+    numpy = _calls(reference, arrays, spec.bias, spec)
     torch = _torch_passes(spec, threads, V, K, b, G) if with_torch else None
     rows = []
     for name in ours:
@@ -315,34 +313,18 @@ def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int
     spec: LayerSpec = module.spec
     V, K, b, G = reference.random_inputs(spec, batch, module.dtype, seed)
     torch = _torch_cuda()
-    numpy: dict[str, Callable[[], Any]] = {
-        "forward": lambda: reference.forward(spec, V, K, b),
-        "grad_input": lambda: reference.grad_input(spec, K, G),
-        "grad_weight": lambda: reference.grad_weight(spec, V, G),
-    }
-    if spec.bias:
-        numpy["grad_bias"] = lambda: reference.grad_bias(spec, G)
+    arrays = {"V": V, "K": K, "b": b, "G": G}
+    numpy = _calls(reference, arrays, spec.bias, spec)
     theirs: dict[str, Callable[[], Any]] | None = None
     if torch is not None:
         Vt, Kt, Gt = (torch.from_numpy(x).cuda() for x in (V, K, G))
         bt = None if b is None else torch.from_numpy(b).cuda()
-        dev = module.device
-        ours: dict[str, Callable[[], Any]] = {
-            "forward": lambda: dev.forward(Vt, Kt, bt),
-            "grad_input": lambda: dev.grad_input(Kt, Gt),
-            "grad_weight": lambda: dev.grad_weight(Vt, Gt),
-            "grad_bias": lambda: dev.grad_bias(Gt),
-        }
+        ours = _calls(module.device, {"V": Vt, "K": Kt, "b": bt, "G": Gt}, spec.bias)
         if with_torch:
             theirs = _torch_conv_passes(spec, torch, Vt, Kt, bt, Gt)
         sync: Callable[[], Any] = torch.cuda.synchronize
     else:
-        ours = {
-            "forward": lambda: module.forward(V, K, b),
-            "grad_input": lambda: module.grad_input(K, G),
-            "grad_weight": lambda: module.grad_weight(V, G),
-            "grad_bias": lambda: module.grad_bias(G),
-        }
+        ours = _calls(module, arrays, spec.bias)
         sync = module.synchronize
     rows = []
     for name in numpy:

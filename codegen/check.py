@@ -3,8 +3,8 @@
 The reference runs in float64 on the same inputs. The error of an element is measured
 against the size of the terms it sums, ``|kernel - reference| / sum|terms|`` (the sum of
 absolute terms is the reference pass applied to absolute values), so that cancellation in a
-sum does not pass for inaccuracy; the largest such error must stay within
-``TOLERANCE[dtype]`` (1e-12 for float64, 1e-5 for float32).
+sum does not pass for inaccuracy; the largest such error must stay within the dtype's
+``tolerance`` (``codegen.vocabulary.DTYPES``: 1e-12 for float64, 1e-5 for float32).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from derive import reference
 from derive.spec import LayerSpec
 
-TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+from .vocabulary import DTYPES, PASS_TABLE
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, magnitude: np.ndarray,
     diff = np.abs(got.astype(np.float64) - want)
     relative = diff / np.maximum(magnitude, np.finfo(np.float64).tiny)
     return PassCheck(name, float(diff.max(initial=0.0)), float(relative.max(initial=0.0)),
-                     TOLERANCE[dtype])
+                     DTYPES[dtype].tolerance)
 
 
 def check_module(module: ModuleType, batch: int = 2, seed: int = 0) -> list[PassCheck]:
@@ -62,19 +62,15 @@ def check_module(module: ModuleType, batch: int = 2, seed: int = 0) -> list[Pass
     spec: LayerSpec = module.spec
     dtype: str = module.dtype
     V, K, b, G = reference.random_inputs(spec, batch, dtype, seed)
-    V64, K64, G64 = V.astype(np.float64), K.astype(np.float64), G.astype(np.float64)
-    b64 = None if b is None else b.astype(np.float64)
-    absV, absK, absG = np.abs(V64), np.abs(K64), np.abs(G64)
-    absb = None if b is None else np.abs(b64)
-    results = [
-        compare("forward", module.forward(V, K, b), reference.forward(spec, V64, K64, b64),
-                reference.forward(spec, absV, absK, absb), dtype),
-        compare("grad_input", module.grad_input(K, G), reference.grad_input(spec, K64, G64),
-                reference.grad_input(spec, absK, absG), dtype),
-        compare("grad_weight", module.grad_weight(V, G), reference.grad_weight(spec, V64, G64),
-                reference.grad_weight(spec, absV, absG), dtype),
-    ]
-    if spec.bias:
-        results.append(compare("grad_bias", module.grad_bias(G), reference.grad_bias(spec, G64),
-                               reference.grad_bias(spec, absG), dtype))
+    arrays = {"V": V, "K": K, "b": b, "G": G}
+    wide = {name: None if a is None else a.astype(np.float64) for name, a in arrays.items()}
+    absolute = {name: None if a is None else np.abs(a) for name, a in wide.items()}
+    results = []
+    for p in PASS_TABLE:
+        if not p.runs(spec.bias):
+            continue
+        run, oracle = getattr(module, p.name), getattr(reference, p.name)
+        results.append(compare(p.name, run(*(arrays[r] for r in p.reads)),
+                               oracle(spec, *(wide[r] for r in p.reads)),
+                               oracle(spec, *(absolute[r] for r in p.reads)), dtype))
     return results

@@ -21,6 +21,7 @@ from typing import Any
 from sympy.printing.str import sstr
 
 from codegen.document import INSTALL_HINT, compile_pdf, find_engine, to_latex, write_file
+from codegen.vocabulary import DTYPE_NAMES
 from derive import __version__
 from derive.errors import CorrgenError, DerivationError
 from derive.gradients import DEFAULT_MAX_TERMS, WRT, chain_rule, derive_layer, variable
@@ -335,16 +336,17 @@ class StageProgress:
 def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
                     dtype_list: bool = False) -> None:
     from codegen.backends import BACKENDS
-    from codegen.lower import DTYPES, STYLES
+    from codegen.lower import STYLES
 
     group = parser.add_argument_group("kernels")
     group.add_argument("--target", choices=tuple(BACKENDS), default="openmp",
                        help="the kernel backend (default openmp)")
     if dtype_list:
-        group.add_argument("--dtype", default="float32,float64", metavar="LIST",
-                           help="float32, float64, or both comma-separated (default both)")
+        group.add_argument("--dtype", default=",".join(DTYPE_NAMES), metavar="LIST",
+                           help=f"{', '.join(DTYPE_NAMES)}, or several comma-separated "
+                                "(default all)")
     else:
-        group.add_argument("--dtype", choices=DTYPES, default="float64",
+        group.add_argument("--dtype", choices=DTYPE_NAMES, default="float64",
                            help="the arrays' type (default float64)")
     group.add_argument("--style", choices=STYLES, default="auto",
                        help="unrolled: the derived per-element expressions (small layers); "
@@ -479,7 +481,6 @@ def _parse_layers(text: str) -> list[str]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from codegen.bench import LAYERS, QUIET_PEERS_ENV, bench_for, markdown, table, to_json
-    from codegen.lower import DTYPES
 
     # OpenBLAS reads its settings when NumPy is imported, which has happened by now: when
     # this process is the command itself, start it again with them in place.
@@ -491,9 +492,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
     for dtype in dtypes:
-        if dtype not in DTYPES:
+        if dtype not in DTYPE_NAMES:
             raise UsageError(f"--dtype {args.dtype!r}: {dtype!r} is not one of "
-                             f"{', '.join(DTYPES)}")
+                             f"{', '.join(DTYPE_NAMES)}")
     if args.runs < 7:
         raise UsageError(f"--runs {args.runs}: the median needs at least 7 runs")
     if args.layers:
@@ -589,7 +590,7 @@ def _demo_module(spec: LayerSpec, args: argparse.Namespace) -> int:
     args.target, args.style, args.name = "openmp", "auto", None
     args.batch, args.seed = 2, 0
     status = 0
-    for dtype in ("float64", "float32"):
+    for dtype in reversed(DTYPE_NAMES):  # the widest first
         status = max(status, _check(spec, args, dtype))
     return status
 

@@ -28,9 +28,10 @@ from .build import (
     toolchain,
 )
 from .errors import BuildError, LoadError
-from .lower import DTYPES, lower, resolve_style
+from .lower import lower, resolve_style
 from .paths import module_name, output_folder
 from .render import WRAPPER, render
+from .vocabulary import DTYPE_NAMES
 
 
 def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
@@ -69,8 +70,8 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
             (``CORRGEN_SANITIZE=1``) and this process has not preloaded their runtime.
     """
     backend = backend or backend_for(target)
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    if dtype not in DTYPE_NAMES:
+        raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPE_NAMES)}")
     out, name = output_folder(out), module_name(name)
     style = resolve_style(spec, style)
     request = request_key({"spec": spec.to_dict(), "style": style, "dtype": dtype}, backend)

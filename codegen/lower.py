@@ -37,6 +37,7 @@ from .blocking import is_pointwise, plan
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR, RowReuse
 from .printers import CTYPES, KernelPrinter
+from .vocabulary import DTYPES
 
 STYLES = ("auto", "unrolled", "loops")
 
@@ -47,8 +48,6 @@ UNROLLED_MAX_TERMS = 4096
 #: Work below this many floating-point operations per call runs on the calling thread:
 #: starting an OpenMP team costs a few microseconds.
 PARALLEL_MIN_FLOPS = 1 << 17
-
-DTYPES = tuple(CTYPES)
 
 #: CUDA: threads per block of the kernels with one thread per output element (loops style).
 CUDA_BLOCK = 256
@@ -104,7 +103,7 @@ def module_name(spec: LayerSpec, target: str, dtype: str) -> str:
         parts.append("nobias")
     if spec.mode == "convolution":
         parts.append("conv")
-    parts.append("f32" if dtype == "float32" else "f64")
+    parts.append(DTYPES[dtype].suffix)
     return "_".join(parts)
 
 
@@ -279,7 +278,7 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     row_reuse: tuple[RowReuse, ...] = ()
     if style == "loops" and not backend.gpu:
         blocking_constants, tables, in_lanes, row_reuse = plan(
-            spec, 4 if dtype == "float32" else 8)
+            spec, DTYPES[dtype].itemsize)
         constants += blocking_constants
     return KernelIR(
         name=module_name(spec, backend.name, dtype),

@@ -9,8 +9,10 @@ from __future__ import annotations
 from sympy.codegen.ast import float32, float64, real
 from sympy.printing.c import C99CodePrinter
 
-#: The C type of each dtype.
-CTYPES = {"float32": "float", "float64": "double"}
+from .vocabulary import DTYPES
+
+#: The C type of each dtype (``codegen.vocabulary.DTYPES``).
+CTYPES = {name: d.ctype for name, d in DTYPES.items()}
 
 
 class KernelPrinter(C99CodePrinter):

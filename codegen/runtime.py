@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import cffi
 import numpy as np
 
+from .vocabulary import GRADIENTS, PASS, PASS_NAMES
+
 if TYPE_CHECKING:
     from derive.spec import LayerSpec
 
@@ -42,8 +44,29 @@ def _address(array: np.ndarray) -> Any:
         return _cast("uintptr_t", _from_buffer(array))
 
 
-#: The functions that run one kernel each (``backward`` runs several).
-PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
+#: The functions that run one kernel each (``backward`` runs several), by name.
+PASSES = PASS_NAMES
+
+
+def _target(out: np.ndarray, *reads: Any) -> np.ndarray:
+    """Where a kernel writes the checked ``out``: ``out`` itself, or a fresh array when
+    ``out`` shares memory with one of ``reads``.
+
+    A kernel may write part of its output before it has read all of its inputs, so an
+    ``out`` that shares memory with an input is written only once the kernel is done: the
+    kernel writes into a fresh array, copied into ``out`` by ``_deliver``.
+    """
+    if any(isinstance(a, np.ndarray) and np.may_share_memory(out, a) for a in reads):
+        return np.empty(out.shape, out.dtype)
+    return out
+
+
+def _deliver(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``result``, copied into ``out`` when the kernel wrote elsewhere."""
+    if out is None or result is out:
+        return result
+    out[...] = result
+    return out
 
 
 class KernelModule:
@@ -163,37 +186,29 @@ class KernelModule:
             raise MemoryError(f"{kernel}: the kernel could not allocate its work space")
 
     # -- the module's functions ---------------------------------------------------------
+    #
+    # Each function first tries a fast test of the common case (an ndarray of the module's
+    # dtype and shape, C-contiguous, aligned and writeable: ``flags.carray``) and runs the
+    # full checks, with their messages and copies, only when it fails. Names are bound once,
+    # when the function is made, not looked up per call.
 
     def _build_functions(self) -> None:
-        # Each function first tries a fast test of the common case (an ndarray of the module's
-        # dtype and shape, C-contiguous, aligned and writeable: ``flags.carray``) and runs
-        # the full checks, with their messages and copies, only when it fails. Names are
-        # bound here once, not looked up per call.
-        spec, lib, check, output = self.spec, self.lib, self.check, self.output
-        has_bias = spec.bias
-        status = self._status
+        """Make ``forward``, ``grad_input``, ``grad_weight``, ``grad_bias`` and ``backward``."""
+        grad_input, grad_weight = self._grad_input_function(), self._grad_weight_function()
+        grad_bias = self._grad_bias_function()
+        self.forward, self.grad_input, self.grad_weight = (
+            self._forward_function(), grad_input, grad_weight)
+        self.grad_bias = grad_bias
+        self.backward = self._backward_function(grad_input, grad_weight, grad_bias)
+        self._document()
+
+    def _forward_function(self) -> Any:
+        check, output, status, has_bias = self.check, self.output, self._status, self.spec.bias
         ndarray, dtype, empty, address = np.ndarray, self.dtype, np.empty, _address
-        dims = self.shapes
-        v_dims, k_dims, b_dims, g_dims = dims["V"], dims["K"], dims["b"], dims["G"]
-        z_dims, dv_dims, dk_dims, db_dims = dims["Z"], dims["dV"], dims["dK"], dims["db"]
-        forward_kernel, grad_input_kernel = lib.conv2d_forward, lib.conv2d_grad_input
-        grad_weight_kernel = lib.conv2d_grad_weight
-        grad_bias_kernel = lib.conv2d_grad_bias if has_bias else None
-        outputs, overlapping = self.outputs, np.may_share_memory
-
-        def target(out: np.ndarray, *reads: Any) -> np.ndarray:
-            # A kernel may write part of its output before it has read all of its inputs, so
-            # an ``out`` that shares memory with an input is written only once the kernel is
-            # done: the kernel writes into a fresh array, copied into ``out`` by ``deliver``.
-            if any(isinstance(a, ndarray) and overlapping(out, a) for a in reads):
-                return empty(out.shape, dtype)
-            return out
-
-        def deliver(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-            if out is None or result is out:
-                return result
-            out[...] = result
-            return out
+        target, deliver = _target, _deliver
+        v_dims, k_dims, b_dims, z_dims = (self.shapes[n] for n in ("V", "K", "b", "Z"))
+        kernel = getattr(self.lib, PASS["forward"].entry)
+        expected = self.expected
 
         def forward(V: np.ndarray, K: np.ndarray, b: np.ndarray | None = None,
                     out: np.ndarray | None = None) -> np.ndarray:
@@ -213,17 +228,26 @@ class KernelModule:
                         and b.flags.carray):
                     if b is None:
                         raise TypeError(f"b: the layer has a bias: expected "
-                                        f"{self.expected('b')}, got None")
+                                        f"{expected('b')}, got None")
                     b = check("b", b)
-                failed = forward_kernel(n, address(V), address(K), address(b), address(Z))
+                failed = kernel(n, address(V), address(K), address(b), address(Z))
             else:
                 if b is not None:
                     raise ValueError("b: the layer has no bias (spec.bias is False): expected "
                                      f"None, got {type(b).__name__}")
-                failed = forward_kernel(n, address(V), address(K), address(Z))
+                failed = kernel(n, address(V), address(K), address(Z))
             if failed:
                 status(failed, "forward")
             return deliver(Z, out)
+
+        return forward
+
+    def _grad_input_function(self) -> Any:
+        check, output, status = self.check, self.output, self._status
+        ndarray, dtype, empty, address = np.ndarray, self.dtype, np.empty, _address
+        target, deliver = _target, _deliver
+        k_dims, g_dims, dv_dims = (self.shapes[n] for n in ("K", "G", "dV"))
+        kernel = getattr(self.lib, PASS["grad_input"].entry)
 
         def grad_input(K: np.ndarray, G: np.ndarray, out: np.ndarray | None = None
                        ) -> np.ndarray:
@@ -238,10 +262,19 @@ class KernelModule:
             n = shape[0]
             dV = empty((n, *dv_dims), dtype) if out is None else target(output("dV", out, n),
                                                                           K, G)
-            failed = grad_input_kernel(n, address(K), address(G), address(dV))
+            failed = kernel(n, address(K), address(G), address(dV))
             if failed:
                 status(failed, "grad_input")
             return deliver(dV, out)
+
+        return grad_input
+
+    def _grad_weight_function(self) -> Any:
+        check, output, status = self.check, self.output, self._status
+        ndarray, dtype, empty, address = np.ndarray, self.dtype, np.empty, _address
+        target, deliver = _target, _deliver
+        v_dims, g_dims, dk_dims = (self.shapes[n] for n in ("V", "G", "dK"))
+        kernel = getattr(self.lib, PASS["grad_weight"].entry)
 
         def grad_weight(V: np.ndarray, G: np.ndarray, out: np.ndarray | None = None
                         ) -> np.ndarray:
@@ -255,10 +288,19 @@ class KernelModule:
                     and G.flags.carray):
                 G = check("G", G, n)
             dK = empty(dk_dims, dtype) if out is None else target(output("dK", out, n), V, G)
-            failed = grad_weight_kernel(n, address(V), address(G), address(dK))
+            failed = kernel(n, address(V), address(G), address(dK))
             if failed:
                 status(failed, "grad_weight")
             return deliver(dK, out)
+
+        return grad_weight
+
+    def _grad_bias_function(self) -> Any:
+        check, output, status, has_bias = self.check, self.output, self._status, self.spec.bias
+        ndarray, dtype, empty, address = np.ndarray, self.dtype, np.empty, _address
+        target, deliver = _target, _deliver
+        g_dims, db_dims = self.shapes["G"], self.shapes["db"]
+        kernel = getattr(self.lib, PASS["grad_bias"].entry) if has_bias else None
 
         def grad_bias(G: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
             shape = G.shape if type(G) is ndarray else None
@@ -273,10 +315,19 @@ class KernelModule:
                 return None
             db = empty(db_dims, dtype) if out is None else target(output("db", out, shape[0]),
                                                                     G)
-            failed = grad_bias_kernel(shape[0], address(G), address(db))
+            failed = kernel(shape[0], address(G), address(db))
             if failed:
                 status(failed, "grad_bias")
             return deliver(db, out)
+
+        return grad_bias
+
+    def _backward_function(self, grad_input: Any, grad_weight: Any, grad_bias: Any) -> Any:
+        """``backward`` over the given pass functions (those of this module, not the
+        attributes, which the CPython entry points may replace)."""
+        check, output, outputs, has_bias = self.check, self.output, self.outputs, self.spec.bias
+        target, deliver, overlapping = _target, _deliver, np.may_share_memory
+        names = tuple(p.writes for p in GRADIENTS)
 
         def backward(V: np.ndarray, K: np.ndarray, G: np.ndarray,
                      out: tuple[np.ndarray | None, ...] | None = None
@@ -285,7 +336,7 @@ class KernelModule:
             K = check("K", K)
             n = V.shape[0]
             G = check("G", G, n)
-            outs = dict(zip(("dV", "dK", "db"), outputs(out)))
+            outs = dict(zip(names, outputs(out)))
             for name, array in outs.items():
                 if array is not None:
                     outs[name] = output(name, array, n)
@@ -304,24 +355,29 @@ class KernelModule:
             return (deliver(dV, outs["dV"]), deliver(dK, outs["dK"]),
                     deliver(db, outs["db"]) if has_bias else None)
 
+        return backward
+
+    def _document(self) -> None:
+        """The functions' docstrings: their arguments' dtypes and shapes."""
+        has_bias = self.spec.bias
         shapes = {name: self.expected(name) for name in self.shapes}
-        forward.__doc__ = (
+        self.forward.__doc__ = (
             f"Z = forward(V, K{', b' if has_bias else ''}, out=None): the layer's output.\n\n"
             f"V {shapes['V']}, K {shapes['K']}"
             + (f", b {shapes['b']}" if has_bias else " (no bias: b must be None)")
             + f" -> Z {shapes['Z']}; out: an optional array for Z.")
-        grad_input.__doc__ = (f"dV = grad_input(K, G, out=None): dJ/dV.\n\n"
-                              f"K {shapes['K']}, G {shapes['G']} -> dV {shapes['dV']}.")
-        grad_weight.__doc__ = (f"dK = grad_weight(V, G, out=None): dJ/dK, summed over the "
-                               f"batch.\n\nV {shapes['V']}, G {shapes['G']} -> dK {shapes['dK']}.")
-        grad_bias.__doc__ = (f"db = grad_bias(G, out=None): dJ/db, summed over the batch "
-                             f"(None: the layer has no bias).\n\nG {shapes['G']} -> db "
-                             f"{shapes['db']}.")
-        backward.__doc__ = (f"(dV, dK, db) = backward(V, K, G, out=None): every gradient.\n\n"
-                            f"V {shapes['V']}, K {shapes['K']}, G {shapes['G']}; db is None "
-                            f"without a bias; out: an optional (dV, dK, db) tuple of arrays.")
-        self.forward, self.grad_input, self.grad_weight = forward, grad_input, grad_weight
-        self.grad_bias, self.backward = grad_bias, backward
+        self.grad_input.__doc__ = (f"dV = grad_input(K, G, out=None): dJ/dV.\n\n"
+                                   f"K {shapes['K']}, G {shapes['G']} -> dV {shapes['dV']}.")
+        self.grad_weight.__doc__ = (
+            f"dK = grad_weight(V, G, out=None): dJ/dK, summed over the batch.\n\n"
+            f"V {shapes['V']}, G {shapes['G']} -> dK {shapes['dK']}.")
+        self.grad_bias.__doc__ = (f"db = grad_bias(G, out=None): dJ/db, summed over the batch "
+                                  f"(None: the layer has no bias).\n\nG {shapes['G']} -> db "
+                                  f"{shapes['db']}.")
+        self.backward.__doc__ = (
+            f"(dV, dK, db) = backward(V, K, G, out=None): every gradient.\n\n"
+            f"V {shapes['V']}, K {shapes['K']}, G {shapes['G']}; db is None "
+            f"without a bias; out: an optional (dV, dK, db) tuple of arrays.")
 
     def threads(self) -> int:
         """The number of threads the kernels run on (OpenMP's maximum)."""
