@@ -36,6 +36,7 @@ from derive.spec import LayerSpec
 
 from .errors import CudaError
 from .runtime import KernelModule
+from .vocabulary import GRADIENTS, PASS
 
 #: CUDA errors that mean "no usable GPU here" rather than a fault of the call.
 NO_DEVICE_ERRORS = frozenset({
@@ -388,10 +389,13 @@ class DeviceFunctions:
                     raise ValueError(f"out ({out}): shares GPU memory with {name}; pass a "
                                      f"separate array")
 
-    def _run(self, kernel: str, entry: Any, batch: int, arrays: dict[str, DeviceArray],
-             stream: Any) -> None:
+    def _run(self, kernel: str, batch: int, arrays: dict[str, DeviceArray], stream: Any
+             ) -> None:
+        """Queue pass ``kernel``'s device entry point (``conv2d_<pass>_device``) on
+        ``arrays``, its inputs then its output."""
         self._separate(arrays, (next(reversed(arrays)),))
         handle = self._prepare(arrays, stream)
+        entry = getattr(self.module.lib, PASS[kernel].entry + "_device")
         self.module._status(entry(batch, *(a.pointer for a in arrays.values()), handle), kernel)
 
     # -- the passes -----------------------------------------------------------------------
@@ -410,7 +414,7 @@ class DeviceFunctions:
                              f"got {type(b).__name__}")
         batch = arrays["V"].shape[0]
         arrays["Z"] = self.output("Z", out, batch, arrays["V"])
-        self._run("forward", self.module.lib.conv2d_forward_device, batch, arrays, stream)
+        self._run("forward", batch, arrays, stream)
         return arrays["Z"].obj
 
     def grad_input(self, K: Any, G: Any, out: Any = None, stream: Any = None) -> Any:
@@ -418,7 +422,7 @@ class DeviceFunctions:
         arrays = {"K": self.check("K", K), "G": self.check("G", G)}
         batch = arrays["G"].shape[0]
         arrays["dV"] = self.output("dV", out, batch, arrays["G"])
-        self._run("grad_input", self.module.lib.conv2d_grad_input_device, batch, arrays, stream)
+        self._run("grad_input", batch, arrays, stream)
         return arrays["dV"].obj
 
     def grad_weight(self, V: Any, G: Any, out: Any = None, stream: Any = None) -> Any:
@@ -427,8 +431,7 @@ class DeviceFunctions:
         batch = arrays["V"].shape[0]
         arrays["G"] = self.check("G", G, batch)
         arrays["dK"] = self.output("dK", out, batch, arrays["V"])
-        self._run("grad_weight", self.module.lib.conv2d_grad_weight_device, batch, arrays,
-                  stream)
+        self._run("grad_weight", batch, arrays, stream)
         return arrays["dK"].obj
 
     def grad_bias(self, G: Any, out: Any = None, stream: Any = None) -> Any:
@@ -438,7 +441,7 @@ class DeviceFunctions:
             return None
         batch = arrays["G"].shape[0]
         arrays["db"] = self.output("db", out, batch, arrays["G"])
-        self._run("grad_bias", self.module.lib.conv2d_grad_bias_device, batch, arrays, stream)
+        self._run("grad_bias", batch, arrays, stream)
         return arrays["db"].obj
 
     def backward(self, V: Any, K: Any, G: Any, out: tuple[Any, ...] | None = None,
@@ -448,7 +451,7 @@ class DeviceFunctions:
         arrays = {"V": self.check("V", V), "K": self.check("K", K)}
         batch = arrays["V"].shape[0]
         arrays["G"] = self.check("G", G, batch)
-        outs = dict(zip(("dV", "dK", "db"), self.module.outputs(out)))
+        outs = dict(zip((p.writes for p in GRADIENTS), self.module.outputs(out)))
         for name, given in outs.items():
             if given is not None:
                 arrays[name] = self.output(name, given, batch, arrays["V"])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .backends import OPENMP
 from .build import toolchain
+from .vocabulary import DTYPE_NAMES, DTYPES
 
 #: 16 chains: enough to cover a 4-cycle multiply-add latency on two pipes.
 CHAINS = 16
@@ -59,9 +60,7 @@ int name(long iterations, int *threads, double *sink)                           
     return (int)(VECTOR_BYTES / sizeof(real));                                             \
 }
 
-PEAK_LOOP(float, peak_float32)
-PEAK_LOOP(double, peak_float64)
-"""
+""" + "".join(f"PEAK_LOOP({d.ctype}, peak_{d.name})\n" for d in DTYPES.values())
 
 
 def _library(folder: Path) -> ctypes.CDLL:
@@ -83,7 +82,7 @@ def _rate(loop: ctypes._CFuncPtr, iterations: int) -> tuple[float, float]:
     return 2 * CHAINS * lanes * iterations * threads.value / elapsed / 1e9, elapsed
 
 
-def fma_peak(dtypes: tuple[str, ...] = ("float32", "float64"), seconds: float = 0.2,
+def fma_peak(dtypes: tuple[str, ...] = DTYPE_NAMES, seconds: float = 0.2,
              repeats: int = 5) -> dict[str, float]:
     """GFLOP/s of the multiply-add loop per dtype (a multiply-add counts 2): the best of
     ``repeats`` timings of about ``seconds`` each, with the process's OpenMP threads."""
