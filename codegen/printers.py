@@ -63,6 +63,9 @@ class LoopNest:
         target: the element's place in the output, e.g. ``Z_s[(o*HO + y)*WO + x]``.
         decode: ``(var, expression)``: each free index from the element's row-major number
             ``e`` (innermost first).
+        size, positions: the number of elements (``O * HO * WO``), of positions summed
+            over (``HO * WO``), as products of C constants.
+        offset: the element's offset in the output (the subscript of ``target``).
         lets, skip: every sum loop's lets and skip tests together (for a loop over the sums
             written as one flat loop).
     """
@@ -76,6 +79,9 @@ class LoopNest:
     decode: tuple[tuple[str, str], ...]
     lets: tuple[tuple[str, str], ...]
     skip: str
+    size: str
+    positions: str
+    offset: str
 
 
 def _flat(indices: list[str], dims: tuple[str, ...]) -> str:
@@ -169,7 +175,8 @@ def loop_nest(form: Any, printer: KernelPrinter, arrays: dict[str, str],
     term = " * ".join(access(f) for f in form.factors)
     init = access(form.constant) if form.constant is not None else "0"
     free_names = [str(s) for s, _ in form.free]
-    target = f"{arrays[form.target]}[{_flat(free_names, dims[form.target])}]"
+    offset = _flat(free_names, dims[form.target])
+    target = f"{arrays[form.target]}[{offset}]"
     decode, size = [], []
     for name in reversed(free_names):
         below = f" / {' * '.join(size)}" if len(size) == 1 else (
@@ -186,4 +193,11 @@ def loop_nest(form: Any, printer: KernelPrinter, arrays: dict[str, str],
         sums=sums, init=init, term=term, target=target, decode=tuple(decode),
         lets=tuple(let for k in lets for let in k),
         skip=" || ".join(all_skips),
+        size=_product([extents[name] for name in free_names]),
+        positions=_product([extents[str(s)] for s, _ in form.sums]),
+        offset=offset,
     )
+
+
+def _product(factors: list[str]) -> str:
+    return factors[0] if len(factors) == 1 else f"({' * '.join(factors)})"
