@@ -20,10 +20,10 @@ are printed from the proven index form of its pass (``derive.proof.index_forms``
 
 CUDA backends (``Backend.gpu``) get no tables: their ``loops`` kernels run one thread per
 output element and test the bounds of each tap (the index form's zero rule), which costs a
-GPU little. Instead ``lower`` fixes
-their launch configuration (``_cuda_constants``): threads per block of every kernel, the
-grid-size cap above which the kernels' grid-stride loops take over, and the policy that
-splits grad_weight's and grad_bias's reductions into chunks.
+GPU little. Instead ``lower`` fixes their launch configuration (``_cuda_constants``):
+threads per block of every kernel, the grid-size cap above which the kernels' grid-stride
+loops take over, and the policy that splits grad_weight's and grad_bias's reductions into
+chunks.
 """
 
 from __future__ import annotations
@@ -174,8 +174,16 @@ def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
               "grad_input": ((buf["K"], buf["G"]), buf["dV"], flops),
               "grad_weight": ((buf["V"], buf["G"]), buf["dK"], flops),
               "grad_bias": ((buf["G"],), buf["db"], o * ho * wo)}
+    values = {constant.name: constant.value for constant in _constants(spec)}
+    for name, dims in DIMS.items():  # the names the loops print stand for the right extents
+        if tuple(values[d] for d in dims) != buf[name].dims:
+            raise RenderError(f"{name}: extents {dims} are not {buf[name].dims}")
     kernels: list[Kernel] = []
     for name, form in index_forms(spec).items():
+        for symbol, extent in (*form.free, *form.sums):
+            if values[EXTENTS[str(symbol)]] != extent:
+                raise RenderError(f"{name}: index {symbol} runs to {extent}, not "
+                                  f"{EXTENTS[str(symbol)]}")
         inputs, output, work = passes[name]
         nest = loop_nest(form, printer, arrays, DIMS, EXTENTS)
         kernels.append(PrintedKernel(name, f"conv2d_{name}", nest.formula, inputs, output,
