@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: b4aaa040c72723a56d46ea643f32aff61426b7a787a4fdaab5f91bc8e45289fb
+ * cache key: 858c6662d8494aa46bba12ecf5cafa417e9113fe4986a4541f2673bde8e1ae1d
  */
 
 /*

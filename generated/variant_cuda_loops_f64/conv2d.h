@@ -4,7 +4,7 @@
  * spec:  input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3
  *        {"input": [3, 11, 8], "kernel": [4, 3, 3, 3], "stride": [3, 3], "padding": "same", "pads": [2, 2, 2, 2], "dilation": [2, 2], "bias": true, "mode": "convolution", "output": [4, 4, 3]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: d04a42edb1309616c5f87318531ff8955fb352c2cacf14844edc26f6c7b7957b
+ * cache key: 2cb877555da79a9c25057247072d49cf58a1d7fcf5ae3d264cf60206dc809fb6
  */
 
 /*
