@@ -350,7 +350,9 @@ def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
                            help="the arrays' type (default float64)")
     group.add_argument("--style", choices=STYLES, default="auto",
                        help="unrolled: the derived per-element expressions (small layers); "
-                       "loops: the index forms; auto (default) picks by size")
+                       "loops: the index forms; direct (OpenMP): the index forms printed as "
+                       "plain loops, slow, a second oracle; auto (default) picks by size "
+                       "(never direct)")
     group.add_argument("--out", default=None, metavar="DIR",
                        help="the folder modules are written to, which becomes a package you "
                        "own (default: the per-user cache, $CORRGEN_CACHE or ~/.cache/corrgen)")

@@ -11,24 +11,33 @@ Two styles:
   zero-framed scratch copies of each sample so that no inner loop tests a bound, and
   grad_input's gather split by stride phase. Every bound and tap offset is computed in
   Python and handed to the template as a constant or a table.
+* ``direct`` (OpenMP only): the index forms printed as plain loops, the proof covers them;
+  slow, for reading and as a second oracle. ``auto`` never picks it.
 
-CUDA backends (``Backend.gpu``) get no tables: their kernels run one thread per output
-element and test the bounds of each tap, which costs a GPU little. Instead ``lower`` fixes
-their launch configuration (``_cuda_constants``): threads per block of every kernel, the
-grid-size cap above which the kernels' grid-stride loops take over, and the policy that
-splits grad_weight's and grad_bias's reductions into chunks.
+Every kernel's formula and, for the ``direct`` style and the CUDA ``loops`` style, its loops
+are printed from the proven index form of its pass (``derive.proof.index_forms``,
+``codegen.printers.loop_nest``): the index arithmetic the proof checked is the one that ships.
+
+CUDA backends (``Backend.gpu``) get no tables: their ``loops`` kernels run one thread per
+output element and test the bounds of each tap (the index form's zero rule), which costs a
+GPU little. Instead ``lower`` fixes their launch configuration (``_cuda_constants``):
+threads per block of every kernel, the grid-size cap above which the kernels' grid-stride
+loops take over, and the policy that splits grad_weight's and grad_bias's reductions into
+chunks.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from sympy import IndexedBase, cse, numbered_symbols
+from sympy import IndexedBase, Symbol, cse, numbered_symbols
 
 from derive import __version__
+from derive.geometry import buffer_shapes, is_flipped, kernel_tap
 from derive.gradients import derive_layer
+from derive.proof import index_forms
 from derive.spec import LayerSpec
 from derive.symbols import G, K, V, b
 
@@ -36,10 +45,10 @@ from .backends import Backend
 from .blocking import is_pointwise, plan
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR, RowReuse
-from .printers import CTYPES, KernelPrinter
+from .printers import IndexPrinter, KernelPrinter, LoopNest, loop_nest
 from .vocabulary import DTYPES
 
-STYLES = ("auto", "unrolled", "loops")
+STYLES = ("auto", "unrolled", "loops", "direct")
 
 #: ``auto`` unrolls layers with at most this many forward terms.
 AUTO_UNROLLED_MAX_TERMS = 512
@@ -67,7 +76,8 @@ SPEC_CONSTANTS = ("C", "H", "W", "O", "KH", "KW", "HO", "WO", "SH", "SW", "DH", 
 
 
 def resolve_style(spec: LayerSpec, style: str) -> str:
-    """``auto`` -> ``unrolled`` for small layers, else ``loops``; checks the name and size."""
+    """``auto`` -> ``unrolled`` for small layers, else ``loops`` (never ``direct``); checks
+    the name and size."""
     if style not in STYLES:
         raise RenderError(f"style={style!r}: expected one of {', '.join(STYLES)}")
     if style == "auto":
@@ -121,49 +131,62 @@ def _shape(dims: tuple[int, ...], batched: bool) -> str:
 
 
 def _buffers(spec: LayerSpec) -> dict[str, Buffer]:
-    o = spec.kernel[0]
-    sizes = {"V": (spec.input, True), "K": (spec.kernel, False), "b": ((o,), False),
-             "G": (spec.output_shape, True)}
-    out = {"Z": (spec.output_shape, True), "dV": (spec.input, True),
-           "dK": (spec.kernel, False), "db": ((o,), False)}
     buffers = {}
-    for group, is_output in ((sizes, False), (out, True)):
-        for name, (dims, batched) in group.items():
-            size = 1
-            for d in dims:
-                size *= d
-            buffers[name] = Buffer(name, _shape(dims, batched), batched, size, is_output,
-                                  tuple(dims))
+    for name, (dims, batched) in buffer_shapes(spec).items():
+        size = 1
+        for d in dims:
+            size *= d
+        buffers[name] = Buffer(name, _shape(dims, batched), batched, size,
+                               name in OUTPUTS, tuple(dims))
     return buffers
 
 
-FORMULAS = {
-    "forward": "Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, "
-               "x*SW + j*DW - PL]",
-    "grad_input": "dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, "
-                  "(v + PL - j*DW)/SW]",
-    "grad_weight": "dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, "
-                   "x*SW + j*DW - PL]",
-    "grad_bias": "db[o] = sum_{n,y,x} G[n,o,y,x]",
-}
+#: The arrays the kernels write.
+OUTPUTS = ("Z", "dV", "dK", "db")
+#: The C constant of each array's extents (after the batch axis), and of each index of the
+#: index forms (``derive.proof``).
+DIMS = {"V": ("C", "H", "W"), "K": ("O", "C", "KH", "KW"), "b": ("O",),
+        "G": ("O", "HO", "WO"), "Z": ("O", "HO", "WO"), "dV": ("C", "H", "W"),
+        "dK": ("O", "C", "KH", "KW"), "db": ("O",)}
+EXTENTS = {"o": "O", "c": "C", "y": "HO", "x": "WO", "i": "KH", "j": "KW", "u": "H", "v": "W"}
 
 
-def _kernels(spec: LayerSpec) -> list[Kernel]:
+@dataclass(frozen=True)
+class PrintedKernel(Kernel):
+    """A kernel with its index form printed as C loops (``codegen.printers.LoopNest``),
+    which the CUDA ``loops`` and the OpenMP ``direct`` templates print."""
+
+    nest: LoopNest | None = None
+
+
+def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
+    """Every pass, its formula and loops printed from its proven index form."""
     buf = _buffers(spec)
     o, ho, wo = spec.output_shape
     c, _, kh, kw = spec.kernel
     flops = 2 * o * ho * wo * c * kh * kw
-    forward_in = (buf["V"], buf["K"], buf["b"]) if spec.bias else (buf["V"], buf["K"])
-    kernels = [
-        Kernel("forward", "conv2d_forward", FORMULAS["forward"], forward_in, buf["Z"], flops),
-        Kernel("grad_input", "conv2d_grad_input", FORMULAS["grad_input"],
-               (buf["K"], buf["G"]), buf["dV"], flops),
-        Kernel("grad_weight", "conv2d_grad_weight", FORMULAS["grad_weight"],
-               (buf["V"], buf["G"]), buf["dK"], flops),
-    ]
-    if spec.bias:
-        kernels.append(Kernel("grad_bias", "conv2d_grad_bias", FORMULAS["grad_bias"],
-                              (buf["G"],), buf["db"], o * ho * wo))
+    printer = IndexPrinter(dtype)
+    # per-sample pointers for the batched arrays, the arrays themselves otherwise
+    arrays = {name: f"{name}_s" if b.batched else name for name, b in buf.items()}
+    passes = {"forward": ((buf["V"], buf["K"], buf["b"]) if spec.bias else (buf["V"], buf["K"]),
+                          buf["Z"], flops),
+              "grad_input": ((buf["K"], buf["G"]), buf["dV"], flops),
+              "grad_weight": ((buf["V"], buf["G"]), buf["dK"], flops),
+              "grad_bias": ((buf["G"],), buf["db"], o * ho * wo)}
+    values = {constant.name: constant.value for constant in _constants(spec)}
+    for name, dims in DIMS.items():  # the names the loops print stand for the right extents
+        if tuple(values[d] for d in dims) != buf[name].dims:
+            raise RenderError(f"{name}: extents {dims} are not {buf[name].dims}")
+    kernels: list[Kernel] = []
+    for name, form in index_forms(spec).items():
+        for symbol, extent in (*form.free, *form.sums):
+            if values[EXTENTS[str(symbol)]] != extent:
+                raise RenderError(f"{name}: index {symbol} runs to {extent}, not "
+                                  f"{EXTENTS[str(symbol)]}")
+        inputs, output, work = passes[name]
+        nest = loop_nest(form, printer, arrays, DIMS, EXTENTS)
+        kernels.append(PrintedKernel(name, f"conv2d_{name}", nest.formula, inputs, output,
+                                     work, nest=nest))
     return kernels
 
 
@@ -260,16 +283,19 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         spec: the layer.
         backend: the target (its name goes into the IR; its template renders it).
         dtype: ``float32`` or ``float64``.
-        style: ``auto``, ``unrolled`` or ``loops`` (see the module docstring).
+        style: ``auto``, ``unrolled``, ``loops`` or ``direct`` (see the module docstring).
         progress: ``progress(done, total)`` while an unrolled kernel is differentiated.
     """
-    if dtype not in CTYPES:
-        raise RenderError(f"dtype={dtype!r}: expected one of {', '.join(CTYPES)}")
+    if dtype not in DTYPES:
+        raise RenderError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
     style = resolve_style(spec, style)
-    kernels = _kernels(spec)
+    if style == "direct" and backend.gpu:
+        raise RenderError(f"style='direct' is for the OpenMP target, not {backend.name}: the "
+                          f"CUDA 'loops' kernels are the index forms printed as loops already")
+    kernels = _kernels(spec, dtype)
     if style == "unrolled":
         kernels = _unrolled(spec, kernels, dtype, progress)
-    flip = spec.mode == "convolution"
+    flip = is_flipped(spec.mode)
     if backend.gpu:
         constants, tables = _cuda_constants(spec, style), ()
     else:
@@ -287,14 +313,14 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         spec_args=spec_args(spec),
         style=style,
         dtype=dtype,
-        ctype=CTYPES[dtype],
+        ctype=DTYPES[dtype].ctype,
         target=backend.name,
         version=__version__,
         constants=constants,
         tables=tables,
         kernels=tuple(kernels),
-        tap_row="KH - 1 - i" if flip else "i",
-        tap_col="KW - 1 - j" if flip else "j",
+        tap_row=str(kernel_tap(Symbol("i"), Symbol("KH"), flip)),
+        tap_col=str(kernel_tap(Symbol("j"), Symbol("KW"), flip)),
         has_bias=spec.bias,
         pointwise=style == "loops" and is_pointwise(spec),
         in_lanes=in_lanes,

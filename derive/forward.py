@@ -2,8 +2,8 @@
 
 Padding is handled by index bounds: a tap that lands on a zero of the padded input
 contributes no term at all, so every term is ``K[o, c, i, j] * V[c, u, v]`` with ``(c, u, v)``
-inside the input. In convolution mode the kernel element read by tap ``(i, j)`` is
-``K[o, c, KH-1-i, KW-1-j]`` (the kernel rotated by 180 degrees).
+inside the input. In convolution mode tap ``(i, j)`` reads the kernel rotated by 180
+degrees (``derive.geometry.kernel_tap``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sympy import Add, Expr, Indexed
 
+from .geometry import Geometry
 from .spec import LayerSpec
 from .symbols import K, V, b
 
@@ -32,25 +33,20 @@ class Term:
 
 def kernel_element(spec: LayerSpec, o: int, c: int, i: int, j: int) -> Indexed:
     """The kernel element tap ``(i, j)`` reads: ``K~[o, c, i, j]`` of DESIGN.md."""
-    if spec.mode == "convolution":
-        kh, kw = spec.kernel[2], spec.kernel[3]
-        return K[o, c, kh - 1 - i, kw - 1 - j]
-    return K[o, c, i, j]
+    g = Geometry.of(spec)
+    return K[o, c, g.kernel_row(i), g.kernel_col(j)]
 
 
 def window(spec: LayerSpec, y: int, x: int) -> Iterator[tuple[int, int, int, int]]:
     """Taps ``(i, j)`` of output position ``(y, x)`` that land inside the input, with ``(u, v)``."""
-    (sh, sw), (dh, dw) = spec.stride, spec.dilation
-    top, _, left, _ = spec.pads
-    _, h, w = spec.input
-    _, _, kh, kw = spec.kernel
-    for i in range(kh):
-        u = y * sh + i * dh - top
-        if not 0 <= u < h:
+    g = Geometry.of(spec)
+    for i in range(g.kh):
+        u = g.input_row(y, i)
+        if not 0 <= u < g.h:
             continue
-        for j in range(kw):
-            v = x * sw + j * dw - left
-            if 0 <= v < w:
+        for j in range(g.kw):
+            v = g.input_col(x, j)
+            if 0 <= v < g.w:
                 yield i, j, u, v
 
 

@@ -29,9 +29,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sympy import Add, Expr, IndexedBase, Integer, Mul, Symbol, expand, fraction, lambdify, together
+from sympy import Add, Expr, IndexedBase, Mul, Symbol, expand, fraction, lambdify, together
 
 from .errors import DerivationError
+from .geometry import Geometry
 from .gradients import LayerExprs, derive_layer
 from .spec import LayerSpec
 from .symbols import G, K, V, b
@@ -112,36 +113,31 @@ class IndexForm:
 
 def index_forms(spec: LayerSpec) -> dict[str, IndexForm]:
     """The index forms of ``spec``: forward, grad_input, grad_weight and grad_bias."""
-    cc, h, w = spec.input
-    oo, _, kh, kw = spec.kernel
-    _, ho, wo = spec.output_shape
-    (sh, sw), (dh, dw) = spec.stride, spec.dilation
-    top, _, left, _ = spec.pads
-    flip = spec.mode == "convolution"
-    ki, kj = (kh - 1 - i, kw - 1 - j) if flip else (i, j)
+    g = Geometry.of(spec)
+    ki, kj = g.kernel_row(i), g.kernel_col(j)
     tap_kernel = Factor(K, (o, c, ki, kj), spec.kernel)
-    read_input = Factor(V, (c, y * sh + i * dh - top, x * sw + j * dw - left), spec.input)
+    read_input = Factor(V, (c, g.input_row(y, i), g.input_col(x, j)), spec.input)
     forms = {
         "forward": IndexForm(
-            "forward", "Z", ((o, oo), (y, ho), (x, wo)), ((c, cc), (i, kh), (j, kw)),
+            "forward", "Z", ((o, g.o), (y, g.ho), (x, g.wo)), ((c, g.c), (i, g.kh), (j, g.kw)),
             (tap_kernel, read_input),
-            Factor(b, (o,), (oo,)) if spec.bias else None,
+            Factor(b, (o,), (g.o,)) if spec.bias else None,
         ),
         "grad_input": IndexForm(
-            "grad_input", "dV", ((c, cc), (u, h), (v, w)), ((o, oo), (i, kh), (j, kw)),
-            (tap_kernel,
-             Factor(G, (o, (u + top - i * dh) / Integer(sh), (v + left - j * dw) / Integer(sw)),
-                    spec.output_shape)),
+            "grad_input", "dV", ((c, g.c), (u, g.h), (v, g.w)), ((o, g.o), (i, g.kh), (j, g.kw)),
+            (tap_kernel, Factor(G, (o, g.output_row(u, i), g.output_col(v, j)),
+                                spec.output_shape)),
         ),
         "grad_weight": IndexForm(
-            "grad_weight", "dK", ((o, oo), (c, cc), (i, kh), (j, kw)), ((y, ho), (x, wo)),
+            "grad_weight", "dK", ((o, g.o), (c, g.c), (i, g.kh), (j, g.kw)),
+            ((y, g.ho), (x, g.wo)),
             (Factor(G, (o, y, x), spec.output_shape),
-             Factor(V, (c, y * sh + ki * dh - top, x * sw + kj * dw - left), spec.input)),
+             Factor(V, (c, g.input_row(y, ki), g.input_col(x, kj)), spec.input)),
         ),
     }
     if spec.bias:
         forms["grad_bias"] = IndexForm(
-            "grad_bias", "db", ((o, oo),), ((y, ho), (x, wo)),
+            "grad_bias", "db", ((o, g.o),), ((y, g.ho), (x, g.wo)),
             (Factor(G, (o, y, x), spec.output_shape),),
         )
     return forms
@@ -155,10 +151,11 @@ def _affine(index: Expr) -> str:
 
 
 def _ordered(affine: Expr) -> str:
-    """An affine index with the element's own index first: ``u - i + 1``, ``2*y + i - 1``."""
+    """An affine index, positive terms first, the element's own index first: ``u + 1 - i``,
+    ``2*y + i - 1``, ``2 - i``."""
     coeffs = affine.as_coefficients_dict()
     order = sorted(coeffs, key=lambda t: (
-        t == 1, bool(coeffs[t] < 0), str(t) not in ("u", "v", "y", "x"), str(t)))
+        bool(coeffs[t] < 0), t == 1, str(t) not in ("u", "v", "y", "x"), str(t)))
     text = ""
     for term in order:
         coef = coeffs[term]

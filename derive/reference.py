@@ -1,8 +1,9 @@
 """NumPy reference of the layer: the oracle every generated kernel is checked against.
 
-Depends on NumPy alone. Vectorised: the forward pass and grad_weight contract a strided
-window view of the padded input; grad_input loops over the KH*KW kernel taps only (never
-over pixels), adding each tap's contribution into a strided slice of the padded gradient.
+Depends on NumPy alone (and the plain arithmetic of ``derive.geometry``). Vectorised: the
+forward pass and grad_weight contract the windows of the padded input; grad_input loops over
+the KH*KW kernel taps only (never over pixels), adding each tap's contribution into the
+positions of the padded gradient it read.
 
 Shapes (DESIGN.md): ``V`` (N, C, H, W), ``K`` (O, C, KH, KW), ``b`` (O,), ``Z`` and ``G``
 (N, O, HO, WO). Arithmetic is done in the dtype of the inputs (float32 or float64).
@@ -12,12 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .geometry import is_flipped, kernel_tap, tap_index
 from .spec import LayerSpec
 
 
-def _effective_kernel(spec: LayerSpec, K: np.ndarray) -> np.ndarray:
-    """``K~``: the kernel as the taps read it (rotated by 180 degrees in convolution mode)."""
-    return K[:, :, ::-1, ::-1] if spec.mode == "convolution" else K
+def _flipped(spec: LayerSpec, K: np.ndarray) -> np.ndarray:
+    """``K`` with its last two axes read as the taps read the kernel: ``K~`` from ``K``, and
+    back (``derive.geometry.kernel_tap``: rotated by 180 degrees in convolution mode)."""
+    kh, kw = K.shape[-2:]
+    flip = is_flipped(spec.mode)
+    rows, cols = kernel_tap(np.arange(kh), kh, flip), kernel_tap(np.arange(kw), kw, flip)
+    return K[..., rows[:, None], cols[None, :]]
 
 
 def _padded(spec: LayerSpec, V: np.ndarray) -> np.ndarray:
@@ -25,26 +31,27 @@ def _padded(spec: LayerSpec, V: np.ndarray) -> np.ndarray:
     return np.pad(V, ((0, 0), (0, 0), (top, bottom), (left, right)))
 
 
-def _windows(spec: LayerSpec, V: np.ndarray) -> np.ndarray:
-    """View ``(N, C, HO, WO, KH, KW)`` of the padded input: ``win[n,c,y,x,i,j] = Vpad[...]``."""
-    Vp = _padded(spec, V)
+def _taps(spec: LayerSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(HO, KH)`` and columns ``(WO, KW)`` of the padded input that output ``y`` reads
+    at tap ``i``: ``derive.geometry.tap_index`` with the padding already in place."""
     (sh, sw), (dh, dw) = spec.stride, spec.dilation
     _, _, kh, kw = spec.kernel
     _, ho, wo = spec.output_shape
-    n, c = Vp.shape[:2]
-    s = Vp.strides
-    return np.lib.stride_tricks.as_strided(
-        Vp,
-        shape=(n, c, ho, wo, kh, kw),
-        strides=(s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw),
-        writeable=False,
-    )
+    rows = tap_index(np.arange(ho)[:, None], np.arange(kh)[None, :], sh, dh, 0)
+    cols = tap_index(np.arange(wo)[:, None], np.arange(kw)[None, :], sw, dw, 0)
+    return rows, cols
+
+
+def _windows(spec: LayerSpec, V: np.ndarray) -> np.ndarray:
+    """``(N, C, HO, WO, KH, KW)`` windows of the padded input: ``win[n,c,y,x,i,j] = Vpad[...]``."""
+    rows, cols = _taps(spec)
+    return _padded(spec, V)[:, :, rows[:, None, :, None], cols[None, :, None, :]]
 
 
 def forward(spec: LayerSpec, V: np.ndarray, K: np.ndarray, b: np.ndarray | None = None):
     """``Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * Vpad[n, c, y*sh + i*dh, x*sw + j*dw]``."""
     win = _windows(spec, V)
-    Z = np.tensordot(win, _effective_kernel(spec, K), axes=([1, 4, 5], [1, 2, 3]))
+    Z = np.tensordot(win, _flipped(spec, K), axes=([1, 4, 5], [1, 2, 3]))
     Z = np.ascontiguousarray(Z.transpose(0, 3, 1, 2))
     if b is not None:
         Z += b.reshape(1, -1, 1, 1)
@@ -55,25 +62,22 @@ def grad_weight(spec: LayerSpec, V: np.ndarray, G: np.ndarray) -> np.ndarray:
     """``dK``: the valid correlation of the padded input with ``G`` (stride as dilation)."""
     win = _windows(spec, V)
     dK = np.tensordot(G, win, axes=([0, 2, 3], [0, 2, 3]))  # (O, C, KH, KW) for K~
-    dK = dK[:, :, ::-1, ::-1] if spec.mode == "convolution" else dK
-    return np.ascontiguousarray(dK)
+    return np.ascontiguousarray(_flipped(spec, dK))
 
 
 def grad_input(spec: LayerSpec, K: np.ndarray, G: np.ndarray) -> np.ndarray:
     """``dV``: each tap adds ``K~[:, :, i, j]``-weighted ``G`` into the positions it read."""
     c, h, w = spec.input
     _, _, kh, kw = spec.kernel
-    _, ho, wo = spec.output_shape
-    (sh, sw), (dh, dw) = spec.stride, spec.dilation
     top, bottom, left, right = spec.pads
     n = G.shape[0]
-    Kt = _effective_kernel(spec, K)
+    Kt = _flipped(spec, K)
+    rows, cols = _taps(spec)
     dVp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=G.dtype)
     for i in range(kh):
-        rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
         for j in range(kw):
-            cols = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
-            dVp[:, :, rows, cols] += np.einsum("noyx,oc->ncyx", G, Kt[:, :, i, j])
+            dVp[:, :, rows[:, i, None], cols[None, :, j]] += np.einsum("noyx,oc->ncyx", G,
+                                                                      Kt[:, :, i, j])
     return np.ascontiguousarray(dVp[:, :, top : top + h, left : left + w])
 
 

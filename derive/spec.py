@@ -10,7 +10,8 @@ Padding names: ``"valid"`` is no padding; ``"full"`` pads ``dh*(KH-1)`` rows and
 columns on every side; ``"same"`` pads a total of ``dh*(KH-1)`` rows and ``dw*(KW-1)``
 columns, so that at stride 1 the output keeps H x W. When that total is odd, the extra row
 (column) goes to the bottom (right), as PyTorch's ``padding="same"`` and TensorFlow do:
-``pad_top = total // 2``, ``pad_bottom = total - pad_top``.
+``pad_top = total // 2``, ``pad_bottom = total - pad_top``. These rules are written once,
+in ``derive.geometry``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import SpecError
+from .geometry import (
+    PADDING_NAMES,
+    gather_frame,
+    output_extent,
+    resolve_padding,
+    tap_index,
+    window_span,
+)
 
-PADDING_NAMES = ("valid", "same", "full")
 MODES = ("correlation", "convolution")
 
 #: The most elements (exclusive) of any array the generated kernels index within one sample.
@@ -233,31 +241,24 @@ class LayerSpec:
     def dilated_kernel(self) -> tuple[int, int]:
         """Rows and columns one kernel window spans: ``d*(K-1) + 1``."""
         (dh, dw), (_, _, kh, kw) = self.dilation, self.kernel
-        return dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        return window_span(kh, dh), window_span(kw, dw)
 
     @property
     def pads(self) -> tuple[int, int, int, int]:
         """Zero rows/columns added: ``(top, bottom, left, right)``."""
-        if isinstance(self.padding, tuple):
-            ph, pw = self.padding
-            return ph, ph, pw, pw
-        span_h, span_w = self.dilated_kernel
-        if self.padding == "valid":
-            return 0, 0, 0, 0
-        if self.padding == "full":
-            return span_h - 1, span_h - 1, span_w - 1, span_w - 1
-        total_h, total_w = span_h - 1, span_w - 1  # "same"
-        return total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2
+        return resolve_padding(self.padding, self.dilated_kernel)
 
     @property
     def out_h(self) -> int:
         top, bottom, _, _ = self.pads
-        return (self.input[1] + top + bottom - self.dilated_kernel[0]) // self.stride[0] + 1
+        return output_extent(self.input[1], top, bottom, self.kernel[2], self.dilation[0],
+                             self.stride[0])
 
     @property
     def out_w(self) -> int:
         _, _, left, right = self.pads
-        return (self.input[2] + left + right - self.dilated_kernel[1]) // self.stride[1] + 1
+        return output_extent(self.input[2], left, right, self.kernel[3], self.dilation[1],
+                             self.stride[1])
 
     @property
     def output_shape(self) -> tuple[int, int, int]:
@@ -296,7 +297,7 @@ class LayerSpec:
         (sh, sw), (dh, dw) = self.stride, self.dilation
         hp, wp = h + top + bottom, w + left + right
         ho, wo = self.out_h, self.out_w
-        frame_h, frame_w = dh * (kh - 1) // sh, dw * (kw - 1) // sw
+        frame_h, frame_w = gather_frame(kh, dh, sh), gather_frame(kw, dw, sw)
         return (
             ArraySize("input", "the input C x H x W", (c, h, w)),
             ArraySize("padding", "the padded input C x (H + pads) x (W + pads)", (c, hp, wp)),
@@ -402,7 +403,7 @@ def _fmt_pair(pair: tuple[int, int]) -> str:
 def _tap_positions(size: int, pad: int, n_out: int, stride: int, taps: int, dil: int):
     for y in range(n_out):
         for i in range(taps):
-            u = y * stride + i * dil - pad
+            u = tap_index(y, i, stride, dil, pad)
             if 0 <= u < size:
                 yield u
 

@@ -50,6 +50,10 @@ VARIANTS = {
         "a 1x1 kernel: packed-panel matrix products",
         LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2), OPENMP, "loops",
         "float64"),
+    "variant_openmp_direct_f64": (
+        "the direct style: the index forms as plain loops; strides, dilation, convolution",
+        LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1),
+                  dilation=(1, 2), mode="convolution"), OPENMP, "direct", "float64"),
     "variant_cuda_loops_f64": (
         "the CUDA loops style: strides, same padding, dilation, convolution mode",
         LayerSpec(input=(3, 11, 8), kernel=(4, 3, 3, 3), stride=3, padding="same", dilation=2,
@@ -83,6 +87,7 @@ def test_each_openmp_variant_shows_what_it_is_named_for(folder):
     marks = {
         "lanes": "LANES", "pointwise": "_ROW_PANELS", "in_place": "GIN_FRAME_ROW",
         "paired": "pair_dst", "transposed": "transpose_lanes", "column_phases": "_PHASES 2",
+        "direct": "template openmp/direct.c.jinja",
     }
     for word, mark in marks.items():
         if word in folder:

@@ -87,7 +87,8 @@ GRID = {
 #: Unrolled kernels for the layers small enough to unroll quickly.
 UNROLLED = [name for name, spec in GRID.items() if spec.n_terms <= 1400]
 
-CASES = ([(name, "loops", dtype) for name in GRID for dtype in ("float64", "float32")]
+CASES = ([(name, style, dtype) for name in GRID for style in ("loops", "direct")
+          for dtype in ("float64", "float32")]
          + [(name, "unrolled", "float64") for name in UNROLLED]
          + [("seed", "unrolled", "float32")])
 
@@ -145,7 +146,7 @@ def test_adjoint_identity(modules, case):
     assert abs(lhs - via_weight) <= tol * scale
 
 
-@pytest.mark.parametrize("style", ["unrolled", "loops"])
+@pytest.mark.parametrize("style", ["unrolled", "loops", "direct"])
 def test_seed_001_worked_examples_exactly(tmp_path, style):
     V = np.array([[[[1, 6, 2], [5, 3, 1], [7, 0, 4]]]], float)
     K = np.array([[[[1, 2], [-1, 0]]]], float)

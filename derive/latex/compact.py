@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from sympy import IndexedBase
 
+from ..geometry import tap_index, window_span
 from ..spec import LayerSpec
 from ..symbols import G, K, V, Z, b
 from .content import Compact, Edge, Form, Sizes, Where
@@ -109,8 +110,8 @@ class _Compact:
         _, ho, wo = self.spec.output_shape
         (sh, sw), (dh, dw) = self.spec.stride, self.spec.dilation
         q_r, q_c = self.forms.q_rows, self.forms.q_cols
-        below = h + (kh - 1) * dh - q_r - ((ho - 1) * sh + 1)
-        right = w + (kw - 1) * dw - q_c - ((wo - 1) * sw + 1)
+        below = h + window_span(kh, dh) - 1 - q_r - (tap_index(ho - 1, 0, sh, dh, 0) + 1)
+        right = w + window_span(kw, dw) - 1 - q_c - (tap_index(wo - 1, 0, sw, dw, 0) + 1)
         return _edge(q_r), _edge(below), _edge(q_c), _edge(right)
 
 

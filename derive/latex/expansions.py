@@ -21,6 +21,7 @@ from sympy import Add, Derivative, Expr, Indexed, Sum, Symbol, diff, expand
 
 from ..errors import DerivationError
 from ..forward import forward_exprs, kernel_element, window
+from ..geometry import Geometry, gather_index
 from ..proof import index_forms
 from ..spec import LayerSpec
 from ..symbols import G, K, V, Z, b
@@ -39,8 +40,8 @@ def taps(pos: int, pad: int, stride: int, dil: int, n_taps: int,
          n_out: int) -> Iterator[tuple[int, int]]:
     """Kernel taps ``t`` and outputs ``y`` (0-based) with ``y*stride + t*dil - pad == pos``."""
     for t in range(n_taps):
-        q, r = divmod(pos + pad - t * dil, stride)
-        if r == 0 and 0 <= q < n_out:
+        q = gather_index(pos, t, stride, dil, pad)
+        if q is not None and 0 <= q < n_out:
             yield t, q
 
 
@@ -60,6 +61,7 @@ class Expansions:
         _, self.HO, self.WO = spec.output_shape
         (self.sh, self.sw), (self.dh, self.dw) = spec.stride, spec.dilation
         self.top, _, self.left, _ = spec.pads
+        self.g = Geometry.of(spec)
         self.forms = index_forms(spec)
         self.eval = {name: form.evaluator() for name, form in self.forms.items()}
         self.checked = dict.fromkeys(("forward", "grad_input", "grad_weight", "grad_bias",
@@ -104,8 +106,7 @@ class Expansions:
         u, v = (Symbol(n, integer=True) for n in nt.in_idx)
         (l_, m_), (n_, q_) = ((Symbol(a, integer=True), Symbol(t, integer=True))
                               for a, t in (nt.row_pair, nt.col_pair))
-        tap_r = m_ - B if self.spec.mode == "correlation" else self.KH - 1 - (m_ - B)
-        tap_c = q_ - B if self.spec.mode == "correlation" else self.KW - 1 - (q_ - B)
+        tap_r, tap_c = self.g.kernel_row(m_ - B), self.g.kernel_col(q_ - B)
         kern = lt.el(K, (o - B, c - B, tap_r, tap_c))
         grad = lt.el(G, (o - B, l_ - B, n_ - B))
         lhs = lt.dj(lt.el(V, (c - B, u - B, v - B)))
@@ -184,12 +185,11 @@ class Expansions:
                         out.append(((o, y, x), kernel_element(spec, o, cc, ti, tj) * var))
         elif var.base == K:
             o, cc, i, j = (int(t) for t in var.indices)
-            flip = spec.mode == "convolution"
-            ti, tj = (self.KH - 1 - i, self.KW - 1 - j) if flip else (i, j)
+            ti, tj = self.g.kernel_row(i), self.g.kernel_col(j)
             for y in range(self.HO):
-                uu = y * self.sh + ti * self.dh - self.top
+                uu = self.g.input_row(y, ti)
                 for x in range(self.WO):
-                    vv = x * self.sw + tj * self.dw - self.left
+                    vv = self.g.input_col(x, tj)
                     if 0 <= uu < self.H and 0 <= vv < self.W:
                         out.append(((o, y, x), var * V[cc, uu, vv]))
         else:

@@ -13,6 +13,7 @@ from sympy import Add, Expr, Matrix, S, expand
 
 from ..errors import DerivationError
 from ..forward import kernel_element
+from ..geometry import is_flipped, kernel_tap, tap_index, window_span
 from ..gradients import LayerExprs
 from ..proof import index_forms
 from ..spec import LayerSpec
@@ -46,12 +47,14 @@ class MatrixForms:
         _, self.HO, self.WO = spec.output_shape
         (self.sh, self.sw), (self.dh, self.dw) = spec.stride, spec.dilation
         self.top, _, self.left, _ = spec.pads
-        self.q_rows = (self.KH - 1) * self.dh - self.top
-        self.q_cols = (self.KW - 1) * self.dw - self.left
+        # ghat(o) is gup(o) moved down by q: a window's span less one, less the top padding
+        self.q_rows = window_span(self.KH, self.dh) - 1 - self.top
+        self.q_cols = window_span(self.KW, self.dw) - 1 - self.left
 
     def vbar(self, c: int) -> Matrix:
-        rows = (self.HO - 1) * self.sh + (self.KH - 1) * self.dh + 1
-        cols = (self.WO - 1) * self.sw + (self.KW - 1) * self.dw + 1
+        # one past the last padded row (column) a window reads
+        rows = tap_index(self.HO - 1, self.KH - 1, self.sh, self.dh, 0) + 1
+        cols = tap_index(self.WO - 1, self.KW - 1, self.sw, self.dw, 0) + 1
 
         def entry(t: int, s: int) -> Expr:
             u, v = t - self.top, s - self.left
@@ -74,7 +77,8 @@ class MatrixForms:
             r, k = t - self.q_rows, s - self.q_cols
             return up[r, k] if 0 <= r < up.rows and 0 <= k < up.cols else S.Zero
 
-        return Matrix(self.H + (self.KH - 1) * self.dh, self.W + (self.KW - 1) * self.dw, entry)
+        return Matrix(self.H + window_span(self.KH, self.dh) - 1,
+                      self.W + window_span(self.KW, self.dw) - 1, entry)
 
     def applied(self, o: int, c: int) -> Matrix:
         """The kernel the windows apply, ``K~[o, c]`` (rotated by 180 degrees in convolution)."""
@@ -84,8 +88,8 @@ class MatrixForms:
     def rot(self, o: int, c: int) -> Matrix:
         """The applied kernel rotated by 180 degrees, then dilated."""
         applied = self.applied(o, c)
-        return self.dilate(Matrix(self.KH, self.KW,
-                                  lambda i, j: applied[self.KH - 1 - i, self.KW - 1 - j]))
+        return self.dilate(Matrix(self.KH, self.KW, lambda i, j: applied[
+            kernel_tap(i, self.KH, True), kernel_tap(j, self.KW, True)]))
 
     @staticmethod
     def correlate(a: Matrix, k: Matrix) -> Matrix:
@@ -116,10 +120,9 @@ class MatrixForms:
     def dk(self, o: int, c: int) -> Matrix:
         full = self.correlate(self.vbar(c), self.gup(o))
         picked = Matrix(self.KH, self.KW, lambda i, j: full[i * self.dh, j * self.dw])
-        if self.spec.mode == "convolution":
-            picked = Matrix(self.KH, self.KW,
-                            lambda i, j: picked[self.KH - 1 - i, self.KW - 1 - j])
-        return picked
+        flip = is_flipped(self.spec.mode)
+        return Matrix(self.KH, self.KW, lambda i, j: picked[
+            kernel_tap(i, self.KH, flip), kernel_tap(j, self.KW, flip)])
 
     def dv(self, c: int) -> Matrix:
         total = Matrix.zeros(self.H, self.W)

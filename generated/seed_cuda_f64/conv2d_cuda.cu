@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float64 (double); target: cuda
- * cache key: e02730ea8c873cf7c17175a7882ebb49187dc4861669322c83a008a13b21a3bf
+ * cache key: 9e815873e55247e2c6554fbcf0427ca392cbca1cd83c92e86ef9496ec938bdac
  */
 
 /*
@@ -109,7 +109,7 @@ static __global__ void sum_chunks(int64_t chunks, int64_t elements,
     }
 }
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL],
+/* forward: Z[o, y, x] = b[o] + sum_{c<1, i<2, j<2} K[o, c, i, j] * V[c, y + i, x + j],
  * element by element: 4 results, 0 common subexpressions.
  * One thread per sample; each writes only its own output. */
 static __global__ void forward_kernel(int64_t n, const real *__restrict__ V, const real *__restrict__ K, const real *__restrict__ b, real *__restrict__ Z)
@@ -124,7 +124,7 @@ static __global__ void forward_kernel(int64_t n, const real *__restrict__ V, con
     }
 }
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW],
+/* grad_input: dV[c, u, v] = sum_{o<1, i<2, j<2} K[o, c, i, j] * G[o, u - i, v - j],
  * element by element: 9 results, 0 common subexpressions.
  * One thread per sample; each writes only its own output. */
 static __global__ void grad_input_kernel(int64_t n, const real *__restrict__ K, const real *__restrict__ G, real *__restrict__ dV)
@@ -144,7 +144,7 @@ static __global__ void grad_input_kernel(int64_t n, const real *__restrict__ K, 
     }
 }
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL],
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<2} G[o, y, x] * V[c, y + i, x + j],
  * element by element: 4 results, 0 common subexpressions.
  * One thread per chunk of samples sums the chunk, in order, into its own slot of partial. */
 static __global__ void grad_weight_partial(int64_t n, int64_t chunks, const real *__restrict__ V, const real *__restrict__ G, real *__restrict__ partial)
@@ -164,7 +164,7 @@ static __global__ void grad_weight_partial(int64_t n, int64_t chunks, const real
     }
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x],
+/* grad_bias: db[o] = sum_{y<2, x<2} G[o, y, x],
  * element by element: 1 results, 0 common subexpressions.
  * One thread per chunk of samples sums the chunk, in order, into its own slot of partial. */
 static __global__ void grad_bias_partial(int64_t n, int64_t chunks, const real *__restrict__ G, real *__restrict__ partial)

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: cuda
- * cache key: 909b4de7b0e07fa02d638a1709efd31ada06507ef4a236866dd790d3f8f9586c
+ * cache key: fd4a6e407fe9d5e6cc431caebeedfadee9e587b96acaaee20e80bb0c38e80a92
  */
 
 /*
@@ -22,25 +22,25 @@
  * against. Include <stdint.h> first; from C++, include it inside extern "C".
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<1, i<2, j<2} K[o, c, i, j] * V[c, y + i, x + j]
  * V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 int conv2d_forward_device(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z, uintptr_t stream);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<1, i<2, j<2} K[o, c, i, j] * G[o, u - i, v - j]
  * K (1, 1, 2, 2), G (N, 1, 2, 2), dV (N, 1, 3, 3)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 int conv2d_grad_input_device(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV, uintptr_t stream);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<2} G[o, y, x] * V[c, y + i, x + j]
  * V (N, 1, 3, 3), G (N, 1, 2, 2), dK (1, 1, 2, 2)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 int conv2d_grad_weight_device(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK, uintptr_t stream);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<2, x<2} G[o, y, x]
  * G (N, 1, 2, 2), db (1,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

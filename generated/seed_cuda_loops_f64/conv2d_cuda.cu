@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: 814e9adcdc788cc20413aaf0b8fb28ff55bfe974b3c9fc678e5c683b2c612324
+ * cache key: 858c6662d8494aa46bba12ecf5cafa417e9113fe4986a4541f2673bde8e1ae1d
  */
 
 /*
@@ -109,66 +109,67 @@ static __global__ void sum_chunks(int64_t chunks, int64_t elements,
     }
 }
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/*
+ * Each kernel's loops are the proven index form of its pass (derive.proof), printed by
+ * codegen.printers.loop_nest: a product whose index falls outside its array, or is not a
+ * whole number, is skipped, the forms' one zero rule.
+ */
+
+/* forward: Z[o, y, x] = b[o] + sum_{c<1, i<2, j<2} K[o, c, i, j] * V[c, y + i, x + j]
  * One thread per output element Z[n,o,y,x]; taps reading the zero padding are skipped. */
 static __global__ void forward_kernel(int64_t n, const real *__restrict__ V, const real *__restrict__ K, const real *__restrict__ b, real *__restrict__ Z)
 {
     for (int64_t t = first_item(); t < n * (O * HO * WO); t += item_stride()) {
         const int64_t s = t / (O * HO * WO);
-        const int r = (int)(t - s * (O * HO * WO));
-        const int x = r % WO, y = r / WO % HO, o = r / (WO * HO);
+        const int e = (int)(t - s * (O * HO * WO));
+        const int x = e % WO, y = e / WO % HO, o = e / (WO * HO);
+        const real *__restrict__ V_s = V + s * 9;
+        real *__restrict__ Z_s = Z + s * 4;
         real acc = b[o];
         for (int c = 0; c < C; ++c) {
-            const real *__restrict__ plane = V + (s * C + c) * (H * W);
-            const real *__restrict__ k = K + (o * C + c) * (KH * KW);
             for (int i = 0; i < KH; ++i) {
-                const int u = y * SH + i * DH - PT;
-                if (u < 0 || u >= H)
-                    continue;
                 for (int j = 0; j < KW; ++j) {
-                    const int v = x * SW + j * DW - PL;
-                    if (v >= 0 && v < W)
-                        acc += k[(i) * KW + j] * plane[u * W + v];
+                    acc += K[((o*C + c)*KH + i)*KW + j] * V_s[(c*H + y + i)*W + x + j];
                 }
             }
         }
-        Z[t] = acc;
+        Z_s[(o*HO + y)*WO + x] = acc;
     }
 }
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<1, i<2, j<2} K[o, c, i, j] * G[o, u - i, v - j]
  * A gather: one thread per input element dV[n,c,u,v], summing over the taps (i, j) whose
- * output row y = (u + PT - i*DH)/SH and column x = (v + PL - j*DW)/SW are whole numbers
- * inside the output. No two threads write the same element; rows or columns no window
- * covers get exactly zero. */
+ * output row and column are whole numbers inside the output. No two threads write the same
+ * element; rows or columns no window covers get exactly zero. */
 static __global__ void grad_input_kernel(int64_t n, const real *__restrict__ K, const real *__restrict__ G, real *__restrict__ dV)
 {
     for (int64_t t = first_item(); t < n * (C * H * W); t += item_stride()) {
         const int64_t s = t / (C * H * W);
-        const int r = (int)(t - s * (C * H * W));
-        const int v = r % W, u = r / W % H, c = r / (W * H);
+        const int e = (int)(t - s * (C * H * W));
+        const int v = e % W, u = e / W % H, c = e / (W * H);
+        const real *__restrict__ G_s = G + s * 4;
+        real *__restrict__ dV_s = dV + s * 9;
         real acc = 0;
         for (int o = 0; o < O; ++o) {
-            const real *__restrict__ g = G + (s * O + o) * (HO * WO);
-            const real *__restrict__ k = K + (o * C + c) * (KH * KW);
             for (int i = 0; i < KH; ++i) {
-                const int ty = u + PT - i * DH;
-                if (ty < 0 || ty % SH != 0 || ty / SH >= HO)
+                const int G_1 = u - i;
+                if (G_1 < 0 || G_1 >= 2)
                     continue;
                 for (int j = 0; j < KW; ++j) {
-                    const int tx = v + PL - j * DW;
-                    if (tx >= 0 && tx % SW == 0 && tx / SW < WO)
-                        acc += k[(i) * KW + j] * g[(ty / SH) * WO + tx / SW];
+                    const int G_2 = v - j;
+                    if (G_2 < 0 || G_2 >= 2)
+                        continue;
+                    acc += K[((o*C + c)*KH + i)*KW + j] * G_s[(o*HO + G_1)*WO + G_2];
                 }
             }
         }
-        dV[t] = acc;
+        dV_s[(c*H + u)*W + v] = acc;
     }
 }
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
- * One thread per chunk and tap element (o, c, i, j): it sums its chunk of the positions
- * (n, y, x), in order, into its own slot of partial, stored at dK's index of the tap. */
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<2} G[o, y, x] * V[c, y + i, x + j]
+ * One thread per chunk and element of dK: it sums its chunk of the positions
+ * (n, y, x), in order, into its own slot of partial. */
 static __global__ void grad_weight_partial(int64_t n, int64_t chunks, const real *__restrict__ V, const real *__restrict__ G, real *__restrict__ partial)
 {
     const int64_t items = n * (HO * WO);
@@ -178,13 +179,14 @@ static __global__ void grad_weight_partial(int64_t n, int64_t chunks, const real
         const int j = e % KW, i = e / KW % KH, c = e / (KW * KH) % C, o = e / (KW * KH * C);
         const int64_t first = items * chunk / chunks, last = items * (chunk + 1) / chunks;
         int64_t s = first / (HO * WO);
-        const int p = (int)(first - s * (HO * WO));
-        int y = p / WO, x = p % WO;
+        int p = (int)(first - s * (HO * WO));
+        int x = p % WO;
+        int y = p / WO;
         real acc = 0;
         for (int64_t r = first; r < last; ++r) {
-            const int u = y * SH + i * DH - PT, v = x * SW + j * DW - PL;
-            if (u >= 0 && u < H && v >= 0 && v < W)
-                acc += G[((s * O + o) * HO + y) * WO + x] * V[((s * C + c) * H + u) * W + v];
+            const real *__restrict__ V_s = V + s * 9;
+            const real *__restrict__ G_s = G + s * 4;
+            acc += G_s[(o*HO + y)*WO + x] * V_s[(c*H + y + i)*W + x + j];
             if (++x == WO) {
                 x = 0;
                 if (++y == HO) {
@@ -193,28 +195,35 @@ static __global__ void grad_weight_partial(int64_t n, int64_t chunks, const real
                 }
             }
         }
-        partial[chunk * (O * C * KH * KW) + ((o * C + c) * KH + i) * KW + j] = acc;
+        partial[chunk * (O * C * KH * KW) + ((o*C + c)*KH + i)*KW + j] = acc;
     }
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
- * One thread per chunk and output channel o: it sums its chunk of the positions (n, y, x),
- * in order, into its own slot of partial. */
+/* grad_bias: db[o] = sum_{y<2, x<2} G[o, y, x]
+ * One thread per chunk and element of db: it sums its chunk of the positions
+ * (n, y, x), in order, into its own slot of partial. */
 static __global__ void grad_bias_partial(int64_t n, int64_t chunks, const real *__restrict__ G, real *__restrict__ partial)
 {
     const int64_t items = n * (HO * WO);
     for (int64_t t = first_item(); t < chunks * O; t += item_stride()) {
         const int64_t chunk = t / O;
-        const int o = (int)(t - chunk * O);
+        const int e = (int)(t - chunk * O);
+        const int o = e;
         const int64_t first = items * chunk / chunks, last = items * (chunk + 1) / chunks;
         int64_t s = first / (HO * WO);
         int p = (int)(first - s * (HO * WO));
+        int x = p % WO;
+        int y = p / WO;
         real acc = 0;
         for (int64_t r = first; r < last; ++r) {
-            acc += G[(s * O + o) * (HO * WO) + p];
-            if (++p == HO * WO) {
-                p = 0;
-                ++s;
+            const real *__restrict__ G_s = G + s * 4;
+            acc += G_s[(o*HO + y)*WO + x];
+            if (++x == WO) {
+                x = 0;
+                if (++y == HO) {
+                    y = 0;
+                    ++s;
+                }
             }
         }
         partial[chunk * O + o] = acc;

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: openmp
- * cache key: dc53b2c066f99a8c98c77684f37dd96fb5fdbb5b16940f4ac76d73c435cfa413
+ * cache key: 20520241f3487d2a3457faea5c8c941a23fc893c0594b526e9bbb3fbbc0ecfeb
  */
 
 #include <stdint.h>
@@ -32,7 +32,7 @@ typedef float real;
 #define PL 0 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL],
+/* forward: Z[o, y, x] = b[o] + sum_{c<1, i<2, j<2} K[o, c, i, j] * V[c, y + i, x + j],
  * element by element: 4 results, 0 common subexpressions; sample s. */
 static inline void forward_sample(int64_t s, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
@@ -60,7 +60,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     return 0;
 }
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW],
+/* grad_input: dV[c, u, v] = sum_{o<1, i<2, j<2} K[o, c, i, j] * G[o, u - i, v - j],
  * element by element: 9 results, 0 common subexpressions; sample s. */
 static inline void grad_input_sample(int64_t s, const real *restrict K, const real *restrict G, real *restrict dV)
 {
@@ -93,7 +93,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     return 0;
 }
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL],
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<2} G[o, y, x] * V[c, y + i, x + j],
  * element by element: 4 results, 0 common subexpressions; sample s. */
 static inline void grad_weight_sample(int64_t s, const real *restrict V, const real *restrict G, real *restrict dK)
 {
@@ -114,7 +114,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     return 0;
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x],
+/* grad_bias: db[o] = sum_{y<2, x<2} G[o, y, x],
  * element by element: 1 results, 0 common subexpressions; sample s. */
 static inline void grad_bias_sample(int64_t s, const real *restrict G, real *restrict db)
 {

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: openmp
- * cache key: dc53b2c066f99a8c98c77684f37dd96fb5fdbb5b16940f4ac76d73c435cfa413
+ * cache key: 20520241f3487d2a3457faea5c8c941a23fc893c0594b526e9bbb3fbbc0ecfeb
  */
 
 /*

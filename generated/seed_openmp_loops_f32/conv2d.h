@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 1502ce3a32294ee97ab7c91c7feb5624d3096242125f1cb6e7089817838bab73
+ * cache key: 6cd7d9490bb1e77dc658eddd32d25bce2d7050f41ea2baf2c506cfc65249c6b6
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<1, i<2, j<2} K[o, c, i, j] * V[c, y + i, x + j]
  * V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<1, i<2, j<2} K[o, c, i, j] * G[o, u - i, v - j]
  * K (1, 1, 2, 2), G (N, 1, 2, 2), dV (N, 1, 3, 3)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<2} G[o, y, x] * V[c, y + i, x + j]
  * V (N, 1, 3, 3), G (N, 1, 2, 2), dK (1, 1, 2, 2)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<2, x<2} G[o, y, x]
  * G (N, 1, 2, 2), db (1,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: c898fe0f60a8ce199fc1a78a5cc92d9f8740c0a0e92b530f9cfb883658e1d6a4
+ * cache key: cff3d86cb9f0e051a6e223348179075f6789d155e11bdb2c0ad12de8b5062046
  */
 
 #include <stdint.h>
@@ -209,7 +209,7 @@ static void forward_block(const real *restrict src, const real *restrict K,
 }
 
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<1, i<2, j<2} K[o, c, i, j] * V[c, y + i, x + j]
  * One task per sample and group of FWD_OB-channel blocks (groups only when the batch is
  * small): the sample is copied into the thread's scratch, zero-padded and split by column
  * stride phase, and every block of the group sweeps it. */
@@ -309,7 +309,7 @@ static void grad_input_block(const real *restrict src, const real *restrict K,
 }
 
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<1, i<2, j<2} K[o, c, i, j] * G[o, u - i, v - j]
  * A gather split by stride phase, so no two tasks write the same element and no atomics are
  * needed: one task per sample and group of GIN_OB-channel blocks; the sample's gradient is
  * copied into the thread's scratch inside a zero frame, and each phase of the input is a
@@ -380,7 +380,7 @@ static void grad_weight_block(const real *restrict src,
         }
 }
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<2} G[o, y, x] * V[c, y + i, x + j]
  * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
  * GW_OB-channel blocks) packs the input of each of its samples as forward does,
  * copies its gradient rows into vectors,
@@ -439,7 +439,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     return failed;
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<2, x<2} G[o, y, x]
  * One task per output channel, summing the batch in order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {

@@ -4,7 +4,7 @@
  * spec:  input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3
  *        {"input": [3, 11, 8], "kernel": [4, 3, 3, 3], "stride": [3, 3], "padding": "same", "pads": [2, 2, 2, 2], "dilation": [2, 2], "bias": true, "mode": "convolution", "output": [4, 4, 3]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: b0da18de2b2f6ca01b30782badd908980b8d477adc270b27c1d4a7f6f87445a6
+ * cache key: 2cb877555da79a9c25057247072d49cf58a1d7fcf5ae3d264cf60206dc809fb6
  */
 
 /*
@@ -22,25 +22,25 @@
  * against. Include <stdint.h> first; from C++, include it inside extern "C".
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<3, i<3, j<3} K[o, c, 2 - i, 2 - j] * V[c, 3*y + 2*i - 2, 3*x + 2*j - 2]
  * V (N, 3, 11, 8), K (4, 3, 3, 3), b (4,), Z (N, 4, 4, 3)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 int conv2d_forward_device(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z, uintptr_t stream);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<4, i<3, j<3} K[o, c, 2 - i, 2 - j] * G[o, (u + 2 - 2*i)/3, (v + 2 - 2*j)/3]
  * K (4, 3, 3, 3), G (N, 4, 4, 3), dV (N, 3, 11, 8)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 int conv2d_grad_input_device(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV, uintptr_t stream);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<4, x<3} G[o, y, x] * V[c, 3*y + 2 - 2*i, 3*x + 2 - 2*j]
  * V (N, 3, 11, 8), G (N, 4, 4, 3), dK (4, 3, 3, 3)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 int conv2d_grad_weight_device(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK, uintptr_t stream);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<4, x<3} G[o, y, x]
  * G (N, 4, 4, 3), db (4,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 1x5x6, kernel 2x1x2x3, padding full, no bias -> output 2x6x8
  *        {"input": [1, 5, 6], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": "full", "pads": [1, 1, 2, 2], "dilation": [1, 1], "bias": false, "mode": "correlation", "output": [2, 6, 8]}
  * style: unrolled; dtype: float32 (float); target: cuda
- * cache key: aed46be5d52cd5855c1d816edb1e9bc612d748a8802db7ee9fa1e1df0334ca75
+ * cache key: 26158a8d5654bc6e2dec1547d58f0c5c220a5157ade8fe914fa3f41188e97cd0
  */
 
 /*
@@ -22,19 +22,19 @@
  * against. Include <stdint.h> first; from C++, include it inside extern "C".
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = sum_{c<1, i<2, j<3} K[o, c, i, j] * V[c, y + i - 1, x + j - 2]
  * V (N, 1, 5, 6), K (2, 1, 2, 3), Z (N, 2, 6, 8)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t Z);
 int conv2d_forward_device(int64_t n, uintptr_t V, uintptr_t K, uintptr_t Z, uintptr_t stream);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<2, i<2, j<3} K[o, c, i, j] * G[o, u + 1 - i, v + 2 - j]
  * K (2, 1, 2, 3), G (N, 2, 6, 8), dV (N, 1, 5, 6)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 int conv2d_grad_input_device(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV, uintptr_t stream);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<6, x<8} G[o, y, x] * V[c, y + i - 1, x + j - 2]
  * V (N, 1, 5, 6), G (N, 2, 6, 8), dK (2, 1, 2, 3)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);

@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: d38dcbf05ef95d79dbeedaa57adc686febacaeeb0c964c4802f0fd34a18ba732
+ * cache key: ce62876b6ec5388feabe26e42fc9d7b19ad475be054a7d82969c1794bc4c7981
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<2, i<3, j<2} K[o, c, i, j] * V[c, 2*y + i - 2, x + 2*j - 1]
  * V (N, 2, 7, 9), K (3, 2, 3, 2), b (3,), Z (N, 3, 5, 9)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<3, i<3, j<2} K[o, c, i, j] * G[o, (u + 2 - i)/2, v + 1 - 2*j]
  * K (3, 2, 3, 2), G (N, 3, 5, 9), dV (N, 2, 7, 9)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<5, x<9} G[o, y, x] * V[c, 2*y + i - 2, x + 2*j - 1]
  * V (N, 2, 7, 9), G (N, 3, 5, 9), dK (3, 2, 3, 2)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<5, x<9} G[o, y, x]
  * G (N, 3, 5, 9), db (3,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: d38dcbf05ef95d79dbeedaa57adc686febacaeeb0c964c4802f0fd34a18ba732
+ * cache key: ce62876b6ec5388feabe26e42fc9d7b19ad475be054a7d82969c1794bc4c7981
  */
 
 #include <stdint.h>
@@ -356,7 +356,7 @@ static void forward_block(const real *restrict src, const real *restrict K,
 }
 
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<2, i<3, j<2} K[o, c, i, j] * V[c, 2*y + i - 2, x + 2*j - 1]
  * One task per sample and group of FWD_OB-channel blocks (groups only when the batch is
  * small): the sample is copied into the thread's scratch, zero-padded and split by column
  * stride phase, and every block of the group sweeps it. */
@@ -603,7 +603,7 @@ static void grad_input_block(const real *restrict src, const real *restrict K,
 }
 
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<3, i<3, j<2} K[o, c, i, j] * G[o, (u + 2 - i)/2, v + 1 - 2*j]
  * A gather split by stride phase, so no two tasks write the same element and no atomics are
  * needed: one task per sample and group of GIN_OB-channel blocks; the sample's gradient is
  * copied into the thread's scratch inside a zero frame, and each phase of the input is a
@@ -728,7 +728,7 @@ static void grad_weight_block(const real *restrict src,
         }
 }
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<5, x<9} G[o, y, x] * V[c, 2*y + i - 2, x + 2*j - 1]
  * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
  * GW_OB-channel blocks) packs the input of each of its samples as forward does,
  * copies the last GW_TAIL_COLS columns of its gradient rows (the rest is read in place),
@@ -787,7 +787,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     return failed;
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<5, x<9} G[o, y, x]
  * One task per output channel, summing the batch in order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {

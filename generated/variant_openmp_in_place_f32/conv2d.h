@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f9c856b7746a7df9e8caa225019ac00b43ea490ed872886fe7ab9e74a0c520fc
+ * cache key: c1136ff7a091883e704d6008a5bc257c151199d1cc9a5c06d7f85f2b54a40287
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<1, i<2, j<3} K[o, c, 1 - i, 2 - j] * V[c, y + i - 1, x + 2*j - 1]
  * V (N, 1, 11, 17), K (2, 1, 2, 3), b (2,), Z (N, 2, 12, 15)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<2, i<2, j<3} K[o, c, 1 - i, 2 - j] * G[o, u + 1 - i, v + 1 - 2*j]
  * K (2, 1, 2, 3), G (N, 2, 12, 15), dV (N, 1, 11, 17)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<12, x<15} G[o, y, x] * V[c, y - i, x + 3 - 2*j]
  * V (N, 1, 11, 17), G (N, 2, 12, 15), dK (2, 1, 2, 3)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<12, x<15} G[o, y, x]
  * G (N, 2, 12, 15), db (2,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f9c856b7746a7df9e8caa225019ac00b43ea490ed872886fe7ab9e74a0c520fc
+ * cache key: c1136ff7a091883e704d6008a5bc257c151199d1cc9a5c06d7f85f2b54a40287
  */
 
 #include <stdint.h>
@@ -384,7 +384,7 @@ static void forward_block(const real *restrict src, const real *restrict K,
 }
 
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<1, i<2, j<3} K[o, c, 1 - i, 2 - j] * V[c, y + i - 1, x + 2*j - 1]
  * One task per sample and group of FWD_OB-channel blocks (groups only when the batch is
  * small): the sample is copied into the thread's scratch, zero-padded and split by column
  * stride phase, and every block of the group sweeps it. */
@@ -651,7 +651,7 @@ static void grad_input_block(const real *restrict g, const real *restrict K, rea
 }
 
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<2, i<2, j<3} K[o, c, 1 - i, 2 - j] * G[o, u + 1 - i, v + 1 - 2*j]
  * A gather, so no two tasks write the same element and no atomics are needed: one task per
  * sample and group of GIN_OB-channel blocks, each a correlation of the sample's gradient,
  * read in place, with the taps. */
@@ -755,7 +755,7 @@ static void grad_weight_block(const real *restrict src,
         }
 }
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<12, x<15} G[o, y, x] * V[c, y - i, x + 3 - 2*j]
  * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
  * GW_OB-channel blocks) packs the input of each of its samples as forward does,
  * copies the last GW_TAIL_COLS columns of its gradient rows (the rest is read in place),
@@ -814,7 +814,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     return failed;
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<12, x<15} G[o, y, x]
  * One task per output channel, summing the batch in order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a8d9cca951b9405c0cba2072bddfd427b105c20c8e1744c277398999fab11949
+ * cache key: 0ddbcc7393bc78801656d2e7e8dab37b5deb306e9524c806e7c3274a1d80c88b
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<16, i<3, j<3} K[o, c, i, j] * V[c, y + i - 1, x + j - 1]
  * V (N, 16, 9, 11), K (32, 16, 3, 3), b (32,), Z (N, 32, 9, 11)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<32, i<3, j<3} K[o, c, i, j] * G[o, u + 1 - i, v + 1 - j]
  * K (32, 16, 3, 3), G (N, 32, 9, 11), dV (N, 16, 9, 11)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<9, x<11} G[o, y, x] * V[c, y + i - 1, x + j - 1]
  * V (N, 16, 9, 11), G (N, 32, 9, 11), dK (32, 16, 3, 3)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<9, x<11} G[o, y, x]
  * G (N, 32, 9, 11), db (32,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a8d9cca951b9405c0cba2072bddfd427b105c20c8e1744c277398999fab11949
+ * cache key: 0ddbcc7393bc78801656d2e7e8dab37b5deb306e9524c806e7c3274a1d80c88b
  */
 
 #include <stdint.h>
@@ -247,7 +247,7 @@ static void forward_block(const real *restrict src, const real *restrict packed,
 }
 
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<16, i<3, j<3} K[o, c, i, j] * V[c, y + i - 1, x + j - 1]
  * One task per sample and group of FWD_OB-channel blocks (groups only when the batch is
  * small): the sample is copied into the thread's scratch, zero-padded and split by column
  * stride phase, and every block of the group sweeps it. */
@@ -368,7 +368,7 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
 }
 
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<32, i<3, j<3} K[o, c, i, j] * G[o, u + 1 - i, v + 1 - j]
  * A gather split by stride phase, so no two tasks write the same element and no atomics are
  * needed: one task per sample and group of GIN_OB-channel blocks; the sample's gradient is
  * copied into the thread's scratch inside a zero frame, and each phase of the input is a
@@ -511,7 +511,7 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
     STORE_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 2) * GW_LW + 0 * LANES, acc7_2_0);
 }
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<9, x<11} G[o, y, x] * V[c, y + i - 1, x + j - 1]
  * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
  * GW_LW-channel blocks) packs each of its samples (input as forward does, gradient
  * transposed to pixel-major) and adds, band of GW_BAND output rows by band, the sample's
@@ -571,7 +571,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     return failed;
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<9, x<11} G[o, y, x]
  * One task per output channel, summing the batch in order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {

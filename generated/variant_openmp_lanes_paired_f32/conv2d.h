@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620
+ * cache key: 601e4e057c40a62e14c3c75408d944cb639c2fe0404e6033c5dc76a84babfe6c
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<16, i<2, j<3} K[o, c, i, j] * V[c, 2*y + i, 2*x + 2*j - 1]
  * V (N, 16, 5, 39), K (16, 16, 2, 3), b (16,), Z (N, 16, 2, 19)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<16, i<2, j<3} K[o, c, i, j] * G[o, (u - i)/2, (v + 1 - 2*j)/2]
  * K (16, 16, 2, 3), G (N, 16, 2, 19), dV (N, 16, 5, 39)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<19} G[o, y, x] * V[c, 2*y + i, 2*x + 2*j - 1]
  * V (N, 16, 5, 39), G (N, 16, 2, 19), dK (16, 16, 2, 3)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<2, x<19} G[o, y, x]
  * G (N, 16, 2, 19), db (16,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620
+ * cache key: 601e4e057c40a62e14c3c75408d944cb639c2fe0404e6033c5dc76a84babfe6c
  */
 
 #include <stdint.h>
@@ -456,7 +456,7 @@ static void forward_block(const real *restrict src, const real *restrict K,
 }
 
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<16, i<2, j<3} K[o, c, i, j] * V[c, 2*y + i, 2*x + 2*j - 1]
  * One task per sample and group of FWD_OB-channel blocks (groups only when the batch is
  * small): the sample is copied into the thread's scratch, zero-padded and split by column
  * stride phase, and every block of the group sweeps it. */
@@ -641,7 +641,7 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
 }
 
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<16, i<2, j<3} K[o, c, i, j] * G[o, (u - i)/2, (v + 1 - 2*j)/2]
  * A gather split by stride phase, so no two tasks write the same element and no atomics are
  * needed: one task per sample and group of GIN_OB-channel blocks; the sample's gradient is
  * copied into the thread's scratch inside a zero frame, and each phase of the input is a
@@ -784,7 +784,7 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
     STORE_LANES(sums + ((c0 + 3) * (KH * KW) + t0 + 5) * GW_LW + 0 * LANES, acc3_5_0);
 }
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<19} G[o, y, x] * V[c, 2*y + i, 2*x + 2*j - 1]
  * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
  * GW_LW-channel blocks) packs each of its samples (input as forward does, gradient
  * transposed to pixel-major) and adds, band of GW_BAND output rows by band, the sample's
@@ -844,7 +844,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     return failed;
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<2, x<19} G[o, y, x]
  * One task per output channel, summing the batch in order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c666250448104af2b4172ffa8075889b7e270fce7e98fa9e8a49f48f2fcbdb28
+ * cache key: 3a411f4e2c88dd5f8e05aef4c7d99b274e8ef060bc7454d53ab586078cef9b7b
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<16, i<3, j<3} K[o, c, i, j] * V[c, y + i - 1, x + j - 1]
  * V (N, 16, 3, 37), K (16, 16, 3, 3), b (16,), Z (N, 16, 3, 37)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<16, i<3, j<3} K[o, c, i, j] * G[o, u + 1 - i, v + 1 - j]
  * K (16, 16, 3, 3), G (N, 16, 3, 37), dV (N, 16, 3, 37)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<3, x<37} G[o, y, x] * V[c, y + i - 1, x + j - 1]
  * V (N, 16, 3, 37), G (N, 16, 3, 37), dK (16, 16, 3, 3)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<3, x<37} G[o, y, x]
  * G (N, 16, 3, 37), db (16,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 5c982abb7e7b92b7989c862446ab40e312d9af370cad9b51fde07b561c248f76
+ * cache key: 1dad1f09b59c5049aac5b9755c47d1b9fdac51cd7de1edac69dd2c7a7c7c8ac1
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<5, i<1, j<1} K[o, c, i, j] * V[c, y + 2*i, x + 2*j]
  * V (N, 5, 3, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 7)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<19, i<1, j<1} K[o, c, i, j] * G[o, u - 2*i, v - 2*j]
  * K (19, 5, 1, 1), G (N, 19, 3, 7), dV (N, 5, 3, 7)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<3, x<7} G[o, y, x] * V[c, y + 2*i, x + 2*j]
  * V (N, 5, 3, 7), G (N, 19, 3, 7), dK (19, 5, 1, 1)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<3, x<7} G[o, y, x]
  * G (N, 19, 3, 7), db (19,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 5c982abb7e7b92b7989c862446ab40e312d9af370cad9b51fde07b561c248f76
+ * cache key: 1dad1f09b59c5049aac5b9755c47d1b9fdac51cd7de1edac69dd2c7a7c7c8ac1
  */
 
 #include <stdint.h>
@@ -181,7 +181,7 @@ static __attribute__((noinline)) void forward_tile(const real *restrict a, const
 }
 
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<5, i<1, j<1} K[o, c, i, j] * V[c, y + 2*i, x + 2*j]
  * The weights are packed once per call into FWD_MR-row panels of the left factor
  * (K). One task per sample and group of row panels (groups only when the batch is
  * small): for each FWD_NR-column panel of the sample's V, packed in the thread's
@@ -308,7 +308,7 @@ static __attribute__((noinline)) void grad_input_tile(const real *restrict a, co
 }
 
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<19, i<1, j<1} K[o, c, i, j] * G[o, u - 2*i, v - 2*j]
  * The weights are packed once per call into GIN_MR-row panels of the left factor
  * (K^T). One task per sample and group of row panels (groups only when the batch is
  * small): for each GIN_NR-column panel of the sample's G, packed in the thread's
@@ -464,7 +464,7 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
 }
 
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<3, x<7} G[o, y, x] * V[c, y + 2*i, x + 2*j]
  * One task per GW_NR-column panel of dK and group of its row panels; every element of dK
  * belongs to one task, which walks the batch in order: it packs its columns of the sample's
  * V_s^T into its own panel (kept in L1) and adds to its block of dK each tile's sum over the
@@ -497,7 +497,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     return failed;
 }
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<3, x<7} G[o, y, x]
  * One task per output channel, summing the batch in order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 821822eae5b1f14f429efaf1e8400501a48a1da32203950cc21e49e1c502b8c3
+ * cache key: 830151a6a18ed5ab3f0b1eb5a0cf1e251921fe818b28efc6067ace54acdd9070
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<8, i<3, j<3} K[o, c, i, j] * V[c, y + i - 1, x + j - 1]
  * V (N, 8, 16, 16), K (8, 8, 3, 3), b (8,), Z (N, 8, 16, 16)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<8, i<3, j<3} K[o, c, i, j] * G[o, u + 1 - i, v + 1 - j]
  * K (8, 8, 3, 3), G (N, 8, 16, 16), dV (N, 8, 16, 16)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<16, x<16} G[o, y, x] * V[c, y + i - 1, x + j - 1]
  * V (N, 8, 16, 16), G (N, 8, 16, 16), dK (8, 8, 3, 3)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<16, x<16} G[o, y, x]
  * G (N, 8, 16, 16), db (8,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 821822eae5b1f14f429efaf1e8400501a48a1da32203950cc21e49e1c502b8c3
+ * cache key: 830151a6a18ed5ab3f0b1eb5a0cf1e251921fe818b28efc6067ace54acdd9070
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: e10e0c29f9104a8099b06b821c9ccb7aceff03a517bf426f1446306462c4825f
+ * cache key: 825f8f146aaa4335d3bbfc51ae4aadd43089cd48d4b9b72b6a2a2a48957832dd
  */
 
 /*
@@ -13,22 +13,22 @@
  * Include <stdint.h> first. This header is also the declaration cffi compiles against.
  */
 
-/* forward: Z[n,o,y,x] = b[o] + sum_{c,i,j} K~[o,c,i,j] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* forward: Z[o, y, x] = b[o] + sum_{c<2, i<1, j<1} K[o, c, i, j] * V[c, 3*y + i, 3*x + j]
  * V (N, 2, 4, 4), K (1, 2, 1, 1), b (1,), Z (N, 1, 2, 2)
  */
 int conv2d_forward(int64_t n, uintptr_t V, uintptr_t K, uintptr_t b, uintptr_t Z);
 
-/* grad_input: dV[n,c,u,v] = sum_{o,i,j} K~[o,c,i,j] * G[n, o, (u + PT - i*DH)/SH, (v + PL - j*DW)/SW]
+/* grad_input: dV[c, u, v] = sum_{o<1, i<1, j<1} K[o, c, i, j] * G[o, (u - i)/3, (v - j)/3]
  * K (1, 2, 1, 1), G (N, 1, 2, 2), dV (N, 2, 4, 4)
  */
 int conv2d_grad_input(int64_t n, uintptr_t K, uintptr_t G, uintptr_t dV);
 
-/* grad_weight: dK~[o,c,i,j] = sum_{n,y,x} G[n,o,y,x] * V[n, c, y*SH + i*DH - PT, x*SW + j*DW - PL]
+/* grad_weight: dK[o, c, i, j] = sum_{y<2, x<2} G[o, y, x] * V[c, 3*y + i, 3*x + j]
  * V (N, 2, 4, 4), G (N, 1, 2, 2), dK (1, 2, 1, 1)
  */
 int conv2d_grad_weight(int64_t n, uintptr_t V, uintptr_t G, uintptr_t dK);
 
-/* grad_bias: db[o] = sum_{n,y,x} G[n,o,y,x]
+/* grad_bias: db[o] = sum_{y<2, x<2} G[o, y, x]
  * G (N, 1, 2, 2), db (1,)
  */
 int conv2d_grad_bias(int64_t n, uintptr_t G, uintptr_t db);
