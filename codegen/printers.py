@@ -17,9 +17,6 @@ from sympy.printing.c import C99CodePrinter
 
 from .vocabulary import DTYPES
 
-#: The C type of each dtype (``codegen.vocabulary.DTYPES``).
-CTYPES = {name: d.ctype for name, d in DTYPES.items()}
-
 
 class KernelPrinter(C99CodePrinter):
     """C99 printer for one dtype: ``float32`` gives ``1.0F`` literals and ``sqrtf``.
@@ -29,8 +26,8 @@ class KernelPrinter(C99CodePrinter):
     """
 
     def __init__(self, dtype: str) -> None:
-        if dtype not in CTYPES:
-            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(CTYPES)}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
         alias = float32 if dtype == "float32" else float64
         super().__init__({"type_aliases": {real: alias}, "strict": True})
 
