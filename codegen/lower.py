@@ -33,9 +33,9 @@ from derive.spec import LayerSpec
 from derive.symbols import G, K, V, b
 
 from .backends import Backend
-from .blocking import is_pointwise, plan
+from .blocking import is_pointwise, plan, unrolled
 from .errors import RenderError
-from .ir import Assignment, Buffer, Constant, Kernel, KernelIR, RowReuse
+from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
 from .printers import CTYPES, KernelPrinter
 
 STYLES = ("auto", "unrolled", "loops")
@@ -275,12 +275,13 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         constants, tables = _cuda_constants(spec, style), ()
     else:
         constants, tables = _constants(spec), ()
-    in_lanes: tuple[str, ...] = ()
-    row_reuse: tuple[RowReuse, ...] = ()
+    module = None
     if style == "loops" and not backend.gpu:
-        blocking_constants, tables, in_lanes, row_reuse = plan(
-            spec, 4 if dtype == "float32" else 8)
-        constants += blocking_constants
+        module = plan(spec, 4 if dtype == "float32" else 8)
+        constants += module.constants
+        tables = module.tables
+    elif not backend.gpu:
+        module = unrolled(tuple(kernel.name for kernel in kernels))
     return KernelIR(
         name=module_name(spec, backend.name, dtype),
         spec_text=spec.describe(),
@@ -298,6 +299,6 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         tap_col="KW - 1 - j" if flip else "j",
         has_bias=spec.bias,
         pointwise=style == "loops" and is_pointwise(spec),
-        in_lanes=in_lanes,
-        row_reuse=row_reuse,
+        plans=module.passes if module else (),
+        helpers=module.helpers if module else None,
     )

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float32 (float); target: openmp
-# cache key: dc53b2c066f99a8c98c77684f37dd96fb5fdbb5b16940f4ac76d73c435cfa413
+# cache key: 1df16a4ef3c5b61c71c25eb8a74805bcdc007eaf6953ee8876fadee0416bb060
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key dc53b2c066f99a8c98c77684f37dd96fb5fdbb5b16940f4ac76d73c435cfa413.
+Built by corrgen 0.1.0, cache key 1df16a4ef3c5b61c71c25eb8a74805bcdc007eaf6953ee8876fadee0416bb060.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_dc53b2c066f9")
+_extension = _importlib.import_module(__name__ + "._conv2d_1df16a4ef3c5")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "unrolled"
-key = "dc53b2c066f99a8c98c77684f37dd96fb5fdbb5b16940f4ac76d73c435cfa413"
+key = "1df16a4ef3c5b61c71c25eb8a74805bcdc007eaf6953ee8876fadee0416bb060"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: openmp
- * cache key: dc53b2c066f99a8c98c77684f37dd96fb5fdbb5b16940f4ac76d73c435cfa413
+ * cache key: 1df16a4ef3c5b61c71c25eb8a74805bcdc007eaf6953ee8876fadee0416bb060
  */
 
 /*

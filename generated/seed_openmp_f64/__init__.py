@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float64 (double); target: openmp
-# cache key: d2571afa1dfc0af05d83b0a3de3c2a33b748dba51f89185039576bb3cd563b67
+# cache key: 396c054e2385eceb6f6034fc5146df0a5d61e60767517d6e6c45ae99e0cfe958
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key d2571afa1dfc0af05d83b0a3de3c2a33b748dba51f89185039576bb3cd563b67.
+Built by corrgen 0.1.0, cache key 396c054e2385eceb6f6034fc5146df0a5d61e60767517d6e6c45ae99e0cfe958.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_d2571afa1dfc")
+_extension = _importlib.import_module(__name__ + "._conv2d_396c054e2385")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "unrolled"
-key = "d2571afa1dfc0af05d83b0a3de3c2a33b748dba51f89185039576bb3cd563b67"
+key = "396c054e2385eceb6f6034fc5146df0a5d61e60767517d6e6c45ae99e0cfe958"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float64 (double); target: openmp
- * cache key: d2571afa1dfc0af05d83b0a3de3c2a33b748dba51f89185039576bb3cd563b67
+ * cache key: 396c054e2385eceb6f6034fc5146df0a5d61e60767517d6e6c45ae99e0cfe958
  */
 
 /*

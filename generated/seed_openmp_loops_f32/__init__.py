@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 1502ce3a32294ee97ab7c91c7feb5624d3096242125f1cb6e7089817838bab73
+# cache key: a389f0bfe70d784c3675ce6fcb30e00d0cdc467996507b3af1a0516a975aeb0d
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 1502ce3a32294ee97ab7c91c7feb5624d3096242125f1cb6e7089817838bab73.
+Built by corrgen 0.1.0, cache key a389f0bfe70d784c3675ce6fcb30e00d0cdc467996507b3af1a0516a975aeb0d.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_1502ce3a3229")
+_extension = _importlib.import_module(__name__ + "._conv2d_a389f0bfe70d")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "1502ce3a32294ee97ab7c91c7feb5624d3096242125f1cb6e7089817838bab73"
+key = "a389f0bfe70d784c3675ce6fcb30e00d0cdc467996507b3af1a0516a975aeb0d"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

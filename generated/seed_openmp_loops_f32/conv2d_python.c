@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 1502ce3a32294ee97ab7c91c7feb5624d3096242125f1cb6e7089817838bab73
+ * cache key: a389f0bfe70d784c3675ce6fcb30e00d0cdc467996507b3af1a0516a975aeb0d
  */
 
 /*

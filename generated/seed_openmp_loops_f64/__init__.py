@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: c898fe0f60a8ce199fc1a78a5cc92d9f8740c0a0e92b530f9cfb883658e1d6a4
+# cache key: 89e8913869535a384d713b4d207099d6ec555da26063b652d00d161a0b93a9e2
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key c898fe0f60a8ce199fc1a78a5cc92d9f8740c0a0e92b530f9cfb883658e1d6a4.
+Built by corrgen 0.1.0, cache key 89e8913869535a384d713b4d207099d6ec555da26063b652d00d161a0b93a9e2.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_c898fe0f60a8")
+_extension = _importlib.import_module(__name__ + "._conv2d_89e891386953")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "c898fe0f60a8ce199fc1a78a5cc92d9f8740c0a0e92b530f9cfb883658e1d6a4"
+key = "89e8913869535a384d713b4d207099d6ec555da26063b652d00d161a0b93a9e2"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: c898fe0f60a8ce199fc1a78a5cc92d9f8740c0a0e92b530f9cfb883658e1d6a4
+ * cache key: 89e8913869535a384d713b4d207099d6ec555da26063b652d00d161a0b93a9e2
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: d38dcbf05ef95d79dbeedaa57adc686febacaeeb0c964c4802f0fd34a18ba732
+ * cache key: abb6514c6594b7f9eaefd60c4666edb3ce2d35b260d5ea20f08af88474b6cabe
  */
 
 /*

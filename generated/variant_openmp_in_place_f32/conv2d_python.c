@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f9c856b7746a7df9e8caa225019ac00b43ea490ed872886fe7ab9e74a0c520fc
+ * cache key: 611b22bf7e7a929b5d15ebaca6790624dc680e57395404cec64b88465857fc05
  */
 
 /*

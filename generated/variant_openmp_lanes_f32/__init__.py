@@ -3,10 +3,10 @@
 # spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
 #        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: a8d9cca951b9405c0cba2072bddfd427b105c20c8e1744c277398999fab11949
+# cache key: a4fed6857afacf6a9b3aec39fa1ae0b9aeb616bd796faa851774c3e27c454e23
 """input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key a8d9cca951b9405c0cba2072bddfd427b105c20c8e1744c277398999fab11949.
+Built by corrgen 0.1.0, cache key a4fed6857afacf6a9b3aec39fa1ae0b9aeb616bd796faa851774c3e27c454e23.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 9, 11), K (32, 16, 3, 3), b (32,), Z (N, 32, 9, 11)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_a8d9cca951b9")
+_extension = _importlib.import_module(__name__ + "._conv2d_a4fed6857afa")
 
 spec = _LayerSpec(input=(16, 9, 11), kernel=(32, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "a8d9cca951b9405c0cba2072bddfd427b105c20c8e1744c277398999fab11949"
+key = "a4fed6857afacf6a9b3aec39fa1ae0b9aeb616bd796faa851774c3e27c454e23"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a8d9cca951b9405c0cba2072bddfd427b105c20c8e1744c277398999fab11949
+ * cache key: a4fed6857afacf6a9b3aec39fa1ae0b9aeb616bd796faa851774c3e27c454e23
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
 #        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620
+# cache key: fa405c6781aa19685faf6cdad3b4e83c2d423096437ced70db3b28532beb6f1b
 """input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620.
+Built by corrgen 0.1.0, cache key fa405c6781aa19685faf6cdad3b4e83c2d423096437ced70db3b28532beb6f1b.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 5, 39), K (16, 16, 2, 3), b (16,), Z (N, 16, 2, 19)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_8c189bea343e")
+_extension = _importlib.import_module(__name__ + "._conv2d_fa405c6781aa")
 
 spec = _LayerSpec(input=(16, 5, 39), kernel=(16, 16, 2, 3), stride=(2, 2), padding=(0, 1), dilation=(1, 2), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620"
+key = "fa405c6781aa19685faf6cdad3b4e83c2d423096437ced70db3b28532beb6f1b"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

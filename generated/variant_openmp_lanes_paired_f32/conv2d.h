@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 8c189bea343e9915b7bc9eeb519f4d4b072bc0baef3d9a900cc757f97e4b0620
+ * cache key: fa405c6781aa19685faf6cdad3b4e83c2d423096437ced70db3b28532beb6f1b
  */
 
 /*

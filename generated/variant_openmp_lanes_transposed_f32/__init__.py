@@ -3,10 +3,10 @@
 # spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
 #        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: c666250448104af2b4172ffa8075889b7e270fce7e98fa9e8a49f48f2fcbdb28
+# cache key: 47981bb3954c23b8d712d4c50dd8f987af3efc2f7076d0fa3a741675eee322f7
 """input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key c666250448104af2b4172ffa8075889b7e270fce7e98fa9e8a49f48f2fcbdb28.
+Built by corrgen 0.1.0, cache key 47981bb3954c23b8d712d4c50dd8f987af3efc2f7076d0fa3a741675eee322f7.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 3, 37), K (16, 16, 3, 3), b (16,), Z (N, 16, 3, 37)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_c66625044810")
+_extension = _importlib.import_module(__name__ + "._conv2d_47981bb3954c")
 
 spec = _LayerSpec(input=(16, 3, 37), kernel=(16, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "c666250448104af2b4172ffa8075889b7e270fce7e98fa9e8a49f48f2fcbdb28"
+key = "47981bb3954c23b8d712d4c50dd8f987af3efc2f7076d0fa3a741675eee322f7"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c666250448104af2b4172ffa8075889b7e270fce7e98fa9e8a49f48f2fcbdb28
+ * cache key: 47981bb3954c23b8d712d4c50dd8f987af3efc2f7076d0fa3a741675eee322f7
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 5c982abb7e7b92b7989c862446ab40e312d9af370cad9b51fde07b561c248f76
+ * cache key: 0ae733b33134a641e189cca10f7ad24d448597f8174b5e05909b37cfd6475d4d
  */
 
 /*

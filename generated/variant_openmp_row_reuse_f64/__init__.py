@@ -3,10 +3,10 @@
 # spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
 #        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 821822eae5b1f14f429efaf1e8400501a48a1da32203950cc21e49e1c502b8c3
+# cache key: 33d4b9214593b02972266f96a3c1f0dc4fa4fa9a5c744c193eeb73e3e8edb295
 """input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 821822eae5b1f14f429efaf1e8400501a48a1da32203950cc21e49e1c502b8c3.
+Built by corrgen 0.1.0, cache key 33d4b9214593b02972266f96a3c1f0dc4fa4fa9a5c744c193eeb73e3e8edb295.
 
     forward(V, K, b, out=None) -> Z
         V (N, 8, 16, 16), K (8, 8, 3, 3), b (8,), Z (N, 8, 16, 16)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_821822eae5b1")
+_extension = _importlib.import_module(__name__ + "._conv2d_33d4b9214593")
 
 spec = _LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "821822eae5b1f14f429efaf1e8400501a48a1da32203950cc21e49e1c502b8c3"
+key = "33d4b9214593b02972266f96a3c1f0dc4fa4fa9a5c744c193eeb73e3e8edb295"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

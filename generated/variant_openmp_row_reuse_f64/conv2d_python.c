@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 821822eae5b1f14f429efaf1e8400501a48a1da32203950cc21e49e1c502b8c3
+ * cache key: 33d4b9214593b02972266f96a3c1f0dc4fa4fa9a5c744c193eeb73e3e8edb295
  */
 
 /*

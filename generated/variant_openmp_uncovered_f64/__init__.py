@@ -3,10 +3,10 @@
 # spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
 #        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: e10e0c29f9104a8099b06b821c9ccb7aceff03a517bf426f1446306462c4825f
+# cache key: ba6e1e714e91835f8734f6bf580e02ac8b3a017b0e0d862c67e563efff5fafc2
 """input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key e10e0c29f9104a8099b06b821c9ccb7aceff03a517bf426f1446306462c4825f.
+Built by corrgen 0.1.0, cache key ba6e1e714e91835f8734f6bf580e02ac8b3a017b0e0d862c67e563efff5fafc2.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 4, 4), K (1, 2, 1, 1), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_e10e0c29f910")
+_extension = _importlib.import_module(__name__ + "._conv2d_ba6e1e714e91")
 
 spec = _LayerSpec(input=(2, 4, 4), kernel=(1, 2, 1, 1), stride=(3, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "e10e0c29f9104a8099b06b821c9ccb7aceff03a517bf426f1446306462c4825f"
+key = "ba6e1e714e91835f8734f6bf580e02ac8b3a017b0e0d862c67e563efff5fafc2"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward
