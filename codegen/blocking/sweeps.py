@@ -25,7 +25,7 @@ from .common import Geometry, _cdiv, _weight_index
 from .defines import Defines
 from .lanes import lane_sweep
 from .records import Driver, Layout
-from .tiles import _lane_tile, _sweep_tile
+from .tiles import LaneTile, SweepTile, _lane_tile, _sweep_tile
 
 FORWARD_LAYOUT = Layout("C", "SRC_PLANE", "(LHO * LWO)", "(C * KH * KW)", "(KH * KW)", "LWO", 1,
                         "SRC_PITCH")
@@ -62,7 +62,8 @@ def input_scratch(g: Geometry, vl: int, fwd_ty: int, fwd_tx: int, gw_in_lanes: b
     return InputScratch(src_rows, src_seg, offsets)
 
 
-def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool):
+def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool
+                 ) -> tuple[LaneTile | SweepTile, int, int]:
     """forward's tile (a LaneTile or a SweepTile) and its rows and columns."""
     phases = [(g.ho, g.wo, g.kh * g.kw)]
     if in_lanes:
@@ -79,10 +80,10 @@ def _forward_driver(g: Geometry, in_lanes: bool, bias: bool) -> Driver:
                   in_lanes, "O * C * FWD_TAPS", "b, " if bias else "")
 
 
-def plan_forward(g: Geometry, vl: int, lanes: int, tile, tx: int, scratch: InputScratch,
-                 bias: bool, d: Defines):
-    """forward's record, ``#define``s and tables."""
-    in_lanes = not hasattr(tile, "reuse")
+def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, tx: int,
+                 scratch: InputScratch, bias: bool, d: Defines):
+    """forward's record (a LaneSweep or a ColumnSweep), ``#define``s and tables."""
+    in_lanes = isinstance(tile, LaneTile)
     driver = _forward_driver(g, in_lanes, bias)
     taps = [(i, j) for i in range(g.kh) for j in range(g.kw)]
     if in_lanes:
@@ -115,7 +116,7 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile, tx: int, scratch: Input
     d.table("FWD_PHASE_ROWS", (g.ho,), "output rows of each phase")
     d.table("FWD_PHASE_COLS", (g.wo,), "output columns of each phase")
     d.table("FWD_PHASE_DST", (0,), "offset in an output plane of the phase's first element")
-    if in_lanes or not tile.reuse:
+    if in_lanes or not tile.reuse:  # taps listed one by one
         d.table("FWD_PHASE_TAPS", (0, len(taps)),
                 "taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1")
         d.table("FWD_TAP_OFFSET", scratch.tap_offsets,
