@@ -89,7 +89,7 @@ class Backend:
 
 OPENMP = Backend(
     name="openmp",
-    template="conv2d_openmp.c.jinja",
+    template="openmp/module.c.jinja",
     source="conv2d_openmp.c",
     compiler_env="CC",
     compiler="cc",

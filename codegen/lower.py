@@ -42,9 +42,9 @@ from derive.spec import LayerSpec
 from derive.symbols import G, K, V, b
 
 from .backends import Backend
-from .blocking import is_pointwise, plan
+from .blocking import is_pointwise, plan, unrolled
 from .errors import RenderError
-from .ir import Assignment, Buffer, Constant, Kernel, KernelIR, RowReuse
+from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
 from .printers import IndexPrinter, KernelPrinter, LoopNest, loop_nest
 from .vocabulary import DTYPES
 
@@ -300,12 +300,13 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         constants, tables = _cuda_constants(spec, style), ()
     else:
         constants, tables = _constants(spec), ()
-    in_lanes: tuple[str, ...] = ()
-    row_reuse: tuple[RowReuse, ...] = ()
+    module = None
     if style == "loops" and not backend.gpu:
-        blocking_constants, tables, in_lanes, row_reuse = plan(
-            spec, DTYPES[dtype].itemsize)
-        constants += blocking_constants
+        module = plan(spec, DTYPES[dtype].itemsize)
+        constants += module.constants
+        tables = module.tables
+    elif style == "unrolled" and not backend.gpu:
+        module = unrolled(tuple(kernel.name for kernel in kernels))
     return KernelIR(
         name=module_name(spec, backend.name, dtype),
         spec_text=spec.describe(),
@@ -323,6 +324,6 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         tap_col=str(kernel_tap(Symbol("j"), Symbol("KW"), flip)),
         has_bias=spec.bias,
         pointwise=style == "loops" and is_pointwise(spec),
-        in_lanes=in_lanes,
-        row_reuse=row_reuse,
+        plans=module.passes if module else (),
+        helpers=module.helpers if module else None,
     )

@@ -14,12 +14,23 @@ from hypothesis import strategies as st
 
 import codegen
 from codegen.backends import OPENMP
+from codegen.blocking.shuffles import in_place_loads, lane_transpose
 from codegen.check import check_module
 from codegen.lower import lower
 from codegen.runtime import PASSES, KernelModule
 from derive import LayerSpec, reference
 
 SEED = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
+
+
+def plans(ir) -> dict:
+    """The plan record of every pass of a ``loops`` module, by pass name."""
+    return {plan.name: plan for plan in ir.plans}
+
+
+def in_lanes(ir) -> tuple[str, ...]:
+    """The passes whose plans hold channels in vector lanes."""
+    return tuple(p.name for p in ir.plans if p.variant in ("lane_sweep", "grad_weight_lanes"))
 
 #: Strides 1-3 (also unequal), paddings including same (even and odd totals) and full,
 #: dilation 1-2, channels 1-5, non-square inputs and kernels, convolution mode, bias on/off,
@@ -164,11 +175,11 @@ def test_lane_tiles_are_covered_by_the_grid():
     """Every pass of both dtypes puts channels in lanes somewhere in the grid, and a pass
     whose channels do not fill whole vectors does not."""
     covered = {(dtype, name) for spec in GRID.values() for dtype in ("float32", "float64")
-               for name in lower(spec, OPENMP, dtype, "loops").in_lanes}
+               for name in in_lanes(lower(spec, OPENMP, dtype, "loops"))}
     assert covered == {(dtype, name) for dtype in ("float32", "float64")
                        for name in ("forward", "grad_input", "grad_weight")}
     odd = lower(GRID["parallel_s2_same"], OPENMP, "float32", "loops")
-    assert odd.in_lanes == ("grad_input",)  # C = 16 fills a vector of 16; O = 12 does not
+    assert in_lanes(odd) == ("grad_input",)  # C = 16 fills a vector of 16; O = 12 does not
 
 
 def test_transposed_lane_stores_are_covered_by_the_grid():
@@ -181,7 +192,7 @@ def test_transposed_lane_stores_are_covered_by_the_grid():
         for dtype in ("float32", "float64"):
             ir = lower(spec, OPENMP, dtype, "loops")
             for prefix, name, cols in (("FWD", "forward", "LWO"), ("GIN", "grad_input", "LW")):
-                if not ir.stores_transposed(name):
+                if not getattr(plans(ir)[name], "transposed", False):
                     continue
                 lanes, tx = ir.constant("LANES"), ir.constant(f"{prefix}_TX")
                 assert tx >= lanes and (name == "forward" or ir.constant("SW") == 1)
@@ -189,7 +200,7 @@ def test_transposed_lane_stores_are_covered_by_the_grid():
                 partial.add(tx % lanes > 0)
                 edges.add(ir.constant(cols) % tx > 0)
                 vectors.add(ir.constant(f"{prefix}_NV"))
-                steps, columns = ir.lane_transpose()
+                steps, columns = lane_transpose(lanes, 4 if dtype == "float32" else 8)
                 matrix = np.arange(lanes * lanes).reshape(lanes, lanes)
                 rows = list(matrix)
                 for step in steps:
@@ -218,7 +229,7 @@ def test_grad_weight_tap_blocks_lie_at_fixed_distances():
             for t0 in range(0, len(offsets), tt):
                 assert [offsets[t0 + k] - offsets[t0] for k in range(tt)] == list(delta)
             if len(offsets) > tt:
-                blocks.add("grad_weight" in ir.in_lanes)
+                blocks.add("grad_weight" in in_lanes(ir))
             n = len(offsets)
             uneven.update(size for size in range(1, n + 1) if n % size == 0 and len(
                 {tuple(offsets[t0 + k] - offsets[t0] for k in range(size))
@@ -235,7 +246,7 @@ def test_paired_column_phases_are_covered_by_the_grid():
     for spec in GRID.values():
         for dtype in ("float32", "float64"):
             ir = lower(spec, OPENMP, dtype, "loops")
-            if not ir.pairs_column_phases("grad_input"):
+            if not getattr(plans(ir)["grad_input"], "paired", False):
                 continue
             lanes, tx, width = ir.constant("LANES"), ir.constant("GIN_TX"), ir.constant("LW")
             assert ir.constant("SW") == 2 and tx >= lanes
@@ -263,17 +274,19 @@ def test_in_place_grad_input_is_covered_by_the_grid():
     for spec in GRID.values():
         for dtype in ("float32", "float64"):
             ir = lower(spec, OPENMP, dtype, "loops")
-            if not ir.reads_in_place("grad_input"):
+            if plans(ir)["grad_input"].variant != "in_place_sweep":
                 continue
             covered.add(dtype)
             vl, width, rows = ir.constant("VL"), ir.constant("LWO"), ir.constant("LHO")
             ty, top = ir.constant("GIN_TY"), ir.constant("GIN_FRAME_ROW")
             phase_rows = ir.table("GIN_PHASE_ROWS")[0]
             row_edges.add(phase_rows % ty > 0)
-            last = max(row for row, _ in ir.row_schedule("grad_input"))
+            last = max(row for row, _ in plans(ir)["grad_input"].schedule)
             past.add(top < 0 or (phase_rows - 1) // ty * ty + top + last >= rows)
             row = np.arange(1.0, width + 1)
-            for start, plan in zip(ir.table("GIN_COLUMN_START"), ir.in_place_loads()):
+            starts = ir.table("GIN_COLUMN_START")
+            loads = in_place_loads(vl, width, starts, ir.constant("GIN_TXV"))
+            for start, plan in zip(starts, loads, strict=True):
                 for xv, (kind, indices) in enumerate(plan):
                     kinds.add(kind)
                     columns = start + xv * vl + np.arange(vl)
@@ -301,7 +314,7 @@ def test_column_grad_weight_shapes_are_covered_by_the_grid():
     for spec in GRID.values():
         for dtype in ("float32", "float64"):
             ir = lower(spec, OPENMP, dtype, "loops")
-            if not ir.pointwise and "grad_weight" not in ir.in_lanes:
+            if not ir.pointwise and "grad_weight" not in in_lanes(ir):
                 shapes.add((ir.constant("GW_FULL_COLS") > 0, ir.constant("GW_TAIL_COLS") > 0))
     assert shapes == {(True, False), (False, True), (True, True)}
 
@@ -314,11 +327,13 @@ def test_row_reuse_is_covered_by_the_grid():
     for spec in GRID.values():
         for dtype in ("float32", "float64"):
             ir = lower(spec, OPENMP, dtype, "loops")
-            for reuse in ir.row_reuse:
+            for reuse in ir.plans:
+                if not (reuse.variant == "in_place_sweep" or getattr(reuse, "reuse", False)):
+                    continue
                 covered.add((dtype, reuse.name))
                 steps.add(reuse.row_step)
                 gaps.add(max(reuse.tap_rows) + 1 > len(reuse.tap_rows))
-                pairs = [(row, use) for row, uses in ir.row_schedule(reuse.name) for use in uses]
+                pairs = [(row, use) for row, uses in reuse.schedule for use in uses]
                 assert sorted(use for _, use in pairs) == [
                     (y, i) for y in range(ir.constant(f"{reuse.prefix}_TY"))
                     for i in range(len(reuse.tap_rows))]

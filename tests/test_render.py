@@ -101,3 +101,27 @@ def test_float32_printer_writes_float_literals():
     V = IndexedBase("V_s", shape=(2, 3))
     assert KernelPrinter("float32").doprint(V[1, 2] / 2 + Rational(1, 3)) == \
         "(1.0F/2.0F)*V_s[5] + 1.0F/3.0F"
+
+
+def test_each_pass_has_a_typed_plan_named_in_the_ir_dump():
+    """A loops module carries one frozen plan record per pass, each naming the template that
+    prints it and why it was chosen; print(ir) shows both."""
+    import dataclasses
+
+    from codegen.render import TEMPLATE_DIR
+
+    spec = LayerSpec(input=(16, 5, 39), kernel=(16, 16, 2, 3), stride=2, padding=(0, 1),
+                     dilation=(1, 2))
+    for style in ("loops", "unrolled"):
+        ir = lower(spec if style == "loops" else SEED, OPENMP, "float32", style)
+        assert [plan.name for plan in ir.plans] == [k.name for k in ir.kernels]
+        for plan in ir.plans:
+            assert dataclasses.is_dataclass(plan) and plan.reason
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                plan.reason = ""
+            assert (TEMPLATE_DIR / "openmp" / f"{plan.variant}.c.jinja").is_file()
+            assert f"{plan.name}: {plan.variant} ({plan.reason})" in str(ir)
+    ir = lower(spec, OPENMP, "float32", "loops")
+    assert [plan.variant for plan in ir.plans] == [
+        "column_sweep", "lane_sweep", "grad_weight_lanes", "grad_bias"]
+    assert ir.plans[1].paired and ir.helpers.transpose and ir.helpers.lanes

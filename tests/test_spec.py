@@ -265,7 +265,8 @@ def test_working_copy_bounds_hold_for_the_kernels_scratch_layouts():
         *_, input_copy, gradient_copy = (array.elements for array in spec.arrays)
         largest = max(array.elements for array in spec.arrays)
         for dtype_bytes in (4, 8):
-            consts, tables, _, _ = plan(spec, dtype_bytes)
+            module = plan(spec, dtype_bytes)
+            consts, tables = module.constants, module.tables
             k = {const.name: const.value for const in consts}
             assert c * k["SRC_PLANE"] <= input_copy, spec
             if spec.out_h > 1:  # else the row step is only ever multiplied by 0

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float64 (double); target: openmp
-# cache key: a06a4404694641db68a7e734434047f2fd1295139c8a69e8f1afe6de79953c46
+# cache key: eed0411926467f4464fb2ea12f7a931057920529647d67f2b78ac15464baf10a
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key a06a4404694641db68a7e734434047f2fd1295139c8a69e8f1afe6de79953c46.
+Built by corrgen 0.1.0, cache key eed0411926467f4464fb2ea12f7a931057920529647d67f2b78ac15464baf10a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_a06a44046946")
+_extension = _importlib.import_module(__name__ + "._conv2d_eed041192646")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "unrolled"
-key = "a06a4404694641db68a7e734434047f2fd1295139c8a69e8f1afe6de79953c46"
+key = "eed0411926467f4464fb2ea12f7a931057920529647d67f2b78ac15464baf10a"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 6cd7d9490bb1e77dc658eddd32d25bce2d7050f41ea2baf2c506cfc65249c6b6
+# cache key: f5ad7489ff3e86c92139cf920a0ca9efca095c67004320cbd6a168c489e7ebbc
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 6cd7d9490bb1e77dc658eddd32d25bce2d7050f41ea2baf2c506cfc65249c6b6.
+Built by corrgen 0.1.0, cache key f5ad7489ff3e86c92139cf920a0ca9efca095c67004320cbd6a168c489e7ebbc.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_6cd7d9490bb1")
+_extension = _importlib.import_module(__name__ + "._conv2d_f5ad7489ff3e")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "6cd7d9490bb1e77dc658eddd32d25bce2d7050f41ea2baf2c506cfc65249c6b6"
+key = "f5ad7489ff3e86c92139cf920a0ca9efca095c67004320cbd6a168c489e7ebbc"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6cd7d9490bb1e77dc658eddd32d25bce2d7050f41ea2baf2c506cfc65249c6b6
+ * cache key: f5ad7489ff3e86c92139cf920a0ca9efca095c67004320cbd6a168c489e7ebbc
  */
 
 /*

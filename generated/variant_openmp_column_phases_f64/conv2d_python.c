@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: ce62876b6ec5388feabe26e42fc9d7b19ad475be054a7d82969c1794bc4c7981
+ * cache key: 7fee8c2b0cb7bf63abbcf443603be2a166627185d65ae146801ea0f85a65f66b
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
 #        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 601e4e057c40a62e14c3c75408d944cb639c2fe0404e6033c5dc76a84babfe6c
+# cache key: 8ec89af18c98dba95ac97fb903f3872a508ade50dbf21f4796907e00683117fc
 """input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 601e4e057c40a62e14c3c75408d944cb639c2fe0404e6033c5dc76a84babfe6c.
+Built by corrgen 0.1.0, cache key 8ec89af18c98dba95ac97fb903f3872a508ade50dbf21f4796907e00683117fc.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 5, 39), K (16, 16, 2, 3), b (16,), Z (N, 16, 2, 19)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_601e4e057c40")
+_extension = _importlib.import_module(__name__ + "._conv2d_8ec89af18c98")
 
 spec = _LayerSpec(input=(16, 5, 39), kernel=(16, 16, 2, 3), stride=(2, 2), padding=(0, 1), dilation=(1, 2), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "601e4e057c40a62e14c3c75408d944cb639c2fe0404e6033c5dc76a84babfe6c"
+key = "8ec89af18c98dba95ac97fb903f3872a508ade50dbf21f4796907e00683117fc"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 3a411f4e2c88dd5f8e05aef4c7d99b274e8ef060bc7454d53ab586078cef9b7b
+ * cache key: d060c71f9cd9f34a133f638a906a918109156bb7c4da8b971ee794677a6fd18b
  */
 
 /*

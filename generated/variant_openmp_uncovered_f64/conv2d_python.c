@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 825f8f146aaa4335d3bbfc51ae4aadd43089cd48d4b9b72b6a2a2a48957832dd
+ * cache key: 2a56322499e94d3cfad33a359a3261b0529fdbd5880562bdaa7c288a0213e3d8
  */
 
 /*

@@ -1,0 +1,110 @@
+"""What every blocking module shares: the tuning constants, the layer as the loops see it,
+and small integer helpers.
+
+Why the constants have the values they have, and the measurements behind them, is in
+``docs/bench-cpu.md`` ("Why the tiles are as they are").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from derive.spec import LayerSpec
+
+#: Bytes per vector of the column tiles: 256 bits. 512-bit vectors of columns give no more
+#: multiply-adds per cycle on the machines these kernels were tuned on, and half as many
+#: columns per tile; the lane tiles gain from 512 bits by other means.
+VECTOR_BYTES = 32
+#: Bytes per vector of the channels-in-lanes tiles: 512 bits. With AVX-512 each broadcast
+#: source value then feeds 16 float32 multiply-adds per instruction; without it the compiler
+#: splits every vector in two.
+LANE_BYTES = 64
+#: Below this many multiply-adds per output element (input channels x taps), a forward or
+#: stride-1 grad_input lane tile costs more than the column tile, which stores whole vectors
+#: as they are. A grad_input with a column stride stores its column tiles element by
+#: element, so it takes lanes whenever its channels fill them.
+LANE_MIN_SUMS = 128
+#: Vector registers a lane tile's partial sums may take (of 32 with AVX-512).
+LANE_ACCUMULATORS = 28
+#: Vector registers a register tile's partial sums may take (of 32 with AVX-512 or 16 with
+#: AVX2: the compiler spills a few there).
+ACCUMULATORS = 24
+#: forward and grad_input split a sample's channel blocks into groups until the batch gives
+#: at least this many tasks.
+MIN_TASKS = 8
+#: grad_weight sums the batch in at most this many chunks (partial sums added in order).
+GRAD_WEIGHT_CHUNKS = 8
+#: Bytes of transposed gradient a lane grad_weight tile sweeps per pass (half of L1).
+GRAD_WEIGHT_BAND_BYTES = 16 * 1024
+#: Cycles charged per tile (stores, set-up) and per channel of a tile (loop overhead) by the
+#: cost model that picks the tiles.
+TILE_OVERHEAD = 24
+CHANNEL_OVERHEAD = 3
+#: Load slots the cost model charges a column tile's vector load: it starts at any element,
+#: so it crosses a cache line (and takes two slots) about 3 times in 8; a weight broadcast
+#: is one aligned element (one slot).
+VECTOR_LOAD_SLOTS = 1.5
+#: Cycles charged per output row and channel of a column tile: its own store stream, with
+#: its own edge test. With it the model prefers wide tiles of few channels on layers of one
+#: input channel, as measured.
+ROW_OVERHEAD = 2
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The layer as the loops see it."""
+
+    c: int
+    h: int
+    w: int
+    o: int
+    kh: int
+    kw: int
+    ho: int
+    wo: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    top: int
+    left: int
+    flip: bool
+
+
+def geometry(spec: LayerSpec) -> Geometry:
+    c, h, w = spec.input
+    o, _, kh, kw = spec.kernel
+    _, ho, wo = spec.output_shape
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    top, bottom, left, right = spec.pads
+    flip = spec.mode == "convolution"
+    return Geometry(c, h, w, o, kh, kw, ho, wo, sh, sw, dh, dw, top, left, flip)
+
+
+def is_pointwise(spec: LayerSpec) -> bool:
+    """A 1x1 kernel at stride 1 without padding (dilation does not matter): per sample, a
+    product of the O x C weights with the C x (H*W) input."""
+    _, _, kh, kw = spec.kernel
+    return (kh, kw, *spec.stride, *spec.pads) == (1, 1, 1, 1, 0, 0, 0, 0)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _divisors(n: int, limit: int) -> list[int]:
+    return [d for d in range(1, min(n, limit) + 1) if n % d == 0]
+
+
+def _tap_blocks(offsets: list[int]) -> list[int]:
+    """The tap counts ``tt`` (dividing the number of taps) for which every block of ``tt``
+    consecutive taps has its taps at the same distances from its first: a block then reads
+    them from one pointer at offsets fixed at compile time. 1 always qualifies."""
+    return [tt for tt in _divisors(len(offsets), len(offsets))
+            if all(offsets[t0 + k] - offsets[t0] == offsets[k] - offsets[0]
+                   for t0 in range(0, len(offsets), tt) for k in range(tt))]
+
+
+def _weight_index(g: Geometry, i: int, j: int) -> int:
+    """Offset of tap (i, j) in a kernel plane ``K[o, c]`` (rotated in convolution mode)."""
+    return ((g.kh - 1 - i) * g.kw + (g.kw - 1 - j)) if g.flip else i * g.kw + j

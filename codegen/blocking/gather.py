@@ -1,0 +1,202 @@
+"""grad_input: the gather, one phase per (row phase r, column phase s) of the strides (see
+``sweeps``), as a column tile, a column tile reading the gradient in place, or a lane tile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .columns import column_sweep, in_place_sweep
+from .common import Geometry, _cdiv, _weight_index
+from .defines import Defines
+from .lanes import lane_sweep, pairs_column_phases
+from .records import Driver, Layout
+from .sweeps import _reuse_constants
+from .tiles import _lane_tile, _sweep_tile
+
+LAYOUT = Layout("O", "G_PLANE", "(LH * LW)", "(KH * KW)", "(C * KH * KW)", "(SH * LW)", 1,
+                "G_PITCH")
+IN_PLACE_LAYOUT = Layout("O", "", "(LH * LW)", "(KH * KW)", "(C * KH * KW)", "LW", 1, "")
+IN_PLACE_DRIVER = Driver("G", "(O * LHO * LWO)", "dV", "(C * LH * LW)", "C / GIN_OB", "GIN_OB",
+                         False)
+
+
+def _split(k: int, d: int, s: int, pad: int, size: int
+           ) -> tuple[list[list[tuple[int, int]]], list[tuple[int, int]], int]:
+    """Per phase r: [(tap, a)] with tap*d = a*s + r; (first m, count) of outputs; the
+    frame (the largest a)."""
+    taps = [[(t, (t * d - r) // s) for t in range(k) if (t * d) % s == r] for r in range(s)]
+    frame = max((a for phase in taps for _, a in phase), default=0)
+    spans = []
+    for r in range(s):
+        lo = -((r - pad) // s)
+        hi = (size - 1 + pad - r) // s
+        spans.append((lo, max(0, hi - lo + 1)))
+    return taps, spans, frame
+
+
+@dataclass(frozen=True)
+class Phases:
+    """The stride phases of grad_input holding input elements, and their taps."""
+
+    row_taps: list
+    row_spans: list
+    col_taps: list
+    col_spans: list
+    top: int
+    left: int
+    phases: list
+    sizes: list
+    tap_rows: tuple[int, ...]
+
+
+def phases(g: Geometry) -> Phases:
+    row_taps, row_spans, gt = _split(g.kh, g.dh, g.sh, g.top, g.h)
+    col_taps, col_spans, gl = _split(g.kw, g.dw, g.sw, g.left, g.w)
+    # the column phases of a row phase in the order of their first columns (so that the
+    # lane tile at column stride 2 can interleave each pair)
+    column_order = sorted(range(g.sw), key=lambda s: col_spans[s][0] * g.sw + s - g.left)
+    covered = [(r, s) for r in range(g.sh) for s in column_order
+               if row_spans[r][1] and col_spans[s][1]]
+    sizes = [(row_spans[r][1], col_spans[s][1], len(row_taps[r]) * len(col_taps[s]))
+             for r, s in covered]
+    # one phase (stride 1 or a single covered phase): its row taps, each a rows above the
+    # output row, lie a_max - a rows below the top row of taps (the one of the largest a)
+    first_rows = row_taps[covered[0][0]] if len(covered) == 1 else []
+    tap_rows = tuple(max(a for _, a in first_rows) - a for _, a in first_rows
+                     ) if first_rows and sizes[0][2] else ()
+    return Phases(row_taps, row_spans, col_taps, col_spans, gt, gl, covered, sizes, tap_rows)
+
+
+def _taps(g: Geometry, p: Phases, g_cols: int):
+    tap_start, tap_offset, tap_weight = [0], [], []
+    for r, s in p.phases:
+        for i, a in p.row_taps[r]:
+            for j, b in p.col_taps[s]:
+                tap_offset.append((p.row_spans[r][0] - a + p.top) * g_cols
+                                  + p.col_spans[s][0] - b + p.left)
+                tap_weight.append(_weight_index(g, i, j))
+        tap_start.append(len(tap_offset))
+    return tap_start, tap_offset, tap_weight
+
+
+def _frame(g: Geometry, p: Phases, ty: int, tx: int) -> tuple[int, int]:
+    """Rows and columns of the framed gradient copy (frame and tile overrun)."""
+    g_rows, g_cols = p.top + g.ho, p.left + g.wo
+    for r, s in p.phases:
+        if p.row_taps[r] and p.col_taps[s]:
+            g_rows = max(g_rows, p.row_spans[r][0] + _cdiv(p.row_spans[r][1], ty) * ty
+                         + p.top - min(a for _, a in p.row_taps[r]))
+            g_cols = max(g_cols, p.col_spans[s][0] + _cdiv(p.col_spans[s][1], tx) * tx
+                         + p.left - min(b for _, b in p.col_taps[s]))
+    return g_rows, g_cols
+
+
+def _destinations(g: Geometry, p: Phases) -> tuple[int, ...]:
+    """Per phase, the offset in an input plane of its first element."""
+    return tuple((p.row_spans[r][0] * g.sh + r - g.top) * g.w + p.col_spans[s][0] * g.sw + s
+                 - g.left for r, s in p.phases)
+
+
+def _phase_tables(g: Geometry, p: Phases, in_place: bool, reuse: bool, taps, d: Defines):
+    tap_start, tap_offset, tap_weight = taps
+    d.table("GIN_PHASE_ROWS", (p.row_spans[r][1] for r, _ in p.phases),
+            "rows u = m*SH + r - PT of each phase (r, s)")
+    if not in_place:  # whole rows of LW columns
+        d.table("GIN_PHASE_COLS", (p.col_spans[s][1] for _, s in p.phases),
+                "columns v = m*SW + s - PL of each phase")
+    d.table("GIN_PHASE_DST", _destinations(g, p),
+            "offset in an input plane of the phase's first element")
+    if not reuse:
+        d.table("GIN_PHASE_TAPS", tap_start,
+                "taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros)")
+        d.table("GIN_TAP_OFFSET", tap_offset,
+                "tap (i, j) of its phase: scratch offset of output row m - a, column n - b")
+    d.table("GIN_TAP_WEIGHT", tap_weight, "tap (i, j): its offset in K[o, c]")
+
+
+def _framed_constants(p: Phases, g_rows: int, g_cols: int, d: Defines) -> None:
+    d.const("G_TOP", p.top, "zero rows above a scratch gradient plane")
+    d.const("G_LEFT", p.left, "zero columns left of a scratch gradient plane")
+    d.const("G_ROWS", g_rows, "rows of a scratch gradient plane (frame and tile overrun)")
+    d.const("G_PITCH", g_cols, "reals per scratch gradient row")
+    d.const("G_PLANE", g_rows * g_cols, "reals per scratch gradient plane")
+
+
+def _framed_driver(in_lanes: bool) -> Driver:
+    block = "GIN_LW" if in_lanes else "GIN_OB"
+    return Driver("G", "(O * LHO * LWO)", "dV", "(C * LH * LW)", f"C / {block}", block, True,
+                  "O, LHO, LWO", "G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT", "O * G_PLANE",
+                  in_lanes, "C * O * GIN_TAPS")
+
+
+def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines):
+    """grad_input as a lane tile."""
+    tile = _lane_tile(lanes, g.c, g.o, p.sizes)
+    g_rows, g_cols = _frame(g, p, tile.ty, tile.tx)
+    taps = _taps(g, p, g_cols)
+    _framed_constants(p, g_rows, g_cols, d)
+    d.const("GIN_NV", tile.nv, "grad_input tile: lane vectors of input channels")
+    d.const("GIN_LW", tile.nv * lanes, "grad_input tile: input channels (divides C)")
+    d.const("GIN_TY", tile.ty, "grad_input tile: rows of a phase")
+    d.const("GIN_TX", tile.tx, "grad_input tile: columns of a phase")
+    d.const("GIN_TAPS", taps[0][-1], "grad_input: taps over all phases")
+    _common_constants(p, False, g_cols, d)
+    _phase_tables(g, p, False, False, taps, d)
+    rows = tuple(r for r, _, _ in p.sizes)
+    cols = tuple(x for _, x, _ in p.sizes)
+    dst = _destinations(g, p)
+    paired = pairs_column_phases(g.sw, tile.tx, lanes, rows, cols, dst)
+    layout = Layout(LAYOUT.in_channels, LAYOUT.in_plane, LAYOUT.out_plane, LAYOUT.w_out,
+                    LAYOUT.w_in, LAYOUT.dst_row, g.sw, "")
+    reason = ("its input channels fill lane vectors" + (
+        ", and at a column stride each output would be stored alone" if g.sw > 1 else
+        " and each output sums enough products"))
+    return lane_sweep("grad_input", "GIN", reason, tile, lanes, layout, _framed_driver(True),
+                      False, tile.tx >= lanes and g.sw == 1, paired,
+                      paired and cols[0::2] != cols[1::2])
+
+
+def _common_constants(p: Phases, in_place: bool, g_cols: int, d: Defines) -> None:
+    d.const("GIN_PHASES", len(p.phases), "stride phases (r, s) holding input elements")
+    if not in_place:
+        d.const("GIN_ROW_STEP", g_cols, "scratch reals from one row of a phase to the next")
+
+
+def plan_columns(g: Geometry, vl: int, p: Phases, d: Defines):
+    """grad_input as a column tile, reading the gradient in place when the tile reuses rows
+    and spans whole rows of dV at stride 1."""
+    tile = _sweep_tile(vl, g.c, g.o, p.sizes, p.tap_rows, 1)
+    tx = tile.txv * vl
+    g_rows, g_cols = _frame(g, p, tile.ty, tx)
+    taps = _taps(g, p, g_cols)
+    in_place = (tile.reuse and g.sh == g.sw == 1 and tx >= p.col_spans[0][1] and g.wo >= vl)
+    if not in_place:
+        _framed_constants(p, g_rows, g_cols, d)
+    d.const("GIN_OB", tile.ob, "grad_input tile: input channels (divides C)")
+    d.const("GIN_TY", tile.ty, "grad_input tile: rows of a phase")
+    d.const("GIN_TXV", tile.txv, "grad_input tile: vectors of columns of a phase")
+    d.const("GIN_TX", tx, "grad_input tile: columns (GIN_TXV * VL)")
+    columns = len(p.col_taps[p.phases[0][1]])
+    if tile.reuse:
+        _reuse_constants(d, "GIN", len(p.tap_rows), columns)
+    if in_place:
+        d.const("GIN_FRAME_ROW", p.row_spans[0][0] - max(a for _, a in p.row_taps[0]),
+                "gradient row of the top row of taps of output row 0")
+        starts = tuple(p.col_spans[0][0] - b for _, b in p.col_taps[0])
+        d.table("GIN_COLUMN_START", starts, "column tap j: gradient column of output column 0")
+    elif tile.reuse:
+        top = p.tap_rows.index(0)
+        d.table("GIN_COLUMN_OFFSET", taps[1][top * columns:(top + 1) * columns],
+                "column tap j: scratch offset of its tap in the top row of taps")
+    _common_constants(p, in_place, g_cols, d)
+    _phase_tables(g, p, in_place, tile.reuse, taps, d)
+    if in_place:
+        return in_place_sweep(
+            "a column tile reusing gradient rows, as wide as dV's rows: no framed copy",
+            tile, IN_PLACE_LAYOUT, IN_PLACE_DRIVER, p.tap_rows, starts, vl, g.wo, g.w)
+    layout = Layout(LAYOUT.in_channels, LAYOUT.in_plane, LAYOUT.out_plane, LAYOUT.w_out,
+                    LAYOUT.w_in, LAYOUT.dst_row, g.sw, LAYOUT.pitch)
+    reason = ("the least modelled time: a column tile" +
+              (", each gradient row loaded once for all its row taps" if tile.reuse else ""))
+    return column_sweep("grad_input", "GIN", reason, tile, layout, _framed_driver(False), False,
+                        p.tap_rows, 1)

@@ -1,0 +1,85 @@
+"""grad_weight (``GW_*``) of the sweeps: a valid correlation of the input with the gradient.
+
+Column tiles: a register tile holds ``OB`` output channels x ``CB`` input channels x ``TT``
+taps of partial sums, one vector lane per output column; per vector of output columns it
+loads ``OB`` vectors of ``G`` and ``CB*TT`` of the input. The lanes are added in a fixed
+order at the end of each sample, so results do not depend on threads. ``TT`` is a block
+size whose blocks all have their taps at the same distances from the first
+(``GW_TAP_DELTA``, ``_tap_blocks``): a block reads its taps from one pointer at offsets fixed
+at compile time. (With offsets read from the tap table at run time, GCC kept one index
+register per tap and input channel and spilled most of them.)
+
+Lane tiles (output channels filling lane vectors): each sample's gradient is transposed to
+pixel-major order, and a tile of ``NV`` vectors x ``CB`` input channels x ``TT`` taps sums,
+pixel by pixel, ``NV`` gradient vectors times ``CB*TT`` broadcast inputs.
+"""
+
+from __future__ import annotations
+
+from .common import (
+    GRAD_WEIGHT_BAND_BYTES,
+    GRAD_WEIGHT_CHUNKS,
+    LANE_BYTES,
+    MIN_TASKS,
+    Geometry,
+    _tap_blocks,
+    _weight_index,
+)
+from .defines import Defines
+from .records import GradWeightColumns, GradWeightLanes, Load
+from .tiles import _grad_weight_tile, _lane_grad_weight_tile
+
+
+def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines) -> GradWeightLanes:
+    tile = _lane_grad_weight_tile(g, lanes, tap_blocks)
+    d.const("GW_NV", tile.nv, "grad_weight tile: lane vectors of output channels")
+    d.const("GW_LW", tile.nv * lanes, "grad_weight tile: output channels (divides O)")
+    d.const("GW_CB", tile.cb, "grad_weight tile: input channels (divides C)")
+    d.const("GW_TT", tile.tt, "grad_weight tile: taps (divides KH*KW)")
+    d.const("GW_BAND", max(1, GRAD_WEIGHT_BAND_BYTES // (g.wo * tile.nv * LANE_BYTES)),
+            "grad_weight: output rows summed per pass over the tiles")
+    return GradWeightLanes(
+        "grad_weight", "its output channels fill lane vectors", tile.nv, tile.cb, tile.tt,
+        tuple((cb, tt, tuple(f"acc{cb}_{tt}_{v}" for v in range(tile.nv)))
+              for cb in range(tile.cb) for tt in range(tile.tt)),
+        tile.cb * tile.tt, tile.nv * tile.cb * tile.tt)
+
+
+def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines) -> GradWeightColumns:
+    tile = _grad_weight_tile(g, vl, tap_blocks)
+    d.const("GW_OB", tile.ob, "grad_weight tile: output channels (divides O)")
+    d.const("GW_CB", tile.cb, "grad_weight tile: input channels (divides C)")
+    d.const("GW_TT", tile.tt, "grad_weight tile: taps (divides KH*KW)")
+    full = g.wo // vl * vl
+    d.const("GW_FULL_COLS", full, "grad_weight: output columns in whole vectors, read "
+            "from G in place")
+    d.const("GW_TAIL_COLS", g.wo - full, "grad_weight: the other columns, copied into a "
+            "vector per row with zeros after them")
+    ob, tt = tile.ob, tile.tt
+    return GradWeightColumns(
+        "grad_weight", "its output channels do not fill lane vectors: the column tile of "
+        "least modelled time", ob, tile.cb, tt, full > 0, g.wo > full,
+        tuple(tuple(f"acc{p}_{u}" for u in range(tile.cb * tt)) for p in range(ob)),
+        tuple(Load(cb, t, ob > 1, tuple((f"acc{p}_{cb * tt + t}", f"g{p}") for p in range(ob)))
+              for cb in range(tile.cb) for t in range(tt)),
+        tuple((p, cb, t, f"acc{p}_{cb * tt + t}")
+              for p in range(ob) for cb in range(tile.cb) for t in range(tt)),
+        ob > 1, tile.cb * tt, ob * tile.cb * tt)
+
+
+def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
+                     tap_offsets: tuple[int, ...], src_seg: int, d: Defines):
+    """grad_weight's record, ``#define``s and tables (and the module's task constants)."""
+    tap_blocks = _tap_blocks(list(tap_offsets))
+    record = (_lanes(g, lanes, tap_blocks, d) if in_lanes
+              else _columns(g, vl, tap_blocks, d))
+    d.const("GW_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
+    d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
+    d.const("GRAD_WEIGHT_CHUNKS", GRAD_WEIGHT_CHUNKS,
+            "grad_weight sums the batch in at most this many chunks")
+    d.table("GW_TAP_OFFSET", tap_offsets, "tap (i, j): scratch offset (as FWD_TAP_OFFSET)")
+    d.table("GW_TAP_DELTA", (o - tap_offsets[0] for o in tap_offsets[:record.tt]),
+            "tap t0 + k of every block of GW_TT taps: its scratch offset past tap t0's")
+    d.table("GW_TAP_WEIGHT", (_weight_index(g, i, j) for i in range(g.kh) for j in range(g.kw)),
+            "tap (i, j): its offset in K[o, c] (as FWD_TAP_WEIGHT)")
+    return record

@@ -1,0 +1,113 @@
+"""Pointwise layers (1x1 kernel, stride 1, no padding, any dilation): a matrix product per
+sample over its ``P = H*W`` pixels (``FWD_*``, ``GIN_*`` and ``GW_*`` tiles). A register tile
+of ``MR`` rows x ``NRV`` vectors of the result sums, over the whole inner dimension, ``MR``
+rows of the left factor times an ``NR``-column panel of the right one, packed contiguous and
+zero-padded to a whole panel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from derive.spec import LayerSpec
+
+from .common import ACCUMULATORS, MIN_TASKS, TILE_OVERHEAD, VECTOR_BYTES, _cdiv
+from .defines import Defines
+from .records import GradBias, Helpers, ModulePlan, Product
+
+#: The most bytes a matrix product's column panel may take (L1 is 32 KB; a little more
+#: is no slower, the prefetchers fetching the rest from L2).
+PANEL_BYTES = 40 * 1024
+#: A pointwise grad_weight wants at least this many tasks (column panel x row group).
+GRAD_WEIGHT_TASKS = 16
+#: Bytes per cycle the left factor of a matrix product streams in at (from L2).
+L2_BYTES_PER_CYCLE = 16
+
+
+@dataclass(frozen=True)
+class GemmTile:
+    """A matrix product's register tile: MR rows x NRV vectors of VL columns."""
+
+    mr: int
+    nrv: int
+
+
+def _gemm_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int) -> GemmTile:
+    """The tile of least modelled time for a ``rows x cols`` result with inner dimension
+    ``depth``. Per step a tile takes ``max(multiply-adds, loads) / 2`` cycles (MR scalars
+    and NRV vectors loaded); edge tiles are charged in full (their panels are zero-padded);
+    the left factor is read again for every column panel, at ``L2_BYTES_PER_CYCLE``; a
+    column panel must fit in ``PANEL_BYTES`` (it is meant to stay in L1)."""
+    best = None
+    for mr in range(1, 17):
+        for nrv in range(1, 9):
+            acc, nr = mr * nrv, nrv * vl
+            if acc > ACCUMULATORS or acc + nrv + 1 > 32:
+                continue
+            if depth * nr * dtype_bytes > PANEL_BYTES and nrv > 1:
+                continue
+            tiles = _cdiv(rows, mr) * _cdiv(cols, nr)
+            per_step = max(acc, mr + nrv) / 2 + mr * dtype_bytes / L2_BYTES_PER_CYCLE
+            cost = tiles * (depth * per_step + TILE_OVERHEAD + acc)
+            key = (cost, -acc)
+            if best is None or key < best[0]:
+                best = (key, GemmTile(mr, nrv))
+    assert best is not None
+    return best[1]
+
+
+#: (prefix, pass, what it computes, tile mode, left factor's row and step strides, inner
+#: dimension, left factor, across, along, right factor, result rows, result)
+PRODUCTS = (
+    ("FWD", "forward", "forward: Z_s = K . V_s", "store", "1", "FWD_MR", "C", "K", "C", "1",
+     "V", "O", "Z"),
+    ("GIN", "grad_input", "grad_input: dV_s = K^T . G_s", "store", "1", "GIN_MR", "O", "K^T",
+     "1", "C", "G", "C", "dV"),
+    ("GW", "grad_weight", "grad_weight: dK += G_s . V_s^T", "add", "P", "1", "P", "", "", "",
+     "", "", ""),
+)
+
+
+def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, rows: int,
+                 cols: int) -> None:
+    d.const(f"{prefix}_MR", tile.mr, f"{what}: tile rows")
+    d.const(f"{prefix}_NRV", tile.nrv, f"{what}: tile vectors of columns")
+    d.const(f"{prefix}_NR", tile.nrv * vl, f"{what}: tile columns ({prefix}_NRV * VL)")
+    d.const(f"{prefix}_ROW_PANELS", _cdiv(rows, tile.mr),
+            f"{what}: panels of {prefix}_MR rows (the last zero-padded)")
+    if prefix == "GW":
+        row_panels, col_panels = _cdiv(rows, tile.mr), _cdiv(cols, tile.nrv * vl)
+        d.const("GW_COL_PANELS", col_panels,
+                f"{what}: panels of GW_NR columns (the last zero-padded)")
+        d.const("GW_ROW_GROUPS", min(row_panels, _cdiv(GRAD_WEIGHT_TASKS, col_panels)),
+                "grad_weight tasks per column panel (groups of its row panels)")
+
+
+def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str
+                   ) -> ModulePlan:
+    """The plans and blocking constants of a pointwise layer's matrix products."""
+    c, h, w = spec.input
+    o = spec.kernel[0]
+    p = h * w
+    d = Defines()
+    d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
+    d.const("P", p, "pixels per channel plane (H*W): the products' column count")
+    shapes = {"FWD": (o, p, c), "GIN": (c, p, o), "GW": (o, c, p)}
+    passes = []
+    for (prefix, name, what, mode, row, step, depth, left, across, along, right, rows,
+         result) in PRODUCTS:
+        tile = _gemm_tile(vl, dtype_bytes, *shapes[prefix])
+        _define_tile(d, prefix, what, tile, vl, shapes[prefix][0], shapes[prefix][1])
+        bias = name == "forward" and spec.bias
+        passes.append(Product(
+            name=name, prefix=prefix, reason="a 1x1 kernel at stride 1 without padding: "
+            "a matrix product", mr=tile.mr, nrv=tile.nrv,
+            a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
+            mode="bias" if bias else mode, row=row, step=step, depth=depth, left=left,
+            across=across, along=along, right=right, rows=rows, result=result, bias=bias,
+            accumulates=name == "grad_weight", contiguous_rows=row == "1",
+            contiguous_steps=step == "1", tile_fmas=tile.mr * tile.nrv))
+    d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
+    if spec.bias:
+        passes.append(GradBias())
+    helpers = Helpers(loops=True, pointwise=True, in_register=True, index_type=ctype_index)
+    return ModulePlan(helpers, tuple(passes), tuple(d.constants), tuple(d.tables))

@@ -1,0 +1,387 @@
+"""The plan records: what the OpenMP templates print, one frozen record per pass and variant.
+
+Every record names its ``variant`` (the template ``templates/openmp/<variant>.c.jinja`` that
+prints it) and ``reason``, one line on why it was chosen. Everything a template needs is a
+field: tile sizes, the C expressions of the pass's layout, and the per-register work
+(accumulator names, which loads feed which multiply-adds, shuffle indices, store runs),
+computed once by the module that owns the decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import Constant, Table
+
+#: A multiply-add ``acc += factor * v``: (accumulator, factor), both C names.
+Fma = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A sweep's arrays as C expressions over the module's ``#define``s.
+
+    Attributes:
+        in_channels: channels summed over (``C`` for forward, ``O`` for grad_input).
+        in_plane: reals per scratch plane of the source.
+        out_plane: reals per plane of the result.
+        w_out, w_in: the weights' stride per output and per input channel of the pass.
+        dst_row: reals from one result row of a phase to the next.
+        dst_col: reals from one result column of a phase to the next (an integer).
+        pitch: reals per scratch source row.
+    """
+
+    in_channels: str
+    in_plane: str
+    out_plane: str
+    w_out: str
+    w_in: str
+    dst_row: str
+    dst_col: int
+    pitch: str
+
+
+@dataclass(frozen=True)
+class Driver:
+    """How a sweep's tasks get their samples, as C expressions.
+
+    Attributes:
+        sample_in, sample_size: the array read per sample and its reals per sample.
+        result, result_size: the array written and its reals per sample.
+        blocks: channel blocks per sample.
+        block_size: the ``#define`` of a block's channels (``FWD_OB``, ``GIN_LW``, ...).
+        packs: whether the sample is copied into a zero-framed scratch (``pack_planes``).
+        pack_extents, pack_layout, scratch_size: that copy's arguments and size.
+        packs_weights: whether the weights are packed once per call (lane tiles).
+        packed_size: the packed weights' reals.
+        block_bias: the bias argument of a block (``b, `` or nothing).
+    """
+
+    sample_in: str
+    sample_size: str
+    result: str
+    result_size: str
+    blocks: str
+    block_size: str
+    packs: bool
+    pack_extents: str = ""
+    pack_layout: str = ""
+    scratch_size: str = ""
+    packs_weights: bool = False
+    packed_size: str = ""
+    block_bias: str = ""
+
+
+@dataclass(frozen=True)
+class Load:
+    """One vector load of a column tile and the multiply-adds it feeds.
+
+    Attributes:
+        row: the source row below the tile's pointer (a tile row, or with row reuse a row
+            below the top row of taps).
+        xv: the vector of columns.
+        in_register: whether the vector feeds more than one multiply-add (kept in a register).
+        fmas: the multiply-adds, in order.
+        kind: in place only: ``load`` (inside the row), ``left``/``right`` (crossing its
+            first/last column: loaded inside it and shuffled with zeros by ``indices``).
+        indices: the ``VEC_SHUFFLE`` indices of a ``left``/``right`` load.
+        column: in place only: the column tap it is loaded for.
+    """
+
+    row: int
+    xv: int
+    in_register: bool
+    fmas: tuple[Fma, ...]
+    kind: str = "load"
+    indices: tuple[int, ...] = ()
+    column: int = 0
+
+
+@dataclass(frozen=True)
+class VectorStore:
+    """One accumulator of a tile row: the vector ``xv`` of columns, and how it is stored:
+    ``whole`` (a vector), ``partial`` (lane by lane, up to the row's end), ``checked``
+    (tested against the columns left at run time) or ``none`` (past the row); ``end``: the
+    vectors of columns up to its last."""
+
+    acc: str
+    xv: int
+    kind: str
+    end: int
+
+
+@dataclass(frozen=True)
+class RowStore:
+    """The stores of one output channel ``p`` and tile row ``ty``."""
+
+    p: int
+    ty: int
+    vectors: tuple[VectorStore, ...]
+
+
+@dataclass(frozen=True)
+class ColumnSweep:
+    """forward or grad_input as a column tile over the zero-framed scratch (``sweep``).
+
+    ``accumulators[p]``: channel p's sums in tile order; ``loads``: per tap (or, with
+    ``reuse``, per column tap) the vector loads; ``weight_rows``: the row taps whose weights
+    each column tap holds (``0`` without reuse). With ``reuse``, row ``y`` and row tap ``i``
+    read source row ``y*row_step + tap_rows[i]``, and ``schedule`` lists per source row
+    (below the top row of taps) the ``(tile row, row tap)`` pairs it feeds.
+    """
+
+    name: str
+    prefix: str
+    reason: str
+    ob: int
+    ty: int
+    txv: int
+    reuse: bool
+    weight_rows: int
+    layout: Layout
+    driver: Driver
+    bias: bool
+    accumulators: tuple[tuple[str, ...], ...]
+    loads: tuple[Load, ...]
+    stores: tuple[RowStore, ...]
+    source_rows: int
+    tile_loads: int
+    tile_weights: int
+    tile_fmas: int
+    contiguous: bool
+    shares_loads: bool
+    several_rows: bool
+    row_step: int
+    tap_rows: tuple[int, ...]
+    schedule: tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
+    variant: str = "column_sweep"
+
+
+@dataclass(frozen=True)
+class InPlaceSweep:
+    """grad_input as a row-reusing column tile as wide as dV's rows, reading the gradient
+    where it lies: ``rows`` the gradient rows loaded (below the top row of taps),
+    ``taps[j]`` column tap j's loads, ``weight_taps[j][i]`` the tap of row tap i."""
+
+    name: str
+    prefix: str
+    reason: str
+    ob: int
+    ty: int
+    txv: int
+    row_taps: int
+    layout: Layout
+    driver: Driver
+    accumulators: tuple[tuple[str, ...], ...]
+    rows: tuple[int, ...]
+    taps: tuple[tuple[Load, ...], ...]
+    weight_taps: tuple[tuple[int, ...], ...]
+    stores: tuple[RowStore, ...]
+    tile_loads: int
+    tile_weights: int
+    tile_fmas: int
+    shares_loads: bool
+    several_rows: bool
+    tap_rows: tuple[int, ...]
+    schedule: tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
+    bias: bool = False
+    row_step: int = 1
+    variant: str = "in_place_sweep"
+
+
+@dataclass(frozen=True)
+class LaneRun:
+    """LANES columns ``run`` of tile row ``y`` and lane vector ``v``, transposed into
+    vectors of columns: ``operands`` the accumulators (``zero`` past the tile), ``count``
+    the real columns, ``last`` whether it is the tile's last run, ``partial`` whether it has
+    fewer than LANES columns; ``column`` its first column in the tile, ``pair_column`` and
+    ``pair_count`` its first column and its columns when two phases are interleaved."""
+
+    y: int
+    v: int
+    run: int
+    count: int
+    operands: tuple[str, ...]
+    last: bool
+    partial: bool
+    column: int
+    pair_column: int
+    pair_count: int
+
+
+@dataclass(frozen=True)
+class LaneSweep:
+    """forward or grad_input as a channels-in-lanes tile.
+
+    ``sums[(y, x)]`` the accumulators of pixel (y, x), one per lane vector; ``runs`` the
+    transposed stores of a whole tile (``transposed``); with ``paired`` the two column
+    phases of a row phase are interleaved (``low``/``high``: the shuffles that interleave
+    two vectors; ``uneven``: the second phase is a column narrower).
+    """
+
+    name: str
+    prefix: str
+    reason: str
+    nv: int
+    ty: int
+    tx: int
+    layout: Layout
+    driver: Driver
+    bias: bool
+    transposed: bool
+    paired: bool
+    uneven: bool
+    pixels: tuple[tuple[int, int, tuple[str, ...]], ...]
+    runs: tuple[LaneRun, ...]
+    buffered: tuple[tuple[int, int, int, str], ...]
+    low: tuple[int, ...]
+    high: tuple[int, ...]
+    staged_runs: int
+    tile_broadcasts: int
+    tile_fmas: int
+    variant: str = "lane_sweep"
+
+
+@dataclass(frozen=True)
+class GradWeightColumns:
+    """grad_weight as a column tile: OB output x CB input channels x TT taps of vector sums.
+
+    ``accumulators[p]`` output channel p's sums; ``loads`` the input vectors per vector of
+    columns (``row`` the input channel, ``xv`` the tap); ``sums`` (p, cb, tt, accumulator)
+    as they are added to dK; ``full``/``tail``: whether columns are read in place / from
+    a zero-padded copy.
+    """
+
+    name: str
+    reason: str
+    ob: int
+    cb: int
+    tt: int
+    full: bool
+    tail: bool
+    accumulators: tuple[tuple[str, ...], ...]
+    loads: tuple[Load, ...]
+    sums: tuple[tuple[int, int, int, str], ...]
+    shares_loads: bool
+    tile_loads: int
+    tile_fmas: int
+    variant: str = "grad_weight_columns"
+
+
+@dataclass(frozen=True)
+class GradWeightLanes:
+    """grad_weight with output channels in lanes: NV vectors x CB input channels x TT taps;
+    ``blocks`` (cb, tt, accumulators over the lane vectors)."""
+
+    name: str
+    reason: str
+    nv: int
+    cb: int
+    tt: int
+    blocks: tuple[tuple[int, int, tuple[str, ...]], ...]
+    tile_broadcasts: int
+    tile_fmas: int
+    variant: str = "grad_weight_lanes"
+
+
+@dataclass(frozen=True)
+class Product:
+    """One pass of a pointwise layer: a matrix product of MR x NR register tiles.
+
+    ``a_rows`` the accumulators of each tile row; ``row``/``step`` the left factor's
+    stride per row and per inner step (C text, ``1`` when contiguous); ``mode``: ``store``,
+    ``bias`` (plus the bias of the row) or ``add`` (summed into the result); ``left``,
+    ``across``, ``along``, ``right``, ``rows``, ``depth``, ``result``: the driver's operands.
+    ``accumulates``: grad_weight's driver (column panels of dK, the batch in order).
+    """
+
+    name: str
+    prefix: str
+    reason: str
+    mr: int
+    nrv: int
+    a_rows: tuple[tuple[str, ...], ...]
+    mode: str
+    row: str
+    step: str
+    depth: str
+    left: str
+    across: str
+    along: str
+    right: str
+    rows: str
+    result: str
+    bias: bool
+    accumulates: bool
+    contiguous_rows: bool
+    contiguous_steps: bool
+    tile_fmas: int
+    variant: str = "pointwise"
+
+
+@dataclass(frozen=True)
+class GradBias:
+    """grad_bias: one task per output channel, the batch summed in order."""
+
+    name: str = "grad_bias"
+    reason: str = "a sum per output channel"
+    variant: str = "grad_bias"
+
+
+@dataclass(frozen=True)
+class Unrolled:
+    """A pass printed element by element (the ``unrolled`` style)."""
+
+    name: str
+    reason: str = "the unrolled style: the derived expressions, element by element"
+    variant: str = "unrolled"
+
+
+@dataclass(frozen=True)
+class Shuffle:
+    """One step of ``transpose_lanes``: ``target = LANE_SHUFFLE(a, b, indices)``."""
+
+    target: str
+    a: str
+    b: str
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Helpers:
+    """The shared C helpers a module needs.
+
+    Attributes:
+        loops: whether the module has loop kernels (vectors, LOAD/STORE).
+        pointwise: matrix products (``pack_panel``) rather than sweeps (``lane_sum``,
+            ``pack_planes``).
+        shuffles: ``VEC_SHUFFLE`` and ``COLUMN_TAP_BOUNDARY`` (grad_input in place).
+        in_register: ``IN_REGISTER`` (a loaded vector feeds several multiply-adds).
+        lanes: the lane vector type (channels in lanes).
+        transpose: ``LANE_SHUFFLE`` and ``transpose_lanes`` (whole lane tiles transposed).
+        index_type: the C integer type of a shuffle index vector's elements.
+        transpose_steps, transpose_shuffles, transpose_columns: ``transpose_lanes``: its
+            number of steps, its shuffles in order, and the value of each column.
+    """
+
+    loops: bool = False
+    pointwise: bool = False
+    shuffles: bool = False
+    in_register: bool = False
+    lanes: bool = False
+    transpose: bool = False
+    index_type: str = "int64_t"
+    transpose_steps: int = 0
+    transpose_shuffles: tuple[Shuffle, ...] = ()
+    transpose_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModulePlan:
+    """The plans of a module: the helpers, one plan per pass (in the kernels' order), and
+    the ``#define``s and tables printed from them."""
+
+    helpers: Helpers
+    passes: tuple
+    constants: tuple[Constant, ...] = ()
+    tables: tuple[Table, ...] = ()

@@ -1,0 +1,131 @@
+"""forward and grad_input: one computation, a *correlation sweep* over a zero-framed copy
+("scratch") of one sample's planes, so that no inner loop tests a bound.
+
+Each output element of a phase sums, over the input channels of the sweep and the taps of
+the phase, ``weight * source[row * ROW_STEP + column + TAP_OFFSET[tap]]``.
+
+- forward: one phase; the source is the input with its zero padding, each row split by
+  column stride phase (``x*SW + j*DW = (x + shift)*SW + phase``), so that a tap reads
+  contiguous columns whatever the stride;
+- grad_input: the gather form, split by stride phase: input row ``u = m*SH + r - PT``
+  collects from the taps ``i`` with ``i*DH = a*SH + r`` and output row ``m - a`` (likewise
+  columns). Each phase ``(r, s)`` is a stride-1 correlation of the zero-framed gradient
+  ``G`` with its own taps, written to every ``SH``-th row and ``SW``-th column of ``dV``;
+  phases no tap reaches are written as zeros.
+
+The tiles are column tiles (``columns``) or channels-in-lanes tiles (``lanes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .columns import column_sweep
+from .common import Geometry, _cdiv, _weight_index
+from .defines import Defines
+from .lanes import lane_sweep
+from .records import Driver, Layout
+from .tiles import LaneTile, SweepTile, _lane_tile, _sweep_tile
+
+FORWARD_LAYOUT = Layout("C", "SRC_PLANE", "(LHO * LWO)", "(C * KH * KW)", "(KH * KW)", "LWO", 1,
+                        "SRC_PITCH")
+
+
+@dataclass(frozen=True)
+class InputScratch:
+    """The zero-padded copy of a sample's input that forward and grad_weight sweep: rows,
+    columns per column phase, and per tap (i, j) its offset from an output's first tap."""
+
+    rows: int
+    seg: int
+    tap_offsets: tuple[int, ...]
+
+
+def input_scratch(g: Geometry, vl: int, fwd_ty: int, fwd_tx: int, gw_in_lanes: bool,
+                  d: Defines) -> InputScratch:
+    """The input scratch, with room for the forward tile's overrun and grad_weight's."""
+    shifts = [(j * g.dw) // g.sw for j in range(g.kw)]
+    phases_of = [(j * g.dw) % g.sw for j in range(g.kw)]
+    fwd_rows = _cdiv(g.ho, fwd_ty) * fwd_ty
+    fwd_cols = _cdiv(g.wo, fwd_tx) * fwd_tx
+    gw_cols = g.wo if gw_in_lanes else _cdiv(g.wo, vl) * vl
+    src_rows = max(g.top + g.h, (fwd_rows - 1) * g.sh + (g.kh - 1) * g.dh + 1,
+                   (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1)
+    src_seg = max((g.left + g.w - 1) // g.sw + 1, fwd_cols + max(shifts),
+                  gw_cols + max(shifts))
+    d.const("SRC_ROWS", src_rows, "rows of a scratch input plane (padding and tile overrun)")
+    d.const("SRC_SEG", src_seg, "columns of one column phase of a scratch input row")
+    d.const("SRC_PITCH", g.sw * src_seg, "reals per scratch input row: SW phases of SRC_SEG")
+    d.const("SRC_PLANE", src_rows * g.sw * src_seg, "reals per scratch input plane")
+    offsets = tuple(i * g.dh * g.sw * src_seg + phases_of[j] * src_seg + shifts[j]
+                    for i in range(g.kh) for j in range(g.kw))
+    return InputScratch(src_rows, src_seg, offsets)
+
+
+def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool
+                 ) -> tuple[LaneTile | SweepTile, int, int]:
+    """forward's tile (a LaneTile or a SweepTile) and its rows and columns."""
+    phases = [(g.ho, g.wo, g.kh * g.kw)]
+    if in_lanes:
+        tile = _lane_tile(lanes, g.o, g.c, phases)
+        return tile, tile.ty, tile.tx
+    tile = _sweep_tile(vl, g.o, g.c, phases, tuple(i * g.dh for i in range(g.kh)), g.sh)
+    return tile, tile.ty, tile.txv * vl
+
+
+def _forward_driver(g: Geometry, in_lanes: bool, bias: bool) -> Driver:
+    block = "FWD_LW" if in_lanes else "FWD_OB"
+    return Driver("V", "(C * LH * LW)", "Z", "(O * LHO * LWO)", f"O / {block}", block, True,
+                  "C, LH, LW", "SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL", "C * SRC_PLANE",
+                  in_lanes, "O * C * FWD_TAPS", "b, " if bias else "")
+
+
+def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, tx: int,
+                 scratch: InputScratch, bias: bool, d: Defines):
+    """forward's record (a LaneSweep or a ColumnSweep), ``#define``s and tables."""
+    in_lanes = isinstance(tile, LaneTile)
+    driver = _forward_driver(g, in_lanes, bias)
+    taps = [(i, j) for i in range(g.kh) for j in range(g.kw)]
+    if in_lanes:
+        d.const("FWD_NV", tile.nv, "forward tile: lane vectors of output channels")
+        d.const("FWD_LW", tile.nv * lanes, "forward tile: output channels (divides O)")
+        d.const("FWD_TY", tile.ty, "forward tile: output rows")
+        d.const("FWD_TX", tx, "forward tile: output columns")
+        d.const("FWD_TAPS", g.kh * g.kw, "forward: taps over all phases")
+        transposed = tx >= lanes
+        record = lane_sweep(
+            "forward", "FWD", "its output channels fill lane vectors and each output sums "
+            "enough products", tile, lanes, FORWARD_LAYOUT, driver, bias, transposed, False,
+            False)
+    else:
+        d.const("FWD_OB", tile.ob, "forward tile: output channels (divides O)")
+        d.const("FWD_TY", tile.ty, "forward tile: output rows")
+        d.const("FWD_TXV", tile.txv, "forward tile: vectors of output columns")
+        d.const("FWD_TX", tx, "forward tile: output columns (FWD_TXV * VL)")
+        if tile.reuse:
+            _reuse_constants(d, "FWD", g.kh, g.kw)
+            d.table("FWD_COLUMN_OFFSET", scratch.tap_offsets[:g.kw],
+                    "column tap j: scratch offset of its tap in the top row of taps")
+        reason = ("the least modelled time: a column tile" +
+                  (", each source row loaded once for all its row taps" if tile.reuse else ""))
+        record = column_sweep("forward", "FWD", reason, tile, FORWARD_LAYOUT, driver, bias,
+                              tuple(i * g.dh for i in range(g.kh)), g.sh)
+    d.const("FWD_PHASES", 1, "forward sweeps one phase")
+    d.const("FWD_ROW_STEP", g.sh * g.sw * scratch.seg,
+            "scratch reals from one output row to the next")
+    d.table("FWD_PHASE_ROWS", (g.ho,), "output rows of each phase")
+    d.table("FWD_PHASE_COLS", (g.wo,), "output columns of each phase")
+    d.table("FWD_PHASE_DST", (0,), "offset in an output plane of the phase's first element")
+    if in_lanes or not tile.reuse:  # taps listed one by one
+        d.table("FWD_PHASE_TAPS", (0, len(taps)),
+                "taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1")
+        d.table("FWD_TAP_OFFSET", scratch.tap_offsets,
+                "tap (i, j): scratch offset i*DH rows and column phase/shift of j*DW")
+    d.table("FWD_TAP_WEIGHT", (_weight_index(g, i, j) for i, j in taps),
+            "tap (i, j): its offset in a kernel plane K[o, c]")
+    return record
+
+
+def _reuse_constants(d: Defines, prefix: str, row_taps: int, column_taps: int) -> None:
+    d.const(f"{prefix}_ROW_TAPS", row_taps, "rows of taps (tap i: row i*COLUMN_TAPS)")
+    d.const(f"{prefix}_COLUMN_TAPS", column_taps, "columns of taps")

@@ -1,0 +1,174 @@
+"""The register tiles of the ``loops`` kernels and the cost models that pick them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .common import (
+    ACCUMULATORS,
+    CHANNEL_OVERHEAD,
+    LANE_ACCUMULATORS,
+    ROW_OVERHEAD,
+    TILE_OVERHEAD,
+    VECTOR_LOAD_SLOTS,
+    Geometry,
+    _cdiv,
+    _divisors,
+)
+
+
+@dataclass(frozen=True)
+class SweepTile:
+    """A correlation sweep's register tile: OB channels x TY rows x TXV vectors; with
+    ``reuse``, each source row loaded once per column tap feeds every row tap reaching it."""
+
+    ob: int
+    ty: int
+    txv: int
+    reuse: bool = False
+
+
+def _source_rows(ty: int, row_step: int, tap_rows: tuple[int, ...]) -> int:
+    """Distinct source rows a tile of ``ty`` output rows reads for one column tap."""
+    return len({y * row_step + r for y in range(ty) for r in tap_rows})
+
+
+def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple[int, int, int]],
+                tap_rows: tuple[int, ...] = (), row_step: int = 1) -> SweepTile:
+    """The tile of least modelled time over ``phases`` of ``(rows, columns, taps)``.
+
+    Per tap and channel a tile takes ``max(multiply-adds, load slots) / 2`` cycles (two of
+    each per cycle; ``VECTOR_LOAD_SLOTS`` per vector load, one per weight); per tile,
+    ``TILE_OVERHEAD`` plus ``ROW_OVERHEAD`` per row and channel; partial tiles at the edges
+    are charged in full.
+
+    ``tap_rows`` (one phase whose taps are a grid of row taps x column taps) also offers
+    row reuse: the source rows, ``row_step`` apart from one output row to the next and
+    ``tap_rows`` below the top row of taps, are loaded once per column tap and multiplied
+    by every row tap's weights (``OB`` per row tap, held in registers).
+    """
+    rows = max(r for r, _, _ in phases)
+    vectors = max(_cdiv(x, vl) for _, x, _ in phases)
+    modes = [False, True] if tap_rows and len(phases) == 1 and len(tap_rows) > 1 else [False]
+    best = None
+    for reuse in modes:
+        row_taps = len(tap_rows) if reuse else 1
+        for ob in _divisors(out_channels, 16):
+            for ty in range(1, min(rows, 8) + 1):
+                loaded_rows = _source_rows(ty, row_step, tap_rows) if reuse else ty
+                for txv in range(1, min(vectors, 8) + 1):
+                    acc = ob * ty * txv
+                    if acc > ACCUMULATORS or acc + ob * row_taps + 1 > 32:
+                        continue
+                    # cycles per group of row_taps taps (one column tap when reusing rows)
+                    per_group = max(acc * row_taps,
+                                    ob * row_taps + VECTOR_LOAD_SLOTS * loaded_rows * txv) / 2
+                    cost = 0.0
+                    for r, x, taps in phases:
+                        tiles = out_channels // ob * _cdiv(r, ty) * _cdiv(x, txv * vl)
+                        cost += tiles * (in_channels * (taps // row_taps * per_group
+                                                        + CHANNEL_OVERHEAD)
+                                         + TILE_OVERHEAD + acc + ROW_OVERHEAD * ob * ty)
+                    key = (cost, -acc, reuse)
+                    if best is None or key < best[0]:
+                        best = (key, SweepTile(ob, ty, txv, reuse))
+    assert best is not None
+    return best[1]
+
+
+@dataclass(frozen=True)
+class LaneTile:
+    """A channels-in-lanes tile: NV vectors of channels x TY rows x TX columns."""
+
+    nv: int
+    ty: int
+    tx: int
+
+
+def _lane_tile(lanes: int, out_channels: int, in_channels: int,
+               phases: list[tuple[int, int, int]]) -> LaneTile:
+    """The channels-in-lanes tile of least modelled time over ``phases`` of ``(rows,
+    columns, taps)``. Per tap and input channel a tile takes ``max(multiply-adds,
+    loads / 2)`` cycles (one vector multiply-add per cycle; ``NV`` vector loads and
+    ``TY*TX`` broadcasts, two per cycle); partial tiles at the edges are charged in full,
+    and so is storing the tile, element by element."""
+    rows = max(r for r, _, _ in phases)
+    cols = max(x for _, x, _ in phases)
+    best = None
+    for nv in _divisors(out_channels // lanes, 4):
+        for ty in range(1, min(rows, 8) + 1):
+            for tx in range(1, min(cols, LANE_ACCUMULATORS) + 1):
+                acc = nv * ty * tx
+                if acc > LANE_ACCUMULATORS:
+                    continue
+                per_tap = max(acc, (nv + ty * tx) / 2)
+                cost = 0.0
+                for r, x, taps in phases:
+                    tiles = out_channels // (nv * lanes) * _cdiv(r, ty) * _cdiv(x, tx)
+                    cost += tiles * (in_channels * (taps * per_tap + CHANNEL_OVERHEAD)
+                                     + TILE_OVERHEAD + acc * lanes / 4)
+                key = (cost, -acc, nv)
+                if best is None or key < best[0]:
+                    best = (key, LaneTile(nv, ty, tx))
+    assert best is not None
+    return best[1]
+
+
+@dataclass(frozen=True)
+class LaneGradWeightTile:
+    """grad_weight's channels-in-lanes tile: NV vectors of output channels x CB input
+    channels x TT taps."""
+
+    nv: int
+    cb: int
+    tt: int
+
+
+def _lane_grad_weight_tile(g: Geometry, lanes: int, tap_blocks: list[int]
+                           ) -> LaneGradWeightTile:
+    taps = g.kh * g.kw
+    pixels = g.ho * g.wo
+    best = None
+    for nv in _divisors(g.o // lanes, 4):
+        for cb in _divisors(g.c, 16):
+            for tt in tap_blocks:
+                acc = nv * cb * tt
+                if acc > LANE_ACCUMULATORS:
+                    continue
+                tiles = g.o // (nv * lanes) * (g.c // cb) * (taps // tt)
+                per_pixel = max(acc, (nv + cb * tt) / 2)
+                cost = tiles * (pixels * per_pixel + TILE_OVERHEAD + 4 * acc)
+                key = (cost, -acc, nv)
+                if best is None or key < best[0]:
+                    best = (key, LaneGradWeightTile(nv, cb, tt))
+    assert best is not None
+    return best[1]
+
+
+@dataclass(frozen=True)
+class GradWeightTile:
+    """grad_weight's register tile: OB output x CB input channels x TT taps."""
+
+    ob: int
+    cb: int
+    tt: int
+
+
+def _grad_weight_tile(g: Geometry, vl: int, tap_blocks: list[int]) -> GradWeightTile:
+    taps = g.kh * g.kw
+    vectors = g.ho * _cdiv(g.wo, vl)
+    best = None
+    for ob in _divisors(g.o, 16):
+        for cb in _divisors(g.c, 16):
+            for tt in tap_blocks:
+                acc = ob * cb * tt
+                if acc > ACCUMULATORS or acc + ob + 1 > 32:
+                    continue
+                tiles = (g.o // ob) * (g.c // cb) * (taps // tt)
+                per_vector = max(acc, ob + cb * tt) / 2
+                cost = tiles * (vectors * per_vector + TILE_OVERHEAD + 4 * acc)
+                key = (cost, -acc)
+                if best is None or key < best[0]:
+                    best = (key, GradWeightTile(ob, cb, tt))
+    assert best is not None
+    return best[1]
