@@ -22,7 +22,6 @@ from .common import (
     LANE_MIN_SUMS,
     VECTOR_BYTES,
     Geometry,
-    _weight_index,
     geometry,
     is_pointwise,
 )
@@ -30,5 +29,5 @@ from .layer import channels_in_lanes, plan, unrolled
 from .records import ModulePlan
 
 __all__ = ["ACCUMULATORS", "LANE_BYTES", "LANE_MIN_SUMS", "VECTOR_BYTES", "Geometry",
-           "ModulePlan", "_weight_index", "channels_in_lanes", "geometry", "is_pointwise",
+           "ModulePlan", "channels_in_lanes", "geometry", "is_pointwise",
            "plan", "unrolled"]

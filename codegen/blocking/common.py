@@ -7,8 +7,7 @@ Why the constants have the values they have, and the measurements behind them, i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from derive.geometry import Geometry
 from derive.spec import LayerSpec
 
 #: Bytes per vector of the column tiles: 256 bits. 512-bit vectors of columns give no more
@@ -50,35 +49,9 @@ VECTOR_LOAD_SLOTS = 1.5
 ROW_OVERHEAD = 2
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """The layer as the loops see it."""
-
-    c: int
-    h: int
-    w: int
-    o: int
-    kh: int
-    kw: int
-    ho: int
-    wo: int
-    sh: int
-    sw: int
-    dh: int
-    dw: int
-    top: int
-    left: int
-    flip: bool
-
-
-def geometry(spec: LayerSpec) -> Geometry:
-    c, h, w = spec.input
-    o, _, kh, kw = spec.kernel
-    _, ho, wo = spec.output_shape
-    (sh, sw), (dh, dw) = spec.stride, spec.dilation
-    top, bottom, left, right = spec.pads
-    flip = spec.mode == "convolution"
-    return Geometry(c, h, w, o, kh, kw, ho, wo, sh, sw, dh, dw, top, left, flip)
+#: The layer as the loops see it: one spec's numbers and the tap, flip and phase rules
+#: (``derive.geometry``, the one home of that arithmetic).
+geometry = Geometry.of
 
 
 def is_pointwise(spec: LayerSpec) -> bool:
@@ -103,8 +76,3 @@ def _tap_blocks(offsets: list[int]) -> list[int]:
     return [tt for tt in _divisors(len(offsets), len(offsets))
             if all(offsets[t0 + k] - offsets[t0] == offsets[k] - offsets[0]
                    for t0 in range(0, len(offsets), tt) for k in range(tt))]
-
-
-def _weight_index(g: Geometry, i: int, j: int) -> int:
-    """Offset of tap (i, j) in a kernel plane ``K[o, c]`` (rotated in convolution mode)."""
-    return ((g.kh - 1 - i) * g.kw + (g.kw - 1 - j)) if g.flip else i * g.kw + j

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .columns import column_sweep, in_place_sweep
-from .common import Geometry, _cdiv, _weight_index
+from .common import Geometry, _cdiv
 from .defines import Defines
 from .lanes import lane_sweep, pairs_column_phases
 from .records import Driver, Layout
@@ -18,20 +18,6 @@ LAYOUT = Layout("O", "G_PLANE", "(LH * LW)", "(KH * KW)", "(C * KH * KW)", "(SH 
 IN_PLACE_LAYOUT = Layout("O", "", "(LH * LW)", "(KH * KW)", "(C * KH * KW)", "LW", 1, "")
 IN_PLACE_DRIVER = Driver("G", "(O * LHO * LWO)", "dV", "(C * LH * LW)", "C / GIN_OB", "GIN_OB",
                          False)
-
-
-def _split(k: int, d: int, s: int, pad: int, size: int
-           ) -> tuple[list[list[tuple[int, int]]], list[tuple[int, int]], int]:
-    """Per phase r: [(tap, a)] with tap*d = a*s + r; (first m, count) of outputs; the
-    frame (the largest a)."""
-    taps = [[(t, (t * d - r) // s) for t in range(k) if (t * d) % s == r] for r in range(s)]
-    frame = max((a for phase in taps for _, a in phase), default=0)
-    spans = []
-    for r in range(s):
-        lo = -((r - pad) // s)
-        hi = (size - 1 + pad - r) // s
-        spans.append((lo, max(0, hi - lo + 1)))
-    return taps, spans, frame
 
 
 @dataclass(frozen=True)
@@ -50,8 +36,8 @@ class Phases:
 
 
 def phases(g: Geometry) -> Phases:
-    row_taps, row_spans, gt = _split(g.kh, g.dh, g.sh, g.top, g.h)
-    col_taps, col_spans, gl = _split(g.kw, g.dw, g.sw, g.left, g.w)
+    row_taps, row_spans, gt = g.row_phases()
+    col_taps, col_spans, gl = g.col_phases()
     # the column phases of a row phase in the order of their first columns (so that the
     # lane tile at column stride 2 can interleave each pair)
     column_order = sorted(range(g.sw), key=lambda s: col_spans[s][0] * g.sw + s - g.left)
@@ -74,7 +60,7 @@ def _taps(g: Geometry, p: Phases, g_cols: int):
             for j, b in p.col_taps[s]:
                 tap_offset.append((p.row_spans[r][0] - a + p.top) * g_cols
                                   + p.col_spans[s][0] - b + p.left)
-                tap_weight.append(_weight_index(g, i, j))
+                tap_weight.append(g.weight_index(i, j))
         tap_start.append(len(tap_offset))
     return tap_start, tap_offset, tap_weight
 

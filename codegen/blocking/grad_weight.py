@@ -23,7 +23,6 @@ from .common import (
     MIN_TASKS,
     Geometry,
     _tap_blocks,
-    _weight_index,
 )
 from .defines import Defines
 from .records import GradWeightColumns, GradWeightLanes, Load
@@ -80,6 +79,6 @@ def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
     d.table("GW_TAP_OFFSET", tap_offsets, "tap (i, j): scratch offset (as FWD_TAP_OFFSET)")
     d.table("GW_TAP_DELTA", (o - tap_offsets[0] for o in tap_offsets[:record.tt]),
             "tap t0 + k of every block of GW_TT taps: its scratch offset past tap t0's")
-    d.table("GW_TAP_WEIGHT", (_weight_index(g, i, j) for i in range(g.kh) for j in range(g.kw)),
+    d.table("GW_TAP_WEIGHT", (g.weight_index(i, j) for i in range(g.kh) for j in range(g.kw)),
             "tap (i, j): its offset in K[o, c] (as FWD_TAP_WEIGHT)")
     return record

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from derive.geometry import tap_index
+
 from .columns import column_sweep
-from .common import Geometry, _cdiv, _weight_index
+from .common import Geometry, _cdiv
 from .defines import Defines
 from .lanes import lane_sweep
 from .records import Driver, Layout
@@ -49,8 +51,9 @@ def input_scratch(g: Geometry, vl: int, fwd_ty: int, fwd_tx: int, gw_in_lanes: b
     fwd_rows = _cdiv(g.ho, fwd_ty) * fwd_ty
     fwd_cols = _cdiv(g.wo, fwd_tx) * fwd_tx
     gw_cols = g.wo if gw_in_lanes else _cdiv(g.wo, vl) * vl
-    src_rows = max(g.top + g.h, (fwd_rows - 1) * g.sh + (g.kh - 1) * g.dh + 1,
-                   (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1)
+    # scratch rows count from the top of the padding: a tap's row is tap_index with no pad
+    src_rows = max(g.top + g.h, tap_index(fwd_rows - 1, g.kh - 1, g.sh, g.dh, 0) + 1,
+                   tap_index(g.ho - 1, g.kh - 1, g.sh, g.dh, 0) + 1)
     src_seg = max((g.left + g.w - 1) // g.sw + 1, fwd_cols + max(shifts),
                   gw_cols + max(shifts))
     d.const("SRC_ROWS", src_rows, "rows of a scratch input plane (padding and tile overrun)")
@@ -121,7 +124,7 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, t
                 "taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1")
         d.table("FWD_TAP_OFFSET", scratch.tap_offsets,
                 "tap (i, j): scratch offset i*DH rows and column phase/shift of j*DW")
-    d.table("FWD_TAP_WEIGHT", (_weight_index(g, i, j) for i, j in taps),
+    d.table("FWD_TAP_WEIGHT", (g.weight_index(i, j) for i, j in taps),
             "tap (i, j): its offset in a kernel plane K[o, c]")
     return record
 
