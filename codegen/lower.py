@@ -46,7 +46,7 @@ from .blocking import is_pointwise, plan, unrolled
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
 from .printers import IndexPrinter, KernelPrinter, LoopNest, loop_nest
-from .vocabulary import DTYPES
+from .vocabulary import DTYPES, PASS, PASS_TABLE
 
 STYLES = ("auto", "unrolled", "loops", "direct")
 
@@ -142,7 +142,7 @@ def _buffers(spec: LayerSpec) -> dict[str, Buffer]:
 
 
 #: The arrays the kernels write.
-OUTPUTS = ("Z", "dV", "dK", "db")
+OUTPUTS = tuple(p.writes for p in PASS_TABLE)
 #: The C constant of each array's extents (after the batch axis), and of each index of the
 #: index forms (``derive.proof``).
 DIMS = {"V": ("C", "H", "W"), "K": ("O", "C", "KH", "KW"), "b": ("O",),
@@ -168,11 +168,6 @@ def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
     printer = IndexPrinter(dtype)
     # per-sample pointers for the batched arrays, the arrays themselves otherwise
     arrays = {name: f"{name}_s" if b.batched else name for name, b in buf.items()}
-    passes = {"forward": ((buf["V"], buf["K"], buf["b"]) if spec.bias else (buf["V"], buf["K"]),
-                          buf["Z"], flops),
-              "grad_input": ((buf["K"], buf["G"]), buf["dV"], flops),
-              "grad_weight": ((buf["V"], buf["G"]), buf["dK"], flops),
-              "grad_bias": ((buf["G"],), buf["db"], o * ho * wo)}
     values = {constant.name: constant.value for constant in _constants(spec)}
     for name, dims in DIMS.items():  # the names the loops print stand for the right extents
         if tuple(values[d] for d in dims) != buf[name].dims:
@@ -183,10 +178,12 @@ def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
             if values[EXTENTS[str(symbol)]] != extent:
                 raise RenderError(f"{name}: index {symbol} runs to {extent}, not "
                                   f"{EXTENTS[str(symbol)]}")
-        inputs, output, work = passes[name]
+        record = PASS[name]
+        inputs = tuple(buf[array] for array in record.inputs(spec.bias))
+        work = o * ho * wo if name == "grad_bias" else flops  # grad_bias: additions only
         nest = loop_nest(form, printer, arrays, DIMS, EXTENTS)
-        kernels.append(PrintedKernel(name, f"conv2d_{name}", nest.formula, inputs, output,
-                                     work, nest=nest))
+        kernels.append(PrintedKernel(name, record.entry, nest.formula, inputs,
+                                     buf[record.writes], work, nest=nest))
     return kernels
 
 
@@ -250,8 +247,6 @@ def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
     o, ho, wo = spec.output_shape
     shaped = {V: IndexedBase("V_s", shape=spec.input), K: IndexedBase("K", shape=spec.kernel),
               b: IndexedBase("b", shape=(o,)), G: IndexedBase("G_s", shape=spec.output_shape)}
-    targets = {"forward": ("Z_s", spec.output_shape), "grad_input": ("dV_s", spec.input),
-               "grad_weight": ("dK", spec.kernel), "grad_bias": ("db", (o,))}
     printer = KernelPrinter(dtype)
     filled = []
     for kernel in kernels:
@@ -259,7 +254,8 @@ def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
         keys = list(elements)
         values = [elements[k].xreplace(shaped) for k in keys]
         temps, reduced = cse(values, symbols=numbered_symbols("t"))
-        name, dims = targets[kernel.name]
+        name = kernel.output.name + ("_s" if kernel.output.batched else "")
+        dims = kernel.output.dims
         results = []
         for key, value in zip(keys, reduced):
             flat = 0
@@ -270,7 +266,7 @@ def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
             kernel,
             temporaries=tuple(Assignment(str(s), printer.doprint(e)) for s, e in temps),
             results=tuple(results),
-            accumulates=kernel.name in ("grad_weight", "grad_bias"),
+            accumulates=PASS[kernel.name].accumulates,
         ))
     return filled
 

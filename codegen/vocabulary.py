@@ -1,4 +1,5 @@
-"""The words every part of corrgen shares: the dtypes it generates and the passes of a layer.
+"""The words every part of corrgen shares: the dtypes it generates and (from
+``derive.passes``) the passes of a layer.
 
 One record per dtype and one per pass; the generator, the run-time front end, the checks,
 the benchmarks and the command line read them from here, so adding a dtype (float16) or a
@@ -11,6 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from derive.passes import GRADIENTS, PASS, PASS_NAMES, PASS_TABLE, Pass
+
+__all__ = ["DTYPES", "DTYPE_NAMES", "GRADIENTS", "PASS", "PASS_NAMES", "PASS_TABLE",
+           "VECTOR_BYTES", "Dtype", "Pass"]
 
 #: Bytes in one SIMD vector of the CPU kernels (AVX2): what ``Dtype.lanes`` counts in.
 VECTOR_BYTES = 32
@@ -56,56 +62,3 @@ DTYPES: dict[str, Dtype] = {d.name: d for d in (
 )}
 #: Their names, in order.
 DTYPE_NAMES: tuple[str, ...] = tuple(DTYPES)
-
-
-@dataclass(frozen=True)
-class Pass:
-    """One pass of a layer: a function of every generated module and the kernel it runs.
-
-    Attributes:
-        name: the module's function (``grad_weight``).
-        wrt: what the gradient is taken with respect to (``input``, ``weight``, ``bias``);
-            None for ``forward``.
-        reads: the arrays it takes, in the order the module's function and the NumPy
-            reference (``derive.reference``) take them; ``b`` is None without a bias.
-        writes: the array it returns.
-        accumulates: whether it sums over the batch (its output has no batch axis).
-        needs_bias: whether it exists only for layers with a bias.
-    """
-
-    name: str
-    wrt: str | None
-    reads: tuple[str, ...]
-    writes: str
-    accumulates: bool
-    needs_bias: bool
-
-    @property
-    def entry(self) -> str:
-        """The C entry point of its kernel (``conv2d_grad_weight``)."""
-        return f"conv2d_{self.name}"
-
-    def inputs(self, bias: bool) -> tuple[str, ...]:
-        """The arrays its kernel reads for a layer with or without a bias."""
-        return self.reads if bias else tuple(r for r in self.reads if r != "b")
-
-    def runs(self, bias: bool) -> bool:
-        """Whether a layer with or without a bias has this pass's kernel."""
-        return bias or not self.needs_bias
-
-
-#: Every pass, in the order of the module's functions; ``backward`` returns the gradients
-#: (every pass with a ``wrt``) in this order.
-PASS_TABLE: tuple[Pass, ...] = (
-    Pass("forward", None, ("V", "K", "b"), "Z", accumulates=False, needs_bias=False),
-    Pass("grad_input", "input", ("K", "G"), "dV", accumulates=False, needs_bias=False),
-    Pass("grad_weight", "weight", ("V", "G"), "dK", accumulates=True, needs_bias=False),
-    Pass("grad_bias", "bias", ("G",), "db", accumulates=True, needs_bias=True),
-)
-
-#: The passes by name.
-PASS: dict[str, Pass] = {p.name: p for p in PASS_TABLE}
-#: Their names, in order.
-PASS_NAMES: tuple[str, ...] = tuple(PASS)
-#: The passes ``backward`` runs, in the order of its results ``(dV, dK, db)``.
-GRADIENTS: tuple[Pass, ...] = tuple(p for p in PASS_TABLE if p.wrt is not None)

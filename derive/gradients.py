@@ -24,11 +24,9 @@ from sympy import Add, Derivative, Expr, Indexed, S, diff
 from .errors import DerivationError
 from .forward import forward_exprs, forward_terms
 from .forward import outputs as _outputs
+from .passes import WRT
 from .spec import LayerSpec
 from .symbols import G, K, V, Z, b
-
-#: The three gradients, in the names used by the CLI's ``--wrt`` and by JSON.
-WRT = {"input": "grad_input", "weight": "grad_weight", "bias": "grad_bias"}
 
 #: Default ceiling on forward terms for an explicit, per-element derivation (about 25 s).
 DEFAULT_MAX_TERMS = 50_000

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sympy import Expr, Indexed
 
-#: Array name of each pass's element in text: ``dJ/dV[...]`` etc.
-GRAD_NAMES = {"grad_input": "V", "grad_weight": "K", "grad_bias": "b"}
+from .passes import GRAD_NAMES
+
+__all__ = ["GRAD_NAMES", "index_text", "shift_indices"]
+
 
 
 def shift_indices(expr: Expr, base: int) -> Expr:

@@ -14,6 +14,7 @@ from sympy import Expr
 
 from ..errors import LatexError
 from ..gradients import derive_layer
+from ..passes import PASS_NAMES
 from ..proof import Proof, prove
 from ..proof import o as _o
 from ..proof import x as _x
@@ -37,9 +38,6 @@ from .matrix_forms import MatrixForms
 from .notation import MAX_MATRIX, NOTATIONS, Letters
 from .printer import Row, tex
 from .selection import Selection, shown_channels, shown_pairs
-
-#: The passes in the order the document's counts name them.
-PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
 
 
 def _setup(spec: LayerSpec, lt: Letters) -> Setup:
@@ -150,7 +148,7 @@ def _verified(ex: Expansions, proof: Proof, matrix_counts: dict[str, int],
     return Verified(
         proof_on=_where(proof.spec, proof.proved_on),
         proven=[Count(n, k, proof.zero_elements[n]) for n, k in proof.elements.items()],
-        expanded=[Count(n, ex.checked[n]) for n in PASSES if ex.checked[n]],
+        expanded=[Count(n, ex.checked[n]) for n in PASS_NAMES if ex.checked[n]],
         whole_sums=ex.forward is not None,
         readings=ex.checked["reading"],
         matrices_on=_where(proof.spec, matrices_on),

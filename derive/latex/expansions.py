@@ -22,6 +22,7 @@ from sympy import Add, Derivative, Expr, Indexed, Sum, Symbol, diff, expand
 from ..errors import DerivationError
 from ..forward import forward_exprs, kernel_element, window
 from ..geometry import Geometry, gather_index
+from ..passes import PASS_NAMES
 from ..proof import index_forms
 from ..spec import LayerSpec
 from ..symbols import G, K, V, Z, b
@@ -64,8 +65,7 @@ class Expansions:
         self.g = Geometry.of(spec)
         self.forms = index_forms(spec)
         self.eval = {name: form.evaluator() for name, form in self.forms.items()}
-        self.checked = dict.fromkeys(("forward", "grad_input", "grad_weight", "grad_bias",
-                                      "reading"), 0)
+        self.checked = dict.fromkeys((*PASS_NAMES, "reading"), 0)
         small = self.O * self.HO * self.WO <= ALL_OUTPUTS_LIMIT
         self.forward = forward_exprs(spec) if small else None
 

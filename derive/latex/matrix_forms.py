@@ -15,6 +15,7 @@ from ..errors import DerivationError
 from ..forward import kernel_element
 from ..geometry import is_flipped, kernel_tap, tap_index, window_span
 from ..gradients import LayerExprs
+from ..passes import PASS_NAMES
 from ..proof import index_forms
 from ..spec import LayerSpec
 from ..symbols import G, V, b
@@ -143,7 +144,8 @@ class MatrixForms:
             ev = {name: passes[name].__getitem__ for name in passes}
         else:
             ev = {name: form.evaluator() for name, form in index_forms(self.spec).items()}
-        counts = {"forward": 0, "grad_weight": 0, "grad_input": 0, "grad_bias": 0}
+        # in the order the document lists the compact forms: forward, kernel, input, bias
+        counts = dict.fromkeys((PASS_NAMES[0], PASS_NAMES[2], PASS_NAMES[1], PASS_NAMES[3]), 0)
 
         def same(name: str, index: tuple[int, ...], got: Expr) -> None:
             want = ev[name](index)
