@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import cffi
 import numpy as np
 
+from derive.geometry import buffer_shapes
+
 from .vocabulary import GRADIENTS, PASS, PASS_NAMES
 
 if TYPE_CHECKING:
@@ -88,10 +90,9 @@ class KernelModule:
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.lib = lib
-        o, ho, wo = spec.output_shape
-        self.shapes = {"V": spec.input, "K": spec.kernel, "b": (o,), "G": (o, ho, wo),
-                       "Z": (o, ho, wo), "dV": spec.input, "dK": spec.kernel, "db": (o,)}
-        self.batched = {"V", "G", "Z", "dV"}
+        shapes = buffer_shapes(spec)
+        self.shapes = {name: dims for name, (dims, _) in shapes.items()}
+        self.batched = {name for name, (_, batched) in shapes.items() if batched}
         self._build_functions()
         self.checked = {name: getattr(self, name) for name in PASSES}
         if extension is not None and hasattr(lib, "conv2d_python_attach"):
