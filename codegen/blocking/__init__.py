@@ -11,7 +11,7 @@ One module per family of decisions:
 * ``layer``: ``plan``, which puts them together.
 
 Why the tuning constants have their values, with the measurements behind them, is in
-``docs/bench-cpu.md``.
+``docs/tiles.md``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 and small integer helpers.
 
 Why the constants have the values they have, and the measurements behind them, is in
-``docs/bench-cpu.md`` ("Why the tiles are as they are").
+``docs/tiles.md``.
 """
 
 from __future__ import annotations
