@@ -455,7 +455,7 @@ def _covered_taps(size: int, pad: int, n_out: int, stride: int, taps: int, dil: 
     """
     if n_out < 1:
         return 0
-    last = (n_out - 1) * stride + (taps - 1) * dil
+    last = tap_index(n_out - 1, taps - 1, stride, dil, 0)
     return (n_out * taps - _pairs_at_most(pad - 1, n_out, stride, taps, dil)
             - _pairs_at_most(last - size - pad, n_out, stride, taps, dil))
 
