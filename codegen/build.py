@@ -255,21 +255,30 @@ def cache_key(sources: SourceFiles, backend: Backend, chain: Toolchain) -> str:
 
 
 @functools.cache
-def generator_fingerprint() -> str:
-    """SHA-256 over everything that renders sources: templates, codegen and derive code, and
-    the versions of SymPy and Jinja."""
-    from importlib.metadata import version
-
+def generator_files() -> list[Path]:
+    """Every file that renders sources: the templates, and the codegen and derive code, in
+    every subfolder (templates/openmp, codegen/blocking, derive/latex)."""
     import derive
     import templates
 
-    digest = hashlib.sha256()
+    files = []
     for package in (templates, derive, Path(__file__).parent):
         folder = Path(package if isinstance(package, Path) else package.__file__).resolve()
         folder = folder if folder.is_dir() else folder.parent
-        for path in sorted(folder.glob("*.*")):
-            if path.suffix in (".py", ".jinja", ".h"):
-                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        files += [path for path in sorted(folder.rglob("*.*"))
+                  if path.suffix in (".py", ".jinja", ".h") and "__pycache__" not in path.parts]
+    return files
+
+
+def generator_fingerprint() -> str:
+    """SHA-256 over everything that renders sources (``generator_files``, each named by its
+    path below its package) and the versions of SymPy and Jinja."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for path in generator_files():
+        name = f"{path.parent.name}/{path.name}"
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     for dist in ("sympy", "jinja2"):
         digest.update(f"{dist} {version(dist)}".encode())
     return digest.hexdigest()

@@ -195,3 +195,16 @@ def test_no_submodule_shadows_a_public_name(package):
     assert not submodules & set(module.__all__)
     for name in module.__all__:
         assert not isinstance(getattr(module, name), type(module)), name
+
+
+def test_the_generator_fingerprint_covers_every_subfolder():
+    """An edit to any template or generator module, in a subfolder too, must change the
+    cache key: otherwise a module rendered by the old code would be reused."""
+    from codegen.build import generator_files
+
+    names = [path.as_posix() for path in generator_files()]
+    for wanted in ("templates/openmp/module.c.jinja", "templates/openmp/direct.c.jinja",
+                   "codegen/blocking/records.py", "derive/latex/document.py",
+                   "derive/geometry.py", "codegen/lower.py", "templates/conv2d.h.jinja"):
+        assert any(name.endswith("/" + wanted) for name in names), wanted
+    assert not any("__pycache__" in name for name in names)
