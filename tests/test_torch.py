@@ -297,7 +297,12 @@ def test_ddp_matches_one_process(tmp_path):
     start = time.perf_counter()
     workers = [subprocess.Popen([sys.executable, __file__, "ddp", str(rank), "2", str(out)],
                                 cwd=ROOT, env=env) for rank in range(2)]
-    codes = [w.wait(timeout=120) for w in workers]
+    try:
+        codes = [w.wait(timeout=120) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
     print(f"DDP, 2 processes: {time.perf_counter() - start:.1f} s")
     assert codes == [0, 0]
     state = torch.load(out)
