@@ -132,6 +132,8 @@ class KernelIR:
             it, its ``reason`` why it was chosen); empty for the CUDA targets.
         helpers: OpenMP target: the shared C helpers the module needs
             (``codegen.blocking.records.Helpers``); None for the CUDA targets.
+        cuda_passes: CUDA targets: one ``codegen.cuda_plans.CudaPass`` per kernel, in the
+            same order (what ``templates/cuda/`` prints); empty for the OpenMP target.
     """
 
     name: str
@@ -152,6 +154,7 @@ class KernelIR:
     pointwise: bool = False
     plans: tuple[Any, ...] = ()
     helpers: Any = None
+    cuda_passes: tuple[Any, ...] = ()
 
     @property
     def passes(self) -> tuple[tuple[Kernel, Any], ...]:
