@@ -101,6 +101,17 @@ class Kernel:
         return (*self.inputs, self.output)
 
     @property
+    def batched_inputs(self) -> tuple[Buffer, ...]:
+        """The inputs with a batch axis, in argument order (the first gives ``N``)."""
+        return tuple(b for b in self.inputs if b.batched)
+
+    @property
+    def python_indent(self) -> str:
+        """The spaces that align a continued parameter list of the CPython function
+        ``python_<name>`` (``conv2d_python.c``) under its first parameter."""
+        return " " * len(f"static PyObject *python_{self.name}(")
+
+    @property
     def shapes(self) -> str:
         """``V (N, 1, 3, 3), K (1, 1, 2, 2), ...``: every argument with its shape."""
         return ", ".join(f"{b.name} {b.shape}" for b in self.params)
@@ -155,6 +166,15 @@ class KernelIR:
     plans: tuple[Any, ...] = ()
     helpers: Any = None
     cuda_passes: tuple[Any, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[Buffer, ...]:
+        """Every array some kernel reads, once each, in the order the kernels first read them."""
+        seen: dict[str, Buffer] = {}
+        for kernel in self.kernels:
+            for buffer in kernel.inputs:
+                seen.setdefault(buffer.name, buffer)
+        return tuple(seen.values())
 
     @property
     def passes(self) -> tuple[tuple[Kernel, Any], ...]:
