@@ -23,7 +23,9 @@ output element and test the bounds of each tap (the index form's zero rule), whi
 GPU little. Instead ``lower`` fixes their launch configuration (``_cuda_constants``):
 threads per block of every kernel, the grid-size cap above which the kernels' grid-stride
 loops take over, and the policy that splits grad_weight's and grad_bias's reductions into
-chunks.
+chunks. ``codegen.cuda_plans`` turns each of their passes into the record the
+``templates/cuda/`` templates print (``KernelIR.cuda_passes``): argument lists, the launch and
+chunk arithmetic, the reductions' walk over their positions.
 """
 
 from __future__ import annotations
