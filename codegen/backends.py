@@ -120,7 +120,7 @@ def gencode_flags(archs: tuple[str, ...] = CUDA_ARCHS, ptx: str | None = CUDA_PT
 
 CUDA = Backend(
     name="cuda",
-    template="conv2d_cuda.cu.jinja",
+    template="cuda/module.cu.jinja",
     source="conv2d_cuda.cu",
     compiler_env="NVCC",
     compiler="nvcc",

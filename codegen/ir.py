@@ -101,6 +101,17 @@ class Kernel:
         return (*self.inputs, self.output)
 
     @property
+    def batched_inputs(self) -> tuple[Buffer, ...]:
+        """The inputs with a batch axis, in argument order (the first gives ``N``)."""
+        return tuple(b for b in self.inputs if b.batched)
+
+    @property
+    def python_indent(self) -> str:
+        """The spaces that align a continued parameter list of the CPython function
+        ``python_<name>`` (``conv2d_python.c``) under its first parameter."""
+        return " " * len(f"static PyObject *python_{self.name}(")
+
+    @property
     def shapes(self) -> str:
         """``V (N, 1, 3, 3), K (1, 1, 2, 2), ...``: every argument with its shape."""
         return ", ".join(f"{b.name} {b.shape}" for b in self.params)
@@ -132,6 +143,8 @@ class KernelIR:
             it, its ``reason`` why it was chosen); empty for the CUDA targets.
         helpers: OpenMP target: the shared C helpers the module needs
             (``codegen.blocking.records.Helpers``); None for the CUDA targets.
+        cuda_passes: CUDA targets: one ``codegen.cuda_plans.CudaPass`` per kernel, in the
+            same order (what ``templates/cuda/`` prints); empty for the OpenMP target.
     """
 
     name: str
@@ -152,6 +165,16 @@ class KernelIR:
     pointwise: bool = False
     plans: tuple[Any, ...] = ()
     helpers: Any = None
+    cuda_passes: tuple[Any, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[Buffer, ...]:
+        """Every array some kernel reads, once each, in the order the kernels first read them."""
+        seen: dict[str, Buffer] = {}
+        for kernel in self.kernels:
+            for buffer in kernel.inputs:
+                seen.setdefault(buffer.name, buffer)
+        return tuple(seen.values())
 
     @property
     def passes(self) -> tuple[tuple[Kernel, Any], ...]:

@@ -23,7 +23,9 @@ output element and test the bounds of each tap (the index form's zero rule), whi
 GPU little. Instead ``lower`` fixes their launch configuration (``_cuda_constants``):
 threads per block of every kernel, the grid-size cap above which the kernels' grid-stride
 loops take over, and the policy that splits grad_weight's and grad_bias's reductions into
-chunks.
+chunks. ``codegen.cuda_plans`` turns each of their passes into the record the
+``templates/cuda/`` templates print (``KernelIR.cuda_passes``): argument lists, the launch and
+chunk arithmetic, the reductions' walk over their positions.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ from derive.symbols import G, K, V, b
 
 from .backends import Backend
 from .blocking import is_pointwise, plan, unrolled
+from .cuda_plans import cuda_pass
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
-from .printers import IndexPrinter, KernelPrinter, LoopNest, loop_nest
+from .printers import IndexPrinter, KernelPrinter, LoopNest, NestLayout, lay_out, loop_nest
 from .vocabulary import DTYPES, PASS, PASS_TABLE
 
 STYLES = ("auto", "unrolled", "loops", "direct")
@@ -154,9 +157,11 @@ EXTENTS = {"o": "O", "c": "C", "y": "HO", "x": "WO", "i": "KH", "j": "KW", "u": 
 @dataclass(frozen=True)
 class PrintedKernel(Kernel):
     """A kernel with its index form printed as C loops (``codegen.printers.LoopNest``),
-    which the CUDA ``loops`` and the OpenMP ``direct`` templates print."""
+    which the CUDA ``loops`` and the OpenMP ``direct`` templates print, and those loops laid
+    out at the indentation of the template that prints them (``layout``)."""
 
     nest: LoopNest | None = None
+    layout: NestLayout | None = None
 
 
 def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
@@ -185,6 +190,19 @@ def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
         kernels.append(PrintedKernel(name, record.entry, nest.formula, inputs,
                                      buf[record.writes], work, nest=nest))
     return kernels
+
+
+def _laid_out(kernel: Kernel, gpu: bool) -> Kernel:
+    """``kernel`` with its loops laid out for its template: the CUDA ``loops`` kernels sum
+    inside a grid-stride loop (8 spaces); the OpenMP ``direct`` kernels sum inside their free
+    loops, and grad_weight and grad_bias inside a loop over the samples there too."""
+    nest = getattr(kernel, "nest", None)
+    if nest is None:
+        return kernel
+    if gpu:
+        return replace(kernel, layout=lay_out(nest, 8, 8))
+    inside = 4 + 4 * len(nest.free) + (4 if kernel.name in ("grad_weight", "grad_bias") else 0)
+    return replace(kernel, layout=lay_out(nest, 4, inside))
 
 
 def _constants(spec: LayerSpec) -> tuple[Constant, ...]:
@@ -288,7 +306,7 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     if style == "direct" and backend.gpu:
         raise RenderError(f"style='direct' is for the OpenMP target, not {backend.name}: the "
                           f"CUDA 'loops' kernels are the index forms printed as loops already")
-    kernels = _kernels(spec, dtype)
+    kernels = [_laid_out(kernel, backend.gpu) for kernel in _kernels(spec, dtype)]
     if style == "unrolled":
         kernels = _unrolled(spec, kernels, dtype, progress)
     flip = is_flipped(spec.mode)
@@ -322,4 +340,5 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         pointwise=style == "loops" and is_pointwise(spec),
         plans=module.passes if module else (),
         helpers=module.helpers if module else None,
+        cuda_passes=tuple(cuda_pass(kernel, style) for kernel in kernels) if backend.gpu else (),
     )

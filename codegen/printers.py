@@ -198,5 +198,47 @@ def loop_nest(form: Any, printer: KernelPrinter, arrays: dict[str, str],
     )
 
 
+@dataclass(frozen=True)
+class NestLayout:
+    """A ``LoopNest`` laid out at fixed indentation: what ``_loops.jinja`` and the templates
+    print as it is, with nothing left to compute.
+
+    Attributes:
+        free: ``(indentation, loop)`` of each free loop, outermost first.
+        free_closes: the free loops' closing braces at their indentation, innermost first.
+        pad: the indentation of the statements inside the free loops (``real acc = ...``).
+        sums: ``(indentation, loop)`` of each sum loop, outermost first.
+        body: ``acc += term;`` at its indentation inside the sum loops.
+        sum_closes: the sum loops' closing braces at their indentation, innermost first.
+    """
+
+    free: tuple[tuple[str, Loop], ...]
+    free_closes: tuple[str, ...]
+    pad: str
+    sums: tuple[tuple[str, Loop], ...]
+    body: str
+    sum_closes: tuple[str, ...]
+
+
+def lay_out(nest: LoopNest, free_indent: int, sums_indent: int) -> NestLayout:
+    """``nest`` with its free loops from ``free_indent`` spaces and its sum loops from
+    ``sums_indent`` spaces, each loop four spaces inside the one around it."""
+    def opened(loops: tuple[Loop, ...], indent: int) -> tuple[tuple[str, Loop], ...]:
+        return tuple((" " * (indent + 4 * k), loop) for k, loop in enumerate(loops))
+
+    def closes(count: int, indent: int) -> tuple[str, ...]:
+        return tuple(" " * (indent + 4 * k) + "}" for k in reversed(range(count)))
+
+    inner = " " * (sums_indent + 4 * len(nest.sums))
+    return NestLayout(
+        free=opened(nest.free, free_indent),
+        free_closes=closes(len(nest.free), free_indent),
+        pad=" " * (free_indent + 4 * len(nest.free)),
+        sums=opened(nest.sums, sums_indent),
+        body=f"{inner}acc += {nest.term};",
+        sum_closes=closes(len(nest.sums), sums_indent),
+    )
+
+
 def _product(factors: list[str]) -> str:
     return factors[0] if len(factors) == 1 else f"({' * '.join(factors)})"

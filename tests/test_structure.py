@@ -1,5 +1,5 @@
-"""The shape of the code itself: the OpenMP templates only print what the plans hold, and no
-function grows past what a reader takes in at once."""
+"""The shape of the code itself: the templates only print what the IR and the plans hold,
+and no function grows past what a reader takes in at once."""
 
 from __future__ import annotations
 
@@ -10,28 +10,59 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OPENMP_TEMPLATES = sorted((ROOT / "templates" / "openmp").glob("*.jinja"))
+TEMPLATES = sorted((ROOT / "templates").rglob("*.jinja"))
 #: The most lines a template or a function may have.
 TEMPLATE_LINES = 300
 FUNCTION_LINES = 80
 #: Functions allowed to be longer, as "path::name" (none).
 LONG_FUNCTIONS: set[str] = set()
 
+#: The Jinja in a template: ``{{ ... }}``, ``{% ... %}``, and the LaTeX templates' ``\VAR{...}``
+#: and ``\BLOCK{...}`` (codegen.document's delimiters). The text around it is C or LaTeX.
+JINJA = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}|\\VAR\{(.*?)\}|\\BLOCK\{(.*?)\}", re.S)
+#: ``{% import "..." as m %}``: the macro namespaces a template may call into.
+IMPORT = re.compile(r"\bimport\s+\S+\s+as\s+(\w+)")
+#: A method call: ``name.attr(`` (allowed when ``name`` is an imported macro namespace), or
+#: a call on the result of an expression, ``).attr(``, ``"...".attr(``, ``].attr(``.
+DOTTED = re.compile(r"\b([A-Za-z_]\w*)((?:\.\w+)+)\(")
+ON_RESULT = re.compile(r"[)\]\"']\.\w+\(")
 
-def test_the_openmp_templates_exist():
-    names = {path.name for path in OPENMP_TEMPLATES}
-    assert {"module.c.jinja", "helpers.c.jinja"} <= names
+
+def _template_id(path: Path) -> str:
+    return path.relative_to(ROOT / "templates").as_posix()
 
 
-@pytest.mark.parametrize("path", OPENMP_TEMPLATES, ids=lambda path: path.name)
-def test_openmp_templates_only_print(path):
-    """Short, no computed ``{% set %}``, and no call into a method of the IR or of a plan
-    (the templates read fields; macros and Jinja's own filters are fine)."""
+def test_the_templates_exist():
+    names = {_template_id(path) for path in TEMPLATES}
+    assert {"openmp/module.c.jinja", "openmp/helpers.c.jinja", "cuda/module.cu.jinja",
+            "cuda/launch.cu.jinja", "cuda/loops.cu.jinja", "cuda/unrolled.cu.jinja",
+            "derivation.tex.jinja", "_latex_macros.tex.jinja", "conv2d_python.c.jinja"} <= names
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=_template_id)
+def test_templates_only_print(path):
+    """Every template: short, no ``{% set %}`` (computed or not), and no call into a method
+    of the IR, of a plan or of anything else (templates read fields; their own macros, the
+    macros they import, and Jinja's filters are fine)."""
     text = path.read_text(encoding="utf-8")
     assert len(text.splitlines()) <= TEMPLATE_LINES, f"{path.name}: over {TEMPLATE_LINES} lines"
-    assert "{% set" not in text and "{%- set" not in text, f"{path.name}: a {{% set %}}"
-    calls = re.findall(r"\b(?:ir|plan|kernel)(?:\.\w+)*\.(\w+)\(", text)
+    code = ["".join(groups) for groups in JINJA.findall(text)]
+    sets = [c for c in code if re.match(r"\s*-?\s*set\b", c)]
+    assert not sets, f"{path.name}: set in {sets}"
+    namespaces = set(IMPORT.findall(text))
+    calls = [f"{root}{attrs}(" for c in code for root, attrs in DOTTED.findall(c)
+             if root not in namespaces]
+    calls += [m for c in code for m in ON_RESULT.findall(c)]
     assert not calls, f"{path.name} calls {calls}"
+
+
+def test_the_checks_see_sets_and_calls():
+    """The patterns above find what they forbid, in both syntaxes."""
+    text = '{% set a = ir.kernel("forward") %}\\BLOCK{set c = compact}{{ x.rstrip("\\n") }}'
+    code = ["".join(groups) for groups in JINJA.findall(text)]
+    assert [c for c in code if re.match(r"\s*-?\s*set\b", c)] == code[:2]
+    assert DOTTED.findall(code[0]) == [("ir", ".kernel")]
+    assert DOTTED.findall(code[2]) == [("x", ".rstrip")]
 
 
 def _functions(path: Path):
