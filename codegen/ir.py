@@ -9,7 +9,10 @@ the whole record, naming each pass's plan and why it was chosen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # plain records too, but their module imports SymPy's printer
+    from .printers import LoopNest, NestLayout
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class Kernel:
         temporaries: unrolled style: the common subexpressions, in order.
         results: unrolled style: one assignment per output element.
         accumulates: unrolled style: results are summed over the batch (``+=``).
+        nest: the pass's proven index form printed as C loops (``codegen.printers``), which
+            the CUDA ``loops`` and the OpenMP ``direct`` templates print.
+        layout: those loops at the indentation of the template that prints them.
     """
 
     name: str
@@ -94,6 +100,8 @@ class Kernel:
     temporaries: tuple[Assignment, ...] = ()
     results: tuple[Assignment, ...] = ()
     accumulates: bool = False
+    nest: LoopNest | None = None
+    layout: NestLayout | None = None
 
     @property
     def params(self) -> tuple[Buffer, ...]:
@@ -133,9 +141,6 @@ class KernelIR:
         constants: every extent, stride, padding and dilation, and the tuning constants.
         tables: the loop bounds of every kernel tap, computed in Python.
         kernels: forward, grad_input, grad_weight and (with a bias) grad_bias.
-        tap_row, tap_col: the kernel row/column a tap ``(i, j)`` reads (rotated in
-            convolution mode).
-        has_bias: whether the layer has a bias.
         pointwise: the ``loops`` kernels are matrix products (a 1x1 kernel at stride 1
             without padding).
         plans: OpenMP target: one plan record per kernel, in the same order
@@ -159,8 +164,6 @@ class KernelIR:
     constants: tuple[Constant, ...]
     tables: tuple[Table, ...]
     kernels: tuple[Kernel, ...]
-    tap_row: str
-    tap_col: str
     has_bias: bool
     pointwise: bool = False
     plans: tuple[Any, ...] = ()

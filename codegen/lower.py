@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from sympy import IndexedBase, Symbol, cse, numbered_symbols
+from sympy import IndexedBase, cse, numbered_symbols
 
 from derive import __version__
-from derive.geometry import buffer_shapes, is_flipped, kernel_tap
+from derive.geometry import buffer_shapes
 from derive.gradients import derive_layer
 from derive.proof import index_forms
 from derive.spec import LayerSpec
@@ -48,7 +48,7 @@ from .blocking import is_pointwise, plan, unrolled
 from .cuda_plans import cuda_pass
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
-from .printers import IndexPrinter, KernelPrinter, LoopNest, NestLayout, lay_out, loop_nest
+from .printers import IndexPrinter, KernelPrinter, lay_out, loop_nest
 from .vocabulary import DTYPES, PASS, PASS_TABLE
 
 STYLES = ("auto", "unrolled", "loops", "direct")
@@ -154,16 +154,6 @@ DIMS = {"V": ("C", "H", "W"), "K": ("O", "C", "KH", "KW"), "b": ("O",),
 EXTENTS = {"o": "O", "c": "C", "y": "HO", "x": "WO", "i": "KH", "j": "KW", "u": "H", "v": "W"}
 
 
-@dataclass(frozen=True)
-class PrintedKernel(Kernel):
-    """A kernel with its index form printed as C loops (``codegen.printers.LoopNest``),
-    which the CUDA ``loops`` and the OpenMP ``direct`` templates print, and those loops laid
-    out at the indentation of the template that prints them (``layout``)."""
-
-    nest: LoopNest | None = None
-    layout: NestLayout | None = None
-
-
 def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
     """Every pass, its formula and loops printed from its proven index form."""
     buf = _buffers(spec)
@@ -187,8 +177,8 @@ def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
         inputs = tuple(buf[array] for array in record.inputs(spec.bias))
         work = o * ho * wo if name == "grad_bias" else flops  # grad_bias: additions only
         nest = loop_nest(form, printer, arrays, DIMS, EXTENTS)
-        kernels.append(PrintedKernel(name, record.entry, nest.formula, inputs,
-                                     buf[record.writes], work, nest=nest))
+        kernels.append(Kernel(name, record.entry, nest.formula, inputs, buf[record.writes], work,
+                              nest=nest))
     return kernels
 
 
@@ -196,7 +186,7 @@ def _laid_out(kernel: Kernel, gpu: bool) -> Kernel:
     """``kernel`` with its loops laid out for its template: the CUDA ``loops`` kernels sum
     inside a grid-stride loop (8 spaces); the OpenMP ``direct`` kernels sum inside their free
     loops, and grad_weight and grad_bias inside a loop over the samples there too."""
-    nest = getattr(kernel, "nest", None)
+    nest = kernel.nest
     if nest is None:
         return kernel
     if gpu:
@@ -309,7 +299,6 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     kernels = [_laid_out(kernel, backend.gpu) for kernel in _kernels(spec, dtype)]
     if style == "unrolled":
         kernels = _unrolled(spec, kernels, dtype, progress)
-    flip = is_flipped(spec.mode)
     if backend.gpu:
         constants, tables = _cuda_constants(spec, style), ()
     else:
@@ -334,8 +323,6 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         constants=constants,
         tables=tables,
         kernels=tuple(kernels),
-        tap_row=str(kernel_tap(Symbol("i"), Symbol("KH"), flip)),
-        tap_col=str(kernel_tap(Symbol("j"), Symbol("KW"), flip)),
         has_bias=spec.bias,
         pointwise=style == "loops" and is_pointwise(spec),
         plans=module.passes if module else (),
