@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,19 +31,22 @@ from derive.printing import GRAD_NAMES, index_text, shift_indices
 from derive.proof import index_forms, prove
 from derive.spec import PADDING_NAMES, LayerSpec
 
-SPEC_HELP = """\
-layer spec (the same for every subcommand; defaults: the seeds' worked example):
-  --input CxHxW or HxW (C=1)           e.g. --input 3x32x32
-  --kernel OxCxKHxKW or KHxKW (O=C=1)  e.g. --kernel 16x3x5x5
-  --stride N or NxM                    rows x columns, default 1
-  --padding N, NxM, valid, same, full  zeros per side; 'same' puts an odd extra row/column
-                                       at the bottom/right (as PyTorch); default 0
-  --dilation N or NxM                  default 1
-  --no-bias, --convolution             drop the bias; flip the kernel (true convolution)
+#: The layer spec options, shown once in every subcommand's help as the "layer spec" group.
+SPEC_GROUP = ("the same for every subcommand; the defaults are the seeds' worked example,\n"
+              "a 3x3 input and a 2x2 kernel")
 
-example:
-  corrgen derive --input 2x5x5 --kernel 2x2x3x3 --stride 2 --padding 1 --format json
-"""
+#: The forms --padding accepts, for its help and its error.
+PADDING_FORMS = "N, NxM, valid, same or full"
+
+
+def _help(description: str, examples: str, more: str = "") -> dict[str, Any]:
+    """add_parser's keywords: the description as wrapped paragraphs, and an epilog of
+    examples (and ``more``) that keeps its lines."""
+    paragraphs = [textwrap.fill(" ".join(t.split()), 79) for t in description.split("\n\n")]
+    epilog = "examples:\n" + textwrap.indent(textwrap.dedent(examples).strip("\n"), "  ")
+    return {"description": "\n\n".join(paragraphs),
+            "epilog": epilog + ("\n\n" + more.strip("\n") if more else ""),
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 class UsageError(CorrgenError):
@@ -89,6 +93,9 @@ def spec_from_args(args: argparse.Namespace) -> LayerSpec:
         kern = (1, 1, *kern)
     padding: Any = args.padding.lower()
     if padding not in PADDING_NAMES:
+        if not re.fullmatch(r"\d+(x\d+)?", padding):
+            raise UsageError(f"--padding {args.padding!r}: expected {PADDING_FORMS} (N and M "
+                             f"non-negative integers: zeros per side, rows x columns)")
         padding = _int_or_pair("--padding", args.padding)
     return LayerSpec(
         input=shape,  # type: ignore[arg-type]
@@ -102,18 +109,26 @@ def spec_from_args(args: argparse.Namespace) -> LayerSpec:
 
 
 def _spec_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("layer spec")
+    group = parser.add_argument_group("layer spec", SPEC_GROUP)
     group.add_argument("--input", default="3x3", metavar="CxHxW",
-                       help="input channels x rows x columns, or HxW (default 3x3)")
+                       help="channels x rows x columns, or HxW for one channel, e.g. 3x32x32 "
+                       "(default 3x3)")
     group.add_argument("--kernel", default="2x2", metavar="OxCxKHxKW",
-                       help="output ch. x input ch. x rows x columns, or KHxKW (default 2x2)")
-    group.add_argument("--stride", default="1", metavar="N|NxM", help="default 1")
+                       help="output channels x input channels x rows x columns, or KHxKW for "
+                       "one of each, e.g. 16x3x5x5 (default 2x2)")
+    group.add_argument("--stride", default="1", metavar="N|NxM",
+                       help="N, or rows x columns (default 1)")
     group.add_argument("--padding", default="0", metavar="N|NxM|valid|same|full",
-                       help="zeros per side, or a name (default 0)")
-    group.add_argument("--dilation", default="1", metavar="N|NxM", help="default 1")
+                       help="zeros on every side: N, or NxM (rows x columns); valid: none; "
+                       "same: the output as large as the input at stride 1 (an odd extra "
+                       "row/column goes at the bottom/right, as PyTorch); full: (K-1)*dilation "
+                       "per side (default 0)")
+    group.add_argument("--dilation", default="1", metavar="N|NxM",
+                       help="N, or rows x columns (default 1)")
     group.add_argument("--no-bias", action="store_true", help="the layer has no bias")
     group.add_argument("--convolution", action="store_true",
-                       help="true convolution: the kernel is rotated by 180 degrees")
+                       help="true convolution: the kernel is rotated by 180 degrees (default: "
+                       "correlation, as CNN libraries compute)")
 
 
 # -- progress ---------------------------------------------------------------------------------
@@ -262,20 +277,41 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
+DERIVE_EXAMPLES = """
+corrgen derive --input 3x3 --kernel 2x2 --wrt input     # the seed example's dJ/dV
+corrgen derive --element 'V[2,2]'                       # one element's chain rule, unsimplified
+corrgen derive --input 2x5x5 --kernel 2x2x3x3 --stride 2 --padding 1 --format json
+corrgen derive --input 16x32x32 --kernel 16x16x3x3 --verify   # prove the index forms
+"""
+
+DERIVE_JSON = """\
+--format json writes one object:
+  "spec"         the layer: input [C,H,W], kernel [O,C,KH,KW], stride, padding and
+                 dilation [rows,columns], pads [top,bottom,left,right], bias, mode
+                 (correlation or convolution), output [O,HO,WO]
+  "forward"      {"o,i,j": Z[o,i,j]}           one entry per output element
+  "grad_input"   {"c,h,w": dJ/dV[c,h,w]}       with --wrt input
+  "grad_weight"  {"o,c,p,q": dJ/dK[o,c,p,q]}   with --wrt weight
+  "grad_bias"    {"o": dJ/db[o]}               with --wrt bias ({} with --no-bias)
+Keys are 0-based indices joined by commas; values are SymPy expressions as text over
+V[c,h,w], K[o,c,p,q], b[o] and G[o,i,j] (0-based), which sympy.sympify reads back.
+"""
+
+
 def _add_derive(sub: Any) -> None:
     p = sub.add_parser(
-        "derive", help="per-element forward and gradient expressions",
-        description="Print every element of the forward pass and of the requested gradients, "
-        "derived with SymPy through the chain rule dJ/dx = sum_z G[z] * dZ[z]/dx.",
-        epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        "derive", help="per-element forward and gradient expressions", **_help(
+            "Print every element of the forward pass and of the requested gradients, derived "
+            "with SymPy through the chain rule dJ/dx = sum_z G[z] * dZ[z]/dx, where Z is the "
+            "output, V the input, K the kernel, b the bias and G = dJ/dZ the upstream "
+            "gradient.", DERIVE_EXAMPLES, DERIVE_JSON))
     _spec_options(p)
     p.add_argument("--wrt", default="input,weight,bias", metavar="LIST",
                    help="gradients to derive, comma-separated from input, weight, bias "
                    "(default all)")
     p.add_argument("--format", choices=("text", "latex", "json"), default="text",
-                   help="text (default), latex equations, or the JSON of DESIGN.md (JSON keys "
-                   "are always 0-based)")
+                   help="text (default), latex equations, or json (one object, laid out as "
+                   "below; its keys are always 0-based)")
     p.add_argument("--index-base", type=int, choices=(0, 1), default=1,
                    help="first index in text and LaTeX (default 1, as the seeds)")
     p.add_argument("--element", action="append", metavar="NAME[i,j,..]",
@@ -531,12 +567,47 @@ def _add_kernel_command(sub: Any, name: str, help: str, description: str,
                         handler: Callable[[argparse.Namespace], int],
                         with_name: bool = False, dtype_list: bool = False
                         ) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=description, epilog=SPEC_HELP,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    more = MORE_HELP[name]() if name in MORE_HELP else ""
+    p = sub.add_parser(name, help=help, **_help(description, EXAMPLES[name], more))
     _spec_options(p)
     _kernel_options(p, with_name, dtype_list)
     p.set_defaults(handler=handler)
     return p
+
+
+#: Each kernel command's examples, for its help's epilog.
+EXAMPLES = {
+    "emit": """
+corrgen emit --input 3x32x32 --kernel 16x3x5x5 --padding 2 --target cuda --out src
+corrgen emit --style loops --out /tmp/src        # the OpenMP sources only
+""",
+    "build": """
+corrgen build --input 3x32x32 --kernel 16x3x5x5 --padding 2 --dtype float32
+corrgen build --out mykernels --name conv1 --json   # import mykernels.conv1
+""",
+    "check": """
+corrgen check --input 3x11x9 --kernel 4x3x3x2 --stride 2x1 --padding same
+corrgen check --target cuda --emulate --dtype float32 --json
+""",
+    "bench": """
+corrgen bench --layers S2,S5
+corrgen bench --input 3x32x32 --kernel 16x3x5x5 --padding 2 --dtype float32 --batch 64
+corrgen bench --layers all --markdown bench.md --json bench.json
+""",
+}
+
+
+def _bench_layers_help() -> str:
+    from codegen.bench import LAYERS
+
+    lines = ["the benchmark layers (--layers; N: the batch size unless --batch is given):"]
+    for layer, (spec, batch) in LAYERS.items():
+        lines.append(f"  {layer}  N={batch:<3} {spec.cli_options()}")
+    return "\n".join(lines)
+
+
+#: More epilog text per kernel command: a function, called when the parser is built.
+MORE_HELP: dict[str, Callable[[], str]] = {"bench": _bench_layers_help}
 
 
 def _add_emit(sub: Any) -> None:
@@ -578,7 +649,8 @@ def _add_bench(sub: Any) -> None:
         "PyTorch's CUDA convolution, when PyTorch has CUDA) and needs a GPU.",
         cmd_bench, dtype_list=True)
     p.add_argument("--layers", metavar="IDS",
-                   help="the BENCH.md layers to time instead of the spec: e.g. S1,S2 or all")
+                   help="the benchmark layers to time instead of the spec (listed below): "
+                   "e.g. S2,S5, or all")
     p.add_argument("--batch", type=int, default=0, metavar="N",
                    help="batch size (default: the layer's, 16 for a spec)")
     p.add_argument("--runs", type=int, default=7, help="timed runs per pass (default 7)")
@@ -622,8 +694,15 @@ DEMO_STEPS: list[Callable[[LayerSpec, argparse.Namespace], int]] = [_demo_module
 
 
 def _add_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="the seed example end to end (the default command)",
-                       epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("demo", help="the seed example end to end", **_help(
+        "The seed example end to end (or the layer the spec options give): its derivation "
+        "printed, the index forms proven equal to it, the OpenMP module built and validated "
+        "against the NumPy reference in every dtype, and the LaTeX derivation document "
+        "written (and compiled when pdflatex is installed) into the per-user cache's demo/ "
+        "folder, or --out DIR.", """
+        corrgen demo
+        corrgen demo --input 2x5x5 --kernel 2x2x3x3 --stride 2 --padding 1 --out demo-out
+        """))
     _spec_options(p)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="the folder for the document and the modules (default: the per-user "
@@ -687,13 +766,14 @@ def cmd_latex(args: argparse.Namespace) -> int:
 
 def _add_latex(sub: Any) -> None:
     p = sub.add_parser(
-        "latex", help="a standalone LaTeX derivation document (--pdf compiles it)",
-        description="Write a LaTeX document deriving the backward pass of the layer the way "
-        "the seeds do: the setup, the arrays as matrices, the forward equations, the chain "
-        "rule of every gradient element shown, the compact forms as correlations, and what "
-        "was verified.",
-        epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        "latex", help="a standalone LaTeX derivation document (--pdf compiles it)", **_help(
+            "Write a LaTeX document deriving the backward pass of the layer the way the "
+            "seeds do: the setup, the arrays as matrices, the forward equations, the chain "
+            "rule of every gradient element shown, the compact forms as correlations, and "
+            "what was verified.", """
+            corrgen latex --input 3x3 --kernel 2x2 -o doc.tex --pdf
+            corrgen latex --input 2x5x5 --kernel 2x2x3x3 --stride 2 --padding 1 --notation seed003
+            """))
     _spec_options(p)
     p.add_argument("-o", "--output", default="derivation.tex", metavar="FILE.tex",
                    help="the .tex file to write (default derivation.tex)")
@@ -773,13 +853,24 @@ COMMANDS: list[Callable[[Any], None]] = [
     _add_demo, _add_derive, _add_latex, _add_emit, _add_build, _add_check, _add_bench]
 
 
+MAIN_EXAMPLES = """
+corrgen demo                                        # the seed example end to end
+corrgen derive --input 3x3 --kernel 2x2 --wrt input
+corrgen latex --input 3x3 --kernel 2x2 -o doc.tex --pdf
+corrgen emit --input 3x32x32 --kernel 16x3x5x5 --target cuda --out src
+corrgen build --input 3x32x32 --kernel 16x3x5x5 --padding 2 --dtype float32
+corrgen check --input 3x11x9 --kernel 4x3x3x2 --stride 2x1 --padding same
+corrgen bench --layers S2,S5
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="corrgen",
-        description="Derive the gradients of a CNN correlation layer symbolically and generate "
-        "shape-specialised kernels. Without a subcommand: the demo.",
-        epilog=SPEC_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = _Parser(prog="corrgen", **_help(
+        "Derive the gradients of a CNN correlation layer symbolically and generate "
+        "shape-specialised kernels.\n\n"
+        "Every command takes the same layer spec options (--input, --kernel, --stride, "
+        "--padding, --dilation, --no-bias, --convolution); 'corrgen COMMAND --help' lists "
+        "them with the command's own options and examples.", MAIN_EXAMPLES))
     parser.add_argument("--version", action="version", version=f"corrgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in COMMANDS:
@@ -833,12 +924,22 @@ def _stdout_error(prog: str, error: OSError) -> int:
     return 2
 
 
+def _command_names(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
-        argv = ["demo", *argv]
+    if not argv:  # bare corrgen: the usage, and nothing run or written
+        argv = ["--help"]
     try:
+        if argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+            parser.error(f"{argv[0]}: name a command first, one of "
+                         f"{', '.join(_command_names(parser))} (corrgen COMMAND [options])")
         args = parser.parse_args(argv)
     except SystemExit:  # --help, --version: their text fails (if at all) here, not at exit
         try:
