@@ -137,15 +137,19 @@ def _spec_options(parser: argparse.ArgumentParser) -> None:
 class Progress:
     """Progress on stderr for work longer than about a second."""
 
-    def __init__(self, what: str, stream: Any = None) -> None:
-        self.what = what
+    #: Seconds of work before anything is shown.
+    delay = 1.0
+
+    def __init__(self, what: str, stream: Any = None, unit: str = "terms") -> None:
+        self.what, self.unit = what, unit
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
-        if now - self.start < 1.0:  # short work stays quiet
+        elapsed = now - self.start
+        if elapsed < self.delay:  # short work stays quiet
             return
         # A terminal gets one line rewritten twice a second; a log, a line every 5 s.
         tty = self.stream.isatty()
@@ -153,8 +157,9 @@ class Progress:
             return
         self.last = now
         end = "\r" if tty and done < total else "\n"
+        eta = f", ETA {elapsed * (total - done) / done:.0f} s" if 0 < done < total else ""
         self.stream.write(f"{self.what}: {100 * done // max(total, 1)}% ({done:,}/{total:,} "
-                          f"terms, {now - self.start:.0f} s){end}")
+                          f"{self.unit}, {elapsed:.0f} s{eta}){end}")
         self.stream.flush()
 
 
@@ -241,31 +246,24 @@ def cmd_derive(args: argparse.Namespace) -> int:
     passes = exprs.passes()
     if args.format == "json":
         body: dict[str, Any] = {"spec": spec.to_dict()}
+        # Terms in SymPy's internal order: 2.5x faster to print than sorted ones, and
+        # sympify reads either.
+        tick = _printing(passes)
         for pass_name, elements in passes.items():
-            # Terms in SymPy's internal order: 2.5x faster to print than sorted ones, and
-            # sympify reads either.
-            body[pass_name] = {",".join(map(str, k)): sstr(e, order="none")
-                               for k, e in elements.items()}
+            body[pass_name] = {}
+            for idx, expr in elements.items():
+                body[pass_name][",".join(map(str, idx))] = sstr(expr, order="none")
+                tick()
         if "bias" in wrt and not spec.bias:
             body["grad_bias"] = {}
         json.dump(body, sys.stdout, indent=1)
         print()
         return 0
     if args.format == "latex":
-        from sympy import latex
-
-        def lhs(pass_name: str, idx: tuple[int, ...]) -> str:
-            sub = index_text(idx, base, ",")
-            if pass_name == "forward":
-                return f"Z_{{{sub}}}"
-            return rf"\frac{{\partial J}}{{\partial {GRAD_NAMES[pass_name]}_{{{sub}}}}}"
-
-        for pass_name, elements in passes.items():
-            print(f"% {pass_name}")
-            for idx, expr in elements.items():
-                print(f"{lhs(pass_name, idx)} = {latex(shift_indices(expr, base))} \\\\")
+        _print_latex(passes, base)
         return 0
     print(f"# corrgen {__version__}: {spec.describe()}; indices {base}-based")
+    tick = _printing(passes)
     for pass_name, elements in passes.items():
         print(f"\n# {pass_name}")
         for idx, expr in elements.items():
@@ -274,7 +272,40 @@ def cmd_derive(args: argparse.Namespace) -> int:
             else:
                 lhs_text = f"dJ/d{GRAD_NAMES[pass_name]}[{index_text(idx, base)}]"
             print(f"{lhs_text} = {shift_indices(expr, base)}")
+            tick()
     return 0
+
+
+def _printing(passes: dict[str, dict[tuple[int, ...], Any]]) -> Callable[[], None]:
+    """A function to call once per element of ``passes`` printed: "printing: i/n ..., ETA"
+    on stderr (as Progress shows it) while the printing takes more than a second."""
+    total = sum(len(elements) for elements in passes.values())
+    progress = Progress("printing", unit="elements")
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        progress(done, total)
+
+    return tick
+
+
+def _print_latex(passes: dict[str, dict[tuple[int, ...], Any]], base: int) -> None:
+    from sympy import latex
+
+    def lhs(pass_name: str, idx: tuple[int, ...]) -> str:
+        sub = index_text(idx, base, ",")
+        if pass_name == "forward":
+            return f"Z_{{{sub}}}"
+        return rf"\frac{{\partial J}}{{\partial {GRAD_NAMES[pass_name]}_{{{sub}}}}}"
+
+    tick = _printing(passes)
+    for pass_name, elements in passes.items():
+        print(f"% {pass_name}")
+        for idx, expr in elements.items():
+            print(f"{lhs(pass_name, idx)} = {latex(shift_indices(expr, base))} \\\\")
+            tick()
 
 
 DERIVE_EXAMPLES = """
@@ -337,12 +368,19 @@ class StageProgress:
     def __init__(self, what: str, stream: Any = None, delay: float = 1.0) -> None:
         self.what, self.stream, self.delay = what, stream or sys.stderr, delay
         self.stage, self.shown = "", ""
+        self.stages: list[str] = []
         self.start = time.perf_counter()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
     def __call__(self, stage: str) -> None:
         self.stage = stage
+        self.stages.append(stage)
+
+    @property
+    def built(self) -> bool:
+        """Whether anything was compiled (not only rendered, or found built)."""
+        return any(stage != "rendering" for stage in self.stages)
 
     def __enter__(self) -> StageProgress:
         self.thread.start()
@@ -399,13 +437,16 @@ def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
 
 
 def _load(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) -> Any:
+    """The module the options ask for; its ``built_now`` says whether this call compiled it."""
     import codegen
 
     dtype = dtype or args.dtype
     with StageProgress(f"building {args.target} {dtype} module") as progress:
-        return codegen.load(spec, args.target, dtype, args.out, style=args.style,
-                            name=getattr(args, "name", None), backend=_backend(args),
-                            progress=progress)
+        module = codegen.load(spec, args.target, dtype, args.out, style=args.style,
+                              name=getattr(args, "name", None), backend=_backend(args),
+                              progress=progress)
+    module.built_now = progress.built
+    return module
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -452,6 +493,13 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     module = _load(spec_from_args(args), args)
+    if args.json:
+        print(json.dumps({
+            "module": module.__name__, "path": str(Path(module.__file__).parent),
+            "key": module.key, "target": module.target, "dtype": module.dtype,
+            "style": module.style, "emulated": bool(getattr(module, "emulated", False)),
+            "built": module.built_now, "spec": module.spec.to_dict()}, indent=1))
+        return 0
     print(f"{module.__name__}  ({module.style}, {module.dtype}, {module.target})")
     print(Path(module.__file__).parent)
     return 0
@@ -461,6 +509,8 @@ def _check(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) 
     from codegen.check import check_module
 
     module = _load(spec, args, dtype)
+    if getattr(args, "json", False):
+        return _check_json(module, args)
     print(f"{module.__name__}: {module.style} kernels, {module.dtype}, batch {args.batch}, "
           f"{_runs_on(module)}")
     results = check_module(module, args.batch, args.seed)
@@ -470,6 +520,24 @@ def _check(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) 
     print("  every pass matches the reference" if not failed
           else f"  MISMATCH in {', '.join(failed)}")
     return 1 if failed else 0
+
+
+def _check_json(module: Any, args: argparse.Namespace) -> int:
+    """``check --json``: one JSON object on standard output; exit status 1 on a mismatch."""
+    from codegen.check import check_module
+
+    where = _runs_on(module)  # before the run: no GPU is the usual one-line error
+    results = check_module(module, args.batch, args.seed)
+    ok = all(r.ok for r in results)
+    print(json.dumps({
+        "spec": module.spec.to_dict(), "describe": module.spec.describe(),
+        "module": module.__name__, "target": module.target, "dtype": module.dtype,
+        "style": module.style, "emulated": bool(getattr(module, "emulated", False)),
+        "runs_on": where, "batch": args.batch, "seed": args.seed,
+        "passes": {r.name: {"max_error": float(r.max_error), "relative_error": float(r.relative),
+                            "tolerance": float(r.tolerance), "ok": r.ok} for r in results},
+        "ok": ok}, indent=1))
+    return 0 if ok else 1
 
 
 def _check_batch(spec: LayerSpec, batch: int, dtypes: Sequence[str], option: str = "--batch"
@@ -625,6 +693,10 @@ def _add_build(sub: Any) -> None:
         "into an importable module (reused when already built); prints its import name "
         "and folder.", cmd_build, with_name=True)
     _emulate_option(p, "build")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead: module (import name), path, key "
+                   "(the cache key), target, dtype, style, emulated, built (true: compiled "
+                   "now; false: reused), spec")
 
 
 def _add_check(sub: Any) -> None:
@@ -636,6 +708,10 @@ def _add_check(sub: Any) -> None:
     _emulate_option(p, "check")
     p.add_argument("--batch", type=int, default=2, metavar="N", help="batch size (default 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead: spec, module, target, dtype, style, "
+                   "batch, seed, and per pass max_error, relative_error, tolerance, ok; and "
+                   "ok overall (the exit status is still 1 on a mismatch)")
 
 
 def _add_bench(sub: Any) -> None:

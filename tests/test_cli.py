@@ -136,12 +136,78 @@ def test_a_full_disk_on_stdout_is_one_line_with_status_2(argv, buffered):
     assert lines[0].startswith(f"{prog}: error: cannot write to standard output: "), lines
 
 
-def test_help_explains_the_spec_options_with_an_example(capsys):
+def help_text(capsys, *argv):
     with pytest.raises(SystemExit) as info:
-        main(["derive", "--help"])
-    out = capsys.readouterr().out
+        main([*argv, "--help"])
     assert info.value.code == 0
-    assert "--input CxHxW or HxW" in out and "example:" in out and "corrgen derive --input" in out
+    return capsys.readouterr().out
+
+
+def test_help_explains_the_spec_options_with_an_example(capsys):
+    out = help_text(capsys, "derive")
+    assert "--input CxHxW" in out and "or HxW for one channel" in out
+    assert "examples:\n  corrgen derive --input 3x3 --kernel 2x2 --wrt input" in out
+
+
+COMMAND_EXAMPLES = {
+    "": ["corrgen derive --input 3x3 --kernel 2x2 --wrt input", "corrgen bench --layers S2,S5"],
+    "demo": ["corrgen demo\n"],
+    "derive": ["corrgen derive --input 3x3 --kernel 2x2 --wrt input"],
+    "latex": ["corrgen latex --input 3x3 --kernel 2x2 -o doc.tex --pdf"],
+    "emit": ["--target cuda --out src"],
+    "build": ["corrgen build --input"],
+    "check": ["corrgen check --input"],
+    "bench": ["corrgen bench --layers S2,S5",
+              "S5  N=16  --input 64x56x56 --kernel 64x64x3x3 --padding 1"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMAND_EXAMPLES))
+def test_each_help_has_its_examples_the_spec_once_and_no_outside_files(capsys, command):
+    out = help_text(capsys, *([command] if command else []))
+    assert "DESIGN.md" not in out and "BENCH.md" not in out
+    for example in COMMAND_EXAMPLES[command]:
+        assert example in out, example
+    examples = out[out.index("examples:\n"):]
+    assert all(line.startswith("  ") for line in examples.splitlines()[1:3])  # lines kept
+    if command:
+        assert out.count("--padding N|NxM|valid|same|full\n") == 1  # the option, listed once
+        assert out.count("layer spec:") == 1
+
+
+def test_derive_help_describes_the_json_layout(capsys):
+    out = help_text(capsys, "derive")
+    for key in ('"spec"', '"forward"', '"grad_input"', '"grad_weight"', '"grad_bias"'):
+        assert key in out
+    assert "0-based" in out
+
+
+def test_bare_corrgen_prints_the_usage_and_writes_nothing(tmp_path):
+    env = {**os.environ, "CORRGEN_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run([sys.executable, "-m", "codegen"], capture_output=True, text=True,
+                          cwd=work, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: corrgen") and "examples:" in done.stdout
+    assert "demo" in done.stdout and "== 1." not in done.stdout  # listed, not run
+    assert list(work.iterdir()) == [] and not (tmp_path / "cache").exists()
+
+
+def test_options_without_a_command_ask_for_one(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--input", "3x3"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "name a command first" in err and "derive" in err
+
+
+@pytest.mark.parametrize("padding", ["weird", "1x2x3", "-1", "samee"])
+def test_padding_error_names_the_valid_forms(capsys, padding):
+    status, out, err = run(capsys, "derive", "--padding", padding)
+    assert status == 2 and out == ""
+    assert f"--padding {padding!r}: expected N, NxM, valid, same or full" in err
 
 
 def test_large_spec_shows_progress(capsys):
