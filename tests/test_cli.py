@@ -261,3 +261,66 @@ def test_fma_peak_float64_is_about_half_of_float32():
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert 0.3 < float(done.stdout) < 0.7
+
+
+def test_build_json_says_what_was_built_and_reused(capsys, tmp_path):
+    argv = ["build", "--input", "3x3", "--kernel", "2x2", "--out", str(tmp_path), "--json"]
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    first = json.loads(out)
+    for field in ("module", "path", "key", "target", "dtype", "style", "built"):
+        assert field in first, field
+    assert first["built"] is True and first["target"] == "openmp"
+    assert first["dtype"] == "float64" and first["style"] == "unrolled"
+    assert Path(first["path"]).is_dir() and first["module"].endswith(Path(first["path"]).name)
+    assert first["module"].startswith(tmp_path.name + ".") and len(first["key"]) == 64
+    status, out, _ = run(capsys, *argv)
+    again = json.loads(out)
+    assert status == 0 and again["built"] is False
+    assert {k: v for k, v in again.items() if k != "built"} == {
+        k: v for k, v in first.items() if k != "built"}
+
+
+def test_check_json_is_one_object_and_keeps_the_exit_status(capsys, tmp_path, monkeypatch):
+    argv = ["check", "--input", "2x4x4", "--kernel", "3x2x2x2", "--dtype", "float32",
+            "--batch", "3", "--out", str(tmp_path), "--json"]
+    status, out, _ = run(capsys, *argv)
+    body = json.loads(out)
+    assert status == 0 and body["ok"] is True
+    assert body["spec"]["input"] == [2, 4, 4] and body["target"] == "openmp"
+    assert body["dtype"] == "float32" and body["batch"] == 3
+    assert list(body["passes"]) == ["forward", "grad_input", "grad_weight", "grad_bias"]
+    for result in body["passes"].values():
+        assert set(result) == {"max_error", "relative_error", "tolerance", "ok"}
+        assert result["ok"] is True and result["tolerance"] == 1e-5
+        assert 0 <= result["relative_error"] <= result["tolerance"]
+
+    from codegen import check
+
+    real = check.check_module
+
+    def wrong(*a, **k):  # a pass off by far more than the tolerance
+        results = real(*a, **k)
+        return [results[0].__class__(results[0].name, 1.0, 0.5, results[0].tolerance),
+                *results[1:]]
+
+    monkeypatch.setattr(check, "check_module", wrong)
+    status, out, _ = run(capsys, *argv)
+    body = json.loads(out)
+    assert status == 1 and body["ok"] is False and body["passes"]["forward"]["ok"] is False
+    assert body["passes"]["grad_input"]["ok"] is True
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "latex"])
+def test_derive_shows_printing_progress_with_an_eta(capsys, monkeypatch, fmt):
+    from codegen.cli import Progress
+
+    monkeypatch.setattr(Progress, "delay", 0.0)  # as if the printing took seconds
+    status, out, err = run(capsys, "derive", "--input", "4x4", "--kernel", "2x1x2x2",
+                           "--format", fmt)
+    assert status == 0 and out
+    lines = [line for line in err.splitlines() if line.startswith("printing: ")]
+    n = 2 * 9 + 16 + 8 + 2  # forward, grad_input, grad_weight, grad_bias elements
+    assert lines[0].startswith(f"printing: 2% (1/{n} elements, 0 s, ETA ")
+    assert lines[-1] == f"printing: 100% ({n}/{n} elements, 0 s)"
+    assert "printing" not in out
