@@ -257,16 +257,18 @@ def cache_key(sources: SourceFiles, backend: Backend, chain: Toolchain) -> str:
 @functools.cache
 def generator_files() -> list[Path]:
     """Every file that renders sources: the templates, and the codegen and derive code, in
-    every subfolder (templates/openmp, codegen/blocking, derive/latex)."""
+    every subfolder (templates/openmp, codegen/blocking, derive/latex). Installed, the
+    templates lie inside ``codegen`` (``codegen/templates``): each file is listed once."""
     import derive
-    import templates
 
-    files = []
-    for package in (templates, derive, Path(__file__).parent):
-        folder = Path(package if isinstance(package, Path) else package.__file__).resolve()
-        folder = folder if folder.is_dir() else folder.parent
+    from .render import template_root
+
+    files: list[Path] = []
+    for folder in (template_root(), Path(derive.__file__).resolve().parent,
+                   Path(__file__).resolve().parent):
         files += [path for path in sorted(folder.rglob("*.*"))
-                  if path.suffix in (".py", ".jinja", ".h") and "__pycache__" not in path.parts]
+                  if path.suffix in (".py", ".jinja", ".h") and "__pycache__" not in path.parts
+                  and path not in files]
     return files
 
 

@@ -27,7 +27,7 @@ from derive.errors import LatexError
 from derive.latex import Document, document_content
 from derive.spec import LayerSpec
 
-#: The template of a derivation document, in the ``templates`` package.
+#: The template of a derivation document, in the templates' folder (``render.template_root``).
 TEMPLATE = "derivation.tex.jinja"
 
 INSTALL_HINT = ("apt-get install texlive-latex-base texlive-latex-recommended "
@@ -42,14 +42,14 @@ def _thousands(n: int) -> str:
 @functools.cache
 def environment() -> Any:  # -> jinja2.Environment
     """The Jinja environment of the LaTeX templates: ``\\VAR{x}``, ``\\BLOCK{for ...}``,
-    ``\\#{comment}``; strict, quiet whitespace; templates from the ``templates`` package; the
+    ``\\#{comment}``; strict, quiet whitespace; templates from ``render.template_root()``; the
     filter ``thousands`` (``1,234``)."""
     import jinja2
 
-    import templates
+    from codegen.render import template_root
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(templates.__file__).parent)),
+        loader=jinja2.FileSystemLoader(str(template_root())),
         block_start_string=r"\BLOCK{", block_end_string="}",
         variable_start_string=r"\VAR{", variable_end_string="}",
         comment_start_string=r"\#{", comment_end_string="}",

@@ -9,15 +9,33 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-
-import templates
 
 from .backends import Backend
 from .ir import KernelIR
 
-#: Where the Jinja templates live: the ``templates`` package, wherever it is installed.
-TEMPLATE_DIR = Path(templates.__file__).resolve().parent
+
+@functools.cache
+def template_root() -> Path:
+    """The folder of the Jinja templates, the one place every template is read from.
+
+    Installed, they are the package data of ``codegen.templates`` (the repository's
+    ``templates/`` folder, shipped inside ``codegen``), found with ``importlib.resources``.
+    Run from a source tree (``codegen`` imported from the checkout, not installed), there is
+    no ``codegen.templates``: the folder is then ``templates/`` next to ``codegen/``.
+    """
+    try:
+        root = resources.files("codegen.templates")
+    except ModuleNotFoundError:  # a source tree: templates/ beside the codegen package
+        return Path(__file__).resolve().parent.parent / "templates"
+    # Jinja's FileSystemLoader and the cache's fingerprint read real files: a wheel installed
+    # as files gives a Path (a zipped install, which has none, is not supported).
+    return Path(str(root)).resolve()
+
+
+#: Where the Jinja templates live (``template_root()``).
+TEMPLATE_DIR = template_root()
 
 HEADER = "conv2d.h"
 WRAPPER = "__init__.py"

@@ -116,7 +116,7 @@ def test_templates_are_package_data():
 
     tomllib = pytest.importorskip("tomllib")
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["templates"]
+        "package-data"]["codegen.templates"]
     for path in (ROOT / "templates").iterdir():
         if path.is_file() and path.suffix != ".py":
             assert any(fnmatch(path.name, p) for p in patterns), f"{path.name} is not package data"
