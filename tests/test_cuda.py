@@ -127,12 +127,16 @@ def test_templates_are_package_data():
 
 @needs_nvcc
 def test_every_grid_variant_compiles_with_nvcc(tmp_path):
-    """Each CUDA source of the OpenMP tests' grid (loops in both dtypes, unrolled where small)
-    through nvcc to an object, two at a time; warnings count as failures."""
+    """Each CUDA source of the OpenMP tests' grid through nvcc to an object, two at a time;
+    warnings count as failures. The loops kernels of every layer in float64 (each layer prints
+    its own index arithmetic), and in float32 where the dtype changes more than the C type:
+    the seed and the layers without a bias; the unrolled kernels where small."""
     chain = toolchain(CUDA)
     flags = [f for f in CUDA.compile_flags if not (f == "-gencode" or f.startswith("arch="))]
     folders = []
     for name, style, dtype in CASES:
+        if style == "loops" and dtype == "float32" and name != "seed" and GRID[name].bias:
+            continue
         folder = tmp_path / f"{name}_{style}_{dtype}"
         folder.mkdir()
         _sources(GRID[name], dtype, style).keyed("0" * 64).write(folder)
