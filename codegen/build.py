@@ -272,6 +272,7 @@ def generator_files() -> list[Path]:
     return files
 
 
+@functools.cache
 def generator_fingerprint() -> str:
     """SHA-256 over everything that renders sources (``generator_files``, each named by its
     path below its package) and the versions of SymPy and Jinja."""
