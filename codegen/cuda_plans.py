@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ir import Buffer, Kernel
+from .vocabulary import PASS
 
-#: The passes that sum over the batch into a partial buffer, then add the chunks in order.
-REDUCTIONS = ("grad_weight", "grad_bias")
 #: The threads-per-block constant of each pass's kernel.
 BLOCKS = {"forward": "FORWARD_BLOCK", "grad_input": "GRAD_INPUT_BLOCK",
           "grad_weight": "REDUCTION_BLOCK", "grad_bias": "REDUCTION_BLOCK"}
@@ -105,7 +104,8 @@ def _walk(kernel: Kernel) -> tuple[tuple[str, ...], tuple[str, ...]]:
 def cuda_pass(kernel: Kernel, style: str) -> CudaPass:
     """The CUDA pass of ``kernel`` in ``style`` (``unrolled`` or ``loops``)."""
     loops = style == "loops"
-    reduction = kernel.name in REDUCTIONS
+    # the passes that sum over the batch: into a partial buffer, then the chunks in order
+    reduction = PASS[kernel.name].accumulates
     params, args = _params(kernel, partial=False)
     partial_params, partial_args = _params(kernel, partial=True) if reduction else ("", "")
     size = kernel.output.sample_size

@@ -191,7 +191,7 @@ def _laid_out(kernel: Kernel, gpu: bool) -> Kernel:
         return kernel
     if gpu:
         return replace(kernel, layout=lay_out(nest, 8, 8))
-    inside = 4 + 4 * len(nest.free) + (4 if kernel.name in ("grad_weight", "grad_bias") else 0)
+    inside = 4 + 4 * len(nest.free) + (4 if PASS[kernel.name].accumulates else 0)
     return replace(kernel, layout=lay_out(nest, 4, inside))
 
 
