@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from derive.geometry import buffer_shapes
 from derive.spec import LayerSpec
 
 from .vocabulary import DTYPE_NAMES
@@ -74,10 +75,9 @@ class Conv2dOp:
     def __init__(self, spec: LayerSpec, dtype: str, target: str) -> None:
         self.spec, self.dtype, self.target = spec, dtype, target
         self.torch_dtype = getattr(torch, dtype)
-        c, h, w = spec.input
-        o = spec.kernel[0]
-        self.shapes = {"V": (c, h, w), "K": tuple(spec.kernel), "b": (o,),
-                       "Z": tuple(spec.output_shape), "G": tuple(spec.output_shape)}
+        shapes = buffer_shapes(spec)
+        self.shapes = {name: tuple(dims) for name, (dims, _) in shapes.items()}
+        self.batched = {name for name, (_, batched) in shapes.items() if batched}
         self._modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
         base = f"{NAMESPACE}::conv2d_{op_key(spec, dtype, target)}"
@@ -126,7 +126,7 @@ class Conv2dOp:
 
     def expected(self, name: str, batch: Any = None) -> str:
         dims = self.shapes[name]
-        if name in ("V", "Z", "G"):
+        if name in self.batched:
             dims = ("N" if batch is None else batch, *dims)
         return f"{self.torch_dtype} ({', '.join(map(str, dims))}{',' if len(dims) == 1 else ''})"
 
@@ -140,7 +140,7 @@ class Conv2dOp:
         if tensor.dtype != self.torch_dtype:
             raise TypeError(f"{name}: expected {self.expected(name, batch)}, got {got}")
         dims = self.shapes[name]
-        if name in ("V", "Z", "G"):
+        if name in self.batched:
             ok = tensor.dim() == 4 and tuple(tensor.shape[1:]) == dims and (
                 batch is None or tensor.shape[0] == batch)
         else:
