@@ -320,12 +320,12 @@ DERIVE_JSON = """\
   "spec"         the layer: input [C,H,W], kernel [O,C,KH,KW], stride, padding and
                  dilation [rows,columns], pads [top,bottom,left,right], bias, mode
                  (correlation or convolution), output [O,HO,WO]
-  "forward"      {"o,i,j": Z[o,i,j]}           one entry per output element
-  "grad_input"   {"c,h,w": dJ/dV[c,h,w]}       with --wrt input
-  "grad_weight"  {"o,c,p,q": dJ/dK[o,c,p,q]}   with --wrt weight
+  "forward"      {"o,y,x": Z[o,y,x]}           one entry per output element
+  "grad_input"   {"c,y,x": dJ/dV[c,y,x]}       with --wrt input
+  "grad_weight"  {"o,c,i,j": dJ/dK[o,c,i,j]}   with --wrt weight
   "grad_bias"    {"o": dJ/db[o]}               with --wrt bias ({} with --no-bias)
 Keys are 0-based indices joined by commas; values are SymPy expressions as text over
-V[c,h,w], K[o,c,p,q], b[o] and G[o,i,j] (0-based), which sympy.sympify reads back.
+V[c,y,x], K[o,c,i,j], b[o] and G[o,y,x] (0-based), which sympy.sympify reads back.
 """
 
 
