@@ -34,6 +34,8 @@ class Backend:
     Attributes:
         name: the target name users pass (``--target``, ``codegen.load(target=...)``).
         template: the Jinja template of the kernel source, in ``templates/``.
+        style_templates: ``(style, template)`` pairs: the styles whose kernel source another
+            template renders (the OpenMP ``direct`` style).
         source: the file name of the rendered kernel source.
         compiler_env: the environment variable that overrides the kernel compiler.
         compiler: the kernel compiler used when that variable is unset.
@@ -85,11 +87,17 @@ class Backend:
     install_hint: str = "install a C compiler with OpenMP (gcc)"
     glue_flags: tuple[str, ...] = ()
     sanitize: bool = False
+    style_templates: tuple[tuple[str, str], ...] = ()
+
+    def kernel_template(self, style: str) -> str:
+        """The Jinja template of the kernel source of ``style``."""
+        return dict(self.style_templates).get(style, self.template)
 
 
 OPENMP = Backend(
     name="openmp",
     template="openmp/module.c.jinja",
+    style_templates=(("direct", "openmp/direct.c.jinja"),),
     source="conv2d_openmp.c",
     compiler_env="CC",
     compiler="cc",

@@ -42,9 +42,6 @@ WRAPPER = "__init__.py"
 #: The CPython entry points, for backends that have them (``Backend.python_template``).
 PYTHON_ENTRIES = "conv2d_python.c"
 
-#: The kernel source of the OpenMP ``direct`` style (the index forms as plain loops).
-DIRECT_TEMPLATE = "openmp/direct.c.jinja"
-
 #: Placeholders for the cache key (and its first 12 characters) until it is known.
 KEY_TOKEN = "@@CORRGEN_CACHE_KEY@@"
 KEY12_TOKEN = "@@CORRGEN_KEY12@@"
@@ -107,11 +104,9 @@ def render(ir: KernelIR, backend: Backend) -> SourceFiles:
     (copied unchanged from ``templates/``)."""
     env = environment()
     context = {"ir": ir, "key": KEY_TOKEN, "key12": KEY12_TOKEN, "source": backend.source}
-    template = (DIRECT_TEMPLATE if ir.style == "direct" and not backend.gpu
-                else backend.template)
     files = (
         (HEADER, env.get_template(backend.header_template).render(context)),
-        (backend.source, env.get_template(template).render(context)),
+        (backend.source, env.get_template(backend.kernel_template(ir.style)).render(context)),
         (WRAPPER, env.get_template(backend.wrapper_template).render(context)),
         *(((PYTHON_ENTRIES, env.get_template(backend.python_template).render(context)),)
           if backend.python_template else ()),
