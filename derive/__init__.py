@@ -15,6 +15,7 @@ import importlib
 from typing import Any
 
 from .errors import CorrgenError, DerivationError, SpecError
+from .network import Network
 from .spec import LayerSpec
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "IndexForm",
     "LayerExprs",
     "LayerSpec",
+    "Network",
     "Proof",
     "SpecError",
     "__version__",

@@ -115,9 +115,10 @@ def test_docstring_examples():
     import doctest
 
     import derive
+    import derive.network
     import derive.spec
 
-    for module in (derive, derive.spec):
+    for module in (derive, derive.spec, derive.network):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 
