@@ -7,6 +7,9 @@ positions of the padded gradient it read.
 
 Shapes (DESIGN.md): ``V`` (N, C, H, W), ``K`` (O, C, KH, KW), ``b`` (O,), ``Z`` and ``G``
 (N, O, HO, WO). Arithmetic is done in the dtype of the inputs (float32 or float64).
+
+``network(net)`` is the reference of a whole ``derive.Network`` (``loss``, ``grads``, ``step``,
+``predict``), built on these layer functions in ``derive.network_reference``.
 """
 
 from __future__ import annotations
@@ -101,3 +104,12 @@ def random_inputs(spec: LayerSpec, batch: int = 2, dtype="float64", seed: int = 
     b = rng.standard_normal(o).astype(dtype) if spec.bias else None
     G = rng.standard_normal((batch, o, ho, wo)).astype(dtype)
     return V, K, b, G
+
+
+def network(net):
+    """The NumPy reference of a whole network (a ``derive.Network`` or its text form): an
+    object with ``loss``, ``grads``, ``step`` and ``predict`` (``derive.network_reference``)."""
+    # Imported here: derive.network_reference imports this module for its layer functions.
+    from .network_reference import NetworkReference
+
+    return NetworkReference(net)
