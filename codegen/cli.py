@@ -226,6 +226,10 @@ def _element_text(spec: LayerSpec, wrt: str, index: tuple[int, ...], base: int) 
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
+    if args.network:
+        from .cli_network import cmd_derive_network
+
+        return cmd_derive_network(args)
     spec = spec_from_args(args)
     base = args.index_base
     wrt = _parse_wrt(args.wrt)
@@ -244,6 +248,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
     progress = Progress("differentiating") if spec.n_terms > 20_000 else None
     exprs = derive_layer(spec, wrt, args.max_terms, progress)
     passes = exprs.passes()
+    numbers = _layer_values(spec, args.values)
     if args.format == "json":
         body: dict[str, Any] = {"spec": spec.to_dict()}
         # Terms in SymPy's internal order: 2.5x faster to print than sorted ones, and
@@ -256,6 +261,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
                 tick()
         if "bias" in wrt and not spec.bias:
             body["grad_bias"] = {}
+        if numbers:
+            body["values"] = {name: {",".join(map(str, idx)): str(expr.xreplace(numbers))
+                                     for idx, expr in elements.items()}
+                              for name, elements in passes.items()}
         json.dump(body, sys.stdout, indent=1)
         print()
         return 0
@@ -271,9 +280,19 @@ def cmd_derive(args: argparse.Namespace) -> int:
                 lhs_text = f"Z[{index_text(idx, base)}]"
             else:
                 lhs_text = f"dJ/d{GRAD_NAMES[pass_name]}[{index_text(idx, base)}]"
-            print(f"{lhs_text} = {shift_indices(expr, base)}")
+            value = f" = {expr.xreplace(numbers)}" if numbers else ""
+            print(f"{lhs_text} = {shift_indices(expr, base)}{value}")
             tick()
     return 0
+
+
+def _layer_values(spec: LayerSpec, path: str | None) -> dict[Any, Any]:
+    """``--values FILE.json`` as substitutions for the layer's V, K, b, G (empty without)."""
+    if not path:
+        return {}
+    from derive import values
+
+    return values.substitutions(path, values.layer_arrays(spec))
 
 
 def _printing(passes: dict[str, dict[tuple[int, ...], Any]]) -> Callable[[], None]:
@@ -353,7 +372,23 @@ def _add_derive(sub: Any) -> None:
     p.add_argument("--max-terms", type=int, default=DEFAULT_MAX_TERMS, metavar="N",
                    help=f"refuse specs with more forward terms, or more elements to write out "
                    f"(default {DEFAULT_MAX_TERMS:,})")
+    _network_options(p)
     p.set_defaults(handler=cmd_derive)
+
+
+def _network_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("networks and numbers")
+    group.add_argument("--network", metavar="'INPUT | LAYER | ... | LOSS'",
+                       help="derive a whole network instead of one layer, e.g. '1x8x8 | conv "
+                       "6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce' "
+                       "(layers: conv OxKHxKW [stride S] [pad P] [dil D] [nobias] [untied] "
+                       "[convolution], relu, sigmoid, tanh, maxpool|avgpool|l2pool K [stride "
+                       "S], flatten, dense N [nobias]; losses: l2, bce, softmax-ce)")
+    group.add_argument("--values", metavar="FILE.json",
+                       help="numbers for the worked example, a JSON object of arrays by name: "
+                       "V, K, b, G for a layer (e.g. {\"V\": [[1,6,2],[5,3,1],[7,0,4]], \"K\": "
+                       "[[1,2],[-1,0]]}); X, T and the parameters ('0.weight' or W0) for a "
+                       "network")
 
 
 # -- kernels: corrgen emit / build / check / bench -----------------------------------------------

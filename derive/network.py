@@ -159,7 +159,11 @@ class Network:
                 f"network={text!r}: expected 'INPUT | LAYER | ... | LOSS' (at least one layer; "
                 f"no empty item between bars), e.g. '1x8x8 | conv 6x3x3 pad 1 | relu | "
                 f"maxpool 2 | flatten | dense 10 | softmax-ce'")
-        shape = _ints("input", items[0], (2, 3))
+        try:
+            shape = _ints("input", items[0], (2, 3))
+        except SpecError:
+            raise SpecError(f"input {items[0]!r}: expected CxHxW or HxW (positive integers) as "
+                            f"the first item of the chain") from None
         return cls(shape, tuple(items[1:-1]), items[-1])
 
     @property

@@ -36,6 +36,7 @@ from sympy import (
     Add,
     And,
     Expr,
+    Float,
     Ge,
     Gt,
     Heaviside,
@@ -46,7 +47,6 @@ from sympy import (
     Piecewise,
     Rational,
     S,
-    cancel,
     diff,
     exp,
     expand,
@@ -54,6 +54,7 @@ from sympy import (
     simplify,
     sqrt,
     symbols,
+    sympify,
     tanh,
 )
 
@@ -175,14 +176,31 @@ def activation_derivative(kind: str) -> tuple[Callable[[Expr], Expr], Callable[[
     if kind == "relu":
         h = Piecewise((a, a > 0), (0, True))
         derivative = diff(h, a)  # Piecewise((1, a > 0), (0, True)): relu'(0) = 0
-        return (lambda x: h.subs(a, x)), (lambda x: derivative.subs(a, x))
+        return (lambda x: _put(h, a, x)), (lambda x: _put(derivative, a, x))
     h, in_output = {
         "sigmoid": (1 / (1 + exp(-a)), y * (1 - y)),
         "tanh": (tanh(a), 1 - y**2),
     }[kind]
     if simplify(diff(h, a) - in_output.subs(y, h)) != 0:
         raise DerivationError(f"{kind}: h' is not {in_output} in terms of the output y")
-    return (lambda x: h.subs(a, x)), (lambda x: in_output.subs(y, x))
+    return (lambda x: _put(h, a, x)), (lambda x: _put(in_output, y, x))
+
+
+def _put(expr: Expr, old: Expr, new: Expr) -> Expr:
+    """``expr`` with ``old`` replaced by ``new``, rebuilt unevaluated: ``expr`` is already
+    in its final form, and re-asking SymPy whether ``Y[z] > 0`` costs about 2 ms a relation."""
+    new = sympify(new)
+    if expr == old:
+        return new
+    if new.is_number:  # a worked example's number: let SymPy evaluate
+        return expr.xreplace({old: new})
+    if not expr.args:
+        return expr
+    args = [_put(arg, old, new) for arg in expr.args]
+    try:
+        return expr.func(*args, evaluate=False)
+    except TypeError:  # ExprCondPair takes no evaluate
+        return expr.func(*args)
 
 
 def _elementwise(layer: Layer) -> LayerDerivation:
@@ -303,7 +321,7 @@ def _softmax_minus_target(derivative: Expr, y: list[Expr], t: list[Expr], k: int
     """SymPy's derivative is ``softmax(y)[k] * sum_j T[j] - T[k]``; the one-hot targets sum
     to 1, so ``dJ/dy[k] = softmax(y)[k] - T[k]`` (checked, not assumed, before the rewrite)."""
     softmax = exp(y[k]) / Add(*[exp(yi) for yi in y])
-    if cancel(derivative - (softmax * Add(*t) - t[k])) != 0:
+    if expand(derivative - (softmax * Add(*t) - t[k])) != 0:
         raise DerivationError(f"softmax-ce: dJ/dY[{k}] = {derivative} is not softmax*sum(T) - T")
     return softmax - t[k]
 
@@ -325,8 +343,10 @@ def derive_network(net: Network, max_terms: int | None = DEFAULT_MAX_TERMS,
     Args:
         net: the network.
         max_terms: refuse a conv or dense layer with more forward terms than this.
-        progress: called as ``progress(layers_done, layers)``.
+        progress: called as ``progress(done, total)`` after each layer, in terms (a conv or
+            dense layer's forward products, a pool's window elements, one per element else).
     """
+    work = [_work(layer) for layer in net.layers]
     derived = []
     for layer in net.layers:
         if layer.spec is not None:
@@ -334,9 +354,18 @@ def derive_network(net: Network, max_terms: int | None = DEFAULT_MAX_TERMS,
         else:
             derived.append(_KINDS[layer.kind](layer))
         if progress is not None:
-            progress(layer.index + 1, len(net.layers))
+            progress(sum(work[:layer.index + 1]), sum(work))
     loss, deltas = loss_expr(net)
     return NetworkExprs(net, tuple(derived), loss, deltas)
+
+
+def _work(layer: Layer) -> int:
+    if layer.spec is not None:
+        return layer.spec.n_terms
+    cells = 1
+    for extent in layer.out_shape:
+        cells *= extent
+    return cells * layer.size[0] * layer.size[1]
 
 
 # -- the recursion against the composed loss (tiny networks) --------------------------------
@@ -377,43 +406,136 @@ def composed(exprs: NetworkExprs) -> tuple[Expr, dict[Expr, Expr]]:
 
 def check_composition(exprs: NetworkExprs, points: int = 3, seed: int = 0) -> CompositionCheck:
     """Differentiate the composed loss by every parameter element and compare with the
-    recursion's gradient. Raises DerivationError on a difference."""
-    loss, env = composed(exprs)
+    recursion's gradient. Raises DerivationError on a difference.
+
+    A polynomial network (no activation but identities, average pooling, l2 loss) is proven:
+    the difference is expanded to 0. Otherwise both sides are compared at ``points`` random
+    points to 40 digits: for each parameter element ``p`` the network is composed forward with
+    every other input a 50-digit number and ``p`` a symbol, so the loss is a function of ``p``
+    alone, which SymPy differentiates (composing it symbolically in every variable first costs
+    minutes: SymPy simplifies each nested ``Max`` on construction).
+    """
+    pairs = [(exprs.param_symbol(name)[index], grad)
+             for layer in exprs.layers for name, elements in layer.grads.items()
+             for index, grad in elements.items()]
+    if exprs.loss.is_polynomial(*exprs.loss.atoms(Indexed)) and not any(
+            layer.layer.kind in ("relu", "sigmoid", "tanh", "maxpool", "l2pool")
+            for layer in exprs.layers):
+        loss, env = composed(exprs)
+        for p, grad in pairs:
+            if expand(diff(loss, p) - grad.xreplace(env)) != 0:
+                raise DerivationError(f"d J/d {p}: the recursion differs from the composed "
+                                      f"loss's derivative")
+        return CompositionCheck(len(pairs), len(pairs), 0, 0)
     rng = random.Random(seed)
-    proved = sampled = 0
+    for _ in range(points):
+        point = _random_point(exprs, rng)
+        numbers = evaluate(exprs, point, digits=50)
+        for p, _ in pairs:
+            loss = _forward(exprs, {k: v for k, v in point.items() if k != p})
+            direct = diff(loss, p).xreplace({p: point[p]}).evalf(50)
+            other = numbers.grads[p]
+            if abs(direct - other) > Integer(10) ** -40 * (1 + abs(direct)):
+                raise DerivationError(f"d J/d {p}: composed {direct} != recursion {other}")
+    return CompositionCheck(len(pairs), 0, len(pairs), points)
+
+
+def _forward(exprs: NetworkExprs, env: dict[Expr, Expr]) -> Expr:
+    """The loss composed layer by layer from the values in ``env``."""
+    env = dict(env)
     for layer in exprs.layers:
-        for name, elements in layer.grads.items():
-            base = exprs.param_symbol(name)
-            for index, grad in elements.items():
-                direct = diff(loss, base[index])
-                recursion = grad.xreplace(env)
-                if not (direct - recursion).has(exp, log, Max, Piecewise, Heaviside, sqrt):
-                    if expand(direct - recursion) != 0:
-                        raise DerivationError(f"d J/d {name}{list(index)}: the recursion "
-                                              f"differs from the composed loss's derivative")
-                    proved += 1
-                    continue
-                for _ in range(points):
-                    _agree_at(direct, recursion, rng, f"{name}{list(index)}", exprs.net)
-                sampled += 1
-    return CompositionCheck(proved + sampled, proved, sampled, points)
+        out = output(layer.index)
+        for z, e in layer.forward.items():
+            env[out[z]] = _substitute(e, env)
+    return _substitute(exprs.loss, env)
 
 
-def _agree_at(direct: Expr, recursion: Expr, rng: random.Random, what: str,
-              net: Network) -> None:
-    """Both sides at one random rational point, to 50 digits. Targets are in (0, 1), or one-hot
-    for softmax-ce (whose δ uses that they sum to 1)."""
-    free = sorted((direct.atoms(Indexed) | recursion.atoms(Indexed)), key=str)
-    point = {atom: Rational(rng.randint(-999, 999), 997) for atom in free if atom.base != T}
-    cells = _indices(net.output_shape)
-    if net.loss == "softmax-ce":
+def _substitute(expr: Expr, env: dict[Expr, Expr]) -> Expr:
+    """``expr.xreplace(env)``, except that a ``Max`` with a symbolic argument stays unevaluated:
+    evaluating one means SymPy's search for arguments it can drop (``_find_localzeros``), about
+    50 ms a ``Max`` here, and the result is the same function."""
+    if expr in env:
+        return env[expr]
+    if not expr.args or isinstance(expr, Indexed):
+        return expr
+    args = [_substitute(arg, env) for arg in expr.args]
+    if isinstance(expr, Max) and not all(arg.is_number for arg in args):
+        return Max(*args, evaluate=False)
+    return expr.func(*args)
+
+
+def _random_point(exprs: NetworkExprs, rng: random.Random) -> dict[Expr, Expr]:
+    """Random 50-digit values for ``X``, ``T`` and the parameters; targets in (0, 1), or
+    one-hot for softmax-ce (whose δ uses that they sum to 1). A tie of the max pool after a
+    ReLU (zeros) meets ReLU's zero derivative, so both sides agree there too."""
+    point: dict[Expr, Expr] = {}
+    for name, (base, shape) in arrays(exprs.net).items():
+        if name[0].isdigit() or base == T:
+            continue
+        point.update({base[i]: Float(Rational(rng.randint(-999, 999), 997), 50)
+                      for i in _indices(shape)})
+    cells = _indices(exprs.net.output_shape)
+    if exprs.net.loss == "softmax-ce":
         hot = rng.randrange(len(cells))
         point.update({T[z]: Integer(k == hot) for k, z in enumerate(cells)})
     else:
-        point.update({T[z]: Rational(rng.randint(1, 99), 100) for z in cells})
-    # Heaviside and Max are evaluated exactly on rationals; ties of the max pool after a ReLU
-    # (zeros) meet ReLU's zero derivative, so both sides agree there too.
-    a = direct.xreplace(point).evalf(50)
-    c = recursion.xreplace(point).evalf(50)
-    if abs(a - c) > Integer(10) ** -40 * (1 + abs(a)):
-        raise DerivationError(f"d J/d {what}: composed {a} != recursion {c}")
+        point.update({T[z]: Float(Rational(rng.randint(1, 99), 100), 50) for z in cells})
+    return point
+
+
+# -- numbers: the worked example ----------------------------------------------------------
+
+
+def arrays(net: Network) -> dict[str, tuple[IndexedBase, tuple[int, ...]]]:
+    """The arrays ``--values`` may give for ``net``: ``X``, ``T`` and the parameters, by
+    PyTorch name and by symbol (``"0.weight"`` and ``W0``)."""
+    out = {"X": (X, net.input), "T": (T, net.output_shape)}
+    for layer in net.layers:
+        for name, shape in layer.params():
+            index, kind = name.split(".")
+            base = (weight if kind == "weight" else bias)(int(index))
+            out[name] = out[str(base)] = (base, shape)
+    return out
+
+
+@dataclass(frozen=True)
+class Example:
+    """A network at numbers: ``values`` every ``X``/``T``/parameter/``Y``/``dY`` element,
+    ``loss`` the sample's loss, ``grads`` each parameter element's ``dJ/dp``."""
+
+    values: dict[Expr, Expr]
+    loss: Expr
+    grads: dict[Expr, Expr]
+
+
+def evaluate(exprs: NetworkExprs, subs: dict[Expr, Expr], digits: int = 15) -> Example:
+    """The recursion at the numbers ``subs`` (``X``, ``T`` and the parameters): exact where
+    the arithmetic is rational, else to ``digits`` digits."""
+    missing = [name for name, (base, shape) in arrays(exprs.net).items()
+               if not name[0].isdigit() and any(base[i] not in subs for i in _indices(shape))]
+    if missing:
+        raise DerivationError(f"--values: the worked example needs every element of "
+                              f"{', '.join(sorted(set(missing)))}")
+    env = dict(subs)
+
+    def value(expr: Expr) -> Expr:
+        number = expr.xreplace(env)
+        return number if number.is_Rational else number.evalf(digits)
+
+    for layer in exprs.layers:
+        out = output(layer.index)
+        for z, e in layer.forward.items():
+            env[out[z]] = value(e)
+    loss = value(exprs.loss)
+    last = exprs.layers[-1].index
+    for z, d in exprs.loss_delta.items():
+        env[delta(last)[z]] = value(d)
+    grads: dict[Expr, Expr] = {}
+    for layer in reversed(exprs.layers):
+        for name, elements in layer.grads.items():
+            base = exprs.param_symbol(name)
+            grads.update({base[i]: value(g) for i, g in elements.items()})
+        below = delta(layer.index - 1)
+        for u, d in layer.backward.items():
+            env[below[u]] = value(d)
+    return Example(env, loss, grads)
