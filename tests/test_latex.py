@@ -23,10 +23,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import codegen.document as latex_doc
 import derive.latex.expansions as expansions
+import derive.vec_forms as vec_forms
 from codegen import cli
 from codegen.document import compile_pdf, to_latex, write_atomic
 from derive import LayerSpec
@@ -290,6 +292,84 @@ def test_seed_compact_forms_are_seed_003s_matrices(seed_tex: str) -> None:
     rot = r"\begin{bmatrix}{K}_{2,2} & {K}_{2,1}\\{K}_{1,2} & {K}_{1,1}\end{bmatrix}"
     assert rf"\frac{{\partial J}}{{\partial V}} = {padded} \star {rot}" in seed_tex
     assert "2 + 2 - 1 = 3" in seed_tex  # the full correlation's size (not h_I + h_F/2 + 1)
+
+
+def _bmatrix_after(tex: str, lhs: str) -> list[list[str]]:
+    """The cells of the last matrix of the display that starts with ``lhs``."""
+    display = tex.split(rf"\fitwidth{{{lhs} = ")[1].split(r"} \]")[0]
+    body = display.rsplit(r"\begin{bmatrix}", 1)[1].split(r"\end{bmatrix}")[0]
+    return [[_norm(cell) for cell in row.split(" & ")] for row in body.split(r"\\")]
+
+
+def _seed_names(letter: str, rows: int, cols: int) -> np.ndarray:
+    """``letter_{r,t}``, 1-based, as an array of the document's (normalised) names."""
+    return np.array([[f"{letter}_{{{r + 1},{t + 1}}}" for t in range(cols)]
+                     for r in range(rows)], dtype=object)
+
+
+def test_seed_matrix_form_is_seed_004s_im2col(seed_tex: str) -> None:
+    # Seed 004, MATLAB's layout: V as a 1 x 9 matrix, positions column-major; phi's columns
+    # the 2 x 2 windows (column-major over the outputs), each raveled column-major; W the
+    # kernel raveled likewise. The oracle is NumPy's Fortran-order ravel of the names.
+    v, k = _seed_names("V", 3, 3), _seed_names("K", 2, 2)
+    section = seed_tex.split(r"\section{Matrix form (seed 004)}")[1]
+    assert _bmatrix_after(section, r"\boldsymbol{V}") == [list(np.ravel(v, order="F"))]
+    windows = [np.ravel(v[y:y + 2, x:x + 2], order="F") for x in range(2) for y in range(2)]
+    phi = np.stack(windows, axis=1)
+    assert _bmatrix_after(section, r"\phi(\operatorname{pad}(\boldsymbol{V}))") == phi.tolist()
+    assert _bmatrix_after(section, "W") == [list(np.ravel(k, order="F"))]
+    # P_phi: row r of window q picks the position phi[r, q] holds, from vec(V)
+    p_phi = _bmatrix_after(section, r"P_{\phi}")
+    flat = list(np.ravel(v, order="F"))
+    want = [["1" if flat[col] == phi[r, q] else "0" for col in range(9)]
+            for q in range(4) for r in range(4)]
+    assert p_phi == want
+    assert r"P_{\text{pad}} = \mathcal{I}_{9}" in section
+    assert _bmatrix_after(section, r"S = W \phi(\operatorname{pad}(\boldsymbol{V})) + "
+                                   r"\boldsymbol{b} \mathbb{1}_{4}^T") == [
+        list(np.ravel(_seed_names("Z", 2, 2), order="F"))]
+    # the gradients in the same orders: dJ/dW as W, dJ/dvec(V) as vec(V)
+    dj = np.vectorize(lambda name: _norm(rf"\frac{{\partial J}}{{\partial {name}}}"))
+    assert _bmatrix_after(section, r"\frac{\partial J}{\partial W}") == [
+        list(dj(np.ravel(k, order="F")))]
+    assert _bmatrix_after(
+        section, r"\left(\frac{\partial J}{\partial \operatorname{vec}(\boldsymbol{V})}\right)^T"
+    ) == [list(dj(flat))]
+    for tag in (3, 4, 5):
+        assert rf"\tag{{{tag}}}" in section
+    assert r"(\mathcal{I}_{4} \otimes W) \operatorname{vec}" in section
+    assert "on this layer itself, element by element, each element in every form: 4 forward, " \
+           "4 kernel-gradient, 9 input-gradient, 1 bias-gradient elements" in seed_tex
+
+
+def test_a_kernel_covering_its_input_reads_as_seed_004s_dense_layer() -> None:
+    tex = to_latex(LayerSpec(input=(1, 2, 2), kernel=(1, 1, 2, 2)))
+    section = tex.split(r"\section{Matrix form (seed 004)}")[1]
+    assert r"\tag{8}" in section and r"\tag{9}" in section
+    assert r"= \mathcal{I}_{4} \operatorname{vec}(\boldsymbol{V})" in section
+    assert _bmatrix_after(section, r"P_{\phi}") == np.eye(4, dtype=int).astype(str).tolist()
+    assert r"\tag{8}" not in to_latex(SEED)
+
+
+def test_large_layers_print_the_matrix_forms_sizes_not_their_matrices() -> None:
+    tex = document("large")[0]
+    section = tex.split(r"\section{Matrix form (seed 004)}")[1].split(r"\section")[0]
+    # 75 taps x 1024 windows rows, 3 x 36 x 36 padded input columns
+    assert r"P_{\phi} \in \{0, 1\}^{76800 \times 3888}" in section
+    assert r"\mathcal{I}_{1024} \otimes W" in section
+    assert "too large to print" in section and "reduced proxy" in section
+    assert r"\begin{bmatrix}" not in section
+
+
+def test_a_wrong_matrix_form_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # W reading the wrong kernel tap must not reach the document, large layer or small
+    real = vec_forms.kernel_element
+    monkeypatch.setattr(vec_forms, "kernel_element",
+                        lambda spec, o, c, i, j: real(spec, o, c, j, i))
+    for spec in (LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 3)),
+                 LayerSpec(input=(1, 9, 9), kernel=(1, 1, 2, 3))):
+        with pytest.raises(DerivationError, match="seed 004's form"):
+            to_latex(spec)
 
 
 def test_seed_setup_and_provenance(seed_tex: str) -> None:

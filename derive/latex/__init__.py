@@ -15,7 +15,11 @@ layer (``codegen.document.to_latex`` renders it with ``templates/derivation.tex.
    ``dJ/dK`` the valid correlation of V with G, ``dJ/dV`` the full correlation of the
    stride-dilated, zero-padded G with the 180-degree-rotated kernel, ``dJ/db`` the sum of G,
    and the sums over channels;
-6. what was verified, with the counts.
+6. seed 004's matrix form: the input as a channels x positions matrix, ``P_pad``, the im2col
+   gather ``P_phi`` and ``W``, the forward pass by its (3), (4), (5) (vec and Kronecker
+   products), the gradients in the same form, and (8), (9) when the kernel covers the input;
+   the matrices written out when each has at most ``MAX_VECTOR`` rows and columns;
+7. what was verified, with the counts.
 
 One module per responsibility:
 
@@ -26,6 +30,7 @@ One module per responsibility:
 - ``expansions``: each element's forward sum, chain rule and constraint reading, checked;
 - ``matrix_forms``: the compact forms' matrices and their check;
 - ``compact``: the compact forms' equations;
+- ``vector_form``: seed 004's matrix form (``derive.vec_forms`` builds and checks it);
 - ``content``: the plain data the template receives (``Document``);
 - ``document``: ``document_content``, which runs all of the above.
 
@@ -35,8 +40,9 @@ template's, and rendering, writing the .tex and running pdflatex are ``codegen.d
 Nothing is printed unproven. ``prove(spec)`` checks the index forms against the explicit
 derivation (on the spec itself, or on its reduced proxy when the spec is large); every
 element expanded is checked against its index form, every constraint-sum reading against
-its chain-rule result, and the matrix forms against the index forms (on the spec, or on the
-same proxy). A mismatch raises ``DerivationError``.
+its chain-rule result, the matrix forms against the index forms, and seed 004's forms
+against the explicit derivation (on the spec, or on the same proxy; always on the spec when
+its matrices are printed). A mismatch raises ``DerivationError``.
 
 Limits: indices with two or more digits make wide lines; long sums and large matrices are
 elided in the middle (the count is printed), so a document stays readable and of bounded

@@ -241,6 +241,42 @@ class Compact:
 
 
 @dataclass(frozen=True)
+class VectorForm:
+    """Seed 004's matrix form of the layer (``derive.vec_forms``): im2col, vec, Kronecker.
+
+    Attributes:
+        printable: whether the matrices are written out (``displays``, ``grad_displays``);
+            else ``checked_on`` says where the forms were checked.
+        padded: ``P_pad`` adds a zero frame; else it is ``pad_identity``.
+        bias, convolution: the layer's bias, and whether ``W`` holds the rotated kernel.
+        dense: the kernel covers the whole unpadded input, ``P_phi P_pad = I``: the layer is
+            seed 004's fully connected one, ``dense_rows`` its (8), (9).
+        v, g, phi: the input and the upstream gradient as matrices, and
+            ``phi(pad(V))``, in LaTeX; ``out``: the output's letter.
+        shapes: ``name \\in \\mathbb{R}^{m \\times n}`` of every matrix.
+        forward, gradients: the ``align*`` rows of (3), (4), (5) and of the gradients.
+    """
+
+    printable: bool
+    checked_on: Where
+    padded: bool
+    bias: bool
+    convolution: bool
+    dense: bool
+    v: str
+    g: str
+    phi: str
+    out: str
+    pad_identity: str
+    shapes: list[str]
+    forward: list[Row]
+    gradients: list[Row]
+    dense_rows: list[Row]
+    displays: list[str]
+    grad_displays: list[str]
+
+
+@dataclass(frozen=True)
 class Count:
     """Elements of one pass (``forward``, ``grad_input``, ...) checked, ``zeros`` of them 0."""
 
@@ -261,6 +297,8 @@ class Verified:
             outputs), rather than of the one term holding the element.
         readings: input elements whose constraint reading was checked.
         matrices_on, matrices: where the compact forms were checked, and the elements.
+        vector_on, vector: where seed 004's matrix forms were checked, and the elements
+            (each in every form).
     """
 
     proof_on: Where
@@ -270,6 +308,8 @@ class Verified:
     readings: int
     matrices_on: Where
     matrices: list[Count]
+    vector_on: Where
+    vector: list[Count]
 
 
 @dataclass(frozen=True)
@@ -298,4 +338,5 @@ class Document:
     g_def: str
     sections: list[Section]
     compact: Compact
+    vector: VectorForm
     verified: Verified

@@ -21,6 +21,7 @@ from ..proof import x as _x
 from ..proof import y as _y
 from ..spec import LayerSpec
 from ..symbols import G, K, V, Z, b
+from ..vec_forms import VecForms
 from .compact import compact
 from .content import (
     ArrayLine,
@@ -38,6 +39,7 @@ from .matrix_forms import MatrixForms
 from .notation import MAX_MATRIX, NOTATIONS, Letters
 from .printer import Row, tex
 from .selection import Selection, shown_channels, shown_pairs
+from .vector_form import printable, vector_form
 
 
 def _setup(spec: LayerSpec, lt: Letters) -> Setup:
@@ -143,7 +145,8 @@ def _where(spec: LayerSpec, target: LayerSpec) -> Where:
 
 
 def _verified(ex: Expansions, proof: Proof, matrix_counts: dict[str, int],
-              matrices_on: LayerSpec) -> Verified:
+              matrices_on: LayerSpec, vector_counts: dict[str, int],
+              vector_on: LayerSpec) -> Verified:
     """What the checks established, from the counts they made."""
     return Verified(
         proof_on=_where(proof.spec, proof.proved_on),
@@ -152,7 +155,9 @@ def _verified(ex: Expansions, proof: Proof, matrix_counts: dict[str, int],
         whole_sums=ex.forward is not None,
         readings=ex.checked["reading"],
         matrices_on=_where(proof.spec, matrices_on),
-        matrices=[Count(n, k) for n, k in matrix_counts.items() if k])
+        matrices=[Count(n, k) for n, k in matrix_counts.items() if k],
+        vector_on=_where(proof.spec, vector_on),
+        vector=[Count(n, k) for n, k in vector_counts.items() if k])
 
 
 def command_line(spec: LayerSpec, notation: str, base: int, elements: str | int) -> str:
@@ -222,6 +227,11 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
     explicit = (derive_layer(checked_on, max_terms=None)  # cached by prove
                 if checked_on == proof.proved_on else None)
     matrix_counts = (own if checked_on == spec else MatrixForms(checked_on)).check(explicit)
+    # Seed 004's form likewise: on this layer when its matrices are printed.
+    vec_own = VecForms(spec)
+    vec_on = spec if printable(vec_own) else proof.proved_on
+    vec_counts = (vec_own if vec_on == spec else VecForms(vec_on)).check(
+        derive_layer(vec_on, max_terms=None))
     sections = _sections(spec, lt, ex, selection)
     command = command_line(spec, notation, index_base, elements)
     title_input, title_kernel = _title(spec)
@@ -234,4 +244,5 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
         correlate=lt.nt.correlate, setup=_setup(spec, lt), arrays=_arrays(spec, lt),
         g_def=_g_definition(spec, lt), sections=sections,
         compact=compact(spec, lt, own, _where(spec, checked_on)),
-        verified=_verified(ex, proof, matrix_counts, checked_on))
+        vector=vector_form(vec_own, lt, _where(spec, vec_on)),
+        verified=_verified(ex, proof, matrix_counts, checked_on, vec_counts, vec_on))
