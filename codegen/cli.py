@@ -332,6 +332,9 @@ corrgen derive --input 3x3 --kernel 2x2 --wrt input     # the seed example's dJ/
 corrgen derive --element 'V[2,2]'                       # one element's chain rule, unsimplified
 corrgen derive --input 2x5x5 --kernel 2x2x3x3 --stride 2 --padding 1 --format json
 corrgen derive --input 16x32x32 --kernel 16x16x3x3 --verify   # prove the index forms
+corrgen derive --values seed001.json --wrt weight       # numbers in: Z = 8, 7, 4, 5
+corrgen derive --network "1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 \
+  | softmax-ce"
 """
 
 DERIVE_JSON = """\
@@ -345,6 +348,14 @@ DERIVE_JSON = """\
   "grad_bias"    {"o": dJ/db[o]}               with --wrt bias ({} with --no-bias)
 Keys are 0-based indices joined by commas; values are SymPy expressions as text over
 V[c,y,x], K[o,c,i,j], b[o] and G[o,y,x] (0-based), which sympy.sympify reads back.
+With --values, "values" holds each element's number under the same keys.
+
+With --network, the object is "network" (the layers, shapes and parameters), "symbols"
+(each array's name and shape: X, T, Y<l>, dY<l> = dJ/dY<l>, W<l>, B<l>), "layers" (per
+layer "forward" {index: Y<l>[index]}, "backward" {index: dY<l-1>[index]}, "grads"
+{"<l>.weight": {index: dJ/dW<l>[index]}, ...}) and "loss" ("J", and "delta" {index:
+dY<last>[index]}); sympify reads the expressions with the names of "symbols" as
+IndexedBase (locals).
 """
 
 
