@@ -43,6 +43,8 @@ statements that look suspicious but hold, checked the same way. In brief:
   inputs. ``001-sum-limit``: ``sum_{i=1}^{n}`` over the outputs; there are d.
   ``001-bce-brackets``: the cross-entropy's sum needs brackets round both terms.
   ``001-pred-label``: ``y*`` is labelled "(pred)"; it is the target, ``y`` the prediction.
+  ``001-one-operator``: "I * K = I * rot180(K)" writes one ``*`` for convolution (left) and
+  cross-correlation (right).
 * 002 ``002-stride-upper``: the upper limit ``KH/stride - 1`` needs a ceiling.
   ``002-channel-order``: section 2's ``w[i',j',f',f]`` swaps the channel roles.
   ``002-padding-interval``: "x not in [0, output height]" must exclude the upper end.
@@ -63,8 +65,8 @@ statements that look suspicious but hold, checked the same way. In brief:
 * 004: no slip; its Kronecker product and its vec identities (4)-(9) hold (``CONFIRMED``).
 
 Confirmed, not slips: seed 000's eq. (1); seed 001's ``sigma' = sigma (1 - sigma)``, its
-cross-entropy derivative, "I * K = I * rot180(K)" (the page labels the left operator
-"Convolution" and the right one "Cross-Correlation") and its one bias per output element
+cross-entropy derivative, its rot180(K) and convolution [7 5; 11 3], and its one bias per
+output element
 (``b11, b12, ...``: an untied bias, which corrgen's networks offer as ``untied``); seed 003's
 A.3, (2.14) and B.26; seed 004's Kronecker product and (4)-(9).
 """
@@ -695,6 +697,17 @@ def confirm_001_rot180() -> Evidence:
                     oracle={"rot180": np.rot90(K_[0, 0], 2), "conv": conv})
 
 
+def check_001_one_operator() -> Evidence:
+    """"I * K = I * rot180(K)" with one ``*``: the page's own ``I * K`` (its first worked
+    example, [8 7; 4 5]) is not ``I * rot180(K)`` ([7 5; 11 3]); the convolution is, which
+    needs a second symbol. Oracle: derive.reference's correlation of I with rot180(K)."""
+    I_, K_ = seed001_arrays()
+    rotated = np.rot90(K_, 2, axes=(2, 3)).copy()
+    oracle = reference.forward(SEED001_SPEC, I_, rotated)[0, 0]
+    convolution = reference.forward(SEED001_SPEC.replace(mode="convolution"), I_, K_)[0, 0]
+    return Evidence(seed=np.array(SEED001_VALID), right=convolution, oracle=oracle)
+
+
 def confirm_001_untied_bias() -> Evidence:
     """``dE/db_ij = dE/dy_ij`` with one bias per output element (the page's ``b_11, b_12,
     ...``), against ``sympy.diff`` of ``E`` through ``Y = B + X * K``."""
@@ -1069,6 +1082,14 @@ SLIPS: tuple[Slip, ...] = (
          why="eq. (2) writes the kernel K_{i,j,k,l}; the list names a fourth index m and then "
              "describes l",
          demo=check_000_kernel_letters),
+    Slip("001-one-operator", "001", "'Convolutional', under the worked example",
+         says="conv(I, K) = I * rot180(K);  I * K = I * rot180(K)",
+         right="I (conv) K = I (corr) rot180(K): the two sides need two symbols (the labels "
+               "under the line, Convolution and Cross-Correlation, say which is which)",
+         why="the page writes * for both operations in one equation; read with one meaning, "
+             "its own numbers refute it: I * K = [8 7; 4 5] on the page, I * rot180(K) = "
+             "[7 5; 11 3]",
+         demo=check_001_one_operator),
     Slip("001-y11", "001", "chain-rule page, the y_11 line after '[Consideration]'",
          says="y11 = b11 + k11 x11 + k12 x12 + k13 x13 + k14 x14",
          right="y11 = b11 + k11 x11 + k12 x12 + k21 x21 + k22 x22",
@@ -1311,11 +1332,9 @@ CONFIRMED: tuple[Confirmation, ...] = (
                  says="dE/dy_i = 1/n ((1 - y_i*)/(1 - y_i) - y_i*/y_i)",
                  why="sympy.diff of the bracketed cross-entropy", demo=confirm_001_bce_derivative),
     Confirmation("001-rot180", "001", "'Convolutional', under the worked example",
-                 says="I * K = I * rot180(K), the left * labelled Convolution, the right "
-                      "Cross-Correlation; rot180(K) = [0 -1; 2 1], result [7 5; 11 3]",
-                 why="read with the labels it is conv(I, K) = I (x) rot180(K); with one "
-                     "operator on both sides it would be false (the page's numbers: [8 7; 4 5] "
-                     "against [7 5; 11 3])",
+                 says="rot180(K) = [0 -1; 2 1] and the convolution I * rot180(K) = [7 5; 11 3]",
+                 why="NumPy's rotation, and derive.reference's convolution of the page's image "
+                     "with its kernel",
                  demo=confirm_001_rot180),
     Confirmation("001-untied-bias", "001", "the dE/db_11 ... dE/db_22 lines",
                  says="dE/db_11 = dE/dy_11; dE/db_12 = dE/dy_12; ...",
