@@ -68,7 +68,7 @@ def render(content: Document) -> str:
 
 
 def to_latex(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
-             notation: str = "seed000") -> str:
+             notation: str = "seed000", values: str | Path | dict[str, Any] | None = None) -> str:
     """A standalone LaTeX document deriving the backward pass of ``spec``.
 
     Args:
@@ -79,15 +79,21 @@ def to_latex(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
             ``"auto"``: all when the layer has at most ``AUTO_ALL_LIMIT`` elements, else
             corners.
         notation: ``"seed000"`` (V, K, Z, G, J) or ``"seed003"`` (x, w, y, delta, E).
+        values: numbers for a section "Worked example" in seed 001's style: a JSON file's
+            path or a dict of arrays by name (``V``, ``K``, ``b``, ``G``; nested lists,
+            leading extents of 1 left out as one likes) and optionally ``lr``, the SGD step
+            size. The output, and with ``G`` the gradients and with ``lr`` one SGD step, are
+            computed exactly and checked against the NumPy reference. None: no such section.
 
     Returns:
         The document's text.
 
     Raises:
         LatexError: a bad option (naming it, the rule and the value).
+        SpecError: bad ``values`` (an unknown name, a wrong shape, not a number).
         DerivationError: a check failed (nothing is to be written then).
     """
-    return render(document_content(spec, index_base, elements, notation))
+    return render(document_content(spec, index_base, elements, notation, values))
 
 
 # -- files ----------------------------------------------------------------------------------------

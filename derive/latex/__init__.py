@@ -19,7 +19,12 @@ layer (``codegen.document.to_latex`` renders it with ``templates/derivation.tex.
    gather ``P_phi`` and ``W``, the forward pass by its (3), (4), (5) (vec and Kronecker
    products), the gradients in the same form, and (8), (9) when the kernel covers the input;
    the matrices written out when each has at most ``MAX_VECTOR`` rows and columns;
-7. what was verified, with the counts.
+7. with ``values`` (a JSON file's path or a dict of arrays ``V``, ``K``, ``b``, ``G``, and
+   optionally ``lr``), seed 001's worked example: the given arrays as matrices of numbers, a
+   few outputs term by term and the whole output, and with ``G`` the gradients and with
+   ``lr`` one SGD step, exact, each entry checked against the NumPy reference; arrays not
+   given stay symbolic;
+8. what was verified, with the counts.
 
 One module per responsibility:
 
@@ -31,6 +36,7 @@ One module per responsibility:
 - ``matrix_forms``: the compact forms' matrices and their check;
 - ``compact``: the compact forms' equations;
 - ``vector_form``: seed 004's matrix form (``derive.vec_forms`` builds and checks it);
+- ``worked_example``: the numbers of ``values``, substituted and checked;
 - ``content``: the plain data the template receives (``Document``);
 - ``document``: ``document_content``, which runs all of the above.
 
@@ -42,7 +48,8 @@ derivation (on the spec itself, or on its reduced proxy when the spec is large);
 element expanded is checked against its index form, every constraint-sum reading against
 its chain-rule result, the matrix forms against the index forms, and seed 004's forms
 against the explicit derivation (on the spec, or on the same proxy; always on the spec when
-its matrices are printed). A mismatch raises ``DerivationError``.
+its matrices are printed), and every number of a worked example against
+``derive.reference``. A mismatch raises ``DerivationError``.
 
 Limits: indices with two or more digits make wide lines; long sums and large matrices are
 elided in the middle (the count is printed), so a document stays readable and of bounded

@@ -313,6 +313,40 @@ class Verified:
 
 
 @dataclass(frozen=True)
+class Example:
+    """Seed 001's worked example: the layer with numbers (``derive.latex.worked_example``).
+
+    Attributes:
+        given, symbolic: the layer's arrays given numbers and those left symbolic, by
+            DESIGN's names (``V``, ``K``, ``b``, ``G``), in that order.
+        arrays: the given arrays as matrices of numbers, per channel (pair).
+        lines, shown, total: ``shown`` of the ``total`` outputs written term by term (each
+            product ``kernel \\cdot input`` with the numbers substituted) and their value.
+        output: the output's matrices.
+        grad_lines, gradients: with ``G`` given, the first element of each gradient term by
+            term, and every gradient's matrices; empty without ``G``.
+        lr: the SGD step size in LaTeX (``""`` when none was given); ``step``: the parameters
+            after one SGD step, when ``G`` and the step size are given.
+        checked: numbers compared with the NumPy reference; ``probed``: some entries hold
+            symbols, which were checked at integer values of those symbols.
+    """
+
+    given: list[str]
+    symbolic: list[str]
+    arrays: list[ArrayLine]
+    lines: list[Row]
+    shown: int
+    total: int
+    output: list[ArrayLine]
+    grad_lines: list[Row]
+    gradients: list[ArrayLine]
+    lr: str
+    step: list[ArrayLine]
+    checked: int
+    probed: bool
+
+
+@dataclass(frozen=True)
 class Document:
     """Everything one derivation document says, for ``templates/derivation.tex.jinja``.
 
@@ -322,6 +356,7 @@ class Document:
         title_input, title_kernel: the input's and the kernel's shapes (LaTeX).
         symbols: the letters; ``correlate`` the valid-correlation operator.
         g_def: ``G_{o,y,x} = dJ/dZ_{o,y,x}``.
+        example: seed 001's worked example with numbers (``values``), or None.
     """
 
     version: str
@@ -340,3 +375,4 @@ class Document:
     compact: Compact
     vector: VectorForm
     verified: Verified
+    example: Example | None = None

@@ -8,7 +8,9 @@ numbers and the names of cases, no sentence. ``codegen.document`` renders it wit
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
+from pathlib import Path
 
 from sympy import Expr
 
@@ -40,6 +42,7 @@ from .notation import MAX_MATRIX, NOTATIONS, Letters
 from .printer import Row, tex
 from .selection import Selection, shown_channels, shown_pairs
 from .vector_form import printable, vector_form
+from .worked_example import Values, read_values, worked_example
 
 
 def _setup(spec: LayerSpec, lt: Letters) -> Setup:
@@ -160,8 +163,10 @@ def _verified(ex: Expansions, proof: Proof, matrix_counts: dict[str, int],
         vector=[Count(n, k) for n, k in vector_counts.items() if k])
 
 
-def command_line(spec: LayerSpec, notation: str, base: int, elements: str | int) -> str:
-    """The ``corrgen latex`` command that regenerates a document."""
+def command_line(spec: LayerSpec, notation: str, base: int, elements: str | int,
+                 values: Values | None = None) -> str:
+    """The ``corrgen latex`` command that regenerates a document; values given as a dict
+    (no file) are named ``FILE.json``, the file that would hold them."""
     parts = ["corrgen latex", spec.cli_options()]
     if base != 1:
         parts.append(f"--index-base {base}")
@@ -169,6 +174,9 @@ def command_line(spec: LayerSpec, notation: str, base: int, elements: str | int)
         parts.append(f"--elements {elements}")
     if notation != "seed000":
         parts.append(f"--notation {notation}")
+    if values is not None:
+        parts.append("--values " + (shlex.quote(str(values)) if isinstance(values, (str, Path))
+                                    else "FILE.json"))
     return " ".join(parts)
 
 
@@ -195,7 +203,7 @@ def _g_definition(spec: LayerSpec, lt: Letters) -> str:
 
 
 def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
-                     notation: str = "seed000") -> Document:
+                     notation: str = "seed000", values: Values | None = None) -> Document:
     """The content of the LaTeX document deriving the backward pass of ``spec``.
 
     Args:
@@ -206,9 +214,13 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
             ``"auto"``: all when the layer has at most ``AUTO_ALL_LIMIT`` elements, else
             corners.
         notation: ``"seed000"`` (V, K, Z, G, J) or ``"seed003"`` (x, w, y, delta, E).
+        values: numbers for seed 001's worked example (``derive.latex.worked_example``): a
+            JSON file's path or a dict of arrays by name, ``V``, ``K``, ``b``, ``G``, and
+            optionally ``lr``, the SGD step size; None (the default): no worked example.
 
     Raises:
         LatexError: a bad option (naming it, the rule and the value).
+        SpecError: bad ``values`` (an unknown name, a wrong shape, not a number).
         DerivationError: a check failed (nothing is to be written then).
     """
     from .. import __version__
@@ -219,6 +231,7 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
         raise LatexError(f"notation={notation!r}: expected one of {', '.join(NOTATIONS)}")
     lt = Letters(spec, NOTATIONS[notation], index_base)
     selection = Selection(spec, elements)
+    numbers = read_values(spec, values) if values is not None else None  # fail before work
     ex = Expansions(spec, lt)
     proof = prove(spec)
     own = MatrixForms(spec)
@@ -233,7 +246,7 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
     vec_counts = (vec_own if vec_on == spec else VecForms(vec_on)).check(
         derive_layer(vec_on, max_terms=None))
     sections = _sections(spec, lt, ex, selection)
-    command = command_line(spec, notation, index_base, elements)
+    command = command_line(spec, notation, index_base, elements, values)
     title_input, title_kernel = _title(spec)
     return Document(
         version=__version__, describe=spec.describe(), describe_tex=describe_tex(spec),
@@ -245,4 +258,5 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
         g_def=_g_definition(spec, lt), sections=sections,
         compact=compact(spec, lt, own, _where(spec, checked_on)),
         vector=vector_form(vec_own, lt, _where(spec, vec_on)),
-        verified=_verified(ex, proof, matrix_counts, checked_on, vec_counts, vec_on))
+        verified=_verified(ex, proof, matrix_counts, checked_on, vec_counts, vec_on),
+        example=worked_example(spec, lt, numbers) if numbers is not None else None)
