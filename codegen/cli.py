@@ -876,7 +876,7 @@ def cmd_latex(args: argparse.Namespace) -> int:
                          f"install one with '{INSTALL_HINT}', or leave out --pdf")
     start = time.perf_counter()
     text = to_latex(spec, index_base=args.index_base, elements=elements,
-                    notation=args.notation)
+                    notation=args.notation, values=args.values)
     write_file(out, text)  # the checks above can be outrun (root, a race): one line still
     print(f"wrote {out} ({len(text.splitlines()):,} lines, "
           f"{time.perf_counter() - start:.1f} s): {spec.describe()}")
@@ -910,6 +910,7 @@ def _add_latex(sub: Any) -> None:
     p.add_argument("--notation", choices=tuple(NOTATIONS), default="seed000",
                    help="letters: seed000 (V, K, Z, G, J; the default) or seed003 "
                    "(x, w, y, delta, E)")
+    _network_options(p)
     p.set_defaults(handler=cmd_latex)
 
 

@@ -9,7 +9,8 @@ A layer's arrays are DESIGN.md's ``V``, ``K``, ``b``, ``G``; a network's are ``X
 and its parameters by PyTorch name (``"0.weight"``) or symbol (``W0``, ``B0``). A list may
 leave out leading extents of 1 (seed 001's 3x3 input for ``V`` of shape (1, 3, 3)). Numbers
 are read exactly: integers stay integers and decimals become rationals (``0.5`` -> 1/2), so
-the substituted derivation is exact arithmetic.
+the substituted derivation is exact arithmetic. The key ``"lr"``, the step size of the
+documents' SGD step, is not an array and is passed over here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Any
 from sympy import Expr, IndexedBase, Integer, Rational
 
 from .errors import SpecError
+
+#: The key of the SGD step size the documents use for their update step; not an array.
+LEARNING_RATE = "lr"
 
 #: Arrays by name: ``name -> (IndexedBase, shape)``.
 Arrays = dict[str, tuple[IndexedBase, tuple[int, ...]]]
@@ -72,6 +76,8 @@ def substitutions(source: str | Path | dict[str, Any], arrays: Arrays) -> dict[E
     data = read(source)
     out: dict[Expr, Expr] = {}
     for name, value in data.items():
+        if name == LEARNING_RATE:
+            continue
         if name not in arrays:
             raise SpecError(f"--values: unknown array {name!r}; expected some of "
                             f"{', '.join(arrays)}")

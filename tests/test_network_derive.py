@@ -312,3 +312,15 @@ def test_values_errors_name_the_array_and_shape(tmp_path):
     bad.write_text("{")
     with pytest.raises(SpecError, match="not valid JSON"):
         values.read(bad)
+
+
+def test_cli_latex_values_prints_seed001s_output(run_cli, tmp_path):
+    import re
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "seed001.json"
+    out = tmp_path / "seed.tex"
+    run_cli("latex", "--values", str(example), "-o", str(out))
+    matrices = re.findall(r"Z = \\begin\{bmatrix\}(.*?)\\end\{bmatrix\}", out.read_text())
+    rows = [[int(v) for v in row.split("&")] for row in matrices[-1].split(r"\\")]
+    assert rows == [[8, 7], [4, 5]]  # seed 001's valid correlation of its 3x3 image
