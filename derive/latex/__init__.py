@@ -60,6 +60,7 @@ from ..errors import LatexError
 from .content import Document
 from .document import document_content
 from .matrix_forms import MatrixForms
+from .network_document import NetworkDoc, network_content
 from .notation import NOTATIONS, Notation
 from .printer import DerivationPrinter, tex
 from .selection import ALL_LIMIT, AUTO_ALL_LIMIT, N_LIMIT, SELECTIONS, parse_elements
@@ -74,8 +75,10 @@ __all__ = [
     "Document",
     "LatexError",
     "MatrixForms",
+    "NetworkDoc",
     "Notation",
     "document_content",
+    "network_content",
     "parse_elements",
     "tex",
 ]
