@@ -253,3 +253,22 @@ def test_the_content_has_no_english():
         if re.search(r"[A-Za-z]{2,}", math_only):
             prose.append((name, text))
     assert not prose, prose[:5]
+
+
+def test_a_general_rule_that_differs_from_its_elements_is_refused():
+    """The rules are compared with the elements they stand for: a conv rule without its
+    bias, or with its window one row off, is caught."""
+    from derive.latex.network_document import NetworkPrinter, Rules, r
+
+    net = Network.parse("1x4x4 | conv 2x2x2 pad 1 | relu | flatten | dense 1 | l2")
+    exprs = derive_network(net)
+    rules = Rules(NetworkPrinter(1), net.layers[0])
+    # every output (2x5x5), every weight (2x1x2x2) and bias (2) element
+    assert rules.verify(exprs.layers[0]) == 2 * 5 * 5 + 2 * 4 + 2
+    which, lhs, rhs = rules.checks[0]
+    assert which == "forward"
+    without_bias = [a for a in rhs.args if not str(a).startswith("B0")][0]
+    for wrong in (without_bias, rhs.xreplace({r: r + 1})):
+        rules.checks[0] = (which, lhs, wrong)
+        with pytest.raises(DerivationError, match="the forward rule"):
+            rules.verify(exprs.layers[0])

@@ -38,6 +38,7 @@ from sympy import (
     Indexed,
     IndexedBase,
     Integer,
+    Max,
     Piecewise,
     Rational,
     S,
@@ -344,6 +345,7 @@ class LayerPart:
     seed_form: str
     layer_command: str
     window: str
+    checked: int
 
 
 @dataclass(frozen=True)
@@ -389,6 +391,7 @@ class Verified:
     """What was checked: the loss's general forms, the composition, the worked example."""
 
     loss_elements: int
+    rule_elements: int
     composition: Any  # CompositionCheck, or None when skipped
     params: int
     size: int
@@ -455,7 +458,10 @@ o, c, r, s, i, j, u, v, k = symbols("o c r s i j u v k", integer=True)
 
 class Rules:
     """The general rules of one layer, printed: ``forward``, ``backward`` (δ of its input),
-    ``grads`` (parameter name -> rules), and, for pools, the ``window`` read."""
+    ``grads`` (parameter name -> rules), and, for pools, the ``window`` read. Each rule built
+    from SymPy is kept (``checks``) and ``verify`` compares it with every element it stands
+    for: the rule at that index, summed out, with the elements outside their arrays (the
+    zero padding, a stride's non-integer positions) read as 0."""
 
     def __init__(self, p: NetworkPrinter, layer: Layer) -> None:
         self.p, self.layer, self.b = p, layer, p.base
@@ -464,18 +470,74 @@ class Rules:
         self.forward: list[str] = []
         self.backward: list[str] = []
         self.grads: dict[str, list[str]] = {}
+        self.checks: list[tuple[str, Indexed, Expr]] = []
         self.window = ""
+        self.shapes = {self.src: layer.in_shape, self.din: layer.in_shape,
+                       self.out: layer.out_shape, self.dout: layer.out_shape}
+        for name, shape in layer.params():
+            self.shapes[(weight if name.endswith("weight") else bias)(layer.index)] = shape
         {"conv": self._conv, "dense": self._dense, "flatten": self._flatten,
          **{kind: self._activation for kind in ACTIVATION_KINDS},
          **{kind: self._pool for kind in POOL_KINDS}}[layer.kind]()
 
-    def eq(self, left: Expr | str, right: Expr | str) -> str:
-        def text(e: Expr | str) -> str:
-            return e if isinstance(e, str) else self.p.doprint(e)
-        return f"{text(left)} = {text(right)}"
+    def rule(self, which: str, lhs: Indexed, rhs: Expr, right: str | None = None) -> None:
+        """``lhs = rhs`` printed in ``which`` (``forward``, ``backward`` or a parameter's
+        name: then the left side is ``dJ/dlhs``), ``right`` replacing the printed right
+        side, and kept to be checked."""
+        left = _dj(self.p, lhs) if "." in which else self.p.doprint(lhs)
+        text = f"{left} = {right if right is not None else self.p.doprint(rhs)}"
+        (self.grads.setdefault(which, []) if "." in which else getattr(self, which)).append(text)
+        self.checks.append((which, lhs, rhs))
 
-    def _dj(self, element: Expr) -> str:
-        return _dj(self.p, element)
+    def _read(self, expr: Expr) -> Expr:
+        """``expr`` with its elements at 0-based indices, those outside their arrays 0."""
+        mapping: dict[Expr, Expr] = {}
+        for atom in expr.atoms(Indexed):
+            shape = self.shapes.get(atom.base)
+            if shape is None:
+                continue
+            index = [i - self.b for i in atom.indices]
+            inside = all(n.is_Integer and 0 <= n < extent for n, extent in zip(index, shape))
+            mapping[atom] = atom.base[tuple(index)] if inside else S.Zero
+        return expr.xreplace(mapping)
+
+    def _summed(self, expr: Expr) -> Expr:
+        """The sums of a rule written out over the indices as the document writes them
+        (``b .. n-1+b``, the limits the printer shows: a rule's index arithmetic is in the
+        document's base); term by term with ``xreplace``, which is much faster than
+        ``Sum.doit``'s substitutions."""
+        def out(e: Sum) -> Expr:
+            names = [name for name, _, _ in e.limits]
+            ranges = [range(int(lo) + self.b, int(hi) + self.b + 1) for _, lo, hi in e.limits]
+            return Add(*[e.function.xreplace(dict(zip(names, map(Integer, values))))
+                         for values in itertools.product(*ranges)])
+        return expr.replace(lambda e: isinstance(e, Sum), out)
+
+    def _agrees(self, rhs: Expr, at: dict[Expr, Expr], element: Expr) -> bool:
+        if isinstance(rhs, Max):  # the window's elements, as a set: building Max compares them
+            return {self._read(a.xreplace(at)) for a in rhs.args} == set(element.args)
+        return _same(self._read(self._summed(rhs.xreplace(at))), element)
+
+    def verify(self, ld: Any) -> int:
+        """Every rule against every element it stands for; returns the number compared.
+        Raises DerivationError on a difference."""
+        count = 0
+        for which, lhs, rhs in self.checks:
+            if which == "forward_inverse":  # flatten: y[k(c, r, s)] = x[c, r, s]
+                elements = {index: ld.forward[self._read(rhs.xreplace(
+                    {name: Integer(n + self.b) for name, n in zip(lhs.indices, index)})).indices]
+                    for index in _all_indices(self.layer.in_shape)}
+                rhs = lhs
+            else:
+                elements = ld.grads[which] if "." in which else getattr(ld, which)
+            for z, element in elements.items():
+                at = {name: Integer(n + self.b) for name, n in zip(lhs.indices, z)}
+                if not self._agrees(rhs, at, element):
+                    raise DerivationError(f"layer {self.layer.index} ({self.layer.text}): the "
+                                          f"{which} rule {lhs} = {rhs} differs from the "
+                                          f"element {list(z)}: {element}")
+                count += 1
+        return count
 
     def _conv(self) -> None:
         spec, b, l = self.layer.spec, self.b, self.layer.index  # noqa: E741
@@ -498,37 +560,33 @@ class Rules:
         read = self.src[c, at(r, tap(i, kh), sh, dh, top), at(s, tap(j, kw), sw, dw, left)]
         bias_term = (B[o, r, s] if self.layer.untied else B[o]) if self.layer.has_bias else 0
         total = Sum(product(W[o, c, i, j], read), (c, 0, n_in - 1), *taps)
-        self.forward.append(self.eq(self.out[o, r, s], Add(total, bias_term, evaluate=False)))
-        gathered = self.dout[o, back(u, tap(i, kh), sh, dh, top), back(v, tap(j, kw), sw, dw,
-                                                                          left)]
+        self.rule("forward", self.out[o, r, s], Add(total, bias_term, evaluate=False))
         if l > 0:
-            self.backward.append(self.eq(self.din[c, u, v], Sum(product(W[o, c, i, j], gathered),
-                                                                (o, 0, n_out - 1), *taps)))
+            gathered = self.dout[o, back(u, tap(i, kh), sh, dh, top),
+                                 back(v, tap(j, kw), sw, dw, left)]
+            self.rule("backward", self.din[c, u, v],
+                      Sum(product(W[o, c, i, j], gathered), (o, 0, n_out - 1), *taps))
         _, ho, wo = self.layer.out_shape
         positions = ((r, 0, ho - 1), (s, 0, wo - 1))
-        weight_sum = Sum(product(self.dout[o, r, s], read), *positions)
-        self.grads[f"{l}.weight"] = [f"{self._dj(W[o, c, i, j])} = "
-                                     f"{self.p.doprint(weight_sum)}"]
+        self.rule(f"{l}.weight", W[o, c, i, j], Sum(product(self.dout[o, r, s], read),
+                                                     *positions))
         if self.layer.untied:
-            self.grads[f"{l}.bias"] = [f"{self._dj(B[o, r, s])} = "
-                                       f"{self.p.doprint(self.dout[o, r, s])}"]
+            self.rule(f"{l}.bias", B[o, r, s], self.dout[o, r, s])
         elif self.layer.has_bias:
-            self.grads[f"{l}.bias"] = [f"{self._dj(B[o])} = "
-                                       f"{self.p.doprint(Sum(self.dout[o, r, s], *positions))}"]
+            self.rule(f"{l}.bias", B[o], Sum(self.dout[o, r, s], *positions))
 
     def _dense(self) -> None:
         l, (units, width, _, _) = self.layer.index, self.layer.spec.kernel  # noqa: E741
         W, B = weight(l), bias(l)
         total = Sum(product(W[k, i], self.src[i]), (i, 0, width - 1))
-        self.forward.append(self.eq(self.out[k], Add(total, B[k], evaluate=False)
-                                    if self.layer.has_bias else total))
+        self.rule("forward", self.out[k], Add(total, B[k], evaluate=False)
+                  if self.layer.has_bias else total)
         if l > 0:
-            self.backward.append(self.eq(self.din[i], Sum(product(W[k, i], self.dout[k]),
-                                                         (k, 0, units - 1))))
-        self.grads[f"{l}.weight"] = [f"{self._dj(W[k, i])} = "
-                                     f"{self.p.doprint(product(self.dout[k], self.src[i]))}"]
+            self.rule("backward", self.din[i], Sum(product(W[k, i], self.dout[k]),
+                                                   (k, 0, units - 1)))
+        self.rule(f"{l}.weight", W[k, i], product(self.dout[k], self.src[i]))
         if self.layer.has_bias:
-            self.grads[f"{l}.bias"] = [f"{self._dj(B[k])} = {self.p.doprint(self.dout[k])}"]
+            self.rule(f"{l}.bias", B[k], self.dout[k])
 
     def _free(self, shape: tuple[int, ...]) -> tuple[Symbol, ...]:
         return (k,) if len(shape) == 1 else (c, r, s)
@@ -538,10 +596,10 @@ class Rules:
 
         h, h_prime = activation_derivative(self.layer.kind)
         z = self._free(self.layer.out_shape)
-        self.forward.append(self.eq(self.out[z], h(self.src[z])))
+        self.rule("forward", self.out[z], h(self.src[z]))
         at = self.src if self.layer.kind == "relu" else self.out
         if self.layer.index > 0:
-            self.backward.append(self.eq(self.din[z], h_prime(at[z]) * self.dout[z]))
+            self.rule("backward", self.din[z], h_prime(at[z]) * self.dout[z])
 
     def _pool(self) -> None:
         (kh, kw), (sh, sw), b = self.layer.size, self.layer.stride, self.b
@@ -549,13 +607,16 @@ class Rules:
         read = self.src[c, sh * (r - b) + i, sw * (s - b) + j]
         kind = self.layer.kind
         if kind == "maxpool":
-            right = (rf"\max_{{{b} \le i \le {kh - 1 + b},\; {b} \le j \le {kw - 1 + b}}} "
-                     f"{self.p.doprint(read)}")
+            self.rule("forward", self.out[c, r, s], Max(*(
+                read.xreplace({i: ti + b, j: tj + b}) for ti in range(kh) for tj in range(kw)),
+                evaluate=False),
+                rf"\max_{{{b} \le i \le {kh - 1 + b},\; {b} \le j \le {kw - 1 + b}}} "
+                f"{self.p.doprint(read)}")
         elif kind == "avgpool":
-            right = rf"\frac{{1}}{{{kh * kw}}} {self.p.doprint(Sum(read, *taps))}"
+            self.rule("forward", self.out[c, r, s], Sum(read, *taps) / (kh * kw),
+                      rf"\frac{{1}}{{{kh * kw}}} {self.p.doprint(Sum(read, *taps))}")
         else:
-            right = self.p.doprint(sqrt(Sum(read**2, *taps)))
-        self.forward.append(self.eq(self.out[c, r, s], right))
+            self.rule("forward", self.out[c, r, s], sqrt(Sum(read**2, *taps)))
         lo_r, lo_s = sh * (r - b) + b, sw * (s - b) + b
         first, last = (self.p.doprint(_index_order(e)) for e in (lo_r, lo_r + kh - 1))
         left, right_ = (self.p.doprint(_index_order(e)) for e in (lo_s, lo_s + kw - 1))
@@ -567,6 +628,7 @@ class Rules:
                              rf"first maximum of }} \mathcal{{W}}_{{r,s}}\right]",
                   "avgpool": rf"\frac{{1}}{{{kh * kw}}}",
                   "l2pool": self.p.doprint(self.src[c, u, v] / self.out[c, r, s])}[kind]
+        # Written as the seeds write up(.); its elements are the derivation's own, by diff.
         self.backward.append(
             rf"{self.p.doprint(self.din[c, u, v])} = \sum_{{(r, s)\,:\,(u, v) \in "
             rf"\mathcal{{W}}_{{r,s}}}} {self.p.doprint(self.dout[c, r, s])} \, {factor}")
@@ -578,7 +640,12 @@ class Rules:
         self.forward.append(rf"{self.eq(self.out[k], self.src[c, r, s])}, \quad "
                             rf"k = {self.p.doprint(_index_order(flat))}")
         if self.layer.index > 0:
-            self.backward.append(self.eq(self.din[c, r, s], self.dout[flat]))
+            self.rule("backward", self.din[c, r, s], self.dout[flat])
+        # the forward rule, from the other side: element k is the input element it names
+        self.checks.append(("forward_inverse", self.src[c, r, s], self.out[flat]))
+
+    def eq(self, left: Expr, right: Expr) -> str:
+        return f"{self.p.doprint(left)} = {self.p.doprint(right)}"
 
 
 # -- the loss -----------------------------------------------------------------------------
@@ -707,7 +774,8 @@ def _layer_part(p: NetworkPrinter, exprs: NetworkExprs, ld: Any, how: str | int)
         grads=_gradients(p, exprs, ld, rules, how),
         padded=layer.kind == "conv" and any(layer.spec.pads),
         flipped=layer.kind == "conv" and layer.spec.mode == "convolution",
-        seed_form=_seed_form(exprs.net, layer), layer_command=command, window=rules.window)
+        seed_form=_seed_form(exprs.net, layer), layer_command=command, window=rules.window,
+        checked=rules.verify(ld))
 
 
 def _table(net: Network) -> list[TableRow]:
@@ -916,13 +984,13 @@ def _selection(exprs: NetworkExprs, elements: Any) -> str | int:
     return how
 
 
-def _verify(exprs: NetworkExprs) -> Verified:
+def _verify(exprs: NetworkExprs, rule_elements: int) -> Verified:
     """The composition check, when the network is small enough (``COMPOSITION_WORK``)."""
     params = sum(math.prod(shape) for _, shape in exprs.net.params())
     size = composed_size(exprs)
     small = params <= COMPOSITION_PARAMS and size * params <= COMPOSITION_WORK
     kinds = sorted({la.kind for la in exprs.net.layers} | {exprs.net.loss})
-    return Verified(loss_elements=len(exprs.loss_delta),
+    return Verified(loss_elements=len(exprs.loss_delta), rule_elements=rule_elements,
                     composition=check_composition(exprs) if small else None, params=params,
                     size=size, params_limit=COMPOSITION_PARAMS, work_limit=COMPOSITION_WORK,
                     kinds=kinds)
@@ -978,4 +1046,4 @@ def network_content(net: Network | str, values: Any = None, elements: str | int 
         base=index_base, how=str(how), table=_table(net), input_shape=_shape(net.input),
         layers=layers, backward=layers[::-1], loss=loss,
         params=[g for part in layers for g in part.grads], example=example,
-        verified=_verify(exprs))
+        verified=_verify(exprs, sum(part.checked for part in layers)))
