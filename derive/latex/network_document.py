@@ -2,9 +2,8 @@
 
 ``network_content(net)`` computes what the document says, as plain data
 (``codegen.network_document`` renders it with ``templates/network.tex.jinja``): the network as
-a table, the
-forward pass layer by layer, the loss and its δ, the δ recursion backwards with every
-parameter's gradient, the batch average and the SGD step ``p ← p − α ∂J/∂p``, the check of
+a table, the forward pass layer by layer, the loss and its δ, the δ recursion backwards with
+every parameter's gradient, the batch average and the SGD step ``p ← p − α ∂J/∂p``, the check of
 the recursion against the derivative of the composed loss (small networks), and, with
 ``values``, a worked example whose numbers are compared with ``derive.reference.network``
 before anything is printed.
@@ -15,8 +14,9 @@ renames the symbols (``X`` -> x, ``Y<l>`` -> y^{(l)}, ``dY<l>`` -> δ^{(l)}, ``W
 three nodes as the seeds do: ReLU as max(0, a) with its derivative ReLU'(a) (0 at 0), and the
 max-pool switch as an Iverson bracket of its conditions (ties go to the first index). Big
 arrays show a selection of their elements (the first and last of each), with the count left
-out. The general rule of each layer restates the seeds; the loss's general forms are checked
-against every element before they are printed.
+out. The general rule of each layer restates the seeds; each one (but the pools' δ rules,
+written as the seeds write up(·)) and the loss's general forms are checked against every
+element they stand for before they are printed.
 
 The sentences are the template's; this module computes every equation, number and choice,
 and, like the rest of ``derive``, reads no template and runs no program.
