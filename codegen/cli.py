@@ -868,6 +868,8 @@ def _tex_path(text: str, pdf: bool = False) -> Path:
 
 
 def cmd_latex(args: argparse.Namespace) -> int:
+    if args.network:
+        return _latex_network(args)
     spec = spec_from_args(args)
     elements = _elements_option(args.elements)
     out = _tex_path(args.output, pdf=args.pdf)
@@ -886,6 +888,34 @@ def cmd_latex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _latex_network(args: argparse.Namespace) -> int:
+    """``corrgen latex --network``: the network's derivation document."""
+    from .cli_network import parse_network
+    from .network_document import network_document
+
+    net = parse_network(args)
+    if args.notation != "seed000":
+        raise UsageError(f"--notation {args.notation}: the letters of a layer document; a "
+                         f"network document writes x, y^(l), delta^(l), W^(l), b^(l)")
+    elements = _elements_option(args.elements)
+    out = _tex_path(args.output, pdf=args.pdf)
+    if args.pdf and find_engine() is None:
+        raise LatexError(f"--pdf: no LaTeX engine is installed (pdflatex not found on PATH); "
+                         f"install one with '{INSTALL_HINT}', or leave out --pdf")
+    start = time.perf_counter()
+    with StageProgress("latex --network") as stage:
+        stage("deriving and checking")
+        text = network_document(net, values=args.values, elements=elements,
+                                index_base=args.index_base)
+    write_file(out, text)
+    print(f"wrote {out} ({len(text.splitlines()):,} lines, "
+          f"{time.perf_counter() - start:.1f} s): {net.text()}")
+    if args.pdf:
+        pdf, pages = compile_pdf(out)
+        print(f"wrote {pdf} ({pages} pages)")
+    return 0
+
+
 def _add_latex(sub: Any) -> None:
     p = sub.add_parser(
         "latex", help="a standalone LaTeX derivation document (--pdf compiles it)", **_help(
@@ -895,6 +925,8 @@ def _add_latex(sub: Any) -> None:
             "what was verified.", """
             corrgen latex --input 3x3 --kernel 2x2 -o doc.tex --pdf
             corrgen latex --input 2x5x5 --kernel 2x2x3x3 --stride 2 --padding 1 --notation seed003
+            corrgen latex --values examples/seed001.json -o seed001.tex   # seed 001's numbers
+            corrgen latex --network "1x3x3 | conv 1x2x2 | relu | flatten | dense 2 | l2" --pdf
             """))
     _spec_options(p)
     p.add_argument("-o", "--output", default="derivation.tex", metavar="FILE.tex",

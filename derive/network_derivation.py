@@ -258,7 +258,8 @@ def _pool(layer: Layer) -> LayerDerivation:
                 continue
             factor = diff(forward[z], src[u])
             if layer.kind == "l2pool":  # x_u / sqrt(sum x^2) = x_u / Y[z]; 0 on an all-zero window
-                factor = Piecewise((factor.xreplace({forward[z]: out[z]}), out[z] > 0), (0, True))
+                factor = Piecewise((factor.xreplace({1 / forward[z]: 1 / out[z]}), out[z] > 0),
+                                   (0, True))
             parts[u].append(dout[z] * factor)
     backward = {u: Add(*parts.get(u, [])) for u in _indices(layer.in_shape)}
     return LayerDerivation(layer, forward, backward)
@@ -429,8 +430,7 @@ def check_composition(exprs: NetworkExprs, points: int = 3, seed: int = 0) -> Co
         return CompositionCheck(len(pairs), len(pairs), 0, 0)
     rng = random.Random(seed)
     for _ in range(points):
-        point = _random_point(exprs, rng)
-        numbers = evaluate(exprs, point, digits=50)
+        point, numbers = _smooth_point(exprs, rng)
         for p, _ in pairs:
             loss = _forward(exprs, {k: v for k, v in point.items() if k != p})
             direct = diff(loss, p).xreplace({p: point[p]}).evalf(50)
@@ -462,6 +462,20 @@ def _substitute(expr: Expr, env: dict[Expr, Expr]) -> Expr:
     if isinstance(expr, Max) and not all(arg.is_number for arg in args):
         return Max(*args, evaluate=False)
     return expr.func(*args)
+
+
+def _smooth_point(exprs: NetworkExprs, rng: random.Random) -> tuple[dict[Expr, Expr], Example]:
+    """A random point (and the recursion there) where no L2 pool window is all zeros (after a
+    ReLU that happens): there sqrt's derivative is 0/0, which the composed loss cannot give
+    and the recursion defines as 0."""
+    pools = [layer for layer in exprs.layers if layer.layer.kind == "l2pool"]
+    for _ in range(50):
+        point = _random_point(exprs, rng)
+        numbers = evaluate(exprs, point, digits=50)
+        if all(numbers.values[output(p.index)[z]] != 0 for p in pools for z in p.forward):
+            return point, numbers
+    raise DerivationError("no random point found without an all-zero L2 pool window in 50 "
+                          "tries: the composition check needs the loss differentiable there")
 
 
 def _random_point(exprs: NetworkExprs, rng: random.Random) -> dict[Expr, Expr]:

@@ -153,6 +153,8 @@ TINY = [
     "1x3x3 | conv 2x2x2 | relu | maxpool 2 stride 1 | flatten | dense 2 | softmax-ce",
     "1x4x4 | conv 1x2x2 stride 2 untied | tanh | l2pool 2 | flatten | dense 1 | l2",
     "1x3x3 | conv 1x2x2 nobias | avgpool 2 stride 1 | flatten | dense 2 nobias | l2",
+    # ReLU can zero a whole L2 window, where sqrt's derivative is 0/0: points avoid it
+    "1x4x4 | conv 1x3x3 | relu | l2pool 2 | flatten | dense 2 | softmax-ce",
 ]
 
 
@@ -324,3 +326,27 @@ def test_cli_latex_values_prints_seed001s_output(run_cli, tmp_path):
     matrices = re.findall(r"Z = \\begin\{bmatrix\}(.*?)\\end\{bmatrix\}", out.read_text())
     rows = [[int(v) for v in row.split("&")] for row in matrices[-1].split(r"\\")]
     assert rows == [[8, 7], [4, 5]]  # seed 001's valid correlation of its 3x3 image
+
+
+def test_cli_latex_network_writes_the_document_with_numbers(run_cli, tmp_path):
+    data = {"X": [[1, 6, 2], [5, 3, 1], [7, 0, 4]], "0.weight": [[1, 2], [-1, 0]],
+            "0.bias": [0], "3.weight": [[1, 0, 0, 0], [0, 0, 0, 1]], "3.bias": [0, 0],
+            "T": [1, 0], "lr": 0.5}
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(data))
+    out = tmp_path / "net.tex"
+    text = "1x3x3 | conv 1x2x2 | relu | flatten | dense 2 | l2"
+    run_cli("latex", "--network", text, "--values", str(path), "-o", str(out))
+    net = Network.parse(text)
+    x = np.array(data["X"], dtype=float)[None, None]
+    params = {k: np.array(v, dtype=float) for k, v in data.items() if "." in k}
+    params["0.weight"] = params["0.weight"][None, None]
+    loss = reference_network(net).loss(x, np.array([data["T"]], dtype=float), params)
+    assert loss == 37.0  # Y = (8, 5) from seed 001's Z = [[8, 7], [4, 5]]: ((8-1)^2 + 5^2)/2
+    assert r"\documentclass" in out.read_text() and "37" in out.read_text()
+
+
+def test_cli_latex_network_refuses_layer_options(run_cli, tmp_path):
+    result = run_cli("latex", "--network", TINY[0], "--kernel", "3x3", "-o",
+                     str(tmp_path / "n.tex"), expect=2)
+    assert "--kernel" in result.stderr
