@@ -1,9 +1,10 @@
-"""The fast paths of the derivation against SymPy's own: ``sympy.diff`` and ``Add``/``Mul``.
+"""The fast paths of the derivation against SymPy's own: ``sympy.diff``, ``Add``/``Mul`` and
+the string printers.
 
 ``derive_layer`` differentiates each forward term by its structure and builds sums and
-products with ``_from_args`` over arguments it orders itself. It must give exactly what SymPy
-gives: the same objects (``==`` compares the argument tuples, so the order of the arguments
-counts).
+products with ``_from_args`` over arguments it orders itself; ``ElementPrinter`` writes the
+text itself. Each must give exactly what SymPy gives: the same objects (``==`` compares the
+argument tuples, so the order of the arguments counts) and the same strings.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import random
 from functools import cmp_to_key
 
 import pytest
-from sympy import Add, Basic, Expr, IndexedBase, Mul, diff, sstr
+from sympy import Add, Basic, Expr, IndexedBase, Mul, Symbol, diff, sstr
 
 from derive import LayerSpec, derive_layer
+from derive.fastprint import ElementPrinter
 from derive.forward import forward_exprs, keyed, product, total
 from derive.gradients import without_gc
+from derive.printing import shift_indices
 from derive.symbols import G, K, V, Z, b
 
 #: Small layers covering each rule of the geometry: stride (with rows no window covers),
@@ -173,3 +176,49 @@ def test_the_collector_is_left_as_it_was(enabled):
         assert gc.isenabled() == enabled
     finally:
         (gc.enable if was else gc.disable)()
+
+
+# -- the printer ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*GRID, "brief"])
+def test_printer_writes_what_sympy_writes(name):
+    spec = GRID.get(name) or LayerSpec(input=(3, 8, 8), kernel=(4, 3, 3, 3), stride=2,
+                                       padding=1)
+    exprs = derive_layer(spec, max_terms=None)
+    plain, zero, one = ElementPrinter(), ElementPrinter(0), ElementPrinter(1)
+    for elements in exprs.passes().values():
+        for expr in elements.values():
+            assert plain.plain(expr) == sstr(expr, order="none")
+            assert zero.text(expr) == str(expr)
+            assert one.text(expr) == str(shift_indices(expr, 1))
+
+
+i = Symbol("i")
+OTHER = {
+    # a product before its first factor alone; three factors; indices of 1, 2 and 3 digits
+    "prefix": G[0, 0, 0] + G[0, 0, 0] * K[0, 0, 0, 0] + K[0, 0, 0, 0],
+    "three": G[1, 2, 3] * K[0, 1, 2, 10] * V[0, 9, 100] + G[1, 2, 3] * K[0, 1, 2, 10] + b[2],
+    "digits": V[0, 0, 9] * K[0, 0, 0, 10] + V[0, 0, 10] * K[0, 0, 0, 9] + V[0, 0, 99],
+    # what the printer leaves to SymPy
+    "zero": Add(),
+    "coefficient": 2 * V[0, 0, 0] * K[0, 0, 0, 0] + G[0, 0, 0],
+    "negative": G[0, 0, 0] - V[0, 1, 0],
+    "power": V[0, 0, 0] ** 2 + K[0, 0, 0, 0],
+    "square unevaluated": Mul(V[0, 0, 0], V[0, 0, 0], evaluate=False) + G[0, 0, 0],
+    "symbolic index": V[0, i, 0] * K[0, 0, 0, 0] + G[0, 0, 0],
+    "symbol": Symbol("x") * V[0, 0, 0],
+}
+
+
+@pytest.mark.parametrize("name", OTHER)
+def test_printer_on_other_expressions(name):
+    expr = OTHER[name]
+    assert ElementPrinter().plain(expr) == sstr(expr, order="none")
+    for base in (0, 1):
+        assert ElementPrinter(base).text(expr) == str(shift_indices(expr, base))
+
+
+def test_plain_text_is_only_for_base_0():
+    with pytest.raises(ValueError, match="base 0"):
+        ElementPrinter(1).plain(V[0, 0, 0])
