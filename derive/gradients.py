@@ -35,12 +35,13 @@ from .passes import WRT
 from .spec import LayerSpec
 from .symbols import G, K, V, Z, b
 
-#: Default ceiling on forward terms for an explicit, per-element derivation (about 25 s).
-DEFAULT_MAX_TERMS = 50_000
+#: Default ceiling on forward terms for an explicit, per-element derivation (about 20 s of
+#: work, and about 1 GB of expressions).
+DEFAULT_MAX_TERMS = 1_000_000
 
-#: Measured cost per forward term of ``corrgen derive`` (sympy.diff dominates; printing
-#: the result adds a fifth): 451,584 terms took 266 s on one core.
-SECONDS_PER_TERM = 0.0006
+#: Measured cost per forward term of ``corrgen derive``, differentiating and printing
+#: (docs/derivation-speed.md): 451,584 terms took about 10 s, as JSON or as text.
+SECONDS_PER_TERM = 0.00002
 
 Elements = dict[tuple[int, ...], Expr]
 
