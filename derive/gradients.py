@@ -107,7 +107,8 @@ def derive_layer(
         wrt: any of ``"input"``, ``"weight"``, ``"bias"``.
         max_terms: refuse (``DerivationError``) above this many forward terms; None: no limit.
         progress: called as ``progress(done, total)`` while the forward terms are walked and
-            differentiated, and the gradient sums built.
+            differentiated, and the gradient sums built; it counts the terms made (a forward
+            term and its derivatives) and the terms summed.
 
     Returns:
         LayerExprs; gradients not requested are left empty. ``grad_bias`` is empty when the
@@ -195,9 +196,11 @@ class _Walk:
         self.b = _table(b, spec.kernel[:1]) if spec.bias else {}
         self.into_v = {index: [] for index in self.v} if want_v else None
         self.into_k = {index: [] for index in self.k} if want_k else None
-        # Work for the progress: each term once in the walk, and once more in each gradient
-        # sum it is filed into.
-        self.done, self.work = 0, spec.n_terms * (1 + want_v + want_k)
+        # Work for the progress, in terms: the walk makes a product per forward term and
+        # one per gradient it enters; then each gradient sums its terms. The two phases take
+        # about as long per term, so the ETA holds from the start.
+        self.per_term = 1 + want_v + want_k
+        self.done, self.work = 0, spec.n_terms * (2 * self.per_term - 1)
 
     def run(self) -> Elements:
         """``Z[o, y, x]`` for every output; fills ``into_v`` and ``into_k`` on the way."""
@@ -220,7 +223,7 @@ class _Walk:
                     if into_k is not None:
                         into_k[o, c, ki, kj].append(product(gz, value))
             forward[o, y, x] = total(terms)
-            self._advance(len(terms) - spec.bias)
+            self._advance((len(terms) - spec.bias) * self.per_term)
         return forward
 
     def sums(self, filed: dict[tuple[int, ...], list[Keyed]]) -> Elements:
