@@ -19,12 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sympy.printing.str import sstr
-
 from codegen.document import INSTALL_HINT, compile_pdf, find_engine, to_latex, write_file
 from codegen.vocabulary import DTYPE_NAMES
 from derive import __version__
 from derive.errors import CorrgenError, DerivationError
+from derive.fastprint import ElementPrinter
 from derive.gradients import DEFAULT_MAX_TERMS, WRT, chain_rule, derive_layer, variable
 from derive.latex import AUTO_ALL_LIMIT, N_LIMIT, NOTATIONS, LatexError, parse_elements
 from derive.printing import GRAD_NAMES, index_text, shift_indices
@@ -251,13 +250,13 @@ def cmd_derive(args: argparse.Namespace) -> int:
     numbers = _layer_values(spec, args.values)
     if args.format == "json":
         body: dict[str, Any] = {"spec": spec.to_dict()}
-        # Terms in SymPy's internal order: 2.5x faster to print than sorted ones, and
-        # sympify reads either.
-        tick = _printing(passes)
+        # Terms in SymPy's internal order, sstr(expr, order="none"): faster to print than
+        # sorted ones, and sympify reads either.
+        tick, printer = _printing(passes), ElementPrinter()
         for pass_name, elements in passes.items():
             body[pass_name] = {}
             for idx, expr in elements.items():
-                body[pass_name][",".join(map(str, idx))] = sstr(expr, order="none")
+                body[pass_name][",".join(map(str, idx))] = printer.plain(expr)
                 tick()
         if "bias" in wrt and not spec.bias:
             body["grad_bias"] = {}
@@ -272,7 +271,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
         _print_latex(passes, base)
         return 0
     print(f"# corrgen {__version__}: {spec.describe()}; indices {base}-based")
-    tick = _printing(passes)
+    tick, printer = _printing(passes), ElementPrinter(base)  # str(shift_indices(expr, base))
     for pass_name, elements in passes.items():
         print(f"\n# {pass_name}")
         for idx, expr in elements.items():
@@ -281,7 +280,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
             else:
                 lhs_text = f"dJ/d{GRAD_NAMES[pass_name]}[{index_text(idx, base)}]"
             value = f" = {expr.xreplace(numbers)}" if numbers else ""
-            print(f"{lhs_text} = {shift_indices(expr, base)}{value}")
+            print(f"{lhs_text} = {printer.text(expr)}{value}")
             tick()
     return 0
 

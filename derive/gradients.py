@@ -1,4 +1,4 @@
-"""Per-element gradients by SymPy differentiation through the chain rule.
+"""Per-element gradients through the chain rule, differentiated term by term.
 
 For every variable ``x`` (an element of ``V``, ``K`` or ``b``)::
 
@@ -7,33 +7,41 @@ For every variable ``x`` (an element of ``V``, ``K`` or ``b``)::
 Only the outputs whose window reads ``x`` have a non-zero ``dZ[z]/dx``, and within such a
 ``Z[z]`` only the terms that contain ``x``. So the forward pass is walked once, term by
 term; each term is filed under the symbols it contains; and each gradient is the sum of
-``G[z] * diff(term, x)`` over the terms filed under ``x``. ``sympy.diff`` does every
-differentiation, so the cost grows with the number of forward terms, not with
-outputs x inputs.
+``G[z] * d(term)/dx`` over the terms filed under ``x``. A term is ``weight * value``, two
+different elements, so its derivative is the other factor (what ``sympy.diff`` returns for
+it); the products and sums are built in SymPy's canonical form directly
+(``derive.forward.product`` and ``total``). The cost grows with the number of forward terms,
+not with outputs x inputs. ``chain_rule`` still differentiates with ``sympy.diff``, and
+tests/test_derive_speed_paths.py checks ``derive_layer`` against ``sympy.diff`` of the whole
+forward expressions.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
-from collections import defaultdict
-from collections.abc import Callable
+import gc
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from sympy import Add, Derivative, Expr, Indexed, S, diff
+from sympy import Derivative, Expr, Indexed, IndexedBase, S, diff
 
 from .errors import DerivationError
-from .forward import forward_exprs, forward_terms
-from .forward import outputs as _outputs
+from .forward import Keyed, forward_exprs, keyed, outputs, product, total, window
+from .geometry import Geometry
 from .passes import WRT
 from .spec import LayerSpec
 from .symbols import G, K, V, Z, b
 
-#: Default ceiling on forward terms for an explicit, per-element derivation (about 25 s).
-DEFAULT_MAX_TERMS = 50_000
+#: Default ceiling on forward terms for an explicit, per-element derivation (about 20 s of
+#: work, and about 1 GB of expressions).
+DEFAULT_MAX_TERMS = 1_000_000
 
-#: Measured cost per forward term of ``corrgen derive`` (sympy.diff dominates; printing
-#: the result adds a fifth): 451,584 terms took 266 s on one core.
-SECONDS_PER_TERM = 0.0006
+#: Measured cost per forward term of ``corrgen derive``, differentiating and printing
+#: (docs/derivation-speed.md): 451,584 terms took about 10 s, as JSON or as text.
+SECONDS_PER_TERM = 0.00002
 
 Elements = dict[tuple[int, ...], Expr]
 
@@ -98,7 +106,9 @@ def derive_layer(
         spec: the layer.
         wrt: any of ``"input"``, ``"weight"``, ``"bias"``.
         max_terms: refuse (``DerivationError``) above this many forward terms; None: no limit.
-        progress: called as ``progress(done, total)`` while the gradients are differentiated.
+        progress: called as ``progress(done, total)`` while the forward terms are walked and
+            differentiated, and the gradient sums built; it counts the terms made (a forward
+            term and its derivatives) and the terms summed.
 
     Returns:
         LayerExprs; gradients not requested are left empty. ``grad_bias`` is empty when the
@@ -108,58 +118,127 @@ def derive_layer(
         if name not in WRT:
             raise DerivationError(f"wrt={name!r}: expected one of {', '.join(WRT)}")
     check_size(spec, max_terms, wrt)
-    want_v, want_k = "input" in wrt, "weight" in wrt
-
-    # One walk over the forward terms: sum them per output, and file each term under the
-    # variables it contains (the sparsity: no other variable has a non-zero derivative).
-    sums: dict[tuple[int, ...], list[Expr]] = {out: [] for out in _outputs(spec)}
-    filed: dict[Indexed, list[tuple[tuple[int, ...], Expr]]] = defaultdict(list)
-    for term in forward_terms(spec):
-        product = term.expr
-        sums[term.out].append(product)
-        if want_v:
-            filed[term.value].append((term.out, product))
-        if want_k:
-            filed[term.weight].append((term.out, product))
-    forward = {
-        out: Add(b[out[0]], *terms) if spec.bias else Add(*terms) for out, terms in sums.items()
-    }
-    total = sum(len(v) for v in filed.values())
-    done = 0
-
-    upstream = {out: G[out] for out in sums}
-
-    def gradient(var: Indexed) -> Expr:
-        nonlocal done
-        parts = filed.get(var, ())
-        grad = Add(*[upstream[out] * diff(product, var) for out, product in parts])
-        done += len(parts)
-        if progress is not None and parts:
-            progress(done, total)
-        return grad
-
-    c_in, h, w = spec.input
-    o_count, _, kh, kw = spec.kernel
-    _, ho, wo = spec.output_shape
+    walk = _Walk(spec, "input" in wrt, "weight" in wrt, progress)
     grads: dict[str, Elements] = {}
-    if want_v:
-        grads["grad_input"] = {
-            (c, u, v): gradient(V[c, u, v])
-            for c in range(c_in) for u in range(h) for v in range(w)
-        }
-    if want_k:
-        grads["grad_weight"] = {
-            (o, c, i, j): gradient(K[o, c, i, j])
-            for o in range(o_count) for c in range(c_in) for i in range(kh) for j in range(kw)
-        }
+    if spec.n_terms > EXIT_FREEZE_TERMS:
+        _spare_exit_collections()
+    with without_gc():
+        forward = walk.run()
+        for name, filed in (("grad_input", walk.into_v), ("grad_weight", walk.into_k)):
+            if filed is not None:
+                grads[name] = walk.sums(filed)
     if "bias" in wrt and spec.bias:
-        # b[o] is one term of each Z[o, y, x]: dZ/db[o] is the derivative of that term.
+        # b[o] is one term of each Z[o, y, x], with derivative 1: dJ/db[o] sums G[o, :, :].
+        _, ho, wo = spec.output_shape
         grads["grad_bias"] = {
-            (o,): Add(*[upstream[(o, y, x)] * diff(b[o], b[o])
-                        for y in range(ho) for x in range(wo)])
-            for o in range(o_count)
+            (o,): total([walk.g[o, y, x] for y in range(ho) for x in range(wo)])
+            for o in range(spec.kernel[0])
         }
     return LayerExprs(spec, forward, **grads)
+
+
+#: Forward terms above which a derivation's expressions are left out of the collections the
+#: interpreter runs as it exits (see ``_spare_exit_collections``).
+EXIT_FREEZE_TERMS = 50_000
+
+
+@functools.cache  # once per process
+def _spare_exit_collections() -> None:
+    """Freeze the collector's view of every live object when the interpreter exits.
+
+    ``derive_layer``'s cache keeps the last derivations until the end, and the interpreter's
+    final collections walk every object still alive: for a few hundred thousand terms that
+    is several seconds after the last line is printed, to find no cycle in expressions that
+    hold none. Frozen objects are skipped; they are still freed when the process ends.
+    """
+    atexit.register(gc.freeze)
+
+
+@contextlib.contextmanager
+def without_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while millions of expressions are made.
+
+    SymPy expressions hold no reference cycles, so the collector finds nothing to free;
+    yet every few hundred allocations it scans the young objects, and ever more often all
+    of them: with it running, a large derivation takes more than twice as long. It is
+    switched back on afterwards only if it was on before.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _table(base: IndexedBase, shape: tuple[int, ...]) -> dict[tuple[int, ...], Keyed]:
+    """Every element of ``base`` with its sort key, made once (each costs ~20 us)."""
+    return {index: keyed(base, index) for index in itertools.product(*map(range, shape))}
+
+
+class _Walk:
+    """One walk over the forward terms, differentiating each as it goes.
+
+    Term ``K[o, c, ki, kj] * V[c, u, v]`` of ``Z[o, y, x]`` is a product of two different
+    elements, so (SymPy's product rule, ``Mul._eval_derivative``) its derivative by the value
+    is the weight and by the weight the value: it adds ``G[o, y, x] * K[o, c, ki, kj]`` to
+    ``dJ/dV[c, u, v]`` and ``G[o, y, x] * V[c, u, v]`` to ``dJ/dK[o, c, ki, kj]``, and no
+    other variable's derivative of it is non-zero. tests/test_derive_speed_paths.py checks
+    the result against ``sympy.diff`` of the whole forward expressions.
+    """
+
+    def __init__(self, spec: LayerSpec, want_v: bool, want_k: bool,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.spec, self.progress = spec, progress
+        self.v, self.k = _table(V, spec.input), _table(K, spec.kernel)
+        self.g = _table(G, spec.output_shape)
+        self.b = _table(b, spec.kernel[:1]) if spec.bias else {}
+        self.into_v = {index: [] for index in self.v} if want_v else None
+        self.into_k = {index: [] for index in self.k} if want_k else None
+        # Work for the progress, in terms: the walk makes a product per forward term and
+        # one per gradient it enters; then each gradient sums its terms. The two phases take
+        # about as long per term, so the ETA holds from the start.
+        self.per_term = 1 + want_v + want_k
+        self.done, self.work = 0, spec.n_terms * (2 * self.per_term - 1)
+
+    def run(self) -> Elements:
+        """``Z[o, y, x]`` for every output; fills ``into_v`` and ``into_k`` on the way."""
+        spec, geo = self.spec, Geometry.of(self.spec)
+        channels, (_, ho, wo) = spec.input[0], spec.output_shape
+        taps = {(y, x): [(geo.kernel_row(i), geo.kernel_col(j), u, v)
+                         for i, j, u, v in window(spec, y, x)]
+                for y in range(ho) for x in range(wo)}
+        vt, kt, gt, into_v, into_k = self.v, self.k, self.g, self.into_v, self.into_k
+        forward: Elements = {}
+        for o, y, x in outputs(spec):
+            gz = gt[o, y, x]
+            terms = [self.b[(o,)]] if spec.bias else []
+            for ki, kj, u, v in taps[y, x]:
+                for c in range(channels):
+                    weight, value = kt[o, c, ki, kj], vt[c, u, v]
+                    terms.append(product(weight, value))
+                    if into_v is not None:
+                        into_v[c, u, v].append(product(gz, weight))
+                    if into_k is not None:
+                        into_k[o, c, ki, kj].append(product(gz, value))
+            forward[o, y, x] = total(terms)
+            self._advance((len(terms) - spec.bias) * self.per_term)
+        return forward
+
+    def sums(self, filed: dict[tuple[int, ...], list[Keyed]]) -> Elements:
+        """Each variable's gradient: the sum of the terms filed under it (0 for none)."""
+        out: Elements = {}
+        for index in list(filed):
+            terms = filed.pop(index)  # let the keys go as the sums are built
+            out[index] = total(terms)
+            self._advance(len(terms))
+        return out
+
+    def _advance(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None and n:
+            self.progress(self.done, self.work)
 
 
 def variable(spec: LayerSpec, wrt: str, index: tuple[int, ...]) -> Indexed:
