@@ -16,6 +16,7 @@ from sympy.printing.str import sstr
 
 from derive import __version__
 from derive.errors import SpecError
+from derive.fastprint import ElementPrinter
 from derive.network import Network
 from derive.printing import index_text, shift_indices
 
@@ -91,8 +92,10 @@ def print_network_text(net: Network, exprs: Any, base: int, example: Any = None)
         value = example.grads.get(lhs, example.values.get(lhs))
         return "" if value is None else f" = {value}"
 
+    printer = ElementPrinter(base)  # str(shift_indices(expr, base)), faster for sums
+
     def line(lhs: Expr, name: str, index: tuple[int, ...], expr: Expr) -> None:
-        print(f"{name}[{index_text(index, base)}] = {shift_indices(expr, base)}{number(lhs)}")
+        print(f"{name}[{index_text(index, base)}] = {printer.text(expr)}{number(lhs)}")
 
     print(f"# corrgen {__version__}: network {net.text()}; indices {base}-based")
     print(f"# {SYMBOLS_NOTE}")
