@@ -272,3 +272,18 @@ def test_a_general_rule_that_differs_from_its_elements_is_refused():
         rules.checks[0] = (which, lhs, wrong)
         with pytest.raises(DerivationError, match="the forward rule"):
             rules.verify(exprs.layers[0])
+
+
+def test_the_example_network_document_matches_the_checked_in_file(example_doc, update_golden):
+    """generated/network_example.tex: DESIGN.md's example network's document, kept in sync."""
+    from pathlib import Path
+
+    from codegen.document import write_atomic
+
+    golden = Path(__file__).resolve().parents[1] / "generated" / "network_example.tex"
+    if update_golden:
+        write_atomic(golden, example_doc)
+        pytest.skip(f"rewrote {golden.name}")
+    assert golden.exists(), f"{golden} is missing; run python -m pytest --update-golden"
+    assert golden.read_text() == example_doc, (
+        f"{golden.name} is out of date; run python -m pytest --update-golden to rewrite it")
