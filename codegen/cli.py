@@ -799,6 +799,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("== 1. Derivation (SymPy, chain rule, indices 1-based as in the seeds)")
     args.index_base, args.wrt, args.element, args.verify = 1, "input,weight,bias", None, False
     args.format, args.max_terms = "text", DEFAULT_MAX_TERMS
+    args.network = args.values = None  # the layer of the spec options, symbols only
     cmd_derive(args)
     print("\n== 2. Index forms, proven equal to the derivation")
     for form in index_forms(spec).values():

@@ -330,3 +330,16 @@ def test_derive_shows_printing_progress_with_an_eta(capsys, monkeypatch, fmt):
     assert lines[0].startswith(f"printing: 2% (1/{n} elements, 0 s, ETA ")
     assert lines[-1] == f"printing: 100% ({n}/{n} elements, 0 s)"
     assert "printing" not in out
+
+
+def test_demo_runs_end_to_end(capsys, tmp_path):
+    """The README's main command: derivation, proof, module built and validated, document."""
+    status = main(["demo", "--out", str(tmp_path / "demo")])
+    out = capsys.readouterr().out
+    assert status in (0, 2), out  # 2: only when no LaTeX engine can compile the document
+    assert "== 1." in out and "== 2." in out
+    # seed 000's dJ/dV_22 = K22 G11 + K21 G12 + K12 G21 + K11 G22 (channel indices added)
+    assert ("dJ/dV[1, 2, 2] = G[1, 1, 1]*K[1, 1, 2, 2] + G[1, 1, 2]*K[1, 1, 2, 1] + "
+            "G[1, 2, 1]*K[1, 1, 1, 2] + G[1, 2, 2]*K[1, 1, 1, 1]") in out
+    assert out.count("every pass matches the reference") == 2
+    assert "mismatch" not in out.lower()
