@@ -147,12 +147,11 @@ def _correlation(layer: Layer, max_terms: int | None) -> LayerDerivation:
         return index[:-2] if dense else index
 
     src, dout = layer_input(l), delta(l)
-    o, c, kh, kw = spec.kernel
     mapping: dict[Expr, Expr] = {}
     for base, new, shape in ((V, src, spec.input), (K, weight(l), spec.kernel),
                              (G, dout, spec.output_shape)):
         mapping.update({base[i]: new[flat(i)] for i in _indices(shape)})
-    mapping.update({b[i]: bias(l)[i] for i in range(o)})
+    mapping.update({b[i]: bias(l)[i] for i in range(spec.kernel[0])})
 
     def renamed(expr: Expr) -> Expr:
         return expr.xreplace(mapping)
