@@ -872,16 +872,29 @@ def cmd_latex(args: argparse.Namespace) -> int:
         return _latex_network(args)
     spec = spec_from_args(args)
     elements = _elements_option(args.elements)
-    out = _tex_path(args.output, pdf=args.pdf)
-    if args.pdf and find_engine() is None:  # say so before any work, and write nothing
-        raise LatexError(f"--pdf: no LaTeX engine is installed (pdflatex not found on PATH); "
-                         f"install one with '{INSTALL_HINT}', or leave out --pdf")
+    out = _latex_output(args)
     start = time.perf_counter()
     text = to_latex(spec, index_base=args.index_base, elements=elements,
                     notation=args.notation, values=args.values)
+    return _write_latex(args, out, text, start, spec.describe())
+
+
+def _latex_output(args: argparse.Namespace) -> Path:
+    """``-o``'s path, checked, and with ``--pdf`` a LaTeX engine: before any work, so that a
+    refusal writes nothing."""
+    out = _tex_path(args.output, pdf=args.pdf)
+    if args.pdf and find_engine() is None:
+        raise LatexError(f"--pdf: no LaTeX engine is installed (pdflatex not found on PATH); "
+                         f"install one with '{INSTALL_HINT}', or leave out --pdf")
+    return out
+
+
+def _write_latex(args: argparse.Namespace, out: Path, text: str, start: float,
+                 what: str) -> int:
+    """Write the document (and with ``--pdf`` compile it), saying what was written."""
     write_file(out, text)  # the checks above can be outrun (root, a race): one line still
     print(f"wrote {out} ({len(text.splitlines()):,} lines, "
-          f"{time.perf_counter() - start:.1f} s): {spec.describe()}")
+          f"{time.perf_counter() - start:.1f} s): {what}")
     if args.pdf:
         pdf, pages = compile_pdf(out)
         print(f"wrote {pdf} ({pages} pages)")
@@ -898,22 +911,13 @@ def _latex_network(args: argparse.Namespace) -> int:
         raise UsageError(f"--notation {args.notation}: the letters of a layer document; a "
                          f"network document writes x, y^(l), delta^(l), W^(l), b^(l)")
     elements = _elements_option(args.elements)
-    out = _tex_path(args.output, pdf=args.pdf)
-    if args.pdf and find_engine() is None:
-        raise LatexError(f"--pdf: no LaTeX engine is installed (pdflatex not found on PATH); "
-                         f"install one with '{INSTALL_HINT}', or leave out --pdf")
+    out = _latex_output(args)
     start = time.perf_counter()
     with StageProgress("latex --network") as stage:
         stage("deriving and checking")
         text = network_document(net, values=args.values, elements=elements,
                                 index_base=args.index_base)
-    write_file(out, text)
-    print(f"wrote {out} ({len(text.splitlines()):,} lines, "
-          f"{time.perf_counter() - start:.1f} s): {net.text()}")
-    if args.pdf:
-        pdf, pages = compile_pdf(out)
-        print(f"wrote {pdf} ({pages} pages)")
-    return 0
+    return _write_latex(args, out, text, start, net.text())
 
 
 def _add_latex(sub: Any) -> None:

@@ -70,13 +70,11 @@ from ..network_derivation import (
     weight,
 )
 from .printer import (
-    LINE_WIDTH,
-    MAX_SUM_TERMS,
     DerivationPrinter,
     Row,
     _index_order,
-    elide,
     product,
+    sum_rows,
     width,
 )
 from .selection import N_LIMIT, parse_elements
@@ -229,20 +227,7 @@ def element_rows(p: NetworkPrinter, left: str, expr: Expr, ordered: bool = False
     terms = list(expr.args) if isinstance(expr, Add) else [expr]
     if not ordered:
         terms.sort(key=_term_key)
-    shown = [r"\cdots" if term is None else p.doprint(term) for term in elide(terms)]
-    rows: list[Row] = []
-    line: list[str] = []
-    used = _width(left) + 2
-    for term in shown:
-        w = _width(term) + 3
-        if line and used + w > LINE_WIDTH:
-            rows.append(Row(left if not rows else "", _join(line, first=not rows)))
-            line, used = [], _width(left) + 5
-        line.append(term)
-        used += w
-    rows.append(Row(left if not rows else "", _join(line, first=not rows),
-                    len(terms) if len(terms) > MAX_SUM_TERMS else 0))
-    return rows
+    return sum_rows(left, terms, p.doprint, measure=_width, join=_join)
 
 
 # -- which elements are shown ------------------------------------------------------------

@@ -120,25 +120,29 @@ def elide(items: Sequence[Any]) -> list[Any]:
 
 
 def sum_rows(left: str, items: Sequence[Any], fmt: Callable[[Any], str],
-             end: str = "") -> list[Row]:
+             end: str = "", measure: Callable[[str], float] | None = None,
+             join: Callable[[list[str], bool], str] | None = None) -> list[Row]:
     """``left = t1 + t2 + ...`` over as many ``align*`` lines as the widths need.
 
     Only the items shown are printed (``fmt``): long sums keep their first and last terms
     around ``\\cdots``, and their last row says how many terms there are (``Row.terms``). An
-    empty sum is ``0``. ``end`` follows the last term.
+    empty sum is ``0``. ``end`` follows the last term. ``measure`` (default ``width``) and
+    ``join`` (default: terms joined by ``+``) are a document's own, where its names print
+    wider or narrower or its terms carry signs.
     """
+    measure, join = measure or width, join or _join
     shown = [r"\cdots" if item is None else fmt(item) for item in elide(items)] or ["0"]
     rows: list[Row] = []
     line: list[str] = []
-    used = width(left) + 2
+    used = measure(left) + 2
     for term in shown:
-        w = width(term) + 3
+        w = measure(term) + 3
         if line and used + w > LINE_WIDTH:
-            rows.append(Row(left if not rows else "", _join(line, first=not rows)))
-            line, used = [], width(left) + 5
+            rows.append(Row(left if not rows else "", join(line, not rows)))
+            line, used = [], measure(left) + 5
         line.append(term)
         used += w
-    rows.append(Row(left if not rows else "", _join(line, first=not rows) + end,
+    rows.append(Row(left if not rows else "", join(line, not rows) + end,
                     len(items) if len(items) > MAX_SUM_TERMS else 0))
     return rows
 
