@@ -47,20 +47,11 @@ def _key(index: tuple[int, ...]) -> str:
 
 def network_json(net: Network, exprs: Any, example: Any = None) -> dict[str, Any]:
     """The derivation as one JSON-ready object (keys 0-based, values sympify-able text)."""
-    from derive.network_derivation import delta, output
-
     def text(expr: Expr) -> str:
         return sstr(expr, order="none")
 
-    def shapes() -> dict[str, list[int]]:
-        out = {"X": list(net.input), "T": list(net.output_shape)}
-        for layer in net.layers:
-            out[str(output(layer.index))] = out[str(delta(layer.index))] = list(layer.out_shape)
-            for name, shape in layer.params():
-                out[str(exprs.param_symbol(name))] = list(shape)
-        return out
-
-    body: dict[str, Any] = {"network": net.to_dict(), "symbols": shapes(), "layers": []}
+    symbols = {name: list(shape) for name, shape in exprs.symbols().items()}
+    body: dict[str, Any] = {"network": net.to_dict(), "symbols": symbols, "layers": []}
     for d in exprs.layers:
         layer = d.layer
         entry = {

@@ -115,16 +115,15 @@ class NetworkExprs:
     loss: Expr
     loss_delta: Elements
 
-    def symbols(self) -> dict[str, IndexedBase]:
-        """Every IndexedBase the expressions use, by name (``sympify``'s ``locals``)."""
-        bases = [X, T]
+    def symbols(self) -> dict[str, tuple[int, ...]]:
+        """Every array the expressions use, by name, with its shape (per sample): the names
+        ``sympify`` reads as ``IndexedBase``."""
+        out = {str(X): self.net.input, str(T): self.net.output_shape}
         for layer in self.net.layers:
-            bases += [output(layer.index), delta(layer.index)]
-            if layer.spec is not None:
-                bases.append(weight(layer.index))
-                if layer.has_bias:
-                    bases.append(bias(layer.index))
-        return {str(base): base for base in bases}
+            out[str(output(layer.index))] = out[str(delta(layer.index))] = layer.out_shape
+            for name, shape in layer.params():
+                out[str(self.param_symbol(name))] = shape
+        return out
 
     def param_symbol(self, name: str) -> IndexedBase:
         index, kind = name.split(".")
