@@ -26,12 +26,12 @@ from .backends import BACKENDS, Backend
 from .errors import BuildError, CudaError, LoadError, OutputError, RenderError
 
 __all__ = ["BACKENDS", "Backend", "BuildError", "CudaError", "LoadError", "OutputError",
-           "RenderError", "load"]
+           "RenderError", "load", "load_network"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load":
-        load = importlib.import_module(".loader", __name__).load
-        globals()["load"] = load
-        return load
+    if name in ("load", "load_network"):
+        found = getattr(importlib.import_module(".loader", __name__), name)
+        globals()[name] = found
+        return found
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,7 +48,7 @@ from derive import __version__
 from .backends import Backend
 from .errors import BuildError, OutputError
 from .paths import module_name, output_folder, unwritable
-from .render import HEADER, PYTHON_ENTRIES, SourceFiles
+from .render import PYTHON_ENTRIES, SourceFiles
 
 #: Flags of the host compiler for cffi's glue (the kernels get the backend's flags).
 GLUE_FLAGS = ("-O2", "-fPIC")
@@ -608,8 +608,8 @@ def _compile(tmp: Path, sources: SourceFiles, backend: Backend, chain: Toolchain
     ext = extension_name(key)
     progress("writing cffi glue")
     ffi = cffi.FFI()
-    ffi.cdef(sources.text(HEADER))
-    glue = f'#include <stdint.h>\n#include "{HEADER}"\n'
+    ffi.cdef(sources.text(sources.header))
+    glue = f'#include <stdint.h>\n#include "{sources.header}"\n'
     entry_flags: list[str] = []
     if PYTHON_ENTRIES in dict(sources.files):
         # The entry points use CPython's full API (vectorcall, NumPy's macros), not the

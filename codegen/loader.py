@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from derive.spec import LayerSpec
 
@@ -32,6 +33,9 @@ from .lower import lower, resolve_style
 from .paths import module_name, output_folder
 from .render import WRAPPER, render
 from .vocabulary import DTYPE_NAMES
+
+if TYPE_CHECKING:
+    from derive.network import Network
 
 
 def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
@@ -88,6 +92,61 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
     if built is None:
         (progress or (lambda _: None))("rendering")
         sources = render(lower(spec, backend, dtype, style), backend)
+        built = compile_cached(sources, backend, out, name, progress, chain)
+        remember(out, request, built, compilers)
+    return _import_for(built, backend)
+
+
+def load_network(net: Network | str, target: str = "openmp", dtype: str = "float32",
+                 out: str | Path | None = None, *, name: str | None = None,
+                 backend: Backend | None = None,
+                 progress: Callable[[str], None] | None = None) -> ModuleType:
+    """The compiled training step of ``net``: built on first use, reused afterwards.
+
+    Args:
+        net: a ``derive.Network`` or its text form.
+        target: ``openmp`` (generated networks run on the CPU).
+        dtype: ``float32`` or ``float64``.
+        out, name, backend, progress: as for ``load``.
+
+    Returns:
+        The module, with ``predict``, ``loss``, ``grads`` and ``step`` (DESIGN.md,
+        "Networks"), ``threads()``, ``set_threads(count)`` and the attributes ``net``,
+        ``dtype``, ``target`` and ``key``.
+
+    Raises:
+        SpecError: ``net`` is text that does not parse.
+        ValueError: an unknown dtype.
+        RenderError: a target without generated networks.
+        OutputError, BuildError, LoadError: as for ``load``.
+    """
+    from derive.network import Network
+
+    from .network_lower import lower_network
+    from .render import render_network
+
+    if isinstance(net, str):
+        net = Network.parse(net)
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a derive.Network or its text form, got "
+                        f"{type(net).__name__}")
+    backend = backend or backend_for(target)
+    if dtype not in DTYPE_NAMES:
+        raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPE_NAMES)}")
+    out, name = output_folder(out), module_name(name)
+    request = request_key({"network": net.text(), "dtype": dtype}, backend)
+    try:
+        chain = toolchain(backend)
+    except BuildError:
+        built = lookup(out, request, name)
+        if built is None:
+            raise
+        return _import_for(built, backend)
+    compilers = compilers_digest(chain, backend)
+    built = lookup(out, request, name, compilers)
+    if built is None:
+        (progress or (lambda _: None))("rendering")
+        sources = render_network(lower_network(net, dtype, backend.name), backend)
         built = compile_cached(sources, backend, out, name, progress, chain)
         remember(out, request, built, compilers)
     return _import_for(built, backend)

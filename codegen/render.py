@@ -11,8 +11,10 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .backends import Backend
+from .errors import RenderError
 from .ir import KernelIR
 
 
@@ -38,6 +40,8 @@ def template_root() -> Path:
 TEMPLATE_DIR = template_root()
 
 HEADER = "conv2d.h"
+NETWORK_HEADER = "network.h"
+NETWORK_SOURCE = "network_openmp.c"
 WRAPPER = "__init__.py"
 #: The CPython entry points, for backends that have them (``Backend.python_template``).
 PYTHON_ENTRIES = "conv2d_python.c"
@@ -71,11 +75,14 @@ class SourceFiles:
         kernel_source: the file name of the kernel source, e.g. ``conv2d_openmp.c``.
         files: ``(file name, text)`` pairs: the header, the kernel source, the Python wrapper,
             the CPython entry points when the backend has them, and any extra files.
+        header: the file name of the C header cffi compiles against (``conv2d.h`` for a
+            layer, ``network.h`` for a network).
     """
 
     name: str
     kernel_source: str
     files: tuple[tuple[str, str], ...]
+    header: str = HEADER
 
     def text(self, file: str) -> str:
         """The text of one file."""
@@ -86,7 +93,7 @@ class SourceFiles:
         return SourceFiles(self.name, self.kernel_source, tuple(
             (file, text.replace(KEY_TOKEN, key).replace(KEY12_TOKEN, key[:12]))
             for file, text in self.files
-        ))
+        ), self.header)
 
     def write(self, folder: Path) -> list[Path]:
         """Write every file into ``folder`` (which must exist); returns the paths."""
@@ -114,3 +121,19 @@ def render(ir: KernelIR, backend: Backend) -> SourceFiles:
           for name in backend.extra_files),
     )
     return SourceFiles(ir.name, backend.source, files)
+
+
+def render_network(ir: Any, backend: Backend) -> SourceFiles:
+    """The header, the OpenMP source and the Python wrapper of a network
+    (``codegen.network_lower.NetworkIR``), key placeholders in."""
+    if backend.gpu:
+        raise RenderError(f"target={backend.name!r}: generated networks run on the openmp "
+                          f"target only")
+    env = environment()
+    context = {"ir": ir, "key": KEY_TOKEN, "key12": KEY12_TOKEN, "source": NETWORK_SOURCE}
+    files = (
+        (NETWORK_HEADER, env.get_template("network.h.jinja").render(context)),
+        (NETWORK_SOURCE, env.get_template("openmp/network.c.jinja").render(context)),
+        (WRAPPER, env.get_template("network_module.py.jinja").render(context)),
+    )
+    return SourceFiles(ir.name, NETWORK_SOURCE, files, NETWORK_HEADER)
