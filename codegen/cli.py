@@ -462,7 +462,7 @@ def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
                        help="the kernel backend (default openmp)")
     if dtype_list:
         group.add_argument("--dtype", default=",".join(DTYPE_NAMES), metavar="LIST",
-                           help=f"{', '.join(DTYPE_NAMES)}, or several comma-separated "
+                           help=f"{', '.join(DTYPE_NAMES)}, or several comma-separated, or both "
                                 "(default all)")
     else:
         group.add_argument("--dtype", choices=DTYPE_NAMES, default="float64",
@@ -632,22 +632,29 @@ def _parse_layers(text: str) -> list[str]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from codegen.bench import LAYERS, QUIET_PEERS_ENV, bench_for, markdown, table, to_json
+    from codegen.bench_network import NETWORK_ENV
 
     # OpenBLAS reads its settings when NumPy is imported, which has happened by now: when
     # this process is the command itself, start it again with them in place.
-    missing = {k: v for k, v in QUIET_PEERS_ENV.items() if os.environ.get(k) is None}
+    env = NETWORK_ENV if args.network else QUIET_PEERS_ENV
+    missing = {k: v for k, v in env.items() if os.environ.get(k) is None}
     if missing and getattr(args, "argv", None) == sys.argv[1:]:
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "codegen", *args.argv],
                   {**os.environ, **missing})
 
-    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
+    both = args.dtype.strip().lower() == "both"
+    dtypes = list(DTYPE_NAMES) if both else [d.strip() for d in args.dtype.split(",") if d.strip()]
     for dtype in dtypes:
         if dtype not in DTYPE_NAMES:
             raise UsageError(f"--dtype {args.dtype!r}: {dtype!r} is not one of "
                              f"{', '.join(DTYPE_NAMES)}")
     if args.runs < 7:
         raise UsageError(f"--runs {args.runs}: the median needs at least 7 runs")
+    if args.network:
+        from .cli_network import cmd_bench_network
+
+        return cmd_bench_network(args, dtypes)
     if args.layers:
         jobs = [(name, *LAYERS[name]) for name in _parse_layers(args.layers)]
     else:
@@ -706,6 +713,8 @@ corrgen check --target cuda --emulate --dtype float32 --json
 corrgen bench --layers S2,S5
 corrgen bench --input 3x32x32 --kernel 16x3x5x5 --padding 2 --dtype float32 --batch 64
 corrgen bench --layers all --markdown bench.md --json bench.json
+corrgen bench --network "1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 \
+| softmax-ce" --batch 64 --dtype both
 """,
 }
 
@@ -767,13 +776,21 @@ def _add_bench(sub: Any) -> None:
         "(2*N*O*HO*WO*C*KH*KW per pass), % of the multiply-add peak measured in the same run, "
         "time ratios, thread count (OMP_NUM_THREADS). "
         "--target cuda times the kernels on the GPU (on PyTorch CUDA tensors against "
-        "PyTorch's CUDA convolution, when PyTorch has CUDA) and needs a GPU.",
+        "PyTorch's CUDA convolution, when PyTorch has CUDA) and needs a GPU.\n\n"
+        "With --network, time a whole network's SGD step instead (forward, loss, backward, "
+        "update; the generated network module against the NumPy reference and the same model "
+        "in PyTorch with torch.optim.SGD, same parameters and batch, every contestant on "
+        "OMP_NUM_THREADS threads, 2 unless set): one row per dtype.",
         cmd_bench, dtype_list=True)
     p.add_argument("--layers", metavar="IDS",
                    help="the benchmark layers to time instead of the spec (listed below): "
                    "e.g. S2,S5, or all")
+    p.add_argument("--network", metavar="'INPUT | LAYER | ... | LOSS'",
+                   help="time a network's training step instead of a layer's passes, e.g. "
+                   "'1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | "
+                   "softmax-ce' (the layers of 'corrgen derive --network')")
     p.add_argument("--batch", type=int, default=0, metavar="N",
-                   help="batch size (default: the layer's, 16 for a spec)")
+                   help="batch size (default: the layer's, 16 for a spec, 64 for a network)")
     p.add_argument("--runs", type=int, default=7, help="timed runs per pass (default 7)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")

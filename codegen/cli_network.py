@@ -1,4 +1,5 @@
-"""``corrgen derive --network`` and ``--values``: a network's elements, and numbers in them.
+"""``corrgen derive --network`` and ``--values``: a network's elements, and numbers in them;
+``corrgen bench --network``: its training step timed.
 
 Kept apart from ``codegen.cli`` (the layer commands): the network output has its own layout,
 layer by layer forward, then the loss, then the δ recursion backwards.
@@ -163,3 +164,51 @@ def print_network_latex(exprs: Any, base: int) -> None:
         below = d.layer.index - 1
         for u, e in d.backward.items():
             row(rf"\delta^{{({below})}}", u, e)
+
+
+#: ``corrgen bench --network``'s batch size unless --batch is given.
+BENCH_BATCH = 64
+
+
+def cmd_bench_network(args: argparse.Namespace, dtypes: list[str]) -> int:
+    """``corrgen bench --network``: the network's training step timed per dtype against the
+    NumPy reference and PyTorch (``codegen.bench_network``)."""
+    from pathlib import Path
+
+    import codegen
+
+    from .bench_network import bench_network, heading, markdown, table, to_json
+    from .cli import StageProgress, UsageError
+
+    if args.layers:
+        raise UsageError(f"--layers {args.layers!r}: names benchmark layers, and --network "
+                         f"times a whole network instead; give one or the other")
+    if args.style != "auto":
+        raise UsageError(f"--style {args.style}: chooses a single layer's kernels; a "
+                         f"--network module is built as codegen.load_network builds it")
+    net = parse_network(args)
+    batch = args.batch or BENCH_BATCH
+    if batch < 1:
+        raise UsageError(f"--batch {batch}: expected a batch size >= 1")
+    peaks: dict[str, float] = {}
+    if args.target == "openmp":
+        from .peak import fma_peak
+
+        print("measuring the multiply-add peak ...", file=sys.stderr)
+        peaks = fma_peak(tuple(dtypes))
+
+    def load(net: Network, target: str, dtype: str) -> Any:
+        with StageProgress(f"building {target} {dtype} network module") as progress:
+            return codegen.load_network(net, target, dtype, out=args.out, progress=progress)
+
+    timings = []
+    for dtype in dtypes:
+        print(f"timing {net.text()} {dtype}, N={batch} ...", file=sys.stderr)
+        timings += bench_network(net, batch, dtype, args.target, args.runs, load,
+                                 with_torch=not args.no_torch, peak_gflops=peaks.get(dtype))
+    print(f"{heading(timings)}\n\n{table(timings)}")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(timings))
+    if args.json:
+        Path(args.json).write_text(to_json(timings) + "\n")
+    return 0

@@ -1,5 +1,6 @@
 """derive.reference.network against central finite differences, loop-by-loop oracles and
-PyTorch (the same network built from torch.nn layers, when torch is installed)."""
+PyTorch (the same network built from torch.nn layers by codegen.torch_network, when torch is
+installed)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
+from codegen.torch_network import torch_grads
 from derive import Network, reference
 from derive.network_reference import NetworkReference
 
@@ -39,7 +41,8 @@ LARGE = [
     "| dense 8 | sigmoid | bce",
 ]
 #: The networks also built from torch.nn layers (no relu before an l2pool: PyTorch's LPPool2d
-#: has no gradient on an all-zero window; no 'same' padding with a stride: Conv2d refuses it).
+#: has no gradient on an all-zero window). tests/test_bench_network.py adds the twin's own
+#: modules: an uneven 'same' padding at a stride, untied biases, float32.
 TORCH = [SMALL[i] for i in (0, 1, 2, 3, 4, 6, 7, 8)] + [
     LARGE[0],
     "1x8x8 | conv 2x4x3 pad same dil 2x1 | relu | avgpool 3 stride 2 | flatten | dense 3 | l2",
@@ -170,11 +173,11 @@ def test_maxpool_sends_a_tie_to_the_first_maximum():
 
 
 def test_maxpool_ties_match_torch():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     net = Network.parse(TIE_NET)
     X, T, params = _tie_data()
     loss, grads = reference.network(net).grads(X, T, params)
-    want_loss, want, _ = _torch_grads(torch, net, X, T, params)
+    want_loss, want, _ = torch_grads(net, X, T, params)
     assert loss == pytest.approx(want_loss, rel=1e-14)
     np.testing.assert_allclose(grads["0.weight"], want["0.weight"], rtol=1e-14)
 
@@ -319,103 +322,16 @@ def test_bad_params_are_named():
 # -- PyTorch: the same network from torch.nn layers ------------------------------------------
 
 
-class _Untied:
-    """A bias per output element after a bias-less Conv2d (no torch.nn layer has one)."""
-
-    @staticmethod
-    def make(torch, conv, shape):
-        class Untied(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.conv = conv
-                self.bias = torch.nn.Parameter(torch.zeros(shape, dtype=torch.float64))
-
-            def forward(self, x):
-                return self.conv(x) + self.bias
-
-        return Untied()
-
-
-def _torch_conv(torch, layer):
-    spec = layer.spec
-    o, c, kh, kw = spec.kernel
-    top, bottom, left, right = spec.pads
-    # Uneven padding only comes from 'same', which PyTorch resolves itself: this checks
-    # LayerSpec's choice (the extra row and column at the bottom and right) against it.
-    padding = (top, left) if (top, left) == (bottom, right) else "same"
-    conv = torch.nn.Conv2d(c, o, (kh, kw), stride=spec.stride, padding=padding,
-                           dilation=spec.dilation, bias=spec.bias and not layer.untied,
-                           dtype=torch.float64)
-    return _Untied.make(torch, conv, layer.out_shape) if layer.untied else conv
-
-
-def _torch_model(torch, net):
-    nn = torch.nn
-    simple = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "flatten": nn.Flatten}
-    pools = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d,
-             "l2pool": lambda size, stride: nn.LPPool2d(2, size, stride)}
-    modules = []
-    for layer in net.layers:
-        if layer.kind == "conv":
-            modules.append(_torch_conv(torch, layer))
-        elif layer.kind == "dense":
-            units, d, _, _ = layer.spec.kernel
-            modules.append(nn.Linear(d, units, bias=layer.spec.bias, dtype=torch.float64))
-        elif layer.kind in pools:
-            modules.append(pools[layer.kind](layer.size, layer.stride))
-        else:
-            modules.append(simple[layer.kind]())
-    return nn.Sequential(*modules)
-
-
-def _torch_params(net, model):
-    """Our name -> (the torch parameter, whether its last two axes are flipped)."""
-    found = dict(model.named_parameters())
-    out = {}
-    for layer in net.layers:
-        flip = layer.kind == "conv" and layer.spec.mode == "convolution"
-        for name, _ in layer.params():
-            torch_name = name
-            if layer.untied and name.endswith("weight"):
-                torch_name = f"{layer.index}.conv.weight"
-            out[name] = (found[torch_name], flip and name.endswith("weight"))
-    assert len(out) == len(found)
-    return out
-
-
-def _torch_grads(torch, net, X, T, params):
-    model = _torch_model(torch, net)
-    mapping = _torch_params(net, model)
-    with torch.no_grad():
-        for name, (param, flip) in mapping.items():
-            value = params[name][..., ::-1, ::-1] if flip else params[name]
-            param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
-    Y = model(torch.from_numpy(X))
-    n, target = X.shape[0], torch.from_numpy(np.asarray(T))
-    if net.loss == "l2":
-        loss = torch.nn.MSELoss(reduction="sum")(Y, target) / n / 2
-    elif net.loss == "bce":
-        loss = torch.nn.BCELoss(reduction="sum")(Y, target) / n
-    else:
-        loss = torch.nn.CrossEntropyLoss()(Y, target)
-    loss.backward()
-    grads = {}
-    for name, (param, flip) in mapping.items():
-        grad = param.grad.numpy()
-        grads[name] = grad[..., ::-1, ::-1] if flip else grad
-    return loss.item(), grads, Y.detach().numpy()
-
-
 @pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("text", TORCH)
 def test_matches_torch_nn(text, batch):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     net = Network.parse(text)
     X, T, params = _data(net, batch, seed=10 + batch)
     ref = reference.network(net)
     loss, grads = ref.grads(X, T, params)
-    want_loss, want, want_Y = _torch_grads(torch, net, X, T, params)
+    want_loss, want, want_Y = torch_grads(net, X, T, params)
     np.testing.assert_allclose(ref.predict(X, params), want_Y, rtol=1e-10, atol=1e-12)
     assert loss == pytest.approx(want_loss, rel=1e-10)
     scale = max(np.abs(g).max() for g in want.values())
