@@ -51,8 +51,13 @@ class NetworkModule:
         self.net, self.dtype, self.target, self.lib = net, dtype, target, lib
         self._dtype = np.dtype(dtype)
         self._checks = NetworkReference(net)  # the reference's checks of T and params
-        self._names = [name for name, _ in net.params()]
-        self._shapes = dict(net.params())
+        self._params = net.params()
+        self._names = [name for name, _ in self._params]
+        self._input_shape = tuple(net.input)
+        softmax = net.loss == "softmax-ce"
+        self._target_dtype = np.dtype(np.int64) if softmax else self._dtype
+        self._target_shape = () if softmax else tuple(net.output_shape)
+        self._loss = np.zeros(1, np.float64)
         self._workspaces: dict[tuple[int, int], np.ndarray] = {}
         self._lock = threading.Lock()
         self._threads: int | None = None
@@ -79,9 +84,9 @@ class NetworkModule:
         """``(loss, {name: dloss/dparam})`` in ``net.params()`` order, in the module's dtype."""
         X = self._input(X)
         T = self._target(T, X)
-        grads = {name: np.empty(shape, self._dtype) for name, shape in self._shapes.items()}
+        grads = [np.empty(shape, self._dtype) for _, shape in self._params]
         loss = self._run(MODE_GRADS, X, T, self._values(params), grads=grads)
-        return loss, grads
+        return loss, dict(zip(self._names, grads))
 
     def step(self, X: Any, T: Any, params: Mapping[str, Any], lr: float) -> float:
         """One SGD step, ``p -= lr * dloss/dp`` in place for every parameter; returns the loss
@@ -91,12 +96,14 @@ class NetworkModule:
             raise ValueError(f"lr: expected a finite real number, got {lr!r}")
         X = self._input(X)
         T = self._target(T, X)
-        self._values(params)  # names, shapes and dtypes checked before anything is written
-        arrays = {name: self._updatable(name, params[name]) for name in self._names}
+        arrays = self._direct(params)
+        if arrays is None:  # some array needs a check, a conversion or a copy
+            self._checks._read_params(params, self._dtype)  # names, shapes, dtypes: or raise
+            arrays = [self._updatable(name, params[name]) for name in self._names]
         loss = self._run(MODE_STEP, X, T, arrays, lr=float(lr))
-        for name in self._names:
-            if arrays[name] is not params[name]:
-                params[name][...] = arrays[name]
+        for name, array in zip(self._names, arrays, strict=True):
+            if array is not params[name]:
+                params[name][...] = array
         return loss
 
     def threads(self) -> int:
@@ -110,9 +117,13 @@ class NetworkModule:
             raise ValueError(f"count: expected a positive integer or None, got {count!r}")
         self._threads = count
 
-    # -- checks ---------------------------------------------------------------------------
+    # -- checks: a fast path for what a training loop passes, the reference's otherwise ---
 
     def _input(self, X: Any) -> np.ndarray:
+        if type(X) is np.ndarray and X.dtype == self._dtype and X.shape[1:] == self._input_shape \
+                and X.ndim == len(self._input_shape) + 1 and X.shape[0] >= 1 \
+                and X.flags.c_contiguous:
+            return X
         if not isinstance(X, np.ndarray):
             raise TypeError(f"X: expected a NumPy array of dtype {self.dtype}, got "
                             f"{type(X).__name__}")
@@ -122,13 +133,34 @@ class NetworkModule:
         return np.ascontiguousarray(self._checks._check_input(X))
 
     def _target(self, T: Any, X: np.ndarray) -> np.ndarray:
+        # Class indices are checked against 0..K-1 by the kernel (status 3).
+        if type(T) is np.ndarray and T.dtype == self._target_dtype and T.flags.c_contiguous \
+                and T.shape == (X.shape[0], *self._target_shape):
+            return T
         T = self._checks._check_target(T, X)
-        wanted = np.int64 if self.net.loss == "softmax-ce" else self._dtype
-        return np.ascontiguousarray(T, dtype=wanted)
+        return np.ascontiguousarray(T, dtype=self._target_dtype)
 
-    def _values(self, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def _direct(self, params: Mapping[str, Any]) -> list[np.ndarray] | None:
+        """The parameter arrays themselves, when each can be handed to the kernel as it is
+        (the module's dtype, the right shape, C-contiguous, writeable); else None."""
+        if not isinstance(params, dict) or len(params) != len(self._params):
+            return None
+        arrays = []
+        for name, shape in self._params:
+            array = params.get(name)
+            if type(array) is not np.ndarray or array.dtype != self._dtype \
+                    or array.shape != shape or not array.flags.c_contiguous \
+                    or not array.flags.writeable:
+                return None
+            arrays.append(array)
+        return arrays
+
+    def _values(self, params: Mapping[str, Any]) -> list[np.ndarray]:
+        arrays = self._direct(params)
+        if arrays is not None:
+            return arrays
         values = self._checks._read_params(params, self._dtype)
-        return {name: np.ascontiguousarray(array) for name, array in values.items()}
+        return [np.ascontiguousarray(values[name]) for name in self._names]
 
     def _updatable(self, name: str, array: Any) -> np.ndarray:
         if not (isinstance(array, np.ndarray) and array.dtype.kind == "f"):
@@ -157,20 +189,23 @@ class NetworkModule:
             self._workspaces[key] = space
         return space
 
-    def _run(self, mode: int, X: np.ndarray, T: np.ndarray | None,
-             values: dict[str, np.ndarray], *, predicted: np.ndarray | None = None,
-             grads: dict[str, np.ndarray] | None = None, lr: float = 0.0) -> float:
+    def _run(self, mode: int, X: np.ndarray, T: np.ndarray | None, values: list[np.ndarray],
+             *, predicted: np.ndarray | None = None, grads: list[np.ndarray] | None = None,
+             lr: float = 0.0) -> float:
         batch, threads = X.shape[0], self.threads()
-        loss = np.zeros(1, np.float64)
-        addresses = [_address(values[name]) for name in self._names]
-        gradients = [_address(grads[name]) if grads else 0 for name in self._names]
+        addresses = [_address(array) for array in values]
+        gradients = [_address(array) for array in grads] if grads else [0] * len(values)
         with self._lock:
             space = self._workspace(batch, threads)
             status = self.lib.network_run(
                 batch, threads, mode, lr, _address(space) if space.size else 0, _address(X),
                 _address(T) if T is not None and T.size else 0,
-                _address(predicted) if predicted is not None else 0, _address(loss),
+                _address(predicted) if predicted is not None else 0, _address(self._loss),
                 *addresses, *gradients)
+            loss = float(self._loss[0])
         if status == 2:
             raise ValueError("bce: the network's output must lie in [0, 1] (end it in sigmoid)")
-        return float(loss[0])
+        if status == 3:  # the reference's check names the range and the values found
+            self._checks._check_target(T, X)
+            raise ValueError(f"T: class indices must lie in 0..{self.net.output_shape[0] - 1}")
+        return loss

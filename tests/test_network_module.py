@@ -239,3 +239,14 @@ def test_the_example_networks_source_matches_the_checked_in_files(update_golden)
     sources = render_network(lower_network(Network.parse(EXAMPLE), "float32"), OPENMP)
     differences = golden_differences("network_example_f32", sources, OPENMP, update_golden)
     assert not differences, "\n".join(differences)
+
+
+def test_a_class_index_out_of_range_is_refused_and_changes_nothing(modules):
+    module = modules(EXAMPLE, "float32")
+    X, T, params = _data(Network.parse(EXAMPLE), 3, "float32")
+    before = {name: array.copy() for name, array in params.items()}
+    T[1] = 10  # the kernel sees it: the fast path hands T over unchecked
+    with pytest.raises(ValueError, match=r"0\.\.9, got values from \d+ to 10"):
+        module.step(X, T, params, 0.1)
+    for name in params:
+        assert np.array_equal(params[name], before[name])

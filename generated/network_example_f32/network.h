@@ -4,7 +4,7 @@
  * spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
  *        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
  * style: fused network step; dtype: float32 (float); target: openmp
- * cache key: 700d8e13c952746ffe8e2137bf5414c031e9c7076a75760103d79ce0b0bc9023
+ * cache key: 913b0e5e483afa33494e6d4549fcb0e4b9a40517df305e2e93b4a77aa7fa8112
  */
 
 /*
@@ -21,7 +21,7 @@ int64_t network_workspace_bytes(int64_t batch, int threads);
  * `predicted`), 1 also the loss (a double at `loss`), 2 also every gradient (into the
  * d<name> arrays), 3 an SGD step with learning rate lr instead (the parameters updated in
  * place; the d<name> arrays are not used). Parameters in net.params() order: w0 = "0.weight", b0 = "0.bias", w4 = "4.weight", b4 = "4.bias".
- * Returns 0. */
+ * Returns 0, or 3 (nothing updated) when a class index lies outside 0..9. */
 int network_run(int64_t batch, int threads, int mode, double lr, uintptr_t workspace,
                 uintptr_t x, uintptr_t t, uintptr_t predicted, uintptr_t loss, uintptr_t w0, uintptr_t b0, uintptr_t w4, uintptr_t b4, uintptr_t dw0, uintptr_t db0, uintptr_t dw4, uintptr_t db4);
 

@@ -4,7 +4,7 @@
  * spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
  *        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
  * style: fused network step; dtype: float32 (float); target: openmp
- * cache key: 700d8e13c952746ffe8e2137bf5414c031e9c7076a75760103d79ce0b0bc9023
+ * cache key: 913b0e5e483afa33494e6d4549fcb0e4b9a40517df305e2e93b4a77aa7fa8112
  */
 
 #include <stdint.h>
@@ -641,16 +641,23 @@ static void stage3_grad_params(const struct workspace *ws, const int64_t batch, 
 
 
 /* The loss of each sample, and (from MODE_GRADS on) its gradient times the derivative of
- * the last activation: the last stage's delta. */
+ * the last activation: the last stage's delta. A class index outside 0..K-1 sets *bad. */
 static void loss_pass(const struct workspace *ws, const int64_t batch, const void *t,
-                      const enum mode mode)
+                      const enum mode mode, int *bad)
 {
     #pragma omp for schedule(static)
     for (int64_t n = 0; n < batch; n++) {
         const real *y = ws->y3 + n * S3_OUT;
         real *g = mode >= MODE_GRADS ? ws->d3 + n * S3_OUT : NULL;
-        ws->losses[n] = softmax_ce(y, ((const int64_t *)t)[n], g, S3_OUT, batch);
+        const int64_t target = ((const int64_t *)t)[n];
+        if (target < 0 || target >= S3_OUT) {
+            #pragma omp atomic write
+            *bad = 1;
+            continue;
+        }
+        ws->losses[n] = softmax_ce(y, target, g, S3_OUT, batch);
     }
+    (void)bad;
 }
 
 /* ---- Entry points ---- */
@@ -671,14 +678,16 @@ int network_run(int64_t batch, int threads, int mode, double lr, uintptr_t works
     const struct parameters p = { (real *)w0, (real *)b0, (real *)w4, (real *)b4, 0 };
     const struct parameters g = { (real *)dw0, (real *)db0, (real *)dw4, (real *)db4, 0 };
     const struct finish update = { .kind = mode == MODE_STEP ? SGD_STEP : STORE, .lr = (real)lr };
+    int bad_target = 0;
     #pragma omp parallel num_threads(threads)
     {
         real *scratch = ws->scratch + (size_t)omp_get_thread_num() * THREAD_SCRATCH;
         stage1_forward(ws, batch, x, &p);
         stage2_forward(ws, batch, x, &p);
         stage3_forward(ws, batch, x, &p);
-        if (mode >= MODE_LOSS) loss_pass(ws, batch, (const void *)t, (enum mode)mode);
-        if (mode >= MODE_GRADS) {
+        if (mode >= MODE_LOSS) loss_pass(ws, batch, (const void *)t, (enum mode)mode, &bad_target);
+        /* loss_pass ends in a barrier: every thread sees the same bad_target */
+        if (mode >= MODE_GRADS && !bad_target) {
             /* The deltas, last stage first; then every gradient, each finished (stored, or
              * the parameter stepped) by the thread that summed it. */
             stage3_grad_input(ws, batch, &p, scratch);
@@ -692,6 +701,7 @@ int network_run(int64_t batch, int threads, int mode, double lr, uintptr_t works
         memcpy((void *)predicted, ws->y3, sizeof(real) * batch * S3_OUT);
         return 0;
     }
+    if (bad_target) return 3;
     double total = 0;
     for (int64_t n = 0; n < batch; n++) total += ws->losses[n];
     *(double *)loss = total / batch;
