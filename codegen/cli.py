@@ -1025,8 +1025,15 @@ DEMO_STEPS.append(_demo_latex)
 # -- main ---------------------------------------------------------------------------------------
 
 
+def _add_train(sub: Any) -> None:
+    from .cli_train import add_train  # here: codegen.cli_train imports this module
+
+    add_train(sub)
+
+
 COMMANDS: list[Callable[[Any], None]] = [
-    _add_demo, _add_derive, _add_latex, _add_emit, _add_build, _add_check, _add_bench]
+    _add_demo, _add_derive, _add_latex, _add_emit, _add_build, _add_check, _add_bench,
+    _add_train]
 
 
 MAIN_EXAMPLES = """
@@ -1037,6 +1044,7 @@ corrgen emit --input 3x32x32 --kernel 16x3x5x5 --target cuda --out src
 corrgen build --input 3x32x32 --kernel 16x3x5x5 --padding 2 --dtype float32
 corrgen check --input 3x11x9 --kernel 4x3x3x2 --stride 2x1 --padding same
 corrgen bench --layers S2,S5
+corrgen train --epochs 20                           # a network on the handwritten digits
 """
 
 
