@@ -189,10 +189,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training {net.text()} on {data.describe()}: {args.epochs} epochs, batch "
           f"{args.batch}, lr {args.lr:g} ({args.schedule}), {args.dtype}, {args.target}; "
           f"results in {out}{os.sep}")
+    import codegen
+
+    from .cli import StageProgress
+
+    with StageProgress(f"building {args.target} {args.dtype} network module") as stage:
+        module = codegen.load_network(net, args.target, args.dtype, progress=stage)
     try:
         history = training.train(net, data, args.epochs, args.batch, args.lr, args.dtype,
-                                 args.target, args.seed, progress=_reporter(args.epochs),
-                                 schedule=args.schedule)
+                                 args.target, args.seed, load=lambda *_: module,
+                                 progress=_reporter(args.epochs), schedule=args.schedule)
     except training.DivergedError as error:
         raise UsageError(f"--lr {args.lr:g}: {error}") from None
     final = history.final
