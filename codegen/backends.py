@@ -36,6 +36,9 @@ class Backend:
         template: the Jinja template of the kernel source, in ``templates/``.
         style_templates: ``(style, template)`` pairs: the styles whose kernel source another
             template renders (the OpenMP ``direct`` style).
+        network_template: the Jinja template of a generated network's source
+            (``codegen.load_network``); empty: the target has no generated networks.
+        network_source: the file name of the rendered network source.
         source: the file name of the rendered kernel source.
         compiler_env: the environment variable that overrides the kernel compiler.
         compiler: the kernel compiler used when that variable is unset.
@@ -88,6 +91,8 @@ class Backend:
     glue_flags: tuple[str, ...] = ()
     sanitize: bool = False
     style_templates: tuple[tuple[str, str], ...] = ()
+    network_template: str = ""
+    network_source: str = ""
 
     def kernel_template(self, style: str) -> str:
         """The Jinja template of the kernel source of ``style``."""
@@ -106,6 +111,8 @@ OPENMP = Backend(
     link_flags=("-fopenmp",),
     cpu_specific=True,
     python_template="conv2d_python.c.jinja",
+    network_template="openmp/network.c.jinja",
+    network_source="network_openmp.c",
 )
 
 #: The GPUs ``cuda`` modules carry machine code for (``sm_75`` Turing, ``sm_80`` Ampere, which
@@ -141,6 +148,8 @@ CUDA = Backend(
     cuda_runtime=True,
     version_pattern=r"release \d|^Build ",
     install_hint="install the CUDA toolkit (nvcc), or set NVCC to its path",
+    network_template="cuda/network.cu.jinja",
+    network_source="network_cuda.cu",
 )
 
 #: The ``cuda`` target's kernel source, compiled for the CPU: ``templates/cuda_emulation.h``
@@ -160,6 +169,8 @@ CUDA_EMULATION = Backend(
     extra_files=("cuda_emulation.h",),
     gpu=True,
     install_hint="install a C++ compiler (g++), or set CXX to its path",
+    network_template=CUDA.network_template,
+    network_source=CUDA.network_source,
 )
 
 #: Every target, by name.

@@ -2,8 +2,9 @@
 
 ``CudaKernelModule`` is ``KernelModule`` (the same argument checks and functions: NumPy in,
 NumPy out; the C launchers copy the arrays to the GPU and back) whose failures raise
-``CudaError``, a RuntimeError naming the pass, CUDA's error name and its description. A
-module imports without a GPU or a driver; its first call then raises, for instance::
+``CudaError``, a RuntimeError naming the pass, CUDA's error name and its description;
+``CudaNetworkModule`` is the same for a generated network (``NetworkModule``). A module
+imports without a GPU or a driver; its first call then raises, for instance::
 
     CudaError: forward: CUDA error 35 (cudaErrorInsufficientDriver): CUDA driver version is
     insufficient for CUDA runtime version; no usable GPU: ...
@@ -32,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from derive.network import Network
 from derive.spec import LayerSpec
 
 from .errors import CudaError
+from .network_runtime import MODES, NetworkModule
 from .runtime import KernelModule
 from .vocabulary import GRADIENTS, PASS
 
@@ -57,29 +60,27 @@ NO_IMAGE_HINT = (
     "carries: add the GPU's sm_XX to codegen.backends.CUDA_ARCHS, or update the driver")
 
 
-class CudaKernelModule(KernelModule):
-    """NumPy front end of one compiled CUDA module, plus ``device`` entry points.
+class CudaQueries:
+    """What the front end of every CUDA module asks CUDA, through the module's C functions
+    ``<prefix>_error_name``, ``<prefix>_device_count`` ...: errors as CudaError, and the
+    device. Mixed into a front end that sets ``lib`` and ``ffi``."""
 
-    Args:
-        spec: the layer the kernels were generated for.
-        dtype: their dtype.
-        lib: the cffi ``lib`` of the extension (``conv2d_forward``, ``conv2d_forward_device``,
-            ``conv2d_error_name`` ...).
-        ffi: the cffi ``ffi`` of the extension (for out-parameters and strings).
-    """
+    #: The prefix of the module's C functions.
+    prefix = "conv2d"
+    #: How to run the same kernels without a GPU, for require_device's message.
+    emulate_hint = "corrgen check --emulate runs the same kernels on the CPU"
+    lib: Any
+    ffi: Any
 
-    def __init__(self, spec: LayerSpec, dtype: str, lib: Any, ffi: Any) -> None:
-        self.ffi = ffi
-        super().__init__(spec, dtype, lib)
-        self.emulated = bool(lib.conv2d_emulated())
-        self.device = DeviceFunctions(self)
+    def _c(self, name: str) -> Callable[..., Any]:
+        return getattr(self.lib, f"{self.prefix}_{name}")
 
     # -- errors -----------------------------------------------------------------------------
 
     def error(self, code: int, what: str) -> CudaError:
         """The CudaError of CUDA error ``code`` raised by ``what`` (a pass or a CUDA call)."""
-        name = self.ffi.string(self.lib.conv2d_error_name(code)).decode(errors="replace")
-        text = self.ffi.string(self.lib.conv2d_error_string(code)).decode(errors="replace")
+        name = self.ffi.string(self._c("error_name")(code)).decode(errors="replace")
+        text = self.ffi.string(self._c("error_string")(code)).decode(errors="replace")
         message = f"{what}: CUDA error {code} ({name}): {text}"
         if name in NO_DEVICE_ERRORS:
             message += f"; {NO_DEVICE_HINT}"
@@ -101,17 +102,17 @@ class CudaKernelModule(KernelModule):
 
     def device_count(self) -> int:
         """The number of CUDA devices (CudaError when CUDA cannot tell: no driver, ...)."""
-        return self._int_call(self.lib.conv2d_device_count, "cudaGetDeviceCount")
+        return self._int_call(self._c("device_count"), "cudaGetDeviceCount")
 
     def current_device(self) -> int:
         """The CUDA device the kernels run on (the calling thread's current device)."""
-        return self._int_call(self.lib.conv2d_current_device, "cudaGetDevice")
+        return self._int_call(self._c("current_device"), "cudaGetDevice")
 
     def device_name(self, device: int | None = None) -> str:
         """The name of a CUDA device (default: the current one), e.g. ``NVIDIA H100``."""
         device = self.current_device() if device is None else device
         name = self.ffi.new("char[256]")
-        self._status(self.lib.conv2d_device_name(device, name, 256), "cudaGetDeviceProperties")
+        self._status(self._c("device_name")(device, name, 256), "cudaGetDeviceProperties")
         return self.ffi.string(name).decode(errors="replace")
 
     def require_device(self) -> str:
@@ -124,13 +125,30 @@ class CudaKernelModule(KernelModule):
             count = self.device_count()
         except CudaError as error:
             reason = str(error).split(": ", 1)[1].split("; ")[0]
-            raise CudaError(f"no CUDA device is available ({reason}); corrgen check --emulate "
-                            f"runs the same kernels on the CPU", error.code, error.name
-                            ) from None
+            raise CudaError(f"no CUDA device is available ({reason}); {self.emulate_hint}",
+                            error.code, error.name) from None
         if count == 0:
-            raise CudaError("no CUDA device is available (cudaGetDeviceCount found none); "
-                            "corrgen check --emulate runs the same kernels on the CPU")
+            raise CudaError(f"no CUDA device is available (cudaGetDeviceCount found none); "
+                            f"{self.emulate_hint}")
         return self.device_name()
+
+
+class CudaKernelModule(CudaQueries, KernelModule):
+    """NumPy front end of one compiled CUDA module, plus ``device`` entry points.
+
+    Args:
+        spec: the layer the kernels were generated for.
+        dtype: their dtype.
+        lib: the cffi ``lib`` of the extension (``conv2d_forward``, ``conv2d_forward_device``,
+            ``conv2d_error_name`` ...).
+        ffi: the cffi ``ffi`` of the extension (for out-parameters and strings).
+    """
+
+    def __init__(self, spec: LayerSpec, dtype: str, lib: Any, ffi: Any) -> None:
+        self.ffi = ffi
+        super().__init__(spec, dtype, lib)
+        self.emulated = bool(lib.conv2d_emulated())
+        self.device = DeviceFunctions(self)
 
     def pointer_device(self, pointer: int) -> int:
         """The device holding ``pointer``'s memory, or -1 when it is not device memory."""
@@ -145,6 +163,33 @@ class CudaKernelModule(KernelModule):
     def threads(self) -> int:
         """The host threads a call runs on: 1 (the kernels run on the GPU)."""
         return int(self.lib.conv2d_threads())
+
+
+class CudaNetworkModule(CudaQueries, NetworkModule):
+    """NumPy front end of one compiled CUDA network (``codegen.load_network(...,
+    target="cuda")``): ``NetworkModule``'s methods and checks, whose C call copies the arrays
+    to the GPU and back; a failed CUDA call raises CudaError naming the method, CUDA's error
+    name and its description.
+
+    Args:
+        net, dtype, target, lib: as for ``NetworkModule``.
+        ffi: the cffi ``ffi`` of the extension (for out-parameters and strings).
+    """
+
+    prefix = "network"
+    emulate_hint = ("codegen.load_network(..., backend=codegen.backends.CUDA_EMULATION) runs "
+                    "the same kernels on the CPU")
+
+    def __init__(self, net: Network, dtype: str, target: str, lib: Any, ffi: Any) -> None:
+        self.ffi = ffi
+        super().__init__(net, dtype, target, lib)
+        self.emulated = bool(lib.network_emulated())
+
+    def _refused(self, status: int, mode: int, X: np.ndarray, T: np.ndarray | None) -> None:
+        """A negative status is minus a CUDA error code; the others are NetworkModule's."""
+        if status < 0:
+            raise self.error(-status, MODES[mode])
+        super()._refused(status, mode, X, T)
 
 
 # -- __cuda_array_interface__ -------------------------------------------------------------------

@@ -105,19 +105,23 @@ def load_network(net: Network | str, target: str = "openmp", dtype: str = "float
 
     Args:
         net: a ``derive.Network`` or its text form.
-        target: ``openmp`` (generated networks run on the CPU).
+        target: ``openmp`` or ``cuda`` (host arrays in and out, the step run on the GPU).
         dtype: ``float32`` or ``float64``.
-        out, name, backend, progress: as for ``load``.
+        out, name, progress: as for ``load``.
+        backend: as for ``load``; ``codegen.backends.CUDA_EMULATION`` compiles the cuda
+            target's source for the CPU.
 
     Returns:
         The module, with ``predict``, ``loss``, ``grads`` and ``step`` (DESIGN.md,
         "Networks"), ``threads()``, ``set_threads(count)`` and the attributes ``net``,
-        ``dtype``, ``target`` and ``key``.
+        ``dtype``, ``target`` and ``key``; cuda modules also ``emulated``,
+        ``device_count()``, ``device_name()`` and ``require_device()``, and raise
+        ``codegen.errors.CudaError`` when a CUDA call fails (no GPU, say).
 
     Raises:
         SpecError: ``net`` is text that does not parse.
         ValueError: an unknown dtype.
-        RenderError: a target without generated networks.
+        RenderError: a backend without generated networks.
         OutputError, BuildError, LoadError: as for ``load``.
     """
     from derive.network import Network

@@ -18,7 +18,12 @@ grad_input ``col2im(Wᵀ · δ)``, its grad_weight ``Σₙ δₙ · colsₙᵀ``
 with the whole input as one column (seed 004's forms, eqs. (3)–(9)). ``register_rows``
 chooses the rows of each product's register tile from its shape.
 
-Everything here is plain data for ``templates/openmp/network*.c.jinja``.
+The CUDA source (``templates/cuda/network*.cu.jinja``) uses the same stages and constants
+with kernels of its own: one thread per element written, gathers for grad_input, and sums in
+a fixed order per parameter element; ``NetworkIR.launch_constants`` is its launch
+configuration, the layer modules' (``codegen.lower``).
+
+Everything here is plain data for the templates.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from derive import __version__
 from derive.network import ACTIVATIONS, Layer, Network
 
+from .lower import CUDA_BLOCK, CUDA_GRID_LIMIT
 from .vocabulary import DTYPES
 
 #: Row counts of a product's register tile, most preferred first: with two vectors of
@@ -201,6 +207,13 @@ class NetworkIR:
     @property
     def conv_stages(self) -> tuple[Stage, ...]:
         return tuple(s for s in self.stages if s.kind == "conv")
+
+    @property
+    def launch_constants(self) -> tuple[StageConstant, ...]:
+        """The CUDA kernels' launch configuration: threads per block and the grid's cap."""
+        return (StageConstant("BLOCK", CUDA_BLOCK, "threads per block of every kernel"),
+                StageConstant("GRID_LIMIT", CUDA_GRID_LIMIT, "the most blocks per launch; "
+                              "grid-stride loops cover the rest"))
 
     @property
     def thread_scratch(self) -> int:

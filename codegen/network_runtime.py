@@ -31,6 +31,8 @@ from .runtime import _address
 
 #: network_run's modes (``templates/openmp/network.c.jinja``).
 MODE_PREDICT, MODE_LOSS, MODE_GRADS, MODE_STEP = range(4)
+#: The method each mode serves, for messages.
+MODES = ("predict", "loss", "grads", "step")
 #: Workspaces kept per module (batch sizes x thread counts): training uses two batch sizes
 #: (full and last), evaluation a third.
 KEPT_WORKSPACES = 4
@@ -203,9 +205,15 @@ class NetworkModule:
                 _address(predicted) if predicted is not None else 0, _address(self._loss),
                 *addresses, *gradients)
             loss = float(self._loss[0])
+        if status:
+            self._refused(status, mode, X, T)
+        return loss
+
+    def _refused(self, status: int, mode: int, X: np.ndarray, T: np.ndarray | None) -> None:
+        """Raise for network_run's non-zero ``status`` (2: bce's range, 3: a class index)."""
         if status == 2:
             raise ValueError("bce: the network's output must lie in [0, 1] (end it in sigmoid)")
         if status == 3:  # the reference's check names the range and the values found
             self._checks._check_target(T, X)
             raise ValueError(f"T: class indices must lie in 0..{self.net.output_shape[0] - 1}")
-        return loss
+        raise RuntimeError(f"{MODES[mode]}: network_run returned the unknown status {status}")

@@ -41,7 +41,6 @@ TEMPLATE_DIR = template_root()
 
 HEADER = "conv2d.h"
 NETWORK_HEADER = "network.h"
-NETWORK_SOURCE = "network_openmp.c"
 WRAPPER = "__init__.py"
 #: The CPython entry points, for backends that have them (``Backend.python_template``).
 PYTHON_ENTRIES = "conv2d_python.c"
@@ -124,16 +123,24 @@ def render(ir: KernelIR, backend: Backend) -> SourceFiles:
 
 
 def render_network(ir: Any, backend: Backend) -> SourceFiles:
-    """The header, the OpenMP source and the Python wrapper of a network
-    (``codegen.network_lower.NetworkIR``), key placeholders in."""
-    if backend.gpu:
-        raise RenderError(f"target={backend.name!r}: generated networks run on the openmp "
-                          f"target only")
+    """The header, the kernel source (``backend.network_template``) and the Python wrapper of
+    a network (``codegen.network_lower.NetworkIR``), key placeholders in, then the backend's
+    extra files (the emulation header of ``CUDA_EMULATION``).
+
+    Raises:
+        RenderError: the backend has no network template.
+    """
+    if not backend.network_template:
+        raise RenderError(f"target={backend.name!r}: this backend has no generated networks "
+                          f"(the openmp and cuda targets have)")
     env = environment()
-    context = {"ir": ir, "key": KEY_TOKEN, "key12": KEY12_TOKEN, "source": NETWORK_SOURCE}
+    source = backend.network_source
+    context = {"ir": ir, "key": KEY_TOKEN, "key12": KEY12_TOKEN, "source": source}
     files = (
         (NETWORK_HEADER, env.get_template("network.h.jinja").render(context)),
-        (NETWORK_SOURCE, env.get_template("openmp/network.c.jinja").render(context)),
+        (source, env.get_template(backend.network_template).render(context)),
         (WRAPPER, env.get_template("network_module.py.jinja").render(context)),
+        *((name, (TEMPLATE_DIR / name).read_text(encoding="utf-8"))
+          for name in backend.extra_files),
     )
-    return SourceFiles(ir.name, NETWORK_SOURCE, files, NETWORK_HEADER)
+    return SourceFiles(ir.name, source, files, NETWORK_HEADER)

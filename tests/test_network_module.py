@@ -8,6 +8,8 @@ of DESIGN.md's example network."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from golden import golden_differences
@@ -190,6 +192,20 @@ def test_bad_arguments_are_named(modules, call, error, words):
         assert word in str(caught.value)
 
 
+def test_an_l2_pool_with_a_fused_activation_matches_the_reference():
+    """The L2 pool's backward divides by its output before the activation fused into it (the
+    outputs kept hold it after); the grid's L2 pool has no activation."""
+    text = ("2x8x9 | conv 3x2x2 | relu | l2pool 2 stride 3 | tanh | avgpool 2 stride 1 "
+            "| flatten | dense 2 | l2")
+    module, ref = codegen.load_network(text, dtype="float64"), reference(Network.parse(text))
+    X, T, params = _data(Network.parse(text), 3, "float64", seed=1)
+    loss, grads = module.grads(X, T, params)
+    want_loss, want = ref.grads(X, T, params)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    for name in want:
+        _close(grads[name], want[name], "float64")
+
+
 def test_bce_refuses_an_output_outside_zero_one():
     text = "1x3x3 | conv 1x2x2 | flatten | bce"
     module = codegen.load_network(text, dtype="float64")
@@ -214,8 +230,12 @@ def test_load_network_reuses_the_built_module(tmp_path):
 
 
 def test_load_network_refuses_what_it_cannot_build():
-    with pytest.raises(RenderError, match="openmp"):
-        codegen.load_network(EXAMPLE, target="cuda")
+    # Both targets generate networks (tests/test_network_cuda.py builds the cuda one); a
+    # backend without a network template is refused before anything is compiled.
+    with pytest.raises(RenderError, match="no generated networks"):
+        codegen.load_network(EXAMPLE, backend=dataclasses.replace(OPENMP, network_template=""))
+    with pytest.raises(ValueError, match="target"):
+        codegen.load_network(EXAMPLE, target="opencl")
     with pytest.raises(ValueError, match="dtype"):
         codegen.load_network(EXAMPLE, dtype="float16")
     with pytest.raises(SpecError):

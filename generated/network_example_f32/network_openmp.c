@@ -4,7 +4,7 @@
  * spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
  *        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
  * style: fused network step; dtype: float32 (float); target: openmp
- * cache key: 913b0e5e483afa33494e6d4549fcb0e4b9a40517df305e2e93b4a77aa7fa8112
+ * cache key: 391e1fbe5e0c540f4a49b490164938a14ffef92f0f93be51fafbb64e3fbc7a64
  */
 
 #include <stdint.h>
@@ -354,12 +354,15 @@ INLINE void pool_forward(const enum pool kind, const real *restrict in, real *re
 
 /* d(input) from d(output) g: the max's element gets g; every element of an average window
  * g / (KH*KW); an l2 window's element x gets x * g / out, and 0 on an all-zero window (out = 0),
- * where the loss is flat. Then times the derivative of the input's activation. */
+ * where the loss is flat. out is the pool's output before its own activation `act`: with one,
+ * the outputs kept hold it after, so an l2 window's norm is computed again as pool_forward did.
+ * Then times the derivative of the input's activation. */
 INLINE void pool_backward(const enum pool kind, const real *restrict g, const real *restrict in,
                           const real *restrict out, const int32_t *restrict where,
                           real *restrict d_in, const int C, const int H, const int W,
                           const int KH, const int KW, const int SH, const int SW,
-                          const int HO, const int WO, const enum activation in_act)
+                          const int HO, const int WO, const enum activation act,
+                          const enum activation in_act)
 {
     memset(d_in, 0, sizeof(real) * C * H * W);
     for (int c = 0; c < C; c++)
@@ -371,8 +374,15 @@ INLINE void pool_backward(const enum pool kind, const real *restrict g, const re
                     d_in[where[at]] += g[at];
                     continue;
                 }
+                real norm = kind == L2_POOL && act == ACT_NONE ? out[at] : 0;
+                if (kind == L2_POOL && act != ACT_NONE) {
+                    for (int i = 0; i < KH; i++)
+                        for (int j = 0; j < KW; j++)
+                            norm += in[top + i * W + j] * in[top + i * W + j];
+                    norm = sqrt(norm);
+                }
                 const real scale = kind == AVG_POOL ? g[at] / (KH * KW)
-                                   : out[at] > 0 ? g[at] / out[at] : 0;
+                                   : norm > 0 ? g[at] / norm : 0;
                 for (int i = 0; i < KH; i++)
                     for (int j = 0; j < KW; j++)
                         d_in[top + i * W + j] += kind == AVG_POOL ? scale
@@ -585,7 +595,8 @@ static void stage2_grad_input(const struct workspace *ws, const int64_t batch,
         pool_backward(MAX_POOL, ws->d2 + n * S2_OUT, ws->y1 + n * S2_IN,
                       ws->y2 + n * S2_OUT,
                       ws->where2 + n * S2_OUT,
-                      ws->d1 + n * S2_IN, S2_C, S2_H, S2_W, S2_KH, S2_KW, S2_SH, S2_SW, S2_HO, S2_WO, ACT_RELU);
+                      ws->d1 + n * S2_IN, S2_C, S2_H, S2_W, S2_KH, S2_KW, S2_SH, S2_SW, S2_HO, S2_WO, ACT_NONE,
+                      ACT_RELU);
     (void)p; (void)scratch;
 }
 
