@@ -4,7 +4,7 @@
  * spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
  *        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
  * style: fused network step; dtype: float32 (float); target: openmp
- * cache key: 391e1fbe5e0c540f4a49b490164938a14ffef92f0f93be51fafbb64e3fbc7a64
+ * cache key: 3b421cbaab7a2b649896287bc6354eb0c481abd504c47b86131cc2b8e767fe89
  */
 
 #include <stdint.h>
@@ -280,18 +280,23 @@ INLINE void im2col(const real *restrict in, real *restrict cols,
         for (int i = 0; i < KH; i++)
             for (int j = 0; j < KW; j++) {
                 const int ti = flip ? KH - 1 - i : i, tj = flip ? KW - 1 - j : j;
+                /* the output columns x whose tap reads inside the input: first <= x < last */
+                const int shift = tj * DW - PL;
+                const int first = shift >= 0 ? 0 : (-shift + SW - 1) / SW;
+                const int reach = W - 1 - shift;
+                const int last = reach < 0 ? 0 : reach / SW + 1 < WO ? reach / SW + 1 : WO;
                 real *row = cols + ((c * KH + i) * KW + j) * HO * WO;
                 for (int y = 0; y < HO; y++) {
                     const int u = y * SH + ti * DH - PT;
-                    if (u < 0 || u >= H) {
-                        for (int x = 0; x < WO; x++) row[y * WO + x] = 0;
+                    real *out = row + y * WO;
+                    if (u < 0 || u >= H || first >= last) {
+                        for (int x = 0; x < WO; x++) out[x] = 0;
                         continue;
                     }
-                    const real *line = in + (c * H + u) * W;
-                    for (int x = 0; x < WO; x++) {
-                        const int v = x * SW + tj * DW - PL;
-                        row[y * WO + x] = v >= 0 && v < W ? line[v] : 0;
-                    }
+                    const real *line = in + (c * H + u) * W + shift;
+                    for (int x = 0; x < first; x++) out[x] = 0;
+                    for (int x = first; x < last; x++) out[x] = line[x * SW];
+                    for (int x = last; x < WO; x++) out[x] = 0;
                 }
             }
 }
