@@ -215,6 +215,11 @@ def test_bce_refuses_an_output_outside_zero_one():
         module.loss(X, T, params)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         reference(Network.parse(text)).loss(X, T, params)
+    before = {name: array.copy() for name, array in params.items()}
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        module.step(X, T, params, 0.1)
+    for name in params:  # a refused batch changes nothing
+        assert np.array_equal(params[name], before[name])
 
 
 def test_load_network_reuses_the_built_module(tmp_path):

@@ -4,7 +4,7 @@
  * spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
  *        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
  * style: fused network step; dtype: float32 (float); target: openmp
- * cache key: 3b421cbaab7a2b649896287bc6354eb0c481abd504c47b86131cc2b8e767fe89
+ * cache key: f632705b6985c42b795c06482cb5c00a3b096bb10892ae443c4ac3b02e828346
  */
 
 #include <stdint.h>
@@ -657,7 +657,8 @@ static void stage3_grad_params(const struct workspace *ws, const int64_t batch, 
 
 
 /* The loss of each sample, and (from MODE_GRADS on) its gradient times the derivative of
- * the last activation: the last stage's delta. A class index outside 0..K-1 sets *bad. */
+ * the last activation: the last stage's delta. A class index outside 0..K-1 sets *bad to 3,
+ * a bce output outside [0, 1] to 2: then nothing is updated. */
 static void loss_pass(const struct workspace *ws, const int64_t batch, const void *t,
                       const enum mode mode, int *bad)
 {
@@ -668,7 +669,7 @@ static void loss_pass(const struct workspace *ws, const int64_t batch, const voi
         const int64_t target = ((const int64_t *)t)[n];
         if (target < 0 || target >= S3_OUT) {
             #pragma omp atomic write
-            *bad = 1;
+            *bad = 3;
             continue;
         }
         ws->losses[n] = softmax_ce(y, target, g, S3_OUT, batch);
@@ -694,16 +695,16 @@ int network_run(int64_t batch, int threads, int mode, double lr, uintptr_t works
     const struct parameters p = { (real *)w0, (real *)b0, (real *)w4, (real *)b4, 0 };
     const struct parameters g = { (real *)dw0, (real *)db0, (real *)dw4, (real *)db4, 0 };
     const struct finish update = { .kind = mode == MODE_STEP ? SGD_STEP : STORE, .lr = (real)lr };
-    int bad_target = 0;
+    int refused = 0; /* the status, when the batch is refused */
     #pragma omp parallel num_threads(threads)
     {
         real *scratch = ws->scratch + (size_t)omp_get_thread_num() * THREAD_SCRATCH;
         stage1_forward(ws, batch, x, &p);
         stage2_forward(ws, batch, x, &p);
         stage3_forward(ws, batch, x, &p);
-        if (mode >= MODE_LOSS) loss_pass(ws, batch, (const void *)t, (enum mode)mode, &bad_target);
-        /* loss_pass ends in a barrier: every thread sees the same bad_target */
-        if (mode >= MODE_GRADS && !bad_target) {
+        if (mode >= MODE_LOSS) loss_pass(ws, batch, (const void *)t, (enum mode)mode, &refused);
+        /* loss_pass ends in a barrier: every thread sees the same refused */
+        if (mode >= MODE_GRADS && !refused) {
             /* The deltas, last stage first; then every gradient, each finished (stored, or
              * the parameter stepped) by the thread that summed it. */
             stage3_grad_input(ws, batch, &p, scratch);
@@ -717,7 +718,7 @@ int network_run(int64_t batch, int threads, int mode, double lr, uintptr_t works
         memcpy((void *)predicted, ws->y3, sizeof(real) * batch * S3_OUT);
         return 0;
     }
-    if (bad_target) return 3;
+    if (refused) return refused;
     double total = 0;
     for (int64_t n = 0; n < batch; n++) total += ws->losses[n];
     *(double *)loss = total / batch;
