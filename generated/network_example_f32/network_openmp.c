@@ -4,7 +4,7 @@
  * spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
  *        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
  * style: fused network step; dtype: float32 (float); target: openmp
- * cache key: f632705b6985c42b795c06482cb5c00a3b096bb10892ae443c4ac3b02e828346
+ * cache key: 05e5945a223e70813c238ee07cf464378a88acbae932035e04ae94d80bbfd6e5
  */
 
 #include <stdint.h>
@@ -26,6 +26,8 @@ typedef float real;
 #define VECTOR_BYTES 16
 #endif
 typedef real vec __attribute__((vector_size(VECTOR_BYTES)));
+/* Integers as wide as real, for masking a vector's lanes. */
+typedef int32_t lanes_int __attribute__((vector_size(VECTOR_BYTES)));
 enum { LANES = VECTOR_BYTES / sizeof(real) };
 /* Columns of a matrix-product register tile: two vectors. */
 enum { TILE_COLUMNS = 2 * LANES };
@@ -99,13 +101,45 @@ INLINE void finish_element(const struct finish f, real *C, const int at, const i
     }
 }
 
+/* finish_element for LANES consecutive elements at C[at] (columns column ..), as vectors where
+ * the arithmetic allows: everything but the sigmoid and tanh themselves (their derivatives,
+ * polynomials in y, are vectors too). The same operations as finish_element, lane by lane. */
+INLINE void finish_vector(const struct finish f, real *C, const int at, const int row,
+                          const int column, vec v)
+{
+    switch (f.kind) {
+    case BIAS_ACTIVATE:
+        if (f.bias) v += vec_splat(f.bias[row]);
+        if (f.bias_column) v += vec_load(f.bias_column + column);
+        if (f.bias_full) v += vec_load(f.bias_full + at);
+        if (f.act == ACT_RELU) v = (vec)((lanes_int)v & (v > 0));
+        if (f.act == ACT_SIGMOID || f.act == ACT_TANH)
+            for (int s = 0; s < LANES; s++) v[s] = activate(f.act, v[s]);
+        vec_store(C + at, v);
+        break;
+    case TIMES_DERIVATIVE: {
+        const vec y = vec_load(f.outputs + at);
+        if (f.act == ACT_RELU) v = (vec)((lanes_int)v & (y > 0));
+        if (f.act == ACT_SIGMOID) v *= y * (1 - y);
+        if (f.act == ACT_TANH) v *= 1 - y * y;
+        vec_store(C + at, v);
+        break;
+    }
+    case SGD_STEP: vec_store(C + at, vec_load(C + at) - vec_splat(f.lr) * v); break;
+    default: vec_store(C + at, v);
+    }
+}
+
 /* ---- C[r][j] = finish(sum_k A(r, k) * B[k][j]) for the rows r < mr (mr <= 6) of one block
  *      and every column j < N; A(r, k) = A[r * a_row + k * a_k], so A may be read
- *      transposed. k runs in order: the sum is the same on every run and thread count. ---- */
+ *      transposed. k runs in order: the sum is the same on every run and thread count. With
+ *      `b_overrun`, B's rows may be read up to a vector past their end (a workspace array,
+ *      with its slack): the last columns are computed as whole vectors too. ---- */
 INLINE void product_rows(const int mr, const int N, const int K,
                          const real *restrict A, const int a_row, const int a_k,
                          const real *restrict B, const int ldb,
-                         real *restrict C, const int ldc, const struct finish f, const int row0)
+                         real *restrict C, const int ldc, const struct finish f, const int row0,
+                         const int b_overrun)
 {
     int j0 = 0;
     for (; j0 + TILE_COLUMNS <= N; j0 += TILE_COLUMNS) {
@@ -120,19 +154,27 @@ INLINE void product_rows(const int mr, const int N, const int K,
             }
         }
         for (int r = 0; r < mr; r++) {
-            if (f.kind == STORE) {
-                vec_store(C + r * ldc + j0, acc[r][0]);
-                vec_store(C + r * ldc + j0 + LANES, acc[r][1]);
-                continue;
-            }
-            for (int s = 0; s < LANES; s++) {
-                finish_element(f, C, r * ldc + j0 + s, row0 + r, j0 + s, acc[r][0][s]);
-                finish_element(f, C, r * ldc + j0 + LANES + s, row0 + r, j0 + LANES + s,
-                               acc[r][1][s]);
-            }
+            finish_vector(f, C, r * ldc + j0, row0 + r, j0, acc[r][0]);
+            finish_vector(f, C, r * ldc + j0 + LANES, row0 + r, j0 + LANES, acc[r][1]);
         }
     }
-    if (j0 < N) {  /* the last, narrower columns */
+    if (j0 < N && b_overrun) {  /* the last, narrower columns, as whole vectors */
+        vec acc[6][2];
+        const int nr = N - j0;
+        for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = (vec){0};
+        for (int k = 0; k < K; k++) {
+            const vec b0 = vec_load(B + k * ldb + j0);
+            const vec b1 = nr > LANES ? vec_load(B + k * ldb + j0 + LANES) : (vec){0};
+            for (int r = 0; r < mr; r++) {
+                const vec a = vec_splat(A[r * a_row + k * a_k]);
+                acc[r][0] += a * b0;
+                if (nr > LANES) acc[r][1] += a * b1;
+            }
+        }
+        for (int r = 0; r < mr; r++)
+            for (int s = 0; s < nr; s++)
+                finish_element(f, C, r * ldc + j0 + s, row0 + r, j0 + s, acc[r][s / LANES][s % LANES]);
+    } else if (j0 < N) {  /* the last, narrower columns, one at a time */
         real acc[6][TILE_COLUMNS];
         const int nr = N - j0;
         for (int r = 0; r < mr; r++)
@@ -148,16 +190,17 @@ INLINE void product_rows(const int mr, const int N, const int K,
     }
 }
 
-/* The whole product, M rows in blocks of MR (and one smaller block for M % MR). */
+/* The whole product, M rows in blocks of MR (and one smaller block for M % MR); B is a
+ * workspace array (b_overrun). */
 INLINE void product(const int M, const int MR, const int N, const int K,
                     const real *A, const int a_row, const int a_k, const real *B, const int ldb,
                     real *C, const int ldc, const struct finish f)
 {
     int i0 = 0;
     for (; i0 + MR <= M; i0 += MR)
-        product_rows(MR, N, K, A + i0 * a_row, a_row, a_k, B, ldb, C + i0 * ldc, ldc, f, i0);
+        product_rows(MR, N, K, A + i0 * a_row, a_row, a_k, B, ldb, C + i0 * ldc, ldc, f, i0, 1);
     if (i0 < M)
-        product_rows(M - i0, N, K, A + i0 * a_row, a_row, a_k, B, ldb, C + i0 * ldc, ldc, f, i0);
+        product_rows(M - i0, N, K, A + i0 * a_row, a_row, a_k, B, ldb, C + i0 * ldc, ldc, f, i0, 1);
 }
 
 /* Rows i0 .. i0 + mr - 1 of a product whose row count is known only at run time (the
@@ -168,16 +211,24 @@ INLINE void product_block(const int mr, const int N, const int K,
                           const struct finish f, const int row0)
 {
     switch (mr) {
-    case 1: product_rows(1, N, K, A, a_row, a_k, B, ldb, C, ldc, f, row0); break;
-    case 2: product_rows(2, N, K, A, a_row, a_k, B, ldb, C, ldc, f, row0); break;
-    case 3: product_rows(3, N, K, A, a_row, a_k, B, ldb, C, ldc, f, row0); break;
-    default: product_rows(4, N, K, A, a_row, a_k, B, ldb, C, ldc, f, row0); break;
+    case 1: product_rows(1, N, K, A, a_row, a_k, B, ldb, C, ldc, f, row0, 0); break;
+    case 2: product_rows(2, N, K, A, a_row, a_k, B, ldb, C, ldc, f, row0, 0); break;
+    case 3: product_rows(3, N, K, A, a_row, a_k, B, ldb, C, ldc, f, row0, 0); break;
+    default: product_rows(4, N, K, A, a_row, a_k, B, ldb, C, ldc, f, row0, 0); break;
     }
 }
 
 /* ---- dots(r, c) = sum over t < batches, k < K of A[t*a_step + r*lda + k] * B[t*b_step +
  *      c*ldb + k], for r < mr <= DOT_ROWS, c < nc <= DOT_COLUMNS: each dot in LANES partial
- *      sums added in lane order at the end, so the result does not depend on threads. ---- */
+ *      sums added in lane order at the end, so the result does not depend on threads; the
+ *      last K % LANES terms one at a time. ---- */
+INLINE vec vec_first(const vec v, const int count)
+{
+    lanes_int keep;
+    for (int s = 0; s < LANES; s++) keep[s] = s < count ? -1 : 0;
+    return (vec)((lanes_int)v & keep);
+}
+
 INLINE void dot_tile(const int mr, const int nc, const int K, const int batches,
                      const real *restrict A, const int lda, const long a_step,
                      const real *restrict B, const int ldb, const long b_step,
@@ -185,19 +236,19 @@ INLINE void dot_tile(const int mr, const int nc, const int K, const int batches,
 {
     vec acc[DOT_ROWS][DOT_COLUMNS];
     real tail[DOT_ROWS][DOT_COLUMNS];
+    const int full = K / LANES * LANES;
     for (int r = 0; r < mr; r++)
         for (int c = 0; c < nc; c++) { acc[r][c] = (vec){0}; tail[r][c] = 0; }
     for (int t = 0; t < batches; t++) {
         const real *a = A + t * a_step, *b = B + t * b_step;
-        int k = 0;
-        for (; k + LANES <= K; k += LANES) {
+        for (int k = 0; k < full; k += LANES) {
             vec av[DOT_ROWS], bv[DOT_COLUMNS];
             for (int r = 0; r < mr; r++) av[r] = vec_load(a + r * lda + k);
             for (int c = 0; c < nc; c++) bv[c] = vec_load(b + c * ldb + k);
             for (int r = 0; r < mr; r++)
                 for (int c = 0; c < nc; c++) acc[r][c] += av[r] * bv[c];
         }
-        for (; k < K; k++)
+        for (int k = full; k < K; k++)
             for (int r = 0; r < mr; r++)
                 for (int c = 0; c < nc; c++) tail[r][c] += a[r * lda + k] * b[c * ldb + k];
     }
@@ -210,7 +261,8 @@ INLINE void dot_tile(const int mr, const int nc, const int K, const int batches,
 }
 
 /* The tile number `tile` of an M x N matrix of dots, in blocks of DOT_ROWS x DOT_COLUMNS,
- * each element handed to the finish at C[i * ldc + j]. */
+ * each element handed to the finish at C[i * ldc + j]. Every block shape has its own
+ * specialised copy of dot_tile. */
 INLINE void dot_product_tile(const int tile, const int M, const int N, const int K,
                              const int batches, const real *A, const int lda, const long a_step,
                              const real *B, const int ldb, const long b_step,
@@ -221,14 +273,97 @@ INLINE void dot_product_tile(const int tile, const int M, const int N, const int
     const int mr = M - i0 < DOT_ROWS ? M - i0 : DOT_ROWS;
     const int nc = N - j0 < DOT_COLUMNS ? N - j0 : DOT_COLUMNS;
     real dots[DOT_ROWS][DOT_COLUMNS];
-    if (mr == DOT_ROWS && nc == DOT_COLUMNS)
-        dot_tile(DOT_ROWS, DOT_COLUMNS, K, batches, A + i0 * lda, lda, a_step,
-                 B + j0 * ldb, ldb, b_step, dots);
-    else
-        dot_tile(mr, nc, K, batches, A + i0 * lda, lda, a_step, B + j0 * ldb, ldb, b_step, dots);
+    A += i0 * lda;
+    B += j0 * ldb;
+#define DOT_TILE(rows, columns) \
+    dot_tile(rows, columns, K, batches, A, lda, a_step, B, ldb, b_step, dots)
+    switch ((mr - 1) * DOT_COLUMNS + nc - 1) {  /* DOT_ROWS = 2, DOT_COLUMNS = 4 */
+    case 0: DOT_TILE(1, 1); break;
+    case 1: DOT_TILE(1, 2); break;
+    case 2: DOT_TILE(1, 3); break;
+    case 3: DOT_TILE(1, 4); break;
+    case 4: DOT_TILE(2, 1); break;
+    case 5: DOT_TILE(2, 2); break;
+    case 6: DOT_TILE(2, 3); break;
+    default: DOT_TILE(2, 4); break;
+    }
+#undef DOT_TILE
     for (int r = 0; r < mr; r++)
         for (int c = 0; c < nc; c++)
             finish_element(f, C, (i0 + r) * ldc + j0 + c, i0 + r, j0 + c, dots[r][c]);
+}
+
+INLINE int dot_tiles(const int M, const int N)
+{
+    return (M + DOT_ROWS - 1) / DOT_ROWS * ((N + DOT_COLUMNS - 1) / DOT_COLUMNS);
+}
+
+/* One sample's terms added to a tile's partial sums acc[r][c] (vectors of LANES partial
+ * sums); the last K % LANES terms as one more vector with the lanes past K zeroed, reading up
+ * to a vector past each row (the workspace's slack allows it). */
+INLINE void dot_accumulate(const int mr, const int nc, const int K, const real *restrict a,
+                           const int lda, const real *restrict b, const int ldb, vec *acc)
+{
+    vec sum[DOT_ROWS][DOT_COLUMNS];
+    const int full = K / LANES * LANES;
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nc; c++) sum[r][c] = acc[r * DOT_COLUMNS + c];
+    for (int k = 0; k < full; k += LANES) {
+        vec av[DOT_ROWS], bv[DOT_COLUMNS];
+        for (int r = 0; r < mr; r++) av[r] = vec_load(a + r * lda + k);
+        for (int c = 0; c < nc; c++) bv[c] = vec_load(b + c * ldb + k);
+        for (int r = 0; r < mr; r++)
+            for (int c = 0; c < nc; c++) sum[r][c] += av[r] * bv[c];
+    }
+    if (full < K) {
+        vec av[DOT_ROWS], bv[DOT_COLUMNS];
+        for (int r = 0; r < mr; r++) av[r] = vec_first(vec_load(a + r * lda + full), K - full);
+        for (int c = 0; c < nc; c++) bv[c] = vec_first(vec_load(b + c * ldb + full), K - full);
+        for (int r = 0; r < mr; r++)
+            for (int c = 0; c < nc; c++) sum[r][c] += av[r] * bv[c];
+    }
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nc; c++) acc[r * DOT_COLUMNS + c] = sum[r][c];
+}
+
+/* This thread's share of the tiles of an M x N matrix of dots summed over the batch, sample
+ * by sample: a sample's rows stay in cache while every tile reads them, and each tile's
+ * partial sums wait in `partial` (DOT_ROWS x DOT_COLUMNS vectors per tile). A tile's sums run
+ * in the same order whichever thread owns it. */
+INLINE void dot_tiles_by_sample(const int M, const int N, const int K, const int batches,
+                                const real *A, const int lda, const long a_step,
+                                const real *B, const int ldb, const long b_step,
+                                vec *partial, real *C, const int ldc, const struct finish f)
+{
+    const int column_tiles = (N + DOT_COLUMNS - 1) / DOT_COLUMNS, tiles = dot_tiles(M, N);
+    const int me = omp_get_thread_num(), team = omp_get_num_threads();
+    const int first = tiles * me / team, last = tiles * (me + 1) / team;
+    for (int tile = first; tile < last; tile++)
+        for (int e = 0; e < DOT_ROWS * DOT_COLUMNS; e++) partial[tile * DOT_ROWS * DOT_COLUMNS + e] = (vec){0};
+    for (int t = 0; t < batches; t++)
+        for (int tile = first; tile < last; tile++) {
+            const int i0 = tile / column_tiles * DOT_ROWS, j0 = tile % column_tiles * DOT_COLUMNS;
+            const int mr = M - i0 < DOT_ROWS ? M - i0 : DOT_ROWS;
+            const int nc = N - j0 < DOT_COLUMNS ? N - j0 : DOT_COLUMNS;
+            const real *a = A + t * a_step + i0 * lda, *b = B + t * b_step + j0 * ldb;
+            vec *acc = partial + tile * DOT_ROWS * DOT_COLUMNS;
+            if (mr == DOT_ROWS && nc == DOT_COLUMNS)
+                dot_accumulate(DOT_ROWS, DOT_COLUMNS, K, a, lda, b, ldb, acc);
+            else
+                dot_accumulate(mr, nc, K, a, lda, b, ldb, acc);
+        }
+    for (int tile = first; tile < last; tile++) {
+        const int i0 = tile / column_tiles * DOT_ROWS, j0 = tile % column_tiles * DOT_COLUMNS;
+        const int mr = M - i0 < DOT_ROWS ? M - i0 : DOT_ROWS;
+        const int nc = N - j0 < DOT_COLUMNS ? N - j0 : DOT_COLUMNS;
+        for (int r = 0; r < mr; r++)
+            for (int c = 0; c < nc; c++) {
+                const vec v = partial[tile * DOT_ROWS * DOT_COLUMNS + r * DOT_COLUMNS + c];
+                real sum = 0;
+                for (int s = 0; s < LANES; s++) sum += v[s];
+                finish_element(f, C, (i0 + r) * ldc + j0 + c, i0 + r, j0 + c, sum);
+            }
+    }
 }
 
 /* sum over t < batches of A[t * a_step + k], for k < K, into out[k] (finished per element);
@@ -263,10 +398,6 @@ INLINE real sum_all(const int K, const int batches, const real *restrict A, cons
     return sum + tail;
 }
 
-INLINE int dot_tiles(const int M, const int N)
-{
-    return (M + DOT_ROWS - 1) / DOT_ROWS * ((N + DOT_COLUMNS - 1) / DOT_COLUMNS);
-}
 
 /* ---- im2col: cols[(c, i, j)][(y, x)] = x[c][y*SH + i'*DH - PT][x*SW + j'*DW - PL], zero
  *      outside the input (the index form's zero rule), where (i', j') = (i, j), or
@@ -294,6 +425,10 @@ INLINE void im2col(const real *restrict in, real *restrict cols,
                         continue;
                     }
                     const real *line = in + (c * H + u) * W + shift;
+                    if (first == 0 && last == WO) {  /* the common case, a fixed-length copy */
+                        for (int x = 0; x < WO; x++) out[x] = line[x * SW];
+                        continue;
+                    }
                     for (int x = 0; x < first; x++) out[x] = 0;
                     for (int x = first; x < last; x++) out[x] = line[x * SW];
                     for (int x = last; x < WO; x++) out[x] = 0;
@@ -509,6 +644,7 @@ struct parameters {
 struct workspace {
     real *y1, *d1;
     real *cols1;
+    vec *partial1; /* grad_weight's partial sums, per tile */
     real *y2, *d2;
     int32_t *where2;
     real *y3, *d3;
@@ -517,15 +653,17 @@ struct workspace {
 };
 
 /* Lays the workspace out from `base` (any address when only the size is wanted); returns its
- * size in bytes. Each array starts on a 64-byte boundary. */
+ * size in bytes. Each array starts on a 64-byte boundary and is followed by at least one
+ * vector of slack, which a vector read past the end of its last row may touch. */
 static size_t carve(struct workspace *ws, uintptr_t base, const int64_t batch, const int threads)
 {
     size_t at = 0;
 #define CARVE(field, type, count) \
-    (ws->field = (type *)(base + at), at += ((size_t)(count) * sizeof(type) + 63) / 64 * 64)
+    (ws->field = (type *)(base + at), at += ((size_t)(count) * sizeof(type) + 64 + 63) / 64 * 64)
     CARVE(y1, real, batch * S1_OUT);
     CARVE(d1, real, batch * S1_OUT);
     CARVE(cols1, real, batch * S1_ROWS * S1_POSITIONS);
+    CARVE(partial1, vec, dot_tiles(S1_O, S1_ROWS) * DOT_ROWS * DOT_COLUMNS);
     CARVE(y2, real, batch * S2_OUT);
     CARVE(d2, real, batch * S2_OUT);
     CARVE(where2, int32_t, batch * S2_OUT);
@@ -564,13 +702,11 @@ static void stage1_grad_params(const struct workspace *ws, const int64_t batch, 
                                 const struct finish update)
 {
     real *weight = update.kind == SGD_STEP ? p->w0 : g->w0;
-    /* dW[o][r] = sum_n sum_pos d[n][o][pos] cols[n][r][pos] */
-    #pragma omp for schedule(static) nowait
-    for (int tile = 0; tile < dot_tiles(S1_O, S1_ROWS); tile++)
-        dot_product_tile(tile, S1_O, S1_ROWS, S1_POSITIONS, (int)batch,
-                         ws->d1, S1_POSITIONS, S1_OUT,
-                         ws->cols1, S1_POSITIONS, (long)S1_ROWS * S1_POSITIONS,
-                         weight, S1_ROWS, update);
+    /* dW[o][r] = sum_n sum_pos d[n][o][pos] cols[n][r][pos], this thread's tiles */
+    dot_tiles_by_sample(S1_O, S1_ROWS, S1_POSITIONS, (int)batch,
+                        ws->d1, S1_POSITIONS, S1_OUT,
+                        ws->cols1, S1_POSITIONS, (long)S1_ROWS * S1_POSITIONS,
+                        ws->partial1, weight, S1_ROWS, update);
     real *bias = update.kind == SGD_STEP ? p->b0 : g->b0;
     #pragma omp for schedule(static) nowait
     for (int o = 0; o < S1_O; o++)
