@@ -217,8 +217,10 @@ class NetworkIR:
 
     @property
     def thread_scratch(self) -> int:
-        """Elements of per-thread scratch: the largest conv stage's ``cols`` matrix, which its
-        grad_input fills with ``Wᵀ · δ`` before folding it back onto the input."""
+        """Elements of per-thread scratch: the largest conv stage's ``cols`` matrix (im2col of
+        one sample), which its forward pass, its grad_input (``Wᵀ · δ`` before it is folded
+        back onto the input) and its grad_weight (the rows of the thread's tiles) fill in
+        turn."""
         return max((s.constant("ROWS") * s.constant("POSITIONS") for s in self.conv_stages),
                    default=0)
 

@@ -4,7 +4,7 @@
  * spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
  *        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
  * style: fused network step; dtype: float32 (float); target: openmp
- * cache key: 05e5945a223e70813c238ee07cf464378a88acbae932035e04ae94d80bbfd6e5
+ * cache key: d2c5be0653c9490f00b5b2e9811bb4fd055dc989695bdb2a8c9e6d50058196ef
  */
 
 #include <stdint.h>
@@ -326,34 +326,58 @@ INLINE void dot_accumulate(const int mr, const int nc, const int K, const real *
         for (int c = 0; c < nc; c++) acc[r * DOT_COLUMNS + c] = sum[r][c];
 }
 
-/* This thread's share of the tiles of an M x N matrix of dots summed over the batch, sample
- * by sample: a sample's rows stay in cache while every tile reads them, and each tile's
- * partial sums wait in `partial` (DOT_ROWS x DOT_COLUMNS vectors per tile). A tile's sums run
- * in the same order whichever thread owns it. */
-INLINE void dot_tiles_by_sample(const int M, const int N, const int K, const int batches,
-                                const real *A, const int lda, const long a_step,
-                                const real *B, const int ldb, const long b_step,
-                                vec *partial, real *C, const int ldc, const struct finish f)
+/* ---- A matrix of dots summed over the batch sample by sample (a sample's rows stay in cache
+ *      while every tile reads them), each tile's partial sums waiting in `partial` (DOT_ROWS
+ *      x DOT_COLUMNS vectors per tile). The tiles are dealt out to the threads in
+ *      column-major order (tile t: row block t % row_tiles, column block t / row_tiles), so
+ *      each thread's tiles read one range of B's rows, first_column .. last_column - 1. A
+ *      tile's sums run in the same order whichever thread owns it. ---- */
+struct tile_share { int first, last, first_column, last_column; };
+
+INLINE struct tile_share tile_share(const int M, const int N)
 {
-    const int column_tiles = (N + DOT_COLUMNS - 1) / DOT_COLUMNS, tiles = dot_tiles(M, N);
+    const int row_tiles = (M + DOT_ROWS - 1) / DOT_ROWS, tiles = dot_tiles(M, N);
     const int me = omp_get_thread_num(), team = omp_get_num_threads();
-    const int first = tiles * me / team, last = tiles * (me + 1) / team;
-    for (int tile = first; tile < last; tile++)
-        for (int e = 0; e < DOT_ROWS * DOT_COLUMNS; e++) partial[tile * DOT_ROWS * DOT_COLUMNS + e] = (vec){0};
-    for (int t = 0; t < batches; t++)
-        for (int tile = first; tile < last; tile++) {
-            const int i0 = tile / column_tiles * DOT_ROWS, j0 = tile % column_tiles * DOT_COLUMNS;
-            const int mr = M - i0 < DOT_ROWS ? M - i0 : DOT_ROWS;
-            const int nc = N - j0 < DOT_COLUMNS ? N - j0 : DOT_COLUMNS;
-            const real *a = A + t * a_step + i0 * lda, *b = B + t * b_step + j0 * ldb;
-            vec *acc = partial + tile * DOT_ROWS * DOT_COLUMNS;
-            if (mr == DOT_ROWS && nc == DOT_COLUMNS)
-                dot_accumulate(DOT_ROWS, DOT_COLUMNS, K, a, lda, b, ldb, acc);
-            else
-                dot_accumulate(mr, nc, K, a, lda, b, ldb, acc);
-        }
-    for (int tile = first; tile < last; tile++) {
-        const int i0 = tile / column_tiles * DOT_ROWS, j0 = tile % column_tiles * DOT_COLUMNS;
+    struct tile_share share = { tiles * me / team, tiles * (me + 1) / team, 0, 0 };
+    if (share.first < share.last) {
+        const int end = ((share.last - 1) / row_tiles + 1) * DOT_COLUMNS;
+        share.first_column = share.first / row_tiles * DOT_COLUMNS;
+        share.last_column = end < N ? end : N;
+    }
+    return share;
+}
+
+INLINE void dot_tiles_zero(const struct tile_share share, vec *partial)
+{
+    for (int e = share.first * DOT_ROWS * DOT_COLUMNS; e < share.last * DOT_ROWS * DOT_COLUMNS; e++)
+        partial[e] = (vec){0};
+}
+
+/* One sample's terms: A[i][k] . B[j][k] over k < K, for this thread's tiles. */
+INLINE void dot_tiles_accumulate(const struct tile_share share, const int M, const int N,
+                                 const int K, const real *A, const int lda, const real *B,
+                                 const int ldb, vec *partial)
+{
+    const int row_tiles = (M + DOT_ROWS - 1) / DOT_ROWS;
+    for (int tile = share.first; tile < share.last; tile++) {
+        const int i0 = tile % row_tiles * DOT_ROWS, j0 = tile / row_tiles * DOT_COLUMNS;
+        const int mr = M - i0 < DOT_ROWS ? M - i0 : DOT_ROWS;
+        const int nc = N - j0 < DOT_COLUMNS ? N - j0 : DOT_COLUMNS;
+        vec *acc = partial + tile * DOT_ROWS * DOT_COLUMNS;
+        if (mr == DOT_ROWS && nc == DOT_COLUMNS)
+            dot_accumulate(DOT_ROWS, DOT_COLUMNS, K, A + i0 * lda, lda, B + j0 * ldb, ldb, acc);
+        else
+            dot_accumulate(mr, nc, K, A + i0 * lda, lda, B + j0 * ldb, ldb, acc);
+    }
+}
+
+/* The finished dots: each tile's lanes added in order, handed to the finish at C[i][j]. */
+INLINE void dot_tiles_finish(const struct tile_share share, const int M, const int N,
+                             const vec *partial, real *C, const int ldc, const struct finish f)
+{
+    const int row_tiles = (M + DOT_ROWS - 1) / DOT_ROWS;
+    for (int tile = share.first; tile < share.last; tile++) {
+        const int i0 = tile % row_tiles * DOT_ROWS, j0 = tile / row_tiles * DOT_COLUMNS;
         const int mr = M - i0 < DOT_ROWS ? M - i0 : DOT_ROWS;
         const int nc = N - j0 < DOT_COLUMNS ? N - j0 : DOT_COLUMNS;
         for (int r = 0; r < mr; r++)
@@ -364,6 +388,7 @@ INLINE void dot_tiles_by_sample(const int M, const int N, const int K, const int
                 finish_element(f, C, (i0 + r) * ldc + j0 + c, i0 + r, j0 + c, sum);
             }
     }
+    (void)N;
 }
 
 /* sum over t < batches of A[t * a_step + k], for k < K, into out[k] (finished per element);
@@ -401,39 +426,41 @@ INLINE real sum_all(const int K, const int batches, const real *restrict A, cons
 
 /* ---- im2col: cols[(c, i, j)][(y, x)] = x[c][y*SH + i'*DH - PT][x*SW + j'*DW - PL], zero
  *      outside the input (the index form's zero rule), where (i', j') = (i, j), or
- *      (KH-1-i, KW-1-j) for a convolution. ---- */
+ *      (KH-1-i, KW-1-j) for a convolution; the rows first_row .. last_row - 1 only. ---- */
 INLINE void im2col(const real *restrict in, real *restrict cols,
                    const int C, const int H, const int W, const int KH, const int KW,
                    const int SH, const int SW, const int DH, const int DW, const int PT,
-                   const int PL, const int HO, const int WO, const int flip)
+                   const int PL, const int HO, const int WO, const int flip,
+                   const int first_row, const int last_row)
 {
-    for (int c = 0; c < C; c++)
-        for (int i = 0; i < KH; i++)
-            for (int j = 0; j < KW; j++) {
-                const int ti = flip ? KH - 1 - i : i, tj = flip ? KW - 1 - j : j;
-                /* the output columns x whose tap reads inside the input: first <= x < last */
-                const int shift = tj * DW - PL;
-                const int first = shift >= 0 ? 0 : (-shift + SW - 1) / SW;
-                const int reach = W - 1 - shift;
-                const int last = reach < 0 ? 0 : reach / SW + 1 < WO ? reach / SW + 1 : WO;
-                real *row = cols + ((c * KH + i) * KW + j) * HO * WO;
-                for (int y = 0; y < HO; y++) {
-                    const int u = y * SH + ti * DH - PT;
-                    real *out = row + y * WO;
-                    if (u < 0 || u >= H || first >= last) {
-                        for (int x = 0; x < WO; x++) out[x] = 0;
-                        continue;
-                    }
-                    const real *line = in + (c * H + u) * W + shift;
-                    if (first == 0 && last == WO) {  /* the common case, a fixed-length copy */
-                        for (int x = 0; x < WO; x++) out[x] = line[x * SW];
-                        continue;
-                    }
-                    for (int x = 0; x < first; x++) out[x] = 0;
-                    for (int x = first; x < last; x++) out[x] = line[x * SW];
-                    for (int x = last; x < WO; x++) out[x] = 0;
-                }
+    for (int r = first_row; r < last_row; r++) {
+        const int c = r / (KH * KW), i = r / KW % KH, j = r % KW;
+        const int ti = flip ? KH - 1 - i : i, tj = flip ? KW - 1 - j : j;
+        /* the output columns x whose tap reads inside the input: first <= x < last */
+        const int shift = tj * DW - PL;
+        const int first = shift >= 0 ? 0 : (-shift + SW - 1) / SW;
+        const int reach = W - 1 - shift;
+        const int last = reach < 0 ? 0 : reach / SW + 1 < WO ? reach / SW + 1 : WO;
+        real *row = cols + r * HO * WO;
+        for (int y = 0; y < HO; y++) {
+            const int u = y * SH + ti * DH - PT;
+            real *out = row + y * WO;
+            if (u < 0 || u >= H || first >= last) {
+                for (int x = 0; x < WO; x++) out[x] = 0;
+                continue;
             }
+            const real *line = in + (c * H + u) * W + shift;
+            if (first == 0 && last == WO && SW == 1) {  /* the common case: a run of vectors */
+                int x = 0;
+                for (; x + LANES <= WO; x += LANES) vec_store(out + x, vec_load(line + x));
+                for (; x < WO; x++) out[x] = line[x];
+                continue;
+            }
+            for (int x = 0; x < first; x++) out[x] = 0;
+            for (int x = first; x < last; x++) out[x] = line[x * SW];
+            for (int x = last; x < WO; x++) out[x] = 0;
+        }
+    }
 }
 
 /* The adjoint of im2col: every column entry added back onto the input element it copied. */
@@ -624,8 +651,9 @@ enum {
     S3_D = 96, /* inputs per sample */
     S3_U = 10, /* units (outputs per sample) */
 };
-/* Elements of each thread's scratch: the largest conv stage's im2col matrix. */
-enum { THREAD_SCRATCH = 576 };
+/* Elements of each thread's scratch: the largest conv stage's im2col matrix, and a vector's
+ * slack, which a vector read past the end of its last row may touch. */
+enum { THREAD_SCRATCH = 576 + 64 };
 /* What network_run does: the forward pass only, its loss, the gradients, or an SGD step. */
 enum mode { MODE_PREDICT, MODE_LOSS, MODE_GRADS, MODE_STEP };
 
@@ -640,10 +668,10 @@ struct parameters {
 
 /* Every array of the step, carved from one workspace allocated once per batch size. Stage k
  * keeps its outputs y<k> (after its activation), its delta d<k> (d loss / d its outputs
- * before the activation), a conv stage its im2col matrices cols<k>, a maxpool where<k>. */
+ * before the activation), a conv stage the partial sums of its grad_weight, a maxpool
+ * where<k>. */
 struct workspace {
     real *y1, *d1;
-    real *cols1;
     vec *partial1; /* grad_weight's partial sums, per tile */
     real *y2, *d2;
     int32_t *where2;
@@ -662,7 +690,6 @@ static size_t carve(struct workspace *ws, uintptr_t base, const int64_t batch, c
     (ws->field = (type *)(base + at), at += ((size_t)(count) * sizeof(type) + 64 + 63) / 64 * 64)
     CARVE(y1, real, batch * S1_OUT);
     CARVE(d1, real, batch * S1_OUT);
-    CARVE(cols1, real, batch * S1_ROWS * S1_POSITIONS);
     CARVE(partial1, vec, dot_tiles(S1_O, S1_ROWS) * DOT_ROWS * DOT_COLUMNS);
     CARVE(y2, real, batch * S2_OUT);
     CARVE(d2, real, batch * S2_OUT);
@@ -676,22 +703,22 @@ static size_t carve(struct workspace *ws, uintptr_t base, const int64_t batch, c
 }
 
 static void stage1_forward(const struct workspace *ws, const int64_t batch,
-                            const real *x, const struct parameters *p)
+                            const real *x, const struct parameters *p, real *scratch)
 {
     /* y = W . im2col(input) + bias, activated in the product's store */
     const struct finish f = { .kind = BIAS_ACTIVATE, .act = ACT_RELU,
                               .bias = p->b0 };
     #pragma omp for schedule(static)
     for (int64_t n = 0; n < batch; n++) {
-        real *cols = ws->cols1 + n * S1_ROWS * S1_POSITIONS;
+        real *cols = scratch;  /* this thread's: rebuilt by grad_weight when it needs it */
         im2col(x + n * S1_IN, cols, S1_C, S1_H, S1_W, S1_KH, S1_KW,
                    S1_SH, S1_SW, S1_DH, S1_DW, S1_PT, S1_PL,
-                   S1_HO, S1_WO, 0);
+                   S1_HO, S1_WO, 0, 0, S1_ROWS);
         struct finish sample = f;
         product(S1_O, S1_MR, S1_POSITIONS, S1_ROWS, p->w0, S1_ROWS, 1,
                 cols, S1_POSITIONS, ws->y1 + n * S1_OUT, S1_POSITIONS, sample);
     }
-    (void)x; (void)p;
+    (void)x; (void)p; (void)scratch;
 }
 
 
@@ -699,32 +726,41 @@ static void stage1_forward(const struct workspace *ws, const int64_t batch,
  * then stored or stepped (`update`). */
 static void stage1_grad_params(const struct workspace *ws, const int64_t batch, const real *x,
                                 const struct parameters *p, const struct parameters *g,
-                                const struct finish update)
+                                const struct finish update, real *scratch)
 {
     real *weight = update.kind == SGD_STEP ? p->w0 : g->w0;
-    /* dW[o][r] = sum_n sum_pos d[n][o][pos] cols[n][r][pos], this thread's tiles */
-    dot_tiles_by_sample(S1_O, S1_ROWS, S1_POSITIONS, (int)batch,
-                        ws->d1, S1_POSITIONS, S1_OUT,
-                        ws->cols1, S1_POSITIONS, (long)S1_ROWS * S1_POSITIONS,
-                        ws->partial1, weight, S1_ROWS, update);
+    /* dW[o][r] = sum_n sum_pos d[n][o][pos] cols[n][r][pos]: this thread's tiles read a
+     * range of im2col's rows, which it rebuilds for each sample in its scratch */
+    const struct tile_share share = tile_share(S1_O, S1_ROWS);
+    dot_tiles_zero(share, ws->partial1);
+    for (int64_t n = 0; n < batch && share.first < share.last; n++) {
+        im2col(x + n * S1_IN, scratch, S1_C, S1_H, S1_W, S1_KH, S1_KW,
+                   S1_SH, S1_SW, S1_DH, S1_DW, S1_PT, S1_PL,
+                   S1_HO, S1_WO, 0,
+               share.first_column, share.last_column);
+        dot_tiles_accumulate(share, S1_O, S1_ROWS, S1_POSITIONS,
+                             ws->d1 + n * S1_OUT, S1_POSITIONS,
+                             scratch, S1_POSITIONS, ws->partial1);
+    }
+    dot_tiles_finish(share, S1_O, S1_ROWS, ws->partial1, weight, S1_ROWS, update);
     real *bias = update.kind == SGD_STEP ? p->b0 : g->b0;
     #pragma omp for schedule(static) nowait
     for (int o = 0; o < S1_O; o++)
         finish_element(update, bias, o, o, o,
                        sum_all(S1_POSITIONS, (int)batch, ws->d1 + o * S1_POSITIONS, S1_OUT));
-    (void)x;
+    (void)x; (void)scratch;
 }
 
 
 static void stage2_forward(const struct workspace *ws, const int64_t batch,
-                            const real *x, const struct parameters *p)
+                            const real *x, const struct parameters *p, real *scratch)
 {
     #pragma omp for schedule(static)
     for (int64_t n = 0; n < batch; n++)
         pool_forward(MAX_POOL, ws->y1 + n * S2_IN, ws->y2 + n * S2_OUT,
                      ws->where2 + n * S2_OUT,
                      S2_C, S2_H, S2_W, S2_KH, S2_KW, S2_SH, S2_SW, S2_HO, S2_WO, ACT_NONE);
-    (void)x; (void)p;
+    (void)x; (void)p; (void)scratch;
 }
 
 
@@ -743,7 +779,7 @@ static void stage2_grad_input(const struct workspace *ws, const int64_t batch,
 
 
 static void stage3_forward(const struct workspace *ws, const int64_t batch,
-                            const real *x, const struct parameters *p)
+                            const real *x, const struct parameters *p, real *scratch)
 {
     /* y[n][u] = sum_d input[n][d] W[u][d] + bias[u], activated: tiles of samples x units */
     const struct finish f = { .kind = BIAS_ACTIVATE, .act = ACT_NONE,
@@ -752,7 +788,7 @@ static void stage3_forward(const struct workspace *ws, const int64_t batch,
     for (int tile = 0; tile < dot_tiles((int)batch, S3_U); tile++)
         dot_product_tile(tile, (int)batch, S3_U, S3_D, 1, ws->y2, S3_D, 0,
                          p->w4, S3_D, 0, ws->y3, S3_U, f);
-    (void)x; (void)p;
+    (void)x; (void)p; (void)scratch;
 }
 
 
@@ -776,7 +812,7 @@ static void stage3_grad_input(const struct workspace *ws, const int64_t batch,
  * then stored or stepped (`update`). */
 static void stage3_grad_params(const struct workspace *ws, const int64_t batch, const real *x,
                                 const struct parameters *p, const struct parameters *g,
-                                const struct finish update)
+                                const struct finish update, real *scratch)
 {
     real *weight = update.kind == SGD_STEP ? p->w4 : g->w4;
     /* dW[u][d] = sum_n d[n][u] input[n][d]: rows of units, the batch as the summed index */
@@ -788,7 +824,7 @@ static void stage3_grad_params(const struct workspace *ws, const int64_t batch, 
     real *bias = update.kind == SGD_STEP ? p->b4 : g->b4;
     #pragma omp single nowait
     sum_batch(S3_U, (int)batch, ws->d3, S3_U, bias, update);
-    (void)x;
+    (void)x; (void)scratch;
 }
 
 
@@ -835,9 +871,9 @@ int network_run(int64_t batch, int threads, int mode, double lr, uintptr_t works
     #pragma omp parallel num_threads(threads)
     {
         real *scratch = ws->scratch + (size_t)omp_get_thread_num() * THREAD_SCRATCH;
-        stage1_forward(ws, batch, x, &p);
-        stage2_forward(ws, batch, x, &p);
-        stage3_forward(ws, batch, x, &p);
+        stage1_forward(ws, batch, x, &p, scratch);
+        stage2_forward(ws, batch, x, &p, scratch);
+        stage3_forward(ws, batch, x, &p, scratch);
         if (mode >= MODE_LOSS) loss_pass(ws, batch, (const void *)t, (enum mode)mode, &refused);
         /* loss_pass ends in a barrier: every thread sees the same refused */
         if (mode >= MODE_GRADS && !refused) {
@@ -845,10 +881,9 @@ int network_run(int64_t batch, int threads, int mode, double lr, uintptr_t works
              * the parameter stepped) by the thread that summed it. */
             stage3_grad_input(ws, batch, &p, scratch);
             stage2_grad_input(ws, batch, &p, scratch);
-            stage1_grad_params(ws, batch, x, &p, &g, update);
-            stage3_grad_params(ws, batch, x, &p, &g, update);
+            stage1_grad_params(ws, batch, x, &p, &g, update, scratch);
+            stage3_grad_params(ws, batch, x, &p, &g, update, scratch);
         }
-        (void)scratch;
     }
     if (mode == MODE_PREDICT) {
         memcpy((void *)predicted, ws->y3, sizeof(real) * batch * S3_OUT);
