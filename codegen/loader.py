@@ -31,7 +31,7 @@ from .build import (
 from .errors import BuildError, LoadError
 from .lower import lower, resolve_style
 from .paths import module_name, output_folder
-from .render import WRAPPER, render
+from .render import WRAPPER, SourceFiles, render
 from .vocabulary import DTYPE_NAMES
 
 if TYPE_CHECKING:
@@ -74,27 +74,11 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
             (``CORRGEN_SANITIZE=1``) and this process has not preloaded their runtime.
     """
     backend = backend or backend_for(target)
-    if dtype not in DTYPE_NAMES:
-        raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPE_NAMES)}")
-    out, name = output_folder(out), module_name(name)
+    _check_dtype(dtype)
     style = resolve_style(spec, style)
-    request = request_key({"spec": spec.to_dict(), "style": style, "dtype": dtype}, backend)
-    try:
-        chain = toolchain(backend)
-    except BuildError:
-        # No compiler: a module built earlier (by any compiler) still serves; else say so.
-        built = lookup(out, request, name)
-        if built is None:
-            raise
-        return _import_for(built, backend)
-    compilers = compilers_digest(chain, backend)
-    built = lookup(out, request, name, compilers)
-    if built is None:
-        (progress or (lambda _: None))("rendering")
-        sources = render(lower(spec, backend, dtype, style), backend)
-        built = compile_cached(sources, backend, out, name, progress, chain)
-        remember(out, request, built, compilers)
-    return _import_for(built, backend)
+    return _build_or_reuse({"spec": spec.to_dict(), "style": style, "dtype": dtype},
+                           lambda: render(lower(spec, backend, dtype, style), backend),
+                           backend, out, name, progress)
 
 
 def load_network(net: Network | str, target: str = "openmp", dtype: str = "float32",
@@ -135,24 +119,39 @@ def load_network(net: Network | str, target: str = "openmp", dtype: str = "float
         raise TypeError(f"net: expected a derive.Network or its text form, got "
                         f"{type(net).__name__}")
     backend = backend or backend_for(target)
+    _check_dtype(dtype)
+    return _build_or_reuse({"network": net.text(), "dtype": dtype},
+                           lambda: render_network(lower_network(net, dtype, backend.name), backend),
+                           backend, out, name, progress)
+
+
+def _check_dtype(dtype: str) -> None:
     if dtype not in DTYPE_NAMES:
         raise ValueError(f"dtype={dtype!r}: expected one of {', '.join(DTYPE_NAMES)}")
+
+
+def _build_or_reuse(request: dict[str, object], sources: Callable[[], SourceFiles],
+                    backend: Backend, out: str | Path | None, name: str | None,
+                    progress: Callable[[str], None] | None) -> ModuleType:
+    """The module ``request`` names: reused from ``out`` when built before (by this
+    toolchain; by any, when no compiler is here), else rendered by ``sources()``, compiled,
+    and remembered in ``out``'s index."""
     out, name = output_folder(out), module_name(name)
-    request = request_key({"network": net.text(), "dtype": dtype}, backend)
+    key = request_key(request, backend)
     try:
         chain = toolchain(backend)
     except BuildError:
-        built = lookup(out, request, name)
+        # No compiler: a module built earlier (by any compiler) still serves; else say so.
+        built = lookup(out, key, name)
         if built is None:
             raise
         return _import_for(built, backend)
     compilers = compilers_digest(chain, backend)
-    built = lookup(out, request, name, compilers)
+    built = lookup(out, key, name, compilers)
     if built is None:
         (progress or (lambda _: None))("rendering")
-        sources = render_network(lower_network(net, dtype, backend.name), backend)
-        built = compile_cached(sources, backend, out, name, progress, chain)
-        remember(out, request, built, compilers)
+        built = compile_cached(sources(), backend, out, name, progress, chain)
+        remember(out, key, built, compilers)
     return _import_for(built, backend)
 
 

@@ -65,7 +65,8 @@ class Stage:
         input_activation: the activation of the stage before it (its input's), whose
             derivative the stage's grad_input applies; ``""`` for none.
         in_shape, out_shape: per sample.
-        constants: the stage's extents, taps and tiles (``S<number>_<NAME>`` in C).
+        constants: the stage's extents and taps (``S<number>_<NAME>`` in C).
+        tiles: the register tiles of its OpenMP products (same naming).
         weight, bias: the C names of its parameters (``w0``, ``b0``), ``""`` for none.
         weight_param, bias_param: their names in the params dict (``"0.weight"``).
         bias_kind: ``channel`` (one per output channel or unit), ``untied`` (one per output
@@ -83,6 +84,7 @@ class Stage:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     constants: tuple[StageConstant, ...]
+    tiles: tuple[StageConstant, ...] = ()
     weight: str = ""
     bias: str = ""
     weight_param: str = ""
@@ -119,7 +121,7 @@ class Stage:
         return self.kind.endswith("pool")
 
     def constant(self, name: str) -> int:
-        for constant in self.constants:
+        for constant in (*self.constants, *self.tiles):
             if constant.name == name:
                 return constant.value
         raise KeyError(name)
@@ -280,10 +282,17 @@ def _conv_constants(layer: Layer) -> list[StageConstant]:
         ("HO", ho, "output rows"), ("WO", wo, "output columns"),
         ("ROWS", c * kh * kw, "rows of im2col: one per (channel, kernel row, kernel column)"),
         ("POSITIONS", ho * wo, "columns of im2col: one per output position"),
-        ("MR", register_rows(o), "rows of the forward product's register tile"),
-        ("MR_INPUT", register_rows(c * kh * kw), "rows of grad_input's register tile"),
     ]
     return [StageConstant(name, value, doc) for name, value, doc in values]
+
+
+def _conv_tiles(layer: Layer) -> tuple[StageConstant, ...]:
+    """The OpenMP products' register tiles of a conv stage."""
+    assert layer.spec is not None
+    o, c, kh, kw = layer.spec.kernel
+    return (StageConstant("MR", register_rows(o), "rows of the forward product's register tile"),
+            StageConstant("MR_INPUT", register_rows(c * kh * kw),
+                          "rows of grad_input's register tile"))
 
 
 def _dense_constants(layer: Layer) -> list[StageConstant]:
@@ -321,6 +330,7 @@ def _stage(number: int, layer: Layer | None, acts: list[Layer], in_shape: tuple[
         extra = _conv_constants(layer) if layer.kind == "conv" else _dense_constants(layer)
         return Stage(kind=layer.kind, out_shape=layer.out_shape,
                      constants=(*size, out, *extra),
+                     tiles=_conv_tiles(layer) if layer.kind == "conv" else (),
                      weight=f"w{layer.index}", bias=f"b{layer.index}" if bias_param else "",
                      weight_param=f"{layer.index}.weight", bias_param=bias_param,
                      bias_kind=("untied" if layer.untied else "channel") if bias_param else "",
