@@ -160,6 +160,8 @@ class NetworkIR:
         output_size: elements of the network's output per sample.
         output_shape: per sample.
         input_shape: per sample.
+        flops_per_sample: floating-point operations of one step per sample (what
+            ``corrgen bench --network`` counts), for the front end's choice of a serial step.
     """
 
     name: str
@@ -174,6 +176,7 @@ class NetworkIR:
     loss: str
     output_shape: tuple[int, ...]
     input_shape: tuple[int, ...]
+    flops_per_sample: int = 0
 
     @property
     def output_size(self) -> int:
@@ -361,6 +364,8 @@ def _module_name(net: Network, dtype: str) -> str:
 
 def lower_network(net: Network, dtype: str, target: str = "openmp") -> NetworkIR:
     """The NetworkIR of ``net`` in ``dtype`` for ``target``."""
+    from .bench_network import network_flops
+
     params = tuple(Parameter(name, "w" + name.split(".")[0] if name.endswith("weight")
                              else "b" + name.split(".")[0], shape)
                    for name, shape in net.params())
@@ -370,4 +375,5 @@ def lower_network(net: Network, dtype: str, target: str = "openmp") -> NetworkIR
         dtype=dtype, ctype=DTYPES[dtype].ctype, target=target, version=__version__,
         stages=stages(net), params=params, loss=net.loss,
         output_shape=net.output_shape, input_shape=net.input,
+        flops_per_sample=network_flops(net, 1),
     )

@@ -37,6 +37,12 @@ MODES = ("predict", "loss", "grads", "step")
 #: (full and last), evaluation a third.
 KEPT_WORKSPACES = 4
 ALIGNMENT = 64
+#: A step of fewer floating-point operations runs on the calling thread alone, unless
+#: ``set_threads`` says otherwise: each of its passes ends in a barrier, which costs a
+#: microsecond or more, and on a shared machine far more when the other core is busy.
+#: Measured with the digits network (20 kFLOP per sample) on 2 threads: 1 thread was as fast
+#: up to 16 samples (320 kFLOP), 2 threads faster from 32 (640 kFLOP).
+SERIAL_STEP_FLOPS = 1 << 19
 
 
 class NetworkModule:
@@ -47,9 +53,13 @@ class NetworkModule:
         dtype: ``float32`` or ``float64``.
         target: the backend name.
         lib: the cffi ``lib`` of the extension (``network_run`` etc.).
+        flops_per_sample: the step's floating-point operations per sample; batches under
+            ``SERIAL_STEP_FLOPS`` run on one thread. 0: always on ``threads()``.
     """
 
-    def __init__(self, net: Network, dtype: str, target: str, lib: Any) -> None:
+    def __init__(self, net: Network, dtype: str, target: str, lib: Any,
+                 flops_per_sample: int = 0) -> None:
+        self._flops_per_sample = flops_per_sample
         self.net, self.dtype, self.target, self.lib = net, dtype, target, lib
         self._dtype = np.dtype(dtype)
         self._checks = NetworkReference(net)  # the reference's checks of T and params
@@ -109,8 +119,14 @@ class NetworkModule:
         return loss
 
     def threads(self) -> int:
-        """The number of threads the step runs on."""
+        """The number of threads a step runs on (one for a step under ``SERIAL_STEP_FLOPS``,
+        unless ``set_threads`` chose a count)."""
         return self._threads or int(self.lib.network_threads())
+
+    def _threads_for(self, batch: int) -> int:
+        if self._threads is None and batch * self._flops_per_sample < SERIAL_STEP_FLOPS:
+            return 1
+        return self.threads()
 
     def set_threads(self, count: int | None) -> None:
         """Run on ``count`` threads (None: OpenMP's default). Results do not depend on it."""
@@ -194,7 +210,8 @@ class NetworkModule:
     def _run(self, mode: int, X: np.ndarray, T: np.ndarray | None, values: list[np.ndarray],
              *, predicted: np.ndarray | None = None, grads: list[np.ndarray] | None = None,
              lr: float = 0.0) -> float:
-        batch, threads = X.shape[0], self.threads()
+        batch = X.shape[0]
+        threads = self._threads_for(batch)
         addresses = [_address(array) for array in values]
         gradients = [_address(array) for array in grads] if grads else [0] * len(values)
         with self._lock:

@@ -302,3 +302,23 @@ def test_gradients_equal_the_symbolic_derivation_at_the_same_numbers(text):
         base = exprs.param_symbol(name)
         symbolic = np.array([float(example.grads[base[i]]) for i in np.ndindex(grad.shape)])
         np.testing.assert_allclose(grad, symbolic.reshape(grad.shape), rtol=1e-10, atol=1e-13)
+
+
+def test_small_steps_run_on_the_calling_thread(modules):
+    """A batch whose step is under SERIAL_STEP_FLOPS runs serially, unless set_threads says
+    otherwise; the count comes from the generated module's own FLOP count."""
+    from codegen.bench_network import network_flops
+    from codegen.network_runtime import SERIAL_STEP_FLOPS
+
+    module = modules(EXAMPLE, "float32")
+    per_sample = network_flops(Network.parse(EXAMPLE), 1)
+    assert per_sample < SERIAL_STEP_FLOPS // 4
+    small = max(1, SERIAL_STEP_FLOPS // per_sample - 1)
+    large = SERIAL_STEP_FLOPS // per_sample + 1
+    assert module._module._threads_for(small) == 1
+    assert module._module._threads_for(large) == module.threads()
+    try:
+        module.set_threads(3)
+        assert module._module._threads_for(small) == 3
+    finally:
+        module.set_threads(None)
