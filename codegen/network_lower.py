@@ -28,6 +28,7 @@ Everything here is plain data for the templates.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -107,14 +108,6 @@ class Stage:
     @property
     def prefix(self) -> str:
         return f"S{self.number}_"
-
-    @property
-    def in_size(self) -> int:
-        return math.prod(self.in_shape)
-
-    @property
-    def out_size(self) -> int:
-        return math.prod(self.out_shape)
 
     @property
     def is_pool(self) -> bool:
@@ -200,10 +193,6 @@ class NetworkIR:
     def python_text(self) -> str:
         """The network's text as a Python string literal."""
         return repr(self.text)
-
-    @property
-    def input_size(self) -> int:
-        return math.prod(self.input_shape)
 
     @property
     def last(self) -> Stage:
@@ -334,7 +323,8 @@ def _stage(number: int, layer: Layer | None, acts: list[Layer], in_shape: tuple[
         return Stage(kind=layer.kind, out_shape=layer.out_shape,
                      constants=(*size, out, *extra),
                      tiles=_conv_tiles(layer) if layer.kind == "conv" else (),
-                     weight=f"w{layer.index}", bias=f"b{layer.index}" if bias_param else "",
+                     weight=c_name(f"{layer.index}.weight"),
+                     bias=c_name(bias_param) if bias_param else "",
                      weight_param=f"{layer.index}.weight", bias_param=bias_param,
                      bias_kind=("untied" if layer.untied else "channel") if bias_param else "",
                      flip=layer.spec is not None and layer.spec.mode == "convolution",
@@ -354,9 +344,13 @@ def stages(net: Network) -> tuple[Stage, ...]:
     return tuple(out)
 
 
-def _module_name(net: Network, dtype: str) -> str:
-    import hashlib
+def c_name(param: str) -> str:
+    """A parameter's C name: ``"0.weight"`` is ``w0``, ``"4.bias"`` is ``b4``."""
+    index, kind = param.split(".")
+    return f"{kind[0]}{index}"
 
+
+def _module_name(net: Network, dtype: str) -> str:
     digest = hashlib.sha256(net.text().encode()).hexdigest()[:8]
     shape = "x".join(map(str, net.input))
     return f"network_{shape}_{digest}_{DTYPES[dtype].suffix}"
@@ -366,9 +360,7 @@ def lower_network(net: Network, dtype: str, target: str = "openmp") -> NetworkIR
     """The NetworkIR of ``net`` in ``dtype`` for ``target``."""
     from .bench_network import network_flops
 
-    params = tuple(Parameter(name, "w" + name.split(".")[0] if name.endswith("weight")
-                             else "b" + name.split(".")[0], shape)
-                   for name, shape in net.params())
+    params = tuple(Parameter(name, c_name(name), shape) for name, shape in net.params())
     return NetworkIR(
         name=_module_name(net, dtype), text=net.text(),
         net_json=json.dumps(net.to_dict(), separators=(",", ":")),

@@ -17,7 +17,6 @@ keeps two Python threads from sharing it.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from derive.network import Network
-from derive.network_reference import NetworkReference
+from derive.network_reference import NetworkReference, check_step
 
 from .runtime import _address
 
@@ -103,9 +102,7 @@ class NetworkModule:
     def step(self, X: Any, T: Any, params: Mapping[str, Any], lr: float) -> float:
         """One SGD step, ``p -= lr * dloss/dp`` in place for every parameter; returns the loss
         before the update."""
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(float(lr)):
-            raise ValueError(f"lr: expected a finite real number, got {lr!r}")
+        check_step(self.net, params, lr)
         X = self._input(X)
         T = self._target(T, X)
         arrays = self._direct(params)
@@ -180,12 +177,9 @@ class NetworkModule:
         values = self._checks._read_params(params, self._dtype)
         return [np.ascontiguousarray(values[name]) for name in self._names]
 
-    def _updatable(self, name: str, array: Any) -> np.ndarray:
-        if not (isinstance(array, np.ndarray) and array.dtype.kind == "f"):
-            kind = f"an array of dtype {array.dtype}" if isinstance(array, np.ndarray) \
-                else type(array).__name__
-            raise TypeError(f"params[{name!r}]: step updates it in place, so it must be a float "
-                            f"NumPy array, got {kind}")
+    def _updatable(self, name: str, array: np.ndarray) -> np.ndarray:
+        """The array the kernel updates for ``array`` (a float array, ``check_step``): itself,
+        or a contiguous copy in the module's dtype that ``step`` writes back."""
         if not array.flags.writeable:
             raise ValueError(f"params[{name!r}]: step updates it in place, but it is read-only")
         if array.dtype == self._dtype and array.flags.c_contiguous and array.flags.aligned:

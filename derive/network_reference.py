@@ -111,15 +111,7 @@ class NetworkReference:
     def step(self, X: Any, T: Any, params: Mapping[str, Any], lr: float) -> float:
         """One SGD step, ``p -= lr * dloss/dp`` in place for every parameter; returns the loss
         before the update."""
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(float(lr)):
-            raise ValueError(f"lr: expected a finite real number, got {lr!r}")
-        for name, _ in self.net.params():
-            array = params.get(name) if isinstance(params, Mapping) else None
-            if array is not None and not (isinstance(array, np.ndarray)
-                                          and array.dtype.kind == "f"):
-                raise TypeError(f"params[{name!r}]: step updates it in place, so it must be a "
-                                f"float NumPy array, got {_describe(array)}")
+        check_step(self.net, params, lr)
         loss, grads = self.grads(X, T, params)
         for name, grad in grads.items():
             array = params[name]  # updated through the array itself: params may be read-only
@@ -199,6 +191,19 @@ class NetworkReference:
 def network(net: Network | str) -> NetworkReference:
     """The NumPy reference of ``net`` (a ``derive.Network`` or its text form)."""
     return NetworkReference(net)
+
+
+def check_step(net: Network, params: Mapping[str, Any], lr: Any) -> None:
+    """What ``step`` needs beyond ``grads``'s checks: a finite ``lr``, and parameters it can
+    update in place (float NumPy arrays). Raises ValueError or TypeError naming them."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(float(lr)):
+        raise ValueError(f"lr: expected a finite real number, got {lr!r}")
+    for name, _ in net.params():
+        array = params.get(name) if isinstance(params, Mapping) else None
+        if array is not None and not (isinstance(array, np.ndarray) and array.dtype.kind == "f"):
+            raise TypeError(f"params[{name!r}]: step updates it in place, so it must be a "
+                            f"float NumPy array, got {_describe(array)}")
 
 
 def _describe(value: Any) -> str:
