@@ -4,6 +4,8 @@
 >>> layer = Conv2d(3, 16, kernel_size=5, padding=2, input_size=(32, 32))  # doctest: +SKIP
 >>> y = layer(x)                   # x (N, 3, 32, 32), CPU or CUDA; autograd works  # doctest: +SKIP
 >>> op = conv2d_op(spec, dtype="float64")   # op(V, K, b) -> Z, differentiable     # doctest: +SKIP
+>>> model = network_module(net, dtype=torch.float32)  # a whole derive.Network   # doctest: +SKIP
+>>> loss = model(X, T); loss.backward()   # or model.step(X, T, lr=0.1)    # doctest: +SKIP
 
 ``conv2d_op`` makes one ``torch.library`` custom op per layer, dtype and target, named
 ``corrgen::conv2d_<key>`` (``key``: a hash of the three, so every process names the same
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from derive.geometry import buffer_shapes
+from derive.network import Network
 from derive.spec import LayerSpec
 
 from .vocabulary import DTYPE_NAMES
@@ -39,7 +42,7 @@ from .vocabulary import DTYPE_NAMES
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["Conv2d", "Conv2dOp", "conv2d_op"]
+__all__ = ["Conv2d", "Conv2dOp", "GeneratedNetwork", "conv2d_op", "network_module"]
 
 #: The namespace of every op made here.
 NAMESPACE = "corrgen"
@@ -327,3 +330,145 @@ class Conv2d(nn.Module):
         if self.mode != "correlation":
             text += f", mode={self.mode!r}"
         return text
+
+
+# -- a whole network ------------------------------------------------------------------------
+
+
+class _NetworkLoss(torch.autograd.Function):
+    """The network's loss as a function of its parameters: forward and every parameter
+    gradient in one call of the generated module (``grads``), the gradients kept for
+    ``backward``, which only scales them by the loss's upstream gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, owner: GeneratedNetwork, X: Tensor, T: Tensor,
+                *params: Tensor) -> Tensor:
+        arrays = dict(zip(owner.param_names, (p.detach().numpy() for p in params)))
+        if any(ctx.needs_input_grad[3:]):
+            loss, grads = owner.compiled.grads(X.numpy(), T.numpy(), arrays)
+            ctx.save_for_backward(*(torch.from_numpy(grads[n]) for n in owner.param_names))
+        else:
+            loss = owner.compiled.loss(X.numpy(), T.numpy(), arrays)
+        return torch.tensor(loss, dtype=X.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, G: Tensor) -> tuple[Tensor | None, ...]:
+        return (None, None, None, *(G * d for d in ctx.saved_tensors))
+
+
+class _LayerParams(nn.Module):
+    """One layer's ``weight`` and ``bias`` (the submodule ``"<i>"`` of ``GeneratedNetwork``)."""
+
+    def __init__(self, layer: Any, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.text = layer.text
+        for name, shape in layer.params():
+            setattr(self, name.rsplit(".", 1)[1], nn.Parameter(torch.empty(shape, dtype=dtype)))
+
+    def extra_repr(self) -> str:
+        return self.text
+
+
+class GeneratedNetwork(nn.Module):
+    """A ``derive.Network`` on its generated module (``codegen.load_network``), as an
+    ``nn.Module``.
+
+    Layer ``i``'s parameters are the submodule ``"<i>"``'s ``weight`` and ``bias``, so the
+    ``state_dict`` names are DESIGN.md's (``"0.weight"``, ``"0.bias"``, ...) in
+    ``net.params()`` order and shapes; for a network of plain conv and dense layers they
+    are also ``codegen.torch_network.torch_model(net)``'s, so ``load_state_dict`` works both
+    ways. Initialised as ``torch_model`` initialises (PyTorch's defaults) unless ``params``
+    (name -> array) is given.
+
+    ``model(X, T)`` is the loss, differentiable with respect to the parameters (so
+    ``torch.optim`` optimisers and ``DistributedDataParallel`` work); ``model.step(X, T,
+    lr)`` is the fused SGD step in one C call; ``model.predict(X)`` the last layer's output.
+    CPU tensors only: they are handed to the module without copies.
+    """
+
+    def __init__(self, net: Network | str, dtype: Any = torch.float32, *,
+                 target: str = "openmp", params: Any = None) -> None:
+        super().__init__()
+        from .loader import load_network
+
+        self.net = Network.parse(net) if isinstance(net, str) else net
+        if not isinstance(self.net, Network):
+            raise TypeError(f"net: expected a derive.Network or its text, got "
+                            f"{type(net).__name__}")
+        self.dtype_name = dtype_name(dtype)
+        self.torch_dtype = getattr(torch, self.dtype_name)
+        self.compiled = load_network(self.net, target, self.dtype_name)
+        self.param_names = [name for name, _ in self.net.params()]
+        for layer in self.net.layers:
+            if layer.params():
+                self.add_module(str(layer.index), _LayerParams(layer, self.torch_dtype))
+        self.load_params(params if params is not None else self._pytorch_defaults())
+
+    def _pytorch_defaults(self) -> dict[str, Any]:
+        from .torch_network import read_params, torch_model
+
+        return read_params(torch_model(self.net, self.torch_dtype))
+
+    def params(self) -> dict[str, Tensor]:
+        """Name -> parameter, in ``net.params()`` order."""
+        found = dict(self.named_parameters())
+        return {name: found[name] for name in self.param_names}
+
+    def load_params(self, params: Any) -> None:
+        """Copy ``params`` (name -> array or tensor, every parameter of the network) in."""
+        with torch.no_grad():
+            for name, param in self.params().items():
+                if name not in params:
+                    raise ValueError(f"params: missing {name!r}")
+                value = torch.as_tensor(params[name])
+                if tuple(value.shape) != tuple(param.shape):
+                    raise ValueError(f"params[{name!r}]: expected shape {tuple(param.shape)}, "
+                                     f"got {tuple(value.shape)}")
+                param.copy_(value)
+
+    def _check(self, X: Tensor, T: Tensor | None = None) -> None:
+        tensors = [("X", X, self.torch_dtype)]
+        if T is not None:
+            classes = self.net.loss == "softmax-ce"
+            tensors.append(("T", T, torch.int64 if classes else self.torch_dtype))
+        for name, tensor, dtype in tensors:
+            if not isinstance(tensor, Tensor):
+                raise TypeError(f"{name}: expected a tensor, got {type(tensor).__name__}")
+            if tensor.device.type != "cpu" or tensor.dtype != dtype:
+                raise TypeError(f"{name}: expected a CPU tensor of {dtype}, got {tensor.dtype}"
+                                f" on {tensor.device}")
+        if X.requires_grad:
+            raise ValueError("X: requires grad, but the generated step computes the gradients "
+                             "of the parameters only, not of the network's input")
+
+    def forward(self, X: Tensor, T: Tensor) -> Tensor:
+        """The loss of the batch ``X`` ``(N, C, H, W)`` against ``T`` (DESIGN.md's losses:
+        class indices as int64 for softmax-ce), a 0-d tensor of the model's dtype."""
+        self._check(X, T)
+        return _NetworkLoss.apply(self, X.detach().contiguous(), T.detach().contiguous(),
+                                  *self.params().values())
+
+    @torch.no_grad()
+    def predict(self, X: Tensor) -> Tensor:
+        """The last layer's output ``(N, *net.output_shape)``, without gradients."""
+        self._check(X)
+        arrays = {n: p.detach().numpy() for n, p in self.params().items()}
+        return torch.from_numpy(self.compiled.predict(X.contiguous().numpy(), arrays))
+
+    @torch.no_grad()
+    def step(self, X: Tensor, T: Tensor, lr: float) -> float:
+        """One SGD step, ``p -= lr * dloss/dp`` on the parameters' own memory, forward to
+        update in one call; returns the loss before the update."""
+        self._check(X, T)
+        arrays = {n: p.detach().numpy() for n, p in self.params().items()}
+        return self.compiled.step(X.contiguous().numpy(), T.contiguous().numpy(), arrays, lr)
+
+    def extra_repr(self) -> str:
+        return f"{self.net.text()!r}, dtype={self.torch_dtype}, target={self.compiled.target!r}"
+
+
+def network_module(net: Network | str, dtype: Any = torch.float32, *, target: str = "openmp",
+                   params: Any = None) -> GeneratedNetwork:
+    """``net`` (a ``derive.Network`` or its text) as an ``nn.Module`` on its generated module:
+    see ``GeneratedNetwork``."""
+    return GeneratedNetwork(net, dtype, target=target, params=params)
