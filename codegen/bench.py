@@ -1,7 +1,8 @@
 """Timing generated kernels against the NumPy reference and, when installed, PyTorch.
 
 Each pass is timed side by side with its peers, interleaved run by run, after a warm-up;
-the median of the runs is reported (the machines are shared and noisy: compare ratios).
+the median of the runs is reported (the machines are shared and noisy: compare ratios), and
+the runs' quartiles, for the spread.
 FLOPs per pass are ``2*N*O*HO*WO*C*KH*KW`` (forward, grad_input, grad_weight; BENCH.md)
 and ``N*O*HO*WO`` for grad_bias.
 """
@@ -14,7 +15,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from types import ModuleType
 from typing import Any
@@ -36,7 +37,11 @@ LAYERS: dict[str, tuple[LayerSpec, int]] = {
 
 @dataclass(frozen=True)
 class Row:
-    """One pass of one layer: the median times (µs) of corrgen and its peers."""
+    """One pass of one layer: the median times (µs) of corrgen and its peers.
+
+    ``quartiles_us`` holds each contestant's first and third quartile of the runs (µs), by
+    name (``corrgen``, ``numpy``, ``torch``); ``target`` the module's backend.
+    """
 
     layer: str
     spec: str
@@ -49,6 +54,8 @@ class Row:
     numpy_us: float
     torch_us: float | None
     peak_gflops: float | None = None
+    target: str = "openmp"
+    quartiles_us: dict[str, tuple[float, float]] = field(default_factory=dict, hash=False)
 
     @property
     def gflops(self) -> float:
@@ -146,6 +153,18 @@ def _time(call: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
+def summarize(times: dict[str, list[float]]
+              ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Each contestant's median and (first, third) quartile of its timings, in µs (from
+    seconds); a single timing is its own quartiles."""
+    median = {who: statistics.median(t) * 1e6 for who, t in times.items()}
+    quartiles = {}
+    for who, t in times.items():
+        q1, _, q3 = statistics.quantiles(t, n=4, method="inclusive") if len(t) > 1 else t * 3
+        quartiles[who] = (q1 * 1e6, q3 * 1e6)
+    return median, quartiles
+
+
 def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
                  with_torch: bool = True, seed: int = 0, peak_gflops: float | None = None
                  ) -> list[Row]:
@@ -170,10 +189,10 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
         for _ in range(runs):
             for who, call in contestants.items():
                 times[who].append(_time(call, numbers[who]))
-        median = {who: statistics.median(t) * 1e6 for who, t in times.items()}
+        median, quartiles = summarize(times)
         rows.append(Row(layer, spec.describe(), module.dtype, batch, threads, name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
-                        median.get("torch"), peak_gflops))
+                        median.get("torch"), peak_gflops, "openmp", quartiles))
     return rows
 
 
@@ -261,12 +280,18 @@ def markdown(rows: list[Row]) -> str:
             f"{table(rows)}\n")
 
 
-def to_json(rows: list[Row]) -> str:
-    """The rows and the machine description as JSON."""
-    return json.dumps({"machine": describe_machine(), "rows": [
+def document(rows: list[Row]) -> dict[str, Any]:
+    """The machine description and the rows, as JSON-ready data: what ``to_json`` writes
+    and ``codegen.bench_plot`` draws."""
+    return {"machine": describe_machine(), "rows": [
         {**asdict(r), "gflops": r.gflops, "percent_of_peak": r.percent_of_peak,
          "vs_numpy": r.vs_numpy, "vs_torch": r.vs_torch}
-        for r in rows]}, indent=1)
+        for r in rows]}
+
+
+def to_json(rows: list[Row]) -> str:
+    """The rows and the machine description as JSON (``document``)."""
+    return json.dumps(document(rows), indent=1)
 
 
 # -- CUDA modules ---------------------------------------------------------------------------------
@@ -339,10 +364,10 @@ def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int
         for _ in range(runs):
             for who, call in contestants.items():
                 times[who].append(_time_synchronized(call, numbers[who], sync))
-        median = {who: statistics.median(t) * 1e6 for who, t in times.items()}
+        median, quartiles = summarize(times)
         rows.append(Row(layer, spec.describe(), module.dtype, batch, module.threads(), name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
-                        median.get("torch"), peak_gflops))
+                        median.get("torch"), peak_gflops, "cuda", quartiles))
     return rows
 
 

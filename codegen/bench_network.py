@@ -9,7 +9,8 @@ drift with every step (a small learning rate keeps them sane); that is work of t
 every time.
 
 The timing is ``codegen.bench``'s: a warm-up, then rounds in which every contestant runs once
-in turn (so a slow spell of the shared machine hits all alike), and the median of the rounds.
+in turn (so a slow spell of the shared machine hits all alike), and the median of the rounds
+(with their quartiles, for the spread).
 The work of a step is counted as in BENCH.md, ``2*N*O*HO*WO*C*KH*KW`` per pass of each conv
 and dense layer (a dense layer being the correlation of its ``(D, 1, 1)`` input with an
 ``(N, D, 1, 1)`` kernel): the forward pass, the weight gradient, and the input gradient where
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -42,11 +42,12 @@ from .bench import (
     _time,
     describe_machine,
     flops,
+    summarize,
 )
 from .vocabulary import DTYPE_NAMES
 
-__all__ = ["CONTESTANTS", "NETWORK_ENV", "NetworkTiming", "bench_network", "markdown",
-           "network_flops", "table", "to_json"]
+__all__ = ["CONTESTANTS", "NETWORK_ENV", "NetworkTiming", "bench_network", "document",
+           "markdown", "network_flops", "table", "to_json"]
 
 #: The contestants, in the order they run in every round.
 CONTESTANTS = ("corrgen", "numpy", "torch")
@@ -73,6 +74,9 @@ class NetworkTiming:
         us: the median µs of one step; None when it did not run (``note`` says why).
         vs_torch, vs_numpy: ``us`` divided by PyTorch's and NumPy's (below 1: faster).
         peak_gflops: the machine's multiply-add peak for this dtype, when measured.
+        target: the generated module's backend.
+        quartiles_us: the first and third quartile of the rounds (µs); None when it did not
+            run.
     """
 
     network: str
@@ -86,6 +90,8 @@ class NetworkTiming:
     vs_numpy: float | None
     note: str = ""
     peak_gflops: float | None = None
+    target: str = "openmp"
+    quartiles_us: tuple[float, float] | None = None
 
     @property
     def gflops(self) -> float | None:
@@ -168,9 +174,10 @@ def _check_arguments(net: Any, batch: Any, dtype: Any, repeats: Any, lr: Any, th
     return net
 
 
-def _round_robin(contestants: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+def _round_robin(contestants: dict[str, Callable[[], Any]], repeats: int
+                 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """The median µs per call of each contestant over ``repeats`` rounds, one timing of each
-    per round, after a warm-up call of each."""
+    per round, after a warm-up call of each; and their quartiles (``codegen.bench.summarize``)."""
     for call in contestants.values():
         call()
     numbers = {who: _number(call) for who, call in contestants.items()}
@@ -178,7 +185,7 @@ def _round_robin(contestants: dict[str, Callable[[], Any]], repeats: int) -> dic
     for _ in range(repeats):
         for who, call in contestants.items():
             times[who].append(_time(call, numbers[who]))
-    return {who: statistics.median(t) * 1e6 for who, t in times.items()}
+    return summarize(times)
 
 
 def _torch_step(torch: Any, net: Network, dtype: str, X: np.ndarray, T: np.ndarray,
@@ -224,7 +231,7 @@ def bench_network(net: Network | str, batch: int, dtype: str, target: str = "ope
         if torch is not None:
             torch.set_num_threads(threads)
             contestants["torch"] = _torch_step(torch, net, dtype, X, T, _copy(params), lr)
-        median = _round_robin(contestants, repeats)
+        median, quartiles = _round_robin(contestants, repeats)
     finally:
         if previous is not None:
             torch.set_num_threads(previous)
@@ -233,7 +240,8 @@ def bench_network(net: Network | str, batch: int, dtype: str, target: str = "ope
     return [NetworkTiming(
         net.text(), dtype, batch, who, found[who], work, median.get(who),
         _ratio(median.get(who), median.get("torch")), _ratio(median.get(who), median["numpy"]),
-        note if who == "torch" else "", peak_gflops) for who in CONTESTANTS]
+        note if who == "torch" else "", peak_gflops, target, quartiles.get(who))
+        for who in CONTESTANTS]
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -289,8 +297,14 @@ def markdown(timings: list[NetworkTiming]) -> str:
             f"input gradient where needed). {QUIET_PEERS_NOTE}\n\n{table(timings)}\n")
 
 
-def to_json(timings: list[NetworkTiming]) -> str:
-    """The timings and the machine description as JSON."""
-    return json.dumps({"machine": describe_machine(), "timings": [
+def document(timings: list[NetworkTiming]) -> dict[str, Any]:
+    """The machine description and the timings, as JSON-ready data: what ``to_json`` writes
+    and ``codegen.bench_plot`` draws."""
+    return {"machine": describe_machine(), "timings": [
         {**asdict(t), "gflops": t.gflops, "percent_of_peak": t.percent_of_peak}
-        for t in timings]}, indent=1)
+        for t in timings]}
+
+
+def to_json(timings: list[NetworkTiming]) -> str:
+    """The timings and the machine description as JSON (``document``)."""
+    return json.dumps(document(timings), indent=1)

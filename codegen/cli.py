@@ -630,10 +630,47 @@ def _parse_layers(text: str) -> list[str]:
     return names
 
 
+def _plot_option(args: argparse.Namespace) -> Path | None:
+    """``--plot``'s path, checked before anything is timed (its suffix, its folder, and
+    matplotlib); None without --plot."""
+    if args.from_json and not args.plot:
+        raise UsageError(f"--from-json {args.from_json!r}: draws a saved --json file; name "
+                         f"the picture with --plot FILE.png")
+    if not args.plot:
+        return None
+    from codegen.bench_plot import check_path, require_matplotlib
+
+    path = check_path(args.plot)
+    require_matplotlib()
+    return path
+
+
+def _write_plot(document: dict[str, Any], path: Path) -> None:
+    from codegen.bench_plot import write_plot
+
+    print(f"wrote {write_plot(document, path)}")
+
+
+def _plot_saved(args: argparse.Namespace, path: Path) -> int:
+    """``bench --from-json FILE --plot FILE.png``: a saved run drawn, nothing timed."""
+    from codegen.bench_plot import load_document
+
+    given = [f"--{name}" for name in ("layers", "network", "markdown", "json")
+             if getattr(args, name)]
+    if given:
+        raise UsageError(f"--from-json {args.from_json!r}: draws a saved run, and "
+                         f"{', '.join(given)} ask(s) for a new one; give one or the other")
+    _write_plot(load_document(args.from_json), path)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codegen.bench import LAYERS, QUIET_PEERS_ENV, bench_for, markdown, table, to_json
+    from codegen.bench import LAYERS, QUIET_PEERS_ENV, bench_for, document, markdown, table, to_json
     from codegen.bench_network import NETWORK_ENV
 
+    plot = _plot_option(args)  # a bad --plot is refused before anything runs
+    if args.from_json:
+        return _plot_saved(args, plot)
     # OpenBLAS reads its settings when NumPy is imported, which has happened by now: when
     # this process is the command itself, start it again with them in place.
     env = NETWORK_ENV if args.network else QUIET_PEERS_ENV
@@ -654,7 +691,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.network:
         from .cli_network import cmd_bench_network
 
-        return cmd_bench_network(args, dtypes)
+        return cmd_bench_network(args, dtypes, plot)
     if args.layers:
         jobs = [(name, *LAYERS[name]) for name in _parse_layers(args.layers)]
     else:
@@ -680,6 +717,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(markdown(rows))
     if args.json:
         Path(args.json).write_text(to_json(rows) + "\n")
+    if plot is not None:
+        _write_plot(document(rows), plot)
     return 0
 
 
@@ -713,6 +752,8 @@ corrgen check --target cuda --emulate --dtype float32 --json
 corrgen bench --layers S2,S5
 corrgen bench --input 3x32x32 --kernel 16x3x5x5 --padding 2 --dtype float32 --batch 64
 corrgen bench --layers all --markdown bench.md --json bench.json
+corrgen bench --layers S2,S3 --dtype both --plot bench.png     # also .pdf, .svg
+corrgen bench --from-json bench.json --plot bench.svg          # a saved run drawn
 corrgen bench --network "1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 \
 | softmax-ce" --batch 64 --dtype both
 """,
@@ -795,6 +836,12 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw the medians as bars, one panel per layer (a network: per "
+                   "dtype), log time axis, quartile whiskers, corrgen's time ÷ each peer's; "
+                   ".png, .pdf or .svg; needs matplotlib (pip install 'corrgen[plot]')")
+    p.add_argument("--from-json", metavar="FILE.json",
+                   help="with --plot: draw a file --json wrote instead of timing anything")
 
 
 def _demo_module(spec: LayerSpec, args: argparse.Namespace) -> int:

@@ -170,15 +170,16 @@ def print_network_latex(exprs: Any, base: int) -> None:
 BENCH_BATCH = 64
 
 
-def cmd_bench_network(args: argparse.Namespace, dtypes: list[str]) -> int:
+def cmd_bench_network(args: argparse.Namespace, dtypes: list[str], plot: Any = None) -> int:
     """``corrgen bench --network``: the network's training step timed per dtype against the
-    NumPy reference and PyTorch (``codegen.bench_network``)."""
+    NumPy reference and PyTorch (``codegen.bench_network``); drawn to ``plot`` (a checked
+    ``--plot`` path) when given."""
     from pathlib import Path
 
     import codegen
 
-    from .bench_network import bench_network, heading, markdown, table, to_json
-    from .cli import StageProgress, UsageError
+    from .bench_network import bench_network, document, heading, markdown, table, to_json
+    from .cli import StageProgress, UsageError, _write_plot
 
     if args.layers:
         raise UsageError(f"--layers {args.layers!r}: names benchmark layers, and --network "
@@ -211,4 +212,6 @@ def cmd_bench_network(args: argparse.Namespace, dtypes: list[str]) -> int:
         Path(args.markdown).write_text(markdown(timings))
     if args.json:
         Path(args.json).write_text(to_json(timings) + "\n")
+    if plot is not None:
+        _write_plot(document(timings), plot)
     return 0

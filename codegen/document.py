@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +24,8 @@ from typing import Any
 from derive.errors import LatexError
 from derive.latex import Document, document_content
 from derive.spec import LayerSpec
+
+from .paths import write_atomic, write_error
 
 #: The template of a derivation document, in the templates' folder (``render.template_root``).
 TEMPLATE = "derivation.tex.jinja"
@@ -99,57 +99,12 @@ def to_latex(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
 # -- files ----------------------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename.
-
-    The file gets the mode a plain ``open(path, "w")`` gives (0666 less the umask): the
-    temporary file is created with ``os.open(..., 0o666)``, so the kernel applies the umask
-    (``tempfile.mkstemp`` would leave it private, 0600). OSError propagates; see
-    ``write_file`` for the one-line error.
-    """
-    path = Path(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise FileExistsError(f"no free temporary name next to {path}")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_error(path: Path, error: OSError) -> str:
-    """What went wrong writing ``path``, and the rule, in one line."""
-    path = Path(path)
-    folder = path.parent
-    if path.is_dir():
-        why = "it is a folder; name a file"
-    elif not folder.exists():
-        why = f"folder {str(folder)!r} does not exist"
-    elif not folder.is_dir():
-        why = f"{str(folder)!r} is not a folder"
-    elif isinstance(error, PermissionError):
-        why = f"no permission to write in folder {str(folder)!r}"
-    else:
-        why = error.strerror or str(error)
-    return f"cannot write {str(path)!r}: {why}"
-
-
 def write_file(path: Path, data: str | bytes) -> None:
     """``write_atomic``, with any OSError as a one-line ``LatexError`` naming the path."""
     try:
         write_atomic(path, data)
     except OSError as error:
-        raise LatexError(_write_error(path, error)) from None
+        raise LatexError(write_error(path, error)) from None
 
 
 def find_engine() -> str | None:

@@ -1,4 +1,5 @@
-"""Where modules go, and the one check of every output folder and module name.
+"""Where modules go, the one check of every output folder and module name, and the one way
+files are written (whole or not at all: ``write_atomic``, ``write_output``).
 
 Every command and function that writes modules (``codegen.load``, ``corrgen build``,
 ``corrgen emit``, ``corrgen check``, ``corrgen bench``) passes its folder and name through
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import keyword
 import os
+import secrets
 from pathlib import Path
 
 from .errors import OutputError
@@ -83,3 +85,63 @@ def unwritable(folder: Path, error: OSError, option: str = "out") -> OutputError
     return OutputError(
         f"{option}={str(folder)!r}: cannot write there: {reason}{where}; pass a writable "
         f"folder (--out DIR, out=DIR) or set {CACHE_ENV}")
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, then a rename.
+
+    The file gets the mode a plain ``open(path, "w")`` gives (0666 less the umask): the
+    temporary file is created with ``os.open(..., 0o666)``, so the kernel applies the umask
+    (``tempfile.mkstemp`` would leave it private, 0600). OSError propagates; see
+    ``write_output`` for the one-line error.
+    """
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name next to {path}")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_error(path: Path, error: OSError) -> str:
+    """What went wrong writing ``path``, and the rule, in one line."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        why = "it is a folder; name a file"
+    elif not folder.exists():
+        why = f"folder {str(folder)!r} does not exist"
+    elif not folder.is_dir():
+        why = f"{str(folder)!r} is not a folder"
+    elif isinstance(error, PermissionError):
+        why = f"no permission to write in folder {str(folder)!r}"
+    else:
+        why = error.strerror or str(error)
+    return f"cannot write {str(path)!r}: {why}"
+
+
+def write_output(path: str | os.PathLike[str], data: str | bytes,
+                 error: type[Exception] = OutputError) -> Path:
+    """``write_atomic``, with any OSError raised as a one-line ``error`` naming the path
+    and what is wrong with it (``write_error``); the path written, as a ``Path``."""
+    path = Path(path)
+    try:
+        write_atomic(path, data)
+    except OSError as failure:
+        raise error(write_error(path, failure)) from None
+    return path

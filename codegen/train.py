@@ -462,16 +462,12 @@ def csv_text(history: History) -> str:
 
 
 def write_output(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` whole or not at all (a temporary file beside it, then a
-    rename); an OSError becomes a one-line ``TrainError`` naming the path."""
-    from .document import write_atomic
+    """Write ``data`` to ``path`` whole or not at all (``codegen.paths.write_output``: a
+    temporary file beside it, then a rename); an OSError becomes a one-line ``TrainError``
+    naming the path."""
+    from .paths import write_output as write_whole
 
-    path = Path(path)
-    try:
-        write_atomic(path, data)
-    except OSError as error:
-        raise TrainError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
-    return path
+    return write_whole(path, data, TrainError)
 
 
 def write_csv(history: History, path: str | Path) -> Path:

@@ -587,7 +587,7 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path,
     def broken(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(latex_doc.os, "replace", broken)
+    monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError):
         write_atomic(target, "new")
     assert target.read_text() == "old"
