@@ -30,6 +30,7 @@ from .content import (
     Block,
     Count,
     Document,
+    Figure,
     Section,
     Setup,
     Symbols,
@@ -37,6 +38,7 @@ from .content import (
     Where,
 )
 from .expansions import Expansions
+from .figures import figures
 from .matrix_forms import MatrixForms
 from .notation import MAX_MATRIX, NOTATIONS, Letters
 from .printer import Row, tex
@@ -118,9 +120,10 @@ def _arrays(spec: LayerSpec, lt: Letters) -> list[ArrayLine]:
     return lines
 
 
-def _sections(spec: LayerSpec, lt: Letters, ex: Expansions,
-              selection: Selection) -> list[Section]:
-    """The forward pass and each gradient: general formula, elements expanded and checked."""
+def _sections(spec: LayerSpec, lt: Letters, ex: Expansions, selection: Selection,
+              figs: dict[str, list[Figure]]) -> list[Section]:
+    """The forward pass and each gradient: general formula, figures, elements expanded and
+    checked."""
     outs = selection.picks("outputs")
     rows: list[Row] = []
     for n, out in enumerate(outs):
@@ -128,7 +131,8 @@ def _sections(spec: LayerSpec, lt: Letters, ex: Expansions,
     padded = any(spec.pads)
     sections = [Section("forward", ex.general("forward"),
                         ("padding" if lt.rows_on else "padding_columns") if padded else "",
-                        "", selection.chosen("outputs"), [Block("", rows)])]
+                        "", selection.chosen("outputs"), [Block("", rows)],
+                        figs["forward"])]
     rules = {"grad_weight": "padding" if padded else "", "grad_input": "integer",
              "grad_bias": ""}
     for name, array in (("grad_weight", K), ("grad_input", V), ("grad_bias", b)):
@@ -137,7 +141,7 @@ def _sections(spec: LayerSpec, lt: Letters, ex: Expansions,
         blocks = [ex.gradient_block(name, array[index]) for index in selection.picks(name)]
         intro = ex.constraint_sum() if name == "grad_input" else ""
         sections.append(Section(name, ex.general(name), rules[name], intro,
-                                selection.chosen(name), blocks))
+                                selection.chosen(name), blocks, figs.get(name, [])))
     return sections
 
 
@@ -245,7 +249,7 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
     vec_on = spec if printable(vec_own) else proof.proved_on
     vec_counts = (vec_own if vec_on == spec else VecForms(vec_on)).check(
         derive_layer(vec_on, max_terms=None))
-    sections = _sections(spec, lt, ex, selection)
+    sections = _sections(spec, lt, ex, selection, figures(spec, lt))
     command = command_line(spec, notation, index_base, elements, values)
     title_input, title_kernel = _title(spec)
     return Document(
