@@ -290,3 +290,20 @@ def test_large_jacobians_draw_one_block_or_nothing() -> None:
     none = LayerSpec(input=(1, 20, 20), kernel=(1, 1, 3, 3))
     fig = figs.jacobian_figure(none, _letters(none))
     assert fig.picture is None and fig.skipped == "size" and not fig.channels
+
+
+def test_network_documents_draw_each_conv_layers_window() -> None:
+    from derive import Network
+    from derive.latex import network_content
+
+    text = "1x5x6 | conv 2x3x3 stride 2 pad 1 | relu | conv 1x2x2 convolution | flatten | l2"
+    content = network_content(text)
+    convs = [layer for layer in Network.parse(text).layers if layer.kind == "conv"]
+    parts = {p.index: p for p in content.layers}
+    assert [i for i, p in parts.items() if p.figure is not None] == [la.index for la in convs]
+    for layer in convs:
+        window = parts[layer.index].figure
+        assert window is not None and window.picture is not None
+        want = oracle_windows(layer.spec)[figs.window_output(layer.spec)]
+        assert set(window.cells) == want
+        assert _filled(window, 0, {"tap", "padtap"}) == {(t.row, t.col) for t in want}
