@@ -239,8 +239,13 @@ class Proof:
         return "\n".join(lines)
 
 
-def prove(spec: LayerSpec, explicit: LayerExprs | None = None) -> Proof:
+def prove(spec: LayerSpec, explicit: LayerExprs | None = None,
+          progress: Callable[[int, int], None] | None = None) -> Proof:
     """Check every index form against the explicit derivation, element by element.
+
+    Args:
+        progress: called as ``progress(done, total)`` with the elements compared so far, once
+            before the first and after each.
 
     Raises:
         DerivationError: naming the pass and the first element that differs.
@@ -249,13 +254,17 @@ def prove(spec: LayerSpec, explicit: LayerExprs | None = None) -> Proof:
     target = proxy(spec)
     if explicit is None or explicit.spec != target:
         explicit = derive_layer(target, max_terms=None)
+    passes = explicit.passes()
+    forms = index_forms(target)
+    total, done = sum(len(passes[name]) for name in forms), 0
+    if progress is not None:
+        progress(0, total)
     counts: dict[str, int] = {}
     zeros: dict[str, int] = {}
-    for name, form in index_forms(target).items():
-        derived = explicit.passes()[name]
+    for name, form in forms.items():
         element = form.evaluator()
         counts[name] = zeros[name] = 0
-        for index, expr in derived.items():
+        for index, expr in passes[name].items():
             closed = element(index)
             if expand(closed - expr) != 0:
                 raise DerivationError(
@@ -264,4 +273,7 @@ def prove(spec: LayerSpec, explicit: LayerExprs | None = None) -> Proof:
                 )
             counts[name] += 1
             zeros[name] += expr == 0
+            done += 1
+            if progress is not None:
+                progress(done, total)
     return Proof(spec, target, counts, zeros, time.perf_counter() - start)
