@@ -26,6 +26,7 @@ from derive.errors import CorrgenError, DerivationError
 from derive.fastprint import ElementPrinter
 from derive.gradients import DEFAULT_MAX_TERMS, WRT, chain_rule, derive_layer, variable
 from derive.latex import AUTO_ALL_LIMIT, N_LIMIT, NOTATIONS, LatexError, parse_elements
+from derive.latex.document import STEPS as LATEX_STEPS
 from derive.printing import GRAD_NAMES, index_text, shift_indices
 from derive.proof import index_forms, prove
 from derive.spec import PADDING_NAMES, LayerSpec
@@ -160,6 +161,23 @@ class Progress:
         self.stream.write(f"{self.what}: {100 * done // max(total, 1)}% ({done:,}/{total:,} "
                           f"{self.unit}, {elapsed:.0f} s{eta}){end}")
         self.stream.flush()
+
+
+class StepsProgress:
+    """Progress on stderr of work in named steps, as ``Progress`` shows it, one step after
+    another: the callback ``progress(step, done, total)`` of ``derive.latex`` (``units``:
+    the unit each step counts, "elements" when not named)."""
+
+    def __init__(self, units: dict[str, str], stream: Any = None) -> None:
+        self.units, self.stream = units, stream
+        self.step: Progress | None = None
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if self.step is None or self.step.what != step or done == 0:
+            # a step's clock starts when it does (done 0: nothing to show yet)
+            self.step = Progress(step, self.stream, unit=self.units.get(step, "elements"))
+        if done:
+            self.step(done, total)
 
 
 # -- corrgen derive -----------------------------------------------------------------------------
@@ -939,7 +957,8 @@ def cmd_latex(args: argparse.Namespace) -> int:
     out = _latex_output(args)
     start = time.perf_counter()
     text = to_latex(spec, index_base=args.index_base, elements=elements,
-                    notation=args.notation, values=args.values)
+                    notation=args.notation, values=args.values,
+                    progress=StepsProgress(LATEX_STEPS))
     return _write_latex(args, out, text, start, spec.describe())
 
 

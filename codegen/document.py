@@ -23,6 +23,7 @@ from typing import Any
 
 from derive.errors import LatexError
 from derive.latex import Document, document_content
+from derive.latex.document import ProgressFn
 from derive.spec import LayerSpec
 
 from .paths import write_atomic, write_error
@@ -68,7 +69,8 @@ def render(content: Document) -> str:
 
 
 def to_latex(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
-             notation: str = "seed000", values: str | Path | dict[str, Any] | None = None) -> str:
+             notation: str = "seed000", values: str | Path | dict[str, Any] | None = None,
+             progress: ProgressFn | None = None) -> str:
     """A standalone LaTeX document deriving the backward pass of ``spec``.
 
     Args:
@@ -84,6 +86,9 @@ def to_latex(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
             leading extents of 1 left out as one likes) and optionally ``lr``, the SGD step
             size. The output, and with ``G`` the gradients and with ``lr`` one SGD step, are
             computed exactly and checked against the NumPy reference. None: no such section.
+        progress: called as ``progress(step, done, total)`` during the steps that can take
+            seconds (``derive.latex.document.STEPS``: the proof, the check of the matrix
+            forms, the expansions); None (the default): nothing is reported.
 
     Returns:
         The document's text.
@@ -93,7 +98,7 @@ def to_latex(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
         SpecError: bad ``values`` (an unknown name, a wrong shape, not a number).
         DerivationError: a check failed (nothing is to be written then).
     """
-    return render(document_content(spec, index_base, elements, notation, values))
+    return render(document_content(spec, index_base, elements, notation, values, progress))
 
 
 # -- files ----------------------------------------------------------------------------------------

@@ -49,6 +49,10 @@ class Factor:
     extents: tuple[int, ...]
 
 
+#: One term of an index form's sum, as the ``(base, indices)`` of each of its factors.
+Term = tuple[tuple[IndexedBase, tuple[int, ...]], ...]
+
+
 @dataclass(frozen=True)
 class IndexForm:
     """One pass as ``constant + sum over sums of prod(factors)``, for every free index."""
@@ -72,6 +76,17 @@ class IndexForm:
 
     def evaluator(self) -> Callable[[tuple[int, ...]], Expr]:
         """A function from a (0-based) element index to its SymPy expression."""
+        terms = self.term_indices()
+
+        def element(index: tuple[int, ...]) -> Expr:
+            return Add(*[Mul(*[base[at] for base, at in term]) for term in terms(index)])
+
+        return element
+
+    def term_indices(self) -> Callable[[tuple[int, ...]], list[Term]]:
+        """A function from a (0-based) element index to the terms of its sum, each as the
+        ``(base, indices)`` of its factors (the constant's term included), no SymPy object
+        made: what a check that only asks which terms a sum has needs."""
         names = [s for s, _ in self.free] + [s for s, _ in self.sums]
         compiled = []
         for factor in self.factors:
@@ -81,10 +96,10 @@ class IndexForm:
             compiled.append((factor.base, nums, dens, factor.extents))
         ranges = [range(n) for _, n in self.sums]
 
-        def element(index: tuple[int, ...]) -> Expr:
-            terms = []
+        def terms(index: tuple[int, ...]) -> list[Term]:
+            found: list[Term] = []
             for point in itertools.product(*ranges):
-                product: list[Expr] = []
+                product: list[tuple[IndexedBase, tuple[int, ...]]] = []
                 for base, nums, dens, extents in compiled:
                     at = []
                     for num, den, extent in zip(nums(*index, *point), dens, extents):
@@ -93,17 +108,17 @@ class IndexForm:
                             break
                         at.append(q)
                     else:
-                        product.append(base[tuple(at)])
+                        product.append((base, tuple(at)))
                         continue
                     break
                 else:
-                    terms.append(Mul(*product))
+                    found.append(tuple(product))
             if self.constant is not None:
-                terms.append(self.constant.base[tuple(
-                    int(e.subs(dict(zip(names, index)))) for e in self.constant.indices)])
-            return Add(*terms)
+                found.append(((self.constant.base, tuple(
+                    int(e.subs(dict(zip(names, index)))) for e in self.constant.indices)),))
+            return found
 
-        return element
+        return terms
 
     def elements(self) -> dict[tuple[int, ...], Expr]:
         """Every element, expanded (0-based keys)."""
@@ -224,8 +239,13 @@ class Proof:
         return "\n".join(lines)
 
 
-def prove(spec: LayerSpec, explicit: LayerExprs | None = None) -> Proof:
+def prove(spec: LayerSpec, explicit: LayerExprs | None = None,
+          progress: Callable[[int, int], None] | None = None) -> Proof:
     """Check every index form against the explicit derivation, element by element.
+
+    Args:
+        progress: called as ``progress(done, total)`` with the elements compared so far, once
+            before the first and after each.
 
     Raises:
         DerivationError: naming the pass and the first element that differs.
@@ -234,13 +254,17 @@ def prove(spec: LayerSpec, explicit: LayerExprs | None = None) -> Proof:
     target = proxy(spec)
     if explicit is None or explicit.spec != target:
         explicit = derive_layer(target, max_terms=None)
+    passes = explicit.passes()
+    forms = index_forms(target)
+    total, done = sum(len(passes[name]) for name in forms), 0
+    if progress is not None:
+        progress(0, total)
     counts: dict[str, int] = {}
     zeros: dict[str, int] = {}
-    for name, form in index_forms(target).items():
-        derived = explicit.passes()[name]
+    for name, form in forms.items():
         element = form.evaluator()
         counts[name] = zeros[name] = 0
-        for index, expr in derived.items():
+        for index, expr in passes[name].items():
             closed = element(index)
             if expand(closed - expr) != 0:
                 raise DerivationError(
@@ -249,4 +273,7 @@ def prove(spec: LayerSpec, explicit: LayerExprs | None = None) -> Proof:
                 )
             counts[name] += 1
             zeros[name] += expr == 0
+            done += 1
+            if progress is not None:
+                progress(done, total)
     return Proof(spec, target, counts, zeros, time.perf_counter() - start)

@@ -343,3 +343,40 @@ def test_demo_runs_end_to_end(capsys, tmp_path):
             "G[1, 2, 1]*K[1, 1, 1, 2] + G[1, 2, 2]*K[1, 1, 1, 1]") in out
     assert out.count("every pass matches the reference") == 2
     assert "mismatch" not in out.lower()
+
+
+def test_latex_shows_each_steps_progress_with_an_eta(capsys, monkeypatch, tmp_path):
+    import re
+
+    from codegen.cli import Progress
+    from codegen.document import to_latex
+
+    spec = ["--input", "4x4", "--kernel", "2x1x2x2", "--padding", "1", "--elements", "all"]
+    quiet, loud = tmp_path / "quiet.tex", tmp_path / "loud.tex"
+    monkeypatch.setattr(Progress, "delay", float("inf"))  # as if every step were quick
+    status, quiet_out, quiet_err = run(capsys, "latex", *spec, "-o", str(quiet))
+    assert status == 0 and quiet_err == ""
+    monkeypatch.setattr(Progress, "delay", 0.0)  # as if every step took seconds
+    status, loud_out, err = run(capsys, "latex", *spec, "-o", str(loud))
+    assert status == 0 and loud.read_text() == quiet.read_text()
+
+    def same(out, path):  # stdout but for the file's name and the seconds taken
+        return re.sub(r"\d+\.\d s\)", "T s)", out.replace(str(path), "FILE"))
+
+    assert same(loud_out, loud) == same(quiet_out, quiet) and "ETA" not in loud_out
+    # Every element of every pass is proven (the layer is small enough to be its own proxy)
+    # and, with --elements all, expanded: outputs O*HO*WO, input C*H*W, kernel O*C*KH*KW, b O.
+    n = 2 * 5 * 5 + 1 * 4 * 4 + 2 * 1 * 2 * 2 + 2
+    lines = err.splitlines()
+    for step, total, unit in (("proving", n, "elements"), ("checking matrix forms", 2, "forms"),
+                              ("expanding", n, "elements")):
+        shown = [line for line in lines if line.startswith(f"{step}: ")]
+        assert re.fullmatch(rf"{step}: {100 // total}% \(1/{total} {unit}, \d+ s, ETA \d+ s\)",
+                            shown[0]), shown
+        assert re.fullmatch(rf"{step}: 100% \({total}/{total} {unit}, \d+ s\)", shown[-1]), shown
+    assert [line.split(":")[0] for line in lines] == sorted(
+        (line.split(":")[0] for line in lines),
+        key=["proving", "checking matrix forms", "expanding"].index)  # one step after another
+    # A library caller passes no callback and sees nothing.
+    to_latex(LayerSpec(input=(1, 4, 4), kernel=(2, 1, 2, 2), padding=1))
+    assert capsys.readouterr() == ("", "")

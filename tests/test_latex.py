@@ -492,6 +492,30 @@ def test_a_wrong_expansion_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         to_latex(LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 3)))
 
 
+@pytest.mark.parametrize("change", ["wrong_term", "missing_term"])
+def test_a_wrong_elided_chain_rule_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                              change: str) -> None:
+    # 49 outputs read each kernel element: its chain rule is printed elided, and checked
+    # against the index form's terms by their indices.
+    from derive.symbols import K, V
+
+    real = expansions.Expansions.reads
+
+    def reads(self: expansions.Expansions, var: object) -> list:
+        found = real(self, var)
+        if getattr(var, "base", None) != K:
+            return found
+        if change == "missing_term":
+            return found[1:]
+        return [(found[0][0], lambda: var * V[0, 7, 7]), *found[1:]]  # not read by (0, 0)
+
+    monkeypatch.setattr(expansions.Expansions, "reads", reads)
+    match = "printed terms not in the index form: \\[G\\[0, 0, 0\\]\\*V\\[0, 7, 7\\]\\]" \
+        if change == "wrong_term" else "the chain rule has 48 terms"
+    with pytest.raises(DerivationError, match=match):
+        document_content(LayerSpec(input=(1, 8, 8), kernel=(1, 1, 2, 2)), elements=1)
+
+
 def test_templates_are_found_from_the_package() -> None:
     env = latex_doc.environment()
     assert "derivation.tex.jinja" in env.list_templates()

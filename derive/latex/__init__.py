@@ -24,7 +24,11 @@ layer (``codegen.document.to_latex`` renders it with ``templates/derivation.tex.
    few outputs term by term and the whole output, and with ``G`` the gradients and with
    ``lr`` one SGD step, exact, each entry checked against the NumPy reference; arrays not
    given stay symbolic;
-8. what was verified, with the counts.
+8. what was verified, with the counts;
+9. figures, drawn from the layer's geometry: the kernel window of one output on the padded
+   input, the input cells one kernel-gradient element reads and the cells of G one
+   input-gradient element gathers, and the nonzero pattern of dZ/dV (bounded: large arrays
+   are cropped, and what cannot be drawn readably is left out with the reason).
 
 One module per responsibility:
 
@@ -37,6 +41,7 @@ One module per responsibility:
 - ``compact``: the compact forms' equations;
 - ``vector_form``: seed 004's matrix form (``derive.vec_forms`` builds and checks it);
 - ``worked_example``: the numbers of ``values``, substituted and checked;
+- ``figures``: the figures' cells (from ``derive.geometry``) and their layout as pictures;
 - ``content``: the plain data the template receives (``Document``);
 - ``document``: ``document_content``, which runs all of the above.
 

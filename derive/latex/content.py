@@ -86,6 +86,139 @@ class Block:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One cell of an array drawn in a figure: 0-based ``row`` and ``col`` in the array (an
+    input cell of the zero padding has a negative index, or one past the array's end), and
+    ``pair``: the 0-based index of what it meets (a kernel element's row and column, or an
+    output position), or None."""
+
+    row: int
+    col: int
+    pair: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Fill:
+    """``n`` cells filled side by side from ``(x, y)`` (picture units, one per cell), in the
+    colour of ``style``: ``tap`` (a cell read), ``padtap`` (a padding cell read), ``mark``
+    (the element the figure is about), ``pad`` (the zero padding), ``nonzero``."""
+
+    x: int
+    y: int
+    n: int
+    style: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """``text`` (math) centred in the ``width`` cells from ``(x, y)``, at ``size``:
+    ``tiny`` (in a cell), ``index`` (a row or column number), ``title``."""
+
+    x: int
+    y: int
+    width: int
+    text: str
+    size: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One array drawn as a grid of ``rows`` x ``cols`` cells, its lower left corner at
+    ``(x, y)``; its top left cell is the array's ``(row0, col0)``. ``hlines``, ``vlines``:
+    the grid's lines each way."""
+
+    x: int
+    y: int
+    rows: int
+    cols: int
+    row0: int
+    col0: int
+    hlines: int
+    vlines: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A thick rectangle (the border of an input inside its padding; a channel block)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A figure as LaTeX's picture environment draws it: ``width`` x ``height`` units of
+    ``unit`` millimetres."""
+
+    width: int
+    height: int
+    unit: str
+    fills: list[Fill]
+    panels: list[Panel]
+    frames: list[Frame]
+    texts: list[Text]
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A grid drawn in part: ``name`` (LaTeX) shows rows ``rows[0]..rows[1]`` of
+    ``rows[2]`` and columns ``cols[0]..cols[1]`` of ``cols[2]`` (in the index base)."""
+
+    name: str
+    rows: tuple[int, int, int]
+    cols: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure (``derive.latex.figures``).
+
+    Attributes:
+        kind: ``window`` (an output's kernel window), ``grad_weight`` (the input cells a
+            kernel-gradient element reads), ``grad_input`` (the cells of G an input-gradient
+            element gathers), ``jacobian`` (the nonzero pattern of dZ/dV).
+        picture: what is drawn, or None when the figure is left out (``skipped``: ``span``,
+            the window spans more than ``limit`` rows or columns; ``size``, the Jacobian has
+            more than ``limit`` rows or columns, and so has one channel pair's block).
+        element, formula: the element the figure is about and its formula (LaTeX).
+        names: the arrays drawn, left to right (LaTeX).
+        cells: the cells highlighted (for ``jacobian``, the nonzeros: row and column), and
+            ``marked`` the element's own cell, or None.
+        flipped: convolution mode; channels: the input (``window``, ``grad_weight``) or the
+            output (``grad_input``) has several channels, drawn alike; padded: padding is
+            drawn; pad_taps: some cells read are padding; labelled: cells carry what they
+            meet.
+        crops: the grids drawn in part.
+        rows, cols, block: the Jacobian's rows and columns, and whether only the block of
+            the first channel pair is drawn (``block_rows`` x ``block_cols``).
+    """
+
+    kind: str
+    picture: Picture | None = None
+    element: str = ""
+    formula: str = ""
+    names: list[str] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
+    marked: Cell | None = None
+    flipped: bool = False
+    channels: bool = False
+    padded: bool = False
+    pad_taps: bool = False
+    labelled: bool = False
+    crops: list[Crop] = field(default_factory=list)
+    skipped: str = ""
+    limit: int = 0
+    span: tuple[int, int] = (0, 0)
+    rows: int = 0
+    cols: int = 0
+    block: bool = False
+    block_rows: int = 0
+    block_cols: int = 0
+
+
+@dataclass(frozen=True)
 class Section:
     """One pass.
 
@@ -97,6 +230,7 @@ class Section:
             (a 1-D layer); ``"integer"``: a term counts only where every index of the
             upstream gradient is an integer in range.
         intro: seed 000's constraint sums of the whole pass (the input gradient), or ``""``.
+        figures: the pass's figures (``derive.latex.figures``).
     """
 
     name: str
@@ -105,6 +239,7 @@ class Section:
     intro: str
     chosen: Chosen
     blocks: list[Block]
+    figures: list[Figure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

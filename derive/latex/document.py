@@ -30,6 +30,7 @@ from .content import (
     Block,
     Count,
     Document,
+    Figure,
     Section,
     Setup,
     Symbols,
@@ -37,6 +38,7 @@ from .content import (
     Where,
 )
 from .expansions import Expansions
+from .figures import figures
 from .matrix_forms import MatrixForms
 from .notation import MAX_MATRIX, NOTATIONS, Letters
 from .printer import Row, tex
@@ -118,26 +120,36 @@ def _arrays(spec: LayerSpec, lt: Letters) -> list[ArrayLine]:
     return lines
 
 
-def _sections(spec: LayerSpec, lt: Letters, ex: Expansions,
-              selection: Selection) -> list[Section]:
-    """The forward pass and each gradient: general formula, elements expanded and checked."""
+def _sections(spec: LayerSpec, lt: Letters, ex: Expansions, selection: Selection,
+              figs: dict[str, list[Figure]], progress: Callable[[int, int], None]
+              ) -> list[Section]:
+    """The forward pass and each gradient: general formula, figures, elements expanded and
+    checked (``progress(done, total)`` after each element)."""
     outs = selection.picks("outputs")
+    names = ("grad_weight", "grad_input", "grad_bias")[:3 if spec.bias else 2]
+    total = len(outs) + sum(len(selection.picks(name)) for name in names)
+    progress(0, total)
     rows: list[Row] = []
     for n, out in enumerate(outs):
         rows += ex.forward_rows(out, n == len(outs) - 1)
+        progress(n + 1, total)
     padded = any(spec.pads)
     sections = [Section("forward", ex.general("forward"),
                         ("padding" if lt.rows_on else "padding_columns") if padded else "",
-                        "", selection.chosen("outputs"), [Block("", rows)])]
+                        "", selection.chosen("outputs"), [Block("", rows)],
+                        figs["forward"])]
     rules = {"grad_weight": "padding" if padded else "", "grad_input": "integer",
              "grad_bias": ""}
-    for name, array in (("grad_weight", K), ("grad_input", V), ("grad_bias", b)):
-        if name == "grad_bias" and not spec.bias:
-            continue
-        blocks = [ex.gradient_block(name, array[index]) for index in selection.picks(name)]
+    done = len(outs)
+    for name, array in zip(names, (K, V, b)):
+        blocks = []
+        for index in selection.picks(name):
+            blocks.append(ex.gradient_block(name, array[index]))
+            done += 1
+            progress(done, total)
         intro = ex.constraint_sum() if name == "grad_input" else ""
         sections.append(Section(name, ex.general(name), rules[name], intro,
-                                selection.chosen(name), blocks))
+                                selection.chosen(name), blocks, figs.get(name, [])))
     return sections
 
 
@@ -202,8 +214,21 @@ def _g_definition(spec: LayerSpec, lt: Letters) -> str:
     return f"{tex(g)} = {lt.dj(lt.letter_el(Z, free, singles))}"
 
 
+#: ``progress(step, done, total)``: ``done`` of the ``total`` units of one of the steps that
+#: can take seconds (``STEPS``), called as each starts (``done`` 0) and as it goes.
+ProgressFn = Callable[[str, int, int], None]
+
+#: The steps ``document_content`` reports, in order, with the unit each counts.
+STEPS = {"proving": "elements", "checking matrix forms": "forms", "expanding": "elements"}
+
+
+def _quiet(step: str, done: int, total: int) -> None:
+    """No progress shown."""
+
+
 def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
-                     notation: str = "seed000", values: Values | None = None) -> Document:
+                     notation: str = "seed000", values: Values | None = None,
+                     progress: ProgressFn | None = None) -> Document:
     """The content of the LaTeX document deriving the backward pass of ``spec``.
 
     Args:
@@ -217,6 +242,8 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
         values: numbers for seed 001's worked example (``derive.latex.worked_example``): a
             JSON file's path or a dict of arrays by name, ``V``, ``K``, ``b``, ``G``, and
             optionally ``lr``, the SGD step size; None (the default): no worked example.
+        progress: called as ``progress(step, done, total)`` while the steps of ``STEPS``
+            run (the proof, the check of the matrix forms, the expansions); None: nothing.
 
     Raises:
         LatexError: a bad option (naming it, the rule and the value).
@@ -233,19 +260,24 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
     selection = Selection(spec, elements)
     numbers = read_values(spec, values) if values is not None else None  # fail before work
     ex = Expansions(spec, lt)
-    proof = prove(spec)
+    tell = progress or _quiet
+    proof = prove(spec, progress=lambda done, total: tell("proving", done, total))
+    tell("checking matrix forms", 0, 2)
     own = MatrixForms(spec)
     # The matrices printed are this layer's: check them on it; otherwise on the proxy.
     checked_on = spec if own.printable() else proof.proved_on
     explicit = (derive_layer(checked_on, max_terms=None)  # cached by prove
                 if checked_on == proof.proved_on else None)
     matrix_counts = (own if checked_on == spec else MatrixForms(checked_on)).check(explicit)
+    tell("checking matrix forms", 1, 2)
     # Seed 004's form likewise: on this layer when its matrices are printed.
     vec_own = VecForms(spec)
     vec_on = spec if printable(vec_own) else proof.proved_on
     vec_counts = (vec_own if vec_on == spec else VecForms(vec_on)).check(
         derive_layer(vec_on, max_terms=None))
-    sections = _sections(spec, lt, ex, selection)
+    tell("checking matrix forms", 2, 2)
+    sections = _sections(spec, lt, ex, selection, figures(spec, lt),
+                         lambda done, total: tell("expanding", done, total))
     command = command_line(spec, notation, index_base, elements, values)
     title_input, title_kernel = _title(spec)
     return Document(

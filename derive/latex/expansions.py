@@ -14,10 +14,10 @@ differentiated; the number of terms and each printed term are checked against th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from sympy import Add, Derivative, Expr, Indexed, Sum, Symbol, diff, expand
+from sympy import Add, Derivative, Expr, Indexed, Mul, Sum, Symbol, diff, expand
 
 from ..errors import DerivationError
 from ..forward import forward_exprs, kernel_element, window
@@ -46,6 +46,16 @@ def taps(pos: int, pad: int, stride: int, dil: int, n_taps: int,
             yield t, q
 
 
+def _factors(term: Expr) -> frozenset[tuple[Any, tuple[int, ...]]] | None:
+    """A product of array elements as the ``(base, indices)`` of its factors, as
+    ``IndexForm.term_indices`` gives a term; None for anything else."""
+    factors = Mul.make_args(term)
+    if not all(isinstance(f, Indexed) and all(i.is_Integer for i in f.indices)
+               for f in factors):
+        return None
+    return frozenset((f.base, tuple(int(i) for i in f.indices)) for f in factors)
+
+
 class Expansions:
     """The expansions of one document, and the count of elements checked per pass.
 
@@ -65,6 +75,7 @@ class Expansions:
         self.g = Geometry.of(spec)
         self.forms = index_forms(spec)
         self.eval = {name: form.evaluator() for name, form in self.forms.items()}
+        self.terms = {name: form.term_indices() for name, form in self.forms.items()}
         self.checked = dict.fromkeys((*PASS_NAMES, "reading"), 0)
         small = self.O * self.HO * self.WO <= ALL_OUTPUTS_LIMIT
         self.forward = forward_exprs(spec) if small else None
@@ -133,27 +144,32 @@ class Expansions:
                 f"but the proven index form gives {want}")
         self.checked[name] += 1
 
-    def _check_steps(self, name: str, index: tuple[int, ...], steps: Steps) -> Expr:
-        """Check a chain rule against the proven index form; return the index form's value.
+    def _check_steps(self, name: str, index: tuple[int, ...], steps: Steps,
+                     value: bool = False) -> Expr | None:
+        """Check a chain rule against the proven index form; return the index form's value
+        (for an elided chain rule only with ``value``, else None).
 
         Complete (no ``None`` factor): its sum must equal the form. Elided (factors only for
         the terms printed): the form must have as many terms as there are steps, and every
-        printed ``factor * G`` must be one of them.
+        printed ``factor * G`` must be one of them. The elided check compares the factors'
+        indices (``IndexForm.term_indices``): building the whole SymPy sum of a long form
+        only to look terms up in it took most of a large document's time.
         """
         if all(f is not None for _, f in steps):
             result = Add(*[f * G[out] for out, f in steps])
             self._check(name, index, result)
             return result
-        want = self.eval[name](index)
-        terms = set(Add.make_args(want))
-        wrong = [f * G[out] for out, f in steps if f is not None and f * G[out] not in terms]
-        if len(terms) != len(steps) or wrong:
+        found = self.terms[name](index)
+        terms = {frozenset(term) for term in found}
+        wrong = [f * G[out] for out, f in steps
+                 if f is not None and _factors(f * G[out]) not in terms]
+        if len(terms) != len(steps) or len(found) != len(steps) or wrong:
             raise DerivationError(
                 f"{name}{list(index)} of {self.spec.describe()}: the chain rule has "
                 f"{len(steps)} terms (printed terms not in the index form: {wrong}) but the "
                 f"proven index form has {len(terms)}")
         self.checked[name] += 1
-        return want
+        return self.eval[name](index) if value else None
 
     # -- per-element expansions ------------------------------------------------------------
 
@@ -174,15 +190,17 @@ class Expansions:
 
         return sum_rows(tex(lt.el(Z, out)), items, fmt, end="." if last else ",")
 
-    def reads(self, var: Indexed) -> list[tuple[tuple[int, int, int], Expr]]:
-        """The outputs whose forward sum holds ``var``, each with that one product term."""
+    def reads(self, var: Indexed) -> list[tuple[tuple[int, int, int], Callable[[], Expr]]]:
+        """The outputs whose forward sum holds ``var``, each with a function giving that one
+        product term (made only for the terms printed: a long sum elides most of them)."""
         spec, out = self.spec, []
         if var.base == V:
             cc, uu, vv = (int(t) for t in var.indices)
             for o in range(self.O):
                 for ti, y in taps(uu, self.top, self.sh, self.dh, self.KH, self.HO):
                     for tj, x in taps(vv, self.left, self.sw, self.dw, self.KW, self.WO):
-                        out.append(((o, y, x), kernel_element(spec, o, cc, ti, tj) * var))
+                        out.append(((o, y, x), lambda o=o, ti=ti, tj=tj:
+                                    kernel_element(spec, o, cc, ti, tj) * var))
         elif var.base == K:
             o, cc, i, j = (int(t) for t in var.indices)
             ti, tj = self.g.kernel_row(i), self.g.kernel_col(j)
@@ -191,10 +209,10 @@ class Expansions:
                 for x in range(self.WO):
                     vv = self.g.input_col(x, tj)
                     if 0 <= uu < self.H and 0 <= vv < self.W:
-                        out.append(((o, y, x), var * V[cc, uu, vv]))
+                        out.append(((o, y, x), lambda uu=uu, vv=vv: var * V[cc, uu, vv]))
         else:
             o = int(var.indices[0])
-            out = [((o, y, x), var) for y in range(self.HO) for x in range(self.WO)]
+            out = [((o, y, x), lambda: var) for y in range(self.HO) for x in range(self.WO)]
         return sorted(out, key=lambda t: t[0])
 
     def _steps(self, var: Indexed) -> Steps:
@@ -205,7 +223,7 @@ class Expansions:
             return [(out, diff(z, var)) for out, z in self.forward.items()]
         reads = self.reads(var)
         printed = {out for out, _ in (t for t in elide(reads) if t is not None)}
-        return [(out, diff(term, var) if out in printed else None) for out, term in reads]
+        return [(out, diff(term(), var) if out in printed else None) for out, term in reads]
 
     def _chain_rows(self, shown_var: Expr, steps: Steps) -> tuple[list[Row], Expr]:
         """The chain rule's rows: the sum over outputs, each factor written, each evaluated,
@@ -249,7 +267,7 @@ class Expansions:
         index = tuple(int(t) for t in var.indices)
         shown_var = self.lt.show(var)
         steps = self._steps(var)
-        result = self._check_steps(name, index, steps)
+        result = self._check_steps(name, index, steps, value=name == "grad_input")
         rows, factor = self._chain_rows(shown_var, steps)
         note, other = "", 0
         if self.forward is None:

@@ -9,6 +9,8 @@ against the index forms, or against the explicit derivation ``prove`` showed equ
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sympy import Add, Expr, Matrix, S, expand
 
 from ..errors import DerivationError
@@ -93,15 +95,26 @@ class MatrixForms:
             kernel_tap(i, self.KH, True), kernel_tap(j, self.KW, True)]))
 
     @staticmethod
-    def correlate(a: Matrix, k: Matrix) -> Matrix:
-        """Valid correlation (no flip): ``out[t, s] = sum k[r, q] * a[t + r, s + q]``."""
+    def correlation(a: Matrix, k: Matrix) -> Callable[[int, int], Expr]:
+        """Entry ``(t, s)`` of the valid correlation (no flip) of ``a`` with ``k``: ``sum
+        k[r, q] * a[t + r, s + q]``, the terms in the kernel's row-major order, zero factors
+        left out."""
+        # A dilated kernel is mostly zeros, and so is a padded or stride-dilated matrix: the
+        # nonzero taps are listed once and the entries read from plain lists, and callers ask
+        # only for the entries they keep (a stride or a dilation keeps one in s, or in d).
+        taps = [(r, q, k[r, q]) for r in range(k.rows) for q in range(k.cols) if k[r, q] != 0]
+        rows = [[None if e == 0 else e for e in row] for row in a.tolist()]
 
         def entry(t: int, s: int) -> Expr:
-            terms = [k[r, q] * a[t + r, s + q] for r in range(k.rows) for q in range(k.cols)
-                     if k[r, q] != 0 and a[t + r, s + q] != 0]
-            return Add(*terms)
+            return Add(*[w * rows[t + r][s + q] for r, q, w in taps
+                         if rows[t + r][s + q] is not None])
 
-        return Matrix(a.rows - k.rows + 1, a.cols - k.cols + 1, entry)
+        return entry
+
+    @classmethod
+    def correlate(cls, a: Matrix, k: Matrix) -> Matrix:
+        """The valid correlation (no flip): ``out[t, s] = sum k[r, q] * a[t + r, s + q]``."""
+        return Matrix(a.rows - k.rows + 1, a.cols - k.cols + 1, cls.correlation(a, k))
 
     def dilate(self, m: Matrix) -> Matrix:
         """``m`` with ``d-1`` zero rows (columns) between its rows (columns)."""
@@ -112,15 +125,15 @@ class MatrixForms:
     def z(self, o: int) -> Matrix:
         """``Z[o]``: ``b[o]`` plus the sum over ``c`` of ``vbar(c)`` correlated with the
         dilated kernel, every ``s``-th row and column."""
-        total = Matrix.zeros((self.HO - 1) * self.sh + 1, (self.WO - 1) * self.sw + 1)
-        for c in range(self.C):
-            total += self.correlate(self.vbar(c), self.dilate(self.applied(o, c)))
+        channels = [self.correlation(self.vbar(c), self.dilate(self.applied(o, c)))
+                    for c in range(self.C)]
         bias = b[o] if self.spec.bias else S.Zero
-        return Matrix(self.HO, self.WO, lambda y, x: bias + total[y * self.sh, x * self.sw])
+        return Matrix(self.HO, self.WO, lambda y, x: bias + Add(
+            *[entry(y * self.sh, x * self.sw) for entry in channels]))
 
     def dk(self, o: int, c: int) -> Matrix:
-        full = self.correlate(self.vbar(c), self.gup(o))
-        picked = Matrix(self.KH, self.KW, lambda i, j: full[i * self.dh, j * self.dw])
+        full = self.correlation(self.vbar(c), self.gup(o))
+        picked = Matrix(self.KH, self.KW, lambda i, j: full(i * self.dh, j * self.dw))
         flip = is_flipped(self.spec.mode)
         return Matrix(self.KH, self.KW, lambda i, j: picked[
             kernel_tap(i, self.KH, flip), kernel_tap(j, self.KW, flip)])

@@ -69,6 +69,8 @@ from ..network_derivation import (
     output,
     weight,
 )
+from . import figures
+from .content import Figure
 from .printer import (
     DerivationPrinter,
     Row,
@@ -331,6 +333,7 @@ class LayerPart:
     layer_command: str
     window: str
     checked: int
+    figure: Figure | None = None
 
 
 @dataclass(frozen=True)
@@ -742,6 +745,17 @@ def _gradients(p: NetworkPrinter, exprs: NetworkExprs, ld: Any, rules: Rules,
     return out
 
 
+def _window_figure(p: NetworkPrinter, layer: Layer) -> Figure | None:
+    """A conv layer's figure of one output's window (``derive.latex.figures``); else None."""
+    if layer.kind != "conv" or layer.spec is None:
+        return None
+    spec, l = layer.spec, layer.index  # noqa: E741
+    out = figures.window_output(spec)
+    names = [f"{symbol_tex(str(a))}_{{{p.base}}}" for a in (layer_input(l), output(l))]
+    return figures.plain_window_figure(spec, out, p.doprint(output(l)[out]), names,
+                                       figures.Written(p.base))
+
+
 def _layer_part(p: NetworkPrinter, exprs: NetworkExprs, ld: Any, how: str | int) -> LayerPart:
     layer = ld.layer
     l = layer.index  # noqa: E741
@@ -760,7 +774,7 @@ def _layer_part(p: NetworkPrinter, exprs: NetworkExprs, ld: Any, how: str | int)
         padded=layer.kind == "conv" and any(layer.spec.pads),
         flipped=layer.kind == "conv" and layer.spec.mode == "convolution",
         seed_form=_seed_form(exprs.net, layer), layer_command=command, window=rules.window,
-        checked=rules.verify(ld))
+        checked=rules.verify(ld), figure=_window_figure(p, layer))
 
 
 def _table(net: Network) -> list[TableRow]:
