@@ -293,6 +293,7 @@ def test_emulated_module_compiles_the_same_kernel_source(emulated):
     again = _sources(GRID["s3_same_d2_conv"], "float32", "loops").keyed(module.key)
     assert (folder / "conv2d_cuda.cu").read_text() == again.text("conv2d_cuda.cu")
     assert (folder / "cuda_emulation.h").is_file()
+    assert (folder / "cuda_emulation_blocks.h").is_file()
 
 
 @pytest.mark.parametrize("case", [("same_odd_d2x1", "loops", "float64"),
@@ -527,7 +528,8 @@ def test_cli_check_emulated_and_without_a_gpu(tmp_path, capsys):
     assert "emulated on the CPU" in capsys.readouterr().out
     assert main(["emit", *args, "--emulate", "--name", "emitted"]) == 0
     assert sorted(p.name for p in (tmp_path / "emitted").iterdir()) == [
-        "__init__.py", "build.json", "conv2d.h", "conv2d_cuda.cu", "cuda_emulation.h"]
+        "__init__.py", "build.json", "conv2d.h", "conv2d_cuda.cu", "cuda_emulation.h",
+        "cuda_emulation_blocks.h"]
     assert main(["check", "--target", "openmp", "--emulate", "--out", str(tmp_path)]) == 2
     assert "no CPU emulation" in capsys.readouterr().err
     if NVCC is None:

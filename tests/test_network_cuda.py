@@ -198,6 +198,7 @@ def test_the_emulated_build_compiles_the_cuda_source(emulated):
     assert (folder / SOURCE).read_text() == for_nvcc.text(SOURCE)
     assert (folder / "network.h").read_text() == for_nvcc.text("network.h")
     assert (folder / "cuda_emulation.h").is_file()
+    assert (folder / "cuda_emulation_blocks.h").is_file()
     kernels = json.loads((folder / "build.json").read_text())["commands"][0]
     assert SOURCE in kernels and "cuda_emulation.h" in kernels and "nvcc" not in kernels[0]
 
