@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: 26163dbb51a6046f197c3a0f183bc03bdab2656be47bceb9f0b065a757a34f74
+ * cache key: a85954a2b39c6e04d102777683c06b1c4ae41861c4bf75a5479d66bde00dedff
  */
 
 /*
