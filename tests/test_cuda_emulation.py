@@ -264,6 +264,11 @@ def test_a_stopped_launch_runs_no_further_thread_or_block(emulated, tmp_path):
     x, out = run.inputs["x"], run.output("out")
     np.testing.assert_allclose(out[:LANES], np.cumsum(x[:LANES]), rtol=1e-12)
     assert (out[LANES:] == -1).all()
+    # Under CORRGEN_LAUNCH, the first thread's store to shared memory is refused: it finishes
+    # (its shared reads NaN), and no thread after it runs.
+    run = Run(emulated, "sequential_shared", tmp_path / "sequential")
+    out = run.output("out")
+    assert np.isnan(out[0]) and (out[1:] == -1).all()
 
 
 def test_a_launch_after_a_stopped_one_runs_normally(emulated, tmp_path):
