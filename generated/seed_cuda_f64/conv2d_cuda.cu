@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float64 (double); target: cuda
- * cache key: 4f4801b8e9f5ab0a57308ed4ab6185f6a83068c6f9c98a35b3ec356d198d575b
+ * cache key: af0b68afa2a626408944da5ef07328fe0258343129229c02654ae501265bb01b
  */
 
 /*
@@ -36,7 +36,7 @@
 #define CORRGEN_LAUNCH(kernel, grid, block, stream, ...) \
     kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
 #define CORRGEN_LAUNCH_COOPERATIVE(kernel, grid, block, stream, ...) \
-    kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+    CORRGEN_LAUNCH(kernel, grid, block, stream, __VA_ARGS__)
 /* A block-shared array, declared in a kernel (a checked array per block in the emulation). */
 #define CORRGEN_SHARED(type, name, count) __shared__ type name[count]
 #endif

@@ -4,7 +4,7 @@
  * spec:  input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3
  *        {"input": [3, 11, 8], "kernel": [4, 3, 3, 3], "stride": [3, 3], "padding": "same", "pads": [2, 2, 2, 2], "dilation": [2, 2], "bias": true, "mode": "convolution", "output": [4, 4, 3]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: dd90b9eb6530d5ade12ad02e1098586036ddd10656285a75c7566bf9ee4be6f4
+ * cache key: 1a676f2f3497b2c6a85dad6b83734113b659f51adef1451c07643d8b540bc904
  */
 
 /*
@@ -36,7 +36,7 @@
 #define CORRGEN_LAUNCH(kernel, grid, block, stream, ...) \
     kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
 #define CORRGEN_LAUNCH_COOPERATIVE(kernel, grid, block, stream, ...) \
-    kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+    CORRGEN_LAUNCH(kernel, grid, block, stream, __VA_ARGS__)
 /* A block-shared array, declared in a kernel (a checked array per block in the emulation). */
 #define CORRGEN_SHARED(type, name, count) __shared__ type name[count]
 #endif

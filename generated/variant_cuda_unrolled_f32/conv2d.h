@@ -4,7 +4,7 @@
  * spec:  input 1x5x6, kernel 2x1x2x3, padding full, no bias -> output 2x6x8
  *        {"input": [1, 5, 6], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": "full", "pads": [1, 1, 2, 2], "dilation": [1, 1], "bias": false, "mode": "correlation", "output": [2, 6, 8]}
  * style: unrolled; dtype: float32 (float); target: cuda
- * cache key: e5e96136f94b7981e4f793862d189f94902e720e42fbff954b1a2616ce737a86
+ * cache key: 882ba0dfb70f4f163bf8ec424e84bd52db4869f04206d4145290a291c71bc943
  */
 
 /*
