@@ -146,6 +146,10 @@ def _check_correct_outputs(run: Run) -> None:
     np.testing.assert_allclose(run.output("suffix_sums"), _reference_suffix_sums(x, 2, 3),
                                rtol=1e-12)
     assert np.array_equal(run.output("reverse"), s.reshape(3, LANES)[:, ::-1].ravel())
+    x = s[:LANES]
+    u = np.roll(x, -1)
+    formed = u * (2 + u) * u + x * (2 + u) * u + np.where(x > u, x, 0.0) + u + LANES
+    np.testing.assert_allclose(run.output("forms"), formed, rtol=1e-12)
 
 
 # -- correct kernels -------------------------------------------------------------------------
@@ -154,7 +158,7 @@ def _check_correct_outputs(run: Run) -> None:
 def test_correct_cooperative_kernels_compute_what_numpy_does(emulated, tmp_path):
     run = Run(emulated, "correct", tmp_path)
     assert run.done.returncode == 0, run.done.stderr
-    launches = ["matmul", "block_sum", "transpose", "scan", "suffix_sums", "reverse"]
+    launches = ["matmul", "block_sum", "transpose", "scan", "suffix_sums", "reverse", "forms"]
     assert run.status == {name: "cudaSuccess" for name in launches}, run.done.stdout
     # With no launch stopped yet, the error string is CUDA's own and there is no report.
     assert "before any failure: unspecified launch failure|\n" in run.done.stdout

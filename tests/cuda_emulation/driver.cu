@@ -77,6 +77,10 @@ static void correct(void)
     CORRGEN_LAUNCH_COOPERATIVE(reverse, 3, LANES, 0, s.data(), reversed.data(), ran.data(), 0);
     status("reverse");
     save("reverse", reversed);
+    std::vector<double> formed(LANES);
+    CORRGEN_LAUNCH_COOPERATIVE(forms, 1, LANES, 0, s.data(), formed.data());
+    status("forms");
+    save("forms", formed);
 }
 
 static void broken(const std::string &which)

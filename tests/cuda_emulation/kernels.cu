@@ -64,6 +64,34 @@ __global__ void transpose(const float *in, float *out, int rows, int cols)
     }
 }
 
+/* The expressions a shared element takes part in, on LANES values x (u = t + 1 mod LANES):
+ * out[t] = x_u (2 + x_u) x_u + x_t (2 + x_u) x_u + (x_t if x_t > x_u else 0) + x_u + LANES. */
+__global__ void forms(const double *in, double *out)
+{
+    CORRGEN_SHARED(double, a, LANES);
+    CORRGEN_SHARED(double, b, LANES);
+    CORRGEN_SHARED(double, c, LANES);
+    CORRGEN_SHARED(int, count, 1);
+    const unsigned t = threadIdx.x, u = (t + 1) % LANES;
+    a[t] = in[t];
+    b[t] = 2;
+    if (t == 0)
+        count[0] = 0;
+    __syncthreads();
+    b[t] += a[t];
+    b[t] *= a[t];
+    c[t] = a[u];
+    if (t == 0)
+        for (int j = 0; j < LANES; ++j)
+            ++count[0];
+    __syncthreads();
+    double acc = a[u] * b[u];
+    acc = fma(a[t], b[u], acc);
+    const double x = a[t];
+    acc += x > a[u] ? a[t] : 0.0;
+    out[t] = acc + c[t] + count[0];
+}
+
 /* Inclusive prefix sums of each block's LANES elements (n a multiple of LANES). `mistake`
  * 1: no barrier between the store and the reads; 2: threads past n return first. */
 __global__ void scan(const double *in, double *out, int n, int mistake)
