@@ -93,6 +93,14 @@ def test_every_file_opens_with_the_header(style):
             assert needed in head, f"{file}: {needed!r} not in its header"
 
 
+def _without_nvcc_macros(code: str) -> str:
+    """The source less its ``#ifndef CORRGEN_CUDA_EMULATION`` block, whose macros define the
+    shared arrays and cooperative launches some kernels could use."""
+    block = re.compile(r"^#ifndef CORRGEN_CUDA_EMULATION\n.*?^#endif\n", re.S | re.M)
+    assert len(block.findall(code)) == 1
+    return block.sub("", code)
+
+
 def test_launches_go_through_one_macro_and_configuration_is_generated():
     """The emulation replaces CORRGEN_LAUNCH: the .cu may use <<<>>> only in its definition.
     Blocks, the grid cap and the reduction policy come from the generator."""
@@ -100,7 +108,10 @@ def test_launches_go_through_one_macro_and_configuration_is_generated():
         text = _sources(GRID["s2x1_p2x1_d1x2"], "float64", style).text("conv2d_cuda.cu")
         assert text.count("<<<") == 1 and "#define CORRGEN_LAUNCH" in text
         code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # comments may name them
-        assert "__syncthreads" not in code and "__shared__" not in code
+        kernels = _without_nvcc_macros(code)
+        for shared in ("__syncthreads", "__shared__", "CORRGEN_SHARED",
+                       "CORRGEN_LAUNCH_COOPERATIVE"):
+            assert shared not in kernels, shared
         assert re.search(r"\batomic[A-Z]", code) is None
         block = codegen.lower.CUDA_BLOCK if style == "loops" else codegen.lower.CUDA_UNROLLED_BLOCK
         assert f"#define FORWARD_BLOCK {block} " in text
