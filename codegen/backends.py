@@ -12,7 +12,10 @@ Targets:
   fallback) and linked with the static CUDA runtime, so the module needs the NVIDIA driver
   but no ``libcudart.so`` at run time. ``CUDA_EMULATION`` compiles the same ``.cu`` text
   with the host C++ compiler and ``cuda_emulation.h``, which runs every kernel launch as
-  loops over the grid and the block on the CPU: the CUDA kernels validated without a GPU.
+  loops over the grid and the block on the CPU (``CORRGEN_LAUNCH``), or, for kernels with
+  shared memory and barriers, the threads of each block as fibers that check every shared
+  access for races (``CORRGEN_LAUNCH_COOPERATIVE``, ``cuda_emulation_blocks.h``): the CUDA
+  kernels validated without a GPU.
 
 ``CORRGEN_SANITIZE=1`` (``SANITIZE_ENV``) makes ``backend_for("openmp")`` return
 ``sanitized(OPENMP)``: the kernels, cffi's glue and the link built with AddressSanitizer and
@@ -154,7 +157,9 @@ CUDA = Backend(
 
 #: The ``cuda`` target's kernel source, compiled for the CPU: ``templates/cuda_emulation.h``
 #: (force-included) defines the CUDA keywords, ``threadIdx`` and friends, the runtime calls
-#: the launchers make, and a launch macro that loops over the grid and the block.
+#: the launchers make, and (in ``cuda_emulation_blocks.h``, which it includes) a launch macro
+#: that loops over the grid and the block, and a cooperative one for kernels with
+#: ``CORRGEN_SHARED`` arrays and ``__syncthreads()``.
 CUDA_EMULATION = Backend(
     name="cuda",
     template=CUDA.template,
@@ -166,7 +171,7 @@ CUDA_EMULATION = Backend(
     libraries=("stdc++",),
     header_template=CUDA.header_template,
     wrapper_template=CUDA.wrapper_template,
-    extra_files=("cuda_emulation.h",),
+    extra_files=("cuda_emulation.h", "cuda_emulation_blocks.h"),
     gpu=True,
     install_hint="install a C++ compiler (g++), or set CXX to its path",
     network_template=CUDA.network_template,

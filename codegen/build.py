@@ -513,7 +513,7 @@ def _try_lock(out: Path, name: str) -> Iterator[bool]:
 #: The files corrgen writes into a module folder (any target): the sources, cffi's glue, the
 #: extension, the manifest and the log. A folder holding anything else is not replaced.
 OWN_FILES = re.compile(r"(conv2d[\w.]*|network[\w.]*|_conv2d_[0-9a-f]{12}[\w.-]*|__init__\.py|"
-                       r"build\.json|build\.log|cuda_emulation\.h)")
+                       r"build\.json|build\.log|cuda_emulation(_blocks)?\.h)")
 
 
 def check_replaceable(folder: Path, option: str = "name") -> None:

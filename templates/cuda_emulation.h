@@ -1,25 +1,32 @@
 /*
  * cuda_emulation.h: runs corrgen's CUDA kernel source on the CPU; part of corrgen, copied
- * next to the source of each emulated build. Do not edit the copies.
+ * next to the source of each emulated build (with cuda_emulation_blocks.h, which it
+ * includes). Do not edit the copies.
  *
- * Force-included (g++ -x c++ -include cuda_emulation.h) ahead of the exact conv2d_cuda.cu
- * that nvcc compiles, it stands in for <cuda_runtime.h>:
+ * Force-included (g++ -x c++ -include cuda_emulation.h) ahead of the exact .cu source that
+ * nvcc compiles, it stands in for <cuda_runtime.h>:
  *
  *  - __global__, __device__, __host__ and __forceinline__ become plain C++;
  *  - blockIdx, threadIdx, blockDim and gridDim are thread-local globals;
- *  - CORRGEN_LAUNCH(kernel, grid, block, stream, args...) checks the launch configuration
- *    against CUDA's limits (an invalid one sets cudaErrorInvalidConfiguration for
- *    cudaGetLastError, as a real launch does) and then calls the kernel once per thread:
- *    blocks in order, threads in order within a block, on the calling host thread;
  *  - device memory is host memory: cudaMalloc is malloc, cudaMemcpy is memcpy, streams and
  *    events are accepted and ignored (everything runs to completion at once), and there is
- *    one device.
+ *    one device;
+ *  - the launches, shared memory and barriers are in cuda_emulation_blocks.h:
+ *    CORRGEN_LAUNCH(kernel, grid, block, stream, args...) calls the kernel once per thread,
+ *    blocks in order, threads in order within a block, on the calling host thread: fast, and
+ *    faithful for kernels whose threads do not communicate. corrgen's element-wise kernels
+ *    are written that way (see the comment at the top of conv2d_cuda.cu).
+ *    CORRGEN_LAUNCH_COOPERATIVE(...) runs the threads of each block as fibers that wait for
+ *    each other at __syncthreads(), for kernels that share CORRGEN_SHARED arrays; it stops
+ *    at the first race, uninitialised read, out-of-range index or divergent barrier, and
+ *    the launch fails with cudaErrorLaunchFailure, whose cudaGetErrorString (and
+ *    corrgen_emulation_report()) says what happened where. A __syncthreads() or a shared
+ *    array under CORRGEN_LAUNCH fails the same way instead of computing something wrong.
+ *    Both check the launch configuration against CUDA's limits (an invalid one sets
+ *    cudaErrorInvalidConfiguration for cudaGetLastError, as a real launch does).
  *
- * Running the threads one after another is faithful only for kernels whose threads do not
- * communicate: no __shared__ memory, no __syncthreads, no warp functions, no atomics, no
- * element written by two threads. corrgen's kernels are written that way (see the comment
- * at the top of conv2d_cuda.cu); using any of those here is a compile error, as none of them
- * is defined.
+ * Warp functions (__shfl*), atomics and __shared__ itself are not defined: using them is a
+ * compile error rather than a silently different result.
  */
 #ifndef CORRGEN_CUDA_EMULATION_H
 #define CORRGEN_CUDA_EMULATION_H
@@ -54,6 +61,7 @@ enum cudaError {
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevice = 101,
+    cudaErrorLaunchFailure = 719,
 };
 typedef enum cudaError cudaError_t;
 
@@ -87,8 +95,18 @@ typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
 #define cudaEventDisableTiming 0x02
 
-/* The error cudaGetLastError reports: set by an invalid launch configuration. */
+/* The error cudaGetLastError reports: set by an invalid launch configuration, or by a launch
+ * that cuda_emulation_blocks.h stopped (cudaErrorLaunchFailure). Unlike a GPU's launch
+ * failure, it is not sticky beyond cudaGetLastError: the process's later launches run. */
 static thread_local cudaError_t corrgen_emulation_error = cudaSuccess;
+
+/* What the last stopped launch of this host thread found, and where (empty: none yet). */
+static thread_local char corrgen_emulation_report_text[1024];
+
+static inline const char *corrgen_emulation_report(void)
+{
+    return corrgen_emulation_report_text;
+}
 
 static inline cudaError_t cudaGetLastError(void)
 {
@@ -105,6 +123,7 @@ static inline const char *cudaGetErrorName(cudaError_t error)
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     }
     return "unrecognized error code";
 }
@@ -117,6 +136,9 @@ static inline const char *cudaGetErrorString(cudaError_t error)
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorLaunchFailure:
+        return corrgen_emulation_report_text[0] != '\0' ? corrgen_emulation_report_text
+                                                         : "unspecified launch failure";
     }
     return "unrecognized error code";
 }
@@ -195,34 +217,6 @@ static inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigne
 }
 static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 
-/* Run `body` once per thread of the grid, with blockIdx/threadIdx set; or, for a launch
- * configuration CUDA would refuse, set cudaErrorInvalidConfiguration and run nothing. */
-template <class Body>
-static void corrgen_emulate_launch(dim3 grid, dim3 block, Body body)
-{
-    const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
-    if (threads == 0 || threads > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64
-        || grid.x == 0 || grid.x > 2147483647u || grid.y == 0 || grid.y > 65535
-        || grid.z == 0 || grid.z > 65535) {
-        corrgen_emulation_error = cudaErrorInvalidConfiguration;
-        return;
-    }
-    gridDim = grid;
-    blockDim = block;
-    for (unsigned int bz = 0; bz < grid.z; ++bz)
-        for (unsigned int by = 0; by < grid.y; ++by)
-            for (unsigned int bx = 0; bx < grid.x; ++bx) {
-                blockIdx = uint3{bx, by, bz};
-                for (unsigned int tz = 0; tz < block.z; ++tz)
-                    for (unsigned int ty = 0; ty < block.y; ++ty)
-                        for (unsigned int tx = 0; tx < block.x; ++tx) {
-                            threadIdx = uint3{tx, ty, tz};
-                            body();
-                        }
-            }
-}
-
-#define CORRGEN_LAUNCH(kernel, grid, block, stream, ...) \
-    corrgen_emulate_launch(dim3(grid), dim3(block), [&] { kernel(__VA_ARGS__); })
+#include "cuda_emulation_blocks.h"
 
 #endif

@@ -93,6 +93,14 @@ def test_every_file_opens_with_the_header(style):
             assert needed in head, f"{file}: {needed!r} not in its header"
 
 
+def _without_nvcc_macros(code: str) -> str:
+    """The source less its ``#ifndef CORRGEN_CUDA_EMULATION`` block, whose macros define the
+    shared arrays and cooperative launches some kernels could use."""
+    block = re.compile(r"^#ifndef CORRGEN_CUDA_EMULATION\n.*?^#endif\n", re.S | re.M)
+    assert len(block.findall(code)) == 1
+    return block.sub("", code)
+
+
 def test_launches_go_through_one_macro_and_configuration_is_generated():
     """The emulation replaces CORRGEN_LAUNCH: the .cu may use <<<>>> only in its definition.
     Blocks, the grid cap and the reduction policy come from the generator."""
@@ -100,7 +108,10 @@ def test_launches_go_through_one_macro_and_configuration_is_generated():
         text = _sources(GRID["s2x1_p2x1_d1x2"], "float64", style).text("conv2d_cuda.cu")
         assert text.count("<<<") == 1 and "#define CORRGEN_LAUNCH" in text
         code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # comments may name them
-        assert "__syncthreads" not in code and "__shared__" not in code
+        kernels = _without_nvcc_macros(code)
+        for shared in ("__syncthreads", "__shared__", "CORRGEN_SHARED",
+                       "CORRGEN_LAUNCH_COOPERATIVE"):
+            assert shared not in kernels, shared
         assert re.search(r"\batomic[A-Z]", code) is None
         block = codegen.lower.CUDA_BLOCK if style == "loops" else codegen.lower.CUDA_UNROLLED_BLOCK
         assert f"#define FORWARD_BLOCK {block} " in text
@@ -293,6 +304,7 @@ def test_emulated_module_compiles_the_same_kernel_source(emulated):
     again = _sources(GRID["s3_same_d2_conv"], "float32", "loops").keyed(module.key)
     assert (folder / "conv2d_cuda.cu").read_text() == again.text("conv2d_cuda.cu")
     assert (folder / "cuda_emulation.h").is_file()
+    assert (folder / "cuda_emulation_blocks.h").is_file()
 
 
 @pytest.mark.parametrize("case", [("same_odd_d2x1", "loops", "float64"),
@@ -527,7 +539,8 @@ def test_cli_check_emulated_and_without_a_gpu(tmp_path, capsys):
     assert "emulated on the CPU" in capsys.readouterr().out
     assert main(["emit", *args, "--emulate", "--name", "emitted"]) == 0
     assert sorted(p.name for p in (tmp_path / "emitted").iterdir()) == [
-        "__init__.py", "build.json", "conv2d.h", "conv2d_cuda.cu", "cuda_emulation.h"]
+        "__init__.py", "build.json", "conv2d.h", "conv2d_cuda.cu", "cuda_emulation.h",
+        "cuda_emulation_blocks.h"]
     assert main(["check", "--target", "openmp", "--emulate", "--out", str(tmp_path)]) == 2
     assert "no CPU emulation" in capsys.readouterr().err
     if NVCC is None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from golden import golden_differences
+from test_cuda import _without_nvcc_macros
 from test_network_module import BATCHES, EXAMPLE, GRID, _close, _data
 
 import codegen
@@ -198,6 +199,7 @@ def test_the_emulated_build_compiles_the_cuda_source(emulated):
     assert (folder / SOURCE).read_text() == for_nvcc.text(SOURCE)
     assert (folder / "network.h").read_text() == for_nvcc.text("network.h")
     assert (folder / "cuda_emulation.h").is_file()
+    assert (folder / "cuda_emulation_blocks.h").is_file()
     kernels = json.loads((folder / "build.json").read_text())["commands"][0]
     assert SOURCE in kernels and "cuda_emulation.h" in kernels and "nvcc" not in kernels[0]
 
@@ -206,7 +208,10 @@ def test_the_kernels_share_nothing_between_threads():
     """What makes the emulation faithful, and the launches go through one macro."""
     for text in NETWORKS:
         code = re.sub(r"/\*.*?\*/", "", _cuda_sources(text, "float64").text(SOURCE), flags=re.S)
-        assert "__shared__" not in code and "__syncthreads" not in code
+        kernels = _without_nvcc_macros(code)
+        for shared in ("__syncthreads", "__shared__", "CORRGEN_SHARED",
+                       "CORRGEN_LAUNCH_COOPERATIVE"):
+            assert shared not in kernels, shared
         assert re.search(r"\batomic[A-Z]", code) is None and "__shfl" not in code
         assert code.count("<<<") == 1 and "#define CORRGEN_LAUNCH" in code
 

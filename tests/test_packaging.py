@@ -58,7 +58,8 @@ def test_the_wheel_installs_codegen_and_derive_only(tmp_path):
     for wanted in ("codegen/templates/openmp/module.c.jinja",
                    "codegen/templates/cuda/module.cu.jinja",
                    "codegen/templates/derivation.tex.jinja",
-                   "codegen/templates/cuda_emulation.h"):
+                   "codegen/templates/cuda_emulation.h",
+                   "codegen/templates/cuda_emulation_blocks.h"):
         assert wanted in names, wanted
     assert not any(name.startswith(("templates/", "generated/")) for name in names)
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)

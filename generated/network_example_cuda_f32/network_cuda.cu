@@ -4,7 +4,7 @@
  * spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
  *        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
  * style: fused network step; dtype: float32 (float); target: cuda
- * cache key: 9bb7cfec06d3ffab67f56cece623b29ef5219c7541b74eb6c6a11d52f8895c14
+ * cache key: 46712b596ebbcc50a865419c17cea41b90ebfac4145df4d27d498c566a0c10ac
  */
 
 /*
@@ -30,9 +30,16 @@
 
 #ifndef CORRGEN_CUDA_EMULATION
 #include <cuda_runtime.h>
-/* Queue a kernel on a stream (cuda_emulation.h defines it as loops over grid and block). */
+/* Queue a kernel on a stream. cuda_emulation.h defines CORRGEN_LAUNCH as loops over grid and
+ * block, for kernels whose threads share nothing, and CORRGEN_LAUNCH_COOPERATIVE as fibers
+ * that wait for each other at __syncthreads(), for kernels with CORRGEN_SHARED arrays, whose
+ * races and barrier mistakes it reports. On the GPU both are the same launch. */
 #define CORRGEN_LAUNCH(kernel, grid, block, stream, ...) \
     kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#define CORRGEN_LAUNCH_COOPERATIVE(kernel, grid, block, stream, ...) \
+    CORRGEN_LAUNCH(kernel, grid, block, stream, __VA_ARGS__)
+/* A block-shared array, declared in a kernel (a checked array per block in the emulation). */
+#define CORRGEN_SHARED(type, name, count) __shared__ type name[count]
 #endif
 
 extern "C" {

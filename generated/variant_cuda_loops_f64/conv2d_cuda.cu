@@ -4,7 +4,7 @@
  * spec:  input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3
  *        {"input": [3, 11, 8], "kernel": [4, 3, 3, 3], "stride": [3, 3], "padding": "same", "pads": [2, 2, 2, 2], "dilation": [2, 2], "bias": true, "mode": "convolution", "output": [4, 4, 3]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: 3652f4c5a623e17889bc795fd80aaf1da36844b52fcff9ae2000fee5437bfc80
+ * cache key: 1a676f2f3497b2c6a85dad6b83734113b659f51adef1451c07643d8b540bc904
  */
 
 /*
@@ -29,9 +29,16 @@
 
 #ifndef CORRGEN_CUDA_EMULATION
 #include <cuda_runtime.h>
-/* Queue a kernel on a stream (cuda_emulation.h defines it as loops over grid and block). */
+/* Queue a kernel on a stream. cuda_emulation.h defines CORRGEN_LAUNCH as loops over grid and
+ * block, for kernels whose threads share nothing, and CORRGEN_LAUNCH_COOPERATIVE as fibers
+ * that wait for each other at __syncthreads(), for kernels with CORRGEN_SHARED arrays, whose
+ * races and barrier mistakes it reports. On the GPU both are the same launch. */
 #define CORRGEN_LAUNCH(kernel, grid, block, stream, ...) \
     kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#define CORRGEN_LAUNCH_COOPERATIVE(kernel, grid, block, stream, ...) \
+    CORRGEN_LAUNCH(kernel, grid, block, stream, __VA_ARGS__)
+/* A block-shared array, declared in a kernel (a checked array per block in the emulation). */
+#define CORRGEN_SHARED(type, name, count) __shared__ type name[count]
 #endif
 
 extern "C" {

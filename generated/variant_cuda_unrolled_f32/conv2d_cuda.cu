@@ -4,7 +4,7 @@
  * spec:  input 1x5x6, kernel 2x1x2x3, padding full, no bias -> output 2x6x8
  *        {"input": [1, 5, 6], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": "full", "pads": [1, 1, 2, 2], "dilation": [1, 1], "bias": false, "mode": "correlation", "output": [2, 6, 8]}
  * style: unrolled; dtype: float32 (float); target: cuda
- * cache key: f82876412942800b88fd55e4001841d2fba40979655273f98fd3b1b652c4944e
+ * cache key: 882ba0dfb70f4f163bf8ec424e84bd52db4869f04206d4145290a291c71bc943
  */
 
 /*
@@ -29,9 +29,16 @@
 
 #ifndef CORRGEN_CUDA_EMULATION
 #include <cuda_runtime.h>
-/* Queue a kernel on a stream (cuda_emulation.h defines it as loops over grid and block). */
+/* Queue a kernel on a stream. cuda_emulation.h defines CORRGEN_LAUNCH as loops over grid and
+ * block, for kernels whose threads share nothing, and CORRGEN_LAUNCH_COOPERATIVE as fibers
+ * that wait for each other at __syncthreads(), for kernels with CORRGEN_SHARED arrays, whose
+ * races and barrier mistakes it reports. On the GPU both are the same launch. */
 #define CORRGEN_LAUNCH(kernel, grid, block, stream, ...) \
     kernel<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#define CORRGEN_LAUNCH_COOPERATIVE(kernel, grid, block, stream, ...) \
+    CORRGEN_LAUNCH(kernel, grid, block, stream, __VA_ARGS__)
+/* A block-shared array, declared in a kernel (a checked array per block in the emulation). */
+#define CORRGEN_SHARED(type, name, count) __shared__ type name[count]
 #endif
 
 extern "C" {
