@@ -150,6 +150,9 @@ class KernelIR:
             (``codegen.blocking.records.Helpers``); None for the CUDA targets.
         cuda_passes: CUDA targets: one ``codegen.cuda_plans.CudaPass`` per kernel, in the
             same order (what ``templates/cuda/`` prints); empty for the OpenMP target.
+        kernel_index: CUDA ``tiled`` style: the C expression of the flat index in ``K`` of
+            the element tap ``(i, j)`` of channels ``(o, c)`` multiplies (flipped in
+            convolution mode), and ``kernel_element`` that element as a formula.
     """
 
     name: str
@@ -169,6 +172,8 @@ class KernelIR:
     plans: tuple[Any, ...] = ()
     helpers: Any = None
     cuda_passes: tuple[Any, ...] = ()
+    kernel_index: str = ""
+    kernel_element: str = ""
 
     @property
     def inputs(self) -> tuple[Buffer, ...]:
@@ -213,9 +218,12 @@ class KernelIR:
             lines.append(f"  {plan.name}: {plan.variant} ({plan.reason})")
         for table in self.tables:
             lines.append(f"  table {table.name} = {list(table.values)}")
+        tiles = {p.kernel.name: p for p in self.cuda_passes if p.tile is not None}
         for k in self.kernels:
             lines.append(f"  {k.entry}: {k.shapes}")
             lines.append(f"    {k.formula}")
+            if k.name in tiles:
+                lines += tiles[k.name].model
             if k.results:
                 lines.append(f"    {len(k.temporaries)} temporaries, {len(k.results)} results"
                              + (" (summed over the batch)" if k.accumulates else ""))

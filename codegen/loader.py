@@ -75,7 +75,7 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
     """
     backend = backend or backend_for(target)
     _check_dtype(dtype)
-    style = resolve_style(spec, style)
+    style = resolve_style(spec, style, backend.gpu)
     return _build_or_reuse({"spec": spec.to_dict(), "style": style, "dtype": dtype},
                            lambda: render(lower(spec, backend, dtype, style), backend),
                            backend, out, name, progress)

@@ -13,6 +13,9 @@ Two styles:
   Python and handed to the template as a constant or a table.
 * ``direct`` (OpenMP only): the index forms printed as plain loops, the proof covers them;
   slow, for reading and as a second oracle. ``auto`` never picks it.
+* ``tiled`` (CUDA only): forward, grad_input and grad_weight as implicit matrix products
+  whose operand tiles are staged in shared memory (``codegen.cuda_tiles``: the tiles and the
+  model of their time). ``auto`` picks it for every CUDA layer too large to unroll.
 
 Every kernel's formula and, for the ``direct`` style and the CUDA ``loops`` style, its loops
 are printed from the proven index form of its pass (``derive.proof.index_forms``,
@@ -31,6 +34,7 @@ chunk arithmetic, the reductions' walk over their positions.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -45,13 +49,14 @@ from derive.symbols import G, K, V, b
 
 from .backends import Backend
 from .blocking import is_pointwise, plan, unrolled
-from .cuda_plans import cuda_pass
+from .cuda_plans import cuda_pass, tile_constants
+from .cuda_tiles import REDUCTION_THREADS, TILED_REDUCTION_MIN_ITEMS, Tile, choose, model_lines
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
 from .printers import IndexPrinter, KernelPrinter, lay_out, loop_nest
 from .vocabulary import DTYPES, PASS, PASS_TABLE
 
-STYLES = ("auto", "unrolled", "loops", "direct")
+STYLES = ("auto", "unrolled", "loops", "direct", "tiled")
 
 #: ``auto`` unrolls layers with at most this many forward terms.
 AUTO_UNROLLED_MAX_TERMS = 512
@@ -69,22 +74,30 @@ CUDA_UNROLLED_BLOCK = 64
 #: CUDA: the most blocks one launch starts; grid-stride loops cover any larger problem.
 CUDA_GRID_LIMIT = 1 << 16
 #: CUDA: grad_weight and grad_bias split their sums into chunks until about this many
-#: threads share the work (loops: chunks x elements; unrolled: one thread per chunk) ...
-CUDA_REDUCTION_THREADS = 1 << 17
+#: threads share the work (loops: chunks x elements; unrolled: one thread per chunk; tiled:
+#: chunks x blocks x threads) ...
+CUDA_REDUCTION_THREADS = REDUCTION_THREADS
 #: ... but give each chunk at least this many positions (loops style; unrolled: one sample).
 CUDA_REDUCTION_MIN_ITEMS = 16
+#: The passes the ``tiled`` style computes as matrix products.
+TILED_PASSES = ("forward", "grad_input", "grad_weight")
 #: The constants of the layer itself, shared by every backend.
 SPEC_CONSTANTS = ("C", "H", "W", "O", "KH", "KW", "HO", "WO", "SH", "SW", "DH", "DW", "PT",
                   "PL")
 
 
-def resolve_style(spec: LayerSpec, style: str) -> str:
-    """``auto`` -> ``unrolled`` for small layers, else ``loops`` (never ``direct``); checks
-    the name and size."""
+def resolve_style(spec: LayerSpec, style: str, gpu: bool = False) -> str:
+    """``auto`` -> ``unrolled`` for small layers, else ``loops`` (``tiled`` for a ``gpu``
+    target; never ``direct``); checks the name, the size and the target."""
     if style not in STYLES:
         raise RenderError(f"style={style!r}: expected one of {', '.join(STYLES)}")
     if style == "auto":
-        return "unrolled" if spec.n_terms <= AUTO_UNROLLED_MAX_TERMS else "loops"
+        if spec.n_terms <= AUTO_UNROLLED_MAX_TERMS:
+            return "unrolled"
+        return "tiled" if gpu else "loops"
+    if style == "tiled" and not gpu:
+        raise RenderError("style='tiled' is for the CUDA target: the OpenMP 'loops' kernels "
+                          "choose their own register tiles")
     if style == "unrolled" and spec.n_terms > UNROLLED_MAX_TERMS:
         raise RenderError(
             f"style='unrolled': {spec.describe()} has {spec.n_terms:,} forward terms, more "
@@ -216,7 +229,33 @@ def _constants(spec: LayerSpec) -> tuple[Constant, ...]:
     return tuple(consts)
 
 
-def _cuda_constants(spec: LayerSpec, style: str) -> tuple[Constant, ...]:
+def tiled_passes(spec: LayerSpec, dtype: str) -> dict[str, Tile]:
+    """The tile of each pass the ``tiled`` style computes as a matrix product (grad_bias
+    stays a ``loops`` pass: a sum with nothing to stage)."""
+    itemsize = DTYPES[dtype].itemsize
+    return {name: choose(spec, name, itemsize) for name in TILED_PASSES}
+
+
+def _tiled_constants(spec: LayerSpec, tiles: dict[str, Tile]) -> list[Constant]:
+    c, h, w = spec.input
+    o, _, kh, kw = spec.kernel
+    (sh, sw), (dh, dw) = spec.stride, spec.dilation
+    consts = [*tile_constants("forward", tiles["forward"], o, 0, 1),
+              *tile_constants("grad_input", tiles["grad_input"], c, 0, sh * sw),
+              *tile_constants("grad_weight", tiles["grad_weight"], o, c * kh * kw, 1)]
+    consts += [
+        Constant("GRAD_INPUT_PHASE_ROWS", -(-h // sh), "the most input rows of one stride "
+                 "phase (rows u with the same (u + PT) % SH)"),
+        Constant("GRAD_INPUT_PHASE_COLUMNS", -(-w // sw), "... and columns"),
+        Constant("ROW_TAP_STEP", sh // math.gcd(sh, dh), "kernel rows i that reach one phase's "
+                 "rows are this far apart"),
+        Constant("COLUMN_TAP_STEP", sw // math.gcd(sw, dw), "... and kernel columns j"),
+    ]
+    return consts
+
+
+def _cuda_constants(spec: LayerSpec, style: str, tiles: dict[str, Tile] | None = None
+                    ) -> tuple[Constant, ...]:
     """The layer's constants and the launch configuration of the CUDA kernels.
 
     Every kernel runs a grid-stride loop over its work items, so any grid is correct; the
@@ -225,26 +264,32 @@ def _cuda_constants(spec: LayerSpec, style: str) -> tuple[Constant, ...]:
     the chunks in order (``sum_chunks``): the number of chunks depends on N and these
     constants only, so the result does not change from run to run or GPU to GPU.
     """
-    loops = style == "loops"
+    loops = style != "unrolled"  # tiled: grad_bias is a loops pass, the rest own constants
     block = CUDA_BLOCK if loops else CUDA_UNROLLED_BLOCK
     items = "positions (n, y, x)" if loops else "samples"
     consts = [c for c in _constants(spec) if c.name in SPEC_CONSTANTS]
+    if style != "tiled":
+        consts += [
+            Constant("FORWARD_BLOCK", block, "threads per block of forward_kernel ("
+                     f"{'one element Z[n,o,y,x]' if loops else 'one sample Z[n]'} each)"),
+            Constant("GRAD_INPUT_BLOCK", block, "threads per block of grad_input_kernel ("
+                     f"{'one element dV[n,c,u,v]' if loops else 'one sample dV[n]'} each)"),
+        ]
+    partials = "grad_bias_partial" if style == "tiled" else \
+        "grad_weight_partial and grad_bias_partial"
     consts += [
-        Constant("FORWARD_BLOCK", block, "threads per block of forward_kernel ("
-                 f"{'one element Z[n,o,y,x]' if loops else 'one sample Z[n]'} each)"),
-        Constant("GRAD_INPUT_BLOCK", block, "threads per block of grad_input_kernel ("
-                 f"{'one element dV[n,c,u,v]' if loops else 'one sample dV[n]'} each)"),
-        Constant("REDUCTION_BLOCK", block, "threads per block of grad_weight_partial and "
-                 "grad_bias_partial (one chunk of "
+        Constant("REDUCTION_BLOCK", block, f"threads per block of {partials} (one chunk of "
                  f"{'one element' if loops else 'samples, every element,'} each)"),
         Constant("SUM_BLOCK", CUDA_BLOCK, "threads per block of sum_chunks (one element each)"),
         Constant("GRID_LIMIT", CUDA_GRID_LIMIT, "the most blocks per launch; grid-stride "
                  "loops do the rest"),
         Constant("REDUCTION_THREADS", CUDA_REDUCTION_THREADS, "reductions are split into "
                  "chunks until about this many threads share the work"),
-        Constant("REDUCTION_MIN_ITEMS", CUDA_REDUCTION_MIN_ITEMS if style == "loops" else 1,
-                 f"... keeping at least this many {items} per chunk"),
+        Constant("REDUCTION_MIN_ITEMS", {"unrolled": 1, "tiled": TILED_REDUCTION_MIN_ITEMS}.get(
+            style, CUDA_REDUCTION_MIN_ITEMS), f"... keeping at least this many {items} per chunk"),
     ]
+    if tiles:
+        consts += _tiled_constants(spec, tiles)
     return tuple(consts)
 
 
@@ -292,15 +337,16 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     """
     if dtype not in DTYPES:
         raise RenderError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
-    style = resolve_style(spec, style)
+    style = resolve_style(spec, style, backend.gpu)
     if style == "direct" and backend.gpu:
         raise RenderError(f"style='direct' is for the OpenMP target, not {backend.name}: the "
                           f"CUDA 'loops' kernels are the index forms printed as loops already")
     kernels = [_laid_out(kernel, backend.gpu) for kernel in _kernels(spec, dtype)]
     if style == "unrolled":
         kernels = _unrolled(spec, kernels, dtype, progress)
+    tiles = tiled_passes(spec, dtype) if style == "tiled" else {}
     if backend.gpu:
-        constants, tables = _cuda_constants(spec, style), ()
+        constants, tables = _cuda_constants(spec, style, tiles), ()
     else:
         constants, tables = _constants(spec), ()
     module = None
@@ -327,5 +373,22 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         pointwise=style == "loops" and is_pointwise(spec),
         plans=module.passes if module else (),
         helpers=module.helpers if module else None,
-        cuda_passes=tuple(cuda_pass(kernel, style) for kernel in kernels) if backend.gpu else (),
+        cuda_passes=tuple(cuda_pass(kernel, style, tiles.get(kernel.name),
+                                    _model(spec, kernel.name, tiles, dtype))
+                          for kernel in kernels) if backend.gpu else (),
+        **(_kernel_index(spec) if tiles else {}),
     )
+
+
+def _model(spec: LayerSpec, name: str, tiles: dict[str, Tile], dtype: str) -> tuple[str, ...]:
+    if name not in tiles:
+        return ()
+    return tuple(model_lines(spec, name, tiles[name], DTYPES[dtype].itemsize))
+
+
+def _kernel_index(spec: LayerSpec) -> dict[str, str]:
+    """The tiled kernels' ``kernel_index`` and ``kernel_element`` (``KernelIR``)."""
+    if spec.mode == "convolution":
+        return {"kernel_index": "((o * C + c) * KH + (KH - 1 - i)) * KW + (KW - 1 - j)",
+                "kernel_element": "K[o, c, KH-1-i, KW-1-j] (convolution: the kernel flipped)"}
+    return {"kernel_index": "((o * C + c) * KH + i) * KW + j", "kernel_element": "K[o, c, i, j]"}

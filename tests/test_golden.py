@@ -62,6 +62,10 @@ VARIANTS = {
         "the CUDA unrolled style without bias, full padding",
         LayerSpec(input=(1, 5, 6), kernel=(2, 1, 2, 3), padding="full", bias=False), CUDA,
         "unrolled", "float32"),
+    "variant_cuda_tiled_f32": (
+        "the CUDA tiled style: shared-memory tiles, stride phases, dilation, convolution mode",
+        LayerSpec(input=(3, 11, 8), kernel=(4, 3, 3, 3), stride=3, padding="same", dilation=2,
+                  mode="convolution"), CUDA, "tiled", "float32"),
 }
 
 
