@@ -126,8 +126,11 @@ def machine_identity(backend: Backend) -> list[str]:
     NumPy's version when the module uses its C API."""
     import cffi
 
+    from .blocking import host_machine
+
     identity = ["python", importlib.machinery.EXTENSION_SUFFIXES[0], "cffi", cffi.__version__,
-                "cpu", _cpu_model() if backend.cpu_specific else ""]
+                "cpu", _cpu_model() if backend.cpu_specific else "",
+                "tiles for", host_machine().isa if backend.cpu_specific else ""]
     if backend.python_template:
         import numpy
 
@@ -211,10 +214,15 @@ def cuda_library_dirs(nvcc: tuple[str, ...]) -> tuple[str, ...]:
 
 @functools.cache
 def _cpu_model() -> str:
+    """The CPU's model name and a digest of its feature flags: ``-march=native`` code built
+    for one CPU may not run on another of the same name (an "AMD EPYC" with AVX-512 and one
+    without)."""
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next((line for line in lines if line.startswith("model name")), "")
+        flags = next((line for line in lines if line.startswith("flags")), "")
+        if model or flags:
+            return f"{model} flags {hashlib.sha256(flags.encode()).hexdigest()[:16]}"
     return platform.processor() or platform.machine()
 
 

@@ -539,6 +539,7 @@ def _emulate_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
+    from codegen.blocking import host_machine
     from codegen.build import emit
     from codegen.lower import lower
     from codegen.render import render
@@ -547,7 +548,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     backend = _backend(args)
     with StageProgress("rendering") as progress:
         progress("rendering")
-        sources = render(lower(spec, backend, args.dtype, args.style), backend)
+        sources = render(lower(spec, backend, args.dtype, args.style,
+                               machine=host_machine()), backend)
         folder = emit(sources, backend, args.out, args.name)
     for file, _ in sources.files:
         print(folder / file)

@@ -150,6 +150,8 @@ class KernelIR:
             (``codegen.blocking.records.Helpers``); None for the CUDA targets.
         cuda_passes: CUDA targets: one ``codegen.cuda_plans.CudaPass`` per kernel, in the
             same order (what ``templates/cuda/`` prints); empty for the OpenMP target.
+        machine: OpenMP ``loops`` style: the vector unit its tiles are sized for, in words
+            (``codegen.blocking.Machine``); empty otherwise.
         kernel_index: CUDA ``tiled`` style: the C expression of the flat index in ``K`` of
             the element tap ``(i, j)`` of channels ``(o, c)`` multiplies (flipped in
             convolution mode), and ``kernel_element`` that element as a formula.
@@ -174,6 +176,7 @@ class KernelIR:
     cuda_passes: tuple[Any, ...] = ()
     kernel_index: str = ""
     kernel_element: str = ""
+    machine: str = ""
 
     @property
     def inputs(self) -> tuple[Buffer, ...]:
@@ -213,6 +216,8 @@ class KernelIR:
     def __str__(self) -> str:
         lines = [f"KernelIR {self.name}: {self.spec_text}",
                  f"  style {self.style}, dtype {self.dtype} ({self.ctype}), target {self.target}"]
+        if self.machine:
+            lines.append(f"  tiles for {self.machine}")
         lines.append("  constants: " + ", ".join(f"{c.name}={c.value}" for c in self.constants))
         for plan in self.plans:
             lines.append(f"  {plan.name}: {plan.variant} ({plan.reason})")

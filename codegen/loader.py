@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from derive.spec import LayerSpec
 
 from .backends import SANITIZE_ENV, Backend, backend_for
+from .blocking import host_machine
 from .build import (
     Built,
     compile_cached,
@@ -77,7 +78,8 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
     _check_dtype(dtype)
     style = resolve_style(spec, style, backend.gpu)
     return _build_or_reuse({"spec": spec.to_dict(), "style": style, "dtype": dtype},
-                           lambda: render(lower(spec, backend, dtype, style), backend),
+                           lambda: render(lower(spec, backend, dtype, style,
+                                                machine=host_machine()), backend),
                            backend, out, name, progress)
 
 

@@ -48,7 +48,7 @@ from derive.spec import LayerSpec
 from derive.symbols import G, K, V, b
 
 from .backends import Backend
-from .blocking import is_pointwise, plan, unrolled
+from .blocking import AVX512, Machine, is_pointwise, plan, unrolled
 from .cuda_plans import cuda_pass, tile_constants
 from .cuda_tiles import REDUCTION_THREADS, TILED_REDUCTION_MIN_ITEMS, Tile, choose, model_lines
 from .errors import RenderError
@@ -325,7 +325,8 @@ def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
 
 
 def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str = "auto",
-          progress: Callable[[int, int], None] | None = None) -> KernelIR:
+          progress: Callable[[int, int], None] | None = None, machine: Machine = AVX512
+          ) -> KernelIR:
     """The KernelIR of ``spec`` for one backend, dtype and style.
 
     Args:
@@ -334,6 +335,10 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         dtype: ``float32`` or ``float64``.
         style: ``auto``, ``unrolled``, ``loops`` or ``direct`` (see the module docstring).
         progress: ``progress(done, total)`` while an unrolled kernel is differentiated.
+        machine: the vector unit the OpenMP ``loops`` tiles are sized for. The default,
+            AVX-512, makes the output the same on every machine (the checked-in sources);
+            ``codegen.load`` and ``corrgen emit`` pass this CPU's
+            (``codegen.blocking.host_machine``).
     """
     if dtype not in DTYPES:
         raise RenderError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
@@ -351,7 +356,7 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         constants, tables = _constants(spec), ()
     module = None
     if style == "loops" and not backend.gpu:
-        module = plan(spec, DTYPES[dtype].itemsize)
+        module = plan(spec, DTYPES[dtype].itemsize, machine)
         constants += module.constants
         tables = module.tables
     elif style == "unrolled" and not backend.gpu:
@@ -377,6 +382,8 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
                                     _model(spec, kernel.name, tiles, dtype))
                           for kernel in kernels) if backend.gpu else (),
         **(_kernel_index(spec) if tiles else {}),
+        machine=(f"{machine.isa}: {machine.lane_bytes}-byte lanes, {machine.registers} vector "
+                 "registers") if style == "loops" and not backend.gpu else "",
     )
 
 

@@ -18,16 +18,21 @@ from __future__ import annotations
 
 from .common import (
     ACCUMULATORS,
+    AVX2,
+    AVX512,
     LANE_BYTES,
     LANE_MIN_SUMS,
+    SSE,
     VECTOR_BYTES,
     Geometry,
+    Machine,
     geometry,
+    host_machine,
     is_pointwise,
 )
 from .layer import channels_in_lanes, plan, unrolled
 from .records import ModulePlan
 
-__all__ = ["ACCUMULATORS", "LANE_BYTES", "LANE_MIN_SUMS", "VECTOR_BYTES", "Geometry",
-           "ModulePlan", "channels_in_lanes", "geometry", "is_pointwise",
-           "plan", "unrolled"]
+__all__ = ["ACCUMULATORS", "AVX2", "AVX512", "LANE_BYTES", "LANE_MIN_SUMS", "SSE", "VECTOR_BYTES",
+           "Geometry", "Machine", "ModulePlan", "channels_in_lanes", "geometry",
+           "host_machine", "is_pointwise", "plan", "unrolled"]

@@ -7,6 +7,11 @@ Why the constants have the values they have, and the measurements behind them, i
 
 from __future__ import annotations
 
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 from derive.geometry import Geometry
 from derive.spec import LayerSpec
 
@@ -14,20 +19,90 @@ from derive.spec import LayerSpec
 #: multiply-adds per cycle on the machines these kernels were tuned on, and half as many
 #: columns per tile; the lane tiles gain from 512 bits by other means.
 VECTOR_BYTES = 32
-#: Bytes per vector of the channels-in-lanes tiles: 512 bits. With AVX-512 each broadcast
-#: source value then feeds 16 float32 multiply-adds per instruction; without it the compiler
-#: splits every vector in two.
+#: Bytes per vector of the channels-in-lanes tiles with AVX-512: 512 bits, so that each
+#: broadcast source value feeds 16 float32 multiply-adds per instruction (``Machine``:
+#: without AVX-512 the lanes are the machine's widest vector).
 LANE_BYTES = 64
 #: Below this many multiply-adds per output element (input channels x taps), a forward or
 #: stride-1 grad_input lane tile costs more than the column tile, which stores whole vectors
 #: as they are. A grad_input with a column stride stores its column tiles element by
 #: element, so it takes lanes whenever its channels fill them.
 LANE_MIN_SUMS = 128
-#: Vector registers a lane tile's partial sums may take (of 32 with AVX-512).
-LANE_ACCUMULATORS = 28
-#: Vector registers a register tile's partial sums may take (of 32 with AVX-512 or 16 with
-#: AVX2: the compiler spills a few there).
-ACCUMULATORS = 24
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The vector unit the tiles are sized for: that of the CPU building the module
+    (``host_machine``), whose ``-march=native`` code the module runs.
+
+    Attributes:
+        isa: ``avx512``, ``avx2`` or ``sse``, as ``/proc/cpuinfo``'s flags name it.
+        lane_bytes: the widest vector: the channels-in-lanes tiles hold this many bytes of
+            channels (wider vectors the compiler splits, and the split tiles spill).
+        registers: vector registers (32 with AVX-512, 16 below it).
+    """
+
+    isa: str
+    lane_bytes: int
+    registers: int
+
+    @property
+    def accumulators(self) -> int:
+        """Registers a column tile's partial sums may take: three quarters, the rest for
+        its loads and broadcasts (24 of 32)."""
+        return self.registers * 3 // 4
+
+    @property
+    def lane_accumulators(self) -> int:
+        """Registers a lane tile's partial sums may take: all but four (28 of 32), as each
+        step loads one vector per NV and broadcasts one value at a time."""
+        return self.registers - 4
+
+
+#: The machines the tiles know: AVX-512 (the tuning of docs/tiles.md, Zen 4), AVX2 (Zen 3
+#: and older Xeons: 16 registers of 32 bytes), SSE.
+AVX512 = Machine("avx512", 64, 32)
+AVX2 = Machine("avx2", 32, 16)
+SSE = Machine("sse", 16, 16)
+
+
+#: Names the vector unit to size the tiles for instead of this CPU's: avx512, avx2 or sse
+#: (to render another machine's kernels, or to compare them on this one).
+ISA_ENV = "CORRGEN_VECTOR_ISA"
+MACHINES = {m.isa: m for m in (AVX512, AVX2, SSE)}
+
+
+def host_machine() -> Machine:
+    """This CPU's vector unit, from ``/proc/cpuinfo``'s flags (AVX2 when unreadable), or
+    the one ``CORRGEN_VECTOR_ISA`` names (ValueError for another name)."""
+    forced = os.environ.get(ISA_ENV, "").strip().lower()
+    if forced:
+        if forced not in MACHINES:
+            raise ValueError(f"{ISA_ENV}={forced!r}: expected one of {', '.join(MACHINES)}")
+        return MACHINES[forced]
+    return _detected_machine()
+
+
+#: Where the CPU's flags are read.
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@functools.cache
+def _detected_machine() -> Machine:
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return AVX2
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    if "avx512f" in flags:
+        return AVX512
+    return AVX2 if "avx2" in flags and "fma" in flags else SSE
+
+
+#: What AVX-512 allows; the values of ``AVX512.accumulators`` and ``.lane_accumulators``.
+ACCUMULATORS = AVX512.accumulators
+LANE_ACCUMULATORS = AVX512.lane_accumulators
 #: forward and grad_input split a sample's channel blocks into groups until the batch gives
 #: at least this many tasks.
 MIN_TASKS = 8

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .columns import column_sweep, in_place_sweep
-from .common import Geometry, _cdiv
+from .common import Geometry, Machine, _cdiv
 from .defines import Defines
 from .lanes import lane_sweep, pairs_column_phases
 from .records import Driver, Layout
@@ -115,9 +115,9 @@ def _framed_driver(in_lanes: bool) -> Driver:
                   in_lanes, "C * O * GIN_TAPS")
 
 
-def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines):
+def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines, machine: Machine):
     """grad_input as a lane tile."""
-    tile = _lane_tile(lanes, g.c, g.o, p.sizes)
+    tile = _lane_tile(lanes, g.c, g.o, p.sizes, machine)
     g_rows, g_cols = _frame(g, p, tile.ty, tile.tx)
     taps = _taps(g, p, g_cols)
     _framed_constants(p, g_rows, g_cols, d)
@@ -148,10 +148,10 @@ def _common_constants(p: Phases, in_place: bool, g_cols: int, d: Defines) -> Non
         d.const("GIN_ROW_STEP", g_cols, "scratch reals from one row of a phase to the next")
 
 
-def plan_columns(g: Geometry, vl: int, p: Phases, d: Defines):
+def plan_columns(g: Geometry, vl: int, p: Phases, d: Defines, machine: Machine):
     """grad_input as a column tile, reading the gradient in place when the tile reuses rows
     and spans whole rows of dV at stride 1."""
-    tile = _sweep_tile(vl, g.c, g.o, p.sizes, p.tap_rows, 1)
+    tile = _sweep_tile(vl, g.c, g.o, p.sizes, machine, p.tap_rows, 1)
     tx = tile.txv * vl
     g_rows, g_cols = _frame(g, p, tile.ty, tx)
     taps = _taps(g, p, g_cols)

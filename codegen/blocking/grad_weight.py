@@ -19,9 +19,9 @@ from __future__ import annotations
 from .common import (
     GRAD_WEIGHT_BAND_BYTES,
     GRAD_WEIGHT_CHUNKS,
-    LANE_BYTES,
     MIN_TASKS,
     Geometry,
+    Machine,
     _tap_blocks,
 )
 from .defines import Defines
@@ -29,13 +29,14 @@ from .records import GradWeightColumns, GradWeightLanes, Load
 from .tiles import _grad_weight_tile, _lane_grad_weight_tile
 
 
-def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines) -> GradWeightLanes:
-    tile = _lane_grad_weight_tile(g, lanes, tap_blocks)
+def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: Machine
+           ) -> GradWeightLanes:
+    tile = _lane_grad_weight_tile(g, lanes, tap_blocks, machine)
     d.const("GW_NV", tile.nv, "grad_weight tile: lane vectors of output channels")
     d.const("GW_LW", tile.nv * lanes, "grad_weight tile: output channels (divides O)")
     d.const("GW_CB", tile.cb, "grad_weight tile: input channels (divides C)")
     d.const("GW_TT", tile.tt, "grad_weight tile: taps (divides KH*KW)")
-    d.const("GW_BAND", max(1, GRAD_WEIGHT_BAND_BYTES // (g.wo * tile.nv * LANE_BYTES)),
+    d.const("GW_BAND", max(1, GRAD_WEIGHT_BAND_BYTES // (g.wo * tile.nv * machine.lane_bytes)),
             "grad_weight: output rows summed per pass over the tiles")
     return GradWeightLanes(
         "grad_weight", "its output channels fill lane vectors", tile.nv, tile.cb, tile.tt,
@@ -44,8 +45,9 @@ def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines) -> GradWe
         tile.cb * tile.tt, tile.nv * tile.cb * tile.tt)
 
 
-def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines) -> GradWeightColumns:
-    tile = _grad_weight_tile(g, vl, tap_blocks)
+def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: Machine
+             ) -> GradWeightColumns:
+    tile = _grad_weight_tile(g, vl, tap_blocks, machine)
     d.const("GW_OB", tile.ob, "grad_weight tile: output channels (divides O)")
     d.const("GW_CB", tile.cb, "grad_weight tile: input channels (divides C)")
     d.const("GW_TT", tile.tt, "grad_weight tile: taps (divides KH*KW)")
@@ -67,11 +69,11 @@ def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines) -> GradWei
 
 
 def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
-                     tap_offsets: tuple[int, ...], src_seg: int, d: Defines):
+                     tap_offsets: tuple[int, ...], src_seg: int, d: Defines, machine: Machine):
     """grad_weight's record, ``#define``s and tables (and the module's task constants)."""
     tap_blocks = _tap_blocks(list(tap_offsets))
-    record = (_lanes(g, lanes, tap_blocks, d) if in_lanes
-              else _columns(g, vl, tap_blocks, d))
+    record = (_lanes(g, lanes, tap_blocks, d, machine) if in_lanes
+              else _columns(g, vl, tap_blocks, d, machine))
     d.const("GW_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     d.const("GRAD_WEIGHT_CHUNKS", GRAD_WEIGHT_CHUNKS,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from derive.spec import LayerSpec
 
-from .common import LANE_BYTES, LANE_MIN_SUMS, VECTOR_BYTES, Geometry, geometry, is_pointwise
+from .common import (
+    AVX512,
+    LANE_MIN_SUMS,
+    VECTOR_BYTES,
+    Geometry,
+    Machine,
+    geometry,
+    is_pointwise,
+)
 from .defines import Defines
 from .gather import phases, plan_columns, plan_lanes
 from .grad_weight import plan_grad_weight
@@ -39,32 +47,33 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
         transpose_shuffles=shuffles, transpose_columns=columns)
 
 
-def plan(spec: LayerSpec, dtype_bytes: int) -> ModulePlan:
-    """The plans of the ``loops`` kernels of ``spec``: the helpers, one record per pass, and
-    the blocking constants and tap tables printed from them."""
-    vl = VECTOR_BYTES // dtype_bytes
+def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512) -> ModulePlan:
+    """The plans of the ``loops`` kernels of ``spec`` for ``machine``: the helpers, one
+    record per pass, and the blocking constants and tap tables printed from them."""
+    vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     index_type = "int32_t" if dtype_bytes == 4 else "int64_t"
     if is_pointwise(spec):
-        return pointwise_plan(spec, vl, dtype_bytes, index_type)
+        return pointwise_plan(spec, vl, dtype_bytes, index_type, machine)
     g = geometry(spec)
-    lanes = LANE_BYTES // dtype_bytes
+    lanes = machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)
     d = Defines()
     d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
     if in_lanes:
-        d.const("LANES", lanes, f"channels per lane vector ({LANE_BYTES} bytes)")
+        d.const("LANES", lanes, f"channels per lane vector ({machine.lane_bytes} bytes, "
+                f"{machine.isa})")
     d.const("LH", g.h, "rows swept (H)")
     d.const("LW", g.w, "input columns swept (W)")
     d.const("LHO", g.ho, "output rows swept (HO)")
     d.const("LWO", g.wo, "output columns swept (WO)")
-    tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes)
+    tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine)
     scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
     forward = plan_forward(g, vl, lanes, tile, tx, scratch, spec.bias, d)
     gather = phases(g)
-    grad_input = (plan_lanes(g, lanes, gather, d) if "grad_input" in in_lanes
-                  else plan_columns(g, vl, gather, d))
+    grad_input = (plan_lanes(g, lanes, gather, d, machine) if "grad_input" in in_lanes
+                  else plan_columns(g, vl, gather, d, machine))
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
-                                   scratch.tap_offsets, scratch.seg, d)
+                                   scratch.tap_offsets, scratch.seg, d, machine)
     passes = (forward, grad_input, grad_weight) + ((GradBias(),) if spec.bias else ())
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,
                       tuple(d.constants), tuple(d.tables))

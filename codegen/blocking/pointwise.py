@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from derive.spec import LayerSpec
 
-from .common import ACCUMULATORS, MIN_TASKS, TILE_OVERHEAD, VECTOR_BYTES, _cdiv
+from .common import MIN_TASKS, TILE_OVERHEAD, VECTOR_BYTES, Machine, _cdiv
 from .defines import Defines
 from .records import GradBias, Helpers, ModulePlan, Product
 
@@ -31,7 +31,8 @@ class GemmTile:
     nrv: int
 
 
-def _gemm_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int) -> GemmTile:
+def _gemm_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, machine: Machine
+               ) -> GemmTile:
     """The tile of least modelled time for a ``rows x cols`` result with inner dimension
     ``depth``. Per step a tile takes ``max(multiply-adds, loads) / 2`` cycles (MR scalars
     and NRV vectors loaded); edge tiles are charged in full (their panels are zero-padded);
@@ -41,7 +42,7 @@ def _gemm_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int) -> G
     for mr in range(1, 17):
         for nrv in range(1, 9):
             acc, nr = mr * nrv, nrv * vl
-            if acc > ACCUMULATORS or acc + nrv + 1 > 32:
+            if acc > machine.accumulators or acc + nrv + 1 > machine.registers:
                 continue
             if depth * nr * dtype_bytes > PANEL_BYTES and nrv > 1:
                 continue
@@ -82,8 +83,8 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
                 "grad_weight tasks per column panel (groups of its row panels)")
 
 
-def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str
-                   ) -> ModulePlan:
+def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
+                   machine: Machine) -> ModulePlan:
     """The plans and blocking constants of a pointwise layer's matrix products."""
     c, h, w = spec.input
     o = spec.kernel[0]
@@ -95,7 +96,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str
     passes = []
     for (prefix, name, what, mode, row, step, depth, left, across, along, right, rows,
          result) in PRODUCTS:
-        tile = _gemm_tile(vl, dtype_bytes, *shapes[prefix])
+        tile = _gemm_tile(vl, dtype_bytes, *shapes[prefix], machine)
         _define_tile(d, prefix, what, tile, vl, shapes[prefix][0], shapes[prefix][1])
         bias = name == "forward" and spec.bias
         passes.append(Product(

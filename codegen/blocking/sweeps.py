@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from derive.geometry import tap_index
 
 from .columns import column_sweep
-from .common import Geometry, _cdiv
+from .common import Geometry, Machine, _cdiv
 from .defines import Defines
 from .lanes import lane_sweep
 from .records import Driver, Layout
@@ -65,14 +65,15 @@ def input_scratch(g: Geometry, vl: int, fwd_ty: int, fwd_tx: int, gw_in_lanes: b
     return InputScratch(src_rows, src_seg, offsets)
 
 
-def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool
+def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool, machine: Machine
                  ) -> tuple[LaneTile | SweepTile, int, int]:
     """forward's tile (a LaneTile or a SweepTile) and its rows and columns."""
     phases = [(g.ho, g.wo, g.kh * g.kw)]
     if in_lanes:
-        tile = _lane_tile(lanes, g.o, g.c, phases)
+        tile = _lane_tile(lanes, g.o, g.c, phases, machine)
         return tile, tile.ty, tile.tx
-    tile = _sweep_tile(vl, g.o, g.c, phases, tuple(i * g.dh for i in range(g.kh)), g.sh)
+    tile = _sweep_tile(vl, g.o, g.c, phases, machine, tuple(i * g.dh for i in range(g.kh)),
+                       g.sh)
     return tile, tile.ty, tile.txv * vl
 
 

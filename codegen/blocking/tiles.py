@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .common import (
-    ACCUMULATORS,
     CHANNEL_OVERHEAD,
-    LANE_ACCUMULATORS,
     ROW_OVERHEAD,
     TILE_OVERHEAD,
     VECTOR_LOAD_SLOTS,
     Geometry,
+    Machine,
     _cdiv,
     _divisors,
 )
@@ -34,7 +33,8 @@ def _source_rows(ty: int, row_step: int, tap_rows: tuple[int, ...]) -> int:
 
 
 def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple[int, int, int]],
-                tap_rows: tuple[int, ...] = (), row_step: int = 1) -> SweepTile:
+                machine: Machine, tap_rows: tuple[int, ...] = (), row_step: int = 1
+                ) -> SweepTile:
     """The tile of least modelled time over ``phases`` of ``(rows, columns, taps)``.
 
     Per tap and channel a tile takes ``max(multiply-adds, load slots) / 2`` cycles (two of
@@ -58,7 +58,8 @@ def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple
                 loaded_rows = _source_rows(ty, row_step, tap_rows) if reuse else ty
                 for txv in range(1, min(vectors, 8) + 1):
                     acc = ob * ty * txv
-                    if acc > ACCUMULATORS or acc + ob * row_taps + 1 > 32:
+                    if acc > machine.accumulators \
+                            or acc + ob * row_taps + 1 > machine.registers:
                         continue
                     # cycles per group of row_taps taps (one column tap when reusing rows)
                     per_group = max(acc * row_taps,
@@ -86,7 +87,7 @@ class LaneTile:
 
 
 def _lane_tile(lanes: int, out_channels: int, in_channels: int,
-               phases: list[tuple[int, int, int]]) -> LaneTile:
+               phases: list[tuple[int, int, int]], machine: Machine) -> LaneTile:
     """The channels-in-lanes tile of least modelled time over ``phases`` of ``(rows,
     columns, taps)``. Per tap and input channel a tile takes ``max(multiply-adds,
     loads / 2)`` cycles (one vector multiply-add per cycle; ``NV`` vector loads and
@@ -97,9 +98,9 @@ def _lane_tile(lanes: int, out_channels: int, in_channels: int,
     best = None
     for nv in _divisors(out_channels // lanes, 4):
         for ty in range(1, min(rows, 8) + 1):
-            for tx in range(1, min(cols, LANE_ACCUMULATORS) + 1):
+            for tx in range(1, min(cols, machine.lane_accumulators) + 1):
                 acc = nv * ty * tx
-                if acc > LANE_ACCUMULATORS:
+                if acc > machine.lane_accumulators:
                     continue
                 per_tap = max(acc, (nv + ty * tx) / 2)
                 cost = 0.0
@@ -124,7 +125,7 @@ class LaneGradWeightTile:
     tt: int
 
 
-def _lane_grad_weight_tile(g: Geometry, lanes: int, tap_blocks: list[int]
+def _lane_grad_weight_tile(g: Geometry, lanes: int, tap_blocks: list[int], machine: Machine
                            ) -> LaneGradWeightTile:
     taps = g.kh * g.kw
     pixels = g.ho * g.wo
@@ -133,7 +134,7 @@ def _lane_grad_weight_tile(g: Geometry, lanes: int, tap_blocks: list[int]
         for cb in _divisors(g.c, 16):
             for tt in tap_blocks:
                 acc = nv * cb * tt
-                if acc > LANE_ACCUMULATORS:
+                if acc > machine.lane_accumulators:
                     continue
                 tiles = g.o // (nv * lanes) * (g.c // cb) * (taps // tt)
                 per_pixel = max(acc, (nv + cb * tt) / 2)
@@ -154,7 +155,8 @@ class GradWeightTile:
     tt: int
 
 
-def _grad_weight_tile(g: Geometry, vl: int, tap_blocks: list[int]) -> GradWeightTile:
+def _grad_weight_tile(g: Geometry, vl: int, tap_blocks: list[int], machine: Machine
+                      ) -> GradWeightTile:
     taps = g.kh * g.kw
     vectors = g.ho * _cdiv(g.wo, vl)
     best = None
@@ -162,7 +164,7 @@ def _grad_weight_tile(g: Geometry, vl: int, tap_blocks: list[int]) -> GradWeight
         for cb in _divisors(g.c, 16):
             for tt in tap_blocks:
                 acc = ob * cb * tt
-                if acc > ACCUMULATORS or acc + ob + 1 > 32:
+                if acc > machine.accumulators or acc + ob + 1 > machine.registers:
                     continue
                 tiles = (g.o // ob) * (g.c // cb) * (taps // tt)
                 per_vector = max(acc, ob + cb * tt) / 2

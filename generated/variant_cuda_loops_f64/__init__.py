@@ -3,10 +3,10 @@
 # spec:  input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3
 #        {"input": [3, 11, 8], "kernel": [4, 3, 3, 3], "stride": [3, 3], "padding": "same", "pads": [2, 2, 2, 2], "dilation": [2, 2], "bias": true, "mode": "convolution", "output": [4, 4, 3]}
 # style: loops; dtype: float64 (double); target: cuda
-# cache key: 1a676f2f3497b2c6a85dad6b83734113b659f51adef1451c07643d8b540bc904
+# cache key: f36b2deaddfca434130be96e9e8d17709323be76c81d0a32fd93de917bc5a7ee
 """input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3: float64 cuda kernels (loops).
 
-Built by corrgen 0.1.0, cache key 1a676f2f3497b2c6a85dad6b83734113b659f51adef1451c07643d8b540bc904.
+Built by corrgen 0.1.0, cache key f36b2deaddfca434130be96e9e8d17709323be76c81d0a32fd93de917bc5a7ee.
 
     forward(V, K, b, out=None) -> Z
         V (N, 3, 11, 8), K (4, 3, 3, 3), b (4,), Z (N, 4, 4, 3)
@@ -34,13 +34,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_1a676f2f3497")
+_extension = _importlib.import_module(__name__ + "._conv2d_f36b2deaddfc")
 
 spec = _LayerSpec(input=(3, 11, 8), kernel=(4, 3, 3, 3), stride=(3, 3), padding='same', dilation=(2, 2), bias=True, mode='convolution')
 dtype = "float64"
 target = "cuda"
 style = "loops"
-key = "1a676f2f3497b2c6a85dad6b83734113b659f51adef1451c07643d8b540bc904"
+key = "f36b2deaddfca434130be96e9e8d17709323be76c81d0a32fd93de917bc5a7ee"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

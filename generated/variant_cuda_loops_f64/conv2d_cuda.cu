@@ -4,7 +4,7 @@
  * spec:  input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3
  *        {"input": [3, 11, 8], "kernel": [4, 3, 3, 3], "stride": [3, 3], "padding": "same", "pads": [2, 2, 2, 2], "dilation": [2, 2], "bias": true, "mode": "convolution", "output": [4, 4, 3]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: 1a676f2f3497b2c6a85dad6b83734113b659f51adef1451c07643d8b540bc904
+ * cache key: f36b2deaddfca434130be96e9e8d17709323be76c81d0a32fd93de917bc5a7ee
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3
 #        {"input": [3, 11, 8], "kernel": [4, 3, 3, 3], "stride": [3, 3], "padding": "same", "pads": [2, 2, 2, 2], "dilation": [2, 2], "bias": true, "mode": "convolution", "output": [4, 4, 3]}
 # style: tiled; dtype: float32 (float); target: cuda
-# cache key: 631b85905ac0d94d3162f2940a921399c3b7ec94cdcca29661b76595d3aa1987
+# cache key: 3de379ab8935306b3562d3cbe8e48aa656a8549145f295920cecde90e1330b5b
 """input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3: float32 cuda kernels (tiled).
 
-Built by corrgen 0.1.0, cache key 631b85905ac0d94d3162f2940a921399c3b7ec94cdcca29661b76595d3aa1987.
+Built by corrgen 0.1.0, cache key 3de379ab8935306b3562d3cbe8e48aa656a8549145f295920cecde90e1330b5b.
 
     forward(V, K, b, out=None) -> Z
         V (N, 3, 11, 8), K (4, 3, 3, 3), b (4,), Z (N, 4, 4, 3)
@@ -34,13 +34,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_631b85905ac0")
+_extension = _importlib.import_module(__name__ + "._conv2d_3de379ab8935")
 
 spec = _LayerSpec(input=(3, 11, 8), kernel=(4, 3, 3, 3), stride=(3, 3), padding='same', dilation=(2, 2), bias=True, mode='convolution')
 dtype = "float32"
 target = "cuda"
 style = "tiled"
-key = "631b85905ac0d94d3162f2940a921399c3b7ec94cdcca29661b76595d3aa1987"
+key = "3de379ab8935306b3562d3cbe8e48aa656a8549145f295920cecde90e1330b5b"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 3x11x8, kernel 4x3x3x3, stride 3, padding same, dilation 2, convolution -> output 4x4x3
  *        {"input": [3, 11, 8], "kernel": [4, 3, 3, 3], "stride": [3, 3], "padding": "same", "pads": [2, 2, 2, 2], "dilation": [2, 2], "bias": true, "mode": "convolution", "output": [4, 4, 3]}
  * style: tiled; dtype: float32 (float); target: cuda
- * cache key: 631b85905ac0d94d3162f2940a921399c3b7ec94cdcca29661b76595d3aa1987
+ * cache key: 3de379ab8935306b3562d3cbe8e48aa656a8549145f295920cecde90e1330b5b
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 1x5x6, kernel 2x1x2x3, padding full, no bias -> output 2x6x8
 #        {"input": [1, 5, 6], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": "full", "pads": [1, 1, 2, 2], "dilation": [1, 1], "bias": false, "mode": "correlation", "output": [2, 6, 8]}
 # style: unrolled; dtype: float32 (float); target: cuda
-# cache key: 882ba0dfb70f4f163bf8ec424e84bd52db4869f04206d4145290a291c71bc943
+# cache key: ebac293819523a6950c3eedf01faef2d832a55360b472b0dd5f1b462966add74
 """input 1x5x6, kernel 2x1x2x3, padding full, no bias -> output 2x6x8: float32 cuda kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key 882ba0dfb70f4f163bf8ec424e84bd52db4869f04206d4145290a291c71bc943.
+Built by corrgen 0.1.0, cache key ebac293819523a6950c3eedf01faef2d832a55360b472b0dd5f1b462966add74.
 
     forward(V, K, out=None) -> Z
         V (N, 1, 5, 6), K (2, 1, 2, 3), Z (N, 2, 6, 8)
@@ -32,13 +32,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_882ba0dfb70f")
+_extension = _importlib.import_module(__name__ + "._conv2d_ebac29381952")
 
 spec = _LayerSpec(input=(1, 5, 6), kernel=(2, 1, 2, 3), stride=(1, 1), padding='full', dilation=(1, 1), bias=False, mode='correlation')
 dtype = "float32"
 target = "cuda"
 style = "unrolled"
-key = "882ba0dfb70f4f163bf8ec424e84bd52db4869f04206d4145290a291c71bc943"
+key = "ebac293819523a6950c3eedf01faef2d832a55360b472b0dd5f1b462966add74"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x5x6, kernel 2x1x2x3, padding full, no bias -> output 2x6x8
  *        {"input": [1, 5, 6], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": "full", "pads": [1, 1, 2, 2], "dilation": [1, 1], "bias": false, "mode": "correlation", "output": [2, 6, 8]}
  * style: unrolled; dtype: float32 (float); target: cuda
- * cache key: 882ba0dfb70f4f163bf8ec424e84bd52db4869f04206d4145290a291c71bc943
+ * cache key: ebac293819523a6950c3eedf01faef2d832a55360b472b0dd5f1b462966add74
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a2e472a17764ce6d705363caa424dec7b58878ab0d8991de7f3c8d666c209aaa
+ * cache key: 3986ce1a9c7e64791f790d69257728467e54ca83959d75e5faff8150222d9ff5
  */
 
 #include <stdint.h>
@@ -32,7 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
-#define LANES 16 /* channels per lane vector (64 bytes) */
+#define LANES 16 /* channels per lane vector (64 bytes, avx512) */
 #define LH 9 /* rows swept (H) */
 #define LW 11 /* input columns swept (W) */
 #define LHO 9 /* output rows swept (HO) */

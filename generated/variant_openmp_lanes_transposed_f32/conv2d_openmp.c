@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: d060c71f9cd9f34a133f638a906a918109156bb7c4da8b971ee794677a6fd18b
+ * cache key: 5783b74467e78a3f5e9619c5c574b99266ceefabbf6ec3e06a663af444f2bd68
  */
 
 #include <stdint.h>
@@ -32,7 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
-#define LANES 16 /* channels per lane vector (64 bytes) */
+#define LANES 16 /* channels per lane vector (64 bytes, avx512) */
 #define LH 3 /* rows swept (H) */
 #define LW 37 /* input columns swept (W) */
 #define LHO 3 /* output rows swept (HO) */

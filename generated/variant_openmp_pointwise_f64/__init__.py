@@ -3,10 +3,10 @@
 # spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
 #        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 4e0d25cbd90b60f6c98e2ebff3f65a8b0e1ba3212f0d52712f7d271d34487e28
+# cache key: 844779af313416f49206d9006adbd85ae45798db7434f7a0275f77b50f36e7e8
 """input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 4e0d25cbd90b60f6c98e2ebff3f65a8b0e1ba3212f0d52712f7d271d34487e28.
+Built by corrgen 0.1.0, cache key 844779af313416f49206d9006adbd85ae45798db7434f7a0275f77b50f36e7e8.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 3, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 7)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_4e0d25cbd90b")
+_extension = _importlib.import_module(__name__ + "._conv2d_844779af3134")
 
 spec = _LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(2, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "4e0d25cbd90b60f6c98e2ebff3f65a8b0e1ba3212f0d52712f7d271d34487e28"
+key = "844779af313416f49206d9006adbd85ae45798db7434f7a0275f77b50f36e7e8"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

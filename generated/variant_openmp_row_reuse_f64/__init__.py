@@ -3,10 +3,10 @@
 # spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
 #        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 7921b17076582f8599a78dc38e9534977bf20f5beedc9382d88f228c69bebea7
+# cache key: 901d753833f5d6e3400c6f7fa0290dbbc628e92e257709224eb06409bf5fe4d1
 """input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 7921b17076582f8599a78dc38e9534977bf20f5beedc9382d88f228c69bebea7.
+Built by corrgen 0.1.0, cache key 901d753833f5d6e3400c6f7fa0290dbbc628e92e257709224eb06409bf5fe4d1.
 
     forward(V, K, b, out=None) -> Z
         V (N, 8, 16, 16), K (8, 8, 3, 3), b (8,), Z (N, 8, 16, 16)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_7921b1707658")
+_extension = _importlib.import_module(__name__ + "._conv2d_901d753833f5")
 
 spec = _LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "7921b17076582f8599a78dc38e9534977bf20f5beedc9382d88f228c69bebea7"
+key = "901d753833f5d6e3400c6f7fa0290dbbc628e92e257709224eb06409bf5fe4d1"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 7921b17076582f8599a78dc38e9534977bf20f5beedc9382d88f228c69bebea7
+ * cache key: 901d753833f5d6e3400c6f7fa0290dbbc628e92e257709224eb06409bf5fe4d1
  */
 
 #include <stdint.h>
@@ -32,7 +32,7 @@ typedef double real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 4 /* reals per vector (32 bytes) */
-#define LANES 8 /* channels per lane vector (64 bytes) */
+#define LANES 8 /* channels per lane vector (64 bytes, avx512) */
 #define LH 16 /* rows swept (H) */
 #define LW 16 /* input columns swept (W) */
 #define LHO 16 /* output rows swept (HO) */

@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 2a56322499e94d3cfad33a359a3261b0529fdbd5880562bdaa7c288a0213e3d8
+ * cache key: f415f616e9bd909c16ad1ac82697b8e626c91e80f1f7cd7c33f044b1bf67c78f
  */
 
 /*

@@ -1,0 +1,86 @@
+"""The vector unit the OpenMP tiles are sized for: read from the CPU, or forced by
+CORRGEN_VECTOR_ISA; part of the cache key; every machine's kernels correct on this one."""
+
+from __future__ import annotations
+
+import pytest
+from test_kernels import GRID
+
+import codegen
+from codegen.backends import OPENMP
+from codegen.blocking import AVX2, AVX512, SSE, geometry, host_machine, plan
+from codegen.blocking.common import ISA_ENV, _detected_machine
+from codegen.blocking.tiles import _grad_weight_tile, _lane_tile, _sweep_tile
+from codegen.build import machine_identity
+from codegen.check import check_module
+from codegen.lower import lower
+
+#: Layers whose channels fill lane vectors at every width, and one 1x1 product.
+LANE_LAYERS = ["lanes_p1", "lanes_s2x3_d2x1_conv", "lanes_long_rows", "pointwise_parallel"]
+
+
+def test_detection_follows_the_cpu_flags(monkeypatch, tmp_path):
+    for flags, expected in (("fpu sse2 avx avx2 fma avx512f avx512bw", AVX512),
+                            ("fpu sse2 avx avx2 fma", AVX2), ("fpu sse2 sse4_2", SSE)):
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+        monkeypatch.setattr("codegen.blocking.common.CPUINFO", cpuinfo)
+        _detected_machine.cache_clear()
+        assert _detected_machine() == expected
+    _detected_machine.cache_clear()
+
+
+def test_the_environment_variable_forces_a_machine_or_is_refused(monkeypatch):
+    monkeypatch.setenv(ISA_ENV, "AVX2")
+    assert host_machine() == AVX2
+    monkeypatch.setenv(ISA_ENV, "neon")
+    with pytest.raises(ValueError, match=r"CORRGEN_VECTOR_ISA='neon': expected one of "
+                                         r"avx512, avx2, sse"):
+        host_machine()
+
+
+def test_machine_is_part_of_the_cache_identity(monkeypatch):
+    monkeypatch.setenv(ISA_ENV, "avx2")
+    avx2 = machine_identity(OPENMP)
+    monkeypatch.setenv(ISA_ENV, "avx512")
+    assert machine_identity(OPENMP) != avx2
+
+
+@pytest.mark.parametrize("machine", [AVX512, AVX2, SSE], ids=lambda m: m.isa)
+def test_tiles_fit_the_machines_registers(machine):
+    """Every tile's partial sums fit the budget of the machine it is sized for, and lane
+    tiles hold the machine's widest vector of channels."""
+    for name in LANE_LAYERS + ["s2x1_p2x1_d1x2", "parallel_p1"]:
+        g = geometry(GRID[name])
+        for dtype_bytes in (4, 8):
+            constants = {c.name: c.value for c in plan(GRID[name], dtype_bytes,
+                                                       machine).constants}
+            if "LANES" in constants:
+                assert constants["LANES"] * dtype_bytes == machine.lane_bytes
+            vl, lanes = 32 // dtype_bytes, machine.lane_bytes // dtype_bytes
+            phases = [(g.ho, g.wo, g.kh * g.kw)]
+            column = _sweep_tile(vl, g.o, g.c, phases, machine)
+            assert column.ob * column.ty * column.txv <= machine.accumulators
+            if g.o % lanes == 0:
+                lane = _lane_tile(lanes, g.o, g.c, phases, machine)
+                assert lane.nv * lane.ty * lane.tx <= machine.lane_accumulators
+            gw = _grad_weight_tile(g, vl, [1], machine)
+            assert gw.ob * gw.cb * gw.tt <= machine.accumulators
+            assert gw.ob * gw.cb * gw.tt + gw.ob + 1 <= machine.registers
+
+
+def test_print_ir_names_the_machine():
+    text = str(lower(GRID["lanes_p1"], OPENMP, "float32", "loops", machine=AVX2))
+    assert "tiles for avx2: 32-byte lanes, 16 vector registers" in text
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_every_machines_kernels_match_the_reference_here(monkeypatch, tmp_path, isa):
+    """Kernels sized for either machine compute the same on this one (the compiler splits
+    vectors wider than the CPU's), so both are checked whatever CPU runs the tests."""
+    monkeypatch.setenv(ISA_ENV, isa)
+    for name in LANE_LAYERS:
+        for dtype in ("float32", "float64"):
+            module = codegen.load(GRID[name], dtype=dtype, out=tmp_path, style="loops")
+            for result in check_module(module, batch=3, seed=5):
+                assert result.ok, f"{isa} {name} {dtype}: {result}"
