@@ -488,8 +488,12 @@ def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
     group.add_argument("--style", choices=STYLES, default="auto",
                        help="unrolled: the derived per-element expressions (small layers); "
                        "loops: the index forms; direct (OpenMP): the index forms printed as "
-                       "plain loops, slow, a second oracle; auto (default) picks by size "
-                       "(never direct)")
+                       "plain loops, slow, a second oracle; tiled (CUDA): shared-memory "
+                       "tiles; auto (default) picks by size (never direct)")
+    group.add_argument("--no-tune", dest="tune", action="store_false", default=None,
+                       help="OpenMP loops modules of large layers: skip timing the tile "
+                       "choices the cost model cannot settle on this CPU (default: tune "
+                       "once, stored with the module; CORRGEN_TUNE=0 also turns it off)")
     group.add_argument("--out", default=None, metavar="DIR",
                        help="the folder modules are written to, which becomes a package you "
                        "own (default: the per-user cache, $CORRGEN_CACHE or ~/.cache/corrgen)")
@@ -507,7 +511,7 @@ def _load(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) -
     with StageProgress(f"building {args.target} {dtype} module") as progress:
         module = codegen.load(spec, args.target, dtype, args.out, style=args.style,
                               name=getattr(args, "name", None), backend=_backend(args),
-                              progress=progress)
+                              progress=progress, tune=getattr(args, "tune", None))
     module.built_now = progress.built
     return module
 
@@ -563,11 +567,24 @@ def cmd_build(args: argparse.Namespace) -> int:
             "module": module.__name__, "path": str(Path(module.__file__).parent),
             "key": module.key, "target": module.target, "dtype": module.dtype,
             "style": module.style, "emulated": bool(getattr(module, "emulated", False)),
-            "built": module.built_now, "spec": module.spec.to_dict()}, indent=1))
+            "built": module.built_now, "spec": module.spec.to_dict(),
+            "tuning": _tuning_json(module)}, indent=1))
         return 0
     print(f"{module.__name__}  ({module.style}, {module.dtype}, {module.target})")
     print(Path(module.__file__).parent)
+    if getattr(module, "tuning", None):
+        print("tuned on this CPU:")
+        print("\n".join(f"  {line}" for line in module.tuning.summary().splitlines()))
     return 0
+
+
+def _tuning_json(module: Any) -> Any:
+    """``build --json``'s tuning: the choice per pass and the times, or None."""
+    tuning = getattr(module, "tuning", None)
+    if not tuning:
+        return None
+    return {"lane_fmas": tuning.lane_fmas, "timings_us": tuning.timings_us,
+            "batch": tuning.batch, "threads": tuning.threads, "seconds": tuning.seconds}
 
 
 def _check(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) -> int:

@@ -33,6 +33,8 @@ from .errors import BuildError, LoadError
 from .lower import lower, resolve_style
 from .paths import module_name, output_folder
 from .render import WRAPPER, SourceFiles, render
+from .tune import applies as tune_applies
+from .tune import threads_here, tuned_lane_fmas
 from .vocabulary import DTYPE_NAMES
 
 if TYPE_CHECKING:
@@ -41,8 +43,8 @@ if TYPE_CHECKING:
 
 def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
          out: str | Path | None = None, *, style: str = "auto", name: str | None = None,
-         backend: Backend | None = None, progress: Callable[[str], None] | None = None
-         ) -> ModuleType:
+         backend: Backend | None = None, progress: Callable[[str], None] | None = None,
+         tune: bool | None = None) -> ModuleType:
     """The compiled module of ``spec``: built on first use, reused from ``out`` afterwards.
 
     Args:
@@ -58,6 +60,10 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
         backend: a Backend record to use instead of the target's (other flags, say; or
             ``codegen.backends.CUDA_EMULATION``, the cuda kernels compiled for the CPU).
         progress: called with the name of each stage as it starts.
+        tune: OpenMP ``loops`` modules of layers above ``codegen.tune.TUNE_MIN_FLOPS``: time
+            the tile choices the cost model cannot settle on this CPU and keep the faster
+            (stored, so only the first build pays). None (the default): on unless
+            ``CORRGEN_TUNE=0``; False: off.
 
     Returns:
         The module, with ``forward``, ``backward``, ``grad_input``, ``grad_weight``,
@@ -77,10 +83,22 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
     backend = backend or backend_for(target)
     _check_dtype(dtype)
     style = resolve_style(spec, style, backend.gpu)
-    return _build_or_reuse({"spec": spec.to_dict(), "style": style, "dtype": dtype},
-                           lambda: render(lower(spec, backend, dtype, style,
-                                                machine=host_machine()), backend),
-                           backend, out, name, progress)
+
+    def build(lane_fmas: dict[str, int] | None, module_name: str | None) -> ModuleType:
+        request = {"spec": spec.to_dict(), "style": style, "dtype": dtype}
+        if lane_fmas:
+            request["lane_fmas"] = lane_fmas
+        return _build_or_reuse(request, lambda: render(lower(
+            spec, backend, dtype, style, machine=host_machine(), lane_fmas=lane_fmas),
+            backend), backend, out, module_name, progress)
+
+    tuning = None
+    if tune_applies(spec, style, backend, tune):
+        tuning = tuned_lane_fmas(spec, dtype, backend, output_folder(out),
+                                 lambda fmas: build(fmas, None), threads_here(), progress)
+    module = build(tuning.lane_fmas if tuning else None, name)
+    module.tuning = tuning
+    return module
 
 
 def load_network(net: Network | str, target: str = "openmp", dtype: str = "float32",

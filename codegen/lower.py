@@ -325,8 +325,8 @@ def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
 
 
 def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str = "auto",
-          progress: Callable[[int, int], None] | None = None, machine: Machine = AVX512
-          ) -> KernelIR:
+          progress: Callable[[int, int], None] | None = None, machine: Machine = AVX512,
+          lane_fmas: dict[str, int] | None = None) -> KernelIR:
     """The KernelIR of ``spec`` for one backend, dtype and style.
 
     Args:
@@ -339,6 +339,8 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
             AVX-512, makes the output the same on every machine (the checked-in sources);
             ``codegen.load`` and ``corrgen emit`` pass this CPU's
             (``codegen.blocking.host_machine``).
+        lane_fmas: OpenMP ``loops``: the lane tiles' multiply-adds per cycle, pass by pass,
+            as ``codegen.tune`` measured them best (``codegen.blocking.plan``).
     """
     if dtype not in DTYPES:
         raise RenderError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
@@ -356,7 +358,7 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         constants, tables = _constants(spec), ()
     module = None
     if style == "loops" and not backend.gpu:
-        module = plan(spec, DTYPES[dtype].itemsize, machine)
+        module = plan(spec, DTYPES[dtype].itemsize, machine, lane_fmas)
         constants += module.constants
         tables = module.tables
     elif style == "unrolled" and not backend.gpu:
@@ -382,9 +384,17 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
                                     _model(spec, kernel.name, tiles, dtype))
                           for kernel in kernels) if backend.gpu else (),
         **(_kernel_index(spec) if tiles else {}),
-        machine=(f"{machine.isa}: {machine.lane_bytes}-byte lanes, {machine.registers} vector "
-                 "registers") if style == "loops" and not backend.gpu else "",
+        machine=_machine_text(machine, lane_fmas) if style == "loops" and not backend.gpu else "",
     )
+
+
+def _machine_text(machine: Machine, lane_fmas: dict[str, int] | None) -> str:
+    text = f"{machine.isa}: {machine.lane_bytes}-byte lanes, {machine.registers} vector registers"
+    if lane_fmas:
+        text += "; lane tiles costed at " + ", ".join(
+            f"{name} {fmas}" for name, fmas in lane_fmas.items()) + \
+            " multiply-adds per cycle (measured here: codegen.tune)"
+    return text
 
 
 def _model(spec: LayerSpec, name: str, tiles: dict[str, Tile], dtype: str) -> tuple[str, ...]:

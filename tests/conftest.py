@@ -28,6 +28,20 @@ def module_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
         os.environ["CORRGEN_CACHE"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_tuning_by_default() -> str:
+    """Modules are not tuned unless a test asks (tests/test_tune.py): a tuned build compiles
+    every candidate and times it, and which candidate wins depends on the machine's load,
+    while every test of the kernels' numbers holds for either."""
+    previous = os.environ.get("CORRGEN_TUNE")
+    os.environ["CORRGEN_TUNE"] = "0"
+    yield "0"
+    if previous is None:
+        os.environ.pop("CORRGEN_TUNE", None)
+    else:
+        os.environ["CORRGEN_TUNE"] = previous
+
+
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     """True when the run was asked to rewrite the golden files (--update-golden)."""

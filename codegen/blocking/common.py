@@ -40,11 +40,15 @@ class Machine:
         lane_bytes: the widest vector: the channels-in-lanes tiles hold this many bytes of
             channels (wider vectors the compiler splits, and the split tiles spill).
         registers: vector registers (32 with AVX-512, 16 below it).
+        lane_fmas: lane-vector multiply-adds per cycle, as the lane tiles' cost model
+            charges them: 1 with AVX-512 (Zen 4, where the tiles were tuned, runs a 512-bit
+            multiply-add as two halves), 2 with 256-bit or narrower vectors.
     """
 
     isa: str
     lane_bytes: int
     registers: int
+    lane_fmas: int = 2
 
     @property
     def accumulators(self) -> int:
@@ -61,7 +65,7 @@ class Machine:
 
 #: The machines the tiles know: AVX-512 (the tuning of docs/tiles.md, Zen 4), AVX2 (Zen 3
 #: and older Xeons: 16 registers of 32 bytes), SSE.
-AVX512 = Machine("avx512", 64, 32)
+AVX512 = Machine("avx512", 64, 32, lane_fmas=1)
 AVX2 = Machine("avx2", 32, 16)
 SSE = Machine("sse", 16, 16)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+
 from derive.spec import LayerSpec
 
 from .common import (
@@ -47,9 +50,19 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
         transpose_shuffles=shuffles, transpose_columns=columns)
 
 
-def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512) -> ModulePlan:
+def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
+         lane_fmas: Mapping[str, int] | None = None) -> ModulePlan:
     """The plans of the ``loops`` kernels of ``spec`` for ``machine``: the helpers, one
-    record per pass, and the blocking constants and tap tables printed from them."""
+    record per pass, and the blocking constants and tap tables printed from them.
+
+    ``lane_fmas`` (pass name -> 1 or 2) overrides, pass by pass, the multiply-adds per cycle
+    the lane tiles' cost model charges (``Machine.lane_fmas``): the knob ``codegen.tune``
+    measures on the machine that builds the module."""
+    lane_fmas = lane_fmas or {}
+
+    def machine_for(name: str) -> Machine:
+        fmas = lane_fmas.get(name, machine.lane_fmas)
+        return machine if fmas == machine.lane_fmas else replace(machine, lane_fmas=fmas)
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     index_type = "int32_t" if dtype_bytes == 4 else "int64_t"
     if is_pointwise(spec):
@@ -66,14 +79,16 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512) -> Module
     d.const("LW", g.w, "input columns swept (W)")
     d.const("LHO", g.ho, "output rows swept (HO)")
     d.const("LWO", g.wo, "output columns swept (WO)")
-    tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine)
+    tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"))
     scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
     forward = plan_forward(g, vl, lanes, tile, tx, scratch, spec.bias, d)
     gather = phases(g)
-    grad_input = (plan_lanes(g, lanes, gather, d, machine) if "grad_input" in in_lanes
-                  else plan_columns(g, vl, gather, d, machine))
+    grad_input = (plan_lanes(g, lanes, gather, d, machine_for("grad_input"))
+                  if "grad_input" in in_lanes
+                  else plan_columns(g, vl, gather, d, machine_for("grad_input")))
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
-                                   scratch.tap_offsets, scratch.seg, d, machine)
+                                   scratch.tap_offsets, scratch.seg, d,
+                                   machine_for("grad_weight"))
     passes = (forward, grad_input, grad_weight) + ((GradBias(),) if spec.bias else ())
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,
                       tuple(d.constants), tuple(d.tables))

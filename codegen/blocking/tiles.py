@@ -102,7 +102,7 @@ def _lane_tile(lanes: int, out_channels: int, in_channels: int,
                 acc = nv * ty * tx
                 if acc > machine.lane_accumulators:
                     continue
-                per_tap = max(acc, (nv + ty * tx) / 2)
+                per_tap = max(acc / machine.lane_fmas, (nv + ty * tx) / 2)
                 cost = 0.0
                 for r, x, taps in phases:
                     tiles = out_channels // (nv * lanes) * _cdiv(r, ty) * _cdiv(x, tx)
@@ -137,7 +137,7 @@ def _lane_grad_weight_tile(g: Geometry, lanes: int, tap_blocks: list[int], machi
                 if acc > machine.lane_accumulators:
                     continue
                 tiles = g.o // (nv * lanes) * (g.c // cb) * (taps // tt)
-                per_pixel = max(acc, (nv + cb * tt) / 2)
+                per_pixel = max(acc / machine.lane_fmas, (nv + cb * tt) / 2)
                 cost = tiles * (pixels * per_pixel + TILE_OVERHEAD + 4 * acc)
                 key = (cost, -acc, nv)
                 if best is None or key < best[0]:
