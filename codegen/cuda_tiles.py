@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 from derive.spec import LayerSpec
 
+from .bench import flops as pass_flops
+
 #: A register is 4 bytes: a float64 value takes two.
 REGISTER_BYTES = 4
 #: Registers a tiled kernel's thread needs besides its tile and fragments (indices,
@@ -143,7 +145,7 @@ def product(spec: LayerSpec, name: str, batch: int, itemsize: int) -> Product:
     o, _, kh, kw = spec.kernel
     _, ho, wo = spec.output_shape
     taps = c * kh * kw
-    flops = 2 * batch * o * ho * wo * taps
+    flops = pass_flops(spec, batch, name)  # BENCH.md's count: the same for the three passes
     arrays = {"V": batch * c * h * w, "K": o * taps, "Z": batch * o * ho * wo}
     dram = (arrays["V"] + arrays["K"] + arrays["Z"]) * itemsize
     if name == "forward":

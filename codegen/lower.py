@@ -351,16 +351,16 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     kernels = [_laid_out(kernel, backend.gpu) for kernel in _kernels(spec, dtype)]
     if style == "unrolled":
         kernels = _unrolled(spec, kernels, dtype, progress)
-    tiles = tiled_passes(spec, dtype) if style == "tiled" else {}
+    module, tables, fields = None, (), {}
     if backend.gpu:
-        constants, tables = _cuda_constants(spec, style, tiles), ()
+        constants, fields = _cuda_parts(spec, style, dtype, kernels)
     else:
-        constants, tables = _constants(spec), ()
-    module = None
+        constants = _constants(spec)
     if style == "loops" and not backend.gpu:
         module = plan(spec, DTYPES[dtype].itemsize, machine, lane_fmas)
         constants += module.constants
         tables = module.tables
+        fields = {"machine": _machine_text(machine, lane_fmas)}
     elif style == "unrolled" and not backend.gpu:
         module = unrolled(tuple(kernel.name for kernel in kernels))
     return KernelIR(
@@ -380,12 +380,21 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
         pointwise=style == "loops" and is_pointwise(spec),
         plans=module.passes if module else (),
         helpers=module.helpers if module else None,
-        cuda_passes=tuple(cuda_pass(kernel, style, tiles.get(kernel.name),
-                                    _model(spec, kernel.name, tiles, dtype))
-                          for kernel in kernels) if backend.gpu else (),
-        **(_kernel_index(spec) if tiles else {}),
-        machine=_machine_text(machine, lane_fmas) if style == "loops" and not backend.gpu else "",
+        **fields,
     )
+
+
+def _cuda_parts(spec: LayerSpec, style: str, dtype: str, kernels: list[Kernel]
+                ) -> tuple[tuple[Constant, ...], dict[str, object]]:
+    """A CUDA module's constants, and its passes (with the tiled style's tiles, models and
+    kernel index) as ``KernelIR`` fields."""
+    tiles = tiled_passes(spec, dtype) if style == "tiled" else {}
+    fields: dict[str, object] = {"cuda_passes": tuple(
+        cuda_pass(kernel, style, tiles.get(kernel.name), _model(spec, kernel.name, tiles, dtype))
+        for kernel in kernels)}
+    if tiles:
+        fields.update(_kernel_index(spec))
+    return _cuda_constants(spec, style, tiles), fields
 
 
 def _machine_text(machine: Machine, lane_fmas: dict[str, int] | None) -> str:

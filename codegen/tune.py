@@ -30,6 +30,7 @@ from derive import reference
 from derive.spec import LayerSpec
 
 from .backends import Backend
+from .bench import flops
 from .blocking import Machine, host_machine, plan
 from .build import request_key
 from .paths import write_atomic
@@ -85,11 +86,8 @@ def enabled(tune: bool | None) -> bool:
 
 
 def forward_flops(spec: LayerSpec) -> int:
-    """Floating-point operations of one sample's forward pass (a multiply-add counts 2)."""
-    c, _, _ = spec.input
-    o, _, kh, kw = spec.kernel
-    _, ho, wo = spec.output_shape
-    return 2 * o * ho * wo * c * kh * kw
+    """Floating-point operations of one sample's forward pass (BENCH.md's count)."""
+    return flops(spec, 1, "forward")
 
 
 def applies(spec: LayerSpec, style: str, backend: Backend, tune: bool | None) -> bool:

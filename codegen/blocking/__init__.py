@@ -17,10 +17,8 @@ Why the tuning constants have their values, with the measurements behind them, i
 from __future__ import annotations
 
 from .common import (
-    ACCUMULATORS,
     AVX2,
     AVX512,
-    LANE_BYTES,
     LANE_MIN_SUMS,
     SSE,
     VECTOR_BYTES,
@@ -33,6 +31,6 @@ from .common import (
 from .layer import channels_in_lanes, plan, unrolled
 from .records import ModulePlan
 
-__all__ = ["ACCUMULATORS", "AVX2", "AVX512", "LANE_BYTES", "LANE_MIN_SUMS", "SSE", "VECTOR_BYTES",
+__all__ = ["AVX2", "AVX512", "LANE_MIN_SUMS", "SSE", "VECTOR_BYTES",
            "Geometry", "Machine", "ModulePlan", "channels_in_lanes", "geometry",
            "host_machine", "is_pointwise", "plan", "unrolled"]

@@ -19,10 +19,6 @@ from derive.spec import LayerSpec
 #: multiply-adds per cycle on the machines these kernels were tuned on, and half as many
 #: columns per tile; the lane tiles gain from 512 bits by other means.
 VECTOR_BYTES = 32
-#: Bytes per vector of the channels-in-lanes tiles with AVX-512: 512 bits, so that each
-#: broadcast source value feeds 16 float32 multiply-adds per instruction (``Machine``:
-#: without AVX-512 the lanes are the machine's widest vector).
-LANE_BYTES = 64
 #: Below this many multiply-adds per output element (input channels x taps), a forward or
 #: stride-1 grad_input lane tile costs more than the column tile, which stores whole vectors
 #: as they are. A grad_input with a column stride stores its column tiles element by
@@ -63,8 +59,9 @@ class Machine:
         return self.registers - 4
 
 
-#: The machines the tiles know: AVX-512 (the tuning of docs/tiles.md, Zen 4), AVX2 (Zen 3
-#: and older Xeons: 16 registers of 32 bytes), SSE.
+#: The machines the tiles know: AVX-512 (the tuning of docs/tiles.md, Zen 4: 512-bit lanes,
+#: so that each broadcast source value feeds 16 float32 multiply-adds per instruction), AVX2
+#: (Zen 3 and older Xeons: 16 registers of 32 bytes), SSE.
 AVX512 = Machine("avx512", 64, 32, lane_fmas=1)
 AVX2 = Machine("avx2", 32, 16)
 SSE = Machine("sse", 16, 16)
@@ -104,9 +101,6 @@ def _detected_machine() -> Machine:
     return AVX2 if "avx2" in flags and "fma" in flags else SSE
 
 
-#: What AVX-512 allows; the values of ``AVX512.accumulators`` and ``.lane_accumulators``.
-ACCUMULATORS = AVX512.accumulators
-LANE_ACCUMULATORS = AVX512.lane_accumulators
 #: forward and grad_input split a sample's channel blocks into groups until the batch gives
 #: at least this many tasks.
 MIN_TASKS = 8

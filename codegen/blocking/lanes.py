@@ -1,10 +1,10 @@
 """Channels-in-lanes tiles of forward and grad_input.
 
-When the channels a pass writes fill whole ``LANE_BYTES`` vectors (and, for forward and a
-stride-1 grad_input, each output sums at least ``LANE_MIN_SUMS`` products), the tile holds
-``NV`` vectors of ``LANES`` channels x ``TY`` rows x ``TX`` columns: the weights are packed
-once per call with the channels innermost, and per input channel and tap the tile loads
-``NV`` weight vectors and broadcasts ``TY*TX`` single source values (never an unaligned
+When the channels a pass writes fill whole lane vectors of ``Machine.lane_bytes`` (and, for
+a forward or stride-1 grad_input, each output sums at least ``LANE_MIN_SUMS`` products), the
+tile holds ``NV`` vectors of ``LANES`` channels x ``TY`` rows x ``TX`` columns: the weights are
+packed once per call with the channels innermost, and per input channel and tap the tile
+loads ``NV`` weight vectors and broadcasts ``TY*TX`` single source values (never an unaligned
 vector, which the column tiles wait on when it crosses a cache line).
 
 A whole tile spanning at least LANES contiguous columns is stored through in-register
