@@ -583,7 +583,7 @@ def _tuning_json(module: Any) -> Any:
     tuning = getattr(module, "tuning", None)
     if not tuning:
         return None
-    return {"lane_fmas": tuning.lane_fmas, "timings_us": tuning.timings_us,
+    return {"choices": tuning.choices, "timings_us": tuning.timings_us,
             "batch": tuning.batch, "threads": tuning.threads, "seconds": tuning.seconds}
 
 

@@ -34,7 +34,7 @@ from .lower import lower, resolve_style
 from .paths import module_name, output_folder
 from .render import WRAPPER, SourceFiles, render
 from .tune import applies as tune_applies
-from .tune import threads_here, tuned_lane_fmas
+from .tune import threads_here, tuned_choices
 from .vocabulary import DTYPE_NAMES
 
 if TYPE_CHECKING:
@@ -84,19 +84,19 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
     _check_dtype(dtype)
     style = resolve_style(spec, style, backend.gpu)
 
-    def build(lane_fmas: dict[str, int] | None, module_name: str | None) -> ModuleType:
+    def build(choices: dict[str, str] | None, module_name: str | None) -> ModuleType:
         request = {"spec": spec.to_dict(), "style": style, "dtype": dtype}
-        if lane_fmas:
-            request["lane_fmas"] = lane_fmas
+        if choices:
+            request["choices"] = choices
         return _build_or_reuse(request, lambda: render(lower(
-            spec, backend, dtype, style, machine=host_machine(), lane_fmas=lane_fmas),
+            spec, backend, dtype, style, machine=host_machine(), choices=choices),
             backend), backend, out, module_name, progress)
 
     tuning = None
     if tune_applies(spec, style, backend, tune):
-        tuning = tuned_lane_fmas(spec, dtype, backend, output_folder(out),
-                                 lambda fmas: build(fmas, None), threads_here(), progress)
-    module = build(tuning.lane_fmas if tuning else None, name)
+        tuning = tuned_choices(spec, dtype, backend, output_folder(out),
+                               lambda choices: build(choices, None), threads_here(), progress)
+    module = build(tuning.choices if tuning else None, name)
     module.tuning = tuning
     return module
 

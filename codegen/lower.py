@@ -326,7 +326,7 @@ def _unrolled(spec: LayerSpec, kernels: list[Kernel], dtype: str,
 
 def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str = "auto",
           progress: Callable[[int, int], None] | None = None, machine: Machine = AVX512,
-          lane_fmas: dict[str, int] | None = None) -> KernelIR:
+          choices: dict[str, str] | None = None) -> KernelIR:
     """The KernelIR of ``spec`` for one backend, dtype and style.
 
     Args:
@@ -339,8 +339,8 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
             AVX-512, makes the output the same on every machine (the checked-in sources);
             ``codegen.load`` and ``corrgen emit`` pass this CPU's
             (``codegen.blocking.host_machine``).
-        lane_fmas: OpenMP ``loops``: the lane tiles' multiply-adds per cycle, pass by pass,
-            as ``codegen.tune`` measured them best (``codegen.blocking.plan``).
+        choices: OpenMP ``loops``: pass by pass, the tile choices ``codegen.tune`` measured
+            best here (``codegen.blocking.plan``).
     """
     if dtype not in DTYPES:
         raise RenderError(f"dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
@@ -357,10 +357,10 @@ def lower(spec: LayerSpec, backend: Backend, dtype: str = "float64", style: str 
     else:
         constants = _constants(spec)
     if style == "loops" and not backend.gpu:
-        module = plan(spec, DTYPES[dtype].itemsize, machine, lane_fmas)
+        module = plan(spec, DTYPES[dtype].itemsize, machine, choices)
         constants += module.constants
         tables = module.tables
-        fields = {"machine": _machine_text(machine, lane_fmas)}
+        fields = {"machine": _machine_text(machine, choices)}
     elif style == "unrolled" and not backend.gpu:
         module = unrolled(tuple(kernel.name for kernel in kernels))
     return KernelIR(
@@ -397,12 +397,11 @@ def _cuda_parts(spec: LayerSpec, style: str, dtype: str, kernels: list[Kernel]
     return _cuda_constants(spec, style, tiles), fields
 
 
-def _machine_text(machine: Machine, lane_fmas: dict[str, int] | None) -> str:
+def _machine_text(machine: Machine, choices: dict[str, str] | None) -> str:
     text = f"{machine.isa}: {machine.lane_bytes}-byte lanes, {machine.registers} vector registers"
-    if lane_fmas:
-        text += "; lane tiles costed at " + ", ".join(
-            f"{name} {fmas}" for name, fmas in lane_fmas.items()) + \
-            " multiply-adds per cycle (measured here: codegen.tune)"
+    if choices:
+        text += "; measured here (codegen.tune): " + ", ".join(
+            f"{name} {choice}" for name, choice in choices.items())
     return text
 
 

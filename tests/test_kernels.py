@@ -6,6 +6,7 @@ import inspect
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,9 @@ GRID = {
                                        mode="convolution", bias=False),
     "pointwise_one_pixel": LayerSpec(input=(3, 1, 1), kernel=(2, 3, 1, 1)),
     "pointwise_parallel": LayerSpec(input=(37, 9, 9), kernel=(21, 37, 1, 1)),
+    # grad_weight in chunks of pixels (G_s larger than a chunk; the last chunk shorter, not a
+    # whole number of vectors), and fewer input channels than a column panel holds
+    "pointwise_chunks": LayerSpec(input=(13, 61, 59), kernel=(16, 13, 1, 1)),
 }
 
 #: Unrolled kernels for the layers small enough to unroll quickly.
@@ -535,3 +539,50 @@ def test_common_calls_run_in_c_and_every_other_call_is_checked(tmp_path, spec):
         module.forward(V.astype(">f4"), K, *bias)
     with pytest.raises(TypeError, match="positional argument"):
         module.grad_input(K, G, None, None)
+
+
+# -- threads -----------------------------------------------------------------------------------
+
+_THREADS_SCRIPT = """
+import sys
+import numpy as np
+import codegen
+from derive import reference
+sys.path.insert(0, sys.argv[2])
+from test_kernels import GRID
+results = {}
+for i, name in enumerate(sys.argv[3:]):
+    spec = GRID[name]
+    module = codegen.load(spec, dtype="float64", style="loops", tune=False)
+    V, K, b, G = reference.random_inputs(spec, 3, "float64", seed=4)
+    results[f"{i}_threads"] = np.array(module.threads())
+    results[f"{i}_z"] = module.forward(V, K, b) if spec.bias else module.forward(V, K)
+    results[f"{i}_dv"] = module.grad_input(K, G)
+    results[f"{i}_dk"] = module.grad_weight(V, G)
+np.savez(sys.argv[1], **results)
+"""
+
+
+def test_results_do_not_depend_on_the_thread_count(tmp_path):
+    """On 1, 3 and 16 threads (more than this machine's cores: the task groups that keep
+    more cores busy on a small batch), every pass gives the same bits: every element is
+    computed by one task, in an order that does not depend on the threads."""
+    import os
+    import subprocess
+    import sys
+
+    names = ["lanes_p1", "lanes_s2_paired_conv", "parallel_s2_same", "pointwise_parallel",
+             "pointwise_chunks"]
+    runs = {}
+    for threads in (1, 3, 16):
+        out = tmp_path / f"{threads}.npz"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(out),
+                        str(Path(__file__).parent), *names], env=env, check=True)
+        runs[threads] = dict(np.load(out))
+    for threads in (3, 16):
+        for key, value in runs[1].items():
+            if key.endswith("_threads"):
+                assert int(runs[threads][key]) == threads and int(value) == 1
+            else:
+                np.testing.assert_array_equal(runs[threads][key], value, err_msg=key)

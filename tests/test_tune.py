@@ -12,7 +12,7 @@ import codegen
 import codegen.tune as tune
 from codegen.backends import CUDA, OPENMP
 from codegen.bench import LAYERS
-from codegen.blocking import AVX2, plan
+from codegen.blocking import AVX2, candidates, plan
 from codegen.blocking.common import ISA_ENV
 from codegen.check import check_module
 from codegen.cli import main
@@ -47,15 +47,44 @@ def test_when_tuning_applies(monkeypatch):
 
 
 def test_the_candidates_are_the_passes_whose_plans_differ():
-    names = tune.differing_passes(LAYERS["S4"][0], "float32", AVX2)
-    assert names == ["forward", "grad_input", "grad_weight"]
-    for name in names:
-        one = plan(LAYERS["S4"][0], 4, AVX2, {name: 1})
-        two = plan(LAYERS["S4"][0], 4, AVX2, {name: 2})
-        assert [p for p in one.passes if p.name == name] != \
-               [p for p in two.passes if p.name == name]
-    # a 1x1 layer's matrix products have no lane tiles: nothing to tune
-    assert tune.differing_passes(LAYERS["S6"][0], "float32", AVX2) == []
+    options = candidates(LAYERS["S4"][0], 4, AVX2)
+    assert list(options) == ["forward", "grad_input", "grad_weight"]
+    for name, choices in options.items():
+        assert choices == ("lane_fmas=2", "lane_fmas=1")  # the model's own first
+        plans = [[p for p in plan(LAYERS["S4"][0], 4, AVX2, {name: c}).passes if p.name == name]
+                 for c in choices]
+        assert plans[0] != plans[1]
+        assert plans[0] == [p for p in plan(LAYERS["S4"][0], 4, AVX2).passes if p.name == name]
+
+
+def test_a_matrix_products_candidates_are_its_tiles():
+    """A 1x1 layer's candidates: the model's tile, then full-register tiles; each plan has
+    the tile it names, and the module built with each matches the reference."""
+    options = candidates(LAYERS["S6"][0], 4, AVX2)
+    assert list(options) == ["forward", "grad_input", "grad_weight"]
+    for name, choices in options.items():
+        model = next(p for p in plan(LAYERS["S6"][0], 4, AVX2).passes if p.name == name)
+        assert choices[0] == f"tile={model.mr}x{model.nrv}" and len(set(choices)) == 3
+        for choice in choices[1:]:
+            record = next(p for p in plan(LAYERS["S6"][0], 4, AVX2, {name: choice}).passes
+                          if p.name == name)
+            assert f"tile={record.mr}x{record.nrv}" == choice
+            assert record.mr * record.nrv == AVX2.accumulators
+    assert candidates(GRID["pointwise_parallel"], 8, AVX2)
+
+
+def test_a_tuned_matrix_product_checks_every_candidate(tuning_on, tmp_path):
+    """Tuning a 1x1 layer builds every tile candidate and checks it against the reference
+    (tune.measure); the choice is one of them, and the module built with it matches too."""
+    layer = GRID["pointwise_parallel"]
+    module = codegen.load(layer, dtype="float64", out=tmp_path, style="loops")
+    options = candidates(layer, 8, AVX2)
+    assert set(module.tuning.choices) == set(options)
+    for name, choice in module.tuning.choices.items():
+        assert choice in options[name]
+        assert set(module.tuning.timings_us[name]) == set(options[name])
+    for result in check_module(module, batch=3, seed=2):
+        assert result.ok, result
 
 
 def test_the_faster_candidate_of_each_pass_is_kept(monkeypatch):
@@ -63,16 +92,22 @@ def test_the_faster_candidate_of_each_pass_is_kept(monkeypatch):
     reference_module = codegen.load(GRID["seed"], dtype="float64", style="loops")
     built = []
 
-    def build(lane_fmas):
-        built.append(lane_fmas)
+    def build(choices):
+        built.append(choices)
         return reference_module
 
-    times = {"forward": {"1": 5.0, "2": 9.0}, "grad_weight": {"1": 7.0, "2": 3.0}}
+    times = {"forward": [5.0, 9.0, 4.0], "grad_weight": [7.0, 3.0, 8.0]}
     monkeypatch.setattr(tune, "_time_passes", lambda modules, names, *a: times)
-    tuning = tune.measure(GRID["seed"], "float64", ["forward", "grad_weight"], build)
-    assert tuning.lane_fmas == {"forward": 1, "grad_weight": 2}
-    assert built == [{"forward": 1, "grad_weight": 1}, {"forward": 2, "grad_weight": 2}]
-    assert "forward: lane tiles costed at 1 multiply-adds per cycle, 5 us (against 9 us at 2" \
+    options = {"forward": ("tile=2x5", "tile=4x3", "tile=6x2"),
+               "grad_weight": ("lane_fmas=1", "lane_fmas=2")}
+    tuning = tune.measure(GRID["seed"], "float64", options, build)
+    assert tuning.choices == {"forward": "tile=6x2", "grad_weight": "lane_fmas=2"}
+    assert built == [{"forward": "tile=2x5", "grad_weight": "lane_fmas=1"},
+                     {"forward": "tile=4x3", "grad_weight": "lane_fmas=2"},
+                     {"forward": "tile=6x2", "grad_weight": "lane_fmas=2"}]
+    # the third build repeats grad_weight's last option: its time is not counted twice
+    assert tuning.timings_us["grad_weight"] == {"lane_fmas=1": 7.0, "lane_fmas=2": 3.0}
+    assert "forward: tile=6x2, 4 us (against 5 us with tile=2x5, 9 us with tile=4x3" \
         in tuning.summary()
 
 
@@ -80,31 +115,32 @@ def test_a_candidate_that_fails_the_reference_stops_the_tuning(monkeypatch):
     module = codegen.load(GRID["seed"], dtype="float64", style="loops")
     monkeypatch.setattr(module, "forward", lambda V, K, b=None, out=None: V[:, :1, :2, :2] * 0)
     with pytest.raises(AssertionError, match="does not match the reference"):
-        tune.measure(GRID["seed"], "float64", ["forward"], lambda fmas: module)
+        tune.measure(GRID["seed"], "float64", {"forward": ("tile=1x1", "tile=2x1")},
+                     lambda choices: module)
 
 
 def test_tuned_load_checks_stores_and_reuses_its_choice(tuning_on, tmp_path, monkeypatch):
     module = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops")
     tuning = module.tuning
-    assert tuning is not None and set(tuning.lane_fmas) == {"grad_input", "grad_weight"}
-    assert set(tuning.lane_fmas.values()) <= {1, 2}
+    assert tuning is not None and set(tuning.choices) == {"grad_input", "grad_weight"}
+    assert set(tuning.choices.values()) <= {"lane_fmas=1", "lane_fmas=2"}
     for name, times in tuning.timings_us.items():
-        assert times[str(tuning.lane_fmas[name])] == min(times.values())
+        assert times[tuning.choices[name]] == min(times.values())
     for result in check_module(module, batch=3, seed=1):
         assert result.ok, result
     stored = list((tmp_path / ".tuning").glob("*.json"))
-    assert len(stored) == 1 and json.loads(stored[0].read_text())["lane_fmas"] == \
-        tuning.lane_fmas
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["choices"] == \
+        tuning.choices
     # the module's kernels are the chosen plans, and print(ir) says so
-    ir = lower(LAYER, OPENMP, "float32", "loops", machine=AVX2, lane_fmas=tuning.lane_fmas)
+    ir = lower(LAYER, OPENMP, "float32", "loops", machine=AVX2, choices=tuning.choices)
     source = Path(module.__file__).parent / "conv2d_openmp.c"
     assert source.read_text() == render(ir, OPENMP).keyed(module.key).text("conv2d_openmp.c")
-    assert "lane tiles costed at " + ", ".join(
-        f"{k} {v}" for k, v in tuning.lane_fmas.items()) in str(ir)
+    assert "measured here (codegen.tune): " + ", ".join(
+        f"{k} {v}" for k, v in tuning.choices.items()) in str(ir)
     # a second load reads the choice: no candidate is measured again
     monkeypatch.setattr(tune, "measure", lambda *a: pytest.fail("tuned again"))
     again = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops")
-    assert again.tuning.lane_fmas == tuning.lane_fmas and again.key == module.key
+    assert again.tuning.choices == tuning.choices and again.key == module.key
 
 
 def test_build_reports_the_tuning_and_no_tune_skips_it(tuning_on, tmp_path, capsys):
@@ -112,6 +148,6 @@ def test_build_reports_the_tuning_and_no_tune_skips_it(tuning_on, tmp_path, caps
             "--dtype", "float32", "--style", "loops", "--out", str(tmp_path / "a"), "--json"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["tuning"]["lane_fmas"]) == {"grad_input", "grad_weight"}
+    assert set(report["tuning"]["choices"]) == {"grad_input", "grad_weight"}
     assert main([*args[:-3], "--out", str(tmp_path / "b"), "--json", "--no-tune"]) == 0
     assert json.loads(capsys.readouterr().out)["tuning"] is None

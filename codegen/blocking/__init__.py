@@ -28,9 +28,9 @@ from .common import (
     host_machine,
     is_pointwise,
 )
-from .layer import channels_in_lanes, plan, unrolled
+from .layer import candidates, channels_in_lanes, plan, unrolled
 from .records import ModulePlan
 
 __all__ = ["AVX2", "AVX512", "LANE_MIN_SUMS", "SSE", "VECTOR_BYTES",
-           "Geometry", "Machine", "ModulePlan", "channels_in_lanes", "geometry",
+           "Geometry", "Machine", "ModulePlan", "candidates", "channels_in_lanes", "geometry",
            "host_machine", "is_pointwise", "plan", "unrolled"]

@@ -19,7 +19,7 @@ from .common import (
 from .defines import Defines
 from .gather import phases, plan_columns, plan_lanes
 from .grad_weight import plan_grad_weight
-from .pointwise import pointwise_plan
+from .pointwise import GemmTile, pointwise_candidates, pointwise_plan
 from .records import GradBias, Helpers, InPlaceSweep, LaneSweep, ModulePlan, Unrolled
 from .shuffles import transpose_shuffles
 from .sweeps import forward_tile, input_scratch, plan_forward
@@ -50,23 +50,64 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
         transpose_shuffles=shuffles, transpose_columns=columns)
 
 
+#: A choice of ``codegen.tune``, as stored and printed: ``lane_fmas=1`` or ``lane_fmas=2``
+#: (the multiply-adds per cycle the lane tiles' cost model charges), or ``tile=6x2`` (a
+#: matrix product's register tile: rows x vectors of columns).
+LANE_FMAS_CHOICE, TILE_CHOICE = "lane_fmas=", "tile="
+
+
+def tile_choice(tile: GemmTile) -> str:
+    return f"{TILE_CHOICE}{tile.mr}x{tile.nrv}"
+
+
+def _parse_tile(choice: str) -> GemmTile:
+    mr, nrv = choice.removeprefix(TILE_CHOICE).split("x")
+    return GemmTile(int(mr), int(nrv))
+
+
+def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
+               ) -> dict[str, tuple[str, ...]]:
+    """The choices ``codegen.tune`` may time, pass by pass, the cost model's first, for the
+    passes whose plans differ between them: the lane tiles' multiply-adds per cycle (1 or
+    2), or a matrix product's register tile (``pointwise.gemm_candidates``)."""
+    if is_pointwise(spec):
+        vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
+        return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
+                pointwise_candidates(spec, vl, dtype_bytes, machine).items() if len(tiles) > 1}
+    first = machine.lane_fmas
+    options = [f"{LANE_FMAS_CHOICE}{fmas}" for fmas in (first, 3 - first)]
+    plans = [plan(spec, dtype_bytes, machine, dict.fromkeys(PASSES, o)).passes for o in options]
+    return {record.name: tuple(options) for record, other in zip(*plans)
+            if record.name in PASSES and other != record}
+
+
+#: The passes ``codegen.tune`` chooses for.
+PASSES = ("forward", "grad_input", "grad_weight")
+
+
 def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
-         lane_fmas: Mapping[str, int] | None = None) -> ModulePlan:
+         choices: Mapping[str, str] | None = None) -> ModulePlan:
     """The plans of the ``loops`` kernels of ``spec`` for ``machine``: the helpers, one
     record per pass, and the blocking constants and tap tables printed from them.
 
-    ``lane_fmas`` (pass name -> 1 or 2) overrides, pass by pass, the multiply-adds per cycle
-    the lane tiles' cost model charges (``Machine.lane_fmas``): the knob ``codegen.tune``
-    measures on the machine that builds the module."""
-    lane_fmas = lane_fmas or {}
+    ``choices`` (pass name -> a choice of ``candidates``) overrides, pass by pass, what the
+    cost model would take: the lane tiles' multiply-adds per cycle (``Machine.lane_fmas``)
+    or a matrix product's tile; ``codegen.tune`` measures them on the machine that builds
+    the module."""
+    choices = choices or {}
 
     def machine_for(name: str) -> Machine:
-        fmas = lane_fmas.get(name, machine.lane_fmas)
+        choice = choices.get(name, "")
+        if not choice.startswith(LANE_FMAS_CHOICE):
+            return machine
+        fmas = int(choice.removeprefix(LANE_FMAS_CHOICE))
         return machine if fmas == machine.lane_fmas else replace(machine, lane_fmas=fmas)
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     index_type = "int32_t" if dtype_bytes == 4 else "int64_t"
     if is_pointwise(spec):
-        return pointwise_plan(spec, vl, dtype_bytes, index_type, machine)
+        return pointwise_plan(spec, vl, dtype_bytes, index_type, machine, {
+            name: _parse_tile(choice) for name, choice in choices.items()
+            if choice.startswith(TILE_CHOICE)})
     g = geometry(spec)
     lanes = machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)

@@ -6,6 +6,7 @@ zero-padded to a whole panel."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from derive.spec import LayerSpec
@@ -13,12 +14,20 @@ from derive.spec import LayerSpec
 from .common import MIN_TASKS, TILE_OVERHEAD, VECTOR_BYTES, Machine, _cdiv
 from .defines import Defines
 from .records import GradBias, Helpers, ModulePlan, Product
+from .shuffles import transpose_shuffles
 
 #: The most bytes a matrix product's column panel may take (L1 is 32 KB; a little more
 #: is no slower, the prefetchers fetching the rest from L2).
 PANEL_BYTES = 40 * 1024
 #: A pointwise grad_weight wants at least this many tasks (column panel x row group).
 GRAD_WEIGHT_TASKS = 16
+#: The most bytes of G_s a grad_weight chunk of pixels may take: the chunk stays in L2 while
+#: every column panel of the thread passes over it. Unchunked, float64 S6 read each sample's
+#: 400 KB of G_s from L3 once per panel; in two chunks its grad_weight went from 45 to 61 %
+#: of the peak (Zen 3, AVX2; docs/tiles.md).
+CHUNK_BYTES = 192 * 1024
+#: Besides the model's choice, ``codegen.tune`` times this many full-register tiles.
+FULL_TILES = 2
 #: Bytes per cycle the left factor of a matrix product streams in at (from L2).
 L2_BYTES_PER_CYCLE = 16
 
@@ -31,14 +40,15 @@ class GemmTile:
     nrv: int
 
 
-def _gemm_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, machine: Machine
-               ) -> GemmTile:
-    """The tile of least modelled time for a ``rows x cols`` result with inner dimension
-    ``depth``. Per step a tile takes ``max(multiply-adds, loads) / 2`` cycles (MR scalars
-    and NRV vectors loaded); edge tiles are charged in full (their panels are zero-padded);
-    the left factor is read again for every column panel, at ``L2_BYTES_PER_CYCLE``; a
-    column panel must fit in ``PANEL_BYTES`` (it is meant to stay in L1)."""
-    best = None
+def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, machine: Machine
+                ) -> list[GemmTile]:
+    """Every tile that fits the machine's registers, by modelled time for a ``rows x cols``
+    result with inner dimension ``depth``, least first. Per step a tile takes
+    ``max(multiply-adds, loads) / 2`` cycles (MR scalars and NRV vectors loaded); edge tiles
+    are charged in full (their panels are zero-padded); the left factor is read again for
+    every column panel, at ``L2_BYTES_PER_CYCLE``; a column panel must fit in
+    ``PANEL_BYTES`` (it is meant to stay in L1)."""
+    ranked = []
     for mr in range(1, 17):
         for nrv in range(1, 9):
             acc, nr = mr * nrv, nrv * vl
@@ -49,11 +59,25 @@ def _gemm_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, mach
             tiles = _cdiv(rows, mr) * _cdiv(cols, nr)
             per_step = max(acc, mr + nrv) / 2 + mr * dtype_bytes / L2_BYTES_PER_CYCLE
             cost = tiles * (depth * per_step + TILE_OVERHEAD + acc)
-            key = (cost, -acc)
-            if best is None or key < best[0]:
-                best = (key, GemmTile(mr, nrv))
-    assert best is not None
-    return best[1]
+            ranked.append(((cost, -acc), GemmTile(mr, nrv)))
+    return [tile for _, tile in sorted(ranked, key=lambda item: item[0])]
+
+
+def _gemm_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, machine: Machine
+               ) -> GemmTile:
+    """The tile of least modelled time (``_gemm_costs``)."""
+    return _gemm_costs(vl, dtype_bytes, rows, cols, depth, machine)[0]
+
+
+def gemm_candidates(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int,
+                    machine: Machine) -> tuple[GemmTile, ...]:
+    """The tiles ``codegen.tune`` times: the model's choice, then the ``FULL_TILES`` best
+    modelled of those whose sums fill the registers the machine gives them. The model's
+    costs do not rank them right on every CPU: on a Zen 3 (AVX2) its choice for S6, 2 rows x
+    5 vectors, ran at 48 % of the peak where the full 6 x 2 and 4 x 3 tiles ran at 55 %."""
+    ranked = _gemm_costs(vl, dtype_bytes, rows, cols, depth, machine)
+    full = [t for t in ranked if t.mr * t.nrv == machine.accumulators and t != ranked[0]]
+    return (ranked[0], *full[:FULL_TILES])
 
 
 #: (prefix, pass, what it computes, tile mode, left factor's row and step strides, inner
@@ -69,35 +93,58 @@ PRODUCTS = (
 
 
 def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, rows: int,
-                 cols: int) -> None:
+                 cols: int, depth: int, dtype_bytes: int) -> None:
     d.const(f"{prefix}_MR", tile.mr, f"{what}: tile rows")
     d.const(f"{prefix}_NRV", tile.nrv, f"{what}: tile vectors of columns")
     d.const(f"{prefix}_NR", tile.nrv * vl, f"{what}: tile columns ({prefix}_NRV * VL)")
     d.const(f"{prefix}_ROW_PANELS", _cdiv(rows, tile.mr),
             f"{what}: panels of {prefix}_MR rows (the last zero-padded)")
+    col_panels = _cdiv(cols, tile.nrv * vl)
+    d.const(f"{prefix}_COL_PANELS", col_panels,
+            f"{what}: panels of {prefix}_NR columns (the last zero-padded)")
     if prefix == "GW":
-        row_panels, col_panels = _cdiv(rows, tile.mr), _cdiv(cols, tile.nrv * vl)
-        d.const("GW_COL_PANELS", col_panels,
-                f"{what}: panels of GW_NR columns (the last zero-padded)")
-        d.const("GW_ROW_GROUPS", min(row_panels, _cdiv(GRAD_WEIGHT_TASKS, col_panels)),
+        row_panels = _cdiv(rows, tile.mr)
+        groups = min(row_panels, _cdiv(GRAD_WEIGHT_TASKS, col_panels))
+        d.const("GW_ROW_GROUPS", groups,
                 "grad_weight tasks per column panel (groups of its row panels)")
+        d.const("GW_TASKS", col_panels * groups,
+                "grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS)")
+        chunks = _cdiv(rows * depth * dtype_bytes, CHUNK_BYTES)
+        d.const("GW_KC", _cdiv(depth, chunks), "grad_weight: pixels per chunk (the chunk's "
+                f"rows of G_s: at most {CHUNK_BYTES // 1024} KB)")
+
+
+def pointwise_shapes(spec: LayerSpec) -> dict[str, tuple[int, int, int]]:
+    """Each product's result rows, result columns and inner dimension, by prefix."""
+    c, h, w = spec.input
+    o, p = spec.kernel[0], h * w
+    return {"FWD": (o, p, c), "GIN": (c, p, o), "GW": (o, c, p)}
+
+
+def pointwise_candidates(spec: LayerSpec, vl: int, dtype_bytes: int, machine: Machine
+                         ) -> dict[str, tuple[GemmTile, ...]]:
+    """``gemm_candidates`` of each pass, by pass name."""
+    shapes = pointwise_shapes(spec)
+    return {name: gemm_candidates(vl, dtype_bytes, *shapes[prefix], machine)
+            for prefix, name, *_ in PRODUCTS}
 
 
 def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
-                   machine: Machine) -> ModulePlan:
-    """The plans and blocking constants of a pointwise layer's matrix products."""
-    c, h, w = spec.input
-    o = spec.kernel[0]
+                   machine: Machine, tiles: Mapping[str, GemmTile] | None = None
+                   ) -> ModulePlan:
+    """The plans and blocking constants of a pointwise layer's matrix products; ``tiles``
+    (pass name -> tile) overrides the model's choice pass by pass (``codegen.tune``)."""
+    _, h, w = spec.input
     p = h * w
     d = Defines()
     d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
     d.const("P", p, "pixels per channel plane (H*W): the products' column count")
-    shapes = {"FWD": (o, p, c), "GIN": (c, p, o), "GW": (o, c, p)}
+    shapes = pointwise_shapes(spec)
     passes = []
     for (prefix, name, what, mode, row, step, depth, left, across, along, right, rows,
          result) in PRODUCTS:
-        tile = _gemm_tile(vl, dtype_bytes, *shapes[prefix], machine)
-        _define_tile(d, prefix, what, tile, vl, shapes[prefix][0], shapes[prefix][1])
+        tile = (tiles or {}).get(name) or _gemm_tile(vl, dtype_bytes, *shapes[prefix], machine)
+        _define_tile(d, prefix, what, tile, vl, *shapes[prefix], dtype_bytes)
         bias = name == "forward" and spec.bias
         passes.append(Product(
             name=name, prefix=prefix, reason="a 1x1 kernel at stride 1 without padding: "
@@ -110,5 +157,13 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     if spec.bias:
         passes.append(GradBias())
-    helpers = Helpers(loops=True, pointwise=True, in_register=True, index_type=ctype_index)
+    # grad_weight transposes the input's rows into its panels in registers, a square of the
+    # widest vectors at a time
+    lanes = machine.lane_bytes // dtype_bytes
+    d.const("LANES", lanes, f"reals per side of a block transposed in registers "
+            f"({machine.lane_bytes} bytes, {machine.isa})")
+    steps, shuffles, columns = transpose_shuffles(lanes, dtype_bytes)
+    helpers = Helpers(loops=True, pointwise=True, in_register=True, lanes=True, transpose=True,
+                      index_type=ctype_index, transpose_steps=steps,
+                      transpose_shuffles=shuffles, transpose_columns=columns)
     return ModulePlan(helpers, tuple(passes), tuple(d.constants), tuple(d.tables))

@@ -3,10 +3,10 @@
 # spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
 #        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
 # style: fused network step; dtype: float32 (float); target: cuda
-# cache key: 46712b596ebbcc50a865419c17cea41b90ebfac4145df4d27d498c566a0c10ac
+# cache key: 712a1a72d8008df169c62fd6504bf6d2bffdf2e559d45c2926ef1e321e967486
 """1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce: a generated training step, float32, cuda.
 
-Built by corrgen 0.1.0, cache key 46712b596ebbcc50a865419c17cea41b90ebfac4145df4d27d498c566a0c10ac.
+Built by corrgen 0.1.0, cache key 712a1a72d8008df169c62fd6504bf6d2bffdf2e559d45c2926ef1e321e967486.
 
     predict(X, params) -> Y                   the output before the loss, (N, 10)
     loss(X, T, params) -> float               the batch's mean loss (softmax-ce)
@@ -32,12 +32,12 @@ from derive.network import Network as _Network
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load_network registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_46712b596ebb")
+_extension = _importlib.import_module(__name__ + "._conv2d_712a1a72d800")
 
 net = _Network.parse('1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce')
 dtype = "float32"
 target = "cuda"
-key = "46712b596ebbcc50a865419c17cea41b90ebfac4145df4d27d498c566a0c10ac"
+key = "712a1a72d8008df169c62fd6504bf6d2bffdf2e559d45c2926ef1e321e967486"
 
 _module = _NetworkModule(net, dtype, target, _extension.lib, _extension.ffi)
 predict = _module.predict

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float32 (float); target: cuda
-# cache key: bf11f2c56ba44b3c7eb5a9a97ecb79fc7ca714732fad4c32ee77f0160f2c3809
+# cache key: 0cd4f60251fcf4d94667c1796b12cdf10f226ea24d312fa89a3b04b124c6858c
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 cuda kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key bf11f2c56ba44b3c7eb5a9a97ecb79fc7ca714732fad4c32ee77f0160f2c3809.
+Built by corrgen 0.1.0, cache key 0cd4f60251fcf4d94667c1796b12cdf10f226ea24d312fa89a3b04b124c6858c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -34,13 +34,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_bf11f2c56ba4")
+_extension = _importlib.import_module(__name__ + "._conv2d_0cd4f60251fc")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "cuda"
 style = "unrolled"
-key = "bf11f2c56ba44b3c7eb5a9a97ecb79fc7ca714732fad4c32ee77f0160f2c3809"
+key = "0cd4f60251fcf4d94667c1796b12cdf10f226ea24d312fa89a3b04b124c6858c"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: cuda
- * cache key: bf11f2c56ba44b3c7eb5a9a97ecb79fc7ca714732fad4c32ee77f0160f2c3809
+ * cache key: 0cd4f60251fcf4d94667c1796b12cdf10f226ea24d312fa89a3b04b124c6858c
  */
 
 /*

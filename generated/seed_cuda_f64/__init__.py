@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float64 (double); target: cuda
-# cache key: af0b68afa2a626408944da5ef07328fe0258343129229c02654ae501265bb01b
+# cache key: 58717018bf8fd08e9c04d3508edb5f183becb1a758a370b72a6e60169457441a
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 cuda kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key af0b68afa2a626408944da5ef07328fe0258343129229c02654ae501265bb01b.
+Built by corrgen 0.1.0, cache key 58717018bf8fd08e9c04d3508edb5f183becb1a758a370b72a6e60169457441a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -34,13 +34,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_af0b68afa2a6")
+_extension = _importlib.import_module(__name__ + "._conv2d_58717018bf8f")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "cuda"
 style = "unrolled"
-key = "af0b68afa2a626408944da5ef07328fe0258343129229c02654ae501265bb01b"
+key = "58717018bf8fd08e9c04d3508edb5f183becb1a758a370b72a6e60169457441a"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

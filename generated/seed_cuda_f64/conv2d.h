@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float64 (double); target: cuda
- * cache key: af0b68afa2a626408944da5ef07328fe0258343129229c02654ae501265bb01b
+ * cache key: 58717018bf8fd08e9c04d3508edb5f183becb1a758a370b72a6e60169457441a
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: cuda
-# cache key: 7c1776bfd164948d80b3c9f96153714af375c0c929d7fc2acf962f65a0eb5af8
+# cache key: 2d3c0c696cb2bdf48309132f61cbfe7c6de350d362ab7047f6283829121934a3
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 cuda kernels (loops).
 
-Built by corrgen 0.1.0, cache key 7c1776bfd164948d80b3c9f96153714af375c0c929d7fc2acf962f65a0eb5af8.
+Built by corrgen 0.1.0, cache key 2d3c0c696cb2bdf48309132f61cbfe7c6de350d362ab7047f6283829121934a3.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -34,13 +34,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_7c1776bfd164")
+_extension = _importlib.import_module(__name__ + "._conv2d_2d3c0c696cb2")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "cuda"
 style = "loops"
-key = "7c1776bfd164948d80b3c9f96153714af375c0c929d7fc2acf962f65a0eb5af8"
+key = "2d3c0c696cb2bdf48309132f61cbfe7c6de350d362ab7047f6283829121934a3"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: cuda
- * cache key: 7c1776bfd164948d80b3c9f96153714af375c0c929d7fc2acf962f65a0eb5af8
+ * cache key: 2d3c0c696cb2bdf48309132f61cbfe7c6de350d362ab7047f6283829121934a3
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: cuda
-# cache key: f23f002d781554fa8c660e2361c87d0bd7593488c2ab8ad55b152f4f4aedcde6
+# cache key: 8eca794b3275a6317d0cd77083566faa547cb6e1ca5b7ea8ce7a1492311c8635
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 cuda kernels (loops).
 
-Built by corrgen 0.1.0, cache key f23f002d781554fa8c660e2361c87d0bd7593488c2ab8ad55b152f4f4aedcde6.
+Built by corrgen 0.1.0, cache key 8eca794b3275a6317d0cd77083566faa547cb6e1ca5b7ea8ce7a1492311c8635.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -34,13 +34,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_f23f002d7815")
+_extension = _importlib.import_module(__name__ + "._conv2d_8eca794b3275")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "cuda"
 style = "loops"
-key = "f23f002d781554fa8c660e2361c87d0bd7593488c2ab8ad55b152f4f4aedcde6"
+key = "8eca794b3275a6317d0cd77083566faa547cb6e1ca5b7ea8ce7a1492311c8635"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension.ffi)
 forward = _module.forward

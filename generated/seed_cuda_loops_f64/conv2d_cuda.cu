@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: cuda
- * cache key: f23f002d781554fa8c660e2361c87d0bd7593488c2ab8ad55b152f4f4aedcde6
+ * cache key: 8eca794b3275a6317d0cd77083566faa547cb6e1ca5b7ea8ce7a1492311c8635
  */
 
 /*

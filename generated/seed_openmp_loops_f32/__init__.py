@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: f2fba68a3f2efcb267ef360ced0fece5c2fbcbba5c754e67a88a6f40b8519f98
+# cache key: 3314396550494a9ff8aae27f1396b70c83eed2cbcc9068a31226b7b3dd0d698c
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key f2fba68a3f2efcb267ef360ced0fece5c2fbcbba5c754e67a88a6f40b8519f98.
+Built by corrgen 0.1.0, cache key 3314396550494a9ff8aae27f1396b70c83eed2cbcc9068a31226b7b3dd0d698c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_f2fba68a3f2e")
+_extension = _importlib.import_module(__name__ + "._conv2d_331439655049")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "f2fba68a3f2efcb267ef360ced0fece5c2fbcbba5c754e67a88a6f40b8519f98"
+key = "3314396550494a9ff8aae27f1396b70c83eed2cbcc9068a31226b7b3dd0d698c"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

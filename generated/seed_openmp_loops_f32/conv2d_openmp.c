@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f2fba68a3f2efcb267ef360ced0fece5c2fbcbba5c754e67a88a6f40b8519f98
+ * cache key: 3314396550494a9ff8aae27f1396b70c83eed2cbcc9068a31226b7b3dd0d698c
  */
 
 #include <stdint.h>
@@ -113,6 +113,18 @@ static const int GW_TAP_WEIGHT[4] = {0, 1, 2, 3};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
+ * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
+ * when it does not, so that a small batch still keeps every core busy. */
+static inline int64_t task_groups(int64_t n, int64_t blocks)
+{
+    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    if (wanted < MIN_TASKS)
+        wanted = MIN_TASKS;
+    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
+    return groups < blocks ? groups : blocks;
+}
 /* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
  * its load into each multiply-add that uses it (one load per multiply-add instead of one). */
 #if defined(__x86_64__) || defined(__i386__)
@@ -217,9 +229,7 @@ static void forward_block(const real *restrict src, const real *restrict K,
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t blocks = O / FWD_OB;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     int failed = 0;
     #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -318,9 +328,7 @@ static void grad_input_block(const real *restrict src, const real *restrict K,
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t blocks = C / GIN_OB;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     int failed = 0;
     #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -391,9 +399,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 {
     const int64_t blocks = O / GW_OB, size = (int64_t)O * C * KH * KW;
     const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
-    int64_t groups = (MIN_TASKS + chunks - 1) / chunks;
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(chunks, blocks);
     real *partial = dK;
     if (chunks > 1) {
         partial = malloc(sizeof(real) * chunks * size);

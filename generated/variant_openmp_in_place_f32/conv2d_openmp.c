@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e91e53f98c7419ccede9b7924880bca9b7b15047d25f8dee79203d6d546a0115
+ * cache key: 8c1b5b2bda4846334b9c9caa5b9b7c20f8bbf88483d18dfdec13b3e380d101df
  */
 
 #include <stdint.h>
@@ -106,6 +106,18 @@ static const int GW_TAP_WEIGHT[6] = {5, 4, 3, 2, 1, 0};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
+ * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
+ * when it does not, so that a small batch still keeps every core busy. */
+static inline int64_t task_groups(int64_t n, int64_t blocks)
+{
+    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    if (wanted < MIN_TASKS)
+        wanted = MIN_TASKS;
+    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
+    return groups < blocks ? groups : blocks;
+}
 /* VEC_SHUFFLE(a, b, i0, ..., i{VL-1}): lane k is lane ik of a (ik < VL) or lane ik - VL of b;
  * the indices are constants. */
 #if defined(__clang__) || __GNUC__ >= 12
@@ -392,9 +404,7 @@ static void forward_block(const real *restrict src, const real *restrict K,
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t blocks = O / FWD_OB;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     int failed = 0;
     #pragma omp parallel if (n * 8640 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -659,9 +669,7 @@ static void grad_input_block(const real *restrict g, const real *restrict K, rea
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t blocks = C / GIN_OB;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     #pragma omp parallel for collapse(2) schedule(static) if (n * 8640 >= PARALLEL_MIN_FLOPS)
     for (int64_t s = 0; s < n; ++s)
         for (int64_t g = 0; g < groups; ++g)
@@ -766,9 +774,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 {
     const int64_t blocks = O / GW_OB, size = (int64_t)O * C * KH * KW;
     const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
-    int64_t groups = (MIN_TASKS + chunks - 1) / chunks;
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(chunks, blocks);
     real *partial = dK;
     if (chunks > 1) {
         partial = malloc(sizeof(real) * chunks * size);

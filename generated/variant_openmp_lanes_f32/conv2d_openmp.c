@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 3986ce1a9c7e64791f790d69257728467e54ca83959d75e5faff8150222d9ff5
+ * cache key: e8d4c06a01cf34adc86f42154e7a032b81dad847fb3838e5b696b2f7754e4bb3
  */
 
 #include <stdint.h>
@@ -118,6 +118,18 @@ static const int GW_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
+ * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
+ * when it does not, so that a small batch still keeps every core busy. */
+static inline int64_t task_groups(int64_t n, int64_t blocks)
+{
+    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    if (wanted < MIN_TASKS)
+        wanted = MIN_TASKS;
+    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
+    return groups < blocks ? groups : blocks;
+}
 /* Vectors of LANES channels, for the tiles that hold channels in lanes. */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
@@ -255,9 +267,7 @@ static void forward_block(const real *restrict src, const real *restrict packed,
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t blocks = O / FWD_LW;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     real *packed = malloc(sizeof(real) * O * C * FWD_TAPS);
     if (packed == NULL)
         return 1;
@@ -377,9 +387,7 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t blocks = C / GIN_LW;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     real *packed = malloc(sizeof(real) * C * O * GIN_TAPS);
     if (packed == NULL)
         return 1;
@@ -522,9 +530,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 {
     const int64_t blocks = O / GW_LW, size = (int64_t)O * C * KH * KW;
     const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
-    int64_t groups = (MIN_TASKS + chunks - 1) / chunks;
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(chunks, blocks);
     real *partial = malloc(sizeof(real) * chunks * size);
     if (partial == NULL)
         return 1;

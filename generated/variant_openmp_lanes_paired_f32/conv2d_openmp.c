@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5b60fabb73d6a702aebdf9aea4de53110f0f73e0b704338857a9e26ffbd5527a
+ * cache key: fdd533e6922f1d2e26db4c53df8c5122de6dcfb61ebf95cddc604fe2b91d036d
  */
 
 #include <stdint.h>
@@ -117,6 +117,18 @@ static const int GW_TAP_WEIGHT[6] = {0, 1, 2, 3, 4, 5};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
+ * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
+ * when it does not, so that a small batch still keeps every core busy. */
+static inline int64_t task_groups(int64_t n, int64_t blocks)
+{
+    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    if (wanted < MIN_TASKS)
+        wanted = MIN_TASKS;
+    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
+    return groups < blocks ? groups : blocks;
+}
 /* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
  * its load into each multiply-add that uses it (one load per multiply-add instead of one). */
 #if defined(__x86_64__) || defined(__i386__)
@@ -464,9 +476,7 @@ static void forward_block(const real *restrict src, const real *restrict K,
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t blocks = O / FWD_OB;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     int failed = 0;
     #pragma omp parallel if (n * 116736 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -650,9 +660,7 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t blocks = C / GIN_LW;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     real *packed = malloc(sizeof(real) * C * O * GIN_TAPS);
     if (packed == NULL)
         return 1;
@@ -795,9 +803,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 {
     const int64_t blocks = O / GW_LW, size = (int64_t)O * C * KH * KW;
     const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
-    int64_t groups = (MIN_TASKS + chunks - 1) / chunks;
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(chunks, blocks);
     real *partial = malloc(sizeof(real) * chunks * size);
     if (partial == NULL)
         return 1;

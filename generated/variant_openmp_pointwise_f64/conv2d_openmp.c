@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 844779af313416f49206d9006adbd85ae45798db7434f7a0275f77b50f36e7e8
+ * cache key: 98e02fdd06a1afccd75410daed05eb260dd5924f74c26049db705db286911b27
  */
 
 #include <stdint.h>
@@ -37,22 +37,39 @@ typedef double real;
 #define FWD_NRV 6 /* forward: Z_s = K . V_s: tile vectors of columns */
 #define FWD_NR 24 /* forward: Z_s = K . V_s: tile columns (FWD_NRV * VL) */
 #define FWD_ROW_PANELS 5 /* forward: Z_s = K . V_s: panels of FWD_MR rows (the last zero-padded) */
+#define FWD_COL_PANELS 1 /* forward: Z_s = K . V_s: panels of FWD_NR columns (the last zero-padded) */
 #define GIN_MR 5 /* grad_input: dV_s = K^T . G_s: tile rows */
 #define GIN_NRV 3 /* grad_input: dV_s = K^T . G_s: tile vectors of columns */
 #define GIN_NR 12 /* grad_input: dV_s = K^T . G_s: tile columns (GIN_NRV * VL) */
 #define GIN_ROW_PANELS 1 /* grad_input: dV_s = K^T . G_s: panels of GIN_MR rows (the last zero-padded) */
+#define GIN_COL_PANELS 2 /* grad_input: dV_s = K^T . G_s: panels of GIN_NR columns (the last zero-padded) */
 #define GW_MR 10 /* grad_weight: dK += G_s . V_s^T: tile rows */
 #define GW_NRV 2 /* grad_weight: dK += G_s . V_s^T: tile vectors of columns */
 #define GW_NR 8 /* grad_weight: dK += G_s . V_s^T: tile columns (GW_NRV * VL) */
 #define GW_ROW_PANELS 2 /* grad_weight: dK += G_s . V_s^T: panels of GW_MR rows (the last zero-padded) */
 #define GW_COL_PANELS 1 /* grad_weight: dK += G_s . V_s^T: panels of GW_NR columns (the last zero-padded) */
 #define GW_ROW_GROUPS 2 /* grad_weight tasks per column panel (groups of its row panels) */
+#define GW_TASKS 2 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
+#define GW_KC 21 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 192 KB) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
+#define LANES 8 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 
 /* Vectors of VL reals (GCC/Clang vector extensions); loads and stores need no alignment. */
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
+ * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
+ * when it does not, so that a small batch still keeps every core busy. */
+static inline int64_t task_groups(int64_t n, int64_t blocks)
+{
+    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    if (wanted < MIN_TASKS)
+        wanted = MIN_TASKS;
+    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
+    return groups < blocks ? groups : blocks;
+}
 /* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
  * its load into each multiply-add that uses it (one load per multiply-add instead of one). */
 #if defined(__x86_64__) || defined(__i386__)
@@ -60,6 +77,57 @@ typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(r
 #else
 #define IN_REGISTER(value) __asm__("" : "+w"(value))
 #endif
+/* Vectors of LANES channels, for the tiles that hold channels in lanes. */
+typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
+#define LOAD_LANES(address) (*(const lanes *)(address))
+#define STORE_LANES(address, value) (*(lanes *)(address) = (value))
+/* LANE_SHUFFLE(a, b, i0, ..., i{LANES-1}): lane k is lane ik of a (ik < LANES) or lane
+ * ik - LANES of b; the indices are constants. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define LANE_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int64_t lane_index __attribute__((vector_size(LANES * sizeof(real))));
+#define LANE_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (lane_index){__VA_ARGS__})
+#endif
+
+/* columns[j] lane i = rows[i] lane j, for LANES x LANES reals, in 3 steps of LANES
+ * shuffles, each one instruction on x86: interleaving single reals, then pairs, ... within
+ * 16-byte blocks, then whole blocks. */
+static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES])
+{
+    const lanes step1_0 = LANE_SHUFFLE(rows[0], rows[1], 0, 8, 2, 10, 4, 12, 6, 14);
+    const lanes step1_1 = LANE_SHUFFLE(rows[0], rows[1], 1, 9, 3, 11, 5, 13, 7, 15);
+    const lanes step1_2 = LANE_SHUFFLE(rows[2], rows[3], 0, 8, 2, 10, 4, 12, 6, 14);
+    const lanes step1_3 = LANE_SHUFFLE(rows[2], rows[3], 1, 9, 3, 11, 5, 13, 7, 15);
+    const lanes step1_4 = LANE_SHUFFLE(rows[4], rows[5], 0, 8, 2, 10, 4, 12, 6, 14);
+    const lanes step1_5 = LANE_SHUFFLE(rows[4], rows[5], 1, 9, 3, 11, 5, 13, 7, 15);
+    const lanes step1_6 = LANE_SHUFFLE(rows[6], rows[7], 0, 8, 2, 10, 4, 12, 6, 14);
+    const lanes step1_7 = LANE_SHUFFLE(rows[6], rows[7], 1, 9, 3, 11, 5, 13, 7, 15);
+    const lanes step2_0 = LANE_SHUFFLE(step1_0, step1_2, 0, 1, 4, 5, 8, 9, 12, 13);
+    const lanes step2_2 = LANE_SHUFFLE(step1_0, step1_2, 2, 3, 6, 7, 10, 11, 14, 15);
+    const lanes step2_1 = LANE_SHUFFLE(step1_1, step1_3, 0, 1, 4, 5, 8, 9, 12, 13);
+    const lanes step2_3 = LANE_SHUFFLE(step1_1, step1_3, 2, 3, 6, 7, 10, 11, 14, 15);
+    const lanes step2_4 = LANE_SHUFFLE(step1_4, step1_6, 0, 1, 4, 5, 8, 9, 12, 13);
+    const lanes step2_6 = LANE_SHUFFLE(step1_4, step1_6, 2, 3, 6, 7, 10, 11, 14, 15);
+    const lanes step2_5 = LANE_SHUFFLE(step1_5, step1_7, 0, 1, 4, 5, 8, 9, 12, 13);
+    const lanes step2_7 = LANE_SHUFFLE(step1_5, step1_7, 2, 3, 6, 7, 10, 11, 14, 15);
+    const lanes step3_0 = LANE_SHUFFLE(step2_0, step2_4, 0, 1, 4, 5, 8, 9, 12, 13);
+    const lanes step3_4 = LANE_SHUFFLE(step2_0, step2_4, 2, 3, 6, 7, 10, 11, 14, 15);
+    const lanes step3_1 = LANE_SHUFFLE(step2_1, step2_5, 0, 1, 4, 5, 8, 9, 12, 13);
+    const lanes step3_5 = LANE_SHUFFLE(step2_1, step2_5, 2, 3, 6, 7, 10, 11, 14, 15);
+    const lanes step3_2 = LANE_SHUFFLE(step2_2, step2_6, 0, 1, 4, 5, 8, 9, 12, 13);
+    const lanes step3_6 = LANE_SHUFFLE(step2_2, step2_6, 2, 3, 6, 7, 10, 11, 14, 15);
+    const lanes step3_3 = LANE_SHUFFLE(step2_3, step2_7, 0, 1, 4, 5, 8, 9, 12, 13);
+    const lanes step3_7 = LANE_SHUFFLE(step2_3, step2_7, 2, 3, 6, 7, 10, 11, 14, 15);
+    columns[0] = step3_0;
+    columns[1] = step3_1;
+    columns[2] = step3_2;
+    columns[3] = step3_3;
+    columns[4] = step3_4;
+    columns[5] = step3_5;
+    columns[6] = step3_6;
+    columns[7] = step3_7;
+}
 
 /* A pointwise layer is a matrix product per sample over its P = H*W pixels:
  *   forward      Z_s (O x P)  = K (O x C) . V_s (C x P), plus b[o] on row o
@@ -83,6 +151,59 @@ static inline void pack_panel(const real *restrict src, int64_t across, int64_t 
             panel[(int64_t)k * width + i] = src[i * across + k * along];
         for (int i = count; i < width; ++i)
             panel[(int64_t)k * width + i] = 0;
+    }
+}
+
+/* pack_panel of `count` rows (across = pitch) read along (along = 1): panel[k*width + i] =
+ * src[i*pitch + k]. Blocks of LANES x LANES are transposed in registers; element by element,
+ * this copy took 11 % of S6's grad_weight (AVX2, float32). */
+static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
+                                   int depth, real *restrict panel)
+{
+    int i0 = 0;
+    for (; i0 + LANES <= count; i0 += LANES) {
+        int k = 0;
+        for (; k + LANES <= depth; k += LANES) {
+            lanes rows[LANES], columns[LANES];
+            for (int r = 0; r < LANES; ++r)
+                rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
+            transpose_lanes(rows, columns);
+            for (int c = 0; c < LANES; ++c)
+                STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
+        }
+        for (; k < depth; ++k)
+            for (int r = 0; r < LANES; ++r)
+                panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
+    }
+    if (i0 < width)
+        for (int k = 0; k < depth; ++k)
+            for (int i = i0; i < width; ++i)
+                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+}
+
+/* Every column panel of a `depth` x `cols` matrix (rows `cols` apart), `width` (a whole
+ * number of vectors) wide, as pack_panel lays one out: panel p at panels + p*depth*width,
+ * the last zero-padded. The matrix is read row after row, in memory order: packed a panel
+ * at a time, S6's forward pass (AVX2, float32) spent 7-8 % of its time there, each panel
+ * reading one piece of every row (and GCC calling memcpy for each piece). */
+static inline void pack_column_panels(const real *restrict src, int depth, int cols, int width,
+                                      real *restrict panels)
+{
+    const int64_t panel_size = (int64_t)depth * width;
+    for (int k = 0; k < depth; ++k) {
+        const real *restrict row = src + (int64_t)k * cols;
+        real *restrict to = panels + (int64_t)k * width;
+        int j0 = 0;
+        for (; j0 + width <= cols; j0 += width, to += panel_size)
+            for (int i = 0; i < width; i += VL)
+                STORE(to + i, LOAD(row + j0 + i));
+        if (j0 < cols) {
+            int i = 0;
+            for (; i < cols - j0; ++i)
+                to[i] = row[j0 + i];
+            for (; i < width; ++i)
+                to[i] = 0;
+        }
     }
 }
 
@@ -184,14 +305,12 @@ static __attribute__((noinline)) void forward_tile(const real *restrict a, const
 /* forward: Z[o, y, x] = b[o] + sum_{c<5, i<1, j<1} K[o, c, i, j] * V[c, y + 2*i, x + 2*j]
  * The weights are packed once per call into FWD_MR-row panels of the left factor
  * (K). One task per sample and group of row panels (groups only when the batch is
- * small): for each FWD_NR-column panel of the sample's V, packed in the thread's
- * scratch, every row panel of the group computes one tile. Each task writes only its own
- * part of Z. */
+ * small): the task packs all of the sample's V into FWD_NR-column panels in the thread's
+ * scratch (in L2), then for each panel (brought into L1) every row panel of the group
+ * computes one tile. Each task writes only its own part of Z. */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > FWD_ROW_PANELS)
-        groups = FWD_ROW_PANELS;
+    const int64_t groups = task_groups(n, FWD_ROW_PANELS);
     real *weights = malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
     if (weights == NULL)
         return 1;
@@ -204,7 +323,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             const int count = O - first < FWD_MR ? O - first : FWD_MR;
             pack_panel(K + first * C, C, 1, count, FWD_MR, C, weights + (int64_t)first * C);
         }
-        real *columns = malloc(sizeof(real) * C * FWD_NR);
+        real *columns = malloc(sizeof(real) * C * FWD_COL_PANELS * FWD_NR);
         failed = columns == NULL;
         #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
@@ -213,13 +332,14 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                     continue;
                 const real *restrict src = V + s * (C * P);
                 real *restrict dst = Z + s * (O * P);
+                pack_column_panels(src, C, P, FWD_NR, columns);
                 for (int j0 = 0; j0 < P; j0 += FWD_NR) {
                     const int cols = P - j0 < FWD_NR ? P - j0 : FWD_NR;
-                    pack_panel(src + j0, 1, P, cols, FWD_NR, C, columns);
+                    const real *restrict column_panel = columns + (int64_t)(j0 / FWD_NR) * (C * FWD_NR);
                     for (int64_t panel = FWD_ROW_PANELS * g / groups; panel < FWD_ROW_PANELS * (g + 1) / groups; ++panel) {
                         const int first = panel * FWD_MR;
                         const int count = O - first < FWD_MR ? O - first : FWD_MR;
-                        forward_tile(weights + (int64_t)first * C, columns, b + first, dst + (int64_t)first * P + j0, P, count, cols);
+                        forward_tile(weights + (int64_t)first * C, column_panel, b + first, dst + (int64_t)first * P + j0, P, count, cols);
                     }
                 }
             }
@@ -311,14 +431,12 @@ static __attribute__((noinline)) void grad_input_tile(const real *restrict a, co
 /* grad_input: dV[c, u, v] = sum_{o<19, i<1, j<1} K[o, c, i, j] * G[o, u - 2*i, v - 2*j]
  * The weights are packed once per call into GIN_MR-row panels of the left factor
  * (K^T). One task per sample and group of row panels (groups only when the batch is
- * small): for each GIN_NR-column panel of the sample's G, packed in the thread's
- * scratch, every row panel of the group computes one tile. Each task writes only its own
- * part of dV. */
+ * small): the task packs all of the sample's G into GIN_NR-column panels in the thread's
+ * scratch (in L2), then for each panel (brought into L1) every row panel of the group
+ * computes one tile. Each task writes only its own part of dV. */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > GIN_ROW_PANELS)
-        groups = GIN_ROW_PANELS;
+    const int64_t groups = task_groups(n, GIN_ROW_PANELS);
     real *weights = malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
     if (weights == NULL)
         return 1;
@@ -331,7 +449,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             const int count = C - first < GIN_MR ? C - first : GIN_MR;
             pack_panel(K + first * 1, 1, C, count, GIN_MR, O, weights + (int64_t)first * O);
         }
-        real *columns = malloc(sizeof(real) * O * GIN_NR);
+        real *columns = malloc(sizeof(real) * O * GIN_COL_PANELS * GIN_NR);
         failed = columns == NULL;
         #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
@@ -340,13 +458,14 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                     continue;
                 const real *restrict src = G + s * (O * P);
                 real *restrict dst = dV + s * (C * P);
+                pack_column_panels(src, O, P, GIN_NR, columns);
                 for (int j0 = 0; j0 < P; j0 += GIN_NR) {
                     const int cols = P - j0 < GIN_NR ? P - j0 : GIN_NR;
-                    pack_panel(src + j0, 1, P, cols, GIN_NR, O, columns);
+                    const real *restrict column_panel = columns + (int64_t)(j0 / GIN_NR) * (O * GIN_NR);
                     for (int64_t panel = GIN_ROW_PANELS * g / groups; panel < GIN_ROW_PANELS * (g + 1) / groups; ++panel) {
                         const int first = panel * GIN_MR;
                         const int count = C - first < GIN_MR ? C - first : GIN_MR;
-                        grad_input_tile(weights + (int64_t)first * O, columns, dst + (int64_t)first * P + j0, P, count, cols);
+                        grad_input_tile(weights + (int64_t)first * O, column_panel, dst + (int64_t)first * P + j0, P, count, cols);
                     }
                 }
             }
@@ -358,13 +477,13 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 
 
 /* grad_weight_tile: the GW_MR x GW_NR tile `out` (row pitch `pitch`, of which `rows` x `cols`
- * are real) += sum over P steps k of a[r*P + k] * b[k*GW_NR + j].
+ * are real) += sum over `steps` steps k of a[r*P + k] * b[k*GW_NR + j].
  * Register tile: 10 rows x 2 vectors; per step 2 vector loads and 10 scalars
  * feed 20 vector multiply-adds. Rows past `rows` repeat the last real one (and are
  * not stored), so no row is read out of bounds. Kept out of line: inlined into its loops,
  * GCC was seen to spill the accumulators. */
 static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, const real *restrict b,
-                                                       real *restrict out, int64_t pitch, int rows, int cols)
+                                                       int steps, real *restrict out, int64_t pitch, int rows, int cols)
 {
     const vec zero = {0};
     const real *restrict a0 = a;
@@ -387,7 +506,7 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
     vec acc7_0 = zero, acc7_1 = zero;
     vec acc8_0 = zero, acc8_1 = zero;
     vec acc9_0 = zero, acc9_1 = zero;
-    for (int k = 0; k < P; ++k) {
+    for (int k = 0; k < steps; ++k) {
         const real *restrict bk = b + (int64_t)k * GW_NR;
         vec b0 = LOAD(bk + 0 * VL), b1 = LOAD(bk + 1 * VL);
         IN_REGISTER(b0);
@@ -465,30 +584,34 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
 
 
 /* grad_weight: dK[o, c, i, j] = sum_{y<3, x<7} G[o, y, x] * V[c, y + 2*i, x + 2*j]
- * One task per GW_NR-column panel of dK and group of its row panels; every element of dK
- * belongs to one task, which walks the batch in order: it packs its columns of the sample's
- * V_s^T into its own panel (kept in L1) and adds to its block of dK each tile's sum over the
- * sample's pixels (GW_MR rows of G_s, read in place). No barriers, no atomics, no partial
- * copies, and every element is summed in the same order whatever the number of threads. */
+ * The tasks are the GW_NR-column panels of dK times the groups of their row panels; each
+ * thread takes a contiguous range of them, and every element of dK belongs to one task.
+ * A thread walks the batch in order and each sample's pixels in GW_KC-pixel chunks (the
+ * chunk's rows of G_s stay in L2 while the thread's panels pass over them): for each of its
+ * tasks it packs its columns of the chunk of V_s^T into its own panel (kept in L1) and adds
+ * to its block of dK each tile's sum over the chunk (GW_MR rows of G_s, read in place). No
+ * barriers, no atomics, no partial copies, and every element is summed in the same order
+ * whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
     memset(dK, 0, sizeof(real) * O * C);
     int failed = 0;
     #pragma omp parallel if (n * 15162 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *inputs = malloc(sizeof(real) * P * GW_NR);
+        const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
+        const int first_task = GW_TASKS * thread / threads, end_task = GW_TASKS * (thread + 1) / threads;
+        real *inputs = malloc(sizeof(real) * GW_KC * GW_NR);
         failed = inputs == NULL;
-        #pragma omp for collapse(2) schedule(static)
-        for (int col = 0; col < GW_COL_PANELS; ++col)
-            for (int group = 0; group < GW_ROW_GROUPS; ++group) {
-                if (inputs == NULL)
-                    continue;
-                const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
-                for (int64_t s = 0; s < n; ++s) {
-                    pack_panel(V + (s * C + c0) * P, P, 1, cols, GW_NR, P, inputs);
+        for (int64_t s = 0; s < n && inputs != NULL; ++s)
+            for (int k0 = 0; k0 < P; k0 += GW_KC) {
+                const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
+                for (int task = first_task; task < end_task; ++task) {
+                    const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
+                    const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
+                    pack_transposed(V + (s * C + c0) * P + k0, P, cols, GW_NR, steps, inputs);
                     for (int row = GW_ROW_PANELS * group / GW_ROW_GROUPS; row < GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS; ++row) {
                         const int o0 = row * GW_MR, rows = O - o0 < GW_MR ? O - o0 : GW_MR;
-                        grad_weight_tile(G + (s * O + o0) * P, inputs, dK + o0 * C + c0, C, rows, cols);
+                        grad_weight_tile(G + (s * O + o0) * P + k0, inputs, steps, dK + o0 * C + c0, C, rows, cols);
                     }
                 }
             }

@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: f415f616e9bd909c16ad1ac82697b8e626c91e80f1f7cd7c33f044b1bf67c78f
+ * cache key: ff8dd45ce0a01900bebe63d249d284676235719c8a3ac26b76a1e60005606c01
  */
 
 #include <stdint.h>
@@ -115,6 +115,18 @@ static const int GW_TAP_WEIGHT[1] = {0};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
+ * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
+ * when it does not, so that a small batch still keeps every core busy. */
+static inline int64_t task_groups(int64_t n, int64_t blocks)
+{
+    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    if (wanted < MIN_TASKS)
+        wanted = MIN_TASKS;
+    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
+    return groups < blocks ? groups : blocks;
+}
 /* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
  * its load into each multiply-add that uses it (one load per multiply-add instead of one). */
 #if defined(__x86_64__) || defined(__i386__)
@@ -215,9 +227,7 @@ static void forward_block(const real *restrict src, const real *restrict K,
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t blocks = O / FWD_OB;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     int failed = 0;
     #pragma omp parallel if (n * 8 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -296,9 +306,7 @@ static void grad_input_block(const real *restrict src, const real *restrict K,
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t blocks = C / GIN_OB;
-    int64_t groups = n >= MIN_TASKS ? 1 : (MIN_TASKS + n - 1) / (n > 0 ? n : 1);
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(n, blocks);
     int failed = 0;
     #pragma omp parallel if (n * 8 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -363,9 +371,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 {
     const int64_t blocks = O / GW_OB, size = (int64_t)O * C * KH * KW;
     const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
-    int64_t groups = (MIN_TASKS + chunks - 1) / chunks;
-    if (groups > blocks)
-        groups = blocks;
+    const int64_t groups = task_groups(chunks, blocks);
     real *partial = dK;
     if (chunks > 1) {
         partial = malloc(sizeof(real) * chunks * size);
