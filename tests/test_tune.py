@@ -47,14 +47,25 @@ def test_when_tuning_applies(monkeypatch):
 
 
 def test_the_candidates_are_the_passes_whose_plans_differ():
-    options = candidates(LAYERS["S4"][0], 4, AVX2)
+    """The model's own choice first; each candidate plans what it names, and differs."""
+    spec = LAYERS["S4"][0]
+    options = candidates(spec, 4, AVX2)
     assert list(options) == ["forward", "grad_input", "grad_weight"]
-    for name, choices in options.items():
-        assert choices == ("lane_fmas=2", "lane_fmas=1")  # the model's own first
-        plans = [[p for p in plan(LAYERS["S4"][0], 4, AVX2, {name: c}).passes if p.name == name]
-                 for c in choices]
-        assert plans[0] != plans[1]
-        assert plans[0] == [p for p in plan(LAYERS["S4"][0], 4, AVX2).passes if p.name == name]
+    model = {p.name: p for p in plan(spec, 4, AVX2).passes}
+    assert options["grad_weight"] == ("lane_fmas=2", "lane_fmas=1")
+    weights = [[p for p in plan(spec, 4, AVX2, {"grad_weight": c}).passes
+                if p.name == "grad_weight"] for c in options["grad_weight"]]
+    assert weights[0] == [model["grad_weight"]] and weights[1] != weights[0]
+    for name in ("forward", "grad_input"):
+        choices = options[name]
+        assert choices[0] == f"lane_tile={model[name].nv}x{model[name].ty}x{model[name].tx}"
+        assert len(set(choices)) == len(choices) > 1
+        assert any(c.split("x")[1] == "2" for c in choices)  # a tile of two rows
+        for choice in choices:
+            record = next(p for p in plan(spec, 4, AVX2, {name: choice}).passes
+                          if p.name == name)
+            assert f"lane_tile={record.nv}x{record.ty}x{record.tx}" == choice
+            assert record.nv * record.ty * record.tx <= AVX2.lane_accumulators
 
 
 def test_a_matrix_products_candidates_are_its_tiles():
@@ -122,8 +133,10 @@ def test_a_candidate_that_fails_the_reference_stops_the_tuning(monkeypatch):
 def test_tuned_load_checks_stores_and_reuses_its_choice(tuning_on, tmp_path, monkeypatch):
     module = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops")
     tuning = module.tuning
-    assert tuning is not None and set(tuning.choices) == {"grad_input", "grad_weight"}
-    assert set(tuning.choices.values()) <= {"lane_fmas=1", "lane_fmas=2"}
+    options = candidates(LAYER, 4, AVX2)
+    assert tuning is not None and set(tuning.choices) == set(options)
+    for name, choice in tuning.choices.items():
+        assert choice in options[name] and set(tuning.timings_us[name]) == set(options[name])
     for name, times in tuning.timings_us.items():
         assert times[tuning.choices[name]] == min(times.values())
     for result in check_module(module, batch=3, seed=1):
@@ -148,6 +161,6 @@ def test_build_reports_the_tuning_and_no_tune_skips_it(tuning_on, tmp_path, caps
             "--dtype", "float32", "--style", "loops", "--out", str(tmp_path / "a"), "--json"]
     assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["tuning"]["choices"]) == {"grad_input", "grad_weight"}
+    assert set(report["tuning"]["choices"]) == set(candidates(LAYER, 4, AVX2))
     assert main([*args[:-3], "--out", str(tmp_path / "b"), "--json", "--no-tune"]) == 0
     assert json.loads(capsys.readouterr().out)["tuning"] is None

@@ -11,7 +11,7 @@ from .defines import Defines
 from .lanes import lane_sweep, pairs_column_phases
 from .records import Driver, Layout
 from .sweeps import _reuse_constants
-from .tiles import _lane_tile, _sweep_tile
+from .tiles import LaneTile, _lane_tile, _sweep_tile
 
 LAYOUT = Layout("O", "G_PLANE", "(LH * LW)", "(KH * KW)", "(C * KH * KW)", "(SH * LW)", 1,
                 "G_PITCH")
@@ -115,9 +115,10 @@ def _framed_driver(in_lanes: bool) -> Driver:
                   in_lanes, "C * O * GIN_TAPS")
 
 
-def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines, machine: Machine):
-    """grad_input as a lane tile."""
-    tile = _lane_tile(lanes, g.c, g.o, p.sizes, machine)
+def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines, machine: Machine,
+               tile: LaneTile | None = None):
+    """grad_input as a lane tile (``tile``, or the model's)."""
+    tile = tile or _lane_tile(lanes, g.c, g.o, p.sizes, machine)
     g_rows, g_cols = _frame(g, p, tile.ty, tile.tx)
     taps = _taps(g, p, g_cols)
     _framed_constants(p, g_rows, g_cols, d)

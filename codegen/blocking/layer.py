@@ -22,7 +22,8 @@ from .grad_weight import plan_grad_weight
 from .pointwise import GemmTile, pointwise_candidates, pointwise_plan
 from .records import GradBias, Helpers, InPlaceSweep, LaneSweep, ModulePlan, Unrolled
 from .shuffles import transpose_shuffles
-from .sweeps import forward_tile, input_scratch, plan_forward
+from .sweeps import forward_phases, forward_tile, input_scratch, plan_forward
+from .tiles import LaneTile, lane_tile_candidates
 
 
 def channels_in_lanes(g: Geometry, lanes: int) -> tuple[str, ...]:
@@ -51,9 +52,21 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
 
 
 #: A choice of ``codegen.tune``, as stored and printed: ``lane_fmas=1`` or ``lane_fmas=2``
-#: (the multiply-adds per cycle the lane tiles' cost model charges), or ``tile=6x2`` (a
-#: matrix product's register tile: rows x vectors of columns).
-LANE_FMAS_CHOICE, TILE_CHOICE = "lane_fmas=", "tile="
+#: (the multiply-adds per cycle the lane tiles' cost model charges), ``lane_tile=1x2x4`` (a
+#: channels-in-lanes tile: lane vectors x rows x columns), or ``tile=6x2`` (a matrix
+#: product's register tile: rows x vectors of columns).
+LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
+
+
+def lane_tile_choice(tile: LaneTile) -> str:
+    return f"{LANE_TILE_CHOICE}{tile.nv}x{tile.ty}x{tile.tx}"
+
+
+def _parse_lane_tile(choice: str | None) -> LaneTile | None:
+    if not choice or not choice.startswith(LANE_TILE_CHOICE):
+        return None
+    nv, ty, tx = choice.removeprefix(LANE_TILE_CHOICE).split("x")
+    return LaneTile(int(nv), int(ty), int(tx))
 
 
 def tile_choice(tile: GemmTile) -> str:
@@ -77,8 +90,18 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     first = machine.lane_fmas
     options = [f"{LANE_FMAS_CHOICE}{fmas}" for fmas in (first, 3 - first)]
     plans = [plan(spec, dtype_bytes, machine, dict.fromkeys(PASSES, o)).passes for o in options]
-    return {record.name: tuple(options) for record, other in zip(*plans)
-            if record.name in PASSES and other != record}
+    found = {record.name: tuple(options) for record, other in zip(*plans)
+             if record.name in PASSES and other != record}
+    g, lanes = geometry(spec), machine.lane_bytes // dtype_bytes
+    in_lanes = channels_in_lanes(g, lanes)
+    sweeps = {"forward": (g.o, g.c, forward_phases(g)), "grad_input": (g.c, g.o, phases(g).sizes)}
+    for name, (out_channels, in_channels, sizes) in sweeps.items():
+        if name in in_lanes:
+            tiles = lane_tile_candidates(lanes, out_channels, in_channels, sizes, machine)
+            found.pop(name, None)
+            if len(tiles) > 1:
+                found[name] = tuple(lane_tile_choice(t) for t in tiles)
+    return {name: found[name] for name in PASSES if name in found}
 
 
 #: The passes ``codegen.tune`` chooses for.
@@ -120,11 +143,13 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     d.const("LW", g.w, "input columns swept (W)")
     d.const("LHO", g.ho, "output rows swept (HO)")
     d.const("LWO", g.wo, "output columns swept (WO)")
-    tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"))
+    tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
+                                _parse_lane_tile(choices.get("forward")))
     scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
     forward = plan_forward(g, vl, lanes, tile, tx, scratch, spec.bias, d)
     gather = phases(g)
-    grad_input = (plan_lanes(g, lanes, gather, d, machine_for("grad_input"))
+    grad_input = (plan_lanes(g, lanes, gather, d, machine_for("grad_input"),
+                             _parse_lane_tile(choices.get("grad_input")))
                   if "grad_input" in in_lanes
                   else plan_columns(g, vl, gather, d, machine_for("grad_input")))
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,

@@ -65,12 +65,18 @@ def input_scratch(g: Geometry, vl: int, fwd_ty: int, fwd_tx: int, gw_in_lanes: b
     return InputScratch(src_rows, src_seg, offsets)
 
 
-def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool, machine: Machine
-                 ) -> tuple[LaneTile | SweepTile, int, int]:
-    """forward's tile (a LaneTile or a SweepTile) and its rows and columns."""
-    phases = [(g.ho, g.wo, g.kh * g.kw)]
+def forward_phases(g: Geometry) -> list[tuple[int, int, int]]:
+    """forward's one phase: ``(rows, columns, taps)``."""
+    return [(g.ho, g.wo, g.kh * g.kw)]
+
+
+def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool, machine: Machine,
+                 lane_tile: LaneTile | None = None) -> tuple[LaneTile | SweepTile, int, int]:
+    """forward's tile (a LaneTile or a SweepTile) and its rows and columns; ``lane_tile``
+    in place of the model's (``codegen.tune``)."""
+    phases = forward_phases(g)
     if in_lanes:
-        tile = _lane_tile(lanes, g.o, g.c, phases, machine)
+        tile = lane_tile or _lane_tile(lanes, g.o, g.c, phases, machine)
         return tile, tile.ty, tile.tx
     tile = _sweep_tile(vl, g.o, g.c, phases, machine, tuple(i * g.dh for i in range(g.kh)),
                        g.sh)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .common import (
     CHANNEL_OVERHEAD,
@@ -87,17 +87,21 @@ class LaneTile:
 
 
 def _lane_tile(lanes: int, out_channels: int, in_channels: int,
-               phases: list[tuple[int, int, int]], machine: Machine) -> LaneTile:
+               phases: list[tuple[int, int, int]], machine: Machine,
+               tile_rows: int | None = None) -> LaneTile:
     """The channels-in-lanes tile of least modelled time over ``phases`` of ``(rows,
     columns, taps)``. Per tap and input channel a tile takes ``max(multiply-adds,
     loads / 2)`` cycles (one vector multiply-add per cycle; ``NV`` vector loads and
     ``TY*TX`` broadcasts, two per cycle); partial tiles at the edges are charged in full,
-    and so is storing the tile, element by element."""
+    and so is storing the tile, element by element. ``tile_rows``: only tiles of that many
+    rows."""
     rows = max(r for r, _, _ in phases)
     cols = max(x for _, x, _ in phases)
     best = None
     for nv in _divisors(out_channels // lanes, 4):
         for ty in range(1, min(rows, 8) + 1):
+            if tile_rows is not None and ty != tile_rows:
+                continue
             for tx in range(1, min(cols, machine.lane_accumulators) + 1):
                 acc = nv * ty * tx
                 if acc > machine.lane_accumulators:
@@ -113,6 +117,27 @@ def _lane_tile(lanes: int, out_channels: int, in_channels: int,
                     best = (key, LaneTile(nv, ty, tx))
     assert best is not None
     return best[1]
+
+
+def lane_tile_candidates(lanes: int, out_channels: int, in_channels: int,
+                         phases: list[tuple[int, int, int]], machine: Machine
+                         ) -> tuple[LaneTile, ...]:
+    """The lane tiles ``codegen.tune`` times, the model's choice first: the least modelled
+    time at either multiply-add rate (``Machine.lane_fmas`` and the other), and at each the
+    least of the tiles of two rows. The model charges the tiles' loads but not where they
+    come from: two output rows read four rows of a 3x3 layer's input where one reads three,
+    and many tiles tie. On a Zen 3 (AVX2), S5's float32 forward ran at 61-64 % of the peak
+    with 1 x 2 x 4 and at 53-54 % with the model's 1 x 1 x 8, which it ranks the same."""
+    found: list[LaneTile] = []
+    for fmas in (machine.lane_fmas, 3 - machine.lane_fmas):
+        rate = machine if fmas == machine.lane_fmas else replace(machine, lane_fmas=fmas)
+        for tile_rows in (None, 2):
+            if tile_rows is not None and max(r for r, _, _ in phases) < tile_rows:
+                continue
+            tile = _lane_tile(lanes, out_channels, in_channels, phases, rate, tile_rows)
+            if tile not in found:
+                found.append(tile)
+    return tuple(found)
 
 
 @dataclass(frozen=True)
