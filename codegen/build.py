@@ -126,7 +126,7 @@ def machine_identity(backend: Backend) -> list[str]:
     NumPy's version when the module uses its C API."""
     import cffi
 
-    from .blocking import host_machine
+    from .machine import host_machine
 
     identity = ["python", importlib.machinery.EXTENSION_SUFFIXES[0], "cffi", cffi.__version__,
                 "cpu", _cpu_model() if backend.cpu_specific else "",

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from derive.spec import LayerSpec
 
 from .backends import SANITIZE_ENV, Backend, backend_for
-from .blocking import host_machine
 from .build import (
     Built,
     compile_cached,
@@ -30,15 +29,17 @@ from .build import (
     toolchain,
 )
 from .errors import BuildError, LoadError
-from .lower import lower, resolve_style
-from .paths import module_name, output_folder
-from .render import WRAPPER, SourceFiles, render
+from .machine import host_machine
+from .paths import WRAPPER, module_name, output_folder
+from .styles import resolve_style
 from .tune import applies as tune_applies
 from .tune import threads_here, tuned_choices
 from .vocabulary import DTYPE_NAMES
 
 if TYPE_CHECKING:
     from derive.network import Network
+
+    from .render import SourceFiles
 
 
 def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
@@ -88,9 +89,8 @@ def load(spec: LayerSpec, target: str = "openmp", dtype: str = "float64",
         request = {"spec": spec.to_dict(), "style": style, "dtype": dtype}
         if choices:
             request["choices"] = choices
-        return _build_or_reuse(request, lambda: render(lower(
-            spec, backend, dtype, style, machine=host_machine(), choices=choices),
-            backend), backend, out, module_name, progress)
+        return _build_or_reuse(request, lambda: _sources(spec, backend, dtype, style, choices),
+                               backend, out, module_name, progress)
 
     tuning = None
     if tune_applies(spec, style, backend, tune):
@@ -143,6 +143,18 @@ def load_network(net: Network | str, target: str = "openmp", dtype: str = "float
     return _build_or_reuse({"network": net.text(), "dtype": dtype},
                            lambda: render_network(lower_network(net, dtype, backend.name), backend),
                            backend, out, name, progress)
+
+
+def _sources(spec: LayerSpec, backend: Backend, dtype: str, style: str,
+             choices: dict[str, str] | None) -> SourceFiles:
+    """A layer module's generated files. SymPy and Jinja are imported here, when a module
+    is generated, not when one built earlier is loaded (0.7 s of a new process's first
+    load)."""
+    from .lower import lower
+    from .render import render
+
+    return render(lower(spec, backend, dtype, style, machine=host_machine(),
+                        choices=choices), backend)
 
 
 def _check_dtype(dtype: str) -> None:

@@ -54,14 +54,12 @@ from .cuda_tiles import REDUCTION_THREADS, TILED_REDUCTION_MIN_ITEMS, Tile, choo
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
 from .printers import IndexPrinter, KernelPrinter, lay_out, loop_nest
+from .styles import AUTO_UNROLLED_MAX_TERMS as AUTO_UNROLLED_MAX_TERMS
+from .styles import STYLES as STYLES
+from .styles import UNROLLED_MAX_TERMS as UNROLLED_MAX_TERMS
+from .styles import resolve_style
 from .vocabulary import DTYPES, PASS, PASS_TABLE
 
-STYLES = ("auto", "unrolled", "loops", "direct", "tiled")
-
-#: ``auto`` unrolls layers with at most this many forward terms.
-AUTO_UNROLLED_MAX_TERMS = 512
-#: ``unrolled`` refuses layers with more forward terms than this.
-UNROLLED_MAX_TERMS = 4096
 #: Work below this many floating-point operations per call runs on the calling thread:
 #: starting an OpenMP team costs a few microseconds.
 PARALLEL_MIN_FLOPS = 1 << 17
@@ -84,27 +82,6 @@ TILED_PASSES = ("forward", "grad_input", "grad_weight")
 #: The constants of the layer itself, shared by every backend.
 SPEC_CONSTANTS = ("C", "H", "W", "O", "KH", "KW", "HO", "WO", "SH", "SW", "DH", "DW", "PT",
                   "PL")
-
-
-def resolve_style(spec: LayerSpec, style: str, gpu: bool = False) -> str:
-    """``auto`` -> ``unrolled`` for small layers, else ``loops`` (``tiled`` for a ``gpu``
-    target; never ``direct``); checks the name, the size and the target."""
-    if style not in STYLES:
-        raise RenderError(f"style={style!r}: expected one of {', '.join(STYLES)}")
-    if style == "auto":
-        if spec.n_terms <= AUTO_UNROLLED_MAX_TERMS:
-            return "unrolled"
-        return "tiled" if gpu else "loops"
-    if style == "tiled" and not gpu:
-        raise RenderError("style='tiled' is for the CUDA target: the OpenMP 'loops' kernels "
-                          "choose their own register tiles")
-    if style == "unrolled" and spec.n_terms > UNROLLED_MAX_TERMS:
-        raise RenderError(
-            f"style='unrolled': {spec.describe()} has {spec.n_terms:,} forward terms, more "
-            f"than the {UNROLLED_MAX_TERMS:,} an unrolled kernel allows; use style 'loops' "
-            f"(or 'auto')"
-        )
-    return style
 
 
 def module_name(spec: LayerSpec, target: str, dtype: str) -> str:

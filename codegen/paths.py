@@ -21,6 +21,8 @@ from pathlib import Path
 from .errors import OutputError
 
 #: The environment variable naming the module cache.
+#: The Python wrapper of a built module: its folder's package file.
+WRAPPER = "__init__.py"
 CACHE_ENV = "CORRGEN_CACHE"
 
 

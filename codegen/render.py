@@ -16,6 +16,7 @@ from typing import Any
 from .backends import Backend
 from .errors import RenderError
 from .ir import KernelIR
+from .paths import WRAPPER
 
 
 @functools.cache
@@ -41,7 +42,6 @@ TEMPLATE_DIR = template_root()
 
 HEADER = "conv2d.h"
 NETWORK_HEADER = "network.h"
-WRAPPER = "__init__.py"
 #: The CPython entry points, for backends that have them (``Backend.python_template``).
 PYTHON_ENTRIES = "conv2d_python.c"
 

@@ -34,8 +34,8 @@ from derive.spec import LayerSpec
 
 from .backends import Backend
 from .bench import flops
-from .blocking import Machine, candidates, host_machine
 from .build import request_key
+from .machine import Machine, host_machine
 from .paths import write_atomic
 from .vocabulary import DTYPES
 
@@ -160,14 +160,16 @@ def tuned_choices(spec: LayerSpec, dtype: str, backend: Backend, out: Path,
                   machine: Machine | None = None) -> Tuning | None:
     """The stored tuning of ``spec`` on this machine, or a new one measured and stored;
     None when no pass's plan depends on the choice."""
-    options = candidates(spec, DTYPES[dtype].itemsize, machine or host_machine())
-    if not options:
-        return None
     path = _tuning_file(out, spec, dtype, backend, threads)
     if path.is_file():
         data = json.loads(path.read_text())
         return Tuning(data["choices"], data["timings_us"], data["batch"], data["threads"],
                       data["seconds"])
+    from .blocking import candidates
+
+    options = candidates(spec, DTYPES[dtype].itemsize, machine or host_machine())
+    if not options:
+        return None
     (progress or (lambda _: None))(f"tuning {', '.join(options)} on this CPU")
     tuning = measure(spec, dtype, options, build)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -182,6 +182,22 @@ def test_a_built_module_imports_and_runs_without_sympy_or_jinja(tmp_path, target
     assert f"ran {module.__name__}" in done.stdout
 
 
+def test_codegen_load_of_a_built_module_imports_neither_sympy_nor_jinja(tmp_path):
+    """codegen.load of a module built earlier (a new process, as a user's script) computes
+    its key and imports it: SymPy and Jinja (most of a second) are for generating."""
+    out = tmp_path / "mods"
+    codegen.load(SPEC, out=out, style="loops")
+    done = run_python(f"""
+        import sys
+        import codegen
+        from derive import LayerSpec
+        module = codegen.load({SPEC!r}, out={str(out)!r}, style="loops")
+        print("loaded", module.spec, "sympy" in sys.modules, "jinja2" in sys.modules)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"loaded {SPEC} False False"
+
+
 @pytest.mark.parametrize("package", ["derive", "codegen"])
 def test_no_submodule_shadows_a_public_name(package):
     """Both packages import their heavy names on first use; a submodule of the same name as

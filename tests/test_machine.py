@@ -9,11 +9,11 @@ from test_kernels import GRID
 import codegen
 from codegen.backends import OPENMP
 from codegen.blocking import AVX2, AVX512, SSE, geometry, host_machine, plan
-from codegen.blocking.common import ISA_ENV, _detected_machine
 from codegen.blocking.tiles import _grad_weight_tile, _lane_tile, _sweep_tile
 from codegen.build import machine_identity
 from codegen.check import check_module
 from codegen.lower import lower
+from codegen.machine import ISA_ENV, _detected_machine
 
 #: Layers whose channels fill lane vectors at every width, and one 1x1 product.
 LANE_LAYERS = ["lanes_p1", "lanes_s2x3_d2x1_conv", "lanes_long_rows", "pointwise_parallel"]
@@ -24,7 +24,7 @@ def test_detection_follows_the_cpu_flags(monkeypatch, tmp_path):
                             ("fpu sse2 avx avx2 fma", AVX2), ("fpu sse2 sse4_2", SSE)):
         cpuinfo = tmp_path / "cpuinfo"
         cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
-        monkeypatch.setattr("codegen.blocking.common.CPUINFO", cpuinfo)
+        monkeypatch.setattr("codegen.machine.CPUINFO", cpuinfo)
         _detected_machine.cache_clear()
         assert _detected_machine() == expected
     _detected_machine.cache_clear()

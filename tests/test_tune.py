@@ -13,10 +13,10 @@ import codegen.tune as tune
 from codegen.backends import CUDA, OPENMP
 from codegen.bench import LAYERS
 from codegen.blocking import AVX2, candidates, plan
-from codegen.blocking.common import ISA_ENV
 from codegen.check import check_module
 from codegen.cli import main
 from codegen.lower import lower
+from codegen.machine import ISA_ENV
 from codegen.render import render
 
 #: A lane layer whose grad_input and grad_weight plans depend on the lane cost (float32, AVX2).

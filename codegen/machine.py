@@ -1,0 +1,90 @@
+"""The vector unit the OpenMP tiles are sized for, read from this CPU (``host_machine``).
+
+Kept outside ``codegen.blocking`` (which re-exports it): loading a module built earlier
+needs the machine for its cache key, not the cost models, and importing the whole blocking
+package took a tenth of a second of such a load.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The vector unit the tiles are sized for: that of the CPU building the module
+    (``host_machine``), whose ``-march=native`` code the module runs.
+
+    Attributes:
+        isa: ``avx512``, ``avx2`` or ``sse``, as ``/proc/cpuinfo``'s flags name it.
+        lane_bytes: the widest vector: the channels-in-lanes tiles hold this many bytes of
+            channels (wider vectors the compiler splits, and the split tiles spill).
+        registers: vector registers (32 with AVX-512, 16 below it).
+        lane_fmas: lane-vector multiply-adds per cycle, as the lane tiles' cost model
+            charges them: 1 with AVX-512 (Zen 4, where the tiles were tuned, runs a 512-bit
+            multiply-add as two halves), 2 with 256-bit or narrower vectors.
+    """
+
+    isa: str
+    lane_bytes: int
+    registers: int
+    lane_fmas: int = 2
+
+    @property
+    def accumulators(self) -> int:
+        """Registers a column tile's partial sums may take: three quarters, the rest for
+        its loads and broadcasts (24 of 32)."""
+        return self.registers * 3 // 4
+
+    @property
+    def lane_accumulators(self) -> int:
+        """Registers a lane tile's partial sums may take: all but four (28 of 32), as each
+        step loads one vector per NV and broadcasts one value at a time."""
+        return self.registers - 4
+
+
+#: The machines the tiles know: AVX-512 (the tuning of docs/tiles.md, Zen 4: 512-bit lanes,
+#: so that each broadcast source value feeds 16 float32 multiply-adds per instruction), AVX2
+#: (Zen 3 and older Xeons: 16 registers of 32 bytes), SSE.
+AVX512 = Machine("avx512", 64, 32, lane_fmas=1)
+AVX2 = Machine("avx2", 32, 16)
+SSE = Machine("sse", 16, 16)
+
+
+#: Names the vector unit to size the tiles for instead of this CPU's: avx512, avx2 or sse
+#: (to render another machine's kernels, or to compare them on this one).
+ISA_ENV = "CORRGEN_VECTOR_ISA"
+MACHINES = {m.isa: m for m in (AVX512, AVX2, SSE)}
+
+
+def host_machine() -> Machine:
+    """This CPU's vector unit, from ``/proc/cpuinfo``'s flags (AVX2 when unreadable), or
+    the one ``CORRGEN_VECTOR_ISA`` names (ValueError for another name)."""
+    forced = os.environ.get(ISA_ENV, "").strip().lower()
+    if forced:
+        if forced not in MACHINES:
+            raise ValueError(f"{ISA_ENV}={forced!r}: expected one of {', '.join(MACHINES)}")
+        return MACHINES[forced]
+    return _detected_machine()
+
+
+#: Where the CPU's flags are read.
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@functools.cache
+def _detected_machine() -> Machine:
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return AVX2
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    if "avx512f" in flags:
+        return AVX512
+    return AVX2 if "avx2" in flags and "fma" in flags else SSE
+
+
