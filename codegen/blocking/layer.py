@@ -51,6 +51,10 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
         transpose_shuffles=shuffles, transpose_columns=columns)
 
 
+#: The passes ``codegen.tune`` chooses for.
+PASSES = ("forward", "grad_input", "grad_weight")
+
+
 #: A choice of ``codegen.tune``, as stored and printed: ``lane_fmas=1`` or ``lane_fmas=2``
 #: (the multiply-adds per cycle the lane tiles' cost model charges), ``lane_tile=1x2x4`` (a
 #: channels-in-lanes tile: lane vectors x rows x columns), or ``tile=6x2`` (a matrix
@@ -81,8 +85,10 @@ def _parse_tile(choice: str) -> GemmTile:
 def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
                ) -> dict[str, tuple[str, ...]]:
     """The choices ``codegen.tune`` may time, pass by pass, the cost model's first, for the
-    passes whose plans differ between them: the lane tiles' multiply-adds per cycle (1 or
-    2), or a matrix product's register tile (``pointwise.gemm_candidates``)."""
+    passes whose plans differ between them: a forward or grad_input lane tile
+    (``tiles.lane_tile_candidates``), the multiply-adds per cycle the other lane and column
+    tiles are costed at (1 or 2), or a matrix product's register tile
+    (``pointwise.gemm_candidates``)."""
     if is_pointwise(spec):
         vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
         return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
@@ -102,10 +108,6 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
             if len(tiles) > 1:
                 found[name] = tuple(lane_tile_choice(t) for t in tiles)
     return {name: found[name] for name in PASSES if name in found}
-
-
-#: The passes ``codegen.tune`` chooses for.
-PASSES = ("forward", "grad_input", "grad_weight")
 
 
 def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
