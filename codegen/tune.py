@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -44,8 +43,11 @@ TUNE_ENV = "CORRGEN_TUNE"
 #: Layers of fewer forward floating-point operations per sample are not tuned: their
 #: passes take microseconds, and the two builds would cost more than they could save.
 TUNE_MIN_FLOPS = 1 << 20
-#: Each candidate pass is timed this many times (after one warm-up run), interleaved.
-RUNS = 5
+#: Each candidate pass is timed this many times (after one warm-up run), interleaved, and
+#: ranked by its fastest run: on a shared machine other work only ever adds time, and a
+#: median of 5 once ranked S6's float64 forward tiles the wrong way round (the model's 2x5
+#: kept at 7.2 ms where 6x2 ran in 6.3).
+RUNS = 7
 #: The timing batch: enough samples for about this many forward operations, at least 4 per
 #: thread (a batch of one on 2 threads ranks S5's forward tiles the other way round from a
 #: batch of 16, measured: 4.0 against 4.6 ms, then 31.6 against 27.9), at most 64.
@@ -56,7 +58,7 @@ MIN_SAMPLES_PER_THREAD = 4
 @dataclass(frozen=True)
 class Tuning:
     """A measured choice: per pass (only those whose plans differ), the choice kept
-    (``codegen.blocking.candidates``), the median microseconds of every candidate of those
+    (``codegen.blocking.candidates``), the fastest run in microseconds of every candidate of those
     passes, and what it was measured on."""
 
     choices: dict[str, str]
@@ -104,7 +106,8 @@ def _tuning_file(out: Path, spec: LayerSpec, dtype: str, backend: Backend,
 
 def _time_passes(modules: list[Any], names: list[str], spec: LayerSpec, dtype: str,
                  batch: int) -> dict[str, list[float]]:
-    """Median microseconds of pass ``name`` of every candidate module, runs interleaved."""
+    """The fastest run, in microseconds, of each pass of every candidate module, runs
+    interleaved."""
     V, K, b, G = reference.random_inputs(spec, batch, dtype, seed=0)
     calls = {"forward": lambda m: m.forward(V, K, b) if spec.bias else m.forward(V, K),
              "grad_input": lambda m: m.grad_input(K, G),
@@ -119,7 +122,7 @@ def _time_passes(modules: list[Any], names: list[str], spec: LayerSpec, dtype: s
                 start = time.perf_counter()
                 calls[name](module)
                 samples[i].append(time.perf_counter() - start)
-        out[name] = [statistics.median(s) * 1e6 for s in samples]
+        out[name] = [min(s) * 1e6 for s in samples]
     return out
 
 
