@@ -48,11 +48,13 @@ TUNE_MIN_FLOPS = 1 << 20
 #: median of 5 once ranked S6's float64 forward tiles the wrong way round (the model's 2x5
 #: kept at 7.2 ms where 6x2 ran in 6.3).
 RUNS = 7
-#: The timing batch: enough samples for about this many forward operations, at least 4 per
-#: thread (a batch of one on 2 threads ranks S5's forward tiles the other way round from a
-#: batch of 16, measured: 4.0 against 4.6 ms, then 31.6 against 27.9), at most 64.
+#: The timing batch: enough samples for about this many forward operations, at least 8 per
+#: thread, at most 64. Small batches rank tiles differently from the benchmark's: one
+#: sample on 2 threads ranked S5's forward tiles the other way round from 16 (4.0 against
+#: 4.6 ms, then 31.6 against 27.9), and so did 4 per thread later (2x2x3 kept at 12.3 ms
+#: over 1x2x4 at 13.0, which at 16 samples took 26.8 ms against 28.8).
 TIMING_FLOPS = 50_000_000
-MIN_SAMPLES_PER_THREAD = 4
+MIN_SAMPLES_PER_THREAD = 8
 
 
 @dataclass(frozen=True)
