@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e8d4c06a01cf34adc86f42154e7a032b81dad847fb3838e5b696b2f7754e4bb3
+ * cache key: f5d9e78ff370f7b3457371d1bf206c68dd1900660c5b831bf2af9706f19bb3c5
  */
 
 #include <stdint.h>
@@ -100,10 +100,10 @@ static const int GIN_PHASE_DST[1] = {0};
 static const int GIN_PHASE_TAPS[2] = {0, 9};
 
 /* tap (i, j) of its phase: scratch offset of output row m - a, column n - b */
-static const int GIN_TAP_OFFSET[9] = {45, 44, 43, 31, 30, 29, 17, 16, 15};
+static const int GIN_TAP_OFFSET[9] = {15, 16, 17, 29, 30, 31, 43, 44, 45};
 
 /* tap (i, j): its offset in K[o, c] */
-static const int GIN_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+static const int GIN_TAP_WEIGHT[9] = {8, 7, 6, 5, 4, 3, 2, 1, 0};
 
 /* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
 static const int GW_TAP_OFFSET[9] = {0, 1, 2, 13, 14, 15, 26, 27, 28};

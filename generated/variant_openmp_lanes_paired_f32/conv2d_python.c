@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: fdd533e6922f1d2e26db4c53df8c5122de6dcfb61ebf95cddc604fe2b91d036d
+ * cache key: 83b5985c928652bbcfeb51b9b5d62acc99ca2f153a7f49683262676af1b8fe98
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 97c327e07216c86a9dcd8862db3c9d3de4b47a07cb67fc4878e275eae8a27886
+ * cache key: b42a86543a48c07a7ab454c87d671d3a9e72a4493eb25e34d0740e12fd5f48e2
  */
 
 #include <stdint.h>
@@ -100,10 +100,10 @@ static const int GIN_PHASE_DST[1] = {0};
 static const int GIN_PHASE_TAPS[2] = {0, 9};
 
 /* tap (i, j) of its phase: scratch offset of output row m - a, column n - b */
-static const int GIN_TAP_OFFSET[9] = {126, 125, 124, 85, 84, 83, 44, 43, 42};
+static const int GIN_TAP_OFFSET[9] = {42, 43, 44, 83, 84, 85, 124, 125, 126};
 
 /* tap (i, j): its offset in K[o, c] */
-static const int GIN_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+static const int GIN_TAP_WEIGHT[9] = {8, 7, 6, 5, 4, 3, 2, 1, 0};
 
 /* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
 static const int GW_TAP_OFFSET[9] = {0, 1, 2, 40, 41, 42, 80, 81, 82};
