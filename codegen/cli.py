@@ -473,7 +473,7 @@ class StageProgress:
 def _kernel_options(parser: argparse.ArgumentParser, name: bool = False,
                     dtype_list: bool = False) -> None:
     from codegen.backends import BACKENDS
-    from codegen.lower import STYLES
+    from codegen.styles import STYLES
 
     group = parser.add_argument_group("kernels")
     group.add_argument("--target", choices=tuple(BACKENDS), default="openmp",

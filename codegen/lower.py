@@ -54,9 +54,6 @@ from .cuda_tiles import REDUCTION_THREADS, TILED_REDUCTION_MIN_ITEMS, Tile, choo
 from .errors import RenderError
 from .ir import Assignment, Buffer, Constant, Kernel, KernelIR
 from .printers import IndexPrinter, KernelPrinter, lay_out, loop_nest
-from .styles import AUTO_UNROLLED_MAX_TERMS as AUTO_UNROLLED_MAX_TERMS
-from .styles import STYLES as STYLES
-from .styles import UNROLLED_MAX_TERMS as UNROLLED_MAX_TERMS
 from .styles import resolve_style
 from .vocabulary import DTYPES, PASS, PASS_TABLE
 

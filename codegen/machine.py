@@ -86,5 +86,3 @@ def _detected_machine() -> Machine:
     if "avx512f" in flags:
         return AVX512
     return AVX2 if "avx2" in flags and "fma" in flags else SSE
-
-

@@ -15,6 +15,7 @@ AUTO_UNROLLED_MAX_TERMS = 512
 #: ``unrolled`` refuses layers with more forward terms than this.
 UNROLLED_MAX_TERMS = 4096
 
+
 def resolve_style(spec: LayerSpec, style: str, gpu: bool = False) -> str:
     """``auto`` -> ``unrolled`` for small layers, else ``loops`` (``tiled`` for a ``gpu``
     target; never ``direct``); checks the name, the size and the target."""

@@ -34,7 +34,7 @@ from derive.spec import LayerSpec
 from .backends import Backend
 from .bench import flops
 from .build import request_key
-from .machine import Machine, host_machine
+from .machine import host_machine
 from .paths import write_atomic
 from .vocabulary import DTYPES
 
@@ -60,8 +60,8 @@ MIN_SAMPLES_PER_THREAD = 8
 @dataclass(frozen=True)
 class Tuning:
     """A measured choice: per pass (only those whose plans differ), the choice kept
-    (``codegen.blocking.candidates``), the fastest run in microseconds of every candidate of those
-    passes, and what it was measured on."""
+    (``codegen.blocking.candidates``), the fastest run in microseconds of every candidate of
+    those passes, and what it was measured on."""
 
     choices: dict[str, str]
     timings_us: dict[str, dict[str, float]]
@@ -161,8 +161,7 @@ def measure(spec: LayerSpec, dtype: str, options: dict[str, tuple[str, ...]],
 
 def tuned_choices(spec: LayerSpec, dtype: str, backend: Backend, out: Path,
                   build: Callable[[dict[str, str]], Any], threads: int,
-                  progress: Callable[[str], None] | None = None,
-                  machine: Machine | None = None) -> Tuning | None:
+                  progress: Callable[[str], None] | None = None) -> Tuning | None:
     """The stored tuning of ``spec`` on this machine, or a new one measured and stored;
     None when no pass's plan depends on the choice."""
     path = _tuning_file(out, spec, dtype, backend, threads)
@@ -172,7 +171,7 @@ def tuned_choices(spec: LayerSpec, dtype: str, backend: Backend, out: Path,
                       data["seconds"])
     from .blocking import candidates
 
-    options = candidates(spec, DTYPES[dtype].itemsize, machine or host_machine())
+    options = candidates(spec, DTYPES[dtype].itemsize, host_machine())
     if not options:
         return None
     (progress or (lambda _: None))(f"tuning {', '.join(options)} on this CPU")

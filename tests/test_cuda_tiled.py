@@ -26,8 +26,9 @@ from codegen.bench import LAYERS
 from codegen.build import toolchain
 from codegen.check import check_module
 from codegen.errors import RenderError
-from codegen.lower import lower, resolve_style
+from codegen.lower import lower
 from codegen.render import render
+from codegen.styles import resolve_style
 from derive import reference
 
 NVCC = shutil.which(os.environ.get("NVCC") or "nvcc")

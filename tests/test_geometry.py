@@ -13,8 +13,9 @@ from sympy import Symbol
 
 from codegen.backends import CUDA, OPENMP
 from codegen.errors import RenderError
-from codegen.lower import STYLES, lower, resolve_style
+from codegen.lower import lower
 from codegen.render import render
+from codegen.styles import STYLES, resolve_style
 from derive import LayerSpec, index_forms
 from derive.geometry import (
     Geometry,

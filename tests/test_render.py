@@ -7,9 +7,10 @@ from golden import golden_differences
 
 from codegen.backends import OPENMP
 from codegen.errors import RenderError
-from codegen.lower import AUTO_UNROLLED_MAX_TERMS, lower, resolve_style
+from codegen.lower import lower
 from codegen.printers import KernelPrinter
 from codegen.render import render
+from codegen.styles import AUTO_UNROLLED_MAX_TERMS, resolve_style
 from derive import LayerSpec, __version__
 
 SEED = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))

@@ -27,8 +27,6 @@ VECTOR_BYTES = 32
 #: as they are. A grad_input with a column stride stores its column tiles element by
 #: element, so it takes lanes whenever its channels fill them.
 LANE_MIN_SUMS = 128
-
-
 #: forward and grad_input split a sample's channel blocks into groups until the batch gives
 #: at least this many tasks.
 MIN_TASKS = 8

@@ -65,10 +65,11 @@ def _taps(g: Geometry, p: Phases, g_cols: int):
     return tap_start, tap_offset, tap_weight
 
 
-def _ascending(taps):
-    """``_taps`` with each phase's taps in ascending scratch offset, as forward's are: in the
-    kernel-order (descending) a 1 x 2 x 4 lane tile of S5's float32 grad_input, its taps
-    unrolled by GCC, spilled its sums and ran at 31 % of the peak, at 60 % ascending."""
+def _ascending(taps: tuple[list[int], list[int], list[int]]
+               ) -> tuple[list[int], list[int], list[int]]:
+    """``_taps`` with each phase's taps in ascending scratch offset, as forward's are. In
+    kernel order (descending offsets), GCC unrolled the taps of S5's float32 grad_input with a
+    1 x 2 x 4 lane tile and spilled its sums: 31 % of the peak, against 60 % ascending."""
     tap_start, tap_offset, tap_weight = taps
     offsets, weights = [], []
     for first, end in zip(tap_start, tap_start[1:]):
