@@ -23,7 +23,7 @@ from typing import Any
 from derive import __version__, reference
 from derive.spec import LayerSpec
 
-from .vocabulary import PASS_TABLE
+from .vocabulary import PASS_TABLE, flops
 
 #: The benchmark layers of BENCH.md: id -> (spec, batch N).
 LAYERS: dict[str, tuple[LayerSpec, int]] = {
@@ -75,14 +75,6 @@ class Row:
     def vs_torch(self) -> float | None:
         """corrgen time / PyTorch time, when PyTorch was measured."""
         return None if self.torch_us is None else self.corrgen_us / self.torch_us
-
-
-def flops(spec: LayerSpec, batch: int, name: str) -> int:
-    """Floating-point operations of one pass (BENCH.md's count)."""
-    o, ho, wo = spec.output_shape
-    _, c, kh, kw = spec.kernel
-    outputs = batch * o * ho * wo
-    return outputs if name == "grad_bias" else 2 * outputs * c * kh * kw
 
 
 def _torch_passes(spec: LayerSpec, threads: int, V: Any, K: Any, b: Any, G: Any

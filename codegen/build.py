@@ -28,15 +28,15 @@ import contextlib
 import functools
 import hashlib
 import importlib.machinery
+import importlib.util
 import json
 import os
 import platform
 import re
+import secrets
 import shlex
 import shutil
-import subprocess
 import sysconfig
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,8 +47,12 @@ from derive import __version__
 
 from .backends import Backend
 from .errors import BuildError, OutputError
-from .paths import module_name, output_folder, unwritable
+from .memo import remembered
+from .paths import module_name, output_folder, unwritable, write_atomic
 from .render import PYTHON_ENTRIES, SourceFiles
+
+# subprocess is imported where a program runs. Loading a module built earlier runs none
+# (codegen.memo), and importing subprocess would be 8 ms of that load in a new process.
 
 #: Flags of the host compiler for cffi's glue (the kernels get the backend's flags).
 GLUE_FLAGS = ("-O2", "-fPIC")
@@ -124,11 +128,12 @@ def machine_identity(backend: Backend) -> list[str]:
     """What a built module depends on besides its compilers, known without running any:
     this Python's extension ABI, cffi's version, the CPU model when the flags tune for it,
     NumPy's version when the module uses its C API."""
-    import cffi
+    import _cffi_backend  # cffi's own module, without its C parser: cffi's version is its
 
     from .machine import host_machine
 
-    identity = ["python", importlib.machinery.EXTENSION_SUFFIXES[0], "cffi", cffi.__version__,
+    identity = ["python", importlib.machinery.EXTENSION_SUFFIXES[0], "cffi",
+                _cffi_backend.__version__,
                 "cpu", _cpu_model() if backend.cpu_specific else "",
                 "tiles for", host_machine().isa if backend.cpu_specific else ""]
     if backend.python_template:
@@ -153,12 +158,8 @@ def _find_compiler(env: str, default: str,
 
 @functools.cache
 def _version(command: tuple[str, ...]) -> str:
-    try:
-        done = subprocess.run([*command, "--version"], capture_output=True, text=True,
-                              timeout=60)
-    except OSError as error:
-        raise BuildError(f"cannot run {command[0]}: {error}") from None
-    lines = (done.stdout or done.stderr).strip().splitlines()
+    """The first line of ``command --version`` (remembered: ``_version_output``)."""
+    lines = _version_output(command).strip().splitlines()
     return lines[0] if lines else "unknown"
 
 
@@ -166,14 +167,27 @@ def _version(command: tuple[str, ...]) -> str:
 def _version_lines(command: tuple[str, ...], pattern: str) -> str:
     """The lines of ``command --version`` matching ``pattern``, joined with "; " (nvcc's first
     line names no version: ``release 13.0, V13.0.88`` and its build line do)."""
-    try:
-        done = subprocess.run([*command, "--version"], capture_output=True, text=True,
-                              timeout=60)
-    except OSError as error:
-        raise BuildError(f"cannot run {command[0]}: {error}") from None
-    lines = [line.strip() for line in (done.stdout or done.stderr).splitlines()
+    lines = [line.strip() for line in _version_output(command).splitlines()
              if re.search(pattern, line.strip())]
     return "; ".join(lines) or "unknown"
+
+
+def _version_output(command: tuple[str, ...]) -> str:
+    """What ``command --version`` prints, remembered across processes while the program's
+    file (and the file it resolves to) keeps its size and time (``codegen.memo``)."""
+
+    def run() -> str:
+        import subprocess
+
+        try:
+            done = subprocess.run([*command, "--version"], capture_output=True, text=True,
+                                  timeout=60)
+        except OSError as error:
+            raise BuildError(f"cannot run {command[0]}: {error}") from None
+        return done.stdout or done.stderr
+
+    name = hashlib.sha256("\0".join(command).encode()).hexdigest()[:16]
+    return remembered(f"version-{name}", [command[0], os.path.realpath(command[0])], run)
 
 
 @functools.cache
@@ -187,6 +201,8 @@ def cuda_library_dirs(nvcc: tuple[str, ...]) -> tuple[str, ...]:
     Raises:
         BuildError: no such folder holds ``libcudart_static.a``.
     """
+    import subprocess
+
     try:
         done = subprocess.run([*nvcc, "-dryrun", "-x", "cu", "-c", os.devnull,
                                "-o", os.devnull], capture_output=True, text=True, timeout=60)
@@ -271,28 +287,56 @@ def generator_files() -> list[Path]:
 
     from .render import template_root
 
-    files: list[Path] = []
+    files: dict[Path, None] = {}
     for folder in (template_root(), Path(derive.__file__).resolve().parent,
                    Path(__file__).resolve().parent):
-        files += [path for path in sorted(folder.rglob("*.*"))
-                  if path.suffix in (".py", ".jinja", ".h") and "__pycache__" not in path.parts
-                  and path not in files]
+        # os.walk, not Path.rglob: half the time, and this runs on every new
+        # process's first load.
+        found = [Path(root, name) for root, folders, names in os.walk(folder)
+                 if "__pycache__" not in Path(root).parts
+                 for name in names if name.endswith((".py", ".jinja", ".h"))]
+        files.update((path, None) for path in sorted(found))
+    return list(files)
+
+
+#: The file of each package the generator renders with that declares its ``__version__``,
+#: read without importing the package. ``importlib.metadata.version`` would give the same
+#: answer, but importing it takes 35 ms of the first load of a module built earlier.
+VERSION_FILES = {"sympy": "release.py", "jinja2": "__init__.py"}
+
+
+def _version_files() -> list[Path]:
+    files = []
+    for package, file in VERSION_FILES.items():
+        found = importlib.util.find_spec(package)
+        files.append(Path(found.origin).with_name(file) if found and found.origin
+                     else Path(f"<{package} is not installed>"))
     return files
 
 
 @functools.cache
 def generator_fingerprint() -> str:
     """SHA-256 over everything that renders sources (``generator_files``, each named by its
-    path below its package) and the versions of SymPy and Jinja."""
-    from importlib.metadata import version
+    path below its package) and the versions of SymPy and Jinja (``VERSION_FILES``).
 
-    digest = hashlib.sha256()
-    for path in generator_files():
-        name = f"{path.parent.name}/{path.name}"
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for dist in ("sympy", "jinja2"):
-        digest.update(f"{dist} {version(dist)}".encode())
-    return digest.hexdigest()
+    Remembered across processes while no file's size or time changes (``codegen.memo``)."""
+    files = generator_files()
+    versions = _version_files()
+
+    def fingerprint() -> str:
+        digest = hashlib.sha256()
+        for path in files:
+            name = f"{path.parent.name}/{path.name}"
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        for path in versions:
+            digest.update(path.parent.name.encode() + b"\0"
+                          + (path.read_bytes() if path.is_file() else b"missing"))
+        return digest.hexdigest()
+
+    # One memo per installation (its files' paths), so that two checkouts sharing a cache
+    # do not overwrite each other's.
+    where = hashlib.sha256("\0".join(map(str, files)).encode()).hexdigest()[:16]
+    return remembered(f"generator-{where}", [*files, *versions], fingerprint)
 
 
 def request_key(request: dict[str, object], backend: Backend) -> str:
@@ -369,7 +413,7 @@ def remember(out: Path | str, request: str, built: Built, compilers: str) -> Non
     entries.append({"folder": built.folder.name, "key": built.key, "compilers": compilers})
     with contextlib.suppress(OSError):
         (out / ".index").mkdir(exist_ok=True)
-        _write_atomic(_index_path(out, request),
+        write_atomic(_index_path(out, request),
                       json.dumps({"builds": entries[-INDEX_ENTRIES:]}) + "\n")
 
 
@@ -435,36 +479,20 @@ def prepare_out(out: Path) -> None:
     for file, text in (("__init__.py", PACKAGE_INIT), ("README.md", PACKAGE_README)):
         path = out / file
         if not path.exists():
-            _write_atomic(path, text)
+            write_atomic(path, text)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: Temporary files and folders are created private; finished ones get the usual modes.
-_UMASK = _umask()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _new_folder(out: Path, prefix: str) -> Path:
-    """A fresh temporary folder under ``out``, with the mode a plain mkdir would give."""
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=prefix))
-    os.chmod(tmp, 0o777 & ~_UMASK)
-    return tmp
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A fresh temporary folder ``<prefix><8 hex digits>`` under ``parent``, with the mode a
+    plain mkdir gives (``tempfile.mkdtemp`` would make it private)."""
+    for _ in range(100):
+        tmp = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name {prefix}... in {parent}")
 
 
 #: One build at a time per process and folder name (flock also orders threads, but a
@@ -571,7 +599,7 @@ def _install(tmp: Path, folder: Path) -> None:
     """Move the finished ``tmp`` to ``folder``, replacing an older module folder of that name
     (``check_replaceable`` has been asked first)."""
     if folder.exists():
-        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+        old = _new_folder(folder.parent, f".{folder.name}.old-")
         os.replace(folder, old / folder.name)
         os.replace(tmp, folder)
         shutil.rmtree(old, ignore_errors=True)
@@ -587,6 +615,8 @@ class _Log:
         self.path.write_text("")
 
     def run(self, command: list[str], cwd: Path, step: str) -> None:
+        import subprocess
+
         start = time.perf_counter()
         try:
             done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)

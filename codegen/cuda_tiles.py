@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from derive.spec import LayerSpec
 
-from .bench import flops as pass_flops
+from .vocabulary import flops as pass_flops
 
 #: A register is 4 bytes: a float64 value takes two.
 REGISTER_BYTES = 4

@@ -8,15 +8,17 @@ and then ``SourceFiles.keyed(key)`` puts the key in.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends import Backend
 from .errors import RenderError
-from .ir import KernelIR
 from .paths import WRAPPER
+
+if TYPE_CHECKING:
+    from .ir import KernelIR
 
 
 @functools.cache
@@ -24,17 +26,18 @@ def template_root() -> Path:
     """The folder of the Jinja templates, the one place every template is read from.
 
     Installed, they are the package data of ``codegen.templates`` (the repository's
-    ``templates/`` folder, shipped inside ``codegen``), found with ``importlib.resources``.
-    Run from a source tree (``codegen`` imported from the checkout, not installed), there is
-    no ``codegen.templates``: the folder is then ``templates/`` next to ``codegen/``.
+    ``templates/`` folder, shipped inside ``codegen``; an editable install maps the name to
+    the checkout's folder). Run from a source tree (``codegen`` imported from the checkout,
+    not installed), there is no ``codegen.templates``: the folder is then ``templates/`` next
+    to ``codegen/``. Found with ``importlib.util.find_spec``, which, unlike
+    ``importlib.resources``, is already imported when a module built earlier is loaded.
     """
-    try:
-        root = resources.files("codegen.templates")
-    except ModuleNotFoundError:  # a source tree: templates/ beside the codegen package
+    found = importlib.util.find_spec("codegen.templates")
+    if found is None or not found.submodule_search_locations:
         return Path(__file__).resolve().parent.parent / "templates"
     # Jinja's FileSystemLoader and the cache's fingerprint read real files: a wheel installed
-    # as files gives a Path (a zipped install, which has none, is not supported).
-    return Path(str(root)).resolve()
+    # as files has them (a zipped install, which has none, is not supported).
+    return Path(next(iter(found.submodule_search_locations))).resolve()
 
 
 #: Where the Jinja templates live (``template_root()``).

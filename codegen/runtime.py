@@ -18,7 +18,7 @@ import ctypes
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import cffi
+import _cffi_backend
 import numpy as np
 
 from derive.geometry import buffer_shapes
@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 #: buffer gives its address as a Python int in about half the time of cffi's view cast to an
 #: integer (which the call then converts again), and a quarter of ``array.ctypes.data``;
 #: on tiny layers that is much of a call. ctypes refuses read-only and empty buffers: cffi
-#: takes those.
-_FFI = cffi.FFI()
+#: takes those. The FFI is the backend's own, the kind a compiled module carries:
+#: ``cffi.FFI()`` would import its C parser (pycparser), 35 ms of a new process's first load.
+_FFI = _cffi_backend.FFI()
 _from_buffer, _cast = _FFI.from_buffer, _FFI.cast
 _addressof, _char_view = ctypes.addressof, ctypes.c_char.from_buffer
 

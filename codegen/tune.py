@@ -28,15 +28,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from derive import reference
 from derive.spec import LayerSpec
 
 from .backends import Backend
-from .bench import flops
 from .build import request_key
 from .machine import host_machine
 from .paths import write_atomic
-from .vocabulary import DTYPES
+from .vocabulary import DTYPES, flops
 
 #: Turns tuning off when "0" (or "no", "off", "false").
 TUNE_ENV = "CORRGEN_TUNE"
@@ -110,6 +108,8 @@ def _time_passes(modules: list[Any], names: list[str], spec: LayerSpec, dtype: s
                  batch: int) -> dict[str, list[float]]:
     """The fastest run, in microseconds, of each pass of every candidate module, runs
     interleaved."""
+    from derive import reference
+
     V, K, b, G = reference.random_inputs(spec, batch, dtype, seed=0)
     calls = {"forward": lambda m: m.forward(V, K, b) if spec.bias else m.forward(V, K),
              "grad_input": lambda m: m.grad_input(K, G),

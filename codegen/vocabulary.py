@@ -10,13 +10,17 @@ imports this through ``codegen.runtime`` where SymPy and Jinja are not installed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from derive.passes import GRADIENTS, PASS, PASS_NAMES, PASS_TABLE, Pass
 
+if TYPE_CHECKING:
+    from derive.spec import LayerSpec
+
 __all__ = ["DTYPES", "DTYPE_NAMES", "GRADIENTS", "PASS", "PASS_NAMES", "PASS_TABLE",
-           "VECTOR_BYTES", "Dtype", "Pass"]
+           "VECTOR_BYTES", "Dtype", "Pass", "flops"]
 
 #: Bytes in one SIMD vector of the CPU kernels (AVX2): what ``Dtype.lanes`` counts in.
 VECTOR_BYTES = 32
@@ -62,3 +66,11 @@ DTYPES: dict[str, Dtype] = {d.name: d for d in (
 )}
 #: Their names, in order.
 DTYPE_NAMES: tuple[str, ...] = tuple(DTYPES)
+
+
+def flops(spec: LayerSpec, batch: int, name: str) -> int:
+    """Floating-point operations of one pass (BENCH.md's count)."""
+    o, ho, wo = spec.output_shape
+    _, c, kh, kw = spec.kernel
+    outputs = batch * o * ho * wo
+    return outputs if name == "grad_bias" else 2 * outputs * c * kh * kw
