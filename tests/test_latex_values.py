@@ -368,3 +368,20 @@ def test_the_seed_document_with_values_compiles(values: object, tmp_path: Path) 
     write_atomic(path, to_latex(SEED, values=values))
     pdf, pages = compile_pdf(path)
     assert pdf.read_bytes().startswith(b"%PDF") and pages >= 1
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_a_values_file_whose_path_has_latex_specials_compiles(tmp_path: Path) -> None:
+    """The provenance line names the values file: a path with an underscore (a checkout in
+    /tmp/ci_clone stopped pdflatex with "Missing $ inserted") or any other LaTeX special
+    character is printed as text."""
+    folder = tmp_path / "my_run #1 50% & $x~^{y}\\z"
+    folder.mkdir()
+    values = folder / "seed_values.json"
+    shutil.copy(EXAMPLE, values)
+    path = tmp_path / "seed.tex"
+    text = to_latex(SEED, values=values)
+    assert r"my\_run \#1 50\% \& \$x\~{}\^{}\{y\}\textbackslash{}z" in text
+    write_atomic(path, text)
+    pdf, pages = compile_pdf(path)
+    assert pdf.read_bytes().startswith(b"%PDF") and pages >= 1

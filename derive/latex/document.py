@@ -41,7 +41,7 @@ from .expansions import Expansions
 from .figures import figures
 from .matrix_forms import MatrixForms
 from .notation import MAX_MATRIX, NOTATIONS, Letters
-from .printer import Row, tex
+from .printer import Row, tex, typewriter
 from .selection import Selection, shown_channels, shown_pairs
 from .vector_form import printable, vector_form
 from .worked_example import Values, read_values, worked_example
@@ -283,7 +283,7 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
     return Document(
         version=__version__, describe=spec.describe(), describe_tex=describe_tex(spec),
         command=command,
-        command_tex=command.replace("--", "-{}-"),  # not an en dash in the typewriter font
+        command_tex=typewriter(command),
         title_input=title_input, title_kernel=title_kernel,
         symbols=Symbols(*(lt.label(a) for a in (V, K, b, Z, G)), tex(lt.loss)),
         correlate=lt.nt.correlate, setup=_setup(spec, lt), arrays=_arrays(spec, lt),

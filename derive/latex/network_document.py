@@ -77,6 +77,7 @@ from .printer import (
     _index_order,
     product,
     sum_rows,
+    typewriter,
     width,
 )
 from .selection import N_LIMIT, parse_elements
@@ -764,7 +765,7 @@ def _layer_part(p: NetworkPrinter, exprs: NetworkExprs, ld: Any, how: str | int)
                 else None)
     command = ""
     if layer.spec is not None:
-        command = ("corrgen latex " + layer.spec.cli_options()).replace("--", "-{}-")
+        command = typewriter("corrgen latex " + layer.spec.cli_options())
     return LayerPart(
         index=l, kind=layer.kind, text=layer.text, out=symbol_tex(str(output(l))),
         forward_rules=rules.forward,
@@ -1041,7 +1042,7 @@ def network_content(net: Network | str, values: Any = None, elements: str | int 
     example = _example(p, exprs, values, how) if values is not None else None
     command = command_line(net, index_base, elements, values)
     return NetworkDoc(
-        version=__version__, text=net.text(), command_tex=command.replace("--", "-{}-"),
+        version=__version__, text=net.text(), command_tex=typewriter(command),
         base=index_base, how=str(how), table=_table(net), input_shape=_shape(net.input),
         layers=layers, backward=layers[::-1], loss=loss,
         params=[g for part in layers for g in part.grads], example=example,

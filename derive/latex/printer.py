@@ -101,6 +101,18 @@ def width(text: str) -> float:
     return subscripts + len(re.sub(r"[{} ]", "", text))
 
 
+#: How LaTeX's special characters are written as text (in \texttt).
+_TYPEWRITER = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
+               "#": r"\#", "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}"}
+
+
+def typewriter(text: str) -> str:
+    """``text`` (a command line, a file's path) as LaTeX text for ``\\texttt``: every special
+    character escaped, so that a path such as ``/tmp/my_run/values.json`` compiles, and
+    ``--`` kept apart (in the typewriter font it would print as an en dash)."""
+    return "".join(_TYPEWRITER.get(char, char) for char in text).replace("--", "-{}-")
+
+
 @dataclass(frozen=True)
 class Row:
     """One line of an ``align*``: ``left &right``, then, for a sum printed elided, its number
