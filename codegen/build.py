@@ -128,7 +128,7 @@ def machine_identity(backend: Backend) -> list[str]:
     """What a built module depends on besides its compilers, known without running any:
     this Python's extension ABI, cffi's version, the CPU model when the flags tune for it,
     NumPy's version when the module uses its C API."""
-    import _cffi_backend  # cffi's own module, without its C parser: cffi's version is its
+    import _cffi_backend  # cffi's compiled half, of cffi's version, without its C parser
 
     from .machine import host_machine
 
@@ -292,7 +292,7 @@ def generator_files() -> list[Path]:
                    Path(__file__).resolve().parent):
         # os.walk, not Path.rglob: half the time, and this runs on every new
         # process's first load.
-        found = [Path(root, name) for root, folders, names in os.walk(folder)
+        found = [Path(root, name) for root, _, names in os.walk(folder)
                  if "__pycache__" not in Path(root).parts
                  for name in names if name.endswith((".py", ".jinja", ".h"))]
         files.update((path, None) for path in sorted(found))
