@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 #: integer (which the call then converts again), and a quarter of ``array.ctypes.data``;
 #: on tiny layers that is much of a call. ctypes refuses read-only and empty buffers: cffi
 #: takes those. The FFI is the backend's own, the kind a compiled module carries:
-#: ``cffi.FFI()`` would import its C parser (pycparser), 35 ms of a new process's first load.
+#: ``cffi.FFI()`` would import its C parser (pycparser): 41-48 ms in a new process.
 _FFI = _cffi_backend.FFI()
 _from_buffer, _cast = _FFI.from_buffer, _FFI.cast
 _addressof, _char_view = ctypes.addressof, ctypes.c_char.from_buffer

@@ -186,7 +186,7 @@ def test_codegen_load_of_a_built_module_imports_neither_sympy_nor_jinja(tmp_path
     """codegen.load of a module built earlier (a new process, as a user's script) computes
     its key and imports it: SymPy and Jinja (most of a second) are for generating. With the
     compilers' versions and the generator's fingerprint remembered (codegen.memo), it runs
-    no program either, and cffi's C parser and importlib.metadata stay out (35 ms each)."""
+    no program either, and cffi's C parser and importlib.metadata (40-odd ms each) stay out."""
     out = tmp_path / "mods"
     codegen.load(SPEC, out=out, style="loops")
     done = run_python(f"""
