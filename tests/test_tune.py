@@ -12,7 +12,7 @@ import codegen
 import codegen.tune as tune
 from codegen.backends import CUDA, OPENMP
 from codegen.bench import LAYERS
-from codegen.blocking import AVX2, candidates, plan
+from codegen.blocking import AVX2, AVX512, candidates, plan
 from codegen.check import check_module
 from codegen.cli import main
 from codegen.lower import lower
@@ -95,6 +95,39 @@ def test_a_tuned_matrix_product_checks_every_candidate(tuning_on, tmp_path):
         assert choice in options[name]
         assert set(module.tuning.timings_us[name]) == set(options[name])
     for result in check_module(module, batch=3, seed=2):
+        assert result.ok, result
+
+
+def test_avx512_also_times_matrix_product_tiles_of_its_widest_vectors():
+    """With 512-bit vectors, a 1x1 layer's candidates end with full-register tiles of
+    LANES columns per vector (``w``), whose plans say so; AVX2 has none."""
+    spec = LAYERS["S6"][0]
+    for dtype_bytes, lanes in ((4, 16), (8, 8)):
+        for name, choices in candidates(spec, dtype_bytes, AVX512).items():
+            wide = [c for c in choices if c.endswith("w")]
+            assert wide and choices[0] == choices[0].removesuffix("w"), (name, choices)
+            for choice in wide:
+                ir = plan(spec, dtype_bytes, AVX512, {name: choice})
+                record = next(p for p in ir.passes if p.name == name)
+                assert record.wide and f"tile={record.mr}x{record.nrv}w" == choice
+                assert record.mr * record.nrv == AVX512.accumulators
+                nr = dict((c.name, c.value) for c in ir.constants)[f"{record.prefix}_NR"]
+                assert nr == record.nrv * lanes
+    assert not any(c.endswith("w") for choices in candidates(spec, 4, AVX2).values()
+                   for c in choices)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layer", ["pointwise_parallel", "pointwise_chunks"])
+def test_wide_tiles_match_the_reference(tuning_on, tmp_path, monkeypatch, layer, dtype):
+    """Every candidate of an AVX-512 1x1 layer, the wide tiles among them (rows and columns
+    that fill no whole tile, grad_weight in pixel chunks), is checked against the reference
+    while tuning; on a CPU without AVX-512 the compiler splits the 512-bit vectors."""
+    monkeypatch.setenv(ISA_ENV, "avx512")
+    module = codegen.load(GRID[layer], dtype=dtype, out=tmp_path, style="loops")
+    timed = {c for times in module.tuning.timings_us.values() for c in times}
+    assert any(c.endswith("w") for c in timed), timed
+    for result in check_module(module, batch=3, seed=4):
         assert result.ok, result
 
 

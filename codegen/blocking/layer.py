@@ -73,13 +73,19 @@ def _parse_lane_tile(choice: str | None) -> LaneTile | None:
     return LaneTile(int(nv), int(ty), int(tx))
 
 
+#: The suffix of a matrix-product tile of the machine's widest vectors (``tile=12x2w``).
+WIDE_SUFFIX = "w"
+
+
 def tile_choice(tile: GemmTile) -> str:
-    return f"{TILE_CHOICE}{tile.mr}x{tile.nrv}"
+    return f"{TILE_CHOICE}{tile.mr}x{tile.nrv}{WIDE_SUFFIX if tile.wide else ''}"
 
 
 def _parse_tile(choice: str) -> GemmTile:
-    mr, nrv = choice.removeprefix(TILE_CHOICE).split("x")
-    return GemmTile(int(mr), int(nrv))
+    text = choice.removeprefix(TILE_CHOICE)
+    wide = text.endswith(WIDE_SUFFIX)
+    mr, nrv = text.removesuffix(WIDE_SUFFIX).split("x")
+    return GemmTile(int(mr), int(nrv), wide)
 
 
 def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512

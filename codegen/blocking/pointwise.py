@@ -32,16 +32,23 @@ FULL_TILES = 2
 L2_BYTES_PER_CYCLE = 16
 
 
+#: The vector type, length and macros of a wide tile (``helpers.c.jinja``'s lane vectors).
+WIDE_VECTORS = {"wide": True, "vector": "lanes", "reals": "LANES", "load": "LOAD_LANES",
+                "store": "STORE_LANES", "in_register": "IN_REGISTER_LANES"}
+
+
 @dataclass(frozen=True)
 class GemmTile:
-    """A matrix product's register tile: MR rows x NRV vectors of VL columns."""
+    """A matrix product's register tile: MR rows x NRV vectors of VL columns, or, ``wide``,
+    of LANES columns (the machine's widest vectors: 512 bits with AVX-512)."""
 
     mr: int
     nrv: int
+    wide: bool = False
 
 
-def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, machine: Machine
-                ) -> list[GemmTile]:
+def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, machine: Machine,
+                wide: bool = False) -> list[GemmTile]:
     """Every tile that fits the machine's registers, by modelled time for a ``rows x cols``
     result with inner dimension ``depth``, least first. Per step a tile takes
     ``max(multiply-adds, loads) / 2`` cycles (MR scalars and NRV vectors loaded); edge tiles
@@ -59,7 +66,7 @@ def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, mac
             tiles = _cdiv(rows, mr) * _cdiv(cols, nr)
             per_step = max(acc, mr + nrv) / 2 + mr * dtype_bytes / L2_BYTES_PER_CYCLE
             cost = tiles * (depth * per_step + TILE_OVERHEAD + acc)
-            ranked.append(((cost, -acc), GemmTile(mr, nrv)))
+            ranked.append(((cost, -acc), GemmTile(mr, nrv, wide)))
     return [tile for _, tile in sorted(ranked, key=lambda item: item[0])]
 
 
@@ -74,10 +81,21 @@ def gemm_candidates(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int,
     """The tiles ``codegen.tune`` times: the model's choice, then the ``FULL_TILES`` best
     modelled of those whose sums fill the registers the machine gives them. The model's
     costs do not rank them right on every CPU: on a Zen 3 (AVX2) its choice for S6, 2 rows x
-    5 vectors, ran at 48 % of the peak where the full 6 x 2 and 4 x 3 tiles ran at 55 %."""
+    5 vectors, ran at 48 % of the peak where the full 6 x 2 and 4 x 3 tiles ran at 55 %.
+
+    Where the machine's vectors are wider than VL (AVX-512), also the ``FULL_TILES`` best
+    such tiles of the widest vectors: a CPU with two full-width 512-bit multiply-add units
+    (Intel's Xeons) reaches at most half its peak on 256-bit vectors, one that splits a
+    512-bit multiply-add in two (Zen 4) gains nothing from them; which one builds the
+    module, only a measurement tells (docs/tiles.md)."""
     ranked = _gemm_costs(vl, dtype_bytes, rows, cols, depth, machine)
     full = [t for t in ranked if t.mr * t.nrv == machine.accumulators and t != ranked[0]]
-    return (ranked[0], *full[:FULL_TILES])
+    found = [ranked[0], *full[:FULL_TILES]]
+    lanes = machine.lane_bytes // dtype_bytes
+    if lanes > vl:
+        wide = _gemm_costs(lanes, dtype_bytes, rows, cols, depth, machine, wide=True)
+        found += [t for t in wide if t.mr * t.nrv == machine.accumulators][:FULL_TILES]
+    return tuple(found)
 
 
 #: (prefix, pass, what it computes, tile mode, left factor's row and step strides, inner
@@ -94,9 +112,12 @@ PRODUCTS = (
 
 def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, rows: int,
                  cols: int, depth: int, dtype_bytes: int) -> None:
+    """The tile's constants; ``vl``: the reals per vector of its columns (VL, or LANES when
+    the tile is wide)."""
     d.const(f"{prefix}_MR", tile.mr, f"{what}: tile rows")
     d.const(f"{prefix}_NRV", tile.nrv, f"{what}: tile vectors of columns")
-    d.const(f"{prefix}_NR", tile.nrv * vl, f"{what}: tile columns ({prefix}_NRV * VL)")
+    d.const(f"{prefix}_NR", tile.nrv * vl,
+            f"{what}: tile columns ({prefix}_NRV * {'LANES' if tile.wide else 'VL'})")
     d.const(f"{prefix}_ROW_PANELS", _cdiv(rows, tile.mr),
             f"{what}: panels of {prefix}_MR rows (the last zero-padded)")
     col_panels = _cdiv(cols, tile.nrv * vl)
@@ -136,6 +157,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     (pass name -> tile) overrides the model's choice pass by pass (``codegen.tune``)."""
     _, h, w = spec.input
     p = h * w
+    lanes = machine.lane_bytes // dtype_bytes
     d = Defines()
     d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
     d.const("P", p, "pixels per channel plane (H*W): the products' column count")
@@ -144,7 +166,8 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     for (prefix, name, what, mode, row, step, depth, left, across, along, right, rows,
          result) in PRODUCTS:
         tile = (tiles or {}).get(name) or _gemm_tile(vl, dtype_bytes, *shapes[prefix], machine)
-        _define_tile(d, prefix, what, tile, vl, *shapes[prefix], dtype_bytes)
+        _define_tile(d, prefix, what, tile, lanes if tile.wide else vl, *shapes[prefix],
+                     dtype_bytes)
         bias = name == "forward" and spec.bias
         passes.append(Product(
             name=name, prefix=prefix, reason="a 1x1 kernel at stride 1 without padding: "
@@ -153,17 +176,18 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             mode="bias" if bias else mode, row=row, step=step, depth=depth, left=left,
             across=across, along=along, right=right, rows=rows, result=result, bias=bias,
             accumulates=name == "grad_weight", contiguous_rows=row == "1",
-            contiguous_steps=step == "1", tile_fmas=tile.mr * tile.nrv))
+            contiguous_steps=step == "1", tile_fmas=tile.mr * tile.nrv,
+            **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     if spec.bias:
         passes.append(GradBias())
     # grad_weight transposes the input's rows into its panels in registers, a square of the
     # widest vectors at a time
-    lanes = machine.lane_bytes // dtype_bytes
     d.const("LANES", lanes, f"reals per side of a block transposed in registers "
             f"({machine.lane_bytes} bytes, {machine.isa})")
     steps, shuffles, columns = transpose_shuffles(lanes, dtype_bytes)
-    helpers = Helpers(loops=True, pointwise=True, in_register=True, lanes=True, transpose=True,
-                      index_type=ctype_index, transpose_steps=steps,
+    helpers = Helpers(loops=True, pointwise=True, in_register=True,
+                      wide_in_register=any(p.wide for p in passes if isinstance(p, Product)),
+                      lanes=True, transpose=True, index_type=ctype_index, transpose_steps=steps,
                       transpose_shuffles=shuffles, transpose_columns=columns)
     return ModulePlan(helpers, tuple(passes), tuple(d.constants), tuple(d.tables))

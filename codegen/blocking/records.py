@@ -293,6 +293,8 @@ class Product:
     ``bias`` (plus the bias of the row) or ``add`` (summed into the result); ``left``,
     ``across``, ``along``, ``right``, ``rows``, ``depth``, ``result``: the driver's operands.
     ``accumulates``: grad_weight's driver (column panels of dK, the batch in order).
+    ``wide``: the tile's vectors are LANES reals (the machine's widest), not VL; ``vector``,
+    ``reals``, ``load``, ``store``, ``in_register``: the C type, length and macros of them.
     """
 
     name: str
@@ -316,6 +318,12 @@ class Product:
     contiguous_rows: bool
     contiguous_steps: bool
     tile_fmas: int
+    wide: bool = False
+    vector: str = "vec"
+    reals: str = "VL"
+    load: str = "LOAD"
+    store: str = "STORE"
+    in_register: str = "IN_REGISTER"
     variant: str = "pointwise"
 
 
@@ -357,6 +365,8 @@ class Helpers:
             ``pack_planes``).
         shuffles: ``VEC_SHUFFLE`` and ``COLUMN_TAP_BOUNDARY`` (grad_input in place).
         in_register: ``IN_REGISTER`` (a loaded vector feeds several multiply-adds).
+        wide_in_register: ``IN_REGISTER_LANES``, its form for vectors of LANES reals (a
+            matrix product's wide tiles).
         lanes: the lane vector type (channels in lanes).
         transpose: ``LANE_SHUFFLE`` and ``transpose_lanes`` (whole lane tiles transposed).
         index_type: the C integer type of a shuffle index vector's elements.
@@ -368,6 +378,7 @@ class Helpers:
     pointwise: bool = False
     shuffles: bool = False
     in_register: bool = False
+    wide_in_register: bool = False
     lanes: bool = False
     transpose: bool = False
     index_type: str = "int64_t"
