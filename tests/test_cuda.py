@@ -499,6 +499,25 @@ def test_device_argument_checks(emulated, fake_library):
     assert dev.grad_bias(Other(), out=db) is db  # any interface works with out=
 
 
+def test_an_output_sharing_memory_with_another_array_is_refused(emulated, fake_library):
+    """The kernels are queued, so ``out`` must not overlap an input (by one element is
+    enough); an output that merely borders one runs."""
+    module = emulated[("s1x3_p3x0_c5", "loops", "float32")]
+    V, K, b, _ = reference.random_inputs(module.spec, 2, "float32")
+    memory = np.zeros(V.size + 480, np.float32)  # V, then Z's 2 x 5 x 12 x 4
+    memory[:V.size] = V.ravel()
+    fV = FakeGPUArray(memory[:V.size].reshape(V.shape))
+    overlapping = FakeGPUArray(memory[V.size - 1:V.size + 479].reshape(2, 5, 12, 4))
+    with pytest.raises(ValueError, match=r"^out \(Z\): shares GPU memory with V; pass a "
+                                         r"separate array$"):
+        module.device.forward(fV, FakeGPUArray(K), FakeGPUArray(b), out=overlapping)
+    bordering = FakeGPUArray(memory[V.size:].reshape(2, 5, 12, 4))
+    module.device.forward(fV, FakeGPUArray(K), FakeGPUArray(b), out=bordering)
+    want = reference.forward(module.spec, V.astype(np.float64), K.astype(np.float64),
+                             b.astype(np.float64))
+    np.testing.assert_allclose(bordering.array, want, rtol=1e-4, atol=1e-4)
+
+
 def test_interface_parsing_and_streams():
     a = np.zeros((2, 1, 3), np.float32)
     parsed = device_array("x", FakeGPUArray(a, stream=5))
