@@ -96,7 +96,7 @@ GRID = {
     "pointwise_parallel": LayerSpec(input=(37, 9, 9), kernel=(21, 37, 1, 1)),
     # grad_weight in chunks of pixels (G_s larger than a chunk; the last chunk shorter, not a
     # whole number of vectors), and fewer input channels than a column panel holds
-    "pointwise_chunks": LayerSpec(input=(13, 61, 59), kernel=(16, 13, 1, 1)),
+    "pointwise_chunks": LayerSpec(input=(13, 61, 59), kernel=(32, 13, 1, 1)),
 }
 
 #: Unrolled kernels for the layers small enough to unroll quickly.

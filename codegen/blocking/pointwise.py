@@ -22,10 +22,12 @@ PANEL_BYTES = 40 * 1024
 #: A pointwise grad_weight wants at least this many tasks (column panel x row group).
 GRAD_WEIGHT_TASKS = 16
 #: The most bytes of G_s a grad_weight chunk of pixels may take: the chunk stays in L2 while
-#: every column panel of the thread passes over it. Unchunked, float64 S6 read each sample's
-#: 400 KB of G_s from L3 once per panel; in two chunks its grad_weight went from 45 to 61 %
-#: of the peak (Zen 3, AVX2; docs/tiles.md).
-CHUNK_BYTES = 192 * 1024
+#: every column panel of the thread passes over it. 448 KB stays within the smallest L2 of the
+#: CPUs measured here (Zen 3's 512 KB, with the thread's panel; Zen 4 has 1 MB, the Xeons
+#: 2 MB). Unchunked, float64 S6 once read each sample's 392 KB of G_s from L3 once per panel;
+#: later, with that code changed, the 192 KB chunks this limit first had cost S6 float64 up to
+#: 16 % against one chunk (Zen 3, AVX2; docs/tiles.md).
+CHUNK_BYTES = 448 * 1024
 #: Besides the model's choice, ``codegen.tune`` times this many full-register tiles.
 FULL_TILES = 2
 #: Bytes per cycle the left factor of a matrix product streams in at (from L2).

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 98e02fdd06a1afccd75410daed05eb260dd5924f74c26049db705db286911b27
+ * cache key: 5d21666c2dd5ffaf9060fda3d27ef35f81ca356b4b2800dd0a345ad1ff00e3af
  */
 
 #include <stdint.h>
@@ -50,7 +50,7 @@ typedef double real;
 #define GW_COL_PANELS 1 /* grad_weight: dK += G_s . V_s^T: panels of GW_NR columns (the last zero-padded) */
 #define GW_ROW_GROUPS 2 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 2 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
-#define GW_KC 21 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 192 KB) */
+#define GW_KC 21 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define LANES 8 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 
