@@ -165,6 +165,15 @@ def test_covered_taps_counts_any_window_range(size, pad, n_out, stride, taps, di
             == brute_covered(size, pad, n_out, stride, taps, dilation))
 
 
+def test_a_layer_whose_taps_all_land_on_the_padding_is_valid_with_no_terms():
+    """Stride 7 over 5 rows padded by 2: both output rows read padding only (found by
+    test_properties, which had wanted at least one term). Its output is the bias, and its
+    input gradient is zero."""
+    spec = LayerSpec(input=(2, 5, 6), kernel=(3, 2, 2, 3), stride=(7, 1), padding=2)
+    assert spec.out_h == 2 and spec.n_terms == 0
+    assert spec.uncovered[0] == (0, 1, 2, 3, 4)
+
+
 def test_n_terms_of_huge_layers_is_answered_at_once():
     start = time.perf_counter()
     # 10**7 rows took 12 s pair by pair: the first and last window each have a tap in padding
