@@ -28,6 +28,7 @@ import codegen
 from codegen.backends import CUDA, gencode_flags
 from codegen.bench import LAYERS
 from codegen.check import compare
+from codegen.vocabulary import PASS_TABLE
 from derive import Network, reference
 from derive.reference import network as network_reference
 
@@ -115,31 +116,23 @@ _oracles: dict = {}
 def _oracle(spec, dtype, batch, seed):
     key = (spec, dtype, batch, seed)
     if key not in _oracles:
-        V, K, b, G = reference.random_inputs(spec, batch, dtype, seed)
-        wide = {"V": V, "K": K, "b": b, "G": G}
-        wide = {n: None if a is None else a.astype(np.float64) for n, a in wide.items()}
+        arrays = dict(zip("VKbG", reference.random_inputs(spec, batch, dtype, seed)))
+        wide = {n: None if a is None else a.astype(np.float64) for n, a in arrays.items()}
         absolute = {n: None if a is None else np.abs(a) for n, a in wide.items()}
-        reads = {"forward": ("V", "K", "b"), "grad_input": ("K", "G"),
-                 "grad_weight": ("V", "G"), "grad_bias": ("G",)}
-        if not spec.bias:
-            del reads["grad_bias"]
-        want = {name: (getattr(reference, name)(spec, *(wide[r] for r in args)),
-                       getattr(reference, name)(spec, *(absolute[r] for r in args)))
-                for name, args in reads.items()}
-        _oracles[key] = ((V, K, b, G), want)
+        want = {p.name: (getattr(reference, p.name)(spec, *(wide[r] for r in p.reads)),
+                         getattr(reference, p.name)(spec, *(absolute[r] for r in p.reads)))
+                for p in PASS_TABLE if p.runs(spec.bias)}
+        _oracles[key] = (arrays, want)
     return _oracles[key]
 
 
 def _check(module, batch, seed, results=None):
     """Every pass of ``module`` against the reference; ``results``: the passes' outputs
     (default: the module's NumPy functions, which copy to the GPU and back)."""
-    (V, K, b, G), want = _oracle(module.spec, module.dtype, batch, seed)
+    arrays, want = _oracle(module.spec, module.dtype, batch, seed)
     if results is None:
-        results = {"forward": module.forward(V, K, b) if module.spec.bias
-                   else module.forward(V, K),
-                   "grad_input": module.grad_input(K, G), "grad_weight": module.grad_weight(V, G)}
-        if module.spec.bias:
-            results["grad_bias"] = module.grad_bias(G)
+        results = {p.name: getattr(module, p.name)(*(arrays[r] for r in p.reads))
+                   for p in PASS_TABLE if p.name in want}
     assert set(results) == set(want)
     for name, got in results.items():
         check = compare(name, np.asarray(got), *want[name], module.dtype)
@@ -164,7 +157,7 @@ def test_benchmark_layers_match_the_reference_at_their_batch(layers, case):
 @pytest.mark.parametrize("case", LAYER_CASES, ids=["-".join(c) for c in LAYER_CASES])
 def test_backward_gives_each_pass_on_the_gpu(layers, case):
     module = layers[case]
-    (V, K, b, G), _ = _oracle(module.spec, module.dtype, 3, 2)
+    V, K, b, G = _oracle(module.spec, module.dtype, 3, 2)[0].values()
     together = module.backward(V, K, G)
     separate = (module.grad_input(K, G), module.grad_weight(V, G), module.grad_bias(G))
     for got, want in zip(together, separate):
@@ -186,7 +179,7 @@ def test_device_functions_on_pytorch_tensors_on_another_stream(layers, case):
     torch = _torch_cuda()
     module = layers[case]
     batch = 5
-    (V, K, b, G), _ = _oracle(module.spec, module.dtype, batch, 4)
+    V, K, b, G = _oracle(module.spec, module.dtype, batch, 4)[0].values()
     Vt, Kt, bt, Gt = (torch.from_numpy(x).cuda() for x in (V, K, b, G))
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -209,7 +202,7 @@ def test_device_functions_on_cupy_arrays(layers):
         pytest.skip("CuPy sees no CUDA device")
     module = layers[("S2", "tiled", "float64")]
     batch = 6
-    (V, K, b, G), _ = _oracle(module.spec, module.dtype, batch, 5)
+    V, K, b, G = _oracle(module.spec, module.dtype, batch, 5)[0].values()
     Vc, Kc, bc, Gc = (cupy.asarray(x) for x in (V, K, b, G))
     got = {"forward": module.device.forward(Vc, Kc, bc),
            "grad_input": module.device.grad_input(Kc, Gc),

@@ -35,7 +35,7 @@ L2_BYTES_PER_CYCLE = 16
 
 
 #: The vector type, length and macros of a wide tile (``helpers.c.jinja``'s lane vectors).
-WIDE_VECTORS = {"wide": True, "vector": "lanes", "reals": "LANES", "load": "LOAD_LANES",
+WIDE_VECTORS = {"vector": "lanes", "reals": "LANES", "load": "LOAD_LANES",
                 "store": "STORE_LANES", "in_register": "IN_REGISTER_LANES"}
 
 

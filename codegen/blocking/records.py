@@ -293,8 +293,8 @@ class Product:
     ``bias`` (plus the bias of the row) or ``add`` (summed into the result); ``left``,
     ``across``, ``along``, ``right``, ``rows``, ``depth``, ``result``: the driver's operands.
     ``accumulates``: grad_weight's driver (column panels of dK, the batch in order).
-    ``wide``: the tile's vectors are LANES reals (the machine's widest), not VL; ``vector``,
-    ``reals``, ``load``, ``store``, ``in_register``: the C type, length and macros of them.
+    ``vector``, ``reals``, ``load``, ``store``, ``in_register``: the C type, length and
+    macros of the tile's vectors: VL reals, or LANES (the machine's widest: ``wide``).
     """
 
     name: str
@@ -318,13 +318,16 @@ class Product:
     contiguous_rows: bool
     contiguous_steps: bool
     tile_fmas: int
-    wide: bool = False
     vector: str = "vec"
     reals: str = "VL"
     load: str = "LOAD"
     store: str = "STORE"
     in_register: str = "IN_REGISTER"
     variant: str = "pointwise"
+
+    @property
+    def wide(self) -> bool:
+        return self.reals == "LANES"
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 # spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
 #        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: f5d9e78ff370f7b3457371d1bf206c68dd1900660c5b831bf2af9706f19bb3c5
+# cache key: d36d2d161e1135db4dc94fe68fd0401539ae879ca7695d1351a5da75eb7fd334
 """input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key f5d9e78ff370f7b3457371d1bf206c68dd1900660c5b831bf2af9706f19bb3c5.
+Built by corrgen 0.1.0, cache key d36d2d161e1135db4dc94fe68fd0401539ae879ca7695d1351a5da75eb7fd334.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 9, 11), K (32, 16, 3, 3), b (32,), Z (N, 32, 9, 11)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_f5d9e78ff370")
+_extension = _importlib.import_module(__name__ + "._conv2d_d36d2d161e11")
 
 spec = _LayerSpec(input=(16, 9, 11), kernel=(32, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "f5d9e78ff370f7b3457371d1bf206c68dd1900660c5b831bf2af9706f19bb3c5"
+key = "d36d2d161e1135db4dc94fe68fd0401539ae879ca7695d1351a5da75eb7fd334"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

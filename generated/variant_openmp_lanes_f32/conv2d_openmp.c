@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f5d9e78ff370f7b3457371d1bf206c68dd1900660c5b831bf2af9706f19bb3c5
+ * cache key: d36d2d161e1135db4dc94fe68fd0401539ae879ca7695d1351a5da75eb7fd334
  */
 
 #include <stdint.h>
@@ -130,7 +130,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
     const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
     return groups < blocks ? groups : blocks;
 }
-/* Vectors of LANES channels, for the tiles that hold channels in lanes. */
+/* Vectors of LANES reals: the tiles that hold channels in lanes, and the matrix products'
+ * transposes and wide tiles. */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))

@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 83b5985c928652bbcfeb51b9b5d62acc99ca2f153a7f49683262676af1b8fe98
+ * cache key: 3c71a89f7c835b3114aec93f2468e06a7bdd35d1b0e4664fc9189ec185b5e9ac
  */
 
 /*

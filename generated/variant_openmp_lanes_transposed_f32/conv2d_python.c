@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: b42a86543a48c07a7ab454c87d671d3a9e72a4493eb25e34d0740e12fd5f48e2
+ * cache key: fed01770d0ccc6b69be99c6cdf74343cf85cd9ff99d252c4571707437b7f92bc
  */
 
 /*

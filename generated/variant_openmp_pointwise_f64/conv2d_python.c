@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 5d21666c2dd5ffaf9060fda3d27ef35f81ca356b4b2800dd0a345ad1ff00e3af
+ * cache key: aa1bddb5967dfdce90b26ce76d28b97ce8f6b1f3e50c480602f7282edfa03eff
  */
 
 /*
