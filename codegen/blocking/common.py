@@ -32,6 +32,9 @@ LANE_MIN_SUMS = 128
 MIN_TASKS = 8
 #: grad_weight sums the batch in at most this many chunks (partial sums added in order).
 GRAD_WEIGHT_CHUNKS = 8
+#: grad_bias sums this many samples' planes of a channel side by side: the planes lie a
+#: sample apart, and one plane at a time keeps one stream from memory in flight.
+GRAD_BIAS_PLANES = 4
 #: Bytes of transposed gradient a lane grad_weight tile sweeps per pass (half of L1).
 GRAD_WEIGHT_BAND_BYTES = 16 * 1024
 #: Cycles charged per tile (stores, set-up) and per channel of a tile (loop overhead) by the

@@ -9,6 +9,7 @@ from derive.spec import LayerSpec
 
 from .common import (
     AVX512,
+    GRAD_BIAS_PLANES,
     LANE_MIN_SUMS,
     VECTOR_BYTES,
     Geometry,
@@ -163,7 +164,8 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
                                    scratch.tap_offsets, scratch.seg, d,
                                    machine_for("grad_weight"))
-    passes = (forward, grad_input, grad_weight) + ((GradBias(),) if spec.bias else ())
+    bias = (GradBias(GRAD_BIAS_PLANES),) if spec.bias else ()
+    passes = (forward, grad_input, grad_weight) + bias
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,
                       tuple(d.constants), tuple(d.tables))
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from derive.spec import LayerSpec
 
-from .common import MIN_TASKS, TILE_OVERHEAD, VECTOR_BYTES, Machine, _cdiv
+from .common import GRAD_BIAS_PLANES, MIN_TASKS, TILE_OVERHEAD, VECTOR_BYTES, Machine, _cdiv
 from .defines import Defines
 from .records import GradBias, Helpers, ModulePlan, Product
 from .shuffles import transpose_shuffles
@@ -182,7 +182,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     if spec.bias:
-        passes.append(GradBias())
+        passes.append(GradBias(GRAD_BIAS_PLANES))
     # grad_weight transposes the input's rows into its panels in registers, a square of the
     # widest vectors at a time
     d.const("LANES", lanes, f"reals per side of a block transposed in registers "

@@ -332,8 +332,10 @@ class Product:
 
 @dataclass(frozen=True)
 class GradBias:
-    """grad_bias: one task per output channel, the batch summed in order."""
+    """grad_bias: one task per output channel, the batch summed in order, ``planes`` samples'
+    planes side by side."""
 
+    planes: int
     name: str = "grad_bias"
     reason: str = "a sum per output channel"
     variant: str = "grad_bias"

@@ -3,10 +3,10 @@
 # spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
 #        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 8c1b5b2bda4846334b9c9caa5b9b7c20f8bbf88483d18dfdec13b3e380d101df
+# cache key: 51897ad8bc0c138864531ce578eed3d61202ef2d1d63b9659a1e2e10d29d709b
 """input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 8c1b5b2bda4846334b9c9caa5b9b7c20f8bbf88483d18dfdec13b3e380d101df.
+Built by corrgen 0.1.0, cache key 51897ad8bc0c138864531ce578eed3d61202ef2d1d63b9659a1e2e10d29d709b.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 11, 17), K (2, 1, 2, 3), b (2,), Z (N, 2, 12, 15)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_8c1b5b2bda48")
+_extension = _importlib.import_module(__name__ + "._conv2d_51897ad8bc0c")
 
 spec = _LayerSpec(input=(1, 11, 17), kernel=(2, 1, 2, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 2), bias=True, mode='convolution')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "8c1b5b2bda4846334b9c9caa5b9b7c20f8bbf88483d18dfdec13b3e380d101df"
+key = "51897ad8bc0c138864531ce578eed3d61202ef2d1d63b9659a1e2e10d29d709b"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: fed01770d0ccc6b69be99c6cdf74343cf85cd9ff99d252c4571707437b7f92bc
+ * cache key: da714eeda230f7774b5f1ac369d52226ee1ff1577266eebee76d9807fc48f412
  */
 
 /*

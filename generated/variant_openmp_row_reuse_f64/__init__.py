@@ -3,10 +3,10 @@
 # spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
 #        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 51486fc9b433d8a3c33af0981363053d559aa22cd2a4e61705ab3294980f1039
+# cache key: 075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf
 """input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 51486fc9b433d8a3c33af0981363053d559aa22cd2a4e61705ab3294980f1039.
+Built by corrgen 0.1.0, cache key 075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf.
 
     forward(V, K, b, out=None) -> Z
         V (N, 8, 16, 16), K (8, 8, 3, 3), b (8,), Z (N, 8, 16, 16)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_51486fc9b433")
+_extension = _importlib.import_module(__name__ + "._conv2d_075c14eda953")
 
 spec = _LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "51486fc9b433d8a3c33af0981363053d559aa22cd2a4e61705ab3294980f1039"
+key = "075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 51486fc9b433d8a3c33af0981363053d559aa22cd2a4e61705ab3294980f1039
+ * cache key: 075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf
  */
 
 /*
