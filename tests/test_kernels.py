@@ -406,6 +406,26 @@ def test_kernels_release_the_gil(tmp_path):
     assert ticks > 10 * calls
 
 
+def test_one_pass_called_from_several_threads_at_once(tmp_path):
+    """The kernels release the GIL, so calls of one pass can overlap in time: each, on its own
+    data, gets the reference's result (no state is shared between calls)."""
+    spec = LayerSpec(input=(8, 24, 24), kernel=(16, 8, 3, 3), padding=1)
+    module = codegen.load(spec, out=tmp_path, dtype="float64", style="loops", tune=False)
+    inputs = [reference.random_inputs(spec, 3, "float64", seed) for seed in range(8)]
+
+    def run(i):
+        V, K, b, G = inputs[i % len(inputs)]
+        return i, module.forward(V, K, b), module.grad_input(K, G), module.grad_weight(V, G)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(32)))
+    for i, z, dv, dk in results:
+        V, K, b, G = inputs[i % len(inputs)]
+        np.testing.assert_allclose(z, reference.forward(spec, V, K, b), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(dv, reference.grad_input(spec, K, G), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(dk, reference.grad_weight(spec, V, G), rtol=1e-10, atol=1e-10)
+
+
 # -- the module's argument checks ---------------------------------------------------------
 
 
