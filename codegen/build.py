@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import shlex
 import shutil
 import sysconfig
@@ -48,7 +47,7 @@ from derive import __version__
 from .backends import Backend
 from .errors import BuildError, OutputError
 from .memo import remembered
-from .paths import module_name, output_folder, unwritable, write_atomic
+from .paths import create_unused, module_name, output_folder, unwritable, write_atomic
 from .render import PYTHON_ENTRIES, SourceFiles
 
 # subprocess is imported where a program runs. Loading a module built earlier runs none
@@ -485,14 +484,7 @@ def prepare_out(out: Path) -> None:
 def _new_folder(parent: Path, prefix: str) -> Path:
     """A fresh temporary folder ``<prefix><8 hex digits>`` under ``parent``, with the mode a
     plain mkdir gives (``tempfile.mkdtemp`` would make it private)."""
-    for _ in range(100):
-        tmp = parent / f"{prefix}{secrets.token_hex(4)}"
-        try:
-            tmp.mkdir()
-            return tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name {prefix}... in {parent}")
+    return create_unused(parent, lambda token: prefix + token, Path.mkdir)[0]
 
 
 #: One build at a time per process and folder name (flock also orders threads, but a

@@ -16,13 +16,17 @@ from __future__ import annotations
 import keyword
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import OutputError
 
-#: The environment variable naming the module cache.
+T = TypeVar("T")
+
 #: The Python wrapper of a built module: its folder's package file.
 WRAPPER = "__init__.py"
+#: The environment variable naming the module cache.
 CACHE_ENV = "CORRGEN_CACHE"
 
 
@@ -92,6 +96,20 @@ def unwritable(folder: Path, error: OSError, option: str = "out") -> OutputError
 # -- files ------------------------------------------------------------------------------------
 
 
+def create_unused(parent: Path, name: Callable[[str], str], create: Callable[[Path], T]
+                  ) -> tuple[Path, T]:
+    """``create(parent / name(token))`` for a fresh random token of 8 hex digits, retried
+    while that name is taken (``create`` raises FileExistsError), at most 100 times: the
+    path and what ``create`` returned."""
+    for _ in range(100):
+        path = parent / name(secrets.token_hex(4))
+        try:
+            return path, create(path)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name {name('...')} in {parent}")
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write ``path`` whole or not at all: a temporary file beside it, then a rename.
 
@@ -102,15 +120,8 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     """
     path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise FileExistsError(f"no free temporary name next to {path}")
+    tmp, fd = create_unused(path.parent, lambda token: f".{path.name}.{token}.tmp",
+                            lambda tmp: os.open(tmp, flags, 0o666))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)

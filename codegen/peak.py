@@ -86,10 +86,16 @@ def _rate(loop: ctypes._CFuncPtr, iterations: int) -> tuple[float, float]:
     return 2 * fmas * iterations * threads.value / elapsed / 1e9, elapsed
 
 
-def fma_peak(dtypes: tuple[str, ...] = DTYPE_NAMES, seconds: float = 0.2,
+def fma_peak(dtypes: str | tuple[str, ...] = DTYPE_NAMES, seconds: float = 0.2,
              repeats: int = 5) -> dict[str, float]:
     """GFLOP/s of the multiply-add loop per dtype (a multiply-add counts 2): the best of
-    ``repeats`` timings of about ``seconds`` each, with the process's OpenMP threads."""
+    ``repeats`` timings of about ``seconds`` each, with the process's OpenMP threads.
+    ``dtypes`` may also be one dtype name."""
+    dtypes = (dtypes,) if isinstance(dtypes, str) else tuple(dtypes)
+    unknown = [d for d in dtypes if d not in DTYPE_NAMES]
+    if unknown:
+        raise ValueError(f"dtypes: each must be one of {', '.join(DTYPE_NAMES)}; "
+                         f"got {', '.join(map(repr, unknown))}")
     with tempfile.TemporaryDirectory(prefix="corrgen-peak-") as tmp:
         library = _library(Path(tmp))
         loops, iterations = {}, {}

@@ -270,6 +270,15 @@ def test_fma_peak_float64_is_about_half_of_float32():
     assert 0.3 < float(done.stdout) < 0.7
 
 
+def test_fma_peak_takes_one_dtype_name_and_names_a_wrong_one():
+    from codegen.peak import fma_peak
+
+    assert list(fma_peak("float32", seconds=0.01, repeats=1)) == ["float32"]
+    with pytest.raises(ValueError, match=r"^dtypes: each must be one of float32, float64; "
+                                         r"got 'float16'$"):
+        fma_peak(("float32", "float16"))
+
+
 def test_build_json_says_what_was_built_and_reused(capsys, tmp_path):
     argv = ["build", "--input", "3x3", "--kernel", "2x2", "--out", str(tmp_path), "--json"]
     status, out, _ = run(capsys, *argv)
