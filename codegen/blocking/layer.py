@@ -48,6 +48,7 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
         shuffles=any(isinstance(p, InPlaceSweep) for p in passes),
         in_register=any(getattr(p, "shares_loads", False) for p in passes),
         lanes=any(p.variant.endswith("lanes") or p.variant == "lane_sweep" for p in passes),
+        hide_pointer=any(p.bias for p in lane_sweeps),
         transpose=transpose, index_type=index_type, transpose_steps=steps,
         transpose_shuffles=shuffles, transpose_columns=columns)
 

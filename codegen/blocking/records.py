@@ -373,6 +373,8 @@ class Helpers:
         wide_in_register: ``IN_REGISTER_LANES``, its form for vectors of LANES reals (a
             matrix product's wide tiles).
         lanes: the lane vector type (channels in lanes).
+        hide_pointer: ``HIDE_POINTER`` (a lane sweep's bias, read where its tiles are
+            stored).
         transpose: ``LANE_SHUFFLE`` and ``transpose_lanes`` (whole lane tiles transposed).
         index_type: the C integer type of a shuffle index vector's elements.
         transpose_steps, transpose_shuffles, transpose_columns: ``transpose_lanes``: its
@@ -385,6 +387,7 @@ class Helpers:
     in_register: bool = False
     wide_in_register: bool = False
     lanes: bool = False
+    hide_pointer: bool = False
     transpose: bool = False
     index_type: str = "int64_t"
     transpose_steps: int = 0
