@@ -164,20 +164,36 @@ def tuned_choices(spec: LayerSpec, dtype: str, backend: Backend, out: Path,
                   progress: Callable[[str], None] | None = None) -> Tuning | None:
     """The stored tuning of ``spec`` on this machine, or a new one measured and stored;
     None when no pass's plan depends on the choice."""
-    path = _tuning_file(out, spec, dtype, backend, threads)
-    if path.is_file():
-        data = json.loads(path.read_text())
-        return Tuning(data["choices"], data["timings_us"], data["batch"], data["threads"],
-                      data["seconds"])
     from .blocking import candidates
 
     options = candidates(spec, DTYPES[dtype].itemsize, host_machine())
     if not options:
         return None
-    (progress or (lambda _: None))(f"tuning {', '.join(options)} on this CPU")
+    path = _tuning_file(out, spec, dtype, backend, threads)
+    stored = _stored(path, options)
+    if stored is not None:
+        return stored
+    note = " (the stored tuning was unreadable or not among them)" if path.is_file() else ""
+    (progress or (lambda _: None))(f"tuning {', '.join(options)} on this CPU{note}")
     tuning = measure(spec, dtype, options, build)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(asdict(tuning), indent=1).encode())
+    return tuning
+
+
+def _stored(path: Path, options: dict[str, tuple[str, ...]]) -> Tuning | None:
+    """The tuning stored at ``path`` when it reads whole and chose, for each pass of
+    ``options``, one of its options; else None (it is measured again: a damaged or edited
+    file must not pick a plan that was never checked)."""
+    try:
+        data = json.loads(path.read_text())
+        tuning = Tuning(data["choices"], data["timings_us"], data["batch"], data["threads"],
+                        data["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(tuning.choices, dict) or set(tuning.choices) != set(options) or any(
+            tuning.choices[name] not in choices for name, choices in options.items()):
+        return None
     return tuning
 
 

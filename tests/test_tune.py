@@ -189,6 +189,44 @@ def test_tuned_load_checks_stores_and_reuses_its_choice(tuning_on, tmp_path, mon
     assert again.tuning.choices == tuning.choices and again.key == module.key
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not a candidate", "a pass missing"])
+def test_a_damaged_stored_tuning_is_measured_again(tuning_on, tmp_path, monkeypatch, damage):
+    """A stored tuning that does not read whole, or whose choice is not one of this layer's
+    candidates, is not used: its plan was never checked against the reference."""
+    first = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops")
+    (path,) = (tmp_path / ".tuning").glob("*.json")
+    text = path.read_text()
+    data = json.loads(text)
+    if damage == "truncated":
+        path.write_text(text[: len(text) // 2])
+    elif damage == "not a candidate":
+        data["choices"]["grad_input"] = "lane_tile=3x1x4"
+        path.write_text(json.dumps(data))
+    else:
+        del data["choices"]["grad_input"]
+        path.write_text(json.dumps(data))
+    measured = []
+    real_measure = tune.measure
+    monkeypatch.setattr(tune, "measure", lambda *a: measured.append(1) or real_measure(*a))
+    notes = []
+    again = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops",
+                         progress=notes.append)
+    assert measured == [1]
+    assert any("the stored tuning was unreadable or not among them" in n for n in notes)
+    assert set(again.tuning.choices) == set(first.tuning.choices)
+    for result in check_module(again, batch=3, seed=2):
+        assert result.ok, result
+    assert json.loads(path.read_text())["choices"] == again.tuning.choices
+
+
+def test_a_lane_tile_that_does_not_divide_the_channels_is_refused():
+    """Forced, a tile of 3 vectors of 8 channels would sweep channels 24-71 of 64."""
+    spec, _ = LAYERS["S5"]
+    with pytest.raises(ValueError, match=r"^choices: lane_tile=3x1x4 needs 3 vectors of 8 "
+                                         r"channels to divide the sweep's 64 channels$"):
+        plan(spec, 4, AVX2, {"forward": "lane_tile=3x1x4"})
+
+
 def test_build_reports_the_tuning_and_no_tune_skips_it(tuning_on, tmp_path, capsys):
     args = ["build", "--input", "16x9x11", "--kernel", "32x16x3x3", "--padding", "1",
             "--dtype", "float32", "--style", "loops", "--out", str(tmp_path / "a"), "--json"]

@@ -68,11 +68,17 @@ def lane_tile_choice(tile: LaneTile) -> str:
     return f"{LANE_TILE_CHOICE}{tile.nv}x{tile.ty}x{tile.tx}"
 
 
-def _parse_lane_tile(choice: str | None) -> LaneTile | None:
+def _parse_lane_tile(choice: str | None, channels: int, lanes: int) -> LaneTile | None:
+    """The lane tile of ``choice``, for a sweep of ``channels`` channels in vectors of
+    ``lanes``: its vectors must cut the channels into whole blocks (a tile that does not
+    would compute channels that do not exist)."""
     if not choice or not choice.startswith(LANE_TILE_CHOICE):
         return None
-    nv, ty, tx = choice.removeprefix(LANE_TILE_CHOICE).split("x")
-    return LaneTile(int(nv), int(ty), int(tx))
+    nv, ty, tx = (int(n) for n in choice.removeprefix(LANE_TILE_CHOICE).split("x"))
+    if min(nv, ty, tx) < 1 or channels % (nv * lanes):
+        raise ValueError(f"choices: {choice} needs {nv} vectors of {lanes} channels to "
+                         f"divide the sweep's {channels} channels")
+    return LaneTile(nv, ty, tx)
 
 
 #: The suffix of a matrix-product tile of the machine's widest vectors (``tile=12x2w``).
@@ -154,12 +160,12 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     d.const("LHO", g.ho, "output rows swept (HO)")
     d.const("LWO", g.wo, "output columns swept (WO)")
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
-                                _parse_lane_tile(choices.get("forward")))
+                                _parse_lane_tile(choices.get("forward"), g.o, lanes))
     scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
     forward = plan_forward(g, vl, lanes, tile, tx, scratch, spec.bias, d)
     gather = phases(g)
     grad_input = (plan_lanes(g, lanes, gather, d, machine_for("grad_input"),
-                             _parse_lane_tile(choices.get("grad_input")))
+                             _parse_lane_tile(choices.get("grad_input"), g.c, lanes))
                   if "grad_input" in in_lanes
                   else plan_columns(g, vl, gather, d, machine_for("grad_input")))
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
