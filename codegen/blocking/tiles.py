@@ -127,7 +127,9 @@ def lane_tile_candidates(lanes: int, out_channels: int, in_channels: int,
     least of the tiles of two rows. The model charges the tiles' loads but not where they
     come from: two output rows read four rows of a 3x3 layer's input where one reads three,
     and many tiles tie. On a Zen 3 (AVX2), S5's float32 forward ran at 61-64 % of the peak
-    with 1 x 2 x 4 and at 53-54 % with the model's 1 x 1 x 8, which it ranks the same."""
+    with 1 x 2 x 4 and at 53-54 % with the model's 1 x 1 x 8, which it ranks the same; once
+    the forward read its bias where it stores a tile (1 x 1 x 8's sums had spilled), 1 x 1 x 8
+    took 0.85 of 1 x 2 x 4's time (docs/tiles.md)."""
     found: list[LaneTile] = []
     for fmas in (machine.lane_fmas, 3 - machine.lane_fmas):
         rate = machine if fmas == machine.lane_fmas else replace(machine, lane_fmas=fmas)
