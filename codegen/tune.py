@@ -173,7 +173,8 @@ def tuned_choices(spec: LayerSpec, dtype: str, backend: Backend, out: Path,
     stored = _stored(path, options)
     if stored is not None:
         return stored
-    note = " (the stored tuning was unreadable or not among them)" if path.is_file() else ""
+    note = (" (the stored tuning was unreadable or chose no current candidate)"
+            if path.is_file() else "")
     (progress or (lambda _: None))(f"tuning {', '.join(options)} on this CPU{note}")
     tuning = measure(spec, dtype, options, build)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,7 @@ def _stored(path: Path, options: dict[str, tuple[str, ...]]) -> Tuning | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(tuning.choices, dict) or set(tuning.choices) != set(options) or any(
-            tuning.choices[name] not in choices for name, choices in options.items()):
+            tuning.choices[name] not in allowed for name, allowed in options.items()):
         return None
     return tuning
 

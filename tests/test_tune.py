@@ -212,7 +212,7 @@ def test_a_damaged_stored_tuning_is_measured_again(tuning_on, tmp_path, monkeypa
     again = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops",
                          progress=notes.append)
     assert measured == [1]
-    assert any("the stored tuning was unreadable or not among them" in n for n in notes)
+    assert any("the stored tuning was unreadable or chose no current candidate" in n for n in notes)
     assert set(again.tuning.choices) == set(first.tuning.choices)
     for result in check_module(again, batch=3, seed=2):
         assert result.ok, result
@@ -220,7 +220,8 @@ def test_a_damaged_stored_tuning_is_measured_again(tuning_on, tmp_path, monkeypa
 
 
 def test_a_lane_tile_that_does_not_divide_the_channels_is_refused():
-    """Forced, a tile of 3 vectors of 8 channels would sweep channels 24-71 of 64."""
+    """Forced, a tile of 3 vectors of 8 channels would cut S5's 64 output channels into
+    blocks of 24, the third sweeping channels 48-71."""
     spec, _ = LAYERS["S5"]
     with pytest.raises(ValueError, match=r"^choices: lane_tile=3x1x4 needs 3 vectors of 8 "
                                          r"channels to divide the sweep's 64 channels$"):
