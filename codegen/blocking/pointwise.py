@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 from derive.spec import LayerSpec
 
-from .common import GRAD_BIAS_PLANES, MIN_TASKS, TILE_OVERHEAD, VECTOR_BYTES, Machine, _cdiv
+from .common import (
+    GRAD_BIAS_PLANES,
+    MIN_TASKS,
+    PRODUCT_STEP_UNROLL,
+    TILE_OVERHEAD,
+    VECTOR_BYTES,
+    Machine,
+    _cdiv,
+)
 from .defines import Defines
 from .records import GradBias, Helpers, ModulePlan, Product
 from .shuffles import transpose_shuffles
@@ -179,6 +187,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             across=across, along=along, right=right, rows=rows, result=result, bias=bias,
             accumulates=name == "grad_weight", contiguous_rows=row == "1",
             contiguous_steps=step == "1", tile_fmas=tile.mr * tile.nrv,
+            unroll=PRODUCT_STEP_UNROLL,
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     if spec.bias:

@@ -293,6 +293,7 @@ class Product:
     ``bias`` (plus the bias of the row) or ``add`` (summed into the result); ``left``,
     ``across``, ``along``, ``right``, ``rows``, ``depth``, ``result``: the driver's operands.
     ``accumulates``: grad_weight's driver (column panels of dK, the batch in order).
+    ``unroll``: the steps the tile's loop takes per pass.
     ``vector``, ``reals``, ``load``, ``store``, ``in_register``: the C type, length and
     macros of the tile's vectors: VL reals, or LANES (the machine's widest: ``wide``).
     """
@@ -318,6 +319,7 @@ class Product:
     contiguous_rows: bool
     contiguous_steps: bool
     tile_fmas: int
+    unroll: int
     vector: str = "vec"
     reals: str = "VL"
     load: str = "LOAD"

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 05592e39b570b17465be7864e002031fc9bc3f8f6d45d5f97c21e9fad690f3cf
+ * cache key: 1f1a2e58ff00ac58361179220c76e73c7772a8488cb6c8bc3cb1ff5a79dc2945
  */
 
 #include <stdint.h>
@@ -226,6 +226,8 @@ static __attribute__((noinline)) void forward_tile(const real *restrict a, const
     vec acc1_0 = zero + bias[1 < rows ? 1 : rows - 1], acc1_1 = zero + bias[1 < rows ? 1 : rows - 1], acc1_2 = zero + bias[1 < rows ? 1 : rows - 1], acc1_3 = zero + bias[1 < rows ? 1 : rows - 1], acc1_4 = zero + bias[1 < rows ? 1 : rows - 1], acc1_5 = zero + bias[1 < rows ? 1 : rows - 1];
     vec acc2_0 = zero + bias[2 < rows ? 2 : rows - 1], acc2_1 = zero + bias[2 < rows ? 2 : rows - 1], acc2_2 = zero + bias[2 < rows ? 2 : rows - 1], acc2_3 = zero + bias[2 < rows ? 2 : rows - 1], acc2_4 = zero + bias[2 < rows ? 2 : rows - 1], acc2_5 = zero + bias[2 < rows ? 2 : rows - 1];
     vec acc3_0 = zero + bias[3 < rows ? 3 : rows - 1], acc3_1 = zero + bias[3 < rows ? 3 : rows - 1], acc3_2 = zero + bias[3 < rows ? 3 : rows - 1], acc3_3 = zero + bias[3 < rows ? 3 : rows - 1], acc3_4 = zero + bias[3 < rows ? 3 : rows - 1], acc3_5 = zero + bias[3 < rows ? 3 : rows - 1];
+    /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
+    #pragma GCC unroll 4
     for (int k = 0; k < C; ++k) {
         const real *restrict bk = b + (int64_t)k * FWD_NR;
         vec b0 = LOAD(bk + 0 * VL), b1 = LOAD(bk + 1 * VL), b2 = LOAD(bk + 2 * VL), b3 = LOAD(bk + 3 * VL), b4 = LOAD(bk + 4 * VL), b5 = LOAD(bk + 5 * VL);
@@ -371,6 +373,8 @@ static __attribute__((noinline)) void grad_input_tile(const real *restrict a, co
     vec acc2_0 = zero, acc2_1 = zero, acc2_2 = zero;
     vec acc3_0 = zero, acc3_1 = zero, acc3_2 = zero;
     vec acc4_0 = zero, acc4_1 = zero, acc4_2 = zero;
+    /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
+    #pragma GCC unroll 4
     for (int k = 0; k < O; ++k) {
         const real *restrict bk = b + (int64_t)k * GIN_NR;
         vec b0 = LOAD(bk + 0 * VL), b1 = LOAD(bk + 1 * VL), b2 = LOAD(bk + 2 * VL);
@@ -507,6 +511,8 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
     vec acc7_0 = zero, acc7_1 = zero;
     vec acc8_0 = zero, acc8_1 = zero;
     vec acc9_0 = zero, acc9_1 = zero;
+    /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
+    #pragma GCC unroll 4
     for (int k = 0; k < steps; ++k) {
         const real *restrict bk = b + (int64_t)k * GW_NR;
         vec b0 = LOAD(bk + 0 * VL), b1 = LOAD(bk + 1 * VL);
