@@ -46,6 +46,10 @@ TUNE_MIN_FLOPS = 1 << 20
 #: median of 5 once ranked S6's float64 forward tiles the wrong way round (the model's 2x5
 #: kept at 7.2 ms where 6x2 ran in 6.3).
 RUNS = 7
+#: A run calls the pass often enough to take about this long (once for passes that take
+#: longer): the fastest single call of S4's grad_weight (0.4 ms) once kept the candidate
+#: that took 0.86 of its time at the benchmark's batch, and not again in four tunings.
+RUN_SECONDS = 0.01
 #: The timing batch: enough samples for about this many forward operations, at least 8 per
 #: thread, at most 64. Small batches rank tiles differently from the benchmark's: one
 #: sample on 2 threads ranked S5's forward tiles the other way round from 16 (4.0 against
@@ -106,8 +110,8 @@ def _tuning_file(out: Path, spec: LayerSpec, dtype: str, backend: Backend,
 
 def _time_passes(modules: list[Any], names: list[str], spec: LayerSpec, dtype: str,
                  batch: int) -> dict[str, list[float]]:
-    """The fastest run, in microseconds, of each pass of every candidate module, runs
-    interleaved."""
+    """The fastest run, in microseconds per call, of each pass of every candidate module,
+    runs interleaved; every module's run of a pass makes as many calls (``RUN_SECONDS``)."""
     from derive import reference
 
     V, K, b, G = reference.random_inputs(spec, batch, dtype, seed=0)
@@ -117,13 +121,18 @@ def _time_passes(modules: list[Any], names: list[str], spec: LayerSpec, dtype: s
     out: dict[str, list[float]] = {}
     for name in names:
         samples: list[list[float]] = [[] for _ in modules]
+        slowest = 0.0
         for module in modules:
+            start = time.perf_counter()
             calls[name](module)
+            slowest = max(slowest, time.perf_counter() - start)
+        number = max(1, round(RUN_SECONDS / max(slowest, 1e-9)))
         for _ in range(RUNS):
             for i, module in enumerate(modules):
                 start = time.perf_counter()
-                calls[name](module)
-                samples[i].append(time.perf_counter() - start)
+                for _ in range(number):
+                    calls[name](module)
+                samples[i].append((time.perf_counter() - start) / number)
         out[name] = [min(s) * 1e6 for s in samples]
     return out
 

@@ -155,6 +155,29 @@ def test_the_faster_candidate_of_each_pass_is_kept(monkeypatch):
         in tuning.summary()
 
 
+def test_each_run_times_the_same_number_of_calls_per_candidate(monkeypatch):
+    """A pass much shorter than ``RUN_SECONDS`` is called several times per run, as often
+    for every candidate, and its time is reported per call."""
+    import time
+
+    class Fake:
+        def __init__(self, seconds):
+            self.seconds, self.calls = seconds, 0
+
+        def forward(self, V, K, b=None):
+            self.calls += 1
+            time.sleep(self.seconds)
+
+    monkeypatch.setattr(tune, "RUN_SECONDS", 0.012)
+    fast, slow = Fake(0.001), Fake(0.002)
+    times = tune._time_passes([fast, slow], ["forward"], GRID["seed"], "float64", 1)
+    assert fast.calls == slow.calls
+    number = (fast.calls - 1) // tune.RUNS
+    assert fast.calls == 1 + tune.RUNS * number and 2 <= number <= 6
+    fast_us, slow_us = times["forward"]
+    assert 1000 <= fast_us < 2000 <= slow_us < 4000
+
+
 def test_a_candidate_that_fails_the_reference_stops_the_tuning(monkeypatch):
     module = codegen.load(GRID["seed"], dtype="float64", style="loops")
     monkeypatch.setattr(module, "forward", lambda V, K, b=None, out=None: V[:, :1, :2, :2] * 0)
