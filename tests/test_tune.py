@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,15 @@ def test_the_candidates_are_the_passes_whose_plans_differ():
     options = candidates(spec, 4, AVX2)
     assert list(options) == ["forward", "grad_input", "grad_weight"]
     model = {p.name: p for p in plan(spec, 4, AVX2).passes}
-    assert options["grad_weight"] == ("lane_fmas=2", "lane_fmas=1")
-    weights = [[p for p in plan(spec, 4, AVX2, {"grad_weight": c}).passes
-                if p.name == "grad_weight"] for c in options["grad_weight"]]
-    assert weights[0] == [model["grad_weight"]] and weights[1] != weights[0]
+    assert options["grad_weight"] == ("lane_fmas=2", "lane_fmas=1", "lane_fmas=2,pixels=2",
+                                      "lane_fmas=1,pixels=2")
+    weights = [next(p for p in plan(spec, 4, AVX2, {"grad_weight": c}).passes
+                    if p.name == "grad_weight") for c in options["grad_weight"]]
+    assert weights[0] == model["grad_weight"] and weights[1] != weights[0]
+    # the pixel pairs change the loop only: the tiles are those of the same rate
+    assert [w.pixels for w in weights] == [1, 1, 2, 2]
+    assert weights[2] == replace(weights[0], pixels=2) and weights[3] == replace(weights[1],
+                                                                                pixels=2)
     for name in ("forward", "grad_input"):
         choices = options[name]
         assert choices[0] == f"lane_tile={model[name].nv}x{model[name].ty}x{model[name].tx}"
@@ -249,6 +255,37 @@ def test_a_lane_tile_that_does_not_divide_the_channels_is_refused():
     with pytest.raises(ValueError, match=r"^choices: lane_tile=3x1x4 needs 3 vectors of 8 "
                                          r"channels to divide the sweep's 64 channels$"):
         plan(spec, 4, AVX2, {"forward": "lane_tile=3x1x4"})
+
+
+@pytest.mark.parametrize("choice", ["lane_fmas=2,pixels=0", "lane_fmas=2,pixels=two"])
+def test_a_pixel_count_that_is_not_a_positive_whole_number_is_refused(choice):
+    with pytest.raises(ValueError, match=rf"^choices: {choice} needs a whole number of pixels "
+                                         r"of at least 1$"):
+        plan(LAYERS["S5"][0], 4, AVX2, {"grad_weight": choice})
+
+
+def _build_with(spec, dtype: str, choices: dict[str, str], out: Path):
+    """The OpenMP loops module of ``spec`` with ``choices``, as tuning builds a candidate."""
+    from codegen.loader import _build_or_reuse, _sources
+
+    request = {"spec": spec.to_dict(), "style": "loops", "dtype": dtype, "choices": choices}
+    return _build_or_reuse(request, lambda: _sources(spec, OPENMP, dtype, "loops", choices),
+                           OPENMP, out, None, None)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_grad_weight_in_pixel_pairs_matches_the_reference(tmp_path, dtype):
+    """The lane grad_weight whose loop takes two pixels per pass, on rows of an odd number
+    of output pixels (9), against the reference; its generated loop says so."""
+    spec = GRID["lanes_p1"]
+    module = codegen.load(spec, dtype=dtype, out=tmp_path, style="loops", tune=False)
+    pairs = _build_with(spec, dtype, {"grad_weight": "lane_fmas=2,pixels=2"}, tmp_path)
+    source = (Path(pairs.__file__).parent / "conv2d_openmp.c").read_text()
+    assert "#pragma GCC unroll 2" in source
+    assert "#pragma GCC unroll" not in (Path(module.__file__).parent
+                                        / "conv2d_openmp.c").read_text()
+    for result in check_module(pairs, batch=3, seed=5):
+        assert result.ok, result
 
 
 def test_build_reports_the_tuning_and_no_tune_skips_it(tuning_on, tmp_path, capsys):

@@ -37,6 +37,10 @@ GRAD_WEIGHT_CHUNKS = 8
 GRAD_BIAS_PLANES = 4
 #: Bytes of transposed gradient a lane grad_weight tile sweeps per pass (half of L1).
 GRAD_WEIGHT_BAND_BYTES = 16 * 1024
+#: The output pixels per pass of a lane grad_weight tile's loop that tuning times besides one
+#: (``pixels=2``): two pixels at a time took 0.92-0.97 of the time on S4 and S5 (Zen 3), but
+#: 1.09-1.11 on S3's float64 tile of four vectors, so it is measured, not assumed.
+GRAD_WEIGHT_PIXELS = 2
 #: How many of its steps a matrix-product tile's loop takes per pass (``#pragma GCC
 #: unroll``): one step's loads and multiply-adds, with its own loop test, left the 6x2 tile
 #: at about 70 % of the peak on a Zen 3; four steps at a time ran at 80-85 %.

@@ -29,8 +29,8 @@ from .records import GradWeightColumns, GradWeightLanes, Load
 from .tiles import _grad_weight_tile, _lane_grad_weight_tile
 
 
-def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: Machine
-           ) -> GradWeightLanes:
+def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: Machine,
+           pixels: int) -> GradWeightLanes:
     tile = _lane_grad_weight_tile(g, lanes, tap_blocks, machine)
     d.const("GW_NV", tile.nv, "grad_weight tile: lane vectors of output channels")
     d.const("GW_LW", tile.nv * lanes, "grad_weight tile: output channels (divides O)")
@@ -42,7 +42,7 @@ def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: 
         "grad_weight", "its output channels fill lane vectors", tile.nv, tile.cb, tile.tt,
         tuple((cb, tt, tuple(f"acc{cb}_{tt}_{v}" for v in range(tile.nv)))
               for cb in range(tile.cb) for tt in range(tile.tt)),
-        tile.cb * tile.tt, tile.nv * tile.cb * tile.tt)
+        tile.cb * tile.tt, tile.nv * tile.cb * tile.tt, pixels)
 
 
 def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: Machine
@@ -69,10 +69,12 @@ def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: M
 
 
 def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
-                     tap_offsets: tuple[int, ...], src_seg: int, d: Defines, machine: Machine):
-    """grad_weight's record, ``#define``s and tables (and the module's task constants)."""
+                     tap_offsets: tuple[int, ...], src_seg: int, d: Defines, machine: Machine,
+                     pixels: int = 1):
+    """grad_weight's record, ``#define``s and tables (and the module's task constants);
+    ``pixels``: the output pixels a lane tile's loop takes per pass."""
     tap_blocks = _tap_blocks(list(tap_offsets))
-    record = (_lanes(g, lanes, tap_blocks, d, machine) if in_lanes
+    record = (_lanes(g, lanes, tap_blocks, d, machine, pixels) if in_lanes
               else _columns(g, vl, tap_blocks, d, machine))
     d.const("GW_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")

@@ -10,6 +10,7 @@ from derive.spec import LayerSpec
 from .common import (
     AVX512,
     GRAD_BIAS_PLANES,
+    GRAD_WEIGHT_PIXELS,
     LANE_MIN_SUMS,
     VECTOR_BYTES,
     Geometry,
@@ -21,7 +22,15 @@ from .defines import Defines
 from .gather import phases, plan_columns, plan_lanes
 from .grad_weight import plan_grad_weight
 from .pointwise import GemmTile, pointwise_candidates, pointwise_plan
-from .records import GradBias, Helpers, InPlaceSweep, LaneSweep, ModulePlan, Unrolled
+from .records import (
+    GradBias,
+    GradWeightLanes,
+    Helpers,
+    InPlaceSweep,
+    LaneSweep,
+    ModulePlan,
+    Unrolled,
+)
 from .shuffles import transpose_shuffles
 from .sweeps import forward_phases, forward_tile, input_scratch, plan_forward
 from .tiles import LaneTile, lane_tile_candidates
@@ -58,10 +67,20 @@ PASSES = ("forward", "grad_input", "grad_weight")
 
 
 #: A choice of ``codegen.tune``, as stored and printed: ``lane_fmas=1`` or ``lane_fmas=2``
-#: (the multiply-adds per cycle the lane tiles' cost model charges), ``lane_tile=1x2x4`` (a
-#: channels-in-lanes tile: lane vectors x rows x columns), or ``tile=6x2`` (a matrix
-#: product's register tile: rows x vectors of columns).
+#: (the multiply-adds per cycle the lane tiles' cost model charges), for grad_weight with
+#: channels in lanes possibly followed by ``,pixels=2`` (its tile's loop takes two output
+#: pixels per pass), ``lane_tile=1x2x4`` (a channels-in-lanes tile: lane vectors x rows x
+#: columns), or ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns).
 LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
+PIXELS_CHOICE = ",pixels="
+
+
+def _pixels(choice: str) -> tuple[str, int]:
+    """``choice`` without its ``,pixels=N`` suffix, and N (1 without one)."""
+    base, _, pixels = choice.partition(PIXELS_CHOICE)
+    if pixels and not (pixels.isdigit() and int(pixels) >= 1):
+        raise ValueError(f"choices: {choice} needs a whole number of pixels of at least 1")
+    return base, int(pixels) if pixels else 1
 
 
 def lane_tile_choice(tile: LaneTile) -> str:
@@ -101,7 +120,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     """The choices ``codegen.tune`` may time, pass by pass, the cost model's first, for the
     passes whose plans differ between them: a forward or grad_input lane tile
     (``tiles.lane_tile_candidates``), the multiply-adds per cycle the other lane and column
-    tiles are costed at (1 or 2), or a matrix product's register tile
+    tiles are costed at (1 or 2; for grad_weight in lanes, each also with its loop taking
+    ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or a matrix product's register tile
     (``pointwise.gemm_candidates``)."""
     if is_pointwise(spec):
         vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
@@ -112,6 +132,10 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     plans = [plan(spec, dtype_bytes, machine, dict.fromkeys(PASSES, o)).passes for o in options]
     found = {record.name: tuple(options) for record, other in zip(*plans)
              if record.name in PASSES and other != record}
+    if any(isinstance(record, GradWeightLanes) for record in plans[0]):
+        rates = found.get("grad_weight", tuple(options[:1]))
+        found["grad_weight"] = rates + tuple(f"{rate}{PIXELS_CHOICE}{GRAD_WEIGHT_PIXELS}"
+                                             for rate in rates)
     g, lanes = geometry(spec), machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)
     sweeps = {"forward": (g.o, g.c, forward_phases(g)), "grad_input": (g.c, g.o, phases(g).sizes)}
@@ -136,7 +160,7 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     choices = choices or {}
 
     def machine_for(name: str) -> Machine:
-        choice = choices.get(name, "")
+        choice = _pixels(choices.get(name, ""))[0]
         if not choice.startswith(LANE_FMAS_CHOICE):
             return machine
         fmas = int(choice.removeprefix(LANE_FMAS_CHOICE))
@@ -170,7 +194,8 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
                   else plan_columns(g, vl, gather, d, machine_for("grad_input")))
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
                                    scratch.tap_offsets, scratch.seg, d,
-                                   machine_for("grad_weight"))
+                                   machine_for("grad_weight"),
+                                   _pixels(choices.get("grad_weight", ""))[1])
     bias = (GradBias(GRAD_BIAS_PLANES),) if spec.bias else ()
     passes = (forward, grad_input, grad_weight) + bias
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,

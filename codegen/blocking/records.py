@@ -271,7 +271,8 @@ class GradWeightColumns:
 @dataclass(frozen=True)
 class GradWeightLanes:
     """grad_weight with output channels in lanes: NV vectors x CB input channels x TT taps;
-    ``blocks`` (cb, tt, accumulators over the lane vectors)."""
+    ``blocks`` (cb, tt, accumulators over the lane vectors); ``pixels`` the output pixels
+    its loop takes per pass."""
 
     name: str
     reason: str
@@ -281,6 +282,7 @@ class GradWeightLanes:
     blocks: tuple[tuple[int, int, tuple[str, ...]], ...]
     tile_broadcasts: int
     tile_fmas: int
+    pixels: int
     variant: str = "grad_weight_lanes"
 
 
