@@ -172,37 +172,44 @@ def tuned_choices(spec: LayerSpec, dtype: str, backend: Backend, out: Path,
                   build: Callable[[dict[str, str]], Any], threads: int,
                   progress: Callable[[str], None] | None = None) -> Tuning | None:
     """The stored tuning of ``spec`` on this machine, or a new one measured and stored;
-    None when no pass's plan depends on the choice."""
+    None when no pass's plan depends on the choice (stored too, as a tuning of no choices).
+
+    A stored tuning is read without the cost models: importing ``codegen.blocking`` took
+    a new process's load of S5 from 46-48 to 70-114 ms. Its file's name holds the
+    generator's fingerprint, so the candidates it timed are this code's."""
+    path = _tuning_file(out, spec, dtype, backend, threads)
+    stored = _stored(path)
+    if stored is not None:
+        return stored if stored.choices else None
     from .blocking import candidates
 
     options = candidates(spec, DTYPES[dtype].itemsize, host_machine())
-    if not options:
-        return None
-    path = _tuning_file(out, spec, dtype, backend, threads)
-    stored = _stored(path, options)
-    if stored is not None:
-        return stored
-    note = (" (the stored tuning was unreadable or chose no current candidate)"
-            if path.is_file() else "")
-    (progress or (lambda _: None))(f"tuning {', '.join(options)} on this CPU{note}")
-    tuning = measure(spec, dtype, options, build)
+    if options:
+        note = (" (the stored tuning was unreadable, or did not keep the fastest of the "
+                "candidates it timed)" if path.is_file() else "")
+        (progress or (lambda _: None))(f"tuning {', '.join(options)} on this CPU{note}")
+        tuning = measure(spec, dtype, options, build)
+    else:
+        tuning = Tuning({}, {}, 0, threads, 0.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(asdict(tuning), indent=1).encode())
-    return tuning
+    return tuning if options else None
 
 
-def _stored(path: Path, options: dict[str, tuple[str, ...]]) -> Tuning | None:
-    """The tuning stored at ``path`` when it reads whole and chose, for each pass of
-    ``options``, one of its options; else None (it is measured again: a damaged or edited
-    file must not pick a plan that was never checked)."""
+def _stored(path: Path) -> Tuning | None:
+    """The tuning stored at ``path`` when it reads whole and kept, for each pass it timed,
+    the fastest of that pass's candidates; else None (it is measured again: a damaged or
+    edited file must not pick a plan that was never checked against the reference)."""
     try:
         data = json.loads(path.read_text())
         tuning = Tuning(data["choices"], data["timings_us"], data["batch"], data["threads"],
                         data["seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(tuning.choices, dict) or set(tuning.choices) != set(options) or any(
-            tuning.choices[name] not in allowed for name, allowed in options.items()):
+        timings = tuning.timings_us
+        if set(tuning.choices) != set(timings) or any(
+                timings[name][choice] != min(timings[name].values())
+                for name, choice in tuning.choices.items()):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return tuning
 

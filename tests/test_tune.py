@@ -241,11 +241,35 @@ def test_a_damaged_stored_tuning_is_measured_again(tuning_on, tmp_path, monkeypa
     again = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops",
                          progress=notes.append)
     assert measured == [1]
-    assert any("the stored tuning was unreadable or chose no current candidate" in n for n in notes)
+    assert any("the stored tuning was unreadable, or did not keep the fastest of the "
+               "candidates it timed" in n for n in notes)
     assert set(again.tuning.choices) == set(first.tuning.choices)
     for result in check_module(again, batch=3, seed=2):
         assert result.ok, result
     assert json.loads(path.read_text())["choices"] == again.tuning.choices
+
+
+def test_a_stored_tuning_loads_in_a_new_process_without_the_cost_models(tuning_on, tmp_path):
+    """A later process reads the stored choice without importing ``codegen.blocking``
+    (a tenth of a second of a load), and a layer with nothing to tune is remembered so."""
+    from test_build import run_python
+
+    first = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops")
+    untuned = LAYERS["S1"][0]
+    assert codegen.load(untuned, out=tmp_path, style="loops").tuning is None
+    done = run_python(f"""
+        import sys
+        import codegen
+        import codegen.tune as tune
+        from derive import LayerSpec
+        tune.TUNE_MIN_FLOPS = 1
+        tune.measure = None  # measuring again would fail
+        module = codegen.load({LAYER!r}, dtype="float32", out={str(tmp_path)!r}, style="loops")
+        nothing = codegen.load({untuned!r}, out={str(tmp_path)!r}, style="loops")
+        print(module.tuning.choices, nothing.tuning, "codegen.blocking" in sys.modules)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{first.tuning.choices} None False"
 
 
 def test_a_lane_tile_that_does_not_divide_the_channels_is_refused():
@@ -276,7 +300,7 @@ def _build_with(spec, dtype: str, choices: dict[str, str], out: Path):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_grad_weight_in_pixel_pairs_matches_the_reference(tmp_path, dtype):
     """The lane grad_weight whose loop takes two pixels per pass, on rows of an odd number
-    of output pixels (9), against the reference; its generated loop says so."""
+    of output pixels (11), against the reference; its generated loop says so."""
     spec = GRID["lanes_p1"]
     module = codegen.load(spec, dtype=dtype, out=tmp_path, style="loops", tune=False)
     pairs = _build_with(spec, dtype, {"grad_weight": "lane_fmas=2,pixels=2"}, tmp_path)
