@@ -47,8 +47,8 @@ TUNE_MIN_FLOPS = 1 << 20
 #: kept at 7.2 ms where 6x2 ran in 6.3).
 RUNS = 7
 #: A run calls the pass often enough to take about this long (once for passes that take
-#: longer): the fastest single call of S4's grad_weight (0.4 ms) once kept the candidate
-#: that took 0.86 of its time at the benchmark's batch, and not again in four tunings.
+#: longer): ranked by its fastest single call (0.4 ms), S4's grad_weight once kept the
+#: candidate that took 1.16 times the other's time at the benchmark's batch.
 RUN_SECONDS = 0.01
 #: The timing batch: enough samples for about this many forward operations, at least 8 per
 #: thread, at most 64. Small batches rank tiles differently from the benchmark's: one
