@@ -14,11 +14,13 @@ import codegen.tune as tune
 from codegen.backends import CUDA, OPENMP
 from codegen.bench import LAYERS
 from codegen.blocking import AVX2, AVX512, candidates, plan
+from codegen.blocking.pointwise import edge_vectors
 from codegen.check import check_module
 from codegen.cli import main
 from codegen.lower import lower
 from codegen.machine import ISA_ENV
 from codegen.render import render
+from derive import LayerSpec
 
 #: A lane layer whose grad_input and grad_weight plans depend on the lane cost (float32, AVX2).
 LAYER = GRID["lanes_p1"]
@@ -309,6 +311,39 @@ def test_grad_weight_in_pixel_pairs_matches_the_reference(tmp_path, dtype):
     assert "#pragma GCC unroll" not in (Path(module.__file__).parent
                                         / "conv2d_openmp.c").read_text()
     for result in check_module(pairs, batch=3, seed=5):
+        assert result.ok, result
+
+
+@pytest.mark.parametrize("cols, nrv, reals, vectors", [
+    (196, 4, 4, 1),   # S6 float64, 6x4 tiles of 4 reals: 12 panels and 4 columns
+    (196, 2, 8, 1),   # S6 float64, 12x2w tiles of 8 reals
+    (196, 5, 8, 0),   # S6 float32, 4x5 tiles of 8 reals: the last 36 columns need all 5
+    (200, 5, 8, 0),   # whole panels
+    (49, 5, 8, 2),
+    (3, 5, 8, 1),     # one panel, itself narrower than the tile
+])
+def test_the_last_column_panel_takes_as_few_vectors_as_its_columns_need(cols, nrv, reals,
+                                                                        vectors):
+    assert edge_vectors(cols, nrv, reals) == vectors
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", [7, 8])
+def test_matrix_products_with_a_narrower_last_panel_match_the_reference(tmp_path, dtype,
+                                                                        width):
+    """A 1x1 layer of 7x7 or 7x8 pixels in tiles of 4x5 vectors leaves a last column panel
+    that fewer vectors cover: 49 pixels leave 9 columns (stored through the tile's buffer),
+    56 leave exactly the narrower tile's (stored whole); 21 output rows leave a last row
+    panel of one. forward and grad_input take the narrower tile there."""
+    spec = LayerSpec(input=(13, 7, width), kernel=(21, 13, 1, 1))
+    module = _build_with(spec, dtype, {"forward": "tile=4x5", "grad_input": "tile=4x5"},
+                         tmp_path)
+    source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
+    for name, prefix in (("forward", "FWD"), ("grad_input", "GIN")):
+        assert f"{name}_edge_tile(weights" in source
+        assert f"#define {prefix}_EDGE_NR " in source
+    assert "grad_weight_edge_tile" not in source
+    for result in check_module(module, batch=3, seed=7):
         assert result.ok, result
 
 

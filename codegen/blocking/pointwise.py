@@ -145,6 +145,17 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
                 f"rows of G_s: at most {CHUNK_BYTES // 1024} KB)")
 
 
+def edge_vectors(cols: int, nrv: int, reals: int) -> int:
+    """The vectors of the narrower tile that computes the last column panel, or 0 when the
+    full tile serves it: ``cols`` columns in panels of ``nrv`` vectors of ``reals`` columns.
+    Without it, the last panel is computed whole over its zero padding: S6's 196 pixels in
+    16-column panels (float64 with AVX-512) computed 208, and a one-vector tile for the last
+    four columns took S6's forward and grad_input 0.96 of the time (docs/tiles.md)."""
+    left = cols % (nrv * reals)
+    needed = _cdiv(left, reals)
+    return needed if 0 < needed < nrv else 0
+
+
 def pointwise_shapes(spec: LayerSpec) -> dict[str, tuple[int, int, int]]:
     """Each product's result rows, result columns and inner dimension, by prefix."""
     c, h, w = spec.input
@@ -176,8 +187,14 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     for (prefix, name, what, mode, row, step, depth, left, across, along, right, rows,
          result) in PRODUCTS:
         tile = (tiles or {}).get(name) or _gemm_tile(vl, dtype_bytes, *shapes[prefix], machine)
-        _define_tile(d, prefix, what, tile, lanes if tile.wide else vl, *shapes[prefix],
-                     dtype_bytes)
+        reals = lanes if tile.wide else vl
+        _define_tile(d, prefix, what, tile, reals, *shapes[prefix], dtype_bytes)
+        accumulates = name == "grad_weight"
+        edge_nrv = 0 if accumulates else edge_vectors(p, tile.nrv, reals)
+        if edge_nrv:
+            d.const(f"{prefix}_EDGE_NR", edge_nrv * reals,
+                    f"{what}: columns of the last panel's narrower tile "
+                    f"({edge_nrv} vector{'s' if edge_nrv > 1 else ''})")
         bias = name == "forward" and spec.bias
         passes.append(Product(
             name=name, prefix=prefix, reason="a 1x1 kernel at stride 1 without padding: "
@@ -185,9 +202,9 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
             mode="bias" if bias else mode, row=row, step=step, depth=depth, left=left,
             across=across, along=along, right=right, rows=rows, result=result, bias=bias,
-            accumulates=name == "grad_weight", contiguous_rows=row == "1",
+            accumulates=accumulates, contiguous_rows=row == "1",
             contiguous_steps=step == "1", tile_fmas=tile.mr * tile.nrv,
-            unroll=PRODUCT_STEP_UNROLL,
+            unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv,
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     if spec.bias:

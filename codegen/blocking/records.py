@@ -296,6 +296,8 @@ class Product:
     ``across``, ``along``, ``right``, ``rows``, ``depth``, ``result``: the driver's operands.
     ``accumulates``: grad_weight's driver (column panels of dK, the batch in order).
     ``unroll``: the steps the tile's loop takes per pass.
+    ``edge_nrv``: the vectors of the narrower tile that computes the last column panel (0:
+    the full tile computes it).
     ``vector``, ``reals``, ``load``, ``store``, ``in_register``: the C type, length and
     macros of the tile's vectors: VL reals, or LANES (the machine's widest: ``wide``).
     """
@@ -322,6 +324,7 @@ class Product:
     contiguous_steps: bool
     tile_fmas: int
     unroll: int
+    edge_nrv: int = 0
     vector: str = "vec"
     reals: str = "VL"
     load: str = "LOAD"
