@@ -257,7 +257,8 @@ def _peaks_line(rows: list[Row]) -> str:
     peaks = {(r.dtype, r.threads): r.peak_gflops for r in rows if r.peak_gflops is not None}
     if not peaks:
         return ""
-    return ("% peak divides by the multiply-add peak measured in the same run (codegen.peak): "
+    return ("% peak divides by the multiply-add peak measured in the same run (codegen.peak; "
+            "before and after the timings, the higher kept): "
             + ", ".join(f"{gflops:.0f} GFLOP/s {dtype} on {threads} threads"
                         for (dtype, threads), gflops in sorted(peaks.items())) + ". ")
 
