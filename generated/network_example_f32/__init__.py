@@ -3,10 +3,10 @@
 # spec:  1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce
 #        {"network":"1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce","layers":[{"index":0,"layer":"conv 6x3x3 pad 1","kind":"conv","in_shape":[1,8,8],"out_shape":[6,8,8]},{"index":1,"layer":"relu","kind":"relu","in_shape":[6,8,8],"out_shape":[6,8,8]},{"index":2,"layer":"maxpool 2","kind":"maxpool","in_shape":[6,8,8],"out_shape":[6,4,4]},{"index":3,"layer":"flatten","kind":"flatten","in_shape":[6,4,4],"out_shape":[96]},{"index":4,"layer":"dense 10","kind":"dense","in_shape":[96],"out_shape":[10]}],"loss":"softmax-ce","params":{"0.weight":[6,1,3,3],"0.bias":[6],"4.weight":[10,96],"4.bias":[10]}}
 # style: fused network step; dtype: float32 (float); target: openmp
-# cache key: 0699dcf00fcfd8b7a97d4b4e2dd27e918f66e5795fca831fdd739624f12ce8f7
+# cache key: 49930c41a63ed9969e592daa0e124e88fd7ac4874990fa0fe7f22f76f9484d6b
 """1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce: a generated training step, float32, openmp.
 
-Built by corrgen 0.1.0, cache key 0699dcf00fcfd8b7a97d4b4e2dd27e918f66e5795fca831fdd739624f12ce8f7.
+Built by corrgen 0.1.0, cache key 49930c41a63ed9969e592daa0e124e88fd7ac4874990fa0fe7f22f76f9484d6b.
 
     predict(X, params) -> Y                   the output before the loss, (N, 10)
     loss(X, T, params) -> float               the batch's mean loss (softmax-ce)
@@ -28,12 +28,12 @@ from derive.network import Network as _Network
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load_network registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_0699dcf00fcf")
+_extension = _importlib.import_module(__name__ + "._conv2d_49930c41a63e")
 
 net = _Network.parse('1x8x8 | conv 6x3x3 pad 1 | relu | maxpool 2 | flatten | dense 10 | softmax-ce')
 dtype = "float32"
 target = "openmp"
-key = "0699dcf00fcfd8b7a97d4b4e2dd27e918f66e5795fca831fdd739624f12ce8f7"
+key = "49930c41a63ed9969e592daa0e124e88fd7ac4874990fa0fe7f22f76f9484d6b"
 
 _module = _NetworkModule(net, dtype, target, _extension.lib,
                          flops_per_sample=19584)
