@@ -703,7 +703,7 @@ def _plot_saved(args: argparse.Namespace, path: Path) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codegen.bench import LAYERS, QUIET_PEERS_ENV, bench_for, document, markdown, table, to_json
+    from codegen.bench import LAYERS, QUIET_PEERS_ENV, document, markdown, table, to_json
     from codegen.bench_network import NETWORK_ENV
 
     plot = _plot_option(args)  # a bad --plot is refused before anything runs
@@ -734,6 +734,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
         jobs = [(name, *LAYERS[name]) for name in _parse_layers(args.layers)]
     else:
         jobs = [("", spec_from_args(args), 16)]
+    rows = _timed_rows(args, jobs, dtypes)
+    print(table(rows))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(rows))
+    if args.json:
+        Path(args.json).write_text(to_json(rows) + "\n")
+    if plot is not None:
+        _write_plot(document(rows), plot)
+    return 0
+
+
+def _timed_rows(args: argparse.Namespace, jobs: list[tuple[str, Any, int]], dtypes: list[str]
+                ) -> list[Any]:
+    """Every pass of every job's module in every dtype, timed (``codegen.bench``); on the CPU,
+    with the multiply-add peak measured before and after the timings, the higher kept: a VM
+    slowed for the seconds of one measurement once gave half its peak, and every % of peak
+    twice its share."""
+    from codegen.bench import bench_for
+
     peaks: dict[str, float] = {}
     if args.target == "openmp":
         from codegen.peak import fma_peak
@@ -749,21 +768,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(f"timing {layer or spec.describe()} {dtype}, N={batch}, {_runs_on(module)} "
                   f"...", file=sys.stderr)
             rows += bench_for(module)(module, batch, layer, args.runs, not args.no_torch)
-    if peaks:
-        # The peak again after the timings, the higher kept: a VM slowed for the seconds of
-        # one measurement once gave half its peak, and every % of peak twice its share.
-        print("measuring the multiply-add peak again ...", file=sys.stderr)
-        again = fma_peak(tuple(dtypes))
-        peaks = {dtype: max(peaks[dtype], again[dtype]) for dtype in peaks}
-        rows = [replace(row, peak_gflops=peaks[row.dtype]) for row in rows]
-    print(table(rows))
-    if args.markdown:
-        Path(args.markdown).write_text(markdown(rows))
-    if args.json:
-        Path(args.json).write_text(to_json(rows) + "\n")
-    if plot is not None:
-        _write_plot(document(rows), plot)
-    return 0
+    if not peaks:
+        return rows
+    print("measuring the multiply-add peak again ...", file=sys.stderr)
+    again = fma_peak(tuple(dtypes))
+    return [replace(row, peak_gflops=max(peaks[row.dtype], again[row.dtype])) for row in rows]
 
 
 def _add_kernel_command(sub: Any, name: str, help: str, description: str,
