@@ -747,33 +747,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _timed_rows(args: argparse.Namespace, jobs: list[tuple[str, Any, int]], dtypes: list[str]
                 ) -> list[Any]:
-    """Every pass of every job's module in every dtype, timed (``codegen.bench``); on the CPU,
-    with the multiply-add peak measured before and after the timings, the higher kept: a VM
-    slowed for the seconds of one measurement once gave half its peak, and every % of peak
-    twice its share."""
+    """Every pass of every job's module in every dtype, timed (``codegen.bench``), with the
+    peak of each dtype on the CPU (``_with_peaks``)."""
     from codegen.bench import bench_for
 
-    peaks: dict[str, float] = {}
-    if args.target == "openmp":
-        from codegen.peak import fma_peak
-
-        print("measuring the multiply-add peak ...", file=sys.stderr)
-        peaks = fma_peak(tuple(dtypes))
-    rows = []
-    for layer, spec, batch in jobs:
-        batch = args.batch or batch
-        _check_batch(spec, batch, dtypes)
-        for dtype in dtypes:
-            module = _load(spec, args, dtype)
-            print(f"timing {layer or spec.describe()} {dtype}, N={batch}, {_runs_on(module)} "
-                  f"...", file=sys.stderr)
-            rows += bench_for(module)(module, batch, layer, args.runs, not args.no_torch)
-    if not peaks:
+    def time_jobs() -> list[Any]:
+        rows = []
+        for layer, spec, batch in jobs:
+            batch = args.batch or batch
+            _check_batch(spec, batch, dtypes)
+            for dtype in dtypes:
+                module = _load(spec, args, dtype)
+                print(f"timing {layer or spec.describe()} {dtype}, N={batch}, "
+                      f"{_runs_on(module)} ...", file=sys.stderr)
+                rows += bench_for(module)(module, batch, layer, args.runs, not args.no_torch)
         return rows
-    print("measuring the multiply-add peak again ...", file=sys.stderr)
-    again = fma_peak(tuple(dtypes))
-    return [replace(row, peak_gflops=max(peaks[row.dtype], again[row.dtype])) for row in rows]
 
+    return _with_peaks(args.target, dtypes, time_jobs)
+
+
+def _with_peaks(target: str, dtypes: list[str], time: Callable[[], list[Any]]) -> list[Any]:
+    """``time()``'s records (each with a ``dtype`` and a ``peak_gflops``); on the CPU, each
+    given its dtype's multiply-add peak measured before and after the timings, the higher
+    kept: a VM slowed for the seconds of one measurement once gave half its peak, and every
+    % of peak twice its share."""
+    if target != "openmp":
+        return time()
+    from codegen.peak import fma_peak
+
+    print("measuring the multiply-add peak ...", file=sys.stderr)
+    before = fma_peak(tuple(dtypes))
+    records = time()
+    print("measuring the multiply-add peak again ...", file=sys.stderr)
+    after = fma_peak(tuple(dtypes))
+    return [replace(r, peak_gflops=max(before[r.dtype], after[r.dtype])) for r in records]
 
 def _add_kernel_command(sub: Any, name: str, help: str, description: str,
                         handler: Callable[[argparse.Namespace], int],

@@ -179,7 +179,7 @@ def cmd_bench_network(args: argparse.Namespace, dtypes: list[str], plot: Any = N
     import codegen
 
     from .bench_network import bench_network, document, heading, markdown, table, to_json
-    from .cli import StageProgress, UsageError, _write_plot
+    from .cli import StageProgress, UsageError, _with_peaks, _write_plot
 
     if args.layers:
         raise UsageError(f"--layers {args.layers!r}: names benchmark layers, and --network "
@@ -191,22 +191,20 @@ def cmd_bench_network(args: argparse.Namespace, dtypes: list[str], plot: Any = N
     batch = args.batch or BENCH_BATCH
     if batch < 1:
         raise UsageError(f"--batch {batch}: expected a batch size >= 1")
-    peaks: dict[str, float] = {}
-    if args.target == "openmp":
-        from .peak import fma_peak
-
-        print("measuring the multiply-add peak ...", file=sys.stderr)
-        peaks = fma_peak(tuple(dtypes))
 
     def load(net: Network, target: str, dtype: str) -> Any:
         with StageProgress(f"building {target} {dtype} network module") as progress:
             return codegen.load_network(net, target, dtype, out=args.out, progress=progress)
 
-    timings = []
-    for dtype in dtypes:
-        print(f"timing {net.text()} {dtype}, N={batch} ...", file=sys.stderr)
-        timings += bench_network(net, batch, dtype, args.target, args.runs, load,
-                                 with_torch=not args.no_torch, peak_gflops=peaks.get(dtype))
+    def time_steps() -> list[Any]:
+        timings = []
+        for dtype in dtypes:
+            print(f"timing {net.text()} {dtype}, N={batch} ...", file=sys.stderr)
+            timings += bench_network(net, batch, dtype, args.target, args.runs, load,
+                                     with_torch=not args.no_torch)
+        return timings
+
+    timings = _with_peaks(args.target, dtypes, time_steps)
     print(f"{heading(timings)}\n\n{table(timings)}")
     if args.markdown:
         Path(args.markdown).write_text(markdown(timings))
