@@ -35,12 +35,21 @@ LAYERS: dict[str, tuple[LayerSpec, int]] = {
     "S6": (LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1)), 16),
 }
 
+#: ``Row.algorithm`` of a pass computed by Winograd's F(2x2, 3x3), and the table's mark.
+WINOGRAD, WINOGRAD_MARK = "winograd", " (W)"
+WINOGRAD_NOTE = ("(W): Winograd's F(2x2, 3x3), chosen by tuning; its GFLOP/s and % peak count "
+                 "the direct sum's operations (BENCH.md), 2.25 times the multiply-adds it "
+                 "computes. ")
+
+
 @dataclass(frozen=True)
 class Row:
     """One pass of one layer: the median times (µs) of corrgen and its peers.
 
     ``quartiles_us`` holds each contestant's first and third quartile of the runs (µs), by
-    name (``corrgen``, ``numpy``, ``torch``); ``target`` the module's backend.
+    name (``corrgen``, ``numpy``, ``torch``); ``target`` the module's backend; ``algorithm``
+    ``winograd`` when the pass ran Winograd's F(2x2, 3x3) (its ``flops`` still count the
+    direct sum's operations, as BENCH.md defines them), else empty.
     """
 
     layer: str
@@ -56,6 +65,7 @@ class Row:
     peak_gflops: float | None = None
     target: str = "openmp"
     quartiles_us: dict[str, tuple[float, float]] = field(default_factory=dict, hash=False)
+    algorithm: str = ""
 
     @property
     def gflops(self) -> float:
@@ -169,6 +179,7 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
     ours = _calls(module, arrays, spec.bias)
     numpy = _calls(reference, arrays, spec.bias, spec)
     torch = _torch_passes(spec, threads, V, K, b, G) if with_torch else None
+    choices = getattr(getattr(module, "tuning", None), "choices", None) or {}
     rows = []
     for name in ours:
         contestants = {"corrgen": ours[name], "numpy": numpy[name]}
@@ -184,7 +195,8 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
         median, quartiles = summarize(times)
         rows.append(Row(layer, spec.describe(), module.dtype, batch, threads, name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
-                        median.get("torch"), peak_gflops, "openmp", quartiles))
+                        median.get("torch"), peak_gflops, "openmp", quartiles,
+                        WINOGRAD if choices.get(name, "").startswith(WINOGRAD) else ""))
     return rows
 
 
@@ -199,7 +211,8 @@ def table(rows: list[Row]) -> str:
              "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(
-            f"| {r.layer or r.spec} | {r.dtype} | {r.batch} | {r.name} | {r.corrgen_us:.1f} | "
+            f"| {r.layer or r.spec} | {r.dtype} | {r.batch} | "
+            f"{r.name}{WINOGRAD_MARK if r.algorithm == WINOGRAD else ''} | {r.corrgen_us:.1f} | "
             f"{r.gflops:.2f} | {_fmt(r.percent_of_peak, '.1f')} | {r.numpy_us:.1f} | "
             f"{r.vs_numpy:.3f} | "
             f"{_fmt(r.torch_us, '.1f')} | {_fmt(r.vs_torch, '.3f')} | {r.threads} |")
@@ -269,7 +282,9 @@ def markdown(rows: list[Row]) -> str:
     head = ", ".join(f"{k} {v}" for k, v in info.items() if v is not None)
     return (f"# corrgen bench\n\n{head}; {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
             f"Median of interleaved runs after a warm-up; ÷ columns are time ratios "
-            f"(below 1: corrgen is faster). {_peaks_line(rows)}{QUIET_PEERS_NOTE}\n\n"
+            f"(below 1: corrgen is faster). {_peaks_line(rows)}"
+            f"{WINOGRAD_NOTE if any(r.algorithm == WINOGRAD for r in rows) else ''}"
+            f"{QUIET_PEERS_NOTE}\n\n"
             f"{table(rows)}\n")
 
 

@@ -703,7 +703,16 @@ def _plot_saved(args: argparse.Namespace, path: Path) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from codegen.bench import LAYERS, QUIET_PEERS_ENV, document, markdown, table, to_json
+    from codegen.bench import (
+        LAYERS,
+        QUIET_PEERS_ENV,
+        WINOGRAD,
+        WINOGRAD_NOTE,
+        document,
+        markdown,
+        table,
+        to_json,
+    )
     from codegen.bench_network import NETWORK_ENV
 
     plot = _plot_option(args)  # a bad --plot is refused before anything runs
@@ -736,6 +745,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         jobs = [("", spec_from_args(args), 16)]
     rows = _timed_rows(args, jobs, dtypes)
     print(table(rows))
+    if any(r.algorithm == WINOGRAD for r in rows):
+        print(WINOGRAD_NOTE.strip())
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows))
     if args.json:

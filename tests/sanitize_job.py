@@ -5,7 +5,9 @@ first (``LD_PRELOAD`` of libasan, ``ASAN_OPTIONS=detect_leaks=0``) and ``CORRGEN
 
     python tests/sanitize_job.py OUT CASE...
 
-where each CASE is ``layer:style:dtype`` with a layer of ``test_kernels.GRID``. It builds the
+where each CASE is ``layer:style:dtype`` with a layer of ``test_kernels.GRID``, or
+``layer:loops:dtype:winograd`` with one of ``test_winograd.SPECS`` (forward and grad_input
+by Winograd's algorithm, as tuning may choose them). It builds the
 cases two at a time into OUT, then runs forward, grad_input, grad_weight, grad_bias and
 backward on batches of 1 and 3, into new arrays and into ``out=`` buffers, and compares each
 result with the NumPy reference (``codegen.check.compare``: 1e-12 in float64, 1e-5 in
@@ -20,9 +22,12 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from test_kernels import GRID
+from test_tune import _build_with
+from test_winograd import SPECS
 
 import codegen
 from codegen.backends import SANITIZE_ENV, backend_for
@@ -81,8 +86,11 @@ def main(argv: list[str]) -> int:
     os.environ.pop("LD_PRELOAD", None)
     out, cases = argv[0], [tuple(case.split(":")) for case in argv[1:]]
 
-    def build(case: tuple[str, str, str]):
-        layer, style, dtype = case
+    def build(case: tuple[str, ...]):
+        layer, style, dtype, *algorithm = case
+        if algorithm:
+            return _build_with(SPECS[layer], dtype, {"forward": "winograd=2",
+                                                     "grad_input": "winograd=2"}, Path(out))
         return codegen.load(GRID[layer], dtype=dtype, out=out, style=style)
 
     start = time.perf_counter()

@@ -16,8 +16,9 @@ from codegen.lower import lower
 from codegen.render import render
 from derive import LayerSpec
 
-#: folder name -> (what it shows, spec, backend, style, dtype). The OpenMP variants are the
-#: plans codegen.blocking chooses; the layers are the kernel grid's (tests/test_kernels.py).
+#: folder name -> (what it shows, spec, backend, style, dtype[, choices]). The OpenMP variants
+#: are the plans codegen.blocking chooses (or, given ``choices``, the plans tuning may choose);
+#: the layers are the kernel grid's (tests/test_kernels.py).
 VARIANTS = {
     "variant_openmp_column_phases_f64": (
         "column tiles, stride 2x1 split by row phase, dilation 1x2",
@@ -50,6 +51,10 @@ VARIANTS = {
         "a 1x1 kernel: packed-panel matrix products",
         LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2), OPENMP, "loops",
         "float64"),
+    "variant_openmp_winograd_f32": (
+        "forward and grad_input by Winograd's F(2x2, 3x3): odd result sizes, 17 channels",
+        LayerSpec(input=(16, 9, 11), kernel=(17, 16, 3, 3), padding=1), OPENMP, "loops",
+        "float32", {"forward": "winograd=2", "grad_input": "winograd=2"}),
     "variant_openmp_direct_f64": (
         "the direct style: the index forms as plain loops; strides, dilation, convolution",
         LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1),
@@ -71,8 +76,9 @@ VARIANTS = {
 
 @pytest.mark.parametrize("folder", VARIANTS)
 def test_variant_sources_match_the_checked_in_files(folder, update_golden):
-    _, spec, backend, style, dtype = VARIANTS[folder]
-    sources = render(lower(spec, backend, dtype, style), backend)
+    _, spec, backend, style, dtype, *choices = VARIANTS[folder]
+    sources = render(lower(spec, backend, dtype, style, choices=next(iter(choices), None)),
+                     backend)
     differences = golden_differences(folder, sources, backend, update_golden)
     assert not differences, "\n".join(differences)
 
@@ -86,12 +92,13 @@ def test_every_checked_in_variant_is_still_rendered():
 def test_each_openmp_variant_shows_what_it_is_named_for(folder):
     """The layer of each folder still takes the path its name says (a change of the tile
     plans could move it to another, and the golden file would silently stop covering it)."""
-    _, spec, backend, style, dtype = VARIANTS[folder]
-    text = render(lower(spec, backend, dtype, style), backend).text(backend.source)
+    _, spec, backend, style, dtype, *choices = VARIANTS[folder]
+    text = render(lower(spec, backend, dtype, style, choices=next(iter(choices), None)),
+                  backend).text(backend.source)
     marks = {
         "lanes": "LANES", "pointwise": "_ROW_PANELS", "in_place": "GIN_FRAME_ROW",
         "paired": "pair_dst", "transposed": "transpose_lanes", "column_phases": "_PHASES 2",
-        "direct": "template openmp/direct.c.jinja",
+        "direct": "template openmp/direct.c.jinja", "winograd": "grad_input_patches(",
     }
     for word, mark in marks.items():
         if word in folder:

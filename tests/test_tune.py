@@ -11,7 +11,7 @@ from test_kernels import GRID
 
 import codegen
 import codegen.tune as tune
-from codegen.backends import CUDA, OPENMP
+from codegen.backends import CUDA, OPENMP, backend_for
 from codegen.bench import LAYERS
 from codegen.blocking import AVX2, AVX512, candidates, plan
 from codegen.blocking.pointwise import edge_vectors
@@ -291,12 +291,14 @@ def test_a_pixel_count_that_is_not_a_positive_whole_number_is_refused(choice):
 
 
 def _build_with(spec, dtype: str, choices: dict[str, str], out: Path):
-    """The OpenMP loops module of ``spec`` with ``choices``, as tuning builds a candidate."""
+    """The OpenMP loops module of ``spec`` with ``choices``, as tuning builds a candidate
+    (sanitized under ``CORRGEN_SANITIZE=1``, as ``codegen.load``'s would be)."""
     from codegen.loader import _build_or_reuse, _sources
 
+    backend = backend_for("openmp")
     request = {"spec": spec.to_dict(), "style": "loops", "dtype": dtype, "choices": choices}
-    return _build_or_reuse(request, lambda: _sources(spec, OPENMP, dtype, "loops", choices),
-                           OPENMP, out, None, None)
+    return _build_or_reuse(request, lambda: _sources(spec, backend, dtype, "loops", choices),
+                           backend, out, None, None)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

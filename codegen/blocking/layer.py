@@ -30,10 +30,13 @@ from .records import (
     LaneSweep,
     ModulePlan,
     Unrolled,
+    Winograd,
 )
 from .shuffles import transpose_shuffles
 from .sweeps import forward_phases, forward_tile, input_scratch, plan_forward
 from .tiles import LaneTile, lane_tile_candidates
+from .winograd import applies as winograd_applies
+from .winograd import plan_winograd
 
 
 def channels_in_lanes(g: Geometry, lanes: int) -> tuple[str, ...]:
@@ -55,7 +58,8 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
     return Helpers(
         loops=True, pointwise=False,
         shuffles=any(isinstance(p, InPlaceSweep) for p in passes),
-        in_register=any(getattr(p, "shares_loads", False) for p in passes),
+        in_register=any(getattr(p, "shares_loads", False) or isinstance(p, Winograd)
+                        for p in passes),
         lanes=any(p.variant.endswith("lanes") or p.variant == "lane_sweep" for p in passes),
         hide_pointer=any(p.bias for p in lane_sweeps),
         transpose=transpose, index_type=index_type, transpose_steps=steps,
@@ -70,8 +74,10 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: (the multiply-adds per cycle the lane tiles' cost model charges), for grad_weight with
 #: channels in lanes possibly followed by ``,pixels=2`` (its tile's loop takes two output
 #: pixels per pass), ``lane_tile=1x2x4`` (a channels-in-lanes tile: lane vectors x rows x
-#: columns), or ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns).
+#: columns), ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns), or
+#: ``winograd=2`` (forward or grad_input by Winograd's F(2x2, 3x3): ``blocking.winograd``).
 LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
+WINOGRAD_CHOICE = "winograd=2"
 PIXELS_CHOICE = ",pixels="
 
 
@@ -122,7 +128,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     (``tiles.lane_tile_candidates``), the multiply-adds per cycle the other lane and column
     tiles are costed at (1 or 2; for grad_weight in lanes, each also with its loop taking
     ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or a matrix product's register tile
-    (``pointwise.gemm_candidates``)."""
+    (``pointwise.gemm_candidates``); and for forward and grad_input, where it applies,
+    Winograd's F(2x2, 3x3) (``winograd.applies``)."""
     if is_pointwise(spec):
         vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
         return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
@@ -145,6 +152,9 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
             found.pop(name, None)
             if len(tiles) > 1:
                 found[name] = tuple(lane_tile_choice(t) for t in tiles)
+    if winograd_applies(g):
+        for name in ("forward", "grad_input"):
+            found[name] = found.get(name, options[:1]) + (WINOGRAD_CHOICE,)
     return {name: found[name] for name in PASSES if name in found}
 
 
@@ -167,11 +177,12 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
         return machine if fmas == machine.lane_fmas else replace(machine, lane_fmas=fmas)
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     index_type = "int32_t" if dtype_bytes == 4 else "int64_t"
+    g = geometry(spec)
+    winograd = _winograd_passes(g, choices)
     if is_pointwise(spec):
         return pointwise_plan(spec, vl, dtype_bytes, index_type, machine, {
             name: _parse_tile(choice) for name, choice in choices.items()
             if choice.startswith(TILE_CHOICE)})
-    g = geometry(spec)
     lanes = machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)
     d = Defines()
@@ -186,12 +197,20 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
                                 _parse_lane_tile(choices.get("forward"), g.o, lanes))
     scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
-    forward = plan_forward(g, vl, lanes, tile, tx, scratch, spec.bias, d)
+    # a pass computed by Winograd's algorithm still plans its sweep (grad_weight shares the
+    # forward's scratch), but prints none of its constants
+    direct = {name: Defines() if name in winograd else d for name in ("forward", "grad_input")}
+    forward = plan_forward(g, vl, lanes, tile, tx, scratch, spec.bias, direct["forward"])
     gather = phases(g)
-    grad_input = (plan_lanes(g, lanes, gather, d, machine_for("grad_input"),
+    grad_input = (plan_lanes(g, lanes, gather, direct["grad_input"], machine_for("grad_input"),
                              _parse_lane_tile(choices.get("grad_input"), g.c, lanes))
                   if "grad_input" in in_lanes
-                  else plan_columns(g, vl, gather, d, machine_for("grad_input")))
+                  else plan_columns(g, vl, gather, direct["grad_input"],
+                                    machine_for("grad_input")))
+    if "forward" in winograd:
+        forward = plan_winograd(g, "forward", vl, dtype_bytes, machine, spec.bias, d)
+    if "grad_input" in winograd:
+        grad_input = plan_winograd(g, "grad_input", vl, dtype_bytes, machine, False, d)
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
                                    scratch.tap_offsets, scratch.seg, d,
                                    machine_for("grad_weight"),
@@ -200,6 +219,24 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     passes = (forward, grad_input, grad_weight) + bias
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,
                       tuple(d.constants), tuple(d.tables))
+
+
+def _winograd_passes(g: Geometry, choices: Mapping[str, str]) -> set[str]:
+    """The passes ``choices`` computes by Winograd's algorithm; a choice of it for a pass or a
+    layer it does not apply to is an error."""
+    chosen = {name for name, choice in choices.items()
+              if choice.partition("=")[0] == WINOGRAD_CHOICE.partition("=")[0]}
+    for name in chosen:
+        if choices[name] != WINOGRAD_CHOICE or name not in ("forward", "grad_input"):
+            raise ValueError(f"choices: {name}={choices[name]}: Winograd's algorithm is "
+                             f"{WINOGRAD_CHOICE} (F(2x2, 3x3)), for forward or grad_input")
+        if not winograd_applies(g):
+            raise ValueError(f"choices: {name}={choices[name]} needs a 3x3 kernel at stride "
+                             "and dilation 1, padding at most 2 and at least 16 input and "
+                             f"output channels; this layer has {g.o}x{g.c}x{g.kh}x{g.kw}, "
+                             f"stride {g.sh}x{g.sw}, dilation {g.dh}x{g.dw}, padding "
+                             f"{(g.top, g.bottom, g.left, g.right)}")
+    return chosen
 
 
 def unrolled(names: tuple[str, ...]) -> ModulePlan:

@@ -338,6 +338,44 @@ class Product:
 
 
 @dataclass(frozen=True)
+class Winograd:
+    """forward or grad_input of a 3x3 layer at stride 1 by Winograd's F(m x m, 3x3)
+    (``blocking.winograd``): per task, a block of tile rows of one sample is transformed,
+    multiplied point by point as matrix products of ``mr`` x ``nrv`` register tiles, and
+    transformed back.
+
+    ``source``, ``result``: the arrays read and written; ``bias``: whether the result adds
+    ``b``; ``w_out``, ``w_in``: the weights' strides per result and per summed channel;
+    ``m``, ``alpha``: outputs per tile side and patch side; ``a_rows``: the product tile's
+    accumulators per row; ``weight_lines``, ``input_lines``, ``output_lines``: the C of the
+    three transforms (one kernel plane, one patch, one tile); ``edge_output_lines``: the
+    last tile of a row when the result's width is not a multiple of ``m`` (``ragged``);
+    ``unroll``: the steps the tile's loop takes per pass.
+    """
+
+    name: str
+    prefix: str
+    reason: str
+    source: str
+    result: str
+    bias: bool
+    w_out: str
+    w_in: str
+    m: int
+    alpha: int
+    mr: int
+    nrv: int
+    a_rows: tuple[tuple[str, ...], ...]
+    weight_lines: tuple[str, ...]
+    input_lines: tuple[str, ...]
+    output_lines: tuple[str, ...]
+    edge_output_lines: tuple[str, ...]
+    ragged: bool
+    unroll: int
+    variant: str = "winograd"
+
+
+@dataclass(frozen=True)
 class GradBias:
     """grad_bias: one task per output channel, the batch summed in order, ``planes`` samples'
     planes side by side."""

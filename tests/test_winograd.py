@@ -1,0 +1,156 @@
+"""Winograd's F(2x2, 3x3) (codegen.blocking.winograd): the transforms against the direct
+sum in exact arithmetic, the modules that compute forward and grad_input with it against
+the NumPy reference, and when tuning offers it."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from test_tune import _build_with
+
+from codegen.bench import LAYERS, WINOGRAD_NOTE, bench_module, markdown, table
+from codegen.blocking import AVX2, AVX512, candidates, plan
+from codegen.blocking.common import geometry
+from codegen.blocking.pointwise import CHUNK_BYTES
+from codegen.blocking.records import Winograd
+from codegen.blocking.winograd import AT, BT, G, applies, linear, transform
+from codegen.check import check_module
+from codegen.tune import Tuning
+from derive import LayerSpec
+
+
+def _product(a, b):
+    return [[sum(a[i][k] * b[k][j] for k in range(len(b))) for j in range(len(b[0]))]
+            for i in range(len(a))]
+
+
+def _transposed(a):
+    return [list(row) for row in zip(*a)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_transforms_compute_the_correlation_exactly(seed):
+    """A^T [(G g G^T) * (B^T d B)] A is the 2x2 valid correlation of the 4x4 patch d with
+    the 3x3 kernel g, in exact rational arithmetic."""
+    rng = random.Random(seed)
+    d = [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(4)] for _ in range(4)]
+    g = [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(3)] for _ in range(3)]
+    u = _product(_product(G, g), _transposed(G))
+    v = _product(_product(BT, d), _transposed(BT))
+    m = [[u[i][j] * v[i][j] for j in range(4)] for i in range(4)]
+    y = _product(_product(AT, m), _transposed(AT))
+    direct = [[sum(d[r + i][c + j] * g[i][j] for i in range(3) for j in range(3))
+               for c in range(2)] for r in range(2)]
+    assert y == direct
+
+
+def test_the_printed_transform_is_the_matrix():
+    """``transform``'s C, evaluated as Python, gives T x T^T; zero terms are left out and
+    only the wanted entries are printed, with the row sums they need."""
+    rng = random.Random(3)
+    x = [[rng.randint(-9, 9) for _ in range(4)] for _ in range(4)]
+    lines = transform(BT, lambda k, c: f"x[{k}][{c}]", lambda i, j, e: f"y[{i}][{j}] = {e};")
+    env = {"x": x, "y": [[None] * 4 for _ in range(4)]}
+    for line in lines:
+        exec(line.removeprefix("const real ").removesuffix(";"), env)  # noqa: S102
+    assert env["y"] == _product(_product(BT, x), _transposed(BT))
+    assert linear((0, 1, -1, Fraction(1, 2)), ["a", "b", "c", "d"]) == \
+        "b - c + (real)0.5 * d"
+    assert linear((-1, 0), ["a", "b"]) == "-a"
+    edge = transform(AT, lambda k, c: f"m{k}{c}", lambda i, j, e: f"y{i}{j} = {e};",
+                     {(0, 0), (1, 0)})
+    assert [line.split(" =")[0] for line in edge if line.startswith("y")] == ["y00", "y10"]
+    assert not any("t0_3 =" in line for line in edge)  # column 0 of A does not use point 3
+
+
+#: Layers Winograd applies to, with what each covers: odd result heights and widths (a
+#: last tile of one row or one column), result channels not a whole number of product
+#: tiles, every padding it allows (0, 2, unequal), no bias, convolution mode.
+SPECS = {
+    "odd_sizes": LayerSpec(input=(16, 9, 11), kernel=(17, 16, 3, 3), padding=1),
+    "valid": LayerSpec(input=(18, 8, 10), kernel=(16, 18, 3, 3), padding=0, bias=False),
+    "padding_2": LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), padding=2),
+    "unequal_padding": LayerSpec(input=(20, 10, 7), kernel=(16, 20, 3, 3), padding=(0, 2),
+                                 mode="convolution"),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(SPECS))
+def test_winograd_modules_match_the_reference(tmp_path: Path, name, dtype):
+    spec = SPECS[name]
+    module = _build_with(spec, dtype, {"forward": "winograd=2", "grad_input": "winograd=2"},
+                         tmp_path)
+    source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
+    for pass_name in ("forward", "grad_input"):
+        assert f"static void {pass_name}_patches(" in source
+    assert ("Z + s * (WF_OUT" in source) and ("dV + s * (WG_OUT" in source)
+    g = geometry(spec)
+    assert ("the last tile of a row stores its first column only" in source) == (
+        g.wo % 2 == 1 or g.w % 2 == 1)
+    for batch, seed in ((1, 3), (3, 7)):
+        for result in check_module(module, batch=batch, seed=seed):
+            assert result.ok, result
+
+
+def test_a_task_keeps_its_blocks_within_l2():
+    """A task takes as many tile rows as keep its transformed patches and products within
+    CHUNK_BYTES, at least one: S5 two rows in float32, one in float64."""
+    spec = LAYERS["S5"][0]
+    for dtype_bytes, rows in ((4, 2), (8, 1)):
+        forward = next(p for p in plan(spec, dtype_bytes, AVX512,
+                                       {"forward": "winograd=2"}).passes if p.name == "forward")
+        assert isinstance(forward, Winograd)
+        constants = {c.name: c.value for c in plan(spec, dtype_bytes, AVX512,
+                                                   {"forward": "winograd=2"}).constants}
+        assert constants["WF_TR"] == rows
+        assert 16 * 128 * constants["WF_NB"] * dtype_bytes <= CHUNK_BYTES
+        assert constants["WF_NB"] % constants["WF_NR"] == 0
+        assert constants["WF_NB"] >= rows * constants["WF_TW"]
+        assert not any(name.startswith("FWD_") for name in constants)
+
+
+def test_tuning_offers_winograd_where_it_applies():
+    """S5 (3x3, stride 1, 64 channels): the model's choice first, Winograd last, for forward
+    and grad_input only; S2 (one input channel), S3 (5x5) and S4 (stride 2): never."""
+    for machine in (AVX512, AVX2):
+        options = candidates(LAYERS["S5"][0], 4, machine)
+        for name in ("forward", "grad_input"):
+            assert options[name][-1] == "winograd=2"
+            assert not options[name][0].startswith("winograd")
+        assert "winograd=2" not in options.get("grad_weight", ())
+    for layer in ("S2", "S3", "S4", "S6"):
+        spec = LAYERS[layer][0]
+        assert not applies(geometry(spec))
+        assert not any("winograd" in c for choices in candidates(spec, 4, AVX512).values()
+                       for c in choices)
+
+
+@pytest.mark.parametrize("layer, choices, message", [
+    ("S4", {"forward": "winograd=2"}, "stride 2x2"),
+    ("S6", {"forward": "winograd=2"}, "a 3x3 kernel"),
+    ("S2", {"grad_input": "winograd=2"}, "at least 16 input and output channels"),
+    ("S5", {"grad_weight": "winograd=2"}, "for forward or grad_input"),
+    ("S5", {"forward": "winograd=4"}, "is winograd=2 (F(2x2, 3x3))"),
+])
+def test_a_winograd_choice_it_cannot_take_is_an_error(layer, choices, message):
+    with pytest.raises(ValueError, match=r"choices: .*") as error:
+        plan(LAYERS[layer][0], 4, AVX512, choices)
+    assert message in str(error.value)
+
+
+def test_the_bench_marks_the_passes_winograd_computes(tmp_path: Path):
+    """A pass tuning chose Winograd for is marked in the bench's table, and the report says
+    that its GFLOP/s count the direct sum's operations."""
+    module = _build_with(SPECS["valid"], "float64", {"forward": "winograd=2"}, tmp_path)
+    module.tuning = Tuning({"forward": "winograd=2"}, {"forward": {"winograd=2": 1.0}}, 2, 1,
+                           0.0)
+    rows = bench_module(module, batch=2, runs=7, with_torch=False)
+    assert [(r.name, r.algorithm) for r in rows] == [
+        ("forward", "winograd"), ("grad_input", ""), ("grad_weight", "")]
+    assert "| forward (W) |" in table(rows) and "| grad_input |" in table(rows)
+    assert WINOGRAD_NOTE in markdown(rows)
+    assert WINOGRAD_NOTE not in markdown(rows[1:])
