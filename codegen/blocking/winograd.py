@@ -17,11 +17,12 @@ absolute terms in float32 on S5, within the checks' 1e-5 (``codegen.check``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 
 from .common import PRODUCT_STEP_UNROLL, Geometry, Machine, _cdiv
 from .defines import Defines
-from .pointwise import CHUNK_BYTES, _gemm_costs
+from .pointwise import CHUNK_BYTES, GemmTile, _gemm_costs
 from .records import Winograd
 
 #: Outputs per tile side (the ``2`` of F(2x2, 3x3)), kernel side, and patch side (2 + 3 - 1).
@@ -65,9 +66,11 @@ def transform(matrix: tuple, source: Callable[[int, int], str],
               ) -> tuple[str, ...]:
     """C lines computing ``target(i, j, T x T^T [i][j])`` for the square ``x`` read through
     ``source(k, l)``, ``T = matrix``: the rows first (``t<i>_<l>`` = row i of ``T x``), then
-    the columns; only the ``wanted`` entries (all by default) and the sums they use."""
+    the columns; only the ``wanted`` entries (all by default; none: no lines) and the sums
+    they use."""
     rows, inner = len(matrix), len(matrix[0])
-    wanted = wanted or {(i, j) for i in range(rows) for j in range(rows)}
+    if wanted is None:
+        wanted = {(i, j) for i in range(rows) for j in range(rows)}
     used = {(i, c) for i, j in wanted for c in range(inner) if matrix[j][c] != 0}
     lines = [f"const real t{i}_{c} = {linear(matrix[i], [source(k, c) for k in range(inner)])};"
              for i in range(rows) for c in range(inner) if (i, c) in used]
@@ -76,77 +79,98 @@ def transform(matrix: tuple, source: Callable[[int, int], str],
     return tuple(lines)
 
 
-def _shape(g: Geometry, name: str) -> dict:
-    """The correlation ``name`` computes: channels summed and produced, the source and result
-    planes, the padding before the first row and column, the weights' strides per result and
-    per summed channel, and the kernel offset of each tap."""
+@dataclass(frozen=True)
+class Correlation:
+    """The stride-1 correlation a pass computes: the channels it sums and those it computes
+    (name, count), the arrays it reads and writes, their planes (rows, columns), the zero
+    rows and columns before the source's first, the weights' strides per computed and per
+    summed channel (C), and ``tap(i, j)``: the offset in a kernel plane of tap (i, j)."""
+
+    summed: tuple[str, int]
+    computed: tuple[str, int]
+    source: str
+    result: str
+    src: tuple[int, int]
+    dst: tuple[int, int]
+    pad: tuple[int, int]
+    w_out: str
+    w_in: str
+    tap: Callable[[int, int], int]
+
+
+def correlation(g: Geometry, name: str) -> Correlation:
+    """forward's correlation, or grad_input's: ``G`` with each kernel plane rotated, the
+    channels swapped, and ``2 - p`` zeros before the first row and column."""
     if name == "forward":
-        return dict(inputs=("C", g.c), outputs=("O", g.o), src=(g.h, g.w), dst=(g.ho, g.wo),
-                    pad=(g.top, g.left), w_out="C * 9", w_in="9",
-                    tap=lambda i, j: g.weight_index(i, j))
-    return dict(inputs=("O", g.o), outputs=("C", g.c), src=(g.ho, g.wo), dst=(g.h, g.w),
-                pad=(R - 1 - g.top, R - 1 - g.left), w_out="9", w_in="C * 9",
-                tap=lambda i, j: g.weight_index(R - 1 - i, R - 1 - j))
+        return Correlation(("C", g.c), ("O", g.o), "V", "Z", (g.h, g.w), (g.ho, g.wo),
+                           (g.top, g.left), "C * 9", "9", g.weight_index)
+    return Correlation(("O", g.o), ("C", g.c), "G", "dV", (g.ho, g.wo), (g.h, g.w),
+                       (R - 1 - g.top, R - 1 - g.left), "9", "C * 9",
+                       lambda i, j: g.weight_index(R - 1 - i, R - 1 - j))
+
+
+def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, vl: int,
+            rows: int) -> None:
+    """The plan's ``#define``s, prefix ``p``; ``rows``: rows of tiles per task."""
+    (in_name, ins), (out_name, outs) = c.summed, c.computed
+    th, tw = _cdiv(c.dst[0], M), _cdiv(c.dst[1], M)
+    nr = tile.nrv * vl
+    for const, value, doc in (
+            ("IN", ins, f"channels summed ({in_name})"),
+            ("OUT", outs, f"channels computed ({out_name})"),
+            ("OUT_PAD", _cdiv(outs, tile.mr) * tile.mr,
+             f"{p}_OUT in whole panels of {p}_MR (the rest zero weights)"),
+            ("SRC_H", c.src[0], "rows of a source plane"),
+            ("SRC_W", c.src[1], "columns of a source plane"),
+            ("DST_H", c.dst[0], "rows of a result plane"),
+            ("DST_W", c.dst[1], "columns of a result plane"),
+            ("TOP", c.pad[0], "zero rows before the source's first"),
+            ("LEFT", c.pad[1], "zero columns before the source's first"),
+            ("POINTS", ALPHA * ALPHA, f"points of a transformed {ALPHA}x{ALPHA} patch"),
+            ("TH", th, f"rows of {M}x{M} tiles"),
+            ("TW", tw, "tiles per row"),
+            ("TR", rows, "rows of tiles per task"),
+            ("BLOCKS", _cdiv(th, rows), "tasks per sample"),
+            ("WP", tw * M + R - 1, "reals per zero-framed source row"),
+            ("MR", tile.mr, "product tile rows (output channels)"),
+            ("NRV", tile.nrv, "product tile vectors of tiles"),
+            ("NR", nr, f"product tile columns ({p}_NRV * VL)"),
+            ("NB", _cdiv(rows * tw, nr) * nr, "a task's tiles, padded to whole product tiles")):
+        d.const(f"{p}_{const}", value, f"{name}: {doc}")
 
 
 def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Machine,
                   bias: bool, d: Defines) -> Winograd:
     """``name``'s (forward or grad_input) F(2x2, 3x3) plan and constants (``WF_*`` or
-    ``WG_*``). A task is a block of ``TR`` rows of tiles of one sample, as many as keep the
+    ``WG_*``). A task is a block of rows of tiles of one sample, as many as keep the
     block's transformed inputs and products within ``CHUNK_BYTES`` (in L2: S5's float32
     forward took 10.8 ms with 2 rows, 14.3 with 4); its products are tiles of the model's
     choice (``pointwise._gemm_costs``) over the block's tiles, padded to whole tiles."""
-    s = _shape(g, name)
+    c = correlation(g, name)
     p = "WF" if name == "forward" else "WG"
-    (in_name, ins), (out_name, outs) = s["inputs"], s["outputs"]
-    th, tw = _cdiv(s["dst"][0], M), _cdiv(s["dst"][1], M)
-    points = ALPHA * ALPHA
-    tr = max(1, min(th, CHUNK_BYTES // (points * (ins + outs) * tw * dtype_bytes)))
-    tile = _gemm_costs(vl, dtype_bytes, outs, tr * tw, ins, machine)[0]
-    nr = tile.nrv * vl
-    for const, value, doc in (
-            (f"{p}_IN", ins, f"{name}: channels summed ({in_name})"),
-            (f"{p}_OUT", outs, f"{name}: channels computed ({out_name})"),
-            (f"{p}_OUT_PAD", _cdiv(outs, tile.mr) * tile.mr,
-             f"{name}: {p}_OUT in whole panels of {p}_MR (the rest zero weights)"),
-            (f"{p}_SRC_H", s["src"][0], f"{name}: rows of a source plane"),
-            (f"{p}_SRC_W", s["src"][1], f"{name}: columns of a source plane"),
-            (f"{p}_DST_H", s["dst"][0], f"{name}: rows of a result plane"),
-            (f"{p}_DST_W", s["dst"][1], f"{name}: columns of a result plane"),
-            (f"{p}_TOP", s["pad"][0], f"{name}: zero rows before the source's first"),
-            (f"{p}_LEFT", s["pad"][1], f"{name}: zero columns before the source's first"),
-            (f"{p}_POINTS", points, f"{name}: points of a transformed {ALPHA}x{ALPHA} patch"),
-            (f"{p}_TH", th, f"{name}: rows of {M}x{M} tiles"),
-            (f"{p}_TW", tw, f"{name}: tiles per row"),
-            (f"{p}_TR", tr, f"{name}: rows of tiles per task"),
-            (f"{p}_BLOCKS", _cdiv(th, tr), f"{name}: tasks per sample"),
-            (f"{p}_WP", tw * M + R - 1, f"{name}: reals per zero-framed source row"),
-            (f"{p}_MR", tile.mr, f"{name}: product tile rows (output channels)"),
-            (f"{p}_NRV", tile.nrv, f"{name}: product tile vectors of tiles"),
-            (f"{p}_NR", nr, f"{name}: product tile columns ({p}_NRV * VL)"),
-            (f"{p}_NB", _cdiv(tr * tw, nr) * nr,
-             f"{name}: a task's tiles, padded to whole product tiles")):
-        d.const(const, value, doc)
-    ragged = s["dst"][1] % M != 0
-    source_stride, product_stride = f"{p}_IN * {p}_NB", f"{p}_OUT_PAD * {p}_NB"
+    ins, outs = c.summed[1], c.computed[1]
+    th, tw = _cdiv(c.dst[0], M), _cdiv(c.dst[1], M)
+    rows = max(1, min(th, CHUNK_BYTES // (ALPHA * ALPHA * (ins + outs) * tw * dtype_bytes)))
+    tile = _gemm_costs(vl, dtype_bytes, outs, rows * tw, ins, machine)[0]
+    _define(d, p, name, c, tile, vl, rows)
+    ragged = c.dst[1] % M
 
     def store(i: int, j: int, e: str) -> str:
         return f"row{i}[{M} * tx + {j}] = {'bias + ' if bias else ''}{e};"
 
-    def product(k: int, c: int) -> str:
-        return f"m[{k * ALPHA + c} * {product_stride} + tx]"
+    def product(k: int, col: int) -> str:
+        return f"m[{k * ALPHA + col} * {p}_OUT_PAD * {p}_NB + tx]"
     return Winograd(
         name=name, prefix=p, reason="a 3x3 kernel at stride 1: Winograd F(2x2, 3x3), 16 "
         "multiply-adds per 2x2 outputs and channel pair against 36",
-        source="V" if name == "forward" else "G", result="Z" if name == "forward" else "dV",
-        bias=bias, w_out=s["w_out"], w_in=s["w_in"], m=M, alpha=ALPHA, mr=tile.mr,
-        nrv=tile.nrv,
+        source=c.source, result=c.result, bias=bias, w_out=c.w_out, w_in=c.w_in, m=M,
+        alpha=ALPHA, mr=tile.mr, nrv=tile.nrv,
         a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
-        weight_lines=transform(G, lambda k, c: f"g[{s['tap'](k, c)}]",
+        weight_lines=transform(G, lambda k, col: f"g[{c.tap(k, col)}]",
                                lambda i, j, e: f"u[{i * ALPHA + j} * {p}_OUT_PAD * {p}_IN] = {e};"),
-        input_lines=transform(BT, lambda k, c: f"rows[{k}][x + {c}]",
-                              lambda i, j, e: f"v[{i * ALPHA + j} * {source_stride} + tx] = {e};"),
+        input_lines=transform(BT, lambda k, col: f"rows[{k}][x + {col}]",
+                              lambda i, j, e: f"v[{i * ALPHA + j} * {p}_IN * {p}_NB + tx] = {e};"),
         output_lines=transform(AT, product, store),
-        edge_output_lines=transform(AT, product, store, {(i, j) for i in range(M) for j in
-                                                         range(s["dst"][1] % M)}) if ragged else (),
-        ragged=ragged, unroll=PRODUCT_STEP_UNROLL)
+        edge_output_lines=transform(AT, product, store, {(i, j) for i in range(M)
+                                                         for j in range(ragged)}),
+        ragged=bool(ragged), unroll=PRODUCT_STEP_UNROLL)
