@@ -179,6 +179,8 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
     ours = _calls(module, arrays, spec.bias)
     numpy = _calls(reference, arrays, spec.bias, spec)
     torch = _torch_passes(spec, threads, V, K, b, G) if with_torch else None
+    from .blocking.layer import WINOGRAD_CHOICE
+
     choices = getattr(getattr(module, "tuning", None), "choices", None) or {}
     rows = []
     for name in ours:
@@ -196,7 +198,7 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
         rows.append(Row(layer, spec.describe(), module.dtype, batch, threads, name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
                         median.get("torch"), peak_gflops, "openmp", quartiles,
-                        WINOGRAD if choices.get(name, "").startswith(WINOGRAD) else ""))
+                        WINOGRAD if choices.get(name) == WINOGRAD_CHOICE else ""))
     return rows
 
 
