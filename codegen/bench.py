@@ -35,11 +35,11 @@ LAYERS: dict[str, tuple[LayerSpec, int]] = {
     "S6": (LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1)), 16),
 }
 
-#: ``Row.algorithm`` of a pass computed by Winograd's F(2x2, 3x3), and the table's mark.
+#: ``Row.algorithm`` of a pass computed by Winograd's algorithm, and the table's mark.
 WINOGRAD, WINOGRAD_MARK = "winograd", " (W)"
-WINOGRAD_NOTE = ("(W): Winograd's F(2x2, 3x3), chosen by tuning; its GFLOP/s and % peak count "
-                 "the direct sum's operations (BENCH.md), 2.25 times the multiply-adds it "
-                 "computes. ")
+WINOGRAD_NOTE = ("(W): Winograd's F(2x2, 3x3) (grad_weight: F(3x3, 2x2)), chosen by tuning; its "
+                 "GFLOP/s and % peak count the direct sum's operations (BENCH.md), 2.25 times "
+                 "the multiply-adds it computes. ")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Row:
 
     ``quartiles_us`` holds each contestant's first and third quartile of the runs (µs), by
     name (``corrgen``, ``numpy``, ``torch``); ``target`` the module's backend; ``algorithm``
-    ``winograd`` when the pass ran Winograd's F(2x2, 3x3) (its ``flops`` still count the
+    ``winograd`` when the pass ran Winograd's algorithm (its ``flops`` still count the
     direct sum's operations, as BENCH.md defines them), else empty.
     """
 

@@ -6,8 +6,8 @@ first (``LD_PRELOAD`` of libasan, ``ASAN_OPTIONS=detect_leaks=0``) and ``CORRGEN
     python tests/sanitize_job.py OUT CASE...
 
 where each CASE is ``layer:style:dtype`` with a layer of ``test_kernels.GRID``, or
-``layer:loops:dtype:winograd`` with one of ``test_winograd.SPECS`` (forward and grad_input
-by Winograd's algorithm, as tuning may choose them). It builds the
+``layer:loops:dtype:winograd`` with one of ``test_winograd.SPECS`` (every pass by
+Winograd's algorithm, as tuning may choose it). It builds the
 cases two at a time into OUT, then runs forward, grad_input, grad_weight, grad_bias and
 backward on batches of 1 and 3, into new arrays and into ``out=`` buffers, and compares each
 result with the NumPy reference (``codegen.check.compare``: 1e-12 in float64, 1e-5 in
@@ -31,6 +31,7 @@ from test_winograd import SPECS
 
 import codegen
 from codegen.backends import SANITIZE_ENV, backend_for
+from codegen.blocking.layer import PASSES, WINOGRAD_CHOICE
 from codegen.check import compare
 from codegen.loader import sanitizer_runtime_loaded
 from derive import reference
@@ -89,8 +90,8 @@ def main(argv: list[str]) -> int:
     def build(case: tuple[str, ...]):
         layer, style, dtype, *algorithm = case
         if algorithm:
-            return _build_with(SPECS[layer], dtype, {"forward": "winograd=2",
-                                                     "grad_input": "winograd=2"}, Path(out))
+            return _build_with(SPECS[layer], dtype, dict.fromkeys(PASSES, WINOGRAD_CHOICE),
+                               Path(out))
         return codegen.load(GRID[layer], dtype=dtype, out=out, style=style)
 
     start = time.perf_counter()

@@ -52,9 +52,11 @@ VARIANTS = {
         LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2), OPENMP, "loops",
         "float64"),
     "variant_openmp_winograd_f32": (
-        "forward and grad_input by Winograd's F(2x2, 3x3): odd result sizes, 17 channels",
+        "every pass by Winograd's algorithm (F(2x2, 3x3); grad_weight F(3x3, 2x2)): odd result "
+        "sizes, 17 channels",
         LayerSpec(input=(16, 9, 11), kernel=(17, 16, 3, 3), padding=1), OPENMP, "loops",
-        "float32", {"forward": "winograd=2", "grad_input": "winograd=2"}),
+        "float32", {"forward": "winograd=2", "grad_input": "winograd=2",
+                    "grad_weight": "winograd=2"}),
     "variant_openmp_direct_f64": (
         "the direct style: the index forms as plain loops; strides, dilation, convolution",
         LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1),

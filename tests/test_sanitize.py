@@ -39,7 +39,7 @@ REPORTS = ("ERROR: AddressSanitizer", "runtime error:")
 #: Every layer of the kernel grid (test_kernels.GRID: plain loops, channels in lanes, the 1x1
 #: matrix products, grad_input read in place, paired stride-2 column phases, the parallel
 #: path, ...) in the loops style, float64 and float32, the seed unrolled in both, and two
-#: layers of test_winograd.SPECS with forward and grad_input by Winograd's algorithm (odd
+#: layers of test_winograd.SPECS with every pass by Winograd's algorithm (odd
 #: result sizes; unequal padding in convolution mode). The whole grid builds in about a
 #: minute on 2 cores (-O1 -g1), so no layer is left out.
 CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "float32")]

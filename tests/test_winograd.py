@@ -1,6 +1,6 @@
-"""Winograd's F(2x2, 3x3) (codegen.blocking.winograd): the transforms against the direct
-sum in exact arithmetic, the modules that compute forward and grad_input with it against
-the NumPy reference, and when tuning offers it."""
+"""Winograd's F(2x2, 3x3) and F(3x3, 2x2) (codegen.blocking.winograd): the transforms
+against the direct sums in exact arithmetic, the modules that compute every pass with them
+against the NumPy reference, and when tuning offers them."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from test_tune import _build_with
 from codegen.bench import LAYERS, WINOGRAD_NOTE, bench_module, markdown, table
 from codegen.blocking import AVX2, AVX512, candidates, plan
 from codegen.blocking.common import geometry
+from codegen.blocking.layer import PASSES, WINOGRAD_CHOICE
 from codegen.blocking.pointwise import CHUNK_BYTES
-from codegen.blocking.records import Winograd
-from codegen.blocking.winograd import AT, BT, G, applies, linear, transform
+from codegen.blocking.records import Winograd, WinogradGradWeight
+from codegen.blocking.winograd import AT, BT, GT, A, G, applies, linear, transform
 from codegen.check import check_module
 from codegen.tune import Tuning
 from derive import LayerSpec
@@ -47,6 +48,22 @@ def test_the_transforms_compute_the_correlation_exactly(seed):
     assert y == direct
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_the_grad_weight_transforms_compute_its_correlation_exactly(seed):
+    """G^T [(A e A^T) * (B^T d B)] G is the 3x3 correlation of the 4x4 patch d with the 2x2
+    block e of gradients (what the block adds to the kernel's gradient), exactly."""
+    rng = random.Random(100 + seed)
+    d = [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(4)] for _ in range(4)]
+    e = [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(2)] for _ in range(2)]
+    u = _product(_product(A, e), _transposed(A))
+    v = _product(_product(BT, d), _transposed(BT))
+    m = [[u[i][j] * v[i][j] for j in range(4)] for i in range(4)]
+    y = _product(_product(GT, m), _transposed(GT))
+    direct = [[sum(e[r][c] * d[r + i][c + j] for r in range(2) for c in range(2))
+               for j in range(3)] for i in range(3)]
+    assert y == direct
+
+
 def test_the_printed_transform_is_the_matrix():
     """``transform``'s C, evaluated as Python, gives T x T^T; zero terms are left out and
     only the wanted entries are printed, with the row sums they need."""
@@ -68,13 +85,16 @@ def test_the_printed_transform_is_the_matrix():
 
 #: Layers Winograd applies to, with what each covers: odd result heights and widths (a
 #: last tile of one row or one column), result channels not a whole number of product
-#: tiles, every padding it allows (0, 2, unequal), no bias, convolution mode.
+#: tiles, every padding it allows (0, 2, unequal), no bias, convolution mode, a last task
+#: of fewer tile rows than the others.
 SPECS = {
     "odd_sizes": LayerSpec(input=(16, 9, 11), kernel=(17, 16, 3, 3), padding=1),
     "valid": LayerSpec(input=(18, 8, 10), kernel=(16, 18, 3, 3), padding=0, bias=False),
     "padding_2": LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), padding=2),
     "unequal_padding": LayerSpec(input=(20, 10, 7), kernel=(16, 20, 3, 3), padding=(0, 2),
                                  mode="convolution"),
+    # 7 rows of tiles in tasks of 5 (float32) or 2 (float64): a last task of fewer rows
+    "short_last_block": LayerSpec(input=(16, 14, 80), kernel=(16, 16, 3, 3), padding=1),
 }
 
 
@@ -82,10 +102,9 @@ SPECS = {
 @pytest.mark.parametrize("name", list(SPECS))
 def test_winograd_modules_match_the_reference(tmp_path: Path, name, dtype):
     spec = SPECS[name]
-    module = _build_with(spec, dtype, {"forward": "winograd=2", "grad_input": "winograd=2"},
-                         tmp_path)
+    module = _build_with(spec, dtype, dict.fromkeys(PASSES, WINOGRAD_CHOICE), tmp_path)
     source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
-    for pass_name in ("forward", "grad_input"):
+    for pass_name in PASSES:
         assert f"static void {pass_name}_patches(" in source
     assert ("Z + s * (WF_OUT" in source) and ("dV + s * (WG_OUT" in source)
     g = geometry(spec)
@@ -113,15 +132,35 @@ def test_a_task_keeps_its_blocks_within_l2():
         assert not any(name.startswith("FWD_") for name in constants)
 
 
+def test_grad_weight_tasks_keep_their_blocks_within_l2_and_pad_the_channels():
+    """grad_weight by F(3x3, 2x2) takes the forward's tile rows per task (its patches and
+    transformed gradients within CHUNK_BYTES), its product's inner dimension is the task's
+    tiles, and the channels are padded to whole tiles (17 output channels: one more vector);
+    the direct grad_weight's constants are not printed."""
+    for spec, dtype_bytes, rows in ((LAYERS["S5"][0], 4, 2), (LAYERS["S5"][0], 8, 1),
+                                    (SPECS["odd_sizes"], 4, 5)):
+        record = plan(spec, dtype_bytes, AVX512, {"grad_weight": WINOGRAD_CHOICE})
+        assert isinstance(record.passes[2], WinogradGradWeight)
+        constants = {c.name: c.value for c in record.constants}
+        assert constants["WW_TR"] == rows
+        assert constants["WW_NB"] == rows * constants["WW_TW"]
+        assert 16 * (spec.input[0] + spec.kernel[0]) * constants["WW_NB"] * dtype_bytes \
+            <= CHUNK_BYTES
+        assert constants["WW_OUT_PAD"] % constants["WW_NR"] == 0
+        assert constants["WW_OUT_PAD"] - constants["WW_NR"] < spec.kernel[0]
+        assert constants["WW_IN_PAD"] % constants["WW_MR"] == 0
+        assert not any(name.startswith("GW_") for name in constants)
+        assert constants["MIN_TASKS"] > 0
+
+
 def test_tuning_offers_winograd_where_it_applies():
-    """S5 (3x3, stride 1, 64 channels): the model's choice first, Winograd last, for forward
-    and grad_input only; S2 (one input channel), S3 (5x5) and S4 (stride 2): never."""
+    """S5 (3x3, stride 1, 64 channels): the model's choice first, Winograd last, for every
+    pass; S2 (one input channel), S3 (5x5) and S4 (stride 2): never."""
     for machine in (AVX512, AVX2):
         options = candidates(LAYERS["S5"][0], 4, machine)
-        for name in ("forward", "grad_input"):
+        for name in PASSES:
             assert options[name][-1] == "winograd=2"
             assert not options[name][0].startswith("winograd")
-        assert "winograd=2" not in options.get("grad_weight", ())
     for layer in ("S2", "S3", "S4", "S6"):
         spec = LAYERS[layer][0]
         assert not applies(geometry(spec))
@@ -133,8 +172,9 @@ def test_tuning_offers_winograd_where_it_applies():
     ("S4", {"forward": "winograd=2"}, "stride 2x2"),
     ("S6", {"forward": "winograd=2"}, "a 3x3 kernel"),
     ("S2", {"grad_input": "winograd=2"}, "at least 16 input and output channels"),
-    ("S5", {"grad_weight": "winograd=2"}, "for forward or grad_input"),
-    ("S5", {"forward": "winograd=4"}, "is winograd=2 (F(2x2, 3x3))"),
+    ("S5", {"grad_bias": "winograd=2"}, "for forward, grad_input or grad_weight"),
+    ("S5", {"forward": "winograd=4"}, "is winograd=2 (2x2 tiles)"),
+    ("S3", {"grad_weight": "winograd=2"}, "a 3x3 kernel"),
 ])
 def test_a_winograd_choice_it_cannot_take_is_an_error(layer, choices, message):
     with pytest.raises(ValueError, match=r"choices: .*") as error:
@@ -154,3 +194,31 @@ def test_the_bench_marks_the_passes_winograd_computes(tmp_path: Path):
     assert "| forward (W) |" in table(rows) and "| grad_input |" in table(rows)
     assert WINOGRAD_NOTE in markdown(rows)
     assert WINOGRAD_NOTE not in markdown(rows[1:])
+
+
+_THREADS_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from test_tune import _build_with
+from test_winograd import SPECS
+from codegen.check import check_module
+module = _build_with(SPECS["odd_sizes"], "float64", {"grad_weight": "winograd=2"},
+                     Path(sys.argv[1]))
+assert module.threads() == 5, module.threads()
+for batch in (1, 4):
+    for result in check_module(module, batch=batch, seed=batch):
+        assert result.ok, result
+"""
+
+
+def test_grad_weight_adds_every_threads_sums(tmp_path: Path):
+    """On 5 threads (more than this machine's cores), grad_weight by F(3x3, 2x2) adds every
+    thread's sums, those of threads that had no task (batch 1: one task) included."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="5")
+    subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(tmp_path),
+                    str(Path(__file__).parent)], env=env, check=True)

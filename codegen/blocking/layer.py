@@ -12,6 +12,7 @@ from .common import (
     GRAD_BIAS_PLANES,
     GRAD_WEIGHT_PIXELS,
     LANE_MIN_SUMS,
+    MIN_TASKS,
     VECTOR_BYTES,
     Geometry,
     Machine,
@@ -31,12 +32,13 @@ from .records import (
     ModulePlan,
     Unrolled,
     Winograd,
+    WinogradGradWeight,
 )
 from .shuffles import transpose_shuffles
 from .sweeps import forward_phases, forward_tile, input_scratch, plan_forward
 from .tiles import LaneTile, lane_tile_candidates
 from .winograd import applies as winograd_applies
-from .winograd import plan_winograd
+from .winograd import plan_winograd, plan_winograd_grad_weight
 
 
 def channels_in_lanes(g: Geometry, lanes: int) -> tuple[str, ...]:
@@ -52,17 +54,19 @@ def channels_in_lanes(g: Geometry, lanes: int) -> tuple[str, ...]:
 def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> Helpers:
     """The shared C helpers the passes need."""
     lane_sweeps = [p for p in passes if isinstance(p, LaneSweep)]
-    transpose = any(p.transposed or p.paired for p in lane_sweeps)
+    pack = any(isinstance(p, WinogradGradWeight) for p in passes)
+    transpose = pack or any(p.transposed or p.paired for p in lane_sweeps)
     steps, shuffles, columns = (transpose_shuffles(lanes, dtype_bytes) if transpose
                                 else (0, (), ()))
     return Helpers(
         loops=True, pointwise=False,
         shuffles=any(isinstance(p, InPlaceSweep) for p in passes),
-        in_register=any(getattr(p, "shares_loads", False) or isinstance(p, Winograd)
-                        for p in passes),
-        lanes=any(p.variant.endswith("lanes") or p.variant == "lane_sweep" for p in passes),
+        in_register=any(getattr(p, "shares_loads", False)
+                        or isinstance(p, (Winograd, WinogradGradWeight)) for p in passes),
+        lanes=pack or any(p.variant.endswith("lanes") or p.variant == "lane_sweep"
+                          for p in passes),
         hide_pointer=any(p.bias for p in lane_sweeps),
-        transpose=transpose, index_type=index_type, transpose_steps=steps,
+        transpose=transpose, pack_transposed=pack, index_type=index_type, transpose_steps=steps,
         transpose_shuffles=shuffles, transpose_columns=columns)
 
 
@@ -75,7 +79,8 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: channels in lanes possibly followed by ``,pixels=2`` (its tile's loop takes two output
 #: pixels per pass), ``lane_tile=1x2x4`` (a channels-in-lanes tile: lane vectors x rows x
 #: columns), ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns), or
-#: ``winograd=2`` (forward or grad_input by Winograd's F(2x2, 3x3): ``blocking.winograd``).
+#: ``winograd=2`` (Winograd's algorithm on 2x2 tiles of the result plane: forward and
+#: grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2); ``blocking.winograd``).
 LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
 WINOGRAD_CHOICE = "winograd=2"
 PIXELS_CHOICE = ",pixels="
@@ -128,8 +133,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     (``tiles.lane_tile_candidates``), the multiply-adds per cycle the other lane and column
     tiles are costed at (1 or 2; for grad_weight in lanes, each also with its loop taking
     ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or a matrix product's register tile
-    (``pointwise.gemm_candidates``); and for forward and grad_input, where it applies,
-    Winograd's F(2x2, 3x3) (``winograd.applies``)."""
+    (``pointwise.gemm_candidates``); and for every pass, where it applies, Winograd's
+    algorithm (``winograd.applies``)."""
     if is_pointwise(spec):
         vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
         return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
@@ -153,7 +158,7 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
             if len(tiles) > 1:
                 found[name] = tuple(lane_tile_choice(t) for t in tiles)
     if winograd_applies(g):
-        for name in ("forward", "grad_input"):
+        for name in PASSES:
             found[name] = found.get(name, options[:1]) + (WINOGRAD_CHOICE,)
     return {name: found[name] for name in PASSES if name in found}
 
@@ -190,6 +195,9 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     if in_lanes:
         d.const("LANES", lanes, f"channels per lane vector ({machine.lane_bytes} bytes, "
                 f"{machine.isa})")
+    elif "grad_weight" in winograd:
+        d.const("LANES", lanes, f"reals per side of a block transposed in registers "
+                f"({machine.lane_bytes} bytes, {machine.isa})")
     d.const("LH", g.h, "rows swept (H)")
     d.const("LW", g.w, "input columns swept (W)")
     d.const("LHO", g.ho, "output rows swept (HO)")
@@ -212,9 +220,14 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     if "grad_input" in winograd:
         grad_input = plan_winograd(g, "grad_input", vl, dtype_bytes, machine, False, d)
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
-                                   scratch.tap_offsets, scratch.seg, d,
+                                   scratch.tap_offsets, scratch.seg,
+                                   Defines() if "grad_weight" in winograd else d,
                                    machine_for("grad_weight"),
                                    _pixels(choices.get("grad_weight", ""))[1])
+    if "grad_weight" in winograd:
+        # the module's task constant, which the direct grad_weight's plan defines
+        d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
+        grad_weight = plan_winograd_grad_weight(g, vl, dtype_bytes, machine, d)
     bias = (GradBias(GRAD_BIAS_PLANES),) if spec.bias else ()
     passes = (forward, grad_input, grad_weight) + bias
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,
@@ -227,9 +240,10 @@ def _winograd_passes(g: Geometry, choices: Mapping[str, str]) -> set[str]:
     chosen = {name for name, choice in choices.items()
               if choice.partition("=")[0] == WINOGRAD_CHOICE.partition("=")[0]}
     for name in chosen:
-        if choices[name] != WINOGRAD_CHOICE or name not in ("forward", "grad_input"):
+        if choices[name] != WINOGRAD_CHOICE or name not in PASSES:
             raise ValueError(f"choices: {name}={choices[name]}: Winograd's algorithm is "
-                             f"{WINOGRAD_CHOICE} (F(2x2, 3x3)), for forward or grad_input")
+                             f"{WINOGRAD_CHOICE} (2x2 tiles), for forward, grad_input or "
+                             "grad_weight")
         if not winograd_applies(g):
             raise ValueError(f"choices: {name}={choices[name]} needs a 3x3 kernel at stride "
                              "and dilation 1, padding at most 2 and at least 16 input and "

@@ -216,6 +216,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     steps, shuffles, columns = transpose_shuffles(lanes, dtype_bytes)
     helpers = Helpers(loops=True, pointwise=True, in_register=True,
                       wide_in_register=any(p.wide for p in passes if isinstance(p, Product)),
-                      lanes=True, transpose=True, index_type=ctype_index, transpose_steps=steps,
-                      transpose_shuffles=shuffles, transpose_columns=columns)
+                      lanes=True, transpose=True, pack_transposed=True, index_type=ctype_index,
+                      transpose_steps=steps, transpose_shuffles=shuffles,
+                      transpose_columns=columns)
     return ModulePlan(helpers, tuple(passes), tuple(d.constants), tuple(d.tables))

@@ -376,6 +376,37 @@ class Winograd:
 
 
 @dataclass(frozen=True)
+class WinogradGradWeight:
+    """grad_weight of a 3x3 layer at stride 1 by Winograd's F(3x3, 2x2)
+    (``blocking.winograd``): per task, a block of tile rows of one sample has its patches
+    and its gradients' 2x2 blocks transformed, and each point's product (input channels x
+    output channels, summed over the block's tiles) is added to the thread's sums by
+    ``mr`` x ``nrv`` register tiles; the threads' sums are added and transformed back once
+    per call.
+
+    ``m``, ``alpha``: gradients per tile side and patch side; ``a_rows``: the product tile's
+    accumulators per row; ``input_lines``, ``gradient_lines``, ``output_lines``: the C of
+    the three transforms (one patch, one 2x2 block of gradients, one 3x3 plane of dK);
+    ``unroll``: the steps the tile's loop takes per pass.
+    """
+
+    prefix: str
+    reason: str
+    m: int
+    alpha: int
+    mr: int
+    nrv: int
+    a_rows: tuple[tuple[str, ...], ...]
+    input_lines: tuple[str, ...]
+    gradient_lines: tuple[str, ...]
+    output_lines: tuple[str, ...]
+    unroll: int
+    name: str = "grad_weight"
+    source: str = "V"
+    variant: str = "winograd_grad_weight"
+
+
+@dataclass(frozen=True)
 class GradBias:
     """grad_bias: one task per output channel, the batch summed in order, ``planes`` samples'
     planes side by side."""
@@ -421,6 +452,8 @@ class Helpers:
         hide_pointer: ``HIDE_POINTER`` (a lane sweep's bias, read where its tiles are
             stored).
         transpose: ``LANE_SHUFFLE`` and ``transpose_lanes`` (whole lane tiles transposed).
+        pack_transposed: ``pack_transposed`` (rows of a matrix transposed into a panel
+            through ``transpose_lanes``).
         index_type: the C integer type of a shuffle index vector's elements.
         transpose_steps, transpose_shuffles, transpose_columns: ``transpose_lanes``: its
             number of steps, its shuffles in order, and the value of each column.
@@ -434,6 +467,7 @@ class Helpers:
     lanes: bool = False
     hide_pointer: bool = False
     transpose: bool = False
+    pack_transposed: bool = False
     index_type: str = "int64_t"
     transpose_steps: int = 0
     transpose_shuffles: tuple[Shuffle, ...] = ()

@@ -9,6 +9,14 @@ Algorithms for Convolutional Neural Networks", 2016; the matrices below are thei
 grad_input at stride 1 is the same correlation: of ``G`` with each kernel plane rotated by
 180 degrees, input and output channels swapped, and padding ``2 - p`` on each side.
 
+grad_weight is F(3x3, 2x2): each sample's 2x2 block ``e`` of ``G`` (one output channel) and
+its 4x4 input patch ``d`` (one input channel) add ``G^T [(A e A^T) * (B^T d B)] G`` to the 3x3
+plane of ``dK``. This is F(2x2, 3x3) transposed (the roles of ``A`` and ``G`` swap): for any
+``g``, ``sum(g * that) = sum(A^T [(G g G^T) * (B^T d B)] A * e)``, the forward's result
+weighted by ``e``. The patches are the forward's; the 16 points' sums over tiles are 16
+matrix products (input channels x tiles times tiles x output channels) of 16 multiply-adds
+per tile and channel pair, against 36.
+
 The transforms add and halve (every coefficient is 0, +-1 or +-1/2), so the result differs
 from the direct sum by a few roundings per point: about 1.4e-7 relative to the sum of
 absolute terms in float32 on S5, within the checks' 1e-5 (``codegen.check``).
@@ -23,7 +31,7 @@ from fractions import Fraction
 from .common import PRODUCT_STEP_UNROLL, Geometry, Machine, _cdiv
 from .defines import Defines
 from .pointwise import CHUNK_BYTES, GemmTile, _gemm_costs
-from .records import Winograd
+from .records import Winograd, WinogradGradWeight
 
 #: Outputs per tile side (the ``2`` of F(2x2, 3x3)), kernel side, and patch side (2 + 3 - 1).
 M, R = 2, 3
@@ -34,15 +42,20 @@ HALF = Fraction(1, 2)
 BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 G = ((1, 0, 0), (HALF, HALF, HALF), (HALF, -HALF, HALF), (0, 0, 1))
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+#: grad_weight's F(3x3, 2x2): A (4x2) transforms a 2x2 block of G, G^T (3x4) the summed
+#: products back to a 3x3 plane of dK.
+A = tuple(zip(*AT))
+GT = tuple(zip(*G))
 #: Fewer channels than this on either side of the product, and the transforms cost more
 #: than the multiply-adds they save.
 MIN_CHANNELS = 16
 
 
 def applies(g: Geometry) -> bool:
-    """Whether F(2x2, 3x3) computes ``g``'s forward and grad_input: a 3x3 kernel at stride
-    and dilation 1, padding at most 2 on every side (grad_input's ``2 - p`` stays a padding),
-    and at least ``MIN_CHANNELS`` input and output channels."""
+    """Whether F(2x2, 3x3) computes ``g``'s forward and grad_input (and F(3x3, 2x2) its
+    grad_weight): a 3x3 kernel at stride and dilation 1, padding at most 2 on every side
+    (grad_input's ``2 - p`` stays a padding), and at least ``MIN_CHANNELS`` input and output
+    channels."""
     return ((g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) == (R, R, 1, 1, 1, 1)
             and max(g.top, g.bottom, g.left, g.right) <= R - 1
             and min(g.c, g.o) >= MIN_CHANNELS)
@@ -109,17 +122,23 @@ def correlation(g: Geometry, name: str) -> Correlation:
                        lambda i, j: g.weight_index(R - 1 - i, R - 1 - j))
 
 
-def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, vl: int,
-            rows: int) -> None:
-    """The plan's ``#define``s, prefix ``p``; ``rows``: rows of tiles per task."""
-    (in_name, ins), (out_name, outs) = c.summed, c.computed
+def _tile_rows(c: Correlation, dtype_bytes: int) -> int:
+    """Rows of tiles per task: as many as keep a task's transformed patches and the other
+    factor's points (products, or transformed gradients) within ``CHUNK_BYTES`` (in L2: S5's
+    float32 forward took 10.8 ms with 2 rows, 14.3 with 4), at least one."""
+    th, tw, channels = _cdiv(c.dst[0], M), _cdiv(c.dst[1], M), c.summed[1] + c.computed[1]
+    return max(1, min(th, CHUNK_BYTES // (ALPHA * ALPHA * channels * tw * dtype_bytes)))
+
+
+def _define_patches(d: Defines, p: str, name: str, c: Correlation, rows: int,
+                    padded: tuple[tuple[str, int, str], ...]) -> None:
+    """The ``#define``s of the tiling and of a task's patches, prefix ``p``, with the
+    ``padded`` channel counts (name, value, doc); ``rows``: rows of tiles per task."""
     th, tw = _cdiv(c.dst[0], M), _cdiv(c.dst[1], M)
-    nr = tile.nrv * vl
     for const, value, doc in (
-            ("IN", ins, f"channels summed ({in_name})"),
-            ("OUT", outs, f"channels computed ({out_name})"),
-            ("OUT_PAD", _cdiv(outs, tile.mr) * tile.mr,
-             f"{p}_OUT in whole panels of {p}_MR (the rest zero weights)"),
+            ("IN", c.summed[1], f"channels summed ({c.summed[0]})"),
+            ("OUT", c.computed[1], f"channels computed ({c.computed[0]})"),
+            *padded,
             ("SRC_H", c.src[0], "rows of a source plane"),
             ("SRC_W", c.src[1], "columns of a source plane"),
             ("DST_H", c.dst[0], "rows of a result plane"),
@@ -131,27 +150,44 @@ def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, vl: i
             ("TW", tw, "tiles per row"),
             ("TR", rows, "rows of tiles per task"),
             ("BLOCKS", _cdiv(th, rows), "tasks per sample"),
-            ("WP", tw * M + R - 1, "reals per zero-framed source row"),
-            ("MR", tile.mr, "product tile rows (output channels)"),
-            ("NRV", tile.nrv, "product tile vectors of tiles"),
-            ("NR", nr, f"product tile columns ({p}_NRV * VL)"),
-            ("NB", _cdiv(rows * tw, nr) * nr, "a task's tiles, padded to whole product tiles")):
+            ("WP", tw * M + R - 1, "reals per zero-framed source row")):
         d.const(f"{p}_{const}", value, f"{name}: {doc}")
+
+
+def _define_tile(d: Defines, p: str, name: str, tile: GemmTile, vl: int, rows: str,
+                 columns: str) -> None:
+    """The product tile's ``#define``s: ``rows`` and ``columns`` say what its rows and
+    vectors hold."""
+    d.const(f"{p}_MR", tile.mr, f"{name}: product tile rows ({rows})")
+    d.const(f"{p}_NRV", tile.nrv, f"{name}: product tile vectors of {columns}")
+    d.const(f"{p}_NR", tile.nrv * vl, f"{name}: product tile columns ({p}_NRV * VL)")
+
+
+def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, vl: int,
+            rows: int) -> None:
+    """forward's or grad_input's ``#define``s, prefix ``p``; ``rows``: rows of tiles per
+    task."""
+    outs, tw, nr = c.computed[1], _cdiv(c.dst[1], M), tile.nrv * vl
+    _define_patches(d, p, name, c, rows, (
+        ("OUT_PAD", _cdiv(outs, tile.mr) * tile.mr,
+         f"{p}_OUT in whole panels of {p}_MR (the rest zero weights)"),))
+    _define_tile(d, p, name, tile, vl, "output channels", "tiles")
+    d.const(f"{p}_NB", _cdiv(rows * tw, nr) * nr,
+            f"{name}: a task's tiles, padded to whole product tiles")
 
 
 def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Machine,
                   bias: bool, d: Defines) -> Winograd:
     """``name``'s (forward or grad_input) F(2x2, 3x3) plan and constants (``WF_*`` or
     ``WG_*``). A task is a block of rows of tiles of one sample, as many as keep the
-    block's transformed inputs and products within ``CHUNK_BYTES`` (in L2: S5's float32
-    forward took 10.8 ms with 2 rows, 14.3 with 4); its products are tiles of the model's
-    choice (``pointwise._gemm_costs``) over the block's tiles, padded to whole tiles."""
+    block's transformed inputs and products within ``CHUNK_BYTES`` (``_tile_rows``); its
+    products are tiles of the model's choice (``pointwise._gemm_costs``) over the block's
+    tiles, padded to whole tiles."""
     c = correlation(g, name)
     p = "WF" if name == "forward" else "WG"
     ins, outs = c.summed[1], c.computed[1]
-    th, tw = _cdiv(c.dst[0], M), _cdiv(c.dst[1], M)
-    rows = max(1, min(th, CHUNK_BYTES // (ALPHA * ALPHA * (ins + outs) * tw * dtype_bytes)))
-    tile = _gemm_costs(vl, dtype_bytes, outs, rows * tw, ins, machine)[0]
+    rows = _tile_rows(c, dtype_bytes)
+    tile = _gemm_costs(vl, dtype_bytes, outs, rows * _cdiv(c.dst[1], M), ins, machine)[0]
     _define(d, p, name, c, tile, vl, rows)
     ragged = c.dst[1] % M
 
@@ -168,9 +204,58 @@ def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Ma
         a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
         weight_lines=transform(G, lambda k, col: f"g[{c.tap(k, col)}]",
                                lambda i, j, e: f"u[{i * ALPHA + j} * {p}_OUT_PAD * {p}_IN] = {e};"),
-        input_lines=transform(BT, lambda k, col: f"rows[{k}][x + {col}]",
-                              lambda i, j, e: f"v[{i * ALPHA + j} * {p}_IN * {p}_NB + tx] = {e};"),
+        input_lines=_patch_lines(f"{p}_IN * {p}_NB"),
         output_lines=transform(AT, product, store),
         edge_output_lines=transform(AT, product, store, {(i, j) for i in range(M)
                                                          for j in range(ragged)}),
         ragged=bool(ragged), unroll=PRODUCT_STEP_UNROLL)
+
+
+def _patch_lines(point_pitch: str) -> tuple[str, ...]:
+    """The C of one patch's transform ``B^T d B``, from the zero-framed source ``rows`` at
+    column ``x``, to ``v[xi * point_pitch + tx]``."""
+    return transform(BT, lambda k, col: f"rows[{k}][x + {col}]",
+                     lambda i, j, e: f"v[{i * ALPHA + j} * {point_pitch} + tx] = {e};")
+
+
+def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: Machine,
+                              d: Defines) -> WinogradGradWeight:
+    """grad_weight's F(3x3, 2x2) plan and constants (``WW_*``). A task is a block of tile
+    rows of one sample (``_tile_rows``): its patches (the forward's, input channels x tiles)
+    and its gradients' 2x2 blocks transformed (tiles x output channels, through the block's
+    rows of ``G`` transposed to channels-last), then for each point the product of the two,
+    added to the thread's own sums (input channels x output channels) by tiles of the
+    model's choice (``pointwise._gemm_costs``: rows of input channels, vectors of output
+    channels, the block's tiles the inner dimension). The threads' sums are added and
+    transformed back once per call."""
+    c, p = correlation(g, "forward"), "WW"
+    rows = _tile_rows(c, dtype_bytes)
+    tw = _cdiv(g.wo, M)
+    tile = _gemm_costs(vl, dtype_bytes, g.c, g.o, rows * tw, machine)[0]
+    _define_patches(d, p, "grad_weight", c, rows, (
+        ("IN_PAD", _cdiv(g.c, tile.mr) * tile.mr,
+         f"{p}_IN in whole panels of {p}_MR (the rest zero patches)"),
+        ("OUT_PAD", _cdiv(g.o, tile.nrv * vl) * tile.nrv * vl,
+         f"{p}_OUT in whole tiles of {p}_NR (the rest zero gradients)")))
+    _define_tile(d, p, "grad_weight", tile, vl, "input channels", "output channels")
+    for const, value, doc in (
+            ("NB", rows * tw, "a task's tiles (the products' inner dimension)"),
+            ("PW", tw * M, f"pixels per row of a task's transposed gradients ({p}_DST_W, "
+             "then a zero one when it is odd)")):
+        d.const(f"{p}_{const}", value, f"grad_weight: {doc}")
+
+    def pixel(k: int, col: int) -> str:
+        return f"e[({k} * {p}_PW + {col}) * {p}_OUT_PAD + o]"
+
+    def result(i: int, j: int, e: str) -> str:
+        return f"dk[{g.weight_index(i, j)}] = {e};"
+    return WinogradGradWeight(
+        prefix=p, reason="a 3x3 kernel at stride 1: Winograd F(3x3, 2x2), 16 multiply-adds "
+        "per 2x2 gradients and channel pair against 36",
+        m=M, alpha=ALPHA, mr=tile.mr, nrv=tile.nrv,
+        a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
+        input_lines=_patch_lines(f"{p}_IN_PAD * {p}_NB"),
+        gradient_lines=transform(A, pixel, lambda i, j, e: (
+            f"u[{i * ALPHA + j} * {p}_NB * {p}_OUT_PAD + o] = {e};")),
+        output_lines=transform(GT, lambda k, col: f"m[{k * ALPHA + col}]", result),
+        unroll=PRODUCT_STEP_UNROLL)

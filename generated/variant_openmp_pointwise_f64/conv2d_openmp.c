@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 1f1a2e58ff00ac58361179220c76e73c7772a8488cb6c8bc3cb1ff5a79dc2945
+ * cache key: b05d9ccd38db069c8e3285b2e77c6b436f90f89cfe9b44be1a53d82b8e125371
  */
 
 #include <stdint.h>
@@ -130,6 +130,34 @@ static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES]
     columns[7] = step3_7;
 }
 
+/* `count` rows of a matrix (rows `pitch` apart) transposed into a panel `width` wide, for
+ * `depth` steps: panel[k*width + i] = src[i*pitch + k], zero for count <= i < width. Blocks
+ * of LANES x LANES are transposed in registers; element by element, this copy took 11 % of
+ * S6's grad_weight (AVX2, float32). */
+static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
+                                   int depth, real *restrict panel)
+{
+    int i0 = 0;
+    for (; i0 + LANES <= count; i0 += LANES) {
+        int k = 0;
+        for (; k + LANES <= depth; k += LANES) {
+            lanes rows[LANES], columns[LANES];
+            for (int r = 0; r < LANES; ++r)
+                rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
+            transpose_lanes(rows, columns);
+            for (int c = 0; c < LANES; ++c)
+                STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
+        }
+        for (; k < depth; ++k)
+            for (int r = 0; r < LANES; ++r)
+                panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
+    }
+    if (i0 < width)
+        for (int k = 0; k < depth; ++k)
+            for (int i = i0; i < width; ++i)
+                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+}
+
 /* A pointwise layer is a matrix product per sample over its P = H*W pixels:
  *   forward      Z_s (O x P)  = K (O x C) . V_s (C x P), plus b[o] on row o
  *   grad_input   dV_s (C x P) = K^T (C x O) . G_s (O x P)
@@ -153,33 +181,6 @@ static inline void pack_panel(const real *restrict src, int64_t across, int64_t 
         for (int i = count; i < width; ++i)
             panel[(int64_t)k * width + i] = 0;
     }
-}
-
-/* pack_panel of `count` rows (across = pitch) read along (along = 1): panel[k*width + i] =
- * src[i*pitch + k]. Blocks of LANES x LANES are transposed in registers; element by element,
- * this copy took 11 % of S6's grad_weight (AVX2, float32). */
-static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
-                                   int depth, real *restrict panel)
-{
-    int i0 = 0;
-    for (; i0 + LANES <= count; i0 += LANES) {
-        int k = 0;
-        for (; k + LANES <= depth; k += LANES) {
-            lanes rows[LANES], columns[LANES];
-            for (int r = 0; r < LANES; ++r)
-                rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
-            transpose_lanes(rows, columns);
-            for (int c = 0; c < LANES; ++c)
-                STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
-        }
-        for (; k < depth; ++k)
-            for (int r = 0; r < LANES; ++r)
-                panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
-    }
-    if (i0 < width)
-        for (int k = 0; k < depth; ++k)
-            for (int i = i0; i < width; ++i)
-                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
 }
 
 /* Every column panel of a `depth` x `cols` matrix (rows `cols` apart), `width` (a whole

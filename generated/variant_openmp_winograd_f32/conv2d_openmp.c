@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5ad252a261a317e0cd1f4fce435fc86145a79a7aeb368a98e2763bf1bf983821
+ * cache key: a5a496362e10f329c60ffa826cf1a6ab8d96296f880ca289972ca44908e688fb
  */
 
 #include <stdint.h>
@@ -79,23 +79,28 @@ typedef float real;
 #define WG_NRV 4 /* grad_input: product tile vectors of tiles */
 #define WG_NR 32 /* grad_input: product tile columns (WG_NRV * VL) */
 #define WG_NB 32 /* grad_input: a task's tiles, padded to whole product tiles */
-#define GW_OB 1 /* grad_weight tile: output channels (divides O) */
-#define GW_CB 8 /* grad_weight tile: input channels (divides C) */
-#define GW_TT 3 /* grad_weight tile: taps (divides KH*KW) */
-#define GW_FULL_COLS 8 /* grad_weight: output columns in whole vectors, read from G in place */
-#define GW_TAIL_COLS 3 /* grad_weight: the other columns, copied into a vector per row with zeros after them */
-#define GW_ROW_STEP 18 /* scratch reals from one output row to the next */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
-#define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
-
-/* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
-static const int GW_TAP_OFFSET[9] = {0, 1, 2, 18, 19, 20, 36, 37, 38};
-
-/* tap t0 + k of every block of GW_TT taps: its scratch offset past tap t0's */
-static const int GW_TAP_DELTA[3] = {0, 1, 2};
-
-/* tap (i, j): its offset in K[o, c] (as FWD_TAP_WEIGHT) */
-static const int GW_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+#define WW_IN 16 /* grad_weight: channels summed (C) */
+#define WW_OUT 17 /* grad_weight: channels computed (O) */
+#define WW_IN_PAD 16 /* grad_weight: WW_IN in whole panels of WW_MR (the rest zero patches) */
+#define WW_OUT_PAD 24 /* grad_weight: WW_OUT in whole tiles of WW_NR (the rest zero gradients) */
+#define WW_SRC_H 9 /* grad_weight: rows of a source plane */
+#define WW_SRC_W 11 /* grad_weight: columns of a source plane */
+#define WW_DST_H 9 /* grad_weight: rows of a result plane */
+#define WW_DST_W 11 /* grad_weight: columns of a result plane */
+#define WW_TOP 1 /* grad_weight: zero rows before the source's first */
+#define WW_LEFT 1 /* grad_weight: zero columns before the source's first */
+#define WW_POINTS 16 /* grad_weight: points of a transformed 4x4 patch */
+#define WW_TH 5 /* grad_weight: rows of 2x2 tiles */
+#define WW_TW 6 /* grad_weight: tiles per row */
+#define WW_TR 5 /* grad_weight: rows of tiles per task */
+#define WW_BLOCKS 1 /* grad_weight: tasks per sample */
+#define WW_WP 14 /* grad_weight: reals per zero-framed source row */
+#define WW_MR 8 /* grad_weight: product tile rows (input channels) */
+#define WW_NRV 3 /* grad_weight: product tile vectors of output channels */
+#define WW_NR 24 /* grad_weight: product tile columns (WW_NRV * VL) */
+#define WW_NB 30 /* grad_weight: a task's tiles (the products' inner dimension) */
+#define WW_PW 12 /* grad_weight: pixels per row of a task's transposed gradients (WW_DST_W, then a zero one when it is odd) */
 
 /* Vectors of VL reals (GCC/Clang vector extensions); loads and stores need no alignment. */
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
@@ -120,6 +125,134 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
 #else
 #define IN_REGISTER(value) __asm__("" : "+w"(value))
 #endif
+/* Vectors of LANES reals: the tiles that hold channels in lanes, and the matrix products'
+ * transposes and wide tiles. */
+typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
+#define LOAD_LANES(address) (*(const lanes *)(address))
+#define STORE_LANES(address, value) (*(lanes *)(address) = (value))
+/* LANE_SHUFFLE(a, b, i0, ..., i{LANES-1}): lane k is lane ik of a (ik < LANES) or lane
+ * ik - LANES of b; the indices are constants. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define LANE_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int32_t lane_index __attribute__((vector_size(LANES * sizeof(real))));
+#define LANE_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (lane_index){__VA_ARGS__})
+#endif
+
+/* columns[j] lane i = rows[i] lane j, for LANES x LANES reals, in 4 steps of LANES
+ * shuffles, each one instruction on x86: interleaving single reals, then pairs, ... within
+ * 16-byte blocks, then whole blocks. */
+static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES])
+{
+    const lanes step1_0 = LANE_SHUFFLE(rows[0], rows[1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_1 = LANE_SHUFFLE(rows[0], rows[1], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_2 = LANE_SHUFFLE(rows[2], rows[3], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_3 = LANE_SHUFFLE(rows[2], rows[3], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_4 = LANE_SHUFFLE(rows[4], rows[5], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_5 = LANE_SHUFFLE(rows[4], rows[5], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_6 = LANE_SHUFFLE(rows[6], rows[7], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_7 = LANE_SHUFFLE(rows[6], rows[7], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_8 = LANE_SHUFFLE(rows[8], rows[9], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_9 = LANE_SHUFFLE(rows[8], rows[9], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_10 = LANE_SHUFFLE(rows[10], rows[11], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_11 = LANE_SHUFFLE(rows[10], rows[11], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_12 = LANE_SHUFFLE(rows[12], rows[13], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_13 = LANE_SHUFFLE(rows[12], rows[13], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_14 = LANE_SHUFFLE(rows[14], rows[15], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_15 = LANE_SHUFFLE(rows[14], rows[15], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step2_0 = LANE_SHUFFLE(step1_0, step1_2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_2 = LANE_SHUFFLE(step1_0, step1_2, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_1 = LANE_SHUFFLE(step1_1, step1_3, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_3 = LANE_SHUFFLE(step1_1, step1_3, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_4 = LANE_SHUFFLE(step1_4, step1_6, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_6 = LANE_SHUFFLE(step1_4, step1_6, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_5 = LANE_SHUFFLE(step1_5, step1_7, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_7 = LANE_SHUFFLE(step1_5, step1_7, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_8 = LANE_SHUFFLE(step1_8, step1_10, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_10 = LANE_SHUFFLE(step1_8, step1_10, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_9 = LANE_SHUFFLE(step1_9, step1_11, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_11 = LANE_SHUFFLE(step1_9, step1_11, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_12 = LANE_SHUFFLE(step1_12, step1_14, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_14 = LANE_SHUFFLE(step1_12, step1_14, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_13 = LANE_SHUFFLE(step1_13, step1_15, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_15 = LANE_SHUFFLE(step1_13, step1_15, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step3_0 = LANE_SHUFFLE(step2_0, step2_4, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_4 = LANE_SHUFFLE(step2_0, step2_4, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_1 = LANE_SHUFFLE(step2_1, step2_5, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_5 = LANE_SHUFFLE(step2_1, step2_5, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_2 = LANE_SHUFFLE(step2_2, step2_6, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_6 = LANE_SHUFFLE(step2_2, step2_6, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_3 = LANE_SHUFFLE(step2_3, step2_7, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_7 = LANE_SHUFFLE(step2_3, step2_7, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_8 = LANE_SHUFFLE(step2_8, step2_12, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_12 = LANE_SHUFFLE(step2_8, step2_12, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_9 = LANE_SHUFFLE(step2_9, step2_13, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_13 = LANE_SHUFFLE(step2_9, step2_13, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_10 = LANE_SHUFFLE(step2_10, step2_14, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_14 = LANE_SHUFFLE(step2_10, step2_14, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_11 = LANE_SHUFFLE(step2_11, step2_15, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_15 = LANE_SHUFFLE(step2_11, step2_15, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_0 = LANE_SHUFFLE(step3_0, step3_8, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_8 = LANE_SHUFFLE(step3_0, step3_8, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_1 = LANE_SHUFFLE(step3_1, step3_9, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_9 = LANE_SHUFFLE(step3_1, step3_9, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_2 = LANE_SHUFFLE(step3_2, step3_10, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_10 = LANE_SHUFFLE(step3_2, step3_10, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_3 = LANE_SHUFFLE(step3_3, step3_11, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_11 = LANE_SHUFFLE(step3_3, step3_11, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_4 = LANE_SHUFFLE(step3_4, step3_12, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_12 = LANE_SHUFFLE(step3_4, step3_12, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_5 = LANE_SHUFFLE(step3_5, step3_13, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_13 = LANE_SHUFFLE(step3_5, step3_13, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_6 = LANE_SHUFFLE(step3_6, step3_14, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_14 = LANE_SHUFFLE(step3_6, step3_14, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_7 = LANE_SHUFFLE(step3_7, step3_15, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_15 = LANE_SHUFFLE(step3_7, step3_15, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    columns[0] = step4_0;
+    columns[1] = step4_2;
+    columns[2] = step4_1;
+    columns[3] = step4_3;
+    columns[4] = step4_4;
+    columns[5] = step4_6;
+    columns[6] = step4_5;
+    columns[7] = step4_7;
+    columns[8] = step4_8;
+    columns[9] = step4_10;
+    columns[10] = step4_9;
+    columns[11] = step4_11;
+    columns[12] = step4_12;
+    columns[13] = step4_14;
+    columns[14] = step4_13;
+    columns[15] = step4_15;
+}
+
+/* `count` rows of a matrix (rows `pitch` apart) transposed into a panel `width` wide, for
+ * `depth` steps: panel[k*width + i] = src[i*pitch + k], zero for count <= i < width. Blocks
+ * of LANES x LANES are transposed in registers; element by element, this copy took 11 % of
+ * S6's grad_weight (AVX2, float32). */
+static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
+                                   int depth, real *restrict panel)
+{
+    int i0 = 0;
+    for (; i0 + LANES <= count; i0 += LANES) {
+        int k = 0;
+        for (; k + LANES <= depth; k += LANES) {
+            lanes rows[LANES], columns[LANES];
+            for (int r = 0; r < LANES; ++r)
+                rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
+            transpose_lanes(rows, columns);
+            for (int c = 0; c < LANES; ++c)
+                STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
+        }
+        for (; k < depth; ++k)
+            for (int r = 0; r < LANES; ++r)
+                panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
+    }
+    if (i0 < width)
+        for (int k = 0; k < depth; ++k)
+            for (int i = i0; i < width; ++i)
+                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+}
 
 /* The lanes of v added in lane order. */
 static inline real lane_sum(vec v)
@@ -258,6 +391,7 @@ static void forward_patches(const real *restrict src, int ty0, real (*restrict r
         }
     }
 }
+
 
 /* forward_tile: out[r][j] = sum over WF_IN channels k of a[k*WF_MR + r] * b[k*WF_NB + j], a
  * WF_MR x WF_NR tile (row pitch WF_NB) of one point's product. Every tile is whole: the
@@ -507,6 +641,7 @@ static void grad_input_patches(const real *restrict src, int ty0, real (*restric
     }
 }
 
+
 /* grad_input_tile: out[r][j] = sum over WG_IN channels k of a[k*WG_MR + r] * b[k*WG_NB + j], a
  * WG_MR x WG_NR tile (row pitch WG_NB) of one point's product. Every tile is whole: the
  * channels are padded to WG_OUT_PAD and the tiles to WG_NB. Kept out of line, as the matrix
@@ -632,213 +767,261 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     return failed;
 }
 
-/* grad_weight of one sample for output channels o0 .. o0 + GW_OB - 1, added to dK.
- * src: the sample's input as forward packs it.
- * g: the gradient planes of these channels, read in place (columns 0 .. GW_FULL_COLS - 1).
- * tail: the last GW_TAIL_COLS columns of their rows, a vector per row, zeros after.
- * Register tile: 1 output x 8 input channels x 3 taps of vector partial sums,
- * one lane per output column; per vector of columns, 1 gradient and 24 input
- * vectors feed 24 multiply-adds. */
-static void grad_weight_block(const real *restrict src,
-                              const real *restrict g,
-                              const real *restrict tail,
-                              real *restrict dK, int o0)
+/* grad_weight: dK[o, c, i, j] = sum_{y<9, x<11} G[o, y, x] * V[c, y + i - 1, x + j - 1]
+ * Winograd's F(3x3, 2x2): a 2x2 block e of one channel of G and its 4x4 source patch d
+ * (one input channel) add G^T [(A e A^T) * (B^T d B)] G to a 3x3 plane of dK, * elementwise over
+ * WW_POINTS points; summed over a block's tiles, each point is a matrix product, transformed
+ * patches (in x tiles) times transformed gradients (tiles x out). blocking/winograd.py has the
+ * matrices and the reasons. */
+
+/* grad_weight_patches: V[xi][i][j] = (B^T d B)[xi] of the patch of tile j, the task's tiles in
+ * order from tile row ty0 (WW_TR rows of WW_TW). Each source row goes once through `rows`, zero-framed
+ * (WW_LEFT zeros before it, zeros after), so that no patch tests a bound and the loop over a
+ * row's tiles vectorizes. */
+static void grad_weight_patches(const real *restrict src, int ty0, real (*restrict rows)[WW_WP], real *restrict V)
 {
-    const vec zero = {0};
-    for (int c0 = 0; c0 < C; c0 += GW_CB)
-        for (int t0 = 0; t0 < KH * KW; t0 += GW_TT) {
-            vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero, acc0_3 = zero, acc0_4 = zero, acc0_5 = zero, acc0_6 = zero, acc0_7 = zero, acc0_8 = zero, acc0_9 = zero, acc0_10 = zero, acc0_11 = zero, acc0_12 = zero, acc0_13 = zero, acc0_14 = zero, acc0_15 = zero, acc0_16 = zero, acc0_17 = zero, acc0_18 = zero, acc0_19 = zero, acc0_20 = zero, acc0_21 = zero, acc0_22 = zero, acc0_23 = zero;
-            for (int y = 0; y < LHO; ++y) {
-                const real *in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
-                /* hides that a row's inputs are the next row's, one tap row on: GCC would
-                 * carry them from row to row in registers and spill the partial sums */
-                __asm__("" : "+r"(in));
-                for (int x = 0; x < GW_FULL_COLS; x += VL) {
-                    const vec g0 = LOAD(g + y * LWO + x + 0 * (LHO * LWO));
-                    vec v;
-                    v = LOAD(in + x + 0 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_0 += g0 * v;
-                    v = LOAD(in + x + 0 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_1 += g0 * v;
-                    v = LOAD(in + x + 0 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_2 += g0 * v;
-                    v = LOAD(in + x + 1 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_3 += g0 * v;
-                    v = LOAD(in + x + 1 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_4 += g0 * v;
-                    v = LOAD(in + x + 1 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_5 += g0 * v;
-                    v = LOAD(in + x + 2 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_6 += g0 * v;
-                    v = LOAD(in + x + 2 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_7 += g0 * v;
-                    v = LOAD(in + x + 2 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_8 += g0 * v;
-                    v = LOAD(in + x + 3 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_9 += g0 * v;
-                    v = LOAD(in + x + 3 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_10 += g0 * v;
-                    v = LOAD(in + x + 3 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_11 += g0 * v;
-                    v = LOAD(in + x + 4 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_12 += g0 * v;
-                    v = LOAD(in + x + 4 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_13 += g0 * v;
-                    v = LOAD(in + x + 4 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_14 += g0 * v;
-                    v = LOAD(in + x + 5 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_15 += g0 * v;
-                    v = LOAD(in + x + 5 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_16 += g0 * v;
-                    v = LOAD(in + x + 5 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_17 += g0 * v;
-                    v = LOAD(in + x + 6 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_18 += g0 * v;
-                    v = LOAD(in + x + 6 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_19 += g0 * v;
-                    v = LOAD(in + x + 6 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_20 += g0 * v;
-                    v = LOAD(in + x + 7 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_21 += g0 * v;
-                    v = LOAD(in + x + 7 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_22 += g0 * v;
-                    v = LOAD(in + x + 7 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_23 += g0 * v;
-                }
-                {
-                    const vec g0 = LOAD(tail + y * VL + 0 * (LHO * VL));
-                    vec v;
-                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_0 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_1 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 0 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_2 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 1 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_3 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 1 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_4 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 1 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_5 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 2 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_6 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 2 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_7 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 2 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_8 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 3 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_9 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 3 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_10 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 3 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_11 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 4 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_12 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 4 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_13 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 4 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_14 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 5 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_15 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 5 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_16 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 5 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_17 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 6 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_18 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 6 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_19 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 6 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_20 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 7 * SRC_PLANE + GW_TAP_DELTA[0]);
-                    acc0_21 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 7 * SRC_PLANE + GW_TAP_DELTA[1]);
-                    acc0_22 += g0 * v;
-                    v = LOAD(in + GW_FULL_COLS + 7 * SRC_PLANE + GW_TAP_DELTA[2]);
-                    acc0_23 += g0 * v;
-                }
+    for (int i = 0; i < WW_IN; ++i) {
+        const real *restrict plane = src + (int64_t)i * WW_SRC_H * WW_SRC_W;
+        for (int tr = 0; tr < WW_TR && ty0 + tr < WW_TH; ++tr) {
+            const int y0 = (ty0 + tr) * 2 - WW_TOP;
+            for (int r = 0; r < 4; ++r) {
+                if (y0 + r >= 0 && y0 + r < WW_SRC_H)
+                    memcpy(&rows[r][WW_LEFT], plane + (int64_t)(y0 + r) * WW_SRC_W, sizeof(real) * WW_SRC_W);
+                else
+                    memset(&rows[r][WW_LEFT], 0, sizeof(real) * WW_SRC_W);
             }
-            dK[((o0 + 0) * C + c0 + 0) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_0);
-            dK[((o0 + 0) * C + c0 + 0) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_1);
-            dK[((o0 + 0) * C + c0 + 0) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_2);
-            dK[((o0 + 0) * C + c0 + 1) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_3);
-            dK[((o0 + 0) * C + c0 + 1) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_4);
-            dK[((o0 + 0) * C + c0 + 1) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_5);
-            dK[((o0 + 0) * C + c0 + 2) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_6);
-            dK[((o0 + 0) * C + c0 + 2) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_7);
-            dK[((o0 + 0) * C + c0 + 2) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_8);
-            dK[((o0 + 0) * C + c0 + 3) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_9);
-            dK[((o0 + 0) * C + c0 + 3) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_10);
-            dK[((o0 + 0) * C + c0 + 3) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_11);
-            dK[((o0 + 0) * C + c0 + 4) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_12);
-            dK[((o0 + 0) * C + c0 + 4) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_13);
-            dK[((o0 + 0) * C + c0 + 4) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_14);
-            dK[((o0 + 0) * C + c0 + 5) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_15);
-            dK[((o0 + 0) * C + c0 + 5) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_16);
-            dK[((o0 + 0) * C + c0 + 5) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_17);
-            dK[((o0 + 0) * C + c0 + 6) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_18);
-            dK[((o0 + 0) * C + c0 + 6) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_19);
-            dK[((o0 + 0) * C + c0 + 6) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_20);
-            dK[((o0 + 0) * C + c0 + 7) * (KH * KW) + GW_TAP_WEIGHT[t0 + 0]] += lane_sum(acc0_21);
-            dK[((o0 + 0) * C + c0 + 7) * (KH * KW) + GW_TAP_WEIGHT[t0 + 1]] += lane_sum(acc0_22);
-            dK[((o0 + 0) * C + c0 + 7) * (KH * KW) + GW_TAP_WEIGHT[t0 + 2]] += lane_sum(acc0_23);
+            real *restrict v = V + i * WW_NB + tr * WW_TW;
+            for (int tx = 0; tx < WW_TW; ++tx) {
+                const int x = tx * 2;
+                const real t0_0 = rows[0][x + 0] - rows[2][x + 0];
+                const real t0_1 = rows[0][x + 1] - rows[2][x + 1];
+                const real t0_2 = rows[0][x + 2] - rows[2][x + 2];
+                const real t0_3 = rows[0][x + 3] - rows[2][x + 3];
+                const real t1_0 = rows[1][x + 0] + rows[2][x + 0];
+                const real t1_1 = rows[1][x + 1] + rows[2][x + 1];
+                const real t1_2 = rows[1][x + 2] + rows[2][x + 2];
+                const real t1_3 = rows[1][x + 3] + rows[2][x + 3];
+                const real t2_0 = -rows[1][x + 0] + rows[2][x + 0];
+                const real t2_1 = -rows[1][x + 1] + rows[2][x + 1];
+                const real t2_2 = -rows[1][x + 2] + rows[2][x + 2];
+                const real t2_3 = -rows[1][x + 3] + rows[2][x + 3];
+                const real t3_0 = rows[1][x + 0] - rows[3][x + 0];
+                const real t3_1 = rows[1][x + 1] - rows[3][x + 1];
+                const real t3_2 = rows[1][x + 2] - rows[3][x + 2];
+                const real t3_3 = rows[1][x + 3] - rows[3][x + 3];
+                v[0 * WW_IN_PAD * WW_NB + tx] = t0_0 - t0_2;
+                v[1 * WW_IN_PAD * WW_NB + tx] = t0_1 + t0_2;
+                v[2 * WW_IN_PAD * WW_NB + tx] = -t0_1 + t0_2;
+                v[3 * WW_IN_PAD * WW_NB + tx] = t0_1 - t0_3;
+                v[4 * WW_IN_PAD * WW_NB + tx] = t1_0 - t1_2;
+                v[5 * WW_IN_PAD * WW_NB + tx] = t1_1 + t1_2;
+                v[6 * WW_IN_PAD * WW_NB + tx] = -t1_1 + t1_2;
+                v[7 * WW_IN_PAD * WW_NB + tx] = t1_1 - t1_3;
+                v[8 * WW_IN_PAD * WW_NB + tx] = t2_0 - t2_2;
+                v[9 * WW_IN_PAD * WW_NB + tx] = t2_1 + t2_2;
+                v[10 * WW_IN_PAD * WW_NB + tx] = -t2_1 + t2_2;
+                v[11 * WW_IN_PAD * WW_NB + tx] = t2_1 - t2_3;
+                v[12 * WW_IN_PAD * WW_NB + tx] = t3_0 - t3_2;
+                v[13 * WW_IN_PAD * WW_NB + tx] = t3_1 + t3_2;
+                v[14 * WW_IN_PAD * WW_NB + tx] = -t3_1 + t3_2;
+                v[15 * WW_IN_PAD * WW_NB + tx] = t3_1 - t3_3;
+            }
+        }
+    }
+}
+
+
+/* grad_weight_gradients: U[xi][j][o] = (A e A^T)[xi] of tile j's 2x2 block e of channel o of G, the
+ * task's tiles in order from tile row ty0, o < WW_OUT_PAD (zero past WW_OUT). The block's rows of G
+ * are first transposed into `pixels` ([row][column][o], WW_PW columns: the last one zero when
+ * WW_DST_W is odd; rows past the plane zero), so that the transform's loop runs along the
+ * channels and vectorizes. */
+static void grad_weight_gradients(const real *restrict src, int ty0, real *restrict pixels, real *restrict U)
+{
+    for (int r = 0; r < 2 * WW_TR; ++r) {
+        const int y = ty0 * 2 + r;
+        real *restrict row = pixels + (int64_t)r * WW_PW * WW_OUT_PAD;
+        if (y < WW_DST_H)
+            pack_transposed(src + (int64_t)y * WW_DST_W, (int64_t)WW_DST_H * WW_DST_W, WW_OUT, WW_OUT_PAD, WW_DST_W, row);
+        else
+            memset(row, 0, sizeof(real) * WW_DST_W * WW_OUT_PAD);
+    }
+    for (int tr = 0; tr < WW_TR && ty0 + tr < WW_TH; ++tr)
+        for (int tx = 0; tx < WW_TW; ++tx) {
+            const real *restrict e = pixels + ((int64_t)2 * tr * WW_PW + 2 * tx) * WW_OUT_PAD;
+            real *restrict u = U + (int64_t)(tr * WW_TW + tx) * WW_OUT_PAD;
+            for (int o = 0; o < WW_OUT_PAD; ++o) {
+                const real t0_0 = e[(0 * WW_PW + 0) * WW_OUT_PAD + o];
+                const real t0_1 = e[(0 * WW_PW + 1) * WW_OUT_PAD + o];
+                const real t1_0 = e[(0 * WW_PW + 0) * WW_OUT_PAD + o] + e[(1 * WW_PW + 0) * WW_OUT_PAD + o];
+                const real t1_1 = e[(0 * WW_PW + 1) * WW_OUT_PAD + o] + e[(1 * WW_PW + 1) * WW_OUT_PAD + o];
+                const real t2_0 = e[(0 * WW_PW + 0) * WW_OUT_PAD + o] - e[(1 * WW_PW + 0) * WW_OUT_PAD + o];
+                const real t2_1 = e[(0 * WW_PW + 1) * WW_OUT_PAD + o] - e[(1 * WW_PW + 1) * WW_OUT_PAD + o];
+                const real t3_0 = -e[(1 * WW_PW + 0) * WW_OUT_PAD + o];
+                const real t3_1 = -e[(1 * WW_PW + 1) * WW_OUT_PAD + o];
+                u[0 * WW_NB * WW_OUT_PAD + o] = t0_0;
+                u[1 * WW_NB * WW_OUT_PAD + o] = t0_0 + t0_1;
+                u[2 * WW_NB * WW_OUT_PAD + o] = t0_0 - t0_1;
+                u[3 * WW_NB * WW_OUT_PAD + o] = -t0_1;
+                u[4 * WW_NB * WW_OUT_PAD + o] = t1_0;
+                u[5 * WW_NB * WW_OUT_PAD + o] = t1_0 + t1_1;
+                u[6 * WW_NB * WW_OUT_PAD + o] = t1_0 - t1_1;
+                u[7 * WW_NB * WW_OUT_PAD + o] = -t1_1;
+                u[8 * WW_NB * WW_OUT_PAD + o] = t2_0;
+                u[9 * WW_NB * WW_OUT_PAD + o] = t2_0 + t2_1;
+                u[10 * WW_NB * WW_OUT_PAD + o] = t2_0 - t2_1;
+                u[11 * WW_NB * WW_OUT_PAD + o] = -t2_1;
+                u[12 * WW_NB * WW_OUT_PAD + o] = t3_0;
+                u[13 * WW_NB * WW_OUT_PAD + o] = t3_0 + t3_1;
+                u[14 * WW_NB * WW_OUT_PAD + o] = t3_0 - t3_1;
+                u[15 * WW_NB * WW_OUT_PAD + o] = -t3_1;
+            }
         }
 }
 
-/* grad_weight: dK[o, c, i, j] = sum_{y<9, x<11} G[o, y, x] * V[c, y + i - 1, x + j - 1]
- * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
- * GW_OB-channel blocks) packs the input of each of its samples as forward does,
- * copies the last GW_TAIL_COLS columns of its gradient rows (the rest is read in place),
- * and adds the sample's sums into the chunk's own slot of partial; the chunks are then
- * added in chunk order. No atomics, and the result does not depend on the number of
- * threads or on scheduling. */
+/* grad_weight_tile: out[r][j] += sum over `steps` tiles k of a[r*WW_NB + k] * b[k*WW_OUT_PAD + j], a
+ * WW_MR x WW_NR tile (row pitch WW_OUT_PAD) of one point's sums. Every tile is whole: the
+ * channels are padded to WW_IN_PAD and WW_OUT_PAD. Kept out of line, as the matrix products' tiles are. */
+static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, const real *restrict b, int steps, real *restrict out)
+{
+    const vec zero = {0};
+    vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero;
+    vec acc1_0 = zero, acc1_1 = zero, acc1_2 = zero;
+    vec acc2_0 = zero, acc2_1 = zero, acc2_2 = zero;
+    vec acc3_0 = zero, acc3_1 = zero, acc3_2 = zero;
+    vec acc4_0 = zero, acc4_1 = zero, acc4_2 = zero;
+    vec acc5_0 = zero, acc5_1 = zero, acc5_2 = zero;
+    vec acc6_0 = zero, acc6_1 = zero, acc6_2 = zero;
+    vec acc7_0 = zero, acc7_1 = zero, acc7_2 = zero;
+    /* 4 steps per pass of the loop (PRODUCT_STEP_UNROLL) */
+    #pragma GCC unroll 4
+    for (int k = 0; k < steps; ++k) {
+        const real *restrict bk = b + k * WW_OUT_PAD;
+        vec b0 = LOAD(bk + 0 * VL), b1 = LOAD(bk + 1 * VL), b2 = LOAD(bk + 2 * VL);
+        IN_REGISTER(b0);
+        IN_REGISTER(b1);
+        IN_REGISTER(b2);
+        const real a0k = a[0 * WW_NB + k];
+        acc0_0 += a0k * b0; acc0_1 += a0k * b1; acc0_2 += a0k * b2;
+        const real a1k = a[1 * WW_NB + k];
+        acc1_0 += a1k * b0; acc1_1 += a1k * b1; acc1_2 += a1k * b2;
+        const real a2k = a[2 * WW_NB + k];
+        acc2_0 += a2k * b0; acc2_1 += a2k * b1; acc2_2 += a2k * b2;
+        const real a3k = a[3 * WW_NB + k];
+        acc3_0 += a3k * b0; acc3_1 += a3k * b1; acc3_2 += a3k * b2;
+        const real a4k = a[4 * WW_NB + k];
+        acc4_0 += a4k * b0; acc4_1 += a4k * b1; acc4_2 += a4k * b2;
+        const real a5k = a[5 * WW_NB + k];
+        acc5_0 += a5k * b0; acc5_1 += a5k * b1; acc5_2 += a5k * b2;
+        const real a6k = a[6 * WW_NB + k];
+        acc6_0 += a6k * b0; acc6_1 += a6k * b1; acc6_2 += a6k * b2;
+        const real a7k = a[7 * WW_NB + k];
+        acc7_0 += a7k * b0; acc7_1 += a7k * b1; acc7_2 += a7k * b2;
+    }
+    STORE(out + 0 * WW_OUT_PAD + 0 * VL, LOAD(out + 0 * WW_OUT_PAD + 0 * VL) + acc0_0);
+    STORE(out + 0 * WW_OUT_PAD + 1 * VL, LOAD(out + 0 * WW_OUT_PAD + 1 * VL) + acc0_1);
+    STORE(out + 0 * WW_OUT_PAD + 2 * VL, LOAD(out + 0 * WW_OUT_PAD + 2 * VL) + acc0_2);
+    STORE(out + 1 * WW_OUT_PAD + 0 * VL, LOAD(out + 1 * WW_OUT_PAD + 0 * VL) + acc1_0);
+    STORE(out + 1 * WW_OUT_PAD + 1 * VL, LOAD(out + 1 * WW_OUT_PAD + 1 * VL) + acc1_1);
+    STORE(out + 1 * WW_OUT_PAD + 2 * VL, LOAD(out + 1 * WW_OUT_PAD + 2 * VL) + acc1_2);
+    STORE(out + 2 * WW_OUT_PAD + 0 * VL, LOAD(out + 2 * WW_OUT_PAD + 0 * VL) + acc2_0);
+    STORE(out + 2 * WW_OUT_PAD + 1 * VL, LOAD(out + 2 * WW_OUT_PAD + 1 * VL) + acc2_1);
+    STORE(out + 2 * WW_OUT_PAD + 2 * VL, LOAD(out + 2 * WW_OUT_PAD + 2 * VL) + acc2_2);
+    STORE(out + 3 * WW_OUT_PAD + 0 * VL, LOAD(out + 3 * WW_OUT_PAD + 0 * VL) + acc3_0);
+    STORE(out + 3 * WW_OUT_PAD + 1 * VL, LOAD(out + 3 * WW_OUT_PAD + 1 * VL) + acc3_1);
+    STORE(out + 3 * WW_OUT_PAD + 2 * VL, LOAD(out + 3 * WW_OUT_PAD + 2 * VL) + acc3_2);
+    STORE(out + 4 * WW_OUT_PAD + 0 * VL, LOAD(out + 4 * WW_OUT_PAD + 0 * VL) + acc4_0);
+    STORE(out + 4 * WW_OUT_PAD + 1 * VL, LOAD(out + 4 * WW_OUT_PAD + 1 * VL) + acc4_1);
+    STORE(out + 4 * WW_OUT_PAD + 2 * VL, LOAD(out + 4 * WW_OUT_PAD + 2 * VL) + acc4_2);
+    STORE(out + 5 * WW_OUT_PAD + 0 * VL, LOAD(out + 5 * WW_OUT_PAD + 0 * VL) + acc5_0);
+    STORE(out + 5 * WW_OUT_PAD + 1 * VL, LOAD(out + 5 * WW_OUT_PAD + 1 * VL) + acc5_1);
+    STORE(out + 5 * WW_OUT_PAD + 2 * VL, LOAD(out + 5 * WW_OUT_PAD + 2 * VL) + acc5_2);
+    STORE(out + 6 * WW_OUT_PAD + 0 * VL, LOAD(out + 6 * WW_OUT_PAD + 0 * VL) + acc6_0);
+    STORE(out + 6 * WW_OUT_PAD + 1 * VL, LOAD(out + 6 * WW_OUT_PAD + 1 * VL) + acc6_1);
+    STORE(out + 6 * WW_OUT_PAD + 2 * VL, LOAD(out + 6 * WW_OUT_PAD + 2 * VL) + acc6_2);
+    STORE(out + 7 * WW_OUT_PAD + 0 * VL, LOAD(out + 7 * WW_OUT_PAD + 0 * VL) + acc7_0);
+    STORE(out + 7 * WW_OUT_PAD + 1 * VL, LOAD(out + 7 * WW_OUT_PAD + 1 * VL) + acc7_1);
+    STORE(out + 7 * WW_OUT_PAD + 2 * VL, LOAD(out + 7 * WW_OUT_PAD + 2 * VL) + acc7_2);
+}
+
+/* grad_weight: one task per sample and block of WW_TR tile rows: its patches, its gradients'
+ * transform and, for each of the WW_POINTS points, their product added to the thread's own sums
+ * (points x WW_IN_PAD x WW_OUT_PAD, in L2). Then each pair of channels adds the threads' sums in
+ * thread order and transforms them back, G^T m G, to its plane of dK. The bits depend on the
+ * number of threads (the tasks' partial sums are added in a different order), not on the run. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
-    const int64_t blocks = O / GW_OB, size = (int64_t)O * C * KH * KW;
-    const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
-    const int64_t groups = task_groups(chunks, blocks);
-    real *partial = dK;
-    if (chunks > 1) {
-        partial = malloc(sizeof(real) * chunks * size);
-        if (partial == NULL)
-            return 1;
-    }
+    const int64_t sums_size = (int64_t)WW_POINTS * WW_IN_PAD * WW_OUT_PAD;
+    real *sums = calloc((size_t)omp_get_max_threads() * sums_size, sizeof(real));
+    if (sums == NULL)
+        return 1;
     int failed = 0;
     #pragma omp parallel if (n * 514998 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(C * SRC_PLANE + O * LHO * VL, sizeof(real));
-        failed = scratch == NULL;
+        /* the padded channels' rows of patches and the padded pixel column are zero from the
+         * start and never written */
+        real *patches = calloc((size_t)WW_POINTS * WW_IN_PAD * WW_NB, sizeof(real));
+        real *gradients = malloc(sizeof(real) * WW_POINTS * WW_NB * WW_OUT_PAD);
+        real *pixels = calloc((size_t)2 * WW_TR * WW_PW * WW_OUT_PAD, sizeof(real));
+        real rows[4][WW_WP];
+        memset(rows, 0, sizeof rows);
+        real *restrict sum = sums + omp_get_thread_num() * sums_size;
+        failed = patches == NULL || gradients == NULL || pixels == NULL;
         #pragma omp for collapse(2) schedule(static)
-        for (int64_t chunk = 0; chunk < chunks; ++chunk)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
+        for (int64_t s = 0; s < n; ++s)
+            for (int block = 0; block < WW_BLOCKS; ++block) {
+                if (patches == NULL || gradients == NULL || pixels == NULL)
                     continue;
-                const int64_t o_lo = blocks * g / groups * GW_OB;
-                const int64_t o_hi = blocks * (g + 1) / groups * GW_OB;
-                real *restrict slot = partial + chunk * size;
-                memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
-                for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
-                    const real *restrict g_planes = G + (s * O + o_lo) * (LHO * LWO);
-                    pack_planes(V + s * (C * LH * LW), C, LH, LW, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                    real *restrict tails = scratch + C * SRC_PLANE;
-                    for (int64_t row = 0; row < (o_hi - o_lo) * LHO; ++row)
-                        memcpy(tails + row * VL, g_planes + row * LWO + GW_FULL_COLS, sizeof(real) * GW_TAIL_COLS);
-                    for (int64_t o0 = o_lo; o0 < o_hi; o0 += GW_OB)
-                        grad_weight_block(scratch, g_planes + (o0 - o_lo) * (LHO * LWO), tails + (o0 - o_lo) * (LHO * VL), slot, o0);
+                const int ty0 = block * WW_TR;
+                const int steps = (WW_TH - ty0 < WW_TR ? WW_TH - ty0 : WW_TR) * WW_TW;
+                grad_weight_patches(V + s * (WW_IN * WW_SRC_H * WW_SRC_W), ty0, rows, patches);
+                grad_weight_gradients(G + s * (WW_OUT * WW_DST_H * WW_DST_W), ty0, pixels, gradients);
+                for (int xi = 0; xi < WW_POINTS; ++xi)
+                    for (int i0 = 0; i0 < WW_IN_PAD; i0 += WW_MR)
+                        for (int o0 = 0; o0 < WW_OUT_PAD; o0 += WW_NR)
+                            grad_weight_tile(patches + ((int64_t)xi * WW_IN_PAD + i0) * WW_NB, gradients + (int64_t)xi * WW_NB * WW_OUT_PAD + o0,
+                                             steps, sum + ((int64_t)xi * WW_IN_PAD + i0) * WW_OUT_PAD + o0);
+            }
+        free(patches);
+        free(gradients);
+        free(pixels);
+        const int threads = omp_get_num_threads();
+        /* the output channels inner: each point's sums are read along their rows */
+        #pragma omp for collapse(2) schedule(static)
+        for (int i = 0; i < WW_IN; ++i)
+            for (int o = 0; o < WW_OUT; ++o) {
+                real m[WW_POINTS];
+                for (int xi = 0; xi < WW_POINTS; ++xi) {
+                    const real *restrict point = sums + ((int64_t)xi * WW_IN_PAD + i) * WW_OUT_PAD + o;
+                    m[xi] = point[0];
+                    for (int t = 1; t < threads; ++t)
+                        m[xi] += point[t * sums_size];
                 }
+                real *restrict dk = dK + (int64_t)o * WW_IN * 9 + (int64_t)i * 9;
+                const real t0_0 = m[0] + (real)0.5 * m[4] + (real)0.5 * m[8];
+                const real t0_1 = m[1] + (real)0.5 * m[5] + (real)0.5 * m[9];
+                const real t0_2 = m[2] + (real)0.5 * m[6] + (real)0.5 * m[10];
+                const real t0_3 = m[3] + (real)0.5 * m[7] + (real)0.5 * m[11];
+                const real t1_0 = (real)0.5 * m[4] - (real)0.5 * m[8];
+                const real t1_1 = (real)0.5 * m[5] - (real)0.5 * m[9];
+                const real t1_2 = (real)0.5 * m[6] - (real)0.5 * m[10];
+                const real t1_3 = (real)0.5 * m[7] - (real)0.5 * m[11];
+                const real t2_0 = (real)0.5 * m[4] + (real)0.5 * m[8] + m[12];
+                const real t2_1 = (real)0.5 * m[5] + (real)0.5 * m[9] + m[13];
+                const real t2_2 = (real)0.5 * m[6] + (real)0.5 * m[10] + m[14];
+                const real t2_3 = (real)0.5 * m[7] + (real)0.5 * m[11] + m[15];
+                dk[0] = t0_0 + (real)0.5 * t0_1 + (real)0.5 * t0_2;
+                dk[1] = (real)0.5 * t0_1 - (real)0.5 * t0_2;
+                dk[2] = (real)0.5 * t0_1 + (real)0.5 * t0_2 + t0_3;
+                dk[3] = t1_0 + (real)0.5 * t1_1 + (real)0.5 * t1_2;
+                dk[4] = (real)0.5 * t1_1 - (real)0.5 * t1_2;
+                dk[5] = (real)0.5 * t1_1 + (real)0.5 * t1_2 + t1_3;
+                dk[6] = t2_0 + (real)0.5 * t2_1 + (real)0.5 * t2_2;
+                dk[7] = (real)0.5 * t2_1 - (real)0.5 * t2_2;
+                dk[8] = (real)0.5 * t2_1 + (real)0.5 * t2_2 + t2_3;
             }
-        free(scratch);
     }
-    if (chunks > 1) {
-        if (!failed)
-            for (int64_t e = 0; e < size; ++e) {
-                real total = partial[e];
-                for (int64_t chunk = 1; chunk < chunks; ++chunk)
-                    total += partial[chunk * size + e];
-                dK[e] = total;
-            }
-        free(partial);
-    }
+    free(sums);
     return failed;
 }
 
