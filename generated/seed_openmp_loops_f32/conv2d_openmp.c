@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 8cf80ed297fb3df69c322433d8f8069966b183d5c816ef4f3da230bc4a9c71da
+ * cache key: 51a5fd65a1ee19756206aefdccf773f03b0ffb3288b8d7f745520fb77c5fbe13
  */
 
 #include <stdint.h>
@@ -235,7 +235,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -334,7 +335,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     {
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)

@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 51897ad8bc0c138864531ce578eed3d61202ef2d1d63b9659a1e2e10d29d709b
+ * cache key: 425960bf16d440d4b7bddf750f549a4066cc9e3b166fc0722441ea15e99792c0
  */
 
 #include <stdint.h>
@@ -410,7 +410,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -670,7 +671,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_OB;
     const int64_t groups = task_groups(n, blocks);
-    #pragma omp parallel for collapse(2) schedule(static) if (n * 8640 >= PARALLEL_MIN_FLOPS)
+    /* dynamic: a core slowed by another job does not hold the call back */
+    #pragma omp parallel for collapse(2) schedule(dynamic) if (n * 8640 >= PARALLEL_MIN_FLOPS)
     for (int64_t s = 0; s < n; ++s)
         for (int64_t g = 0; g < groups; ++g)
             for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 87d8d1ecd58b912994eea251dee14d01299b29e4e3d27b1cc199e68bbaafb697
+ * cache key: 2cf825a8f6b41560183fd21470a64ceaf4b09efaf6d621c0ee9d0ea67f1a9f6f
  */
 
 #include <stdint.h>
@@ -288,7 +288,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             forward_pack(K, packed, block * FWD_LW);
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -408,7 +409,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             grad_input_pack(K, packed, block * GIN_LW);
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)

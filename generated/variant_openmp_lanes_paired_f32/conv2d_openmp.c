@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 9c51f03fbc25f8164787a7b3e50e997290126d83887dd460a588d8bb7fb76535
+ * cache key: 79f69fc6c978d99587e65f5e781658df6bfe5ede9f47d0e03e854054cd4ec9c7
  */
 
 #include <stdint.h>
@@ -483,7 +483,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -673,7 +674,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             grad_input_pack(K, packed, block * GIN_LW);
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)

@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 9c51f03fbc25f8164787a7b3e50e997290126d83887dd460a588d8bb7fb76535
+ * cache key: 79f69fc6c978d99587e65f5e781658df6bfe5ede9f47d0e03e854054cd4ec9c7
  */
 
 /*

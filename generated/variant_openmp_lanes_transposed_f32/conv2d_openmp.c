@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 9637fa1adb6f468141c935e8fcb8c20a6a4bff553e4e5380106053164847d4cc
+ * cache key: 5c2c92affaf49d19d3ffc5b7c5b669437535a584e5be9f3659f0bb17fb3520ab
  */
 
 #include <stdint.h>
@@ -414,7 +414,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             forward_pack(K, packed, block * FWD_LW);
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -576,7 +577,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             grad_input_pack(K, packed, block * GIN_LW);
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 9637fa1adb6f468141c935e8fcb8c20a6a4bff553e4e5380106053164847d4cc
+ * cache key: 5c2c92affaf49d19d3ffc5b7c5b669437535a584e5be9f3659f0bb17fb3520ab
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
 #        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf
+# cache key: aaa1d0846121797978cadffaa04016e6dc7f64be067947ab70b489ad38f5087c
 """input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf.
+Built by corrgen 0.1.0, cache key aaa1d0846121797978cadffaa04016e6dc7f64be067947ab70b489ad38f5087c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 8, 16, 16), K (8, 8, 3, 3), b (8,), Z (N, 8, 16, 16)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_075c14eda953")
+_extension = _importlib.import_module(__name__ + "._conv2d_aaa1d0846121")
 
 spec = _LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf"
+key = "aaa1d0846121797978cadffaa04016e6dc7f64be067947ab70b489ad38f5087c"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf
+ * cache key: aaa1d0846121797978cadffaa04016e6dc7f64be067947ab70b489ad38f5087c
  */
 
 #include <stdint.h>
@@ -337,7 +337,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -519,7 +520,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     {
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)

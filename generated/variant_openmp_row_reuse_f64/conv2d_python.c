@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 075c14eda953a0bc20815e3af99f9a9e466be705af5a44f2aa13fda187ee23cf
+ * cache key: aaa1d0846121797978cadffaa04016e6dc7f64be067947ab70b489ad38f5087c
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: b70dfe3d520da06d7710e7008f671b7776dbdc829830a98e730dc46de551c07c
+ * cache key: fb61a46fe99064a0038b4889c8926107e660bfd197baf662daed78fd8ccf9f95
  */
 
 #include <stdint.h>
@@ -233,7 +233,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -312,7 +313,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     {
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        /* dynamic: a core slowed by another job does not hold the call back */
+        #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)

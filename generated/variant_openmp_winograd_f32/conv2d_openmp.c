@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a5a496362e10f329c60ffa826cf1a6ab8d96296f880ca289972ca44908e688fb
+ * cache key: 25e857e7666998857209dca49c5c9e5cf0ee15da98a0c665aef9258cd9764954
  */
 
 #include <stdint.h>
@@ -496,7 +496,9 @@ static void forward_results(const real *restrict M, int ty0, const real *restric
 
 /* forward: the weights are transformed once per call; then one task per sample and block of
  * WF_TR tile rows: its patches, its WF_POINTS products (in the thread's scratch: within
- * L2), its results. Each task writes only its own rows of Z. */
+ * L2), its results. Each task writes only its own rows of Z. The tasks are handed
+ * out in equal shares: handed out dynamically, S5's float32 forward took 0.98-1.11 times as
+ * long, and 1.11-1.24 with another job on one of the cores (docs/tiles.md). */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     real *weights = malloc(sizeof(real) * WF_POINTS * WF_OUT_PAD * WF_IN);
@@ -730,7 +732,9 @@ static void grad_input_results(const real *restrict M, int ty0, real *restrict d
 
 /* grad_input: the weights are transformed once per call; then one task per sample and block of
  * WG_TR tile rows: its patches, its WG_POINTS products (in the thread's scratch: within
- * L2), its results. Each task writes only its own rows of dV. */
+ * L2), its results. Each task writes only its own rows of dV. The tasks are handed
+ * out in equal shares: handed out dynamically, S5's float32 forward took 0.98-1.11 times as
+ * long, and 1.11-1.24 with another job on one of the cores (docs/tiles.md). */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     real *weights = malloc(sizeof(real) * WG_POINTS * WG_OUT_PAD * WG_IN);
