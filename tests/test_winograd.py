@@ -32,17 +32,26 @@ def _transposed(a):
     return [list(row) for row in zip(*a)]
 
 
+def _fractions(rng: random.Random, size: int) -> list[list[Fraction]]:
+    return [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(size)]
+            for _ in range(size)]
+
+
+def _winograd(out, filt, f, d):
+    """``out [(filt f filt^T) * (B^T d B)] out^T`` in exact arithmetic."""
+    u = _product(_product(filt, f), _transposed(filt))
+    v = _product(_product(BT, d), _transposed(BT))
+    m = [[u[i][j] * v[i][j] for j in range(4)] for i in range(4)]
+    return _product(_product(out, m), _transposed(out))
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_the_transforms_compute_the_correlation_exactly(seed):
     """A^T [(G g G^T) * (B^T d B)] A is the 2x2 valid correlation of the 4x4 patch d with
     the 3x3 kernel g, in exact rational arithmetic."""
     rng = random.Random(seed)
-    d = [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(4)] for _ in range(4)]
-    g = [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(3)] for _ in range(3)]
-    u = _product(_product(G, g), _transposed(G))
-    v = _product(_product(BT, d), _transposed(BT))
-    m = [[u[i][j] * v[i][j] for j in range(4)] for i in range(4)]
-    y = _product(_product(AT, m), _transposed(AT))
+    d, g = _fractions(rng, 4), _fractions(rng, 3)
+    y = _winograd(AT, G, g, d)
     direct = [[sum(d[r + i][c + j] * g[i][j] for i in range(3) for j in range(3))
                for c in range(2)] for r in range(2)]
     assert y == direct
@@ -53,12 +62,8 @@ def test_the_grad_weight_transforms_compute_its_correlation_exactly(seed):
     """G^T [(A e A^T) * (B^T d B)] G is the 3x3 correlation of the 4x4 patch d with the 2x2
     block e of gradients (what the block adds to the kernel's gradient), exactly."""
     rng = random.Random(100 + seed)
-    d = [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(4)] for _ in range(4)]
-    e = [[Fraction(rng.randint(-50, 50), rng.randint(1, 9)) for _ in range(2)] for _ in range(2)]
-    u = _product(_product(A, e), _transposed(A))
-    v = _product(_product(BT, d), _transposed(BT))
-    m = [[u[i][j] * v[i][j] for j in range(4)] for i in range(4)]
-    y = _product(_product(GT, m), _transposed(GT))
+    d, e = _fractions(rng, 4), _fractions(rng, 2)
+    y = _winograd(GT, A, e, d)
     direct = [[sum(e[r][c] * d[r + i][c + j] for r in range(2) for c in range(2))
                for j in range(3)] for i in range(3)]
     assert y == direct
