@@ -19,7 +19,6 @@ from __future__ import annotations
 from .common import (
     GRAD_WEIGHT_BAND_BYTES,
     GRAD_WEIGHT_CHUNKS,
-    MIN_TASKS,
     Geometry,
     Machine,
     _tap_blocks,
@@ -71,13 +70,12 @@ def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: M
 def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
                      tap_offsets: tuple[int, ...], src_seg: int, d: Defines, machine: Machine,
                      pixels: int = 1):
-    """grad_weight's record, ``#define``s and tables (and the module's task constants);
+    """grad_weight's record, ``#define``s and tables (and its chunk constant);
     ``pixels``: the output pixels a lane tile's loop takes per pass."""
     tap_blocks = _tap_blocks(list(tap_offsets))
     record = (_lanes(g, lanes, tap_blocks, d, machine, pixels) if in_lanes
               else _columns(g, vl, tap_blocks, d, machine))
     d.const("GW_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
-    d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     d.const("GRAD_WEIGHT_CHUNKS", GRAD_WEIGHT_CHUNKS,
             "grad_weight sums the batch in at most this many chunks")
     d.table("GW_TAP_OFFSET", tap_offsets, "tap (i, j): scratch offset (as FWD_TAP_OFFSET)")

@@ -202,12 +202,13 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     d.const("LW", g.w, "input columns swept (W)")
     d.const("LHO", g.ho, "output rows swept (HO)")
     d.const("LWO", g.wo, "output columns swept (WO)")
+    d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
                                 _parse_lane_tile(choices.get("forward"), g.o, lanes))
     scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
-    # a pass computed by Winograd's algorithm still plans its sweep (grad_weight shares the
-    # forward's scratch), but prints none of its constants
-    direct = {name: Defines() if name in winograd else d for name in ("forward", "grad_input")}
+    # a pass computed by Winograd's algorithm still plans its direct form (grad_weight shares
+    # the forward's scratch), but prints none of its constants
+    direct = {name: Defines() if name in winograd else d for name in PASSES}
     forward = plan_forward(g, vl, lanes, tile, tx, scratch, spec.bias, direct["forward"])
     gather = phases(g)
     grad_input = (plan_lanes(g, lanes, gather, direct["grad_input"], machine_for("grad_input"),
@@ -215,23 +216,26 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
                   if "grad_input" in in_lanes
                   else plan_columns(g, vl, gather, direct["grad_input"],
                                     machine_for("grad_input")))
-    if "forward" in winograd:
-        forward = plan_winograd(g, "forward", vl, dtype_bytes, machine, spec.bias, d)
-    if "grad_input" in winograd:
-        grad_input = plan_winograd(g, "grad_input", vl, dtype_bytes, machine, False, d)
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
-                                   scratch.tap_offsets, scratch.seg,
-                                   Defines() if "grad_weight" in winograd else d,
+                                   scratch.tap_offsets, scratch.seg, direct["grad_weight"],
                                    machine_for("grad_weight"),
                                    _pixels(choices.get("grad_weight", ""))[1])
-    if "grad_weight" in winograd:
-        # the module's task constant, which the direct grad_weight's plan defines
-        d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
-        grad_weight = plan_winograd_grad_weight(g, vl, dtype_bytes, machine, d)
+    plans = dict(zip(PASSES, (forward, grad_input, grad_weight)))
+    plans.update(_winograd_plans(g, winograd, vl, dtype_bytes, machine, spec.bias, d))
     bias = (GradBias(GRAD_BIAS_PLANES),) if spec.bias else ()
-    passes = (forward, grad_input, grad_weight) + bias
+    passes = tuple(plans.values()) + bias
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,
                       tuple(d.constants), tuple(d.tables))
+
+
+def _winograd_plans(g: Geometry, names: set[str], vl: int, dtype_bytes: int,
+                    machine: Machine, bias: bool, d: Defines) -> dict:
+    """The records of the passes ``names`` computed by Winograd's algorithm, their constants
+    printed to ``d`` in pass order."""
+    return {name: plan_winograd_grad_weight(g, vl, dtype_bytes, machine, d)
+            if name == "grad_weight"
+            else plan_winograd(g, name, vl, dtype_bytes, machine, bias and name == "forward", d)
+            for name in PASSES if name in names}
 
 
 def _winograd_passes(g: Geometry, choices: Mapping[str, str]) -> set[str]:

@@ -402,7 +402,6 @@ class WinogradGradWeight:
     output_lines: tuple[str, ...]
     unroll: int
     name: str = "grad_weight"
-    source: str = "V"
     variant: str = "winograd_grad_weight"
 
 

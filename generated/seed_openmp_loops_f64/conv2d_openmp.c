@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: e9340459bc97d65722b4ff8ce1aa07c71b87ef092386eb5a41637348d061bd7d
+ * cache key: 6ceff4e50b869b58961ac2e59d8a76c337b99ff4b2dc1db126811be483c2e0fa
  */
 
 #include <stdint.h>
@@ -36,6 +36,7 @@ typedef double real;
 #define LW 3 /* input columns swept (W) */
 #define LHO 2 /* output rows swept (HO) */
 #define LWO 2 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 3 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 5 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 5 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -67,7 +68,6 @@ typedef double real;
 #define GW_FULL_COLS 0 /* grad_weight: output columns in whole vectors, read from G in place */
 #define GW_TAIL_COLS 2 /* grad_weight: the other columns, copied into a vector per row with zeros after them */
 #define GW_ROW_STEP 5 /* scratch reals from one output row to the next */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
 /* column tap j: scratch offset of its tap in the top row of taps */

@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 86d8ab83583cfc79137dc0156da861a42339865cb5fdb9f5e3fe3c6c30232acc
+ * cache key: a8d9160a239be98ccd3646abe50ea7daf9417d0362b8d8946fb4fdac7d7bae7b
  */
 
 #include <stdint.h>
@@ -36,6 +36,7 @@ typedef double real;
 #define LW 9 /* input columns swept (W) */
 #define LHO 5 /* output rows swept (HO) */
 #define LWO 9 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 11 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 14 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 14 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -65,7 +66,6 @@ typedef double real;
 #define GW_FULL_COLS 8 /* grad_weight: output columns in whole vectors, read from G in place */
 #define GW_TAIL_COLS 1 /* grad_weight: the other columns, copied into a vector per row with zeros after them */
 #define GW_ROW_STEP 28 /* scratch reals from one output row to the next */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
 /* column tap j: scratch offset of its tap in the top row of taps */

@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 425960bf16d440d4b7bddf750f549a4066cc9e3b166fc0722441ea15e99792c0
+ * cache key: efc12536012d829bb7505e779ee4afe9b5278afd7c3f9b71e62fc01638652bde
  */
 
 #include <stdint.h>
@@ -36,6 +36,7 @@ typedef float real;
 #define LW 17 /* input columns swept (W) */
 #define LHO 12 /* output rows swept (HO) */
 #define LWO 15 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 13 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 20 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 20 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -60,7 +61,6 @@ typedef float real;
 #define GW_FULL_COLS 8 /* grad_weight: output columns in whole vectors, read from G in place */
 #define GW_TAIL_COLS 7 /* grad_weight: the other columns, copied into a vector per row with zeros after them */
 #define GW_ROW_STEP 20 /* scratch reals from one output row to the next */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
 /* output rows of each phase */

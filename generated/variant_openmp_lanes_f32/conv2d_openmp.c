@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 2cf825a8f6b41560183fd21470a64ceaf4b09efaf6d621c0ee9d0ea67f1a9f6f
+ * cache key: c2bc9289f4fc0935119a5a75f49b655387dbf021c1feaf1e9a234c2fe8b21350
  */
 
 #include <stdint.h>
@@ -37,6 +37,7 @@ typedef float real;
 #define LW 11 /* input columns swept (W) */
 #define LHO 9 /* output rows swept (HO) */
 #define LWO 11 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 11 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 13 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 13 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -66,7 +67,6 @@ typedef float real;
 #define GW_TT 3 /* grad_weight tile: taps (divides KH*KW) */
 #define GW_BAND 23 /* grad_weight: output rows summed per pass over the tiles */
 #define GW_ROW_STEP 13 /* scratch reals from one output row to the next */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
 /* output rows of each phase */

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 2cf825a8f6b41560183fd21470a64ceaf4b09efaf6d621c0ee9d0ea67f1a9f6f
+ * cache key: c2bc9289f4fc0935119a5a75f49b655387dbf021c1feaf1e9a234c2fe8b21350
  */
 
 /*

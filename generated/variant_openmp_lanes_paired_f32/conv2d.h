@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 79f69fc6c978d99587e65f5e781658df6bfe5ede9f47d0e03e854054cd4ec9c7
+ * cache key: 4d98c63c5a81bb5db53f700088b488ff44a98e81d662e121bed9f61562a44ea1
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 79f69fc6c978d99587e65f5e781658df6bfe5ede9f47d0e03e854054cd4ec9c7
+ * cache key: 4d98c63c5a81bb5db53f700088b488ff44a98e81d662e121bed9f61562a44ea1
  */
 
 #include <stdint.h>
@@ -37,6 +37,7 @@ typedef float real;
 #define LW 39 /* input columns swept (W) */
 #define LHO 2 /* output rows swept (HO) */
 #define LWO 19 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 5 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 26 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 52 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -65,7 +66,6 @@ typedef float real;
 #define GW_TT 6 /* grad_weight tile: taps (divides KH*KW) */
 #define GW_BAND 13 /* grad_weight: output rows summed per pass over the tiles */
 #define GW_ROW_STEP 104 /* scratch reals from one output row to the next */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
 /* output rows of each phase */

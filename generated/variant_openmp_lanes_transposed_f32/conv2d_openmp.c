@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5c2c92affaf49d19d3ffc5b7c5b669437535a584e5be9f3659f0bb17fb3520ab
+ * cache key: 5dbf27fb64c026047c20cca3bdbf4854f3cf6f950b2ed14d8fe4e66cb6787098
  */
 
 #include <stdint.h>
@@ -37,6 +37,7 @@ typedef float real;
 #define LW 37 /* input columns swept (W) */
 #define LHO 3 /* output rows swept (HO) */
 #define LWO 37 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 5 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 40 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 40 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -66,7 +67,6 @@ typedef float real;
 #define GW_TT 3 /* grad_weight tile: taps (divides KH*KW) */
 #define GW_BAND 6 /* grad_weight: output rows summed per pass over the tiles */
 #define GW_ROW_STEP 40 /* scratch reals from one output row to the next */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
 /* output rows of each phase */

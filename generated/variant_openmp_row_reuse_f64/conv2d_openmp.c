@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: aaa1d0846121797978cadffaa04016e6dc7f64be067947ab70b489ad38f5087c
+ * cache key: f744733140c02eeff93a10767e71933d9221281b19c0451c3af30fc063b0f728
  */
 
 #include <stdint.h>
@@ -37,6 +37,7 @@ typedef double real;
 #define LW 16 /* input columns swept (W) */
 #define LHO 16 /* output rows swept (HO) */
 #define LWO 16 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 18 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 18 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 18 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -64,7 +65,6 @@ typedef double real;
 #define GW_TT 3 /* grad_weight tile: taps (divides KH*KW) */
 #define GW_BAND 16 /* grad_weight: output rows summed per pass over the tiles */
 #define GW_ROW_STEP 18 /* scratch reals from one output row to the next */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
 /* output rows of each phase */

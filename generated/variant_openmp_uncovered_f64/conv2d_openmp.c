@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: fb61a46fe99064a0038b4889c8926107e660bfd197baf662daed78fd8ccf9f95
+ * cache key: 3bc61bc95230df404812f6fbd19c03a6109348d4c26329244a6e7ef259e51c18
  */
 
 #include <stdint.h>
@@ -36,6 +36,7 @@ typedef double real;
 #define LW 4 /* input columns swept (W) */
 #define LHO 2 /* output rows swept (HO) */
 #define LWO 2 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 4 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 4 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 12 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -63,7 +64,6 @@ typedef double real;
 #define GW_FULL_COLS 0 /* grad_weight: output columns in whole vectors, read from G in place */
 #define GW_TAIL_COLS 2 /* grad_weight: the other columns, copied into a vector per row with zeros after them */
 #define GW_ROW_STEP 36 /* scratch reals from one output row to the next */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 
 /* output rows of each phase */

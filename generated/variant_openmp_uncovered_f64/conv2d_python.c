@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: fb61a46fe99064a0038b4889c8926107e660bfd197baf662daed78fd8ccf9f95
+ * cache key: 3bc61bc95230df404812f6fbd19c03a6109348d4c26329244a6e7ef259e51c18
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 25e857e7666998857209dca49c5c9e5cf0ee15da98a0c665aef9258cd9764954
+ * cache key: 8d86315b71bca1cdba470ee409627431295901d5ccf15450374cc1e9d337f8f9
  */
 
 #include <stdint.h>
@@ -37,6 +37,7 @@ typedef float real;
 #define LW 11 /* input columns swept (W) */
 #define LHO 9 /* output rows swept (HO) */
 #define LWO 11 /* output columns swept (WO) */
+#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define SRC_ROWS 11 /* rows of a scratch input plane (padding and tile overrun) */
 #define SRC_SEG 18 /* columns of one column phase of a scratch input row */
 #define SRC_PITCH 18 /* reals per scratch input row: SW phases of SRC_SEG */
@@ -79,7 +80,6 @@ typedef float real;
 #define WG_NRV 4 /* grad_input: product tile vectors of tiles */
 #define WG_NR 32 /* grad_input: product tile columns (WG_NRV * VL) */
 #define WG_NB 32 /* grad_input: a task's tiles, padded to whole product tiles */
-#define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define WW_IN 16 /* grad_weight: channels summed (C) */
 #define WW_OUT 17 /* grad_weight: channels computed (O) */
 #define WW_IN_PAD 16 /* grad_weight: WW_IN in whole panels of WW_MR (the rest zero patches) */
