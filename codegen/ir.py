@@ -83,6 +83,8 @@ class Kernel:
         inputs: the arrays it reads, in argument order.
         output: the array it writes (last argument).
         flops_per_sample: multiply-adds times two per sample, used to pick the serial path.
+        schedule: the OpenMP schedule of the sweeps' and matrix products' task loops,
+            ``static`` or ``dynamic`` (``codegen.lower.DYNAMIC_TASK_FLOPS``).
         temporaries: unrolled style: the common subexpressions, in order.
         results: unrolled style: one assignment per output element.
         accumulates: unrolled style: results are summed over the batch (``+=``).
@@ -97,6 +99,7 @@ class Kernel:
     inputs: tuple[Buffer, ...]
     output: Buffer
     flops_per_sample: int
+    schedule: str = "static"
     temporaries: tuple[Assignment, ...] = ()
     results: tuple[Assignment, ...] = ()
     accumulates: bool = False

@@ -61,6 +61,13 @@ from .vocabulary import DTYPES, PASS, PASS_TABLE
 #: starting an OpenMP team costs a few microseconds.
 PARALLEL_MIN_FLOPS = 1 << 17
 
+#: Samples of at least this much work (about 40 µs at 200 GFLOP/s) are handed out to the
+#: threads one task at a time, so that a core slowed by another job does not hold the call
+#: back (S6 float32 forward, one of 2 cores busy: 2.3-4.6 ms against 6.0-6.3 in equal shares);
+#: smaller ones in equal shares, where the handing out cost S2 and S4 3-34 % on a quiet
+#: machine (docs/tiles.md).
+DYNAMIC_TASK_FLOPS = 1 << 23
+
 #: CUDA: threads per block of the kernels with one thread per output element (loops style).
 CUDA_BLOCK = 256
 #: CUDA: threads per block of the unrolled kernels (one thread per sample or chunk of samples:
@@ -145,7 +152,7 @@ def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
     """Every pass, its formula and loops printed from its proven index form."""
     buf = _buffers(spec)
     o, ho, wo = spec.output_shape
-    c, _, kh, kw = spec.kernel
+    _, c, kh, kw = spec.kernel
     flops = 2 * o * ho * wo * c * kh * kw
     printer = IndexPrinter(dtype)
     # per-sample pointers for the batched arrays, the arrays themselves otherwise
@@ -164,8 +171,9 @@ def _kernels(spec: LayerSpec, dtype: str) -> list[Kernel]:
         inputs = tuple(buf[array] for array in record.inputs(spec.bias))
         work = o * ho * wo if name == "grad_bias" else flops  # grad_bias: additions only
         nest = loop_nest(form, printer, arrays, DIMS, EXTENTS)
+        schedule = "dynamic" if work >= DYNAMIC_TASK_FLOPS else "static"
         kernels.append(Kernel(name, record.entry, nest.formula, inputs, buf[record.writes], work,
-                              nest=nest))
+                              schedule, nest=nest))
     return kernels
 
 

@@ -567,18 +567,23 @@ _THREADS_SCRIPT = """
 import sys
 import numpy as np
 import codegen
+import codegen.lower
 from derive import reference
 sys.path.insert(0, sys.argv[2])
 from test_kernels import GRID
 results = {}
-for i, name in enumerate(sys.argv[3:]):
-    spec = GRID[name]
-    module = codegen.load(spec, dtype="float64", style="loops", tune=False)
-    V, K, b, G = reference.random_inputs(spec, 3, "float64", seed=4)
-    results[f"{i}_threads"] = np.array(module.threads())
-    results[f"{i}_z"] = module.forward(V, K, b) if spec.bias else module.forward(V, K)
-    results[f"{i}_dv"] = module.grad_input(K, G)
-    results[f"{i}_dk"] = module.grad_weight(V, G)
+for schedules, out in (("", None), ("dynamic_", sys.argv[3])):
+    if out is not None:  # every task loop handed out dynamically, built in a folder of its own
+        codegen.lower.DYNAMIC_TASK_FLOPS = 0
+    for i, name in enumerate(sys.argv[4:]):
+        spec = GRID[name]
+        module = codegen.load(spec, dtype="float64", style="loops", tune=False, out=out)
+        V, K, b, G = reference.random_inputs(spec, 3, "float64", seed=4)
+        results[f"{schedules}{i}_threads"] = np.array(module.threads())
+        z = module.forward(V, K, b) if spec.bias else module.forward(V, K)
+        results[f"{schedules}{i}_z"] = z
+        results[f"{schedules}{i}_dv"] = module.grad_input(K, G)
+        results[f"{schedules}{i}_dk"] = module.grad_weight(V, G)
 np.savez(sys.argv[1], **results)
 """
 
@@ -586,7 +591,9 @@ np.savez(sys.argv[1], **results)
 def test_results_do_not_depend_on_the_thread_count(tmp_path):
     """On 1, 3 and 16 threads (more than this machine's cores: the task groups that keep
     more cores busy on a small batch), every pass gives the same bits: every element is
-    computed by one task, in an order that does not depend on the threads."""
+    computed by one task, in an order that does not depend on the threads. These layers'
+    tasks are short, so they are shared out statically; the same layers with their tasks
+    handed out dynamically (``DYNAMIC_TASK_FLOPS`` 0) give those bits too."""
     import os
     import subprocess
     import sys
@@ -598,8 +605,12 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
         out = tmp_path / f"{threads}.npz"
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(out),
-                        str(Path(__file__).parent), *names], env=env, check=True)
+                        str(Path(__file__).parent), str(tmp_path / "dynamic"), *names],
+                       env=env, check=True)
         runs[threads] = dict(np.load(out))
+    dynamic = [path.read_text() for path in (tmp_path / "dynamic").glob("*/conv2d_openmp.c")]
+    assert len(dynamic) == len(names)
+    assert all("schedule(dynamic)" in source for source in dynamic)
     for threads in (3, 16):
         for key, value in runs[1].items():
             if key.endswith("_threads"):

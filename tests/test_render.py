@@ -96,6 +96,39 @@ def test_pointwise_layers_render_as_matrix_products():
         assert not lower(other, OPENMP, "float32", "loops").pointwise
 
 
+def test_flops_per_sample_count_every_multiply_add():
+    """A layer with more output channels than input channels: the count the serial path and
+    the schedule are chosen by is the benchmark's (BENCH.md), not O twice."""
+    from codegen.bench import flops
+
+    spec = LayerSpec(input=(3, 32, 32), kernel=(16, 3, 5, 5), padding=2)
+    for kernel in lower(spec, OPENMP, "float32", "loops").kernels:
+        if kernel.name != "grad_bias":
+            assert kernel.flops_per_sample == flops(spec, 1, kernel.name) == 2_457_600
+
+
+@pytest.mark.parametrize("spec, schedule", [
+    (LayerSpec(input=(16, 32, 32), kernel=(32, 16, 3, 3), stride=2, padding=1), "static"),
+    (LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1)), "dynamic"),
+    (LayerSpec(input=(64, 28, 28), kernel=(64, 64, 3, 3), padding=1), "dynamic"),
+], ids=["strided_2mflop", "pointwise_26mflop", "same_58mflop"])
+def test_task_loops_are_dynamic_only_for_large_samples(spec, schedule):
+    """Tasks of at least DYNAMIC_TASK_FLOPS go to whichever thread is free; shorter ones are
+    shared out in equal parts, and the source says which and why."""
+    from codegen.lower import DYNAMIC_TASK_FLOPS
+
+    ir = lower(spec, OPENMP, "float32", "loops")
+    for kernel in ir.kernels:
+        large = kernel.name != "grad_bias" and kernel.flops_per_sample >= DYNAMIC_TASK_FLOPS
+        assert kernel.schedule == ("dynamic" if large else "static")
+    source = render(ir, OPENMP).text("conv2d_openmp.c")
+    other = "static" if schedule == "dynamic" else "dynamic"
+    assert f"/* {schedule}: " in source and f"/* {other}: " not in source
+    # forward's and grad_input's task loops (grad_weight's own loops are always static)
+    assert source.count(f"collapse(2) schedule({schedule})") >= 2
+    assert ("schedule(dynamic)" in source) == (schedule == "dynamic")
+
+
 def test_float32_printer_writes_float_literals():
     from sympy import IndexedBase, Rational
 

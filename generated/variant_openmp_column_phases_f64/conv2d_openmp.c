@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: a8d9160a239be98ccd3646abe50ea7daf9417d0362b8d8946fb4fdac7d7bae7b
+ * cache key: 67e6c90eaf32c8392f0eac65055de8c07522aa8c0aac4fee76213daa2d5f938d
  */
 
 #include <stdint.h>
@@ -378,12 +378,12 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     const int64_t blocks = O / FWD_OB;
     const int64_t groups = task_groups(n, blocks);
     int failed = 0;
-    #pragma omp parallel if (n * 4860 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -625,12 +625,12 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     const int64_t blocks = C / GIN_OB;
     const int64_t groups = task_groups(n, blocks);
     int failed = 0;
-    #pragma omp parallel if (n * 4860 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -757,7 +757,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             return 1;
     }
     int failed = 0;
-    #pragma omp parallel if (n * 4860 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(C * SRC_PLANE + O * LHO * VL, sizeof(real));
         failed = scratch == NULL;

@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2, convolution -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [3, 5, 9]}
  * style: direct; dtype: float64 (double); target: openmp
- * cache key: 7fe63ee998b71380462d36e3248546791710513deecd87d916d6cbdac2917115
+ * cache key: 2c4b397169404420fb5bf4194a8ff79fe52c32445da9700e000eceae0e2f1344
  */
 
 /*
@@ -71,7 +71,7 @@ static void forward_sample(int64_t s, const real *restrict V, const real *restri
  * PARALLEL_MIN_FLOPS they run serially. */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    #pragma omp parallel for schedule(static) if (n * 4860 >= PARALLEL_MIN_FLOPS)
+    #pragma omp parallel for schedule(static) if (n * 3240 >= PARALLEL_MIN_FLOPS)
     for (int64_t s = 0; s < n; ++s)
         forward_sample(s, V, K, b, Z);
     return 0;
@@ -110,7 +110,7 @@ static void grad_input_sample(int64_t s, const real *restrict K, const real *res
  * PARALLEL_MIN_FLOPS they run serially. */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    #pragma omp parallel for schedule(static) if (n * 4860 >= PARALLEL_MIN_FLOPS)
+    #pragma omp parallel for schedule(static) if (n * 3240 >= PARALLEL_MIN_FLOPS)
     for (int64_t s = 0; s < n; ++s)
         grad_input_sample(s, K, G, dV);
     return 0;
@@ -121,7 +121,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
  * the result does not depend on the threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
-    #pragma omp parallel for collapse(4) schedule(static) if (n * 4860 >= PARALLEL_MIN_FLOPS)
+    #pragma omp parallel for collapse(4) schedule(static) if (n * 3240 >= PARALLEL_MIN_FLOPS)
     for (int o = 0; o < O; ++o) {
         for (int c = 0; c < C; ++c) {
             for (int i = 0; i < KH; ++i) {

@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: efc12536012d829bb7505e779ee4afe9b5278afd7c3f9b71e62fc01638652bde
+ * cache key: 7b1f2b6f261d9168fa1edfe4e4d5ca04ed129d5b6ed9becb02f19213c72944a2
  */
 
 #include <stdint.h>
@@ -406,12 +406,12 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     const int64_t blocks = O / FWD_OB;
     const int64_t groups = task_groups(n, blocks);
     int failed = 0;
-    #pragma omp parallel if (n * 8640 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 4320 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -671,8 +671,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_OB;
     const int64_t groups = task_groups(n, blocks);
-    /* dynamic: a core slowed by another job does not hold the call back */
-    #pragma omp parallel for collapse(2) schedule(dynamic) if (n * 8640 >= PARALLEL_MIN_FLOPS)
+    /* static: handing out tasks this short one at a time costs more than it saves */
+    #pragma omp parallel for collapse(2) schedule(static) if (n * 4320 >= PARALLEL_MIN_FLOPS)
     for (int64_t s = 0; s < n; ++s)
         for (int64_t g = 0; g < groups; ++g)
             for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
@@ -784,7 +784,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             return 1;
     }
     int failed = 0;
-    #pragma omp parallel if (n * 8640 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 4320 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(C * SRC_PLANE + O * LHO * VL, sizeof(real));
         failed = scratch == NULL;

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c2bc9289f4fc0935119a5a75f49b655387dbf021c1feaf1e9a234c2fe8b21350
+ * cache key: f7c6d4f28c62497749925e44624f11ef56c9230c5c6dada22f9a764fd8fab797
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c2bc9289f4fc0935119a5a75f49b655387dbf021c1feaf1e9a234c2fe8b21350
+ * cache key: f7c6d4f28c62497749925e44624f11ef56c9230c5c6dada22f9a764fd8fab797
  */
 
 #include <stdint.h>
@@ -281,15 +281,15 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     if (packed == NULL)
         return 1;
     int failed = 0;
-    #pragma omp parallel if (n * 1824768 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 912384 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         #pragma omp for schedule(static)
         for (int64_t block = 0; block < blocks; ++block)
             forward_pack(K, packed, block * FWD_LW);
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -402,15 +402,15 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     if (packed == NULL)
         return 1;
     int failed = 0;
-    #pragma omp parallel if (n * 1824768 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 912384 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         #pragma omp for schedule(static)
         for (int64_t block = 0; block < blocks; ++block)
             grad_input_pack(K, packed, block * GIN_LW);
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -546,7 +546,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     if (partial == NULL)
         return 1;
     int failed = 0;
-    #pragma omp parallel if (n * 1824768 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 912384 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(C * SRC_PLANE + (int64_t)O * LHO * LWO, sizeof(real));
         failed = scratch == NULL;

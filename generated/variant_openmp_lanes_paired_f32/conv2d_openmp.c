@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 4d98c63c5a81bb5db53f700088b488ff44a98e81d662e121bed9f61562a44ea1
+ * cache key: a250cbdb3bab3820123791121c88307798b4133b5bcdfeb9c33300d103c798fa
  */
 
 #include <stdint.h>
@@ -483,8 +483,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -674,8 +674,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             grad_input_pack(K, packed, block * GIN_LW);
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)

@@ -3,10 +3,10 @@
 # spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
 #        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 5dbf27fb64c026047c20cca3bdbf4854f3cf6f950b2ed14d8fe4e66cb6787098
+# cache key: 8794d783c13c3612877fd709dae5eff0cf71ef612bb90b4e90c56f0e08efcd1c
 """input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 5dbf27fb64c026047c20cca3bdbf4854f3cf6f950b2ed14d8fe4e66cb6787098.
+Built by corrgen 0.1.0, cache key 8794d783c13c3612877fd709dae5eff0cf71ef612bb90b4e90c56f0e08efcd1c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 3, 37), K (16, 16, 3, 3), b (16,), Z (N, 16, 3, 37)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_5dbf27fb64c0")
+_extension = _importlib.import_module(__name__ + "._conv2d_8794d783c13c")
 
 spec = _LayerSpec(input=(16, 3, 37), kernel=(16, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "5dbf27fb64c026047c20cca3bdbf4854f3cf6f950b2ed14d8fe4e66cb6787098"
+key = "8794d783c13c3612877fd709dae5eff0cf71ef612bb90b4e90c56f0e08efcd1c"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5dbf27fb64c026047c20cca3bdbf4854f3cf6f950b2ed14d8fe4e66cb6787098
+ * cache key: 8794d783c13c3612877fd709dae5eff0cf71ef612bb90b4e90c56f0e08efcd1c
  */
 
 #include <stdint.h>
@@ -414,8 +414,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             forward_pack(K, packed, block * FWD_LW);
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -577,8 +577,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             grad_input_pack(K, packed, block * GIN_LW);
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)

@@ -3,10 +3,10 @@
 # spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
 #        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 93de95ebfbdde26b0a30cdfb5998872cedc61aaa17ceeab4d2a6c1790bcd1971
+# cache key: d431bea0ea7718cd4420117c3cc00e1266d29c3f38c4b1fa81133c669303a662
 """input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 93de95ebfbdde26b0a30cdfb5998872cedc61aaa17ceeab4d2a6c1790bcd1971.
+Built by corrgen 0.1.0, cache key d431bea0ea7718cd4420117c3cc00e1266d29c3f38c4b1fa81133c669303a662.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 3, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 7)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_93de95ebfbdd")
+_extension = _importlib.import_module(__name__ + "._conv2d_d431bea0ea77")
 
 spec = _LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(2, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "93de95ebfbdde26b0a30cdfb5998872cedc61aaa17ceeab4d2a6c1790bcd1971"
+key = "d431bea0ea7718cd4420117c3cc00e1266d29c3f38c4b1fa81133c669303a662"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 93de95ebfbdde26b0a30cdfb5998872cedc61aaa17ceeab4d2a6c1790bcd1971
+ * cache key: d431bea0ea7718cd4420117c3cc00e1266d29c3f38c4b1fa81133c669303a662
  */
 
 /*

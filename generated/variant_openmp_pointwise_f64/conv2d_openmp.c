@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 93de95ebfbdde26b0a30cdfb5998872cedc61aaa17ceeab4d2a6c1790bcd1971
+ * cache key: d431bea0ea7718cd4420117c3cc00e1266d29c3f38c4b1fa81133c669303a662
  */
 
 #include <stdint.h>
@@ -311,9 +311,7 @@ static __attribute__((noinline)) void forward_tile(const real *restrict a, const
  * (K). One task per sample and group of row panels (groups only when the batch is
  * small): the task packs all of the sample's V into FWD_NR-column panels in the thread's
  * scratch (in L2), then for each panel (brought into L1) every row panel of the group
- * computes one tile. Each task writes only its own part of Z, and the tasks
- * go to whichever thread is free (dynamic: a core slowed by another job does not hold the
- * call back; docs/tiles.md). */
+ * computes one tile. Each task writes only its own part of Z. */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t groups = task_groups(n, FWD_ROW_PANELS);
@@ -321,7 +319,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     if (weights == NULL)
         return 1;
     int failed = 0;
-    #pragma omp parallel if (n * 15162 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 3990 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         #pragma omp for schedule(static)
         for (int panel = 0; panel < FWD_ROW_PANELS; ++panel) {
@@ -331,7 +329,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         }
         real *columns = malloc(sizeof(real) * C * FWD_COL_PANELS * FWD_NR);
         failed = columns == NULL;
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (columns == NULL)
@@ -441,9 +440,7 @@ static __attribute__((noinline)) void grad_input_tile(const real *restrict a, co
  * (K^T). One task per sample and group of row panels (groups only when the batch is
  * small): the task packs all of the sample's G into GIN_NR-column panels in the thread's
  * scratch (in L2), then for each panel (brought into L1) every row panel of the group
- * computes one tile. Each task writes only its own part of dV, and the tasks
- * go to whichever thread is free (dynamic: a core slowed by another job does not hold the
- * call back; docs/tiles.md). */
+ * computes one tile. Each task writes only its own part of dV. */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t groups = task_groups(n, GIN_ROW_PANELS);
@@ -451,7 +448,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     if (weights == NULL)
         return 1;
     int failed = 0;
-    #pragma omp parallel if (n * 15162 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 3990 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         #pragma omp for schedule(static)
         for (int panel = 0; panel < GIN_ROW_PANELS; ++panel) {
@@ -461,7 +458,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         }
         real *columns = malloc(sizeof(real) * O * GIN_COL_PANELS * GIN_NR);
         failed = columns == NULL;
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (columns == NULL)
@@ -608,7 +606,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 {
     memset(dK, 0, sizeof(real) * O * C);
     int failed = 0;
-    #pragma omp parallel if (n * 15162 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 3990 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
         const int first_task = GW_TASKS * thread / threads, end_task = GW_TASKS * (thread + 1) / threads;

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: f744733140c02eeff93a10767e71933d9221281b19c0451c3af30fc063b0f728
+ * cache key: e4de99c6a1ae89c2a39348b5e2eefd27ac14751602e78640f87f1d130780ae34
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 3bc61bc95230df404812f6fbd19c03a6109348d4c26329244a6e7ef259e51c18
+ * cache key: 86f95f5ae845c86e8b16231c7bf2927dc23d2587de82d212cc708c0a0eaea21a
  */
 
 #include <stdint.h>
@@ -229,12 +229,12 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     const int64_t blocks = O / FWD_OB;
     const int64_t groups = task_groups(n, blocks);
     int failed = 0;
-    #pragma omp parallel if (n * 8 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 16 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -309,12 +309,12 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     const int64_t blocks = C / GIN_OB;
     const int64_t groups = task_groups(n, blocks);
     int failed = 0;
-    #pragma omp parallel if (n * 8 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 16 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
-        /* dynamic: a core slowed by another job does not hold the call back */
-        #pragma omp for collapse(2) schedule(dynamic)
+        /* static: handing out tasks this short one at a time costs more than it saves */
+        #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
@@ -381,7 +381,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             return 1;
     }
     int failed = 0;
-    #pragma omp parallel if (n * 8 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 16 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = calloc(C * SRC_PLANE + O * LHO * VL, sizeof(real));
         failed = scratch == NULL;

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 8d86315b71bca1cdba470ee409627431295901d5ccf15450374cc1e9d337f8f9
+ * cache key: 54c6ac5b7ad2f3a3f9254f2daf2bb80fe16a3a634af1c83476de77a4bdcec2c5
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 8d86315b71bca1cdba470ee409627431295901d5ccf15450374cc1e9d337f8f9
+ * cache key: 54c6ac5b7ad2f3a3f9254f2daf2bb80fe16a3a634af1c83476de77a4bdcec2c5
  */
 
 #include <stdint.h>
@@ -505,7 +505,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     if (weights == NULL)
         return 1;
     int failed = 0;
-    #pragma omp parallel if (n * 514998 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 484704 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         forward_weights(K, weights);
         /* the padded tiles' columns of patches are zero from the start; what a short last block
@@ -741,7 +741,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     if (weights == NULL)
         return 1;
     int failed = 0;
-    #pragma omp parallel if (n * 514998 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 484704 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         grad_input_weights(K, weights);
         /* the padded tiles' columns of patches are zero from the start; what a short last block
@@ -960,7 +960,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     if (sums == NULL)
         return 1;
     int failed = 0;
-    #pragma omp parallel if (n * 514998 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 484704 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         /* the padded channels' rows of patches and the padded pixel column are zero from the
          * start and never written */
