@@ -163,6 +163,30 @@ def test_the_faster_candidate_of_each_pass_is_kept(monkeypatch):
         in tuning.summary()
 
 
+@pytest.mark.parametrize("times, kept", [
+    ({"tile=4x5": 2067.0, "tile=8x3": 2019.0, "tile=6x4": 2043.0}, "tile=4x5"),
+    ({"tile=4x5": 2100.0, "tile=8x3": 2019.0}, "tile=8x3"),
+    ({"tile=4x5": 1905.0, "tile=8x3": 1966.0}, "tile=4x5"),
+    ({"lane_fmas=1": 300.0, "lane_fmas=2": 300.0 / (1 + tune.MODEL_MARGIN)}, "lane_fmas=1"),
+], ids=["within_the_margin", "beyond_it", "model_fastest", "at_the_margin"])
+def test_the_models_choice_is_kept_unless_another_is_clearly_faster(times, kept):
+    """The first timing is the cost model's choice; another replaces it only when faster by
+    more than MODEL_MARGIN (2067 against 2019 us is 2.4 %, 2100 against 2019 is 4.0 %)."""
+    assert tune.kept_choice(times) == kept
+
+
+def test_a_tuning_keeps_the_models_choice_within_the_margin(monkeypatch):
+    """measure() applies that rule, and its summary says why the kept choice is not the
+    fastest."""
+    reference_module = codegen.load(GRID["seed"], dtype="float64", style="loops")
+    monkeypatch.setattr(tune, "_time_passes",
+                        lambda modules, names, *a: {"forward": [100.0, 99.0]})
+    tuning = tune.measure(GRID["seed"], "float64", {"forward": ("tile=4x5", "tile=8x3")},
+                          lambda choices: reference_module)
+    assert tuning.choices == {"forward": "tile=4x5"}
+    assert "the model's choice, within 3% of the fastest" in tuning.summary()
+
+
 def test_each_run_times_the_same_number_of_calls_per_candidate(monkeypatch):
     """A pass much shorter than ``RUN_SECONDS`` is called several times per run, as often
     for every candidate, and its time is reported per call."""
@@ -202,7 +226,7 @@ def test_tuned_load_checks_stores_and_reuses_its_choice(tuning_on, tmp_path, mon
     for name, choice in tuning.choices.items():
         assert choice in options[name] and set(tuning.timings_us[name]) == set(options[name])
     for name, times in tuning.timings_us.items():
-        assert times[tuning.choices[name]] == min(times.values())
+        assert tuning.choices[name] == tune.kept_choice(times)
     for result in check_module(module, batch=3, seed=1):
         assert result.ok, result
     stored = list((tmp_path / ".tuning").glob("*.json"))
@@ -243,8 +267,8 @@ def test_a_damaged_stored_tuning_is_measured_again(tuning_on, tmp_path, monkeypa
     again = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops",
                          progress=notes.append)
     assert measured == [1]
-    assert any("the stored tuning was unreadable, or did not keep the fastest of the "
-               "candidates it timed" in n for n in notes)
+    assert any("the stored tuning was unreadable, or did not keep the choice its own "
+               "timings give" in n for n in notes)
     assert set(again.tuning.choices) == set(first.tuning.choices)
     for result in check_module(again, batch=3, seed=2):
         assert result.ok, result
