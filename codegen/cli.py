@@ -793,6 +793,7 @@ def _with_peaks(target: str, dtypes: list[str], time: Callable[[], list[Any]]) -
     after = fma_peak(tuple(dtypes))
     return [replace(r, peak_gflops=max(before[r.dtype], after[r.dtype])) for r in records]
 
+
 def _add_kernel_command(sub: Any, name: str, help: str, description: str,
                         handler: Callable[[argparse.Namespace], int],
                         with_name: bool = False, dtype_list: bool = False

@@ -572,18 +572,18 @@ from derive import reference
 sys.path.insert(0, sys.argv[2])
 from test_kernels import GRID
 results = {}
-for schedules, out in (("", None), ("dynamic_", sys.argv[3])):
+for key, out in (("", None), ("dynamic_", sys.argv[3])):
     if out is not None:  # every task loop handed out dynamically, built in a folder of its own
         codegen.lower.DYNAMIC_TASK_FLOPS = 0
     for i, name in enumerate(sys.argv[4:]):
         spec = GRID[name]
         module = codegen.load(spec, dtype="float64", style="loops", tune=False, out=out)
         V, K, b, G = reference.random_inputs(spec, 3, "float64", seed=4)
-        results[f"{schedules}{i}_threads"] = np.array(module.threads())
+        results[f"{key}{i}_threads"] = np.array(module.threads())
         z = module.forward(V, K, b) if spec.bias else module.forward(V, K)
-        results[f"{schedules}{i}_z"] = z
-        results[f"{schedules}{i}_dv"] = module.grad_input(K, G)
-        results[f"{schedules}{i}_dk"] = module.grad_weight(V, G)
+        results[f"{key}{i}_z"] = z
+        results[f"{key}{i}_dv"] = module.grad_input(K, G)
+        results[f"{key}{i}_dk"] = module.grad_weight(V, G)
 np.savez(sys.argv[1], **results)
 """
 
