@@ -1,8 +1,9 @@
 """Timing generated kernels against the NumPy reference and, when installed, PyTorch.
 
-Each pass is timed side by side with its peers, interleaved run by run, after a warm-up;
-the median of the runs is reported (the machines are shared and noisy: compare ratios), and
-the runs' quartiles, for the spread.
+Each pass is timed side by side with its peers, interleaved run by run, after a warm-up,
+for at least ``runs`` rounds and until corrgen's timings span ``SPAN_S`` seconds (NumPy
+only in the first ``runs``); the median of the runs is reported (the machines are shared
+and noisy: compare ratios), and the runs' quartiles, for the spread.
 FLOPs per pass are ``2*N*O*HO*WO*C*KH*KW`` (forward, grad_input, grad_weight; BENCH.md)
 and ``N*O*HO*WO`` for grad_bias.
 """
@@ -155,6 +156,30 @@ def _time(call: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
+#: Seconds of samples the timed contestant gathers at least: the rounds go on past
+#: ``runs`` (NumPy, only for scale, stops there) until corrgen's samples add up to this or
+#: ``MAX_ROUNDS`` is reached. The shared machines have slow spells of 0.1-0.3 s that slow
+#: every contestant 1.2-1.4x; seven rounds of a 1 ms pass span about 30 ms, so one spell
+#: could cover most of them and move that pass's median (docs/bench-cpu.md).
+SPAN_S = 0.5
+MAX_ROUNDS = 101
+
+
+def _rounds(contestants: dict[str, Callable[[], float]], runs: int, span_s: float
+            ) -> dict[str, list[float]]:
+    """Timings (s) of each contestant's ``contestants[who]()``, interleaved round by round:
+    ``runs`` rounds of all, then rounds without NumPy until corrgen's timings add up to
+    ``span_s`` seconds (at most ``MAX_ROUNDS`` rounds in all)."""
+    times: dict[str, list[float]] = {who: [] for who in contestants}
+    for round_ in range(MAX_ROUNDS):
+        if round_ >= runs and sum(times["corrgen"]) >= span_s:
+            break
+        for who, timing in contestants.items():
+            if round_ < runs or who != "numpy":
+                times[who].append(timing())
+    return times
+
+
 def summarize(times: dict[str, list[float]]
               ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
     """Each contestant's median and (first, third) quartile of its timings, in µs (from
@@ -168,9 +193,10 @@ def summarize(times: dict[str, list[float]]
 
 
 def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
-                 with_torch: bool = True, seed: int = 0, peak_gflops: float | None = None
-                 ) -> list[Row]:
-    """Time every pass of ``module`` and its peers, interleaved, ``runs`` times each;
+                 with_torch: bool = True, seed: int = 0, peak_gflops: float | None = None,
+                 span_s: float = SPAN_S) -> list[Row]:
+    """Time every pass of ``module`` and its peers, interleaved, at least ``runs`` times
+    each and until corrgen's timings span ``span_s`` seconds (``_rounds``);
     ``peak_gflops``, when given, is the machine's peak the rows compare with."""
     spec: LayerSpec = module.spec
     V, K, b, G = reference.random_inputs(spec, batch, module.dtype, seed)
@@ -189,11 +215,9 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
             contestants["torch"] = torch[name]
         for call in contestants.values():  # warm-up
             call()
-        numbers = {who: _number(call) for who, call in contestants.items()}
-        times: dict[str, list[float]] = {who: [] for who in contestants}
-        for _ in range(runs):
-            for who, call in contestants.items():
-                times[who].append(_time(call, numbers[who]))
+        timings = {who: partial(_time, call, _number(call))
+                   for who, call in contestants.items()}
+        times = _rounds(timings, runs, span_s)
         median, quartiles = summarize(times)
         rows.append(Row(layer, spec.describe(), module.dtype, batch, threads, name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
@@ -283,7 +307,9 @@ def markdown(rows: list[Row]) -> str:
     info = describe_machine()
     head = ", ".join(f"{k} {v}" for k, v in info.items() if v is not None)
     return (f"# corrgen bench\n\n{head}; {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
-            f"Median of interleaved runs after a warm-up; ÷ columns are time ratios "
+            f"Median of interleaved runs after a warm-up "
+            f"(--runs rounds, then more without NumPy until corrgen's timings add up to "
+            f"{SPAN_S:g} s); ÷ columns are time ratios "
             f"(below 1: corrgen is faster). {_peaks_line(rows)}"
             f"{WINOGRAD_NOTE if any(r.algorithm == WINOGRAD for r in rows) else ''}"
             f"{QUIET_PEERS_NOTE}\n\n"
@@ -334,9 +360,9 @@ def _then(call: Callable[[], Any], sync: Callable[[], Any]) -> Callable[[], Any]
 
 
 def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
-                      with_torch: bool = True, seed: int = 0, peak_gflops: float | None = None
-                      ) -> list[Row]:
-    """Time every pass of a CUDA module, interleaved with its peers, ``runs`` times each.
+                      with_torch: bool = True, seed: int = 0, peak_gflops: float | None = None,
+                      span_s: float = SPAN_S) -> list[Row]:
+    """Time every pass of a CUDA module, interleaved with its peers, as ``bench_module``.
 
     With PyTorch and a CUDA device, corrgen's ``device`` entry points run on PyTorch CUDA
     tensors (no copies; every timing waits for the GPU) against PyTorch's CUDA convolution
@@ -369,11 +395,9 @@ def bench_cuda_module(module: ModuleType, batch: int, layer: str = "", runs: int
         for call in contestants.values():  # warm-up
             call()
         sync()
-        numbers = {who: _number(_then(call, sync)) for who, call in contestants.items()}
-        times: dict[str, list[float]] = {who: [] for who in contestants}
-        for _ in range(runs):
-            for who, call in contestants.items():
-                times[who].append(_time_synchronized(call, numbers[who], sync))
+        timings = {who: partial(_time_synchronized, call, _number(_then(call, sync)), sync)
+                   for who, call in contestants.items()}
+        times = _rounds(timings, runs, span_s)
         median, quartiles = summarize(times)
         rows.append(Row(layer, spec.describe(), module.dtype, batch, module.threads(), name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],

@@ -26,6 +26,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,11 @@ from derive.network import Network
 from .bench import (
     QUIET_PEERS_ENV,
     QUIET_PEERS_NOTE,
+    SPAN_S,
     _cpu_name,
     _fmt,
     _number,
+    _rounds,
     _time,
     describe_machine,
     flops,
@@ -176,16 +179,14 @@ def _check_arguments(net: Any, batch: Any, dtype: Any, repeats: Any, lr: Any, th
 
 def _round_robin(contestants: dict[str, Callable[[], Any]], repeats: int
                  ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """The median µs per call of each contestant over ``repeats`` rounds, one timing of each
-    per round, after a warm-up call of each; and their quartiles (``codegen.bench.summarize``)."""
+    """The median µs per call of each contestant over at least ``repeats`` rounds, one timing
+    of each per round, after a warm-up call of each (``codegen.bench._rounds``: NumPy stops
+    after ``repeats``, the others go on until corrgen's timings span ``SPAN_S``); and their
+    quartiles (``codegen.bench.summarize``)."""
     for call in contestants.values():
         call()
-    numbers = {who: _number(call) for who, call in contestants.items()}
-    times: dict[str, list[float]] = {who: [] for who in contestants}
-    for _ in range(repeats):
-        for who, call in contestants.items():
-            times[who].append(_time(call, numbers[who]))
-    return summarize(times)
+    timings = {who: partial(_time, call, _number(call)) for who, call in contestants.items()}
+    return summarize(_rounds(timings, repeats, SPAN_S))
 
 
 def _torch_step(torch: Any, net: Network, dtype: str, X: np.ndarray, T: np.ndarray,

@@ -905,7 +905,9 @@ def _add_bench(sub: Any) -> None:
                    "softmax-ce' (the layers of 'corrgen derive --network')")
     p.add_argument("--batch", type=int, default=0, metavar="N",
                    help="batch size (default: the layer's, 16 for a spec, 64 for a network)")
-    p.add_argument("--runs", type=int, default=7, help="timed runs per pass (default 7)")
+    p.add_argument("--runs", type=int, default=7,
+                   help="timed rounds per pass, at least (default 7); the rounds go on "
+                   "without NumPy until corrgen's timings add up to 0.5 s")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
