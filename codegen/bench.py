@@ -169,9 +169,9 @@ def _rounds(contestants: dict[str, Callable[[], float]], runs: int, span_s: floa
             ) -> dict[str, list[float]]:
     """Timings (s) of each contestant's ``contestants[who]()``, interleaved round by round:
     ``runs`` rounds of all, then rounds without NumPy until corrgen's timings add up to
-    ``span_s`` seconds (at most ``MAX_ROUNDS`` rounds in all)."""
+    ``span_s`` seconds (at most ``MAX_ROUNDS`` rounds in all, unless ``runs`` asks for more)."""
     times: dict[str, list[float]] = {who: [] for who in contestants}
-    for round_ in range(MAX_ROUNDS):
+    for round_ in range(max(runs, MAX_ROUNDS)):
         if round_ >= runs and sum(times["corrgen"]) >= span_s:
             break
         for who, timing in contestants.items():

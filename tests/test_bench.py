@@ -39,9 +39,12 @@ def test_rounds_are_runs_when_the_runs_already_span_it():
     assert {who: len(t) for who, t in times.items()} == {"corrgen": 9, "numpy": 9}
 
 
-def test_rounds_stop_at_max_rounds():
+def test_rounds_stop_at_max_rounds_unless_runs_asks_for_more():
     times = bench._rounds(_contestants({"corrgen": 1e-9, "torch": 1e-9}, []), 7, span_s=10)
     assert len(times["corrgen"]) == len(times["torch"]) == bench.MAX_ROUNDS
+    runs = bench.MAX_ROUNDS + 20
+    times = bench._rounds(_contestants({"corrgen": 1e-9, "numpy": 1e-9}, []), runs, span_s=10)
+    assert len(times["corrgen"]) == len(times["numpy"]) == runs
 
 
 def test_help_and_report_state_the_span(capsys):
