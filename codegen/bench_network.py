@@ -209,8 +209,9 @@ def bench_network(net: Network | str, batch: int, dtype: str, target: str = "ope
     ``load(net, target, dtype)`` gives the generated module (default:
     ``codegen.load_network``). PyTorch runs on ``threads`` threads (default: the module's
     ``threads()``, else 2), restored afterwards; without PyTorch (or with ``with_torch``
-    False) its timing has ``us`` None and a ``note``. ``repeats``: timed rounds (the median
-    needs at least 7 to mean much; fewer are accepted for quick checks).
+    False) its timing has ``us`` None and a ``note``. ``repeats``: timed rounds at least (the
+    median needs 7 to mean much; fewer are accepted for quick checks), then more without
+    NumPy until corrgen's timings add up to ``SPAN_S`` (``_round_robin``).
     """
     net = _check_arguments(net, batch, dtype, repeats, lr, threads)
     module = (load or _default_load)(net, target, dtype)
