@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: openmp
- * cache key: c0a8cb028a9102682b4dc1f78faeb31ab2517d02d8846aaeb11fe91236e9669c
+ * cache key: 92e0d3c4029834c9f9e1bec0ce39bfedeffcdb5e984a4592d0c432f53da1a0f4
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: d431bea0ea7718cd4420117c3cc00e1266d29c3f38c4b1fa81133c669303a662
+ * cache key: 000c6f7d79b564f0721fe01e2b94201ceb7a425f750f70edc88171d3da14ca43
  */
 
 #include <stdint.h>
@@ -598,8 +598,9 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
  * thread takes a contiguous range of them, and every element of dK belongs to one task.
  * A thread walks the batch in order and each sample's pixels in GW_KC-pixel chunks (the
  * chunk's rows of G_s stay in L2 while the thread's panels pass over them): for each of its
- * tasks it packs its columns of the chunk of V_s^T into its own panel (kept in L1) and adds
- * to its block of dK each tile's sum over the chunk (GW_MR rows of G_s, read in place). No
+ * tasks it packs its columns of the chunk of V_s^T into its own panel (kept in L1; once for
+ * a run of tasks on one column panel, its row groups) and adds to its block of dK each
+ * tile's sum over the chunk (GW_MR rows of G_s, read in place). No
  * barriers, no atomics, no partial copies, and every element is summed in the same order
  * whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
@@ -615,10 +616,13 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         for (int64_t s = 0; s < n && inputs != NULL; ++s)
             for (int k0 = 0; k0 < P; k0 += GW_KC) {
                 const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
+                int packed_col = -1;
                 for (int task = first_task; task < end_task; ++task) {
                     const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
                     const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
-                    pack_transposed(V + (s * C + c0) * P + k0, P, cols, GW_NR, steps, inputs);
+                    if (col != packed_col)
+                        pack_transposed(V + (s * C + c0) * P + k0, P, cols, GW_NR, steps, inputs);
+                    packed_col = col;
                     for (int row = GW_ROW_PANELS * group / GW_ROW_GROUPS; row < GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS; ++row) {
                         const int o0 = row * GW_MR, rows = O - o0 < GW_MR ? O - o0 : GW_MR;
                         grad_weight_tile(G + (s * O + o0) * P + k0, inputs, steps, dK + o0 * C + c0, C, rows, cols);
