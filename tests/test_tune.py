@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,11 +15,14 @@ import codegen.tune as tune
 from codegen.backends import CUDA, OPENMP, backend_for
 from codegen.bench import LAYERS
 from codegen.blocking import AVX2, AVX512, candidates, plan
+from codegen.blocking.layer import column_tile_choice
 from codegen.blocking.pointwise import edge_vectors
+from codegen.blocking.records import InPlaceSweep
+from codegen.blocking.tiles import SWEEP_CANDIDATES, SweepTile
 from codegen.check import check_module
 from codegen.cli import main
 from codegen.lower import lower
-from codegen.machine import ISA_ENV
+from codegen.machine import ISA_ENV, host_machine
 from codegen.render import render
 from derive import LayerSpec
 
@@ -281,7 +285,7 @@ def test_a_stored_tuning_loads_in_a_new_process_without_the_cost_models(tuning_o
     from test_build import run_python
 
     first = codegen.load(LAYER, dtype="float32", out=tmp_path, style="loops")
-    untuned = LAYERS["S1"][0]
+    untuned = LayerSpec(input=(1, 1, 2), kernel=(1, 1, 1, 2))  # one tile fits it
     assert codegen.load(untuned, out=tmp_path, style="loops").tuning is None
     done = run_python(f"""
         import sys
@@ -338,6 +342,63 @@ def test_grad_weight_in_pixel_pairs_matches_the_reference(tmp_path, dtype):
                                         / "conv2d_openmp.c").read_text()
     for result in check_module(pairs, batch=3, seed=5):
         assert result.ok, result
+
+
+def _pass(ir, name: str):
+    return next(p for p in ir.passes if p.name == name)
+
+
+def test_a_column_sweeps_candidates_are_its_best_modelled_tiles():
+    """S3's forward and grad_input: SWEEP_CANDIDATES column tiles, the model's first; each
+    plan has the tile it names (a grad_input read in place always reuses rows) and fits the
+    registers. On a Zen 4, the third of the forward's, 1 x 4 x 4 reusing rows, ran fastest."""
+    spec = LAYERS["S3"][0]
+    for dtype_bytes, machine in ((4, AVX512), (8, AVX512), (4, AVX2)):
+        options = candidates(spec, dtype_bytes, machine)
+        for name in ("forward", "grad_input"):
+            choices = options[name]
+            assert len(set(choices)) == len(choices) == SWEEP_CANDIDATES
+            for i, choice in enumerate(choices):
+                record = _pass(plan(spec, dtype_bytes, machine, {name: choice}), name)
+                reuse = isinstance(record, InPlaceSweep) or record.reuse
+                tile = SweepTile(record.ob, record.ty, record.txv, reuse)
+                assert column_tile_choice(tile) == choice
+                assert record.ob * record.ty * record.txv <= machine.accumulators
+                if i == 0:
+                    assert record == _pass(plan(spec, dtype_bytes, machine), name)
+    assert "column_tile=1x4x4r" in candidates(spec, 4, AVX512)["forward"]
+
+
+@pytest.mark.parametrize("layer, dtype", [
+    ("s2x1_p2x1_d1x2", "float64"), ("s3_same_d2_conv", "float32"),
+    ("s1x3_p3x0_c5", "float64"), ("in_place_d1x2_conv", "float32"),
+    ("parallel_s2_same", "float64"), ("lanes_parallel_5x5", "float32"),
+])
+def test_every_column_tile_candidate_matches_the_reference(tmp_path, layer, dtype):
+    """Each column tile tuning may choose, built into a module as tuning builds it, matches
+    the reference on layers with strides, dilations, padding, a grad_input read in place and
+    S3's shape (tuning checks the candidates too, but only on the layers it is asked for)."""
+    spec = GRID[layer]
+    options = {name: choices for name, choices in
+               candidates(spec, int(dtype[-2:]) // 8, host_machine()).items()
+               if choices[0].startswith("column_tile=")}
+    assert options
+    for i in range(max(len(o) for o in options.values())):
+        choices = {name: o[min(i, len(o) - 1)] for name, o in options.items()}
+        module = _build_with(spec, dtype, choices, tmp_path)
+        for result in check_module(module, batch=3, seed=4):
+            assert result.ok, (choices, result)
+
+
+@pytest.mark.parametrize("choice, message", [
+    ("column_tile=3x1x4", "needs its 3 channels to divide the sweep's 16 channels"),
+    ("column_tile=2x1", "needs channels x rows x vectors, three whole numbers of at least 1 "
+                        "(then 'r' to reuse rows)"),
+    ("column_tile=2x0x4r", "needs channels x rows x vectors"),
+])
+def test_a_column_tile_it_cannot_take_is_refused(choice, message):
+    with pytest.raises(ValueError, match="^" + re.escape(f"choices: {choice} {message}")):
+        plan(LAYERS["S3"][0], 4, AVX512, {"forward": choice})
 
 
 @pytest.mark.parametrize("cols, nrv, reals, vectors", [

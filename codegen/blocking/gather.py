@@ -11,7 +11,7 @@ from .defines import Defines
 from .lanes import lane_sweep, pairs_column_phases
 from .records import Driver, Layout
 from .sweeps import _reuse_constants
-from .tiles import LaneTile, _lane_tile, _sweep_tile
+from .tiles import LaneTile, SweepTile, _lane_tile, sweep_tile_candidates
 
 LAYOUT = Layout("O", "G_PLANE", "(LH * LW)", "(KH * KW)", "(C * KH * KW)", "(SH * LW)", 1,
                 "G_PITCH")
@@ -163,10 +163,17 @@ def _common_constants(p: Phases, in_place: bool, g_cols: int, d: Defines) -> Non
         d.const("GIN_ROW_STEP", g_cols, "scratch reals from one row of a phase to the next")
 
 
-def plan_columns(g: Geometry, vl: int, p: Phases, d: Defines, machine: Machine):
-    """grad_input as a column tile, reading the gradient in place when the tile reuses rows
-    and spans whole rows of dV at stride 1."""
-    tile = _sweep_tile(vl, g.c, g.o, p.sizes, machine, p.tap_rows, 1)
+def grad_input_sweep_candidates(g: Geometry, vl: int, p: Phases, machine: Machine
+                                ) -> tuple[SweepTile, ...]:
+    """grad_input's column tiles ``codegen.tune`` may time, the model's choice first."""
+    return sweep_tile_candidates(vl, g.c, g.o, p.sizes, machine, p.tap_rows, 1)
+
+
+def plan_columns(g: Geometry, vl: int, p: Phases, d: Defines, machine: Machine,
+                 tile: SweepTile | None = None):
+    """grad_input as a column tile (``tile``, or the model's), reading the gradient in place
+    when the tile reuses rows and spans whole rows of dV at stride 1."""
+    tile = tile or grad_input_sweep_candidates(g, vl, p, machine)[0]
     tx = tile.txv * vl
     g_rows, g_cols = _frame(g, p, tile.ty, tx)
     taps = _taps(g, p, g_cols)

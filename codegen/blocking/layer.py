@@ -20,7 +20,7 @@ from .common import (
     is_pointwise,
 )
 from .defines import Defines
-from .gather import phases, plan_columns, plan_lanes
+from .gather import grad_input_sweep_candidates, phases, plan_columns, plan_lanes
 from .grad_weight import plan_grad_weight
 from .pointwise import GemmTile, pointwise_candidates, pointwise_plan
 from .records import (
@@ -35,8 +35,14 @@ from .records import (
     WinogradGradWeight,
 )
 from .shuffles import transpose_shuffles
-from .sweeps import forward_phases, forward_tile, input_scratch, plan_forward
-from .tiles import LaneTile, lane_tile_candidates
+from .sweeps import (
+    forward_phases,
+    forward_sweep_candidates,
+    forward_tile,
+    input_scratch,
+    plan_forward,
+)
+from .tiles import LaneTile, SweepTile, lane_tile_candidates
 from .winograd import applies as winograd_applies
 from .winograd import plan_winograd, plan_winograd_grad_weight
 
@@ -78,10 +84,13 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: (the multiply-adds per cycle the lane tiles' cost model charges), for grad_weight with
 #: channels in lanes possibly followed by ``,pixels=2`` (its tile's loop takes two output
 #: pixels per pass), ``lane_tile=1x2x4`` (a channels-in-lanes tile: lane vectors x rows x
-#: columns), ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns), or
-#: ``winograd=2`` (Winograd's algorithm on 2x2 tiles of the result plane: forward and
-#: grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2); ``blocking.winograd``).
+#: columns), ``column_tile=1x4x4r`` (a column sweep's tile: channels x rows x vectors of
+#: columns, ``r`` when it reuses source rows), ``tile=6x2`` (a matrix product's register
+#: tile: rows x vectors of columns), or ``winograd=2`` (Winograd's algorithm on 2x2 tiles of
+#: the result plane: forward and grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2);
+#: ``blocking.winograd``).
 LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
+COLUMN_TILE_CHOICE, REUSE_SUFFIX = "column_tile=", "r"
 WINOGRAD_CHOICE = "winograd=2"
 PIXELS_CHOICE = ",pixels="
 
@@ -111,6 +120,29 @@ def _parse_lane_tile(choice: str | None, channels: int, lanes: int) -> LaneTile 
     return LaneTile(nv, ty, tx)
 
 
+def column_tile_choice(tile: SweepTile) -> str:
+    return (f"{COLUMN_TILE_CHOICE}{tile.ob}x{tile.ty}x{tile.txv}"
+            f"{REUSE_SUFFIX if tile.reuse else ''}")
+
+
+def _parse_column_tile(choice: str | None, channels: int) -> SweepTile | None:
+    """The column tile of ``choice``, for a sweep of ``channels`` result channels: its
+    channels must divide them (a tile that does not would compute channels that do not
+    exist)."""
+    if not choice or not choice.startswith(COLUMN_TILE_CHOICE):
+        return None
+    text = choice.removeprefix(COLUMN_TILE_CHOICE)
+    sizes = text.removesuffix(REUSE_SUFFIX).split("x")
+    if len(sizes) != 3 or not all(n.isdigit() and int(n) >= 1 for n in sizes):
+        raise ValueError(f"choices: {choice} needs channels x rows x vectors, three whole "
+                         f"numbers of at least 1 (then {REUSE_SUFFIX!r} to reuse rows)")
+    ob, ty, txv = (int(n) for n in sizes)
+    if channels % ob:
+        raise ValueError(f"choices: {choice} needs its {ob} channels to divide the sweep's "
+                         f"{channels} channels")
+    return SweepTile(ob, ty, txv, text.endswith(REUSE_SUFFIX))
+
+
 #: The suffix of a matrix-product tile of the machine's widest vectors (``tile=12x2w``).
 WIDE_SUFFIX = "w"
 
@@ -130,9 +162,10 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
                ) -> dict[str, tuple[str, ...]]:
     """The choices ``codegen.tune`` may time, pass by pass, the cost model's first, for the
     passes whose plans differ between them: a forward or grad_input lane tile
-    (``tiles.lane_tile_candidates``), the multiply-adds per cycle the other lane and column
-    tiles are costed at (1 or 2; for grad_weight in lanes, each also with its loop taking
-    ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or a matrix product's register tile
+    (``tiles.lane_tile_candidates``) or column tile (``tiles.sweep_tile_candidates``), the
+    multiply-adds per cycle grad_weight's lane and column tiles are costed at (1 or 2; in
+    lanes, each also with its loop taking ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or
+    a matrix product's register tile
     (``pointwise.gemm_candidates``); and for every pass, where it applies, Winograd's
     algorithm (``winograd.applies``)."""
     if is_pointwise(spec):
@@ -151,12 +184,18 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     g, lanes = geometry(spec), machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)
     sweeps = {"forward": (g.o, g.c, forward_phases(g)), "grad_input": (g.c, g.o, phases(g).sizes)}
+    vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
+    column_tiles = {"forward": lambda: forward_sweep_candidates(g, vl, machine),
+                    "grad_input": lambda: grad_input_sweep_candidates(g, vl, phases(g), machine)}
     for name, (out_channels, in_channels, sizes) in sweeps.items():
+        found.pop(name, None)
         if name in in_lanes:
-            tiles = lane_tile_candidates(lanes, out_channels, in_channels, sizes, machine)
-            found.pop(name, None)
-            if len(tiles) > 1:
-                found[name] = tuple(lane_tile_choice(t) for t in tiles)
+            labels = tuple(lane_tile_choice(t) for t in
+                           lane_tile_candidates(lanes, out_channels, in_channels, sizes, machine))
+        else:
+            labels = tuple(column_tile_choice(t) for t in column_tiles[name]())
+        if len(labels) > 1:
+            found[name] = labels
     if winograd_applies(g):
         for name in PASSES:
             found[name] = found.get(name, options[:1]) + (WINOGRAD_CHOICE,)
@@ -204,7 +243,8 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     d.const("LWO", g.wo, "output columns swept (WO)")
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
-                                _parse_lane_tile(choices.get("forward"), g.o, lanes))
+                                _parse_lane_tile(choices.get("forward"), g.o, lanes),
+                                _parse_column_tile(choices.get("forward"), g.o))
     scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
     # a pass computed by Winograd's algorithm still plans its direct form (grad_weight shares
     # the forward's scratch), but prints none of its constants
@@ -215,7 +255,8 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
                              _parse_lane_tile(choices.get("grad_input"), g.c, lanes))
                   if "grad_input" in in_lanes
                   else plan_columns(g, vl, gather, direct["grad_input"],
-                                    machine_for("grad_input")))
+                                    machine_for("grad_input"),
+                                    _parse_column_tile(choices.get("grad_input"), g.c)))
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
                                    scratch.tap_offsets, scratch.seg, direct["grad_weight"],
                                    machine_for("grad_weight"),

@@ -27,7 +27,7 @@ from .common import Geometry, Machine, _cdiv
 from .defines import Defines
 from .lanes import lane_sweep
 from .records import Driver, Layout
-from .tiles import LaneTile, SweepTile, _lane_tile, _sweep_tile
+from .tiles import LaneTile, SweepTile, _lane_tile, sweep_tile_candidates
 
 FORWARD_LAYOUT = Layout("C", "SRC_PLANE", "(LHO * LWO)", "(C * KH * KW)", "(KH * KW)", "LWO", 1,
                         "SRC_PITCH")
@@ -70,16 +70,21 @@ def forward_phases(g: Geometry) -> list[tuple[int, int, int]]:
     return [(g.ho, g.wo, g.kh * g.kw)]
 
 
+def forward_sweep_candidates(g: Geometry, vl: int, machine: Machine) -> tuple[SweepTile, ...]:
+    """forward's column tiles ``codegen.tune`` may time, the model's choice first."""
+    return sweep_tile_candidates(vl, g.o, g.c, forward_phases(g), machine,
+                                 tuple(i * g.dh for i in range(g.kh)), g.sh)
+
+
 def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool, machine: Machine,
-                 lane_tile: LaneTile | None = None) -> tuple[LaneTile | SweepTile, int, int]:
+                 lane_tile: LaneTile | None = None, sweep_tile: SweepTile | None = None
+                 ) -> tuple[LaneTile | SweepTile, int, int]:
     """forward's tile (a LaneTile or a SweepTile) and its rows and columns; ``lane_tile``
-    in place of the model's (``codegen.tune``)."""
-    phases = forward_phases(g)
+    or ``sweep_tile`` in place of the model's (``codegen.tune``)."""
     if in_lanes:
-        tile = lane_tile or _lane_tile(lanes, g.o, g.c, phases, machine)
+        tile = lane_tile or _lane_tile(lanes, g.o, g.c, forward_phases(g), machine)
         return tile, tile.ty, tile.tx
-    tile = _sweep_tile(vl, g.o, g.c, phases, machine, tuple(i * g.dh for i in range(g.kh)),
-                       g.sh)
+    tile = sweep_tile or forward_sweep_candidates(g, vl, machine)[0]
     return tile, tile.ty, tile.txv * vl
 
 

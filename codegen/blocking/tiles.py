@@ -32,10 +32,12 @@ def _source_rows(ty: int, row_step: int, tap_rows: tuple[int, ...]) -> int:
     return len({y * row_step + r for y in range(ty) for r in tap_rows})
 
 
-def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple[int, int, int]],
-                machine: Machine, tap_rows: tuple[int, ...] = (), row_step: int = 1
-                ) -> SweepTile:
-    """The tile of least modelled time over ``phases`` of ``(rows, columns, taps)``.
+def _sweep_costs(vl: int, out_channels: int, in_channels: int,
+                 phases: list[tuple[int, int, int]], machine: Machine,
+                 tap_rows: tuple[int, ...] = (), row_step: int = 1) -> list[SweepTile]:
+    """Every tile that fits the machine's registers, by modelled time over ``phases`` of
+    ``(rows, columns, taps)``, least first (ties: more sums first, then in the order the
+    loops below meet them).
 
     Per tap and channel a tile takes ``max(multiply-adds, load slots) / 2`` cycles (two of
     each per cycle; ``VECTOR_LOAD_SLOTS`` per vector load, one per weight); per tile,
@@ -50,7 +52,7 @@ def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple
     rows = max(r for r, _, _ in phases)
     vectors = max(_cdiv(x, vl) for _, x, _ in phases)
     modes = [False, True] if tap_rows and len(phases) == 1 and len(tap_rows) > 1 else [False]
-    best = None
+    ranked = []
     for reuse in modes:
         row_taps = len(tap_rows) if reuse else 1
         for ob in _divisors(out_channels, 16):
@@ -70,11 +72,33 @@ def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple
                         cost += tiles * (in_channels * (taps // row_taps * per_group
                                                         + CHANNEL_OVERHEAD)
                                          + TILE_OVERHEAD + acc + ROW_OVERHEAD * ob * ty)
-                    key = (cost, -acc, reuse)
-                    if best is None or key < best[0]:
-                        best = (key, SweepTile(ob, ty, txv, reuse))
-    assert best is not None
-    return best[1]
+                    ranked.append(((cost, -acc, reuse), SweepTile(ob, ty, txv, reuse)))
+    assert ranked
+    return [tile for _, tile in sorted(ranked, key=lambda item: item[0])]
+
+
+def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple[int, int, int]],
+                machine: Machine, tap_rows: tuple[int, ...] = (), row_step: int = 1
+                ) -> SweepTile:
+    """The tile of least modelled time (``_sweep_costs``)."""
+    return _sweep_costs(vl, out_channels, in_channels, phases, machine, tap_rows, row_step)[0]
+
+
+#: ``codegen.tune`` times this many of a column sweep's best modelled tiles. The model ranks
+#: many alike: on S3's forward (Zen 4, float32) four tied first, and the third of them, one
+#: channel x 4 rows x 4 vectors reusing rows, took 0.94 of the time of the first, 2 x 2 x 4
+#: (docs/tiles.md).
+SWEEP_CANDIDATES = 4
+
+
+def sweep_tile_candidates(vl: int, out_channels: int, in_channels: int,
+                          phases: list[tuple[int, int, int]], machine: Machine,
+                          tap_rows: tuple[int, ...] = (), row_step: int = 1
+                          ) -> tuple[SweepTile, ...]:
+    """The column tiles ``codegen.tune`` times: the ``SWEEP_CANDIDATES`` best modelled, the
+    model's choice first."""
+    return tuple(_sweep_costs(vl, out_channels, in_channels, phases, machine, tap_rows,
+                              row_step)[:SWEEP_CANDIDATES])
 
 
 @dataclass(frozen=True)
