@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 000c6f7d79b564f0721fe01e2b94201ceb7a425f750f70edc88171d3da14ca43
+ * cache key: d6d1dda7be1f80378207e1831661a5de220b03b84acc8d539d2197755a701890
  */
 
 #include <stdint.h>
@@ -176,10 +176,18 @@ static inline void pack_panel(const real *restrict src, int64_t across, int64_t 
                               int count, int width, int depth, real *restrict panel)
 {
     for (int k = 0; k < depth; ++k) {
+        real *restrict to = panel + (int64_t)k * width;
+        if (count == width) {
+            /* a whole panel: a copy of the constant width, which GCC keeps inline (of
+             * `count` contiguous reals, it called memmove for each step) */
+            for (int i = 0; i < width; ++i)
+                to[i] = src[i * across + k * along];
+            continue;
+        }
         for (int i = 0; i < count; ++i)
-            panel[(int64_t)k * width + i] = src[i * across + k * along];
+            to[i] = src[i * across + k * along];
         for (int i = count; i < width; ++i)
-            panel[(int64_t)k * width + i] = 0;
+            to[i] = 0;
     }
 }
 
@@ -201,6 +209,8 @@ static inline void pack_column_panels(const real *restrict src, int depth, int c
                 STORE(to + i, LOAD(row + j0 + i));
         if (j0 < cols) {
             int i = 0;
+            for (; i + VL <= cols - j0; i += VL)
+                STORE(to + i, LOAD(row + j0 + i));
             for (; i < cols - j0; ++i)
                 to[i] = row[j0 + i];
             for (; i < width; ++i)

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 000c6f7d79b564f0721fe01e2b94201ceb7a425f750f70edc88171d3da14ca43
+ * cache key: d6d1dda7be1f80378207e1831661a5de220b03b84acc8d539d2197755a701890
  */
 
 /*
