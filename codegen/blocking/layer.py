@@ -165,9 +165,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     (``tiles.lane_tile_candidates``) or column tile (``tiles.sweep_tile_candidates``), the
     multiply-adds per cycle grad_weight's lane and column tiles are costed at (1 or 2; in
     lanes, each also with its loop taking ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or
-    a matrix product's register tile
-    (``pointwise.gemm_candidates``); and for every pass, where it applies, Winograd's
-    algorithm (``winograd.applies``)."""
+    a matrix product's register tile (``pointwise.gemm_candidates``); and for every pass,
+    where it applies, Winograd's algorithm (``winograd.applies``)."""
     if is_pointwise(spec):
         vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
         return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
