@@ -182,17 +182,19 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
                                              for rate in rates)
     g, lanes = geometry(spec), machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)
-    sweeps = {"forward": (g.o, g.c, forward_phases(g)), "grad_input": (g.c, g.o, phases(g).sizes)}
+    gather = phases(g)
+    sweeps = {"forward": (g.o, g.c, forward_phases(g)), "grad_input": (g.c, g.o, gather.sizes)}
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
-    column_tiles = {"forward": lambda: forward_sweep_candidates(g, vl, machine),
-                    "grad_input": lambda: grad_input_sweep_candidates(g, vl, phases(g), machine)}
     for name, (out_channels, in_channels, sizes) in sweeps.items():
         found.pop(name, None)
         if name in in_lanes:
             labels = tuple(lane_tile_choice(t) for t in
                            lane_tile_candidates(lanes, out_channels, in_channels, sizes, machine))
+        elif name == "forward":
+            labels = tuple(column_tile_choice(t) for t in forward_sweep_candidates(g, vl, machine))
         else:
-            labels = tuple(column_tile_choice(t) for t in column_tiles[name]())
+            labels = tuple(column_tile_choice(t)
+                           for t in grad_input_sweep_candidates(g, vl, gather, machine))
         if len(labels) > 1:
             found[name] = labels
     if winograd_applies(g):
