@@ -47,8 +47,8 @@ def _stores(tile: SweepTile, kinds: tuple[str, ...]) -> tuple[RowStore, ...]:
 def column_sweep(name: str, prefix: str, reason: str, tile: SweepTile, layout: Layout,
                  driver: Driver, bias: bool, tap_rows: tuple[int, ...], row_step: int
                  ) -> ColumnSweep:
-    """The record of a column sweep; ``tap_rows``/``row_step`` as ``_sweep_tile`` takes them
-    (used with ``tile.reuse``)."""
+    """The record of a column sweep; ``tap_rows``/``row_step`` as
+    ``tiles.sweep_tile_candidates`` takes them (used with ``tile.reuse``)."""
     if tile.reuse:
         schedule = row_schedule(tile.ty, row_step, tap_rows)
         loads = _reused_loads(tile, schedule)

@@ -167,8 +167,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     lanes, each also with its loop taking ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or
     a matrix product's register tile (``pointwise.gemm_candidates``); and for every pass,
     where it applies, Winograd's algorithm (``winograd.applies``)."""
+    vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     if is_pointwise(spec):
-        vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
         return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
                 pointwise_candidates(spec, vl, dtype_bytes, machine).items() if len(tiles) > 1}
     first = machine.lane_fmas
@@ -184,7 +184,6 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     in_lanes = channels_in_lanes(g, lanes)
     gather = phases(g)
     sweeps = {"forward": (g.o, g.c, forward_phases(g)), "grad_input": (g.c, g.o, gather.sizes)}
-    vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     for name, (out_channels, in_channels, sizes) in sweeps.items():
         found.pop(name, None)
         if name in in_lanes:

@@ -77,13 +77,6 @@ def _sweep_costs(vl: int, out_channels: int, in_channels: int,
     return [tile for _, tile in sorted(ranked, key=lambda item: item[0])]
 
 
-def _sweep_tile(vl: int, out_channels: int, in_channels: int, phases: list[tuple[int, int, int]],
-                machine: Machine, tap_rows: tuple[int, ...] = (), row_step: int = 1
-                ) -> SweepTile:
-    """The tile of least modelled time (``_sweep_costs``)."""
-    return _sweep_costs(vl, out_channels, in_channels, phases, machine, tap_rows, row_step)[0]
-
-
 #: ``codegen.tune`` times this many of a column sweep's best modelled tiles. The model ranks
 #: many alike: on S3's forward (Zen 4, float32) four tied first, and the third of them, one
 #: channel x 4 rows x 4 vectors reusing rows, took 0.94 of the time of the first, 2 x 2 x 4
