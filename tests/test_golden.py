@@ -57,6 +57,11 @@ VARIANTS = {
         LayerSpec(input=(16, 9, 11), kernel=(17, 16, 3, 3), padding=1), OPENMP, "loops",
         "float32", {"forward": "winograd=2", "grad_input": "winograd=2",
                     "grad_weight": "winograd=2"}),
+    "variant_openmp_wide_columns_f32": (
+        "forward's column tile of the widest vectors (as tuning may choose with AVX-512): rows "
+        "reused, a partial vector at each row's end",
+        LayerSpec(input=(3, 9, 21), kernel=(4, 3, 5, 5), padding=2), OPENMP, "loops",
+        "float32", {"forward": "column_tile=1x4x2rw"}),
     "variant_openmp_direct_f64": (
         "the direct style: the index forms as plain loops; strides, dilation, convolution",
         LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1),
@@ -101,6 +106,7 @@ def test_each_openmp_variant_shows_what_it_is_named_for(folder):
         "lanes": "LANES", "pointwise": "_ROW_PANELS", "in_place": "GIN_FRAME_ROW",
         "paired": "pair_dst", "transposed": "transpose_lanes", "column_phases": "_PHASES 2",
         "direct": "template openmp/direct.c.jinja", "winograd": "grad_input_patches(",
+        "wide_columns": "LOAD_LANES(in + ",
     }
     for word, mark in marks.items():
         if word in folder:

@@ -18,7 +18,7 @@ from codegen.blocking import AVX2, AVX512, candidates, plan
 from codegen.blocking.layer import column_tile_choice
 from codegen.blocking.pointwise import edge_vectors
 from codegen.blocking.records import InPlaceSweep
-from codegen.blocking.tiles import SWEEP_CANDIDATES, SweepTile
+from codegen.blocking.tiles import SWEEP_CANDIDATES, WIDE_SWEEP_CANDIDATES, SweepTile
 from codegen.check import check_module
 from codegen.cli import main
 from codegen.lower import lower
@@ -351,22 +351,51 @@ def _pass(ir, name: str):
 def test_a_column_sweeps_candidates_are_its_best_modelled_tiles():
     """S3's forward and grad_input: SWEEP_CANDIDATES column tiles, the model's first; each
     plan has the tile it names (a grad_input read in place always reuses rows) and fits the
-    registers. On a Zen 4, the third of the forward's, 1 x 4 x 4 reusing rows, ran fastest."""
+    registers. On a Zen 4, the third of the forward's, 1 x 4 x 4 reusing rows, ran fastest.
+    With AVX-512, forward's then end with WIDE_SWEEP_CANDIDATES tiles of the widest vectors;
+    grad_input's and AVX2's have none."""
     spec = LAYERS["S3"][0]
     for dtype_bytes, machine in ((4, AVX512), (8, AVX512), (4, AVX2)):
         options = candidates(spec, dtype_bytes, machine)
         for name in ("forward", "grad_input"):
             choices = options[name]
-            assert len(set(choices)) == len(choices) == SWEEP_CANDIDATES
+            wide = name == "forward" and machine is AVX512
+            assert len(set(choices)) == len(choices) == SWEEP_CANDIDATES + (
+                WIDE_SWEEP_CANDIDATES if wide else 0)
+            assert all(c.endswith("w") == (i >= SWEEP_CANDIDATES) for i, c in enumerate(choices))
             for i, choice in enumerate(choices):
                 record = _pass(plan(spec, dtype_bytes, machine, {name: choice}), name)
                 reuse = isinstance(record, InPlaceSweep) or record.reuse
-                tile = SweepTile(record.ob, record.ty, record.txv, reuse)
+                tile = SweepTile(record.ob, record.ty, record.txv, reuse,
+                                 getattr(record, "wide", False))
                 assert column_tile_choice(tile) == choice
                 assert record.ob * record.ty * record.txv <= machine.accumulators
                 if i == 0:
                     assert record == _pass(plan(spec, dtype_bytes, machine), name)
     assert "column_tile=1x4x4r" in candidates(spec, 4, AVX512)["forward"]
+
+
+def test_forwards_wide_column_tiles_are_the_narrow_ones_twins_then_the_models():
+    """With AVX-512, each of forward's narrow column tiles whose vectors pair up has a twin
+    among the wide ones (the same channels, rows and columns in half as many vectors of
+    LANES reals: S3's 1 x 4 x 4 reusing rows, 1 x 4 x 2); a wide plan says so in its record,
+    its constants and its helpers."""
+    spec = LAYERS["S3"][0]
+    for dtype_bytes, lanes in ((4, 16), (8, 8)):
+        choices = candidates(spec, dtype_bytes, AVX512)["forward"]
+        narrow, wide = choices[:SWEEP_CANDIDATES], choices[SWEEP_CANDIDATES:]
+        for choice in narrow:
+            ob, ty, txv = choice.removeprefix("column_tile=").removesuffix("r").split("x")
+            twin = f"column_tile={ob}x{ty}x{int(txv) // 2}{'r' if choice.endswith('r') else ''}w"
+            assert int(txv) % 2 or twin in wide, (choice, wide)
+        for choice in wide:
+            ir = plan(spec, dtype_bytes, AVX512, {"forward": choice})
+            record = _pass(ir, "forward")
+            constants = {c.name: c.value for c in ir.constants}
+            assert record.wide and record.load == "LOAD_LANES" and ir.helpers.lanes
+            assert constants["LANES"] == lanes
+            assert constants["FWD_TX"] == record.txv * lanes
+    assert "column_tile=1x4x2rw" in candidates(spec, 4, AVX512)["forward"]
 
 
 @pytest.mark.parametrize("layer, dtype", [
@@ -393,12 +422,41 @@ def test_every_column_tile_candidate_matches_the_reference(tmp_path, layer, dtyp
 @pytest.mark.parametrize("choice, message", [
     ("column_tile=3x1x4", "needs its 3 channels to divide the sweep's 16 channels"),
     ("column_tile=2x1", "needs channels x rows x vectors, three whole numbers of at least 1 "
-                        "(then 'r' to reuse rows)"),
+                        "(then 'r' to reuse rows, then 'w' for the widest vectors)"),
     ("column_tile=2x0x4r", "needs channels x rows x vectors"),
+    ("column_tile=2x1x2wr", "needs channels x rows x vectors"),
 ])
 def test_a_column_tile_it_cannot_take_is_refused(choice, message):
     with pytest.raises(ValueError, match="^" + re.escape(f"choices: {choice} {message}")):
         plan(LAYERS["S3"][0], 4, AVX512, {"forward": choice})
+
+
+@pytest.mark.parametrize("name, machine", [("grad_input", AVX512), ("forward", AVX2)])
+def test_a_wide_column_tile_is_refused_where_it_does_not_apply(name, machine):
+    """Only forward takes a column tile of the widest vectors, and only where they are wider
+    than VL: grad_input's read in place shifts vectors of VL, and AVX2's widest are VL."""
+    with pytest.raises(ValueError, match=re.escape(
+            "choices: column_tile=1x1x2w: a column tile of the widest vectors ('w') is for "
+            "forward, on a machine whose widest vectors are wider than VL (AVX-512)")):
+        plan(LAYERS["S3"][0], 4, machine, {name: "column_tile=1x1x2w"})
+
+
+@pytest.mark.parametrize("layer, dtype", [
+    ("s2x1_p2x1_d1x2", "float64"), ("s3_same_d2_conv", "float32"),
+    ("lanes_parallel_5x5", "float32"), ("parallel_s2_same", "float64"),
+])
+def test_every_wide_column_tile_matches_the_reference(tmp_path, monkeypatch, layer, dtype):
+    """Each wide forward tile tuning may choose with AVX-512 (strides, dilations, padding,
+    convolution mode, bias, rows ending in a partial vector) matches the reference; on a CPU
+    without AVX-512 the compiler splits the 512-bit vectors."""
+    monkeypatch.setenv(ISA_ENV, "avx512")
+    wide = [c for c in candidates(GRID[layer], int(dtype[-2:]) // 8, AVX512)["forward"]
+            if c.endswith("w")]
+    assert len(wide) == WIDE_SWEEP_CANDIDATES
+    for choice in wide:
+        module = _build_with(GRID[layer], dtype, {"forward": choice}, tmp_path)
+        for result in check_module(module, batch=3, seed=4):
+            assert result.ok, (choice, result)
 
 
 @pytest.mark.parametrize("cols, nrv, reals, vectors", [

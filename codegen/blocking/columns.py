@@ -1,6 +1,6 @@
 """Column tiles of forward and grad_input: registers of ``OB`` channels x ``TY`` rows x ``TXV``
-vectors of ``VL`` output columns; per tap ``TY*TXV`` source vectors and ``OB`` weights feed
-``OB*TY*TXV`` vector multiply-adds.
+vectors of ``VL`` output columns (forward's, when ``wide``, of ``LANES``); per tap ``TY*TXV``
+source vectors and ``OB`` weights feed ``OB*TY*TXV`` vector multiply-adds.
 
 **Row reuse.** With one phase (forward, and grad_input at stride 1) the taps are a grid of
 row taps x column taps, and the tile's output rows read overlapping source rows: row ``y``
@@ -18,7 +18,16 @@ each sample through a scratch that can be larger than L1.
 
 from __future__ import annotations
 
-from .records import ColumnSweep, Driver, InPlaceSweep, Layout, Load, RowStore, VectorStore
+from .records import (
+    WIDE_VECTORS,
+    ColumnSweep,
+    Driver,
+    InPlaceSweep,
+    Layout,
+    Load,
+    RowStore,
+    VectorStore,
+)
 from .shuffles import in_place_loads, row_schedule
 from .tiles import SweepTile
 
@@ -68,7 +77,8 @@ def column_sweep(name: str, prefix: str, reason: str, tile: SweepTile, layout: L
         tile_loads=source_rows * tile.txv, tile_weights=tile.ob * row_taps,
         tile_fmas=tile.ob * tile.ty * tile.txv * row_taps, contiguous=layout.dst_col == 1,
         shares_loads=shares, several_rows=tile.ty > 1, row_step=row_step,
-        tap_rows=tap_rows if tile.reuse else (), schedule=schedule)
+        tap_rows=tap_rows if tile.reuse else (), schedule=schedule,
+        **(WIDE_VECTORS if tile.wide else {}))
 
 
 def in_place_sweep(reason: str, tile: SweepTile, layout: Layout, driver: Driver,

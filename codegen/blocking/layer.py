@@ -24,6 +24,7 @@ from .gather import grad_input_sweep_candidates, phases, plan_columns, plan_lane
 from .grad_weight import plan_grad_weight
 from .pointwise import GemmTile, pointwise_candidates, pointwise_plan
 from .records import (
+    ColumnSweep,
     GradBias,
     GradWeightLanes,
     Helpers,
@@ -60,6 +61,7 @@ def channels_in_lanes(g: Geometry, lanes: int) -> tuple[str, ...]:
 def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> Helpers:
     """The shared C helpers the passes need."""
     lane_sweeps = [p for p in passes if isinstance(p, LaneSweep)]
+    wide = [p for p in passes if isinstance(p, ColumnSweep) and p.wide]
     pack = any(isinstance(p, WinogradGradWeight) for p in passes)
     transpose = pack or any(p.transposed or p.paired for p in lane_sweeps)
     steps, shuffles, columns = (transpose_shuffles(lanes, dtype_bytes) if transpose
@@ -69,8 +71,9 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
         shuffles=any(isinstance(p, InPlaceSweep) for p in passes),
         in_register=any(getattr(p, "shares_loads", False)
                         or isinstance(p, (Winograd, WinogradGradWeight)) for p in passes),
-        lanes=pack or any(p.variant.endswith("lanes") or p.variant == "lane_sweep"
-                          for p in passes),
+        wide_in_register=any(p.shares_loads for p in wide),
+        lanes=pack or bool(wide) or any(p.variant.endswith("lanes")
+                                        or p.variant == "lane_sweep" for p in passes),
         hide_pointer=any(p.bias for p in lane_sweeps),
         transpose=transpose, pack_transposed=pack, index_type=index_type, transpose_steps=steps,
         transpose_shuffles=shuffles, transpose_columns=columns)
@@ -85,12 +88,14 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: channels in lanes possibly followed by ``,pixels=2`` (its tile's loop takes two output
 #: pixels per pass), ``lane_tile=1x2x4`` (a channels-in-lanes tile: lane vectors x rows x
 #: columns), ``column_tile=1x4x4r`` (a column sweep's tile: channels x rows x vectors of
-#: columns, ``r`` when it reuses source rows), ``tile=6x2`` (a matrix product's register
-#: tile: rows x vectors of columns), or ``winograd=2`` (Winograd's algorithm on 2x2 tiles of
-#: the result plane: forward and grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2);
-#: ``blocking.winograd``).
+#: columns, ``r`` when it reuses source rows, ``w`` when its vectors are the machine's
+#: widest), ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns), or
+#: ``winograd=2`` (Winograd's algorithm on 2x2 tiles of the result plane: forward and
+#: grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2); ``blocking.winograd``).
 LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
 COLUMN_TILE_CHOICE, REUSE_SUFFIX = "column_tile=", "r"
+#: The suffix of a tile of the machine's widest vectors: ``tile=12x2w``, ``column_tile=1x4x2rw``.
+WIDE_SUFFIX = "w"
 WINOGRAD_CHOICE = "winograd=2"
 PIXELS_CHOICE = ",pixels="
 
@@ -122,29 +127,34 @@ def _parse_lane_tile(choice: str | None, channels: int, lanes: int) -> LaneTile 
 
 def column_tile_choice(tile: SweepTile) -> str:
     return (f"{COLUMN_TILE_CHOICE}{tile.ob}x{tile.ty}x{tile.txv}"
-            f"{REUSE_SUFFIX if tile.reuse else ''}")
+            f"{REUSE_SUFFIX if tile.reuse else ''}{WIDE_SUFFIX if tile.wide else ''}")
 
 
-def _parse_column_tile(choice: str | None, channels: int) -> SweepTile | None:
+def _parse_column_tile(choice: str | None, channels: int, wide_allowed: bool
+                       ) -> SweepTile | None:
     """The column tile of ``choice``, for a sweep of ``channels`` result channels: its
     channels must divide them (a tile that does not would compute channels that do not
-    exist)."""
+    exist). A wide tile (``w``) only where ``wide_allowed``: forward, on a machine whose
+    widest vectors are wider than VL."""
     if not choice or not choice.startswith(COLUMN_TILE_CHOICE):
         return None
     text = choice.removeprefix(COLUMN_TILE_CHOICE)
+    wide = text.endswith(WIDE_SUFFIX)
+    text = text.removesuffix(WIDE_SUFFIX)
     sizes = text.removesuffix(REUSE_SUFFIX).split("x")
     if len(sizes) != 3 or not all(n.isdigit() and int(n) >= 1 for n in sizes):
         raise ValueError(f"choices: {choice} needs channels x rows x vectors, three whole "
-                         f"numbers of at least 1 (then {REUSE_SUFFIX!r} to reuse rows)")
+                         f"numbers of at least 1 (then {REUSE_SUFFIX!r} to reuse rows, then "
+                         f"{WIDE_SUFFIX!r} for the widest vectors)")
     ob, ty, txv = (int(n) for n in sizes)
     if channels % ob:
         raise ValueError(f"choices: {choice} needs its {ob} channels to divide the sweep's "
                          f"{channels} channels")
-    return SweepTile(ob, ty, txv, text.endswith(REUSE_SUFFIX))
-
-
-#: The suffix of a matrix-product tile of the machine's widest vectors (``tile=12x2w``).
-WIDE_SUFFIX = "w"
+    if wide and not wide_allowed:
+        raise ValueError(f"choices: {choice}: a column tile of the widest vectors "
+                         f"({WIDE_SUFFIX!r}) is for forward, on a machine whose widest "
+                         "vectors are wider than VL (AVX-512)")
+    return SweepTile(ob, ty, txv, text.endswith(REUSE_SUFFIX), wide)
 
 
 def tile_choice(tile: GemmTile) -> str:
@@ -190,7 +200,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
             labels = tuple(lane_tile_choice(t) for t in
                            lane_tile_candidates(lanes, out_channels, in_channels, sizes, machine))
         elif name == "forward":
-            labels = tuple(column_tile_choice(t) for t in forward_sweep_candidates(g, vl, machine))
+            labels = tuple(column_tile_choice(t)
+                           for t in forward_sweep_candidates(g, vl, lanes, machine))
         else:
             labels = tuple(column_tile_choice(t)
                            for t in grad_input_sweep_candidates(g, vl, gather, machine))
@@ -229,6 +240,7 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
             if choice.startswith(TILE_CHOICE)})
     lanes = machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)
+    forward_columns = _parse_column_tile(choices.get("forward"), g.o, lanes > vl)
     d = Defines()
     d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
     if in_lanes:
@@ -237,6 +249,9 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     elif "grad_weight" in winograd:
         d.const("LANES", lanes, f"reals per side of a block transposed in registers "
                 f"({machine.lane_bytes} bytes, {machine.isa})")
+    elif forward_columns and forward_columns.wide:
+        d.const("LANES", lanes, f"reals per vector of the forward tile's columns "
+                f"({machine.lane_bytes} bytes, {machine.isa})")
     d.const("LH", g.h, "rows swept (H)")
     d.const("LW", g.w, "input columns swept (W)")
     d.const("LHO", g.ho, "output rows swept (HO)")
@@ -244,7 +259,7 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
                                 _parse_lane_tile(choices.get("forward"), g.o, lanes),
-                                _parse_column_tile(choices.get("forward"), g.o))
+                                forward_columns)
     scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
     # a pass computed by Winograd's algorithm still plans its direct form (grad_weight shares
     # the forward's scratch), but prints none of its constants
@@ -256,7 +271,7 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
                   if "grad_input" in in_lanes
                   else plan_columns(g, vl, gather, direct["grad_input"],
                                     machine_for("grad_input"),
-                                    _parse_column_tile(choices.get("grad_input"), g.c)))
+                                    _parse_column_tile(choices.get("grad_input"), g.c, False)))
     grad_weight = plan_grad_weight(g, vl, lanes, "grad_weight" in in_lanes,
                                    scratch.tap_offsets, scratch.seg, direct["grad_weight"],
                                    machine_for("grad_weight"),

@@ -21,7 +21,7 @@ from .common import (
     _cdiv,
 )
 from .defines import Defines
-from .records import GradBias, Helpers, ModulePlan, Product
+from .records import WIDE_VECTORS, GradBias, Helpers, ModulePlan, Product
 from .shuffles import transpose_shuffles
 
 #: The most bytes a matrix product's column panel may take (L1 is 32 KB; a little more
@@ -40,11 +40,6 @@ CHUNK_BYTES = 448 * 1024
 FULL_TILES = 2
 #: Bytes per cycle the left factor of a matrix product streams in at (from L2).
 L2_BYTES_PER_CYCLE = 16
-
-
-#: The vector type, length and macros of a wide tile (``helpers.c.jinja``'s lane vectors).
-WIDE_VECTORS = {"vector": "lanes", "reals": "LANES", "load": "LOAD_LANES",
-                "store": "STORE_LANES", "in_register": "IN_REGISTER_LANES"}
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,12 @@ class RowStore:
     vectors: tuple[VectorStore, ...]
 
 
+#: The vector type, length and macros of a wide tile (``helpers.c.jinja``'s lane vectors),
+#: as the records of matrix products and column sweeps name them.
+WIDE_VECTORS = {"vector": "lanes", "reals": "LANES", "load": "LOAD_LANES",
+                "store": "STORE_LANES", "in_register": "IN_REGISTER_LANES"}
+
+
 @dataclass(frozen=True)
 class ColumnSweep:
     """forward or grad_input as a column tile over the zero-framed scratch (``sweep``).
@@ -128,6 +134,8 @@ class ColumnSweep:
     each column tap holds (``0`` without reuse). With ``reuse``, row ``y`` and row tap ``i``
     read source row ``y*row_step + tap_rows[i]``, and ``schedule`` lists per source row
     (below the top row of taps) the ``(tile row, row tap)`` pairs it feeds.
+    ``vector``, ``reals``, ``load``, ``store``, ``in_register``: the C type, length and
+    macros of the tile's vectors: VL reals, or LANES (the machine's widest: ``wide``).
     """
 
     name: str
@@ -154,7 +162,16 @@ class ColumnSweep:
     row_step: int
     tap_rows: tuple[int, ...]
     schedule: tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
+    vector: str = "vec"
+    reals: str = "VL"
+    load: str = "LOAD"
+    store: str = "STORE"
+    in_register: str = "IN_REGISTER"
     variant: str = "column_sweep"
+
+    @property
+    def wide(self) -> bool:
+        return self.reals == "LANES"
 
 
 @dataclass(frozen=True)
@@ -445,8 +462,8 @@ class Helpers:
             ``pack_planes``).
         shuffles: ``VEC_SHUFFLE`` and ``COLUMN_TAP_BOUNDARY`` (grad_input in place).
         in_register: ``IN_REGISTER`` (a loaded vector feeds several multiply-adds).
-        wide_in_register: ``IN_REGISTER_LANES``, its form for vectors of LANES reals (a
-            matrix product's wide tiles).
+        wide_in_register: ``IN_REGISTER_LANES``, its form for vectors of LANES reals (the
+            wide tiles of a matrix product or a column sweep).
         lanes: the lane vector type (channels in lanes).
         hide_pointer: ``HIDE_POINTER`` (a lane sweep's bias, read where its tiles are
             stored).

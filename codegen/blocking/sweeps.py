@@ -70,10 +70,12 @@ def forward_phases(g: Geometry) -> list[tuple[int, int, int]]:
     return [(g.ho, g.wo, g.kh * g.kw)]
 
 
-def forward_sweep_candidates(g: Geometry, vl: int, machine: Machine) -> tuple[SweepTile, ...]:
-    """forward's column tiles ``codegen.tune`` may time, the model's choice first."""
+def forward_sweep_candidates(g: Geometry, vl: int, lanes: int, machine: Machine
+                             ) -> tuple[SweepTile, ...]:
+    """forward's column tiles ``codegen.tune`` may time, the model's choice first, then
+    tiles of vectors of ``lanes`` reals where those are wider than ``vl``."""
     return sweep_tile_candidates(vl, g.o, g.c, forward_phases(g), machine,
-                                 tuple(i * g.dh for i in range(g.kh)), g.sh)
+                                 tuple(i * g.dh for i in range(g.kh)), g.sh, lanes)
 
 
 def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool, machine: Machine,
@@ -84,8 +86,8 @@ def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool, machine: Mach
     if in_lanes:
         tile = lane_tile or _lane_tile(lanes, g.o, g.c, forward_phases(g), machine)
         return tile, tile.ty, tile.tx
-    tile = sweep_tile or forward_sweep_candidates(g, vl, machine)[0]
-    return tile, tile.ty, tile.txv * vl
+    tile = sweep_tile or forward_sweep_candidates(g, vl, lanes, machine)[0]
+    return tile, tile.ty, tile.txv * (lanes if tile.wide else vl)
 
 
 def _forward_driver(g: Geometry, in_lanes: bool, bias: bool) -> Driver:
@@ -116,7 +118,8 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, t
         d.const("FWD_OB", tile.ob, "forward tile: output channels (divides O)")
         d.const("FWD_TY", tile.ty, "forward tile: output rows")
         d.const("FWD_TXV", tile.txv, "forward tile: vectors of output columns")
-        d.const("FWD_TX", tx, "forward tile: output columns (FWD_TXV * VL)")
+        d.const("FWD_TX", tx, f"forward tile: output columns (FWD_TXV * "
+                f"{'LANES' if tile.wide else 'VL'})")
         if tile.reuse:
             _reuse_constants(d, "FWD", g.kh, g.kw)
             d.table("FWD_COLUMN_OFFSET", scratch.tap_offsets[:g.kw],

@@ -19,12 +19,14 @@ from .common import (
 @dataclass(frozen=True)
 class SweepTile:
     """A correlation sweep's register tile: OB channels x TY rows x TXV vectors; with
-    ``reuse``, each source row loaded once per column tap feeds every row tap reaching it."""
+    ``reuse``, each source row loaded once per column tap feeds every row tap reaching it.
+    Its vectors are of VL reals, or, ``wide``, of LANES (the machine's widest)."""
 
     ob: int
     ty: int
     txv: int
     reuse: bool = False
+    wide: bool = False
 
 
 def _source_rows(ty: int, row_step: int, tap_rows: tuple[int, ...]) -> int:
@@ -34,7 +36,8 @@ def _source_rows(ty: int, row_step: int, tap_rows: tuple[int, ...]) -> int:
 
 def _sweep_costs(vl: int, out_channels: int, in_channels: int,
                  phases: list[tuple[int, int, int]], machine: Machine,
-                 tap_rows: tuple[int, ...] = (), row_step: int = 1) -> list[SweepTile]:
+                 tap_rows: tuple[int, ...] = (), row_step: int = 1, wide: bool = False
+                 ) -> list[SweepTile]:
     """Every tile that fits the machine's registers, by modelled time over ``phases`` of
     ``(rows, columns, taps)``, least first (ties: more sums first, then in the order the
     loops below meet them).
@@ -48,6 +51,8 @@ def _sweep_costs(vl: int, out_channels: int, in_channels: int,
     row reuse: the source rows, ``row_step`` apart from one output row to the next and
     ``tap_rows`` below the top row of taps, are loaded once per column tap and multiplied
     by every row tap's weights (``OB`` per row tap, held in registers).
+
+    ``wide``: ``vl`` is the reals per vector of the machine's widest, and the tiles say so.
     """
     rows = max(r for r, _, _ in phases)
     vectors = max(_cdiv(x, vl) for _, x, _ in phases)
@@ -72,7 +77,7 @@ def _sweep_costs(vl: int, out_channels: int, in_channels: int,
                         cost += tiles * (in_channels * (taps // row_taps * per_group
                                                         + CHANNEL_OVERHEAD)
                                          + TILE_OVERHEAD + acc + ROW_OVERHEAD * ob * ty)
-                    ranked.append(((cost, -acc, reuse), SweepTile(ob, ty, txv, reuse)))
+                    ranked.append(((cost, -acc, reuse), SweepTile(ob, ty, txv, reuse, wide)))
     assert ranked
     return [tile for _, tile in sorted(ranked, key=lambda item: item[0])]
 
@@ -82,16 +87,36 @@ def _sweep_costs(vl: int, out_channels: int, in_channels: int,
 #: channel x 4 rows x 4 vectors reusing rows, took 0.94 of the time of the first, 2 x 2 x 4
 #: (docs/tiles.md).
 SWEEP_CANDIDATES = 4
+#: Where the machine's vectors are wider than VL (AVX-512), ``codegen.tune`` also times this
+#: many tiles of its widest vectors (``wide``).
+WIDE_SWEEP_CANDIDATES = 4
 
 
 def sweep_tile_candidates(vl: int, out_channels: int, in_channels: int,
                           phases: list[tuple[int, int, int]], machine: Machine,
-                          tap_rows: tuple[int, ...] = (), row_step: int = 1
-                          ) -> tuple[SweepTile, ...]:
+                          tap_rows: tuple[int, ...] = (), row_step: int = 1,
+                          lanes: int = 0) -> tuple[SweepTile, ...]:
     """The column tiles ``codegen.tune`` times: the ``SWEEP_CANDIDATES`` best modelled, the
-    model's choice first."""
-    return tuple(_sweep_costs(vl, out_channels, in_channels, phases, machine, tap_rows,
-                              row_step)[:SWEEP_CANDIDATES])
+    model's choice first; with ``lanes`` (reals per vector of the machine's widest) above
+    ``vl``, then ``WIDE_SWEEP_CANDIDATES`` tiles of such vectors: each of the first ones'
+    twin (the same channels, rows and columns in half as many vectors) where
+    its columns fill whole wide vectors, then the best modelled wide tiles.
+
+    A CPU with two full-width 512-bit multiply-add units (Intel's Xeons) reaches at most
+    half its peak on vectors of VL (256 bits); one that splits a 512-bit multiply-add in two
+    (Zen 4) gains nothing from wider ones. The model does not tell the two apart; the
+    measurement does (docs/tiles.md)."""
+    found = _sweep_costs(vl, out_channels, in_channels, phases, machine, tap_rows,
+                         row_step)[:SWEEP_CANDIDATES]
+    if lanes <= vl:
+        return tuple(found)
+    per_wide = lanes // vl
+    twins = [SweepTile(t.ob, t.ty, t.txv // per_wide, t.reuse, True)
+             for t in found if t.txv % per_wide == 0]
+    modelled = _sweep_costs(lanes, out_channels, in_channels, phases, machine, tap_rows,
+                            row_step, wide=True)
+    wide = list(dict.fromkeys(twins + modelled))[:WIDE_SWEEP_CANDIDATES]
+    return tuple(found + wide)
 
 
 @dataclass(frozen=True)

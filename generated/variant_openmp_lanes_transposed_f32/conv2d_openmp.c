@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 8794d783c13c3612877fd709dae5eff0cf71ef612bb90b4e90c56f0e08efcd1c
+ * cache key: d41e6ed3016faa319c5f95f61a19d759310173a256d9f5b53bc4d6c21d264f27
  */
 
 #include <stdint.h>
@@ -130,8 +130,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
     const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
     return groups < blocks ? groups : blocks;
 }
-/* Vectors of LANES reals: the tiles that hold channels in lanes, and the matrix products'
- * transposes and wide tiles. */
+/* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
+ * wide tiles (matrix products' and forward's column tiles of the machine's widest vectors). */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: d6d1dda7be1f80378207e1831661a5de220b03b84acc8d539d2197755a701890
+ * cache key: b58ecb4b42a23ed7ee67a50a826d555a5a3e7451ee8a826a7f14849dd9bdbe6d
  */
 
 #include <stdint.h>
@@ -77,8 +77,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
 #else
 #define IN_REGISTER(value) __asm__("" : "+w"(value))
 #endif
-/* Vectors of LANES reals: the tiles that hold channels in lanes, and the matrix products'
- * transposes and wide tiles. */
+/* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
+ * wide tiles (matrix products' and forward's column tiles of the machine's widest vectors). */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))

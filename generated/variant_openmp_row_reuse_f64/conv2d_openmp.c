@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: e4de99c6a1ae89c2a39348b5e2eefd27ac14751602e78640f87f1d130780ae34
+ * cache key: 64256bb02e95a8033c4405c43442bafcfaa07cd3133073d241c42af6635f7779
  */
 
 #include <stdint.h>
@@ -135,8 +135,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
 #else
 #define IN_REGISTER(value) __asm__("" : "+w"(value))
 #endif
-/* Vectors of LANES reals: the tiles that hold channels in lanes, and the matrix products'
- * transposes and wide tiles. */
+/* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
+ * wide tiles (matrix products' and forward's column tiles of the machine's widest vectors). */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 54c6ac5b7ad2f3a3f9254f2daf2bb80fe16a3a634af1c83476de77a4bdcec2c5
+ * cache key: 0dab14d420fba5a062efe32124d2ddeaacd988db6745ad0500e0a1b57f76d809
  */
 
 #include <stdint.h>
@@ -125,8 +125,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
 #else
 #define IN_REGISTER(value) __asm__("" : "+w"(value))
 #endif
-/* Vectors of LANES reals: the tiles that hold channels in lanes, and the matrix products'
- * transposes and wide tiles. */
+/* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
+ * wide tiles (matrix products' and forward's column tiles of the machine's widest vectors). */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))
