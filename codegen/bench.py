@@ -50,7 +50,10 @@ class Row:
     ``quartiles_us`` holds each contestant's first and third quartile of the runs (µs), by
     name (``corrgen``, ``numpy``, ``torch``); ``target`` the module's backend; ``algorithm``
     ``winograd`` when the pass ran Winograd's algorithm (its ``flops`` still count the
-    direct sum's operations, as BENCH.md defines them), else empty.
+    direct sum's operations, as BENCH.md defines them), else empty. ``choice``: what tuning
+    chose for the pass on this machine (``codegen.tune``: ``column_tile=1x4x2rw``,
+    ``winograd=2``, ...), empty where the module was not tuned or the pass has one plan;
+    ``tuning_s`` the seconds that tuning took when it measured (stored with the choice).
     """
 
     layer: str
@@ -67,6 +70,8 @@ class Row:
     target: str = "openmp"
     quartiles_us: dict[str, tuple[float, float]] = field(default_factory=dict, hash=False)
     algorithm: str = ""
+    choice: str = ""
+    tuning_s: float | None = None
 
     @property
     def gflops(self) -> float:
@@ -207,7 +212,8 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
     torch = _torch_passes(spec, threads, V, K, b, G) if with_torch else None
     from .blocking.layer import WINOGRAD_CHOICE
 
-    choices = getattr(getattr(module, "tuning", None), "choices", None) or {}
+    tuning = getattr(module, "tuning", None)
+    choices = getattr(tuning, "choices", None) or {}
     rows = []
     for name in ours:
         contestants = {"corrgen": ours[name], "numpy": numpy[name]}
@@ -222,7 +228,8 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
         rows.append(Row(layer, spec.describe(), module.dtype, batch, threads, name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
                         median.get("torch"), peak_gflops, "openmp", quartiles,
-                        WINOGRAD if choices.get(name) == WINOGRAD_CHOICE else ""))
+                        WINOGRAD if choices.get(name) == WINOGRAD_CHOICE else "",
+                        choices.get(name, ""), tuning.seconds if choices else None))
     return rows
 
 
@@ -243,6 +250,19 @@ def table(rows: list[Row]) -> str:
             f"{r.vs_numpy:.3f} | "
             f"{_fmt(r.torch_us, '.1f')} | {_fmt(r.vs_torch, '.3f')} | {r.threads} |")
     return "\n".join(lines)
+
+
+def tuning_lines(rows: list[Row]) -> list[str]:
+    """One line per tuned module of ``rows``: its layer and dtype, each tuned pass's choice,
+    and how long tuning took; none where no module was tuned."""
+    modules: dict[tuple[str, str, int], list[Row]] = {}
+    for r in rows:
+        if r.choice:
+            modules.setdefault((r.layer or r.spec, r.dtype, r.threads), []).append(r)
+    return [f"{layer} {dtype}, {threads} threads: "
+            + ", ".join(f"{r.name} {r.choice}" for r in tuned)
+            + f" (tuned in {tuned[0].tuning_s:.1f} s)"
+            for (layer, dtype, threads), tuned in modules.items()]
 
 
 def describe_machine() -> dict[str, Any]:
@@ -313,7 +333,15 @@ def markdown(rows: list[Row]) -> str:
             f"(below 1: corrgen is faster). {_peaks_line(rows)}"
             f"{WINOGRAD_NOTE if any(r.algorithm == WINOGRAD for r in rows) else ''}"
             f"{QUIET_PEERS_NOTE}\n\n"
-            f"{table(rows)}\n")
+            f"{table(rows)}\n{_tuning_section(rows)}")
+
+
+def _tuning_section(rows: list[Row]) -> str:
+    lines = tuning_lines(rows)
+    if not lines:
+        return ""
+    return ("\nTuned on this machine (codegen.tune; the choices a pass could take are "
+            "codegen.blocking.candidates):\n\n" + "".join(f"- {line}\n" for line in lines))
 
 
 def document(rows: list[Row]) -> dict[str, Any]:

@@ -712,6 +712,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         markdown,
         table,
         to_json,
+        tuning_lines,
     )
     from codegen.bench_network import NETWORK_ENV
 
@@ -747,6 +748,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(table(rows))
     if any(r.algorithm == WINOGRAD for r in rows):
         print(WINOGRAD_NOTE.strip())
+    for line in tuning_lines(rows):
+        print(f"tuned: {line}")
     if args.markdown:
         Path(args.markdown).write_text(markdown(rows))
     if args.json:

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from test_tune import _build_with
 
-from codegen.bench import LAYERS, WINOGRAD_NOTE, bench_module, markdown, table
+from codegen.bench import (
+    LAYERS,
+    WINOGRAD_NOTE,
+    bench_module,
+    document,
+    markdown,
+    table,
+    tuning_lines,
+)
 from codegen.blocking import AVX2, AVX512, candidates, plan
 from codegen.blocking.common import geometry
 from codegen.blocking.layer import PASSES, WINOGRAD_CHOICE
@@ -199,6 +207,26 @@ def test_the_bench_marks_the_passes_winograd_computes(tmp_path: Path):
     assert "| forward (W) |" in table(rows) and "| grad_input |" in table(rows)
     assert WINOGRAD_NOTE in markdown(rows)
     assert WINOGRAD_NOTE not in markdown(rows[1:])
+
+
+def test_the_bench_reports_what_tuning_chose(tmp_path: Path):
+    """Each row carries its pass's tuned choice and the tuning's seconds (and so does the
+    JSON); the report lists the choices per module, and says nothing of tuning for a module
+    that was not tuned."""
+    module = _build_with(SPECS["valid"], "float64", {"forward": "winograd=2"}, tmp_path)
+    module.tuning = Tuning({"forward": "winograd=2"}, {"forward": {"winograd=2": 1.0}}, 2, 1,
+                           4.25)
+    rows = bench_module(module, batch=2, layer="L", runs=7, with_torch=False)
+    assert [(r.name, r.choice, r.tuning_s) for r in rows] == [
+        ("forward", "winograd=2", 4.25), ("grad_input", "", 4.25), ("grad_weight", "", 4.25)]
+    line = f"L float64, {rows[0].threads} threads: forward winograd=2 (tuned in 4.2 s)"
+    assert tuning_lines(rows) == [line]
+    assert f"\n- {line}\n" in markdown(rows)
+    assert document(rows)["rows"][0]["choice"] == "winograd=2"
+    module.tuning = None
+    untuned = bench_module(module, batch=2, layer="L", runs=7, with_torch=False)
+    assert all(r.choice == "" and r.tuning_s is None for r in untuned)
+    assert tuning_lines(untuned) == [] and "Tuned on this machine" not in markdown(untuned)
 
 
 _THREADS_SCRIPT = """
