@@ -225,11 +225,7 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     choices = choices or {}
 
     def machine_for(name: str) -> Machine:
-        choice = _pixels(choices.get(name, ""))[0]
-        if not choice.startswith(LANE_FMAS_CHOICE):
-            return machine
-        fmas = int(choice.removeprefix(LANE_FMAS_CHOICE))
-        return machine if fmas == machine.lane_fmas else replace(machine, lane_fmas=fmas)
+        return _rated(machine, choices.get(name, ""))
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     index_type = "int32_t" if dtype_bytes == 4 else "int64_t"
     g = geometry(spec)
@@ -241,22 +237,9 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     lanes = machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)
     forward_columns = _parse_column_tile(choices.get("forward"), g.o, lanes > vl)
-    d = Defines()
-    d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
-    if in_lanes:
-        d.const("LANES", lanes, f"channels per lane vector ({machine.lane_bytes} bytes, "
-                f"{machine.isa})")
-    elif "grad_weight" in winograd:
-        d.const("LANES", lanes, f"reals per side of a block transposed in registers "
-                f"({machine.lane_bytes} bytes, {machine.isa})")
-    elif forward_columns and forward_columns.wide:
-        d.const("LANES", lanes, f"reals per vector of the forward tile's columns "
-                f"({machine.lane_bytes} bytes, {machine.isa})")
-    d.const("LH", g.h, "rows swept (H)")
-    d.const("LW", g.w, "input columns swept (W)")
-    d.const("LHO", g.ho, "output rows swept (HO)")
-    d.const("LWO", g.wo, "output columns swept (WO)")
-    d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
+    d = _layer_constants(g, vl, lanes, machine, _lanes_use(
+        bool(in_lanes), "grad_weight" in winograd,
+        forward_columns is not None and forward_columns.wide))
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
                                 _parse_lane_tile(choices.get("forward"), g.o, lanes),
                                 forward_columns)
@@ -282,6 +265,42 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     passes = tuple(plans.values()) + bias
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,
                       tuple(d.constants), tuple(d.tables))
+
+
+def _rated(machine: Machine, choice: str) -> Machine:
+    """``machine``, its lane tiles costed at the multiply-adds per cycle ``choice`` names
+    (``lane_fmas=N``, possibly with ``,pixels=M``), if it names any."""
+    base = _pixels(choice)[0]
+    if not base.startswith(LANE_FMAS_CHOICE):
+        return machine
+    fmas = int(base.removeprefix(LANE_FMAS_CHOICE))
+    return machine if fmas == machine.lane_fmas else replace(machine, lane_fmas=fmas)
+
+
+def _lanes_use(in_lanes: bool, winograd_grad_weight: bool, wide_forward: bool) -> str | None:
+    """What the module's ``LANES`` counts, when a pass uses lane vectors."""
+    if in_lanes:
+        return "channels per lane vector"
+    if winograd_grad_weight:
+        return "reals per side of a block transposed in registers"
+    if wide_forward:
+        return "reals per vector of the forward tile's columns"
+    return None
+
+
+def _layer_constants(g: Geometry, vl: int, lanes: int, machine: Machine,
+                     lanes_use: str | None) -> Defines:
+    """The constants every pass of the layer reads, the first the module prints."""
+    d = Defines()
+    d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
+    if lanes_use:
+        d.const("LANES", lanes, f"{lanes_use} ({machine.lane_bytes} bytes, {machine.isa})")
+    d.const("LH", g.h, "rows swept (H)")
+    d.const("LW", g.w, "input columns swept (W)")
+    d.const("LHO", g.ho, "output rows swept (HO)")
+    d.const("LWO", g.wo, "output columns swept (WO)")
+    d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
+    return d
 
 
 def _winograd_plans(g: Geometry, names: set[str], vl: int, dtype_bytes: int,
