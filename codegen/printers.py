@@ -131,6 +131,19 @@ class IndexPrinter(KernelPrinter):
         return text
 
 
+def _decode(free_names: list[str], extents: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """Each free index from the flat element number ``e`` (the last index varying fastest),
+    as ``(name, C expression)``, last index first."""
+    decode, size = [], []
+    for name in reversed(free_names):
+        below = f" / {' * '.join(size)}" if len(size) == 1 else (
+            f" / ({' * '.join(size)})" if size else "")
+        last = name == free_names[0]
+        decode.append((name, f"e{below}" + ("" if last else f" % {extents[name]}")))
+        size.append(extents[name])
+    return tuple(decode)
+
+
 def loop_nest(form: Any, printer: KernelPrinter, arrays: dict[str, str],
               dims: dict[str, tuple[str, ...]], extents: dict[str, str]) -> LoopNest:
     """Print ``form`` as C loops: ``arrays`` names the C array of each base (``{"V": "V_s",
@@ -176,20 +189,14 @@ def loop_nest(form: Any, printer: KernelPrinter, arrays: dict[str, str],
     free_names = [str(s) for s, _ in form.free]
     offset = _flat(free_names, dims[form.target])
     target = f"{arrays[form.target]}[{offset}]"
-    decode, size = [], []
-    for name in reversed(free_names):
-        below = f" / {' * '.join(size)}" if len(size) == 1 else (
-            f" / ({' * '.join(size)})" if size else "")
-        last = name == free_names[0]
-        decode.append((name, f"e{below}" + ("" if last else f" % {extents[name]}")))
-        size.append(extents[name])
     sums = tuple(Loop(str(s), extents[str(s)], tuple(lets[k]), " || ".join(skips[k]))
                  for k, (s, _) in enumerate(form.sums))
     all_skips = [t for k in range(len(sums)) for t in skips[k]]
     return LoopNest(
         formula=str(form),
         free=tuple(Loop(name, extents[name]) for name in free_names),
-        sums=sums, init=init, term=term, target=target, decode=tuple(decode),
+        sums=sums, init=init, term=term, target=target,
+        decode=_decode(free_names, extents),
         lets=tuple(let for k in lets for let in k),
         skip=" || ".join(all_skips),
         size=_product([extents[name] for name in free_names]),
