@@ -226,6 +226,26 @@ def _quiet(step: str, done: int, total: int) -> None:
     """No progress shown."""
 
 
+def _checked_forms(spec: LayerSpec, proved_on: LayerSpec, tell: ProgressFn) -> tuple:
+    """Seed 003's matrix forms and seed 004's vectorised form of ``spec``, each checked
+    against the explicit gradients: on ``spec`` when its matrices are printed, otherwise on
+    the layer the proof ran on (``proved_on``). Returns the matrix forms, the layer they were
+    checked on and the check's counts, then the same three for the vectorised form."""
+    tell("checking matrix forms", 0, 2)
+    own = MatrixForms(spec)
+    checked_on = spec if own.printable() else proved_on
+    explicit = (derive_layer(checked_on, max_terms=None)  # cached by prove
+                if checked_on == proved_on else None)
+    matrix_counts = (own if checked_on == spec else MatrixForms(checked_on)).check(explicit)
+    tell("checking matrix forms", 1, 2)
+    vec_own = VecForms(spec)
+    vec_on = spec if printable(vec_own) else proved_on
+    vec_counts = (vec_own if vec_on == spec else VecForms(vec_on)).check(
+        derive_layer(vec_on, max_terms=None))
+    tell("checking matrix forms", 2, 2)
+    return own, checked_on, matrix_counts, vec_own, vec_on, vec_counts
+
+
 def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int = "auto",
                      notation: str = "seed000", values: Values | None = None,
                      progress: ProgressFn | None = None) -> Document:
@@ -262,20 +282,8 @@ def document_content(spec: LayerSpec, index_base: int = 1, elements: str | int =
     ex = Expansions(spec, lt)
     tell = progress or _quiet
     proof = prove(spec, progress=lambda done, total: tell("proving", done, total))
-    tell("checking matrix forms", 0, 2)
-    own = MatrixForms(spec)
-    # The matrices printed are this layer's: check them on it; otherwise on the proxy.
-    checked_on = spec if own.printable() else proof.proved_on
-    explicit = (derive_layer(checked_on, max_terms=None)  # cached by prove
-                if checked_on == proof.proved_on else None)
-    matrix_counts = (own if checked_on == spec else MatrixForms(checked_on)).check(explicit)
-    tell("checking matrix forms", 1, 2)
-    # Seed 004's form likewise: on this layer when its matrices are printed.
-    vec_own = VecForms(spec)
-    vec_on = spec if printable(vec_own) else proof.proved_on
-    vec_counts = (vec_own if vec_on == spec else VecForms(vec_on)).check(
-        derive_layer(vec_on, max_terms=None))
-    tell("checking matrix forms", 2, 2)
+    forms = _checked_forms(spec, proof.proved_on, tell)
+    own, checked_on, matrix_counts, vec_own, vec_on, vec_counts = forms
     sections = _sections(spec, lt, ex, selection, figures(spec, lt),
                          lambda done, total: tell("expanding", done, total))
     command = command_line(spec, notation, index_base, elements, values)
