@@ -381,6 +381,8 @@ def _cuda_parts(spec: LayerSpec, style: str, dtype: str, kernels: list[Kernel]
 
 def _machine_text(machine: Machine, choices: dict[str, str] | None) -> str:
     text = f"{machine.isa}: {machine.lane_bytes}-byte lanes, {machine.registers} vector registers"
+    if not machine.full_width:
+        text += f", each {8 * machine.lane_bytes}-bit multiply-add in two halves"
     if choices:
         text += "; measured here (codegen.tune): " + ", ".join(
             f"{name} {choice}" for name, choice in choices.items())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -26,12 +26,18 @@ class Machine:
         lane_fmas: lane-vector multiply-adds per cycle, as the lane tiles' cost model
             charges them: 1 with AVX-512 (Zen 4, where the tiles were tuned, runs a 512-bit
             multiply-add as two halves), 2 with 256-bit or narrower vectors.
+        full_width: whether a multiply-add of the widest vectors runs at the rate of a
+            256-bit one. False on Zen 4 (AMD family 25 with AVX-512), which splits it into
+            two halves: tiles of 512-bit vectors hold no more multiply-adds per cycle there,
+            and tuning does not time them. An Intel Xeon with AVX-512 multiplies 512 bits at
+            once, and a 256-bit tile reaches half its peak at most (docs/tiles.md).
     """
 
     isa: str
     lane_bytes: int
     registers: int
     lane_fmas: int = 2
+    full_width: bool = True
 
     @property
     def accumulators(self) -> int:
@@ -50,6 +56,8 @@ class Machine:
 #: so that each broadcast source value feeds 16 float32 multiply-adds per instruction), AVX2
 #: (Zen 3 and older Xeons: 16 registers of 32 bytes), SSE.
 AVX512 = Machine("avx512", 64, 32, lane_fmas=1)
+#: AVX-512 as Zen 4 runs it: each 512-bit multiply-add in two 256-bit halves.
+AVX512_HALVES = replace(AVX512, full_width=False)
 AVX2 = Machine("avx2", 32, 16)
 SSE = Machine("sse", 16, 16)
 
@@ -81,8 +89,22 @@ def _detected_machine() -> Machine:
         text = CPUINFO.read_text()
     except OSError:
         return AVX2
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
+    fields = _first_fields(text)
+    flags = fields.get("flags", "").split()
     if "avx512f" in flags:
-        return AVX512
+        halves = fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family") == "25"
+        return AVX512_HALVES if halves else AVX512
     return AVX2 if "avx2" in flags and "fma" in flags else SSE
+
+
+def _first_fields(cpuinfo: str) -> dict[str, str]:
+    """The fields of ``/proc/cpuinfo``'s first processor, by name."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        name, colon, value = line.partition(":")
+        if not colon:
+            if fields:
+                break  # the blank line after the first processor
+            continue
+        fields.setdefault(name.strip(), value.strip())
+    return fields

@@ -13,7 +13,7 @@ from codegen.blocking.tiles import _grad_weight_tile, _lane_tile, sweep_tile_can
 from codegen.build import machine_identity
 from codegen.check import check_module
 from codegen.lower import lower
-from codegen.machine import ISA_ENV, _detected_machine
+from codegen.machine import AVX512_HALVES, ISA_ENV, _detected_machine
 
 #: Layers whose channels fill lane vectors at every width, and one 1x1 product.
 LANE_LAYERS = ["lanes_p1", "lanes_s2x3_d2x1_conv", "lanes_long_rows", "pointwise_parallel"]
@@ -28,6 +28,27 @@ def test_detection_follows_the_cpu_flags(monkeypatch, tmp_path):
         _detected_machine.cache_clear()
         assert _detected_machine() == expected
     _detected_machine.cache_clear()
+
+
+@pytest.mark.parametrize("vendor, family, expected", [
+    ("AuthenticAMD", 25, AVX512_HALVES),   # Zen 4
+    ("AuthenticAMD", 26, AVX512),          # Zen 5
+    ("GenuineIntel", 6, AVX512),           # a Xeon
+])
+def test_avx512_in_halves_is_read_from_the_vendor_and_family(monkeypatch, tmp_path, vendor,
+                                                              family, expected):
+    """Zen 4 (AMD family 25) runs each 512-bit multiply-add as two halves; the first
+    processor's fields decide, as every processor lists the same."""
+    first = (f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\n"
+             "flags\t\t: fpu avx2 fma avx512f\n")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(first + "\n" + first.replace(": 0", ": 1").replace(vendor, "Other"))
+    monkeypatch.setattr("codegen.machine.CPUINFO", cpuinfo)
+    _detected_machine.cache_clear()
+    try:
+        assert _detected_machine() == expected
+    finally:
+        _detected_machine.cache_clear()
 
 
 def test_the_environment_variable_forces_a_machine_or_is_refused(monkeypatch):

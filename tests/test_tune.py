@@ -22,7 +22,7 @@ from codegen.blocking.tiles import SWEEP_CANDIDATES, WIDE_SWEEP_CANDIDATES, Swee
 from codegen.check import check_module
 from codegen.cli import main
 from codegen.lower import lower
-from codegen.machine import ISA_ENV, host_machine
+from codegen.machine import AVX512_HALVES, ISA_ENV, host_machine
 from codegen.render import render
 from derive import LayerSpec
 
@@ -429,6 +429,20 @@ def test_every_column_tile_candidate_matches_the_reference(tmp_path, layer, dtyp
 def test_a_column_tile_it_cannot_take_is_refused(choice, message):
     with pytest.raises(ValueError, match="^" + re.escape(f"choices: {choice} {message}")):
         plan(LAYERS["S3"][0], 4, AVX512, {"forward": choice})
+
+
+def test_a_cpu_that_splits_512_bit_multiply_adds_is_offered_no_wide_tiles():
+    """On Zen 4 (AVX512_HALVES) a tile of 512-bit vectors holds no more multiply-adds per
+    cycle than one of 256: neither forward's column tiles nor S6's matrix products offer one;
+    the same layers on a full-width AVX-512 CPU do, and the 256-bit ones are the same."""
+    for layer in ("S3", "S6"):
+        for dtype_bytes in (4, 8):
+            halves = candidates(LAYERS[layer][0], dtype_bytes, AVX512_HALVES)
+            full = candidates(LAYERS[layer][0], dtype_bytes, AVX512)
+            assert not any(c.endswith("w") for choices in halves.values() for c in choices)
+            assert any(c.endswith("w") for c in full["forward"])
+            assert halves == {name: tuple(c for c in choices if not c.endswith("w"))
+                              for name, choices in full.items()}
 
 
 @pytest.mark.parametrize("name, machine", [("grad_input", AVX512), ("forward", AVX2)])

@@ -90,14 +90,15 @@ def gemm_candidates(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int,
 
     Where the machine's vectors are wider than VL (AVX-512), also the ``FULL_TILES`` best
     such tiles of the widest vectors: a CPU with two full-width 512-bit multiply-add units
-    (Intel's Xeons) reaches at most half its peak on 256-bit vectors, one that splits a
-    512-bit multiply-add in two (Zen 4) gains nothing from them; which one builds the
-    module, only a measurement tells (docs/tiles.md)."""
+    (Intel's Xeons) reaches at most half its peak on 256-bit vectors. One that splits a
+    512-bit multiply-add in two (Zen 4, ``Machine.full_width`` false) gains nothing from
+    them, and is not offered them: in two S6 tunings there on 2026-11-27, they were kept
+    once, for float64 grad_weight, 0.7 % ahead of a 256-bit tile (docs/tiles.md)."""
     ranked = _gemm_costs(vl, dtype_bytes, rows, cols, depth, machine)
     full = [t for t in ranked if t.mr * t.nrv == machine.accumulators and t != ranked[0]]
     found = [ranked[0], *full[:FULL_TILES]]
     lanes = machine.lane_bytes // dtype_bytes
-    if lanes > vl:
+    if lanes > vl and machine.full_width:
         wide = _gemm_costs(lanes, dtype_bytes, rows, cols, depth, machine, wide=True)
         found += [t for t in wide if t.mr * t.nrv == machine.accumulators][:FULL_TILES]
     return tuple(found)

@@ -104,11 +104,11 @@ def sweep_tile_candidates(vl: int, out_channels: int, in_channels: int,
 
     A CPU with two full-width 512-bit multiply-add units (Intel's Xeons) reaches at most
     half its peak on vectors of VL (256 bits); one that splits a 512-bit multiply-add in two
-    (Zen 4) gains nothing from wider ones. The model does not tell the two apart; the
-    measurement does (docs/tiles.md)."""
+    (Zen 4) gains nothing from wider ones, and is not offered them
+    (``Machine.full_width``)."""
     found = _sweep_costs(vl, out_channels, in_channels, phases, machine, tap_rows,
                          row_step)[:SWEEP_CANDIDATES]
-    if lanes <= vl:
+    if lanes <= vl or not machine.full_width:
         return tuple(found)
     per_wide = lanes // vl
     twins = [SweepTile(t.ob, t.ty, t.txv // per_wide, t.reuse, True)
