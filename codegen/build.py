@@ -131,10 +131,12 @@ def machine_identity(backend: Backend) -> list[str]:
 
     from .machine import host_machine
 
+    machine = host_machine()
+    tiles_for = machine.isa + ("" if machine.full_width else " in halves")
     identity = ["python", importlib.machinery.EXTENSION_SUFFIXES[0], "cffi",
                 _cffi_backend.__version__,
                 "cpu", _cpu_model() if backend.cpu_specific else "",
-                "tiles for", host_machine().isa if backend.cpu_specific else ""]
+                "tiles for", tiles_for if backend.cpu_specific else ""]
     if backend.python_template:
         import numpy
 
