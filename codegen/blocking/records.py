@@ -120,13 +120,31 @@ class RowStore:
 
 
 #: The vector type, length and macros of a wide tile (``helpers.c.jinja``'s lane vectors),
-#: as the records of matrix products and column sweeps name them.
+#: as the records of register tiles name them (``TileVectors``).
 WIDE_VECTORS = {"vector": "lanes", "reals": "LANES", "load": "LOAD_LANES",
                 "store": "STORE_LANES", "in_register": "IN_REGISTER_LANES"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class TileVectors:
+    """What a register tile's vectors are in C: their type, their length in reals and the
+    macros that load, store and pin them; VL reals (AVX2's width), or LANES, the machine's
+    widest (``WIDE_VECTORS``: ``wide``). The records of the tiles that can be either
+    (column sweeps, matrix products, Winograd's products) take these fields from here."""
+
+    vector: str = "vec"
+    reals: str = "VL"
+    load: str = "LOAD"
+    store: str = "STORE"
+    in_register: str = "IN_REGISTER"
+
+    @property
+    def wide(self) -> bool:
+        return self.reals == "LANES"
+
+
 @dataclass(frozen=True)
-class ColumnSweep:
+class ColumnSweep(TileVectors):
     """forward or grad_input as a column tile over the zero-framed scratch (``sweep``).
 
     ``accumulators[p]``: channel p's sums in tile order; ``loads``: per tap (or, with
@@ -134,8 +152,7 @@ class ColumnSweep:
     each column tap holds (``0`` without reuse). With ``reuse``, row ``y`` and row tap ``i``
     read source row ``y*row_step + tap_rows[i]``, and ``schedule`` lists per source row
     (below the top row of taps) the ``(tile row, row tap)`` pairs it feeds.
-    ``vector``, ``reals``, ``load``, ``store``, ``in_register``: the C type, length and
-    macros of the tile's vectors: VL reals, or LANES (the machine's widest: ``wide``).
+    Its vectors: ``TileVectors``.
     """
 
     name: str
@@ -162,16 +179,7 @@ class ColumnSweep:
     row_step: int
     tap_rows: tuple[int, ...]
     schedule: tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
-    vector: str = "vec"
-    reals: str = "VL"
-    load: str = "LOAD"
-    store: str = "STORE"
-    in_register: str = "IN_REGISTER"
     variant: str = "column_sweep"
-
-    @property
-    def wide(self) -> bool:
-        return self.reals == "LANES"
 
 
 @dataclass(frozen=True)
@@ -304,7 +312,7 @@ class GradWeightLanes:
 
 
 @dataclass(frozen=True)
-class Product:
+class Product(TileVectors):
     """One pass of a pointwise layer: a matrix product of MR x NR register tiles.
 
     ``a_rows`` the accumulators of each tile row; ``row``/``step`` the left factor's
@@ -315,8 +323,7 @@ class Product:
     ``unroll``: the steps the tile's loop takes per pass.
     ``edge_nrv``: the vectors of the narrower tile that computes the last column panel (0:
     the full tile computes it).
-    ``vector``, ``reals``, ``load``, ``store``, ``in_register``: the C type, length and
-    macros of the tile's vectors: VL reals, or LANES (the machine's widest: ``wide``).
+    Its vectors: ``TileVectors``.
     """
 
     name: str
@@ -342,20 +349,11 @@ class Product:
     tile_fmas: int
     unroll: int
     edge_nrv: int = 0
-    vector: str = "vec"
-    reals: str = "VL"
-    load: str = "LOAD"
-    store: str = "STORE"
-    in_register: str = "IN_REGISTER"
     variant: str = "pointwise"
-
-    @property
-    def wide(self) -> bool:
-        return self.reals == "LANES"
 
 
 @dataclass(frozen=True)
-class Winograd:
+class Winograd(TileVectors):
     """forward or grad_input of a 3x3 layer at stride 1 by Winograd's F(m x m, 3x3)
     (``blocking.winograd``): per task, a block of tile rows of one sample is transformed,
     multiplied point by point as matrix products of ``mr`` x ``nrv`` register tiles, and
@@ -393,7 +391,7 @@ class Winograd:
 
 
 @dataclass(frozen=True)
-class WinogradGradWeight:
+class WinogradGradWeight(TileVectors):
     """grad_weight of a 3x3 layer at stride 1 by Winograd's F(3x3, 2x2)
     (``blocking.winograd``): per task, a block of tile rows of one sample has its patches
     and its gradients' 2x2 blocks transformed, and each point's product (input channels x
