@@ -228,7 +228,7 @@ def bench_module(module: ModuleType, batch: int, layer: str = "", runs: int = 7,
         rows.append(Row(layer, spec.describe(), module.dtype, batch, threads, name,
                         flops(spec, batch, name), median["corrgen"], median["numpy"],
                         median.get("torch"), peak_gflops, "openmp", quartiles,
-                        WINOGRAD if choices.get(name) == WINOGRAD_CHOICE else "",
+                        WINOGRAD if choices.get(name, "").startswith(WINOGRAD_CHOICE) else "",
                         choices.get(name, ""), tuning.seconds if choices else None))
     return rows
 

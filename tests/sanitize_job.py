@@ -7,7 +7,9 @@ first (``LD_PRELOAD`` of libasan, ``ASAN_OPTIONS=detect_leaks=0``) and ``CORRGEN
 
 where each CASE is ``layer:style:dtype`` with a layer of ``test_kernels.GRID``, or
 ``layer:loops:dtype:winograd`` with one of ``test_winograd.SPECS`` (every pass by
-Winograd's algorithm, as tuning may choose it). It builds the
+Winograd's algorithm, as tuning may choose it), or ``...:winograd-wide`` (the same with its
+products' tiles of 512-bit vectors, as tuning may choose on a full-width AVX-512 CPU; planned
+for AVX-512 whatever this CPU is, whose compiler splits the vectors it lacks). It builds the
 cases two at a time into OUT, then runs forward, grad_input, grad_weight, grad_bias and
 backward on batches of 1 and 3, into new arrays and into ``out=`` buffers, and compares each
 result with the NumPy reference (``codegen.check.compare``: 1e-12 in float64, 1e-5 in
@@ -31,9 +33,12 @@ from test_winograd import SPECS
 
 import codegen
 from codegen.backends import SANITIZE_ENV, backend_for
-from codegen.blocking.layer import PASSES, WINOGRAD_CHOICE
+from codegen.blocking.layer import PASSES, WIDE_WINOGRAD_CHOICE, WINOGRAD_CHOICE
 from codegen.check import compare
-from codegen.loader import sanitizer_runtime_loaded
+from codegen.loader import _build_or_reuse, sanitizer_runtime_loaded
+from codegen.lower import lower
+from codegen.machine import AVX512
+from codegen.render import render
 from derive import reference
 
 BATCHES = (1, 3)
@@ -78,6 +83,19 @@ def results(module, batch: int) -> list:
     return [compare(name, array, *want[name], dtype) for name, array in got]
 
 
+def _build_wide_winograd(spec, dtype: str, out: Path):
+    """``spec``'s module with every pass by Winograd's algorithm in 512-bit products, planned
+    for AVX-512 (the request says so, so that it is not taken for this CPU's own)."""
+    backend = backend_for("openmp")
+    choices = dict.fromkeys(PASSES, WIDE_WINOGRAD_CHOICE)
+    request = {"spec": spec.to_dict(), "style": "loops", "dtype": dtype, "choices": choices,
+               "machine": AVX512.isa}
+    return _build_or_reuse(
+        request, lambda: render(lower(spec, backend, dtype, "loops", machine=AVX512,
+                                      choices=choices), backend),
+        backend, out, None, None)
+
+
 def main(argv: list[str]) -> int:
     if not sanitizer_runtime_loaded() or not backend_for("openmp").sanitize:
         print(f"run with {SANITIZE_ENV}=1 and the AddressSanitizer runtime preloaded",
@@ -89,9 +107,11 @@ def main(argv: list[str]) -> int:
 
     def build(case: tuple[str, ...]):
         layer, style, dtype, *algorithm = case
-        if algorithm:
+        if algorithm == ["winograd"]:
             return _build_with(SPECS[layer], dtype, dict.fromkeys(PASSES, WINOGRAD_CHOICE),
                                Path(out))
+        if algorithm == ["winograd-wide"]:
+            return _build_wide_winograd(SPECS[layer], dtype, Path(out))
         return codegen.load(GRID[layer], dtype=dtype, out=out, style=style)
 
     start = time.perf_counter()

@@ -57,6 +57,12 @@ VARIANTS = {
         LayerSpec(input=(16, 9, 11), kernel=(17, 16, 3, 3), padding=1), OPENMP, "loops",
         "float32", {"forward": "winograd=2", "grad_input": "winograd=2",
                     "grad_weight": "winograd=2"}),
+    "variant_openmp_wide_winograd_f64": (
+        "every pass by Winograd's algorithm, its products' tiles of the widest vectors (as "
+        "tuning may choose with AVX-512): padding 2, 24 output channels",
+        LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), padding=2), OPENMP, "loops",
+        "float64", {"forward": "winograd=2w", "grad_input": "winograd=2w",
+                    "grad_weight": "winograd=2w"}),
     "variant_openmp_wide_columns_f32": (
         "forward's column tile of the widest vectors (as tuning may choose with AVX-512): rows "
         "reused, a partial vector at each row's end",

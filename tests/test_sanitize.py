@@ -40,12 +40,14 @@ REPORTS = ("ERROR: AddressSanitizer", "runtime error:")
 #: matrix products, grad_input read in place, paired stride-2 column phases, the parallel
 #: path, ...) in the loops style, float64 and float32, the seed unrolled in both, and two
 #: layers of test_winograd.SPECS with every pass by Winograd's algorithm (odd
-#: result sizes; unequal padding in convolution mode). The whole grid builds in about a
-#: minute on 2 cores (-O1 -g1), so no layer is left out.
+#: result sizes; unequal padding in convolution mode), then with its products in 512-bit
+#: vectors (one layer per dtype). The whole grid builds in about a minute on 2 cores (-O1
+#: -g1), so no layer is left out.
 CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "float32")]
          + ["seed:unrolled:float64", "seed:unrolled:float32"]
          + [f"{name}:loops:{dtype}:winograd" for name in ("odd_sizes", "unequal_padding")
-            for dtype in ("float64", "float32")])
+            for dtype in ("float64", "float32")]
+         + ["odd_sizes:loops:float32:winograd-wide", "unequal_padding:loops:float64:winograd-wide"])
 
 
 def _runtime(library: str) -> str | None:

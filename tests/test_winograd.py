@@ -5,6 +5,7 @@ against the NumPy reference, and when tuning offers them."""
 from __future__ import annotations
 
 import random
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,11 +23,12 @@ from codegen.bench import (
 )
 from codegen.blocking import AVX2, AVX512, candidates, plan
 from codegen.blocking.common import geometry
-from codegen.blocking.layer import PASSES, WINOGRAD_CHOICE
+from codegen.blocking.layer import PASSES, WIDE_WINOGRAD_CHOICE, WINOGRAD_CHOICE
 from codegen.blocking.pointwise import CHUNK_BYTES
 from codegen.blocking.records import Winograd, WinogradGradWeight
 from codegen.blocking.winograd import AT, BT, GT, A, G, applies, linear, transform
 from codegen.check import check_module
+from codegen.machine import AVX512_HALVES, ISA_ENV
 from codegen.tune import Tuning
 from derive import LayerSpec
 
@@ -168,12 +170,17 @@ def test_grad_weight_tasks_keep_their_blocks_within_l2_and_pad_the_channels():
 
 def test_tuning_offers_winograd_where_it_applies():
     """S5 (3x3, stride 1, 64 channels): the model's choice first, Winograd last, for every
-    pass; S2 (one input channel), S3 (5x5) and S4 (stride 2): never."""
-    for machine in (AVX512, AVX2):
-        options = candidates(LAYERS["S5"][0], 4, machine)
-        for name in PASSES:
-            assert options[name][-1] == "winograd=2"
-            assert not options[name][0].startswith("winograd")
+    pass, and with full-width AVX-512 then Winograd with its products in 512-bit vectors
+    (not where 512-bit multiply-adds run in halves, nor with AVX2); S2 (one input
+    channel), S3 (5x5) and S4 (stride 2): never."""
+    for machine, last in ((AVX512, (WINOGRAD_CHOICE, WIDE_WINOGRAD_CHOICE)),
+                          (AVX512_HALVES, (WINOGRAD_CHOICE,)), (AVX2, (WINOGRAD_CHOICE,))):
+        for dtype_bytes in (4, 8):
+            options = candidates(LAYERS["S5"][0], dtype_bytes, machine)
+            for name in PASSES:
+                assert options[name][-len(last):] == last, (machine.isa, options[name])
+                assert not options[name][0].startswith("winograd")
+                assert WIDE_WINOGRAD_CHOICE not in options[name][:-len(last)]
     for layer in ("S2", "S3", "S4", "S6"):
         spec = LAYERS[layer][0]
         assert not applies(geometry(spec))
@@ -181,12 +188,58 @@ def test_tuning_offers_winograd_where_it_applies():
                        for c in choices)
 
 
+@pytest.mark.parametrize("dtype_bytes, lanes", [(4, 16), (8, 8)])
+def test_wide_winograd_products_take_the_widest_vectors(dtype_bytes, lanes):
+    """With winograd=2w, every pass's product tile is of LANES reals per vector: its record
+    names the lane vectors' type and macros, its columns (and the padding of the tiles and
+    channels they cover) are whole tiles of nrv * LANES, and the module's helpers define
+    them. winograd=2 keeps vectors of VL."""
+    spec = LAYERS["S5"][0]
+    wide = plan(spec, dtype_bytes, AVX512, dict.fromkeys(PASSES, WIDE_WINOGRAD_CHOICE))
+    narrow = plan(spec, dtype_bytes, AVX512, dict.fromkeys(PASSES, WINOGRAD_CHOICE))
+    constants = {c.name: c.value for c in wide.constants}
+    for record, other, prefix in zip(wide.passes, narrow.passes, ("WF", "WG", "WW")):
+        assert record.wide and not other.wide
+        assert (record.vector, record.load, record.reals) == ("lanes", "LOAD_LANES", "LANES")
+        assert constants[f"{prefix}_NR"] == record.nrv * lanes
+        assert record.mr * record.nrv <= AVX512.accumulators
+    assert constants["WF_NB"] % constants["WF_NR"] == constants["WG_NB"] % constants["WG_NR"] == 0
+    assert constants["WW_OUT_PAD"] % constants["WW_NR"] == 0
+    assert constants["LANES"] == lanes
+    assert wide.helpers.lanes and wide.helpers.wide_in_register
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["odd_sizes", "unequal_padding", "short_last_block"])
+def test_wide_winograd_modules_match_the_reference(tmp_path: Path, monkeypatch, name, dtype):
+    """Every pass by Winograd's algorithm with its products in 512-bit vectors (odd sizes,
+    17 channels, unequal padding in convolution mode, a short last task) against the
+    reference; on a CPU without AVX-512 the compiler splits the 512-bit vectors."""
+    monkeypatch.setenv(ISA_ENV, "avx512")
+    module = _build_with(SPECS[name], dtype, dict.fromkeys(PASSES, WIDE_WINOGRAD_CHOICE),
+                         tmp_path)
+    source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
+    assert source.count("LOAD_LANES(bk + 0 * LANES)") == 3
+    for batch, seed in ((1, 5), (3, 9)):
+        for result in check_module(module, batch=batch, seed=seed):
+            assert result.ok, result
+
+
+def test_wide_winograd_is_refused_without_wider_vectors():
+    """AVX2's widest vectors are VL: winograd=2w is an error naming the choice and the rule."""
+    with pytest.raises(ValueError, match=re.escape(
+            "choices: grad_input=winograd=2w: Winograd's products in the widest vectors ('w') "
+            "need a machine whose widest vectors are wider than VL (AVX-512)")):
+        plan(LAYERS["S5"][0], 4, AVX2, {"grad_input": WIDE_WINOGRAD_CHOICE})
+
+
 @pytest.mark.parametrize("layer, choices, message", [
     ("S4", {"forward": "winograd=2"}, "stride 2x2"),
     ("S6", {"forward": "winograd=2"}, "a 3x3 kernel"),
     ("S2", {"grad_input": "winograd=2"}, "at least 16 input and output channels"),
     ("S5", {"grad_bias": "winograd=2"}, "for forward, grad_input or grad_weight"),
-    ("S5", {"forward": "winograd=4"}, "is winograd=2 (2x2 tiles)"),
+    ("S5", {"forward": "winograd=4"}, "is winograd=2 (2x2 tiles), or winograd=2w"),
+    ("S5", {"forward": "winograd=2r"}, "is winograd=2 (2x2 tiles), or winograd=2w"),
     ("S3", {"grad_weight": "winograd=2"}, "a 3x3 kernel"),
 ])
 def test_a_winograd_choice_it_cannot_take_is_an_error(layer, choices, message):
@@ -236,6 +289,7 @@ from pathlib import Path
 from test_tune import _build_with
 from test_winograd import SPECS
 from codegen.check import check_module
+from codegen.machine import AVX512_HALVES, ISA_ENV
 module = _build_with(SPECS["odd_sizes"], "float64", {"grad_weight": "winograd=2"},
                      Path(sys.argv[1]))
 assert module.threads() == 5, module.threads()

@@ -62,6 +62,8 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
     """The shared C helpers the passes need."""
     lane_sweeps = [p for p in passes if isinstance(p, LaneSweep)]
     wide = [p for p in passes if isinstance(p, ColumnSweep) and p.wide]
+    wide_winograd = any(isinstance(p, (Winograd, WinogradGradWeight)) and p.wide
+                        for p in passes)
     pack = any(isinstance(p, WinogradGradWeight) for p in passes)
     transpose = pack or any(p.transposed or p.paired for p in lane_sweeps)
     steps, shuffles, columns = (transpose_shuffles(lanes, dtype_bytes) if transpose
@@ -71,8 +73,8 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
         shuffles=any(isinstance(p, InPlaceSweep) for p in passes),
         in_register=any(getattr(p, "shares_loads", False)
                         or isinstance(p, (Winograd, WinogradGradWeight)) for p in passes),
-        wide_in_register=any(p.shares_loads for p in wide),
-        lanes=pack or bool(wide) or any(p.variant.endswith("lanes")
+        wide_in_register=wide_winograd or any(p.shares_loads for p in wide),
+        lanes=pack or bool(wide) or wide_winograd or any(p.variant.endswith("lanes")
                                         or p.variant == "lane_sweep" for p in passes),
         hide_pointer=any(p.bias for p in lane_sweeps),
         transpose=transpose, pack_transposed=pack, index_type=index_type, transpose_steps=steps,
@@ -91,12 +93,14 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: columns, ``r`` when it reuses source rows, ``w`` when its vectors are the machine's
 #: widest), ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns), or
 #: ``winograd=2`` (Winograd's algorithm on 2x2 tiles of the result plane: forward and
-#: grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2); ``blocking.winograd``).
+#: grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2); ``blocking.winograd``), or
+#: ``winograd=2w`` (the same, its products' tiles of the machine's widest vectors).
 LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
 COLUMN_TILE_CHOICE, REUSE_SUFFIX = "column_tile=", "r"
 #: The suffix of a tile of the machine's widest vectors: ``tile=12x2w``, ``column_tile=1x4x2rw``.
 WIDE_SUFFIX = "w"
 WINOGRAD_CHOICE = "winograd=2"
+WIDE_WINOGRAD_CHOICE = WINOGRAD_CHOICE + WIDE_SUFFIX
 PIXELS_CHOICE = ",pixels="
 
 
@@ -176,7 +180,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     multiply-adds per cycle grad_weight's lane and column tiles are costed at (1 or 2; in
     lanes, each also with its loop taking ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or
     a matrix product's register tile (``pointwise.gemm_candidates``); and for every pass,
-    where it applies, Winograd's algorithm (``winograd.applies``)."""
+    where it applies, Winograd's algorithm (``winograd.applies``), on a CPU with full-width
+    vectors wider than VL (``Machine.full_width``) also with its products in them."""
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     if is_pointwise(spec):
         return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
@@ -208,8 +213,9 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
         if len(labels) > 1:
             found[name] = labels
     if winograd_applies(g):
+        wide = (WIDE_WINOGRAD_CHOICE,) if lanes > vl and machine.full_width else ()
         for name in PASSES:
-            found[name] = found.get(name, options[:1]) + (WINOGRAD_CHOICE,)
+            found[name] = found.get(name, options[:1]) + (WINOGRAD_CHOICE, *wide)
     return {name: found[name] for name in PASSES if name in found}
 
 
@@ -228,18 +234,17 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
         return _rated(machine, choices.get(name, ""))
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     index_type = "int32_t" if dtype_bytes == 4 else "int64_t"
-    g = geometry(spec)
-    winograd = _winograd_passes(g, choices)
+    g, lanes = geometry(spec), machine.lane_bytes // dtype_bytes
+    winograd = _winograd_passes(g, choices, lanes > vl)
     if is_pointwise(spec):
         return pointwise_plan(spec, vl, dtype_bytes, index_type, machine, {
             name: _parse_tile(choice) for name, choice in choices.items()
             if choice.startswith(TILE_CHOICE)})
-    lanes = machine.lane_bytes // dtype_bytes
     in_lanes = channels_in_lanes(g, lanes)
     forward_columns = _parse_column_tile(choices.get("forward"), g.o, lanes > vl)
     d = _layer_constants(g, vl, lanes, machine, _lanes_use(
-        bool(in_lanes), "grad_weight" in winograd,
-        forward_columns is not None and forward_columns.wide))
+        any(name not in winograd for name in in_lanes), "grad_weight" in winograd,
+        forward_columns is not None and forward_columns.wide, any(winograd.values())))
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
                                 _parse_lane_tile(choices.get("forward"), g.o, lanes),
                                 forward_columns)
@@ -277,15 +282,17 @@ def _rated(machine: Machine, choice: str) -> Machine:
     return machine if fmas == machine.lane_fmas else replace(machine, lane_fmas=fmas)
 
 
-def _lanes_use(in_lanes: bool, winograd_grad_weight: bool, wide_forward: bool) -> str | None:
-    """What the module's ``LANES`` counts, when a pass uses lane vectors."""
-    if in_lanes:
-        return "channels per lane vector"
-    if winograd_grad_weight:
-        return "reals per side of a block transposed in registers"
-    if wide_forward:
-        return "reals per vector of the forward tile's columns"
-    return None
+def _lanes_use(in_lanes: bool, winograd_grad_weight: bool, wide_forward: bool,
+               wide_winograd: bool) -> str | None:
+    """What the module's ``LANES`` counts, when a pass uses lane vectors: every use, as
+    one module can have several (a Winograd grad_weight transposes blocks of LANES reals,
+    and wide products multiply vectors of as many)."""
+    uses = [use for use, used in (
+        ("channels per lane vector", in_lanes),
+        ("reals per side of a block transposed in registers", winograd_grad_weight),
+        ("reals per vector of the forward tile's columns", wide_forward),
+        ("reals per vector of the Winograd products' tiles", wide_winograd)) if used]
+    return ", and ".join(uses) or None
 
 
 def _layer_constants(g: Geometry, vl: int, lanes: int, machine: Machine,
@@ -303,26 +310,36 @@ def _layer_constants(g: Geometry, vl: int, lanes: int, machine: Machine,
     return d
 
 
-def _winograd_plans(g: Geometry, names: set[str], vl: int, dtype_bytes: int,
+def _winograd_plans(g: Geometry, names: Mapping[str, bool], vl: int, dtype_bytes: int,
                     machine: Machine, bias: bool, d: Defines) -> dict:
-    """The records of the passes ``names`` computed by Winograd's algorithm, their constants
-    printed to ``d`` in pass order."""
-    return {name: plan_winograd_grad_weight(g, vl, dtype_bytes, machine, d)
+    """The records of the passes ``names`` computed by Winograd's algorithm (each with
+    whether its products' tiles are wide), their constants printed to ``d`` in pass
+    order."""
+    return {name: plan_winograd_grad_weight(g, vl, dtype_bytes, machine, d, names[name])
             if name == "grad_weight"
-            else plan_winograd(g, name, vl, dtype_bytes, machine, bias and name == "forward", d)
+            else plan_winograd(g, name, vl, dtype_bytes, machine, bias and name == "forward", d,
+                               names[name])
             for name in PASSES if name in names}
 
 
-def _winograd_passes(g: Geometry, choices: Mapping[str, str]) -> set[str]:
-    """The passes ``choices`` computes by Winograd's algorithm; a choice of it for a pass or a
-    layer it does not apply to is an error."""
-    chosen = {name for name, choice in choices.items()
+def _winograd_passes(g: Geometry, choices: Mapping[str, str], wide_allowed: bool
+                     ) -> dict[str, bool]:
+    """The passes ``choices`` computes by Winograd's algorithm, each with whether its
+    products' tiles are of the widest vectors; a choice of it for a pass or a layer it does
+    not apply to, or of wide tiles where the machine's vectors are no wider than VL
+    (``wide_allowed`` false), is an error."""
+    chosen = {name: choice == WIDE_WINOGRAD_CHOICE for name, choice in choices.items()
               if choice.partition("=")[0] == WINOGRAD_CHOICE.partition("=")[0]}
     for name in chosen:
-        if choices[name] != WINOGRAD_CHOICE or name not in PASSES:
+        if choices[name] not in (WINOGRAD_CHOICE, WIDE_WINOGRAD_CHOICE) or name not in PASSES:
             raise ValueError(f"choices: {name}={choices[name]}: Winograd's algorithm is "
-                             f"{WINOGRAD_CHOICE} (2x2 tiles), for forward, grad_input or "
+                             f"{WINOGRAD_CHOICE} (2x2 tiles), or {WIDE_WINOGRAD_CHOICE} (its "
+                             "products in the widest vectors), for forward, grad_input or "
                              "grad_weight")
+        if chosen[name] and not wide_allowed:
+            raise ValueError(f"choices: {name}={choices[name]}: Winograd's products in the "
+                             f"widest vectors ({WIDE_SUFFIX!r}) need a machine whose widest "
+                             "vectors are wider than VL (AVX-512)")
         if not winograd_applies(g):
             raise ValueError(f"choices: {name}={choices[name]} needs a 3x3 kernel at stride "
                              "and dilation 1, padding at most 2 and at least 16 input and "

@@ -31,7 +31,7 @@ from fractions import Fraction
 from .common import PRODUCT_STEP_UNROLL, Geometry, Machine, _cdiv
 from .defines import Defines
 from .pointwise import CHUNK_BYTES, GemmTile, _gemm_costs
-from .records import Winograd, WinogradGradWeight
+from .records import WIDE_VECTORS, Winograd, WinogradGradWeight
 
 #: Outputs per tile side (the ``2`` of F(2x2, 3x3)), kernel side, and patch side (2 + 3 - 1).
 M, R = 2, 3
@@ -154,41 +154,56 @@ def _define_patches(d: Defines, p: str, name: str, c: Correlation, rows: int,
         d.const(f"{p}_{const}", value, f"{name}: {doc}")
 
 
-def _define_tile(d: Defines, p: str, name: str, tile: GemmTile, vl: int, rows: str,
+def _define_tile(d: Defines, p: str, name: str, tile: GemmTile, reals: int, rows: str,
                  columns: str) -> None:
     """The product tile's ``#define``s: ``rows`` and ``columns`` say what its rows and
-    vectors hold."""
+    vectors hold; ``reals``: the reals per vector (VL, or LANES when the tile is wide)."""
     d.const(f"{p}_MR", tile.mr, f"{name}: product tile rows ({rows})")
     d.const(f"{p}_NRV", tile.nrv, f"{name}: product tile vectors of {columns}")
-    d.const(f"{p}_NR", tile.nrv * vl, f"{name}: product tile columns ({p}_NRV * VL)")
+    d.const(f"{p}_NR", tile.nrv * reals,
+            f"{name}: product tile columns ({p}_NRV * {'LANES' if tile.wide else 'VL'})")
 
 
-def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, vl: int,
+def _product_tile(reals: int, dtype_bytes: int, rows: int, cols: int, depth: int,
+                  machine: Machine, wide: bool) -> GemmTile:
+    """The products' register tile: the model's choice (``pointwise._gemm_costs``) of
+    vectors of ``reals``, of the machine's widest vectors when ``wide`` (``winograd=2w``).
+    A CPU with two full-width 512-bit multiply-add units (Intel's Xeons) reaches at most
+    half its peak on 256-bit vectors: on such a Xeon (2 threads, tuner's timings) S5's
+    float32 passes took 0.69-0.85 of the time with 512-bit products, and its float64
+    grad_input and grad_weight 0.68-0.88; float64's forward kept 256-bit ones, 3 % ahead
+    (docs/tiles.md)."""
+    return _gemm_costs(reals, dtype_bytes, rows, cols, depth, machine, wide=wide)[0]
+
+
+def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, reals: int,
             rows: int) -> None:
     """forward's or grad_input's ``#define``s, prefix ``p``; ``rows``: rows of tiles per
     task."""
-    outs, tw, nr = c.computed[1], _cdiv(c.dst[1], M), tile.nrv * vl
+    outs, tw, nr = c.computed[1], _cdiv(c.dst[1], M), tile.nrv * reals
     _define_patches(d, p, name, c, rows, (
         ("OUT_PAD", _cdiv(outs, tile.mr) * tile.mr,
          f"{p}_OUT in whole panels of {p}_MR (the rest zero weights)"),))
-    _define_tile(d, p, name, tile, vl, "output channels", "tiles")
+    _define_tile(d, p, name, tile, reals, "output channels", "tiles")
     d.const(f"{p}_NB", _cdiv(rows * tw, nr) * nr,
             f"{name}: a task's tiles, padded to whole product tiles")
 
 
 def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Machine,
-                  bias: bool, d: Defines) -> Winograd:
+                  bias: bool, d: Defines, wide: bool = False) -> Winograd:
     """``name``'s (forward or grad_input) F(2x2, 3x3) plan and constants (``WF_*`` or
     ``WG_*``). A task is a block of rows of tiles of one sample, as many as keep the
     block's transformed inputs and products within ``CHUNK_BYTES`` (``_tile_rows``); its
-    products are tiles of the model's choice (``pointwise._gemm_costs``) over the block's
-    tiles, padded to whole tiles."""
+    products are tiles of the model's choice (``_product_tile``; ``wide``: of the machine's
+    widest vectors) over the block's tiles, padded to whole tiles."""
     c = correlation(g, name)
     p = "WF" if name == "forward" else "WG"
     ins, outs = c.summed[1], c.computed[1]
     rows = _tile_rows(c, dtype_bytes)
-    tile = _gemm_costs(vl, dtype_bytes, outs, rows * _cdiv(c.dst[1], M), ins, machine)[0]
-    _define(d, p, name, c, tile, vl, rows)
+    reals = machine.lane_bytes // dtype_bytes if wide else vl
+    tile = _product_tile(reals, dtype_bytes, outs, rows * _cdiv(c.dst[1], M), ins, machine,
+                         wide)
+    _define(d, p, name, c, tile, reals, rows)
     ragged = c.dst[1] % M
 
     def store(i: int, j: int, e: str) -> str:
@@ -208,7 +223,7 @@ def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Ma
         output_lines=transform(AT, product, store),
         edge_output_lines=transform(AT, product, store, {(i, j) for i in range(M)
                                                          for j in range(ragged)}),
-        ragged=bool(ragged), unroll=PRODUCT_STEP_UNROLL)
+        ragged=bool(ragged), unroll=PRODUCT_STEP_UNROLL, **(WIDE_VECTORS if wide else {}))
 
 
 def _patch_lines(point_pitch: str) -> tuple[str, ...]:
@@ -219,25 +234,26 @@ def _patch_lines(point_pitch: str) -> tuple[str, ...]:
 
 
 def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: Machine,
-                              d: Defines) -> WinogradGradWeight:
+                              d: Defines, wide: bool = False) -> WinogradGradWeight:
     """grad_weight's F(3x3, 2x2) plan and constants (``WW_*``). A task is a block of tile
     rows of one sample (``_tile_rows``): its patches (the forward's, input channels x tiles)
     and its gradients' 2x2 blocks transformed (tiles x output channels, through the block's
     rows of ``G`` transposed to channels-last), then for each point the product of the two,
     added to the thread's own sums (input channels x output channels) by tiles of the
-    model's choice (``pointwise._gemm_costs``: rows of input channels, vectors of output
-    channels, the block's tiles the inner dimension). The threads' sums are added and
-    transformed back once per call."""
+    model's choice (``_product_tile``: rows of input channels, vectors of output channels,
+    of the machine's widest when ``wide``; the block's tiles the inner dimension). The
+    threads' sums are added and transformed back once per call."""
     c, p = correlation(g, "forward"), "WW"
     rows = _tile_rows(c, dtype_bytes)
     tw = _cdiv(g.wo, M)
-    tile = _gemm_costs(vl, dtype_bytes, g.c, g.o, rows * tw, machine)[0]
+    reals = machine.lane_bytes // dtype_bytes if wide else vl
+    tile = _product_tile(reals, dtype_bytes, g.c, g.o, rows * tw, machine, wide)
     _define_patches(d, p, "grad_weight", c, rows, (
         ("IN_PAD", _cdiv(g.c, tile.mr) * tile.mr,
          f"{p}_IN in whole panels of {p}_MR (the rest zero patches)"),
-        ("OUT_PAD", _cdiv(g.o, tile.nrv * vl) * tile.nrv * vl,
+        ("OUT_PAD", _cdiv(g.o, tile.nrv * reals) * tile.nrv * reals,
          f"{p}_OUT in whole tiles of {p}_NR (the rest zero gradients)")))
-    _define_tile(d, p, "grad_weight", tile, vl, "input channels", "output channels")
+    _define_tile(d, p, "grad_weight", tile, reals, "input channels", "output channels")
     for const, value, doc in (
             ("NB", rows * tw, "a task's tiles (the products' inner dimension)"),
             ("PW", tw * M, f"pixels per row of a task's transposed gradients ({p}_DST_W, "
@@ -258,4 +274,4 @@ def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: M
         gradient_lines=transform(A, pixel, lambda i, j, e: (
             f"u[{i * ALPHA + j} * {p}_NB * {p}_OUT_PAD + o] = {e};")),
         output_lines=transform(GT, lambda k, col: f"m[{k * ALPHA + col}]", result),
-        unroll=PRODUCT_STEP_UNROLL)
+        unroll=PRODUCT_STEP_UNROLL, **(WIDE_VECTORS if wide else {}))

@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 67e6c90eaf32c8392f0eac65055de8c07522aa8c0aac4fee76213daa2d5f938d
+ * cache key: 145945e7abeef4615274d06a9cc927dd2462f515667bbfb86a10643b9a256209
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2, convolution -> output 3x5x9
 #        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [3, 5, 9]}
 # style: direct; dtype: float64 (double); target: openmp
-# cache key: 2c4b397169404420fb5bf4194a8ff79fe52c32445da9700e000eceae0e2f1344
+# cache key: 8bd698bb52a48470973ed0623f3baaa41907420cb7cd51d7f2cb366c38a2f1f8
 """input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2, convolution -> output 3x5x9: float64 openmp kernels (direct).
 
-Built by corrgen 0.1.0, cache key 2c4b397169404420fb5bf4194a8ff79fe52c32445da9700e000eceae0e2f1344.
+Built by corrgen 0.1.0, cache key 8bd698bb52a48470973ed0623f3baaa41907420cb7cd51d7f2cb366c38a2f1f8.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 7, 9), K (3, 2, 3, 2), b (3,), Z (N, 3, 5, 9)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_2c4b39716940")
+_extension = _importlib.import_module(__name__ + "._conv2d_8bd698bb52a4")
 
 spec = _LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2), bias=True, mode='convolution')
 dtype = "float64"
 target = "openmp"
 style = "direct"
-key = "2c4b397169404420fb5bf4194a8ff79fe52c32445da9700e000eceae0e2f1344"
+key = "8bd698bb52a48470973ed0623f3baaa41907420cb7cd51d7f2cb366c38a2f1f8"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

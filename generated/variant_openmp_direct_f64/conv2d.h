@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2, convolution -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [3, 5, 9]}
  * style: direct; dtype: float64 (double); target: openmp
- * cache key: 2c4b397169404420fb5bf4194a8ff79fe52c32445da9700e000eceae0e2f1344
+ * cache key: 8bd698bb52a48470973ed0623f3baaa41907420cb7cd51d7f2cb366c38a2f1f8
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
 #        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: b58ecb4b42a23ed7ee67a50a826d555a5a3e7451ee8a826a7f14849dd9bdbe6d
+# cache key: 88d087113289f4315065fce6c24c988db775ca102caeed9e92f2dc5606a5fb86
 """input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key b58ecb4b42a23ed7ee67a50a826d555a5a3e7451ee8a826a7f14849dd9bdbe6d.
+Built by corrgen 0.1.0, cache key 88d087113289f4315065fce6c24c988db775ca102caeed9e92f2dc5606a5fb86.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 3, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 7)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_b58ecb4b42a2")
+_extension = _importlib.import_module(__name__ + "._conv2d_88d087113289")
 
 spec = _LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(2, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "b58ecb4b42a23ed7ee67a50a826d555a5a3e7451ee8a826a7f14849dd9bdbe6d"
+key = "88d087113289f4315065fce6c24c988db775ca102caeed9e92f2dc5606a5fb86"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -3,10 +3,10 @@
 # spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
 #        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 86f95f5ae845c86e8b16231c7bf2927dc23d2587de82d212cc708c0a0eaea21a
+# cache key: 3028722246fbfd6375d0589eb73fbafba41f565e5062f12729d1ddc3acf6eca1
 """input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 86f95f5ae845c86e8b16231c7bf2927dc23d2587de82d212cc708c0a0eaea21a.
+Built by corrgen 0.1.0, cache key 3028722246fbfd6375d0589eb73fbafba41f565e5062f12729d1ddc3acf6eca1.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 4, 4), K (1, 2, 1, 1), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_86f95f5ae845")
+_extension = _importlib.import_module(__name__ + "._conv2d_3028722246fb")
 
 spec = _LayerSpec(input=(2, 4, 4), kernel=(1, 2, 1, 1), stride=(3, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "86f95f5ae845c86e8b16231c7bf2927dc23d2587de82d212cc708c0a0eaea21a"
+key = "3028722246fbfd6375d0589eb73fbafba41f565e5062f12729d1ddc3acf6eca1"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 0dab14d420fba5a062efe32124d2ddeaacd988db6745ad0500e0a1b57f76d809
+ * cache key: c77fe420c924024d8b7496591f9368204100c33ae3a9c66141798721aee1fac1
  */
 
 /*

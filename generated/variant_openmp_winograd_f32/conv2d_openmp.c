@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 0dab14d420fba5a062efe32124d2ddeaacd988db6745ad0500e0a1b57f76d809
+ * cache key: c77fe420c924024d8b7496591f9368204100c33ae3a9c66141798721aee1fac1
  */
 
 #include <stdint.h>
@@ -32,7 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
-#define LANES 16 /* channels per lane vector (64 bytes, avx512) */
+#define LANES 16 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 #define LH 9 /* rows swept (H) */
 #define LW 11 /* input columns swept (W) */
 #define LHO 9 /* output rows swept (HO) */
