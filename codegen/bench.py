@@ -54,6 +54,8 @@ class Row:
     chose for the pass on this machine (``codegen.tune``: ``column_tile=1x4x2rw``,
     ``winograd=2``, ...), empty where the module was not tuned or the pass has one plan;
     ``tuning_s`` the seconds that tuning took when it measured (stored with the choice).
+    ``peaks_gflops``: the multiply-add peak measured before and after the timings
+    (``peak_gflops`` is the higher), when measured.
     """
 
     layer: str
@@ -72,6 +74,7 @@ class Row:
     algorithm: str = ""
     choice: str = ""
     tuning_s: float | None = None
+    peaks_gflops: tuple[float, float] | None = None
 
     @property
     def gflops(self) -> float:
@@ -312,6 +315,29 @@ QUIET_PEERS_NOTE = ("NumPy's OpenBLAS threads stop spinning right after each cal
                     "(OPENBLAS_THREAD_TIMEOUT=4), so that no contestant slows the next.")
 
 
+#: When the peak measured after the timings and the one measured before differ by more than
+#: this fraction of the higher, the reports say so: the Xeon host of a GPU machine measured
+#: 244 GFLOP/s in one process and 321 in the next on 2 threads, and a module's times moved
+#: 1.9-fold between them (docs/bench-cpu.md).
+PEAK_SPREAD = 0.10
+
+
+def unsteady_peaks_note(peaks: dict[str, tuple[float, float]]) -> str:
+    """A sentence for the reports when, for some dtype, the peaks measured before and after
+    the timings (``peaks``: dtype -> (before, after) GFLOP/s) differ by more than
+    ``PEAK_SPREAD``; else empty."""
+    unsteady = {dtype: pair for dtype, pair in peaks.items()
+                if max(pair) - min(pair) > PEAK_SPREAD * max(pair)}
+    if not unsteady:
+        return ""
+    return ("The multiply-add peak measured before and after the timings differed by more "
+            f"than {100 * PEAK_SPREAD:.0f} % ("
+            + ", ".join(f"{dtype}: {before:.0f} then {after:.0f} GFLOP/s"
+                        for dtype, (before, after) in unsteady.items())
+            + "): this machine's speed changed during the run, so each % of peak may be off "
+            "by as much; the ratios, timed side by side in interleaved rounds, hold. ")
+
+
 def _peaks_line(rows: list[Row]) -> str:
     peaks = {(r.dtype, r.threads): r.peak_gflops for r in rows if r.peak_gflops is not None}
     if not peaks:
@@ -319,7 +345,8 @@ def _peaks_line(rows: list[Row]) -> str:
     return ("% peak divides by the multiply-add peak measured in the same run (codegen.peak; "
             "before and after the timings, the higher kept): "
             + ", ".join(f"{gflops:.0f} GFLOP/s {dtype} on {threads} threads"
-                        for (dtype, threads), gflops in sorted(peaks.items())) + ". ")
+                        for (dtype, threads), gflops in sorted(peaks.items())) + ". "
+            + unsteady_peaks_note({r.dtype: r.peaks_gflops for r in rows if r.peaks_gflops}))
 
 
 def markdown(rows: list[Row]) -> str:

@@ -46,6 +46,7 @@ from .bench import (
     describe_machine,
     flops,
     summarize,
+    unsteady_peaks_note,
 )
 from .vocabulary import DTYPE_NAMES
 
@@ -77,6 +78,8 @@ class NetworkTiming:
         us: the median µs of one step; None when it did not run (``note`` says why).
         vs_torch, vs_numpy: ``us`` divided by PyTorch's and NumPy's (below 1: faster).
         peak_gflops: the machine's multiply-add peak for this dtype, when measured.
+        peaks_gflops: that peak measured before and after the timings (``peak_gflops`` is
+            the higher), when measured.
         target: the generated module's backend.
         quartiles_us: the first and third quartile of the rounds (µs); None when it did not
             run.
@@ -95,6 +98,7 @@ class NetworkTiming:
     peak_gflops: float | None = None
     target: str = "openmp"
     quartiles_us: tuple[float, float] | None = None
+    peaks_gflops: tuple[float, float] | None = None
 
     @property
     def gflops(self) -> float | None:
@@ -296,7 +300,9 @@ def markdown(timings: list[NetworkTiming]) -> str:
             "same batch; median of interleaved runs after a warm-up; the ratio columns divide "
             "corrgen's time by its peer's (below 1: corrgen is faster); GFLOP/s counts the "
             "conv and dense layers' multiply-adds of the step (forward, weight gradient, "
-            f"input gradient where needed). {QUIET_PEERS_NOTE}\n\n{table(timings)}\n")
+            f"input gradient where needed). {QUIET_PEERS_NOTE} "
+            f"{unsteady_peaks_note({t.dtype: t.peaks_gflops for t in timings if t.peaks_gflops})}"
+            f"\n\n{table(timings)}\n")
 
 
 def document(timings: list[NetworkTiming]) -> dict[str, Any]:

@@ -781,12 +781,14 @@ def _timed_rows(args: argparse.Namespace, jobs: list[tuple[str, Any, int]], dtyp
 
 
 def _with_peaks(target: str, dtypes: list[str], time: Callable[[], list[Any]]) -> list[Any]:
-    """``time()``'s records (each with a ``dtype`` and a ``peak_gflops``); on the CPU, each
-    given its dtype's multiply-add peak measured before and after the timings, the higher
-    kept: a VM slowed for the seconds of one measurement once gave half its peak, and every
-    % of peak twice its share."""
+    """``time()``'s records (each with a ``dtype``, ``peak_gflops`` and ``peaks_gflops``); on
+    the CPU, each given its dtype's multiply-add peak measured before and after the timings,
+    the higher kept: a VM slowed for the seconds of one measurement once gave half its peak,
+    and every % of peak twice its share. Both are kept in the records, and when they differ
+    by more than ``codegen.bench.PEAK_SPREAD`` a note on stderr and in the reports says so."""
     if target != "openmp":
         return time()
+    from codegen.bench import unsteady_peaks_note
     from codegen.peak import fma_peak
 
     print("measuring the multiply-add peak ...", file=sys.stderr)
@@ -794,7 +796,11 @@ def _with_peaks(target: str, dtypes: list[str], time: Callable[[], list[Any]]) -
     records = time()
     print("measuring the multiply-add peak again ...", file=sys.stderr)
     after = fma_peak(tuple(dtypes))
-    return [replace(r, peak_gflops=max(before[r.dtype], after[r.dtype])) for r in records]
+    note = unsteady_peaks_note({d: (before[d], after[d]) for d in dtypes})
+    if note:
+        print(f"note: {note.strip()}", file=sys.stderr)
+    return [replace(r, peak_gflops=max(before[r.dtype], after[r.dtype]),
+                    peaks_gflops=(before[r.dtype], after[r.dtype])) for r in records]
 
 
 def _add_kernel_command(sub: Any, name: str, help: str, description: str,
