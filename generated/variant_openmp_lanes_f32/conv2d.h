@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 3e67f41dada5130db99e52819dce9ddd84338c8f3f52d15f883e7d1d674ed447
+ * cache key: c8bb999b3dc43f02e4fb8bc2766bf344b53f1aaa48a1434ba77387127beabb05
  */
 
 /*

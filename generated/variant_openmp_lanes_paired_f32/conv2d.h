@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 17f8d551157cfb1e08121d7e4e7610196b36948276401b999c6a7cb04d6e964b
+ * cache key: 2d5dd7d2302ecde72495fe9ac20b9584d77a1fa32aa9908d6175c54b16e941ae
  */
 
 /*

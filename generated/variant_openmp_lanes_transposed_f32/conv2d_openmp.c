@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 82487742dd08bca5e4c9c96add106ccbfd267331f24cbf0de3f3ae1b1eba918f
+ * cache key: 254f4cb87503debb92c7b5e15eaf679fff3a7a6ed86386102c0d80b2265015d3
  */
 
 #include <stdint.h>
@@ -131,7 +131,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
     return groups < blocks ? groups : blocks;
 }
 /* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
- * wide tiles (matrix products' and forward's column tiles of the machine's widest vectors). */
+ * wide tiles (the matrix products', Winograd's products' and forward's column tiles of the
+ * machine's widest vectors). */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))

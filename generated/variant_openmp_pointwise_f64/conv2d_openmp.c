@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 88d087113289f4315065fce6c24c988db775ca102caeed9e92f2dc5606a5fb86
+ * cache key: 4f7c3a11dfd89b349c29609a1ef6d8cea7e0b97e127b4fdf4314d20d4f7b5ad1
  */
 
 #include <stdint.h>
@@ -78,7 +78,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
 #define IN_REGISTER(value) __asm__("" : "+w"(value))
 #endif
 /* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
- * wide tiles (matrix products' and forward's column tiles of the machine's widest vectors). */
+ * wide tiles (the matrix products', Winograd's products' and forward's column tiles of the
+ * machine's widest vectors). */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))

@@ -3,10 +3,10 @@
 # spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
 #        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 5cd3b94b6d4d503c5ac763b56f64ce7a86604a8246762522b6e55fbe2290ea4b
+# cache key: b3de428ed50dd36880b3ae75095160826b72f17886c6f38ba9d5706b6e6fdbe5
 """input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 5cd3b94b6d4d503c5ac763b56f64ce7a86604a8246762522b6e55fbe2290ea4b.
+Built by corrgen 0.1.0, cache key b3de428ed50dd36880b3ae75095160826b72f17886c6f38ba9d5706b6e6fdbe5.
 
     forward(V, K, b, out=None) -> Z
         V (N, 8, 16, 16), K (8, 8, 3, 3), b (8,), Z (N, 8, 16, 16)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_5cd3b94b6d4d")
+_extension = _importlib.import_module(__name__ + "._conv2d_b3de428ed50d")
 
 spec = _LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "5cd3b94b6d4d503c5ac763b56f64ce7a86604a8246762522b6e55fbe2290ea4b"
+key = "b3de428ed50dd36880b3ae75095160826b72f17886c6f38ba9d5706b6e6fdbe5"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

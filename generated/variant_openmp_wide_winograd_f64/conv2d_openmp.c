@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: c9840d0d6182e649da60691c1bf3bda3995fd0dcb8642c8352d9371f5921cb91
+ * cache key: b09c5670af40d090eaafc424fe5b9c13ef51b32c9cf306fea04347df7d868953
  */
 
 #include <stdint.h>
@@ -126,7 +126,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
 #define IN_REGISTER(value) __asm__("" : "+w"(value))
 #endif
 /* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
- * wide tiles (matrix products' and forward's column tiles of the machine's widest vectors). */
+ * wide tiles (the matrix products', Winograd's products' and forward's column tiles of the
+ * machine's widest vectors). */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))

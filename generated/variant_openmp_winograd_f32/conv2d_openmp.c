@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c77fe420c924024d8b7496591f9368204100c33ae3a9c66141798721aee1fac1
+ * cache key: cb13005efb162cf3931d93594070060d746a7d106ff35f9fe209248e20ac3b8a
  */
 
 #include <stdint.h>
@@ -126,7 +126,8 @@ static inline int64_t task_groups(int64_t n, int64_t blocks)
 #define IN_REGISTER(value) __asm__("" : "+w"(value))
 #endif
 /* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
- * wide tiles (matrix products' and forward's column tiles of the machine's widest vectors). */
+ * wide tiles (the matrix products', Winograd's products' and forward's column tiles of the
+ * machine's widest vectors). */
 typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD_LANES(address) (*(const lanes *)(address))
 #define STORE_LANES(address, value) (*(lanes *)(address) = (value))
