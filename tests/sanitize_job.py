@@ -11,11 +11,11 @@ Winograd's algorithm, as tuning may choose it), or ``...:winograd-wide`` (the sa
 products' tiles of 512-bit vectors, as tuning may choose on a full-width AVX-512 CPU; planned
 for AVX-512 whatever this CPU is, whose compiler splits the vectors it lacks). It builds the
 cases two at a time into OUT, then runs forward, grad_input, grad_weight, grad_bias and
-backward on batches of 1 and 3, into new arrays and into ``out=`` buffers, and compares each
-result with the NumPy reference (``codegen.check.compare``: 1e-12 in float64, 1e-5 in
-float32). A wrong result exits with status 1; a sanitizer report ends the process on the
-spot with its own non-zero status and the report on stderr. Prints one line per module and
-the build and run times.
+backward on batches of 1 and 3 (and, for a 1x1 layer, one large enough for packed weights),
+into new arrays and into ``out=`` buffers, and compares each result with the NumPy reference
+(``codegen.check.compare``: 1e-12 in float64, 1e-5 in float32). A wrong result exits with
+status 1; a sanitizer report ends the process on the spot with its own non-zero status and
+the report on stderr. Prints one line per module and the build and run times.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from test_winograd import SPECS
 
 import codegen
 from codegen.backends import SANITIZE_ENV, backend_for
+from codegen.blocking.common import MIN_TASKS
 from codegen.blocking.layer import PASSES, WIDE_WINOGRAD_CHOICE, WINOGRAD_CHOICE
 from codegen.check import compare
 from codegen.loader import _build_or_reuse, sanitizer_runtime_loaded
@@ -42,6 +43,14 @@ from codegen.render import render
 from derive import reference
 
 BATCHES = (1, 3)
+
+
+def batches(case: tuple[str, ...], module) -> tuple[int, ...]:
+    """``BATCHES``, and for a 1x1 layer also a batch large enough that its forward and
+    grad_input read packed weights (at 1 and 3 they read them in place)."""
+    if not case[0].startswith("pointwise"):
+        return BATCHES
+    return (*BATCHES, max(MIN_TASKS, 2 * module.threads()))
 
 
 def results(module, batch: int) -> list:
@@ -120,7 +129,7 @@ def main(argv: list[str]) -> int:
     built = time.perf_counter()
     failed = 0
     for case, module in zip(cases, modules):
-        checks = [check for batch in BATCHES for check in results(module, batch)]
+        checks = [check for batch in batches(case, module) for check in results(module, batch)]
         bad = [str(check) for check in checks if not check.ok]
         failed += bool(bad)
         print(f"{':'.join(case)}: {len(checks)} results, "

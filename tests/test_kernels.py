@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import codegen
 from codegen.backends import OPENMP
+from codegen.blocking.common import MIN_TASKS
 from codegen.blocking.shuffles import in_place_loads, lane_transpose
 from codegen.check import check_module
 from codegen.lower import lower
@@ -359,6 +360,25 @@ def test_grad_weight_is_identical_run_to_run(modules, name):
     first = module.grad_weight(V, G)
     for _ in range(5):
         np.testing.assert_array_equal(module.grad_weight(V, G), first)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["pointwise_parallel", "pointwise_d2"])
+def test_a_small_batch_reads_the_weights_in_place_to_the_same_bits(modules, name, dtype):
+    """A 1x1 layer's forward and grad_input read the weights where they lie in K when the
+    batch is cut into groups of row panels (a batch smaller than MIN_TASKS and two per
+    thread), and from packed panels otherwise: the same sums in the same order, so each
+    sample of a large batch has the bits it has alone."""
+    module = modules[(name, "loops", dtype)]
+    source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
+    assert "const int in_place = groups > 1;" in source
+    assert "(in_place ? forward_in_place_tile : forward_tile)(" in source
+    large = max(MIN_TASKS, 2 * module.threads())
+    V, K, b, G = reference.random_inputs(module.spec, large, dtype, 11)
+    forward, grad_input = module.forward(V, K, b), module.grad_input(K, G)
+    for s in (0, large - 1):
+        np.testing.assert_array_equal(module.forward(V[s:s + 1], K, b), forward[s:s + 1])
+        np.testing.assert_array_equal(module.grad_input(K, G[s:s + 1]), grad_input[s:s + 1])
 
 
 @settings(max_examples=6, deadline=None, derandomize=True)

@@ -493,17 +493,19 @@ def test_matrix_products_with_a_narrower_last_panel_match_the_reference(tmp_path
     """A 1x1 layer of 7x7 or 7x8 pixels in tiles of 4x5 vectors leaves a last column panel
     that fewer vectors cover: 49 pixels leave 9 columns (stored through the tile's buffer),
     56 leave exactly the narrower tile's (stored whole); 21 output rows leave a last row
-    panel of one. forward and grad_input take the narrower tile there."""
+    panel of one. forward and grad_input take the narrower tile there, reading the weights
+    packed (a batch of 16) or in place (3)."""
     spec = LayerSpec(input=(13, 7, width), kernel=(21, 13, 1, 1))
     module = _build_with(spec, dtype, {"forward": "tile=4x5", "grad_input": "tile=4x5"},
                          tmp_path)
     source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
     for name, prefix in (("forward", "FWD"), ("grad_input", "GIN")):
-        assert f"{name}_edge_tile(weights" in source
+        assert f"(in_place ? {name}_in_place_edge_tile : {name}_edge_tile)(left" in source
         assert f"#define {prefix}_EDGE_NR " in source
     assert "grad_weight_edge_tile" not in source
-    for result in check_module(module, batch=3, seed=7):
-        assert result.ok, result
+    for batch in (3, 16):
+        for result in check_module(module, batch=batch, seed=7):
+            assert result.ok, result
 
 
 def test_build_reports_the_tuning_and_no_tune_skips_it(tuning_on, tmp_path, capsys):

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 4f7c3a11dfd89b349c29609a1ef6d8cea7e0b97e127b4fdf4314d20d4f7b5ad1
+ * cache key: 355b7b57ce1d97bd798b95f403802225dc3fde5f55479cf28d2919b0571e971a
  */
 
 #include <stdint.h>
@@ -316,27 +316,126 @@ static __attribute__((noinline)) void forward_tile(const real *restrict a, const
             out[r * pitch + j] = tile[r][j];
 }
 
+/* forward_in_place_tile: the same sums, reading the weights where they lie in K
+ * (a[r*C + k]) rather than from their packed panels: the driver's choice for a small batch. */
+static __attribute__((noinline)) void forward_in_place_tile(const real *restrict a, const real *restrict b,
+                                                            const real *restrict bias, real *restrict out, int64_t pitch, int rows, int cols)
+{
+    const vec zero = {0};
+    const real *restrict a0 = a;
+    const real *restrict a1 = a + (1 < rows ? 1 : rows - 1) * C;
+    const real *restrict a2 = a + (2 < rows ? 2 : rows - 1) * C;
+    const real *restrict a3 = a + (3 < rows ? 3 : rows - 1) * C;
+    vec acc0_0 = zero + bias[0], acc0_1 = zero + bias[0], acc0_2 = zero + bias[0], acc0_3 = zero + bias[0], acc0_4 = zero + bias[0], acc0_5 = zero + bias[0];
+    vec acc1_0 = zero + bias[1 < rows ? 1 : rows - 1], acc1_1 = zero + bias[1 < rows ? 1 : rows - 1], acc1_2 = zero + bias[1 < rows ? 1 : rows - 1], acc1_3 = zero + bias[1 < rows ? 1 : rows - 1], acc1_4 = zero + bias[1 < rows ? 1 : rows - 1], acc1_5 = zero + bias[1 < rows ? 1 : rows - 1];
+    vec acc2_0 = zero + bias[2 < rows ? 2 : rows - 1], acc2_1 = zero + bias[2 < rows ? 2 : rows - 1], acc2_2 = zero + bias[2 < rows ? 2 : rows - 1], acc2_3 = zero + bias[2 < rows ? 2 : rows - 1], acc2_4 = zero + bias[2 < rows ? 2 : rows - 1], acc2_5 = zero + bias[2 < rows ? 2 : rows - 1];
+    vec acc3_0 = zero + bias[3 < rows ? 3 : rows - 1], acc3_1 = zero + bias[3 < rows ? 3 : rows - 1], acc3_2 = zero + bias[3 < rows ? 3 : rows - 1], acc3_3 = zero + bias[3 < rows ? 3 : rows - 1], acc3_4 = zero + bias[3 < rows ? 3 : rows - 1], acc3_5 = zero + bias[3 < rows ? 3 : rows - 1];
+    /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
+    #pragma GCC unroll 4
+    for (int k = 0; k < C; ++k) {
+        const real *restrict bk = b + (int64_t)k * FWD_NR;
+        vec b0 = LOAD(bk + 0 * VL), b1 = LOAD(bk + 1 * VL), b2 = LOAD(bk + 2 * VL), b3 = LOAD(bk + 3 * VL), b4 = LOAD(bk + 4 * VL), b5 = LOAD(bk + 5 * VL);
+        IN_REGISTER(b0);
+        IN_REGISTER(b1);
+        IN_REGISTER(b2);
+        IN_REGISTER(b3);
+        IN_REGISTER(b4);
+        IN_REGISTER(b5);
+        const real a0k = a0[k];
+        acc0_0 += a0k * b0; acc0_1 += a0k * b1; acc0_2 += a0k * b2; acc0_3 += a0k * b3; acc0_4 += a0k * b4; acc0_5 += a0k * b5;
+        const real a1k = a1[k];
+        acc1_0 += a1k * b0; acc1_1 += a1k * b1; acc1_2 += a1k * b2; acc1_3 += a1k * b3; acc1_4 += a1k * b4; acc1_5 += a1k * b5;
+        const real a2k = a2[k];
+        acc2_0 += a2k * b0; acc2_1 += a2k * b1; acc2_2 += a2k * b2; acc2_3 += a2k * b3; acc2_4 += a2k * b4; acc2_5 += a2k * b5;
+        const real a3k = a3[k];
+        acc3_0 += a3k * b0; acc3_1 += a3k * b1; acc3_2 += a3k * b2; acc3_3 += a3k * b3; acc3_4 += a3k * b4; acc3_5 += a3k * b5;
+    }
+    if (rows == FWD_MR && cols == FWD_NR) {
+        STORE(out + 0 * pitch + 0 * VL, acc0_0);
+        STORE(out + 0 * pitch + 1 * VL, acc0_1);
+        STORE(out + 0 * pitch + 2 * VL, acc0_2);
+        STORE(out + 0 * pitch + 3 * VL, acc0_3);
+        STORE(out + 0 * pitch + 4 * VL, acc0_4);
+        STORE(out + 0 * pitch + 5 * VL, acc0_5);
+        STORE(out + 1 * pitch + 0 * VL, acc1_0);
+        STORE(out + 1 * pitch + 1 * VL, acc1_1);
+        STORE(out + 1 * pitch + 2 * VL, acc1_2);
+        STORE(out + 1 * pitch + 3 * VL, acc1_3);
+        STORE(out + 1 * pitch + 4 * VL, acc1_4);
+        STORE(out + 1 * pitch + 5 * VL, acc1_5);
+        STORE(out + 2 * pitch + 0 * VL, acc2_0);
+        STORE(out + 2 * pitch + 1 * VL, acc2_1);
+        STORE(out + 2 * pitch + 2 * VL, acc2_2);
+        STORE(out + 2 * pitch + 3 * VL, acc2_3);
+        STORE(out + 2 * pitch + 4 * VL, acc2_4);
+        STORE(out + 2 * pitch + 5 * VL, acc2_5);
+        STORE(out + 3 * pitch + 0 * VL, acc3_0);
+        STORE(out + 3 * pitch + 1 * VL, acc3_1);
+        STORE(out + 3 * pitch + 2 * VL, acc3_2);
+        STORE(out + 3 * pitch + 3 * VL, acc3_3);
+        STORE(out + 3 * pitch + 4 * VL, acc3_4);
+        STORE(out + 3 * pitch + 5 * VL, acc3_5);
+        return;
+    }
+    /* an edge tile: through a buffer, element by element */
+    real tile[4][FWD_NR];
+    STORE(&tile[0][0 * VL], acc0_0);
+    STORE(&tile[0][1 * VL], acc0_1);
+    STORE(&tile[0][2 * VL], acc0_2);
+    STORE(&tile[0][3 * VL], acc0_3);
+    STORE(&tile[0][4 * VL], acc0_4);
+    STORE(&tile[0][5 * VL], acc0_5);
+    STORE(&tile[1][0 * VL], acc1_0);
+    STORE(&tile[1][1 * VL], acc1_1);
+    STORE(&tile[1][2 * VL], acc1_2);
+    STORE(&tile[1][3 * VL], acc1_3);
+    STORE(&tile[1][4 * VL], acc1_4);
+    STORE(&tile[1][5 * VL], acc1_5);
+    STORE(&tile[2][0 * VL], acc2_0);
+    STORE(&tile[2][1 * VL], acc2_1);
+    STORE(&tile[2][2 * VL], acc2_2);
+    STORE(&tile[2][3 * VL], acc2_3);
+    STORE(&tile[2][4 * VL], acc2_4);
+    STORE(&tile[2][5 * VL], acc2_5);
+    STORE(&tile[3][0 * VL], acc3_0);
+    STORE(&tile[3][1 * VL], acc3_1);
+    STORE(&tile[3][2 * VL], acc3_2);
+    STORE(&tile[3][3 * VL], acc3_3);
+    STORE(&tile[3][4 * VL], acc3_4);
+    STORE(&tile[3][5 * VL], acc3_5);
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols; ++j)
+            out[r * pitch + j] = tile[r][j];
+}
+
 
 /* forward: Z[o, y, x] = b[o] + sum_{c<5, i<1, j<1} K[o, c, i, j] * V[c, y + 2*i, x + 2*j]
  * The weights are packed once per call into FWD_MR-row panels of the left factor
- * (K). One task per sample and group of row panels (groups only when the batch is
- * small): the task packs all of the sample's V into FWD_NR-column panels in the thread's
- * scratch (in L2), then for each panel (brought into L1) every row panel of the group
- * computes one tile. Each task writes only its own part of Z. */
+ * (K), unless the batch is small. One task per sample and group of row panels (groups
+ * only when the batch is small): the task packs all of the sample's V into FWD_NR-column
+ * panels in the thread's scratch (in L2), then for each panel (brought into L1) every row
+ * panel of the group computes one tile. Each task writes only its own part of Z.
+ * A batch small enough to be cut into groups reads the weights where they lie in K instead
+ * (the in-place tiles, the same sums in the same order): packing them is a fixed cost per
+ * call, and S6's passes took 0.87-0.95 of the time at a batch of 1 and 0.93-0.99 at 2 without
+ * it (docs/tiles.md). */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t groups = task_groups(n, FWD_ROW_PANELS);
-    real *weights = malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
-    if (weights == NULL)
+    const int in_place = groups > 1;
+    real *weights = in_place ? NULL : malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
+    if (!in_place && weights == NULL)
         return 1;
     int failed = 0;
     #pragma omp parallel if (n * 3990 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        #pragma omp for schedule(static)
-        for (int panel = 0; panel < FWD_ROW_PANELS; ++panel) {
-            const int first = panel * FWD_MR;
-            const int count = O - first < FWD_MR ? O - first : FWD_MR;
-            pack_panel(K + first * C, C, 1, count, FWD_MR, C, weights + (int64_t)first * C);
+        if (!in_place) {
+            #pragma omp for schedule(static)
+            for (int panel = 0; panel < FWD_ROW_PANELS; ++panel) {
+                const int first = panel * FWD_MR;
+                const int count = O - first < FWD_MR ? O - first : FWD_MR;
+                pack_panel(K + first * C, C, 1, count, FWD_MR, C, weights + (int64_t)first * C);
+            }
         }
         real *columns = malloc(sizeof(real) * C * FWD_COL_PANELS * FWD_NR);
         failed = columns == NULL;
@@ -355,7 +454,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                     for (int64_t panel = FWD_ROW_PANELS * g / groups; panel < FWD_ROW_PANELS * (g + 1) / groups; ++panel) {
                         const int first = panel * FWD_MR;
                         const int count = O - first < FWD_MR ? O - first : FWD_MR;
-                        forward_tile(weights + (int64_t)first * C, column_panel, b + first, dst + (int64_t)first * P + j0, P, count, cols);
+                        const real *restrict left = in_place ? K + (int64_t)first * C : weights + (int64_t)first * C;
+                        (in_place ? forward_in_place_tile : forward_tile)(left, column_panel, b + first, dst + (int64_t)first * P + j0, P, count, cols);
                     }
                 }
             }
@@ -445,27 +545,109 @@ static __attribute__((noinline)) void grad_input_tile(const real *restrict a, co
             out[r * pitch + j] = tile[r][j];
 }
 
+/* grad_input_in_place_tile: the same sums, reading the weights where they lie in K
+ * (a[r + k*C]) rather than from their packed panels: the driver's choice for a small batch. */
+static __attribute__((noinline)) void grad_input_in_place_tile(const real *restrict a, const real *restrict b,
+                                                               real *restrict out, int64_t pitch, int rows, int cols)
+{
+    const vec zero = {0};
+    const real *restrict a0 = a;
+    const real *restrict a1 = a + (1 < rows ? 1 : rows - 1);
+    const real *restrict a2 = a + (2 < rows ? 2 : rows - 1);
+    const real *restrict a3 = a + (3 < rows ? 3 : rows - 1);
+    const real *restrict a4 = a + (4 < rows ? 4 : rows - 1);
+    vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero;
+    vec acc1_0 = zero, acc1_1 = zero, acc1_2 = zero;
+    vec acc2_0 = zero, acc2_1 = zero, acc2_2 = zero;
+    vec acc3_0 = zero, acc3_1 = zero, acc3_2 = zero;
+    vec acc4_0 = zero, acc4_1 = zero, acc4_2 = zero;
+    /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
+    #pragma GCC unroll 4
+    for (int k = 0; k < O; ++k) {
+        const real *restrict bk = b + (int64_t)k * GIN_NR;
+        vec b0 = LOAD(bk + 0 * VL), b1 = LOAD(bk + 1 * VL), b2 = LOAD(bk + 2 * VL);
+        IN_REGISTER(b0);
+        IN_REGISTER(b1);
+        IN_REGISTER(b2);
+        const real a0k = a0[(int64_t)k * C];
+        acc0_0 += a0k * b0; acc0_1 += a0k * b1; acc0_2 += a0k * b2;
+        const real a1k = a1[(int64_t)k * C];
+        acc1_0 += a1k * b0; acc1_1 += a1k * b1; acc1_2 += a1k * b2;
+        const real a2k = a2[(int64_t)k * C];
+        acc2_0 += a2k * b0; acc2_1 += a2k * b1; acc2_2 += a2k * b2;
+        const real a3k = a3[(int64_t)k * C];
+        acc3_0 += a3k * b0; acc3_1 += a3k * b1; acc3_2 += a3k * b2;
+        const real a4k = a4[(int64_t)k * C];
+        acc4_0 += a4k * b0; acc4_1 += a4k * b1; acc4_2 += a4k * b2;
+    }
+    if (rows == GIN_MR && cols == GIN_NR) {
+        STORE(out + 0 * pitch + 0 * VL, acc0_0);
+        STORE(out + 0 * pitch + 1 * VL, acc0_1);
+        STORE(out + 0 * pitch + 2 * VL, acc0_2);
+        STORE(out + 1 * pitch + 0 * VL, acc1_0);
+        STORE(out + 1 * pitch + 1 * VL, acc1_1);
+        STORE(out + 1 * pitch + 2 * VL, acc1_2);
+        STORE(out + 2 * pitch + 0 * VL, acc2_0);
+        STORE(out + 2 * pitch + 1 * VL, acc2_1);
+        STORE(out + 2 * pitch + 2 * VL, acc2_2);
+        STORE(out + 3 * pitch + 0 * VL, acc3_0);
+        STORE(out + 3 * pitch + 1 * VL, acc3_1);
+        STORE(out + 3 * pitch + 2 * VL, acc3_2);
+        STORE(out + 4 * pitch + 0 * VL, acc4_0);
+        STORE(out + 4 * pitch + 1 * VL, acc4_1);
+        STORE(out + 4 * pitch + 2 * VL, acc4_2);
+        return;
+    }
+    /* an edge tile: through a buffer, element by element */
+    real tile[5][GIN_NR];
+    STORE(&tile[0][0 * VL], acc0_0);
+    STORE(&tile[0][1 * VL], acc0_1);
+    STORE(&tile[0][2 * VL], acc0_2);
+    STORE(&tile[1][0 * VL], acc1_0);
+    STORE(&tile[1][1 * VL], acc1_1);
+    STORE(&tile[1][2 * VL], acc1_2);
+    STORE(&tile[2][0 * VL], acc2_0);
+    STORE(&tile[2][1 * VL], acc2_1);
+    STORE(&tile[2][2 * VL], acc2_2);
+    STORE(&tile[3][0 * VL], acc3_0);
+    STORE(&tile[3][1 * VL], acc3_1);
+    STORE(&tile[3][2 * VL], acc3_2);
+    STORE(&tile[4][0 * VL], acc4_0);
+    STORE(&tile[4][1 * VL], acc4_1);
+    STORE(&tile[4][2 * VL], acc4_2);
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols; ++j)
+            out[r * pitch + j] = tile[r][j];
+}
+
 
 /* grad_input: dV[c, u, v] = sum_{o<19, i<1, j<1} K[o, c, i, j] * G[o, u - 2*i, v - 2*j]
  * The weights are packed once per call into GIN_MR-row panels of the left factor
- * (K^T). One task per sample and group of row panels (groups only when the batch is
- * small): the task packs all of the sample's G into GIN_NR-column panels in the thread's
- * scratch (in L2), then for each panel (brought into L1) every row panel of the group
- * computes one tile. Each task writes only its own part of dV. */
+ * (K^T), unless the batch is small. One task per sample and group of row panels (groups
+ * only when the batch is small): the task packs all of the sample's G into GIN_NR-column
+ * panels in the thread's scratch (in L2), then for each panel (brought into L1) every row
+ * panel of the group computes one tile. Each task writes only its own part of dV.
+ * A batch small enough to be cut into groups reads the weights where they lie in K instead
+ * (the in-place tiles, the same sums in the same order): packing them is a fixed cost per
+ * call, and S6's passes took 0.87-0.95 of the time at a batch of 1 and 0.93-0.99 at 2 without
+ * it (docs/tiles.md). */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t groups = task_groups(n, GIN_ROW_PANELS);
-    real *weights = malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
-    if (weights == NULL)
+    const int in_place = groups > 1;
+    real *weights = in_place ? NULL : malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
+    if (!in_place && weights == NULL)
         return 1;
     int failed = 0;
     #pragma omp parallel if (n * 3990 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        #pragma omp for schedule(static)
-        for (int panel = 0; panel < GIN_ROW_PANELS; ++panel) {
-            const int first = panel * GIN_MR;
-            const int count = C - first < GIN_MR ? C - first : GIN_MR;
-            pack_panel(K + first * 1, 1, C, count, GIN_MR, O, weights + (int64_t)first * O);
+        if (!in_place) {
+            #pragma omp for schedule(static)
+            for (int panel = 0; panel < GIN_ROW_PANELS; ++panel) {
+                const int first = panel * GIN_MR;
+                const int count = C - first < GIN_MR ? C - first : GIN_MR;
+                pack_panel(K + first * 1, 1, C, count, GIN_MR, O, weights + (int64_t)first * O);
+            }
         }
         real *columns = malloc(sizeof(real) * O * GIN_COL_PANELS * GIN_NR);
         failed = columns == NULL;
@@ -484,7 +666,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                     for (int64_t panel = GIN_ROW_PANELS * g / groups; panel < GIN_ROW_PANELS * (g + 1) / groups; ++panel) {
                         const int first = panel * GIN_MR;
                         const int count = C - first < GIN_MR ? C - first : GIN_MR;
-                        grad_input_tile(weights + (int64_t)first * O, column_panel, dst + (int64_t)first * P + j0, P, count, cols);
+                        const real *restrict left = in_place ? K + first : weights + (int64_t)first * O;
+                        (in_place ? grad_input_in_place_tile : grad_input_tile)(left, column_panel, dst + (int64_t)first * P + j0, P, count, cols);
                     }
                 }
             }
