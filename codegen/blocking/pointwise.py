@@ -198,8 +198,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
             mode="bias" if bias else mode, row=row, step=step, depth=depth, left=left,
             across=across, along=along, right=right, rows=rows, result=result, bias=bias,
-            accumulates=accumulates, contiguous_rows=row == "1",
-            contiguous_steps=step == "1", tile_fmas=tile.mr * tile.nrv,
+            accumulates=accumulates, tile_fmas=tile.mr * tile.nrv,
             unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv,
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")

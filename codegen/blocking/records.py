@@ -318,7 +318,9 @@ class Product(TileVectors):
     ``a_rows`` the accumulators of each tile row; ``row``/``step`` the left factor's
     stride per row and per inner step (C text, ``1`` when contiguous); ``mode``: ``store``,
     ``bias`` (plus the bias of the row) or ``add`` (summed into the result); ``left``,
-    ``across``, ``along``, ``right``, ``rows``, ``depth``, ``result``: the driver's operands.
+    ``right``, ``rows``, ``depth``, ``result``: the driver's operands; ``across``, ``along``:
+    the weights' strides in K per row and per step (C text), which the driver packs from and
+    the in-place tiles of a small batch read by.
     ``accumulates``: grad_weight's driver (column panels of dK, the batch in order).
     ``unroll``: the steps the tile's loop takes per pass.
     ``edge_nrv``: the vectors of the narrower tile that computes the last column panel (0:
@@ -344,8 +346,6 @@ class Product(TileVectors):
     result: str
     bias: bool
     accumulates: bool
-    contiguous_rows: bool
-    contiguous_steps: bool
     tile_fmas: int
     unroll: int
     edge_nrv: int = 0
