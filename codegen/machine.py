@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .vocabulary import VECTOR_BYTES
+
 
 @dataclass(frozen=True)
 class Machine:
@@ -44,6 +46,13 @@ class Machine:
         """Registers a column tile's partial sums may take: three quarters, the rest for
         its loads and broadcasts (24 of 32)."""
         return self.registers * 3 // 4
+
+    @property
+    def wide_tiles(self) -> bool:
+        """Whether tuning times tiles of the widest vectors: they are wider than the VL
+        vectors (``VECTOR_BYTES``) every machine's tiles have, and multiply at full width.
+        The matrix products, forward's column sweeps and Winograd's products ask it."""
+        return self.lane_bytes > VECTOR_BYTES and self.full_width
 
     @property
     def lane_accumulators(self) -> int:

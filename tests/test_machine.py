@@ -51,6 +51,13 @@ def test_avx512_in_halves_is_read_from_the_vendor_and_family(monkeypatch, tmp_pa
         _detected_machine.cache_clear()
 
 
+def test_tiles_of_the_widest_vectors_are_offered_where_they_multiply_at_full_width():
+    """Only AVX-512 has vectors wider than VL, and only where a 512-bit multiply-add is not
+    split into halves does tuning time tiles of them."""
+    assert AVX512.wide_tiles
+    assert not AVX512_HALVES.wide_tiles and not AVX2.wide_tiles and not SSE.wide_tiles
+
+
 def test_the_environment_variable_forces_a_machine_or_is_refused(monkeypatch):
     monkeypatch.setenv(ISA_ENV, "AVX2")
     assert host_machine() == AVX2

@@ -180,8 +180,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     multiply-adds per cycle grad_weight's lane and column tiles are costed at (1 or 2; in
     lanes, each also with its loop taking ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or
     a matrix product's register tile (``pointwise.gemm_candidates``); and for every pass,
-    where it applies, Winograd's algorithm (``winograd.applies``), on a CPU with full-width
-    vectors wider than VL (``Machine.full_width``) also with its products in them."""
+    where it applies, Winograd's algorithm (``winograd.applies``), and where the machine
+    offers them (``Machine.wide_tiles``) also with its products in its widest vectors."""
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     if is_pointwise(spec):
         return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
@@ -213,7 +213,7 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
         if len(labels) > 1:
             found[name] = labels
     if winograd_applies(g):
-        wide = (WIDE_WINOGRAD_CHOICE,) if lanes > vl and machine.full_width else ()
+        wide = (WIDE_WINOGRAD_CHOICE,) if machine.wide_tiles else ()
         for name in PASSES:
             found[name] = found.get(name, options[:1]) + (WINOGRAD_CHOICE, *wide)
     return {name: found[name] for name in PASSES if name in found}

@@ -97,9 +97,9 @@ def gemm_candidates(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int,
     ranked = _gemm_costs(vl, dtype_bytes, rows, cols, depth, machine)
     full = [t for t in ranked if t.mr * t.nrv == machine.accumulators and t != ranked[0]]
     found = [ranked[0], *full[:FULL_TILES]]
-    lanes = machine.lane_bytes // dtype_bytes
-    if lanes > vl and machine.full_width:
-        wide = _gemm_costs(lanes, dtype_bytes, rows, cols, depth, machine, wide=True)
+    if machine.wide_tiles:
+        wide = _gemm_costs(machine.lane_bytes // dtype_bytes, dtype_bytes, rows, cols, depth,
+                           machine, wide=True)
         found += [t for t in wide if t.mr * t.nrv == machine.accumulators][:FULL_TILES]
     return tuple(found)
 

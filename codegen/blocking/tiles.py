@@ -97,18 +97,18 @@ def sweep_tile_candidates(vl: int, out_channels: int, in_channels: int,
                           tap_rows: tuple[int, ...] = (), row_step: int = 1,
                           lanes: int = 0) -> tuple[SweepTile, ...]:
     """The column tiles ``codegen.tune`` times: the ``SWEEP_CANDIDATES`` best modelled, the
-    model's choice first; with ``lanes`` (reals per vector of the machine's widest) above
-    ``vl``, then ``WIDE_SWEEP_CANDIDATES`` tiles of such vectors: each of the first ones'
+    model's choice first; with ``lanes`` (reals per vector of the machine's widest), where
+    the machine offers such tiles, then ``WIDE_SWEEP_CANDIDATES`` of them: each of the first ones'
     twin (the same channels, rows and columns in half as many vectors) where
     its columns fill whole wide vectors, then the best modelled wide tiles.
 
     A CPU with two full-width 512-bit multiply-add units (Intel's Xeons) reaches at most
     half its peak on vectors of VL (256 bits); one that splits a 512-bit multiply-add in two
     (Zen 4) gains nothing from wider ones, and is not offered them
-    (``Machine.full_width``)."""
+    (``Machine.wide_tiles``)."""
     found = _sweep_costs(vl, out_channels, in_channels, phases, machine, tap_rows,
                          row_step)[:SWEEP_CANDIDATES]
-    if lanes <= vl or not machine.full_width:
+    if not lanes or not machine.wide_tiles:
         return tuple(found)
     per_wide = lanes // vl
     twins = [SweepTile(t.ob, t.ty, t.txv // per_wide, t.reuse, True)

@@ -164,16 +164,18 @@ def _define_tile(d: Defines, p: str, name: str, tile: GemmTile, reals: int, rows
             f"{name}: product tile columns ({p}_NRV * {'LANES' if tile.wide else 'VL'})")
 
 
-def _product_tile(reals: int, dtype_bytes: int, rows: int, cols: int, depth: int,
-                  machine: Machine, wide: bool) -> GemmTile:
-    """The products' register tile: the model's choice (``pointwise._gemm_costs``) of
-    vectors of ``reals``, of the machine's widest vectors when ``wide`` (``winograd=2w``).
+def _product_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int,
+                  machine: Machine, wide: bool) -> tuple[GemmTile, int]:
+    """The products' register tile, the model's choice (``pointwise._gemm_costs``), and the
+    reals per vector of its columns: VL, or the machine's widest when ``wide``
+    (``winograd=2w``).
     A CPU with two full-width 512-bit multiply-add units (Intel's Xeons) reaches at most
     half its peak on 256-bit vectors: on such a Xeon (2 threads, tuner's timings) S5's
     float32 passes took 0.69-0.85 of the time with 512-bit products, and its float64
     grad_input and grad_weight 0.68-0.88; float64's forward kept 256-bit ones, 3 % ahead
     (docs/tiles.md)."""
-    return _gemm_costs(reals, dtype_bytes, rows, cols, depth, machine, wide=wide)[0]
+    reals = machine.lane_bytes // dtype_bytes if wide else vl
+    return _gemm_costs(reals, dtype_bytes, rows, cols, depth, machine, wide=wide)[0], reals
 
 
 def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, reals: int,
@@ -200,9 +202,8 @@ def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Ma
     p = "WF" if name == "forward" else "WG"
     ins, outs = c.summed[1], c.computed[1]
     rows = _tile_rows(c, dtype_bytes)
-    reals = machine.lane_bytes // dtype_bytes if wide else vl
-    tile = _product_tile(reals, dtype_bytes, outs, rows * _cdiv(c.dst[1], M), ins, machine,
-                         wide)
+    tile, reals = _product_tile(vl, dtype_bytes, outs, rows * _cdiv(c.dst[1], M), ins,
+                                machine, wide)
     _define(d, p, name, c, tile, reals, rows)
     ragged = c.dst[1] % M
 
@@ -246,8 +247,7 @@ def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: M
     c, p = correlation(g, "forward"), "WW"
     rows = _tile_rows(c, dtype_bytes)
     tw = _cdiv(g.wo, M)
-    reals = machine.lane_bytes // dtype_bytes if wide else vl
-    tile = _product_tile(reals, dtype_bytes, g.c, g.o, rows * tw, machine, wide)
+    tile, reals = _product_tile(vl, dtype_bytes, g.c, g.o, rows * tw, machine, wide)
     _define_patches(d, p, "grad_weight", c, rows, (
         ("IN_PAD", _cdiv(g.c, tile.mr) * tile.mr,
          f"{p}_IN in whole panels of {p}_MR (the rest zero patches)"),
