@@ -95,6 +95,10 @@ GRID = {
                                        mode="convolution", bias=False),
     "pointwise_one_pixel": LayerSpec(input=(3, 1, 1), kernel=(2, 3, 1, 1)),
     "pointwise_parallel": LayerSpec(input=(37, 9, 9), kernel=(21, 37, 1, 1)),
+    # fewer pixels than result rows in both forward and grad_input: a small batch's tasks
+    # divide the row panels (the others' divide the column panels), over two column panels
+    # (three in float64), the last narrower
+    "pointwise_row_groups": LayerSpec(input=(64, 6, 9), kernel=(72, 64, 1, 1)),
     # grad_weight in chunks of pixels (G_s larger than a chunk; the last chunk shorter, not a
     # whole number of vectors), and fewer input channels than a column panel holds
     "pointwise_chunks": LayerSpec(input=(13, 61, 59), kernel=(32, 13, 1, 1)),
@@ -363,16 +367,22 @@ def test_grad_weight_is_identical_run_to_run(modules, name):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", ["pointwise_parallel", "pointwise_d2"])
-def test_a_small_batch_reads_the_weights_in_place_to_the_same_bits(modules, name, dtype):
+@pytest.mark.parametrize("name, split", [("pointwise_parallel", "COL"), ("pointwise_d2", "COL"),
+                                         ("pointwise_row_groups", "ROW")])
+def test_a_small_batch_reads_the_weights_in_place_to_the_same_bits(modules, name, split,
+                                                                    dtype):
     """A 1x1 layer's forward and grad_input read the weights where they lie in K when the
-    batch is cut into groups of row panels (a batch smaller than MIN_TASKS and two per
-    thread), and from packed panels otherwise: the same sums in the same order, so each
-    sample of a large batch has the bits it has alone."""
+    batch is cut into groups of its column panels or row panels (a batch smaller than
+    MIN_TASKS and two per thread), and from packed panels otherwise: the same sums in the
+    same order, so each sample of a large batch has the bits it has alone. The groups divide
+    the larger of the two factors: the sample where it has more pixels than the result rows
+    (``split_columns``), the weights where it has fewer."""
     module = modules[(name, "loops", dtype)]
     source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
     assert "const int in_place = groups > 1;" in source
     assert "(in_place ? forward_in_place_tile : forward_tile)(" in source
+    for prefix in ("FWD", "GIN"):
+        assert f"task_groups(n, {prefix}_{split}_PANELS)" in source
     large = max(MIN_TASKS, 2 * module.threads())
     V, K, b, G = reference.random_inputs(module.spec, large, dtype, 11)
     forward, grad_input = module.forward(V, K, b), module.grad_input(K, G)
@@ -619,7 +629,7 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
     import sys
 
     names = ["lanes_p1", "lanes_s2_paired_conv", "parallel_s2_same", "pointwise_parallel",
-             "pointwise_chunks"]
+             "pointwise_row_groups", "pointwise_chunks"]
     runs = {}
     for threads in (1, 3, 16):
         out = tmp_path / f"{threads}.npz"

@@ -152,6 +152,15 @@ def edge_vectors(cols: int, nrv: int, reals: int) -> int:
     return needed if 0 < needed < nrv else 0
 
 
+def split_columns(rows: int, cols: int) -> bool:
+    """Whether a small batch's tasks of forward or grad_input divide a sample's column panels
+    rather than its row panels: a ``rows x cols`` result, whose right factor (the sample,
+    ``depth x cols``) is larger than its left (the weights, ``rows x depth``). Each task of a
+    row group packs the whole sample, each of a column group reads all the weights: the
+    smaller of the two is the one read again."""
+    return cols > rows
+
+
 def pointwise_shapes(spec: LayerSpec) -> dict[str, tuple[int, int, int]]:
     """Each product's result rows, result columns and inner dimension, by prefix."""
     c, h, w = spec.input
@@ -200,6 +209,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             across=across, along=along, right=right, rows=rows, result=result, bias=bias,
             accumulates=accumulates, tile_fmas=tile.mr * tile.nrv,
             unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv,
+            split="columns" if not accumulates and split_columns(*shapes[prefix][:2]) else "rows",
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     if spec.bias:

@@ -325,6 +325,9 @@ class Product(TileVectors):
     ``unroll``: the steps the tile's loop takes per pass.
     ``edge_nrv``: the vectors of the narrower tile that computes the last column panel (0:
     the full tile computes it).
+    ``split``: what a small batch's groups of tasks divide, ``rows`` (the row panels; each
+    task packs its whole sample) or ``columns`` (the column panels; each task reads all the
+    weights) (``pointwise.split_columns``).
     Its vectors: ``TileVectors``.
     """
 
@@ -349,6 +352,7 @@ class Product(TileVectors):
     tile_fmas: int
     unroll: int
     edge_nrv: int = 0
+    split: str = "rows"
     variant: str = "pointwise"
 
 

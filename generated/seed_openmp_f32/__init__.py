@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float32 (float); target: openmp
-# cache key: 92e0d3c4029834c9f9e1bec0ce39bfedeffcdb5e984a4592d0c432f53da1a0f4
+# cache key: 63c0626ffff09712d2670cd20f8a6077cbcd9228d1edcf8ee39d40131e79007a
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key 92e0d3c4029834c9f9e1bec0ce39bfedeffcdb5e984a4592d0c432f53da1a0f4.
+Built by corrgen 0.1.0, cache key 63c0626ffff09712d2670cd20f8a6077cbcd9228d1edcf8ee39d40131e79007a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_92e0d3c40298")
+_extension = _importlib.import_module(__name__ + "._conv2d_63c0626ffff0")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "unrolled"
-key = "92e0d3c4029834c9f9e1bec0ce39bfedeffcdb5e984a4592d0c432f53da1a0f4"
+key = "63c0626ffff09712d2670cd20f8a6077cbcd9228d1edcf8ee39d40131e79007a"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float32 (float); target: openmp
- * cache key: 92e0d3c4029834c9f9e1bec0ce39bfedeffcdb5e984a4592d0c432f53da1a0f4
+ * cache key: 63c0626ffff09712d2670cd20f8a6077cbcd9228d1edcf8ee39d40131e79007a
  */
 
 /*

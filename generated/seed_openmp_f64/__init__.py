@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: unrolled; dtype: float64 (double); target: openmp
-# cache key: bb4ac1ffe88c2a604a3aa0a516ba781098feb3255d6a81236e6f0aeb873bb3ad
+# cache key: 2f91c7b4794f8f979e38c314aeb459910ae2d7d0e31988646365b813b40f2ea0
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (unrolled).
 
-Built by corrgen 0.1.0, cache key bb4ac1ffe88c2a604a3aa0a516ba781098feb3255d6a81236e6f0aeb873bb3ad.
+Built by corrgen 0.1.0, cache key 2f91c7b4794f8f979e38c314aeb459910ae2d7d0e31988646365b813b40f2ea0.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_bb4ac1ffe88c")
+_extension = _importlib.import_module(__name__ + "._conv2d_2f91c7b4794f")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "unrolled"
-key = "bb4ac1ffe88c2a604a3aa0a516ba781098feb3255d6a81236e6f0aeb873bb3ad"
+key = "2f91c7b4794f8f979e38c314aeb459910ae2d7d0e31988646365b813b40f2ea0"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

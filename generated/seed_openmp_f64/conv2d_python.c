@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: unrolled; dtype: float64 (double); target: openmp
- * cache key: bb4ac1ffe88c2a604a3aa0a516ba781098feb3255d6a81236e6f0aeb873bb3ad
+ * cache key: 2f91c7b4794f8f979e38c314aeb459910ae2d7d0e31988646365b813b40f2ea0
  */
 
 /*

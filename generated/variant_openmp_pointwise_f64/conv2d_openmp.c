@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 355b7b57ce1d97bd798b95f403802225dc3fde5f55479cf28d2919b0571e971a
+ * cache key: a0fd2aea5cf9a232d55806af6e75010e2b0ab93c0be1a786fb36c0eb50ada35e
  */
 
 #include <stdint.h>
@@ -192,17 +192,17 @@ static inline void pack_panel(const real *restrict src, int64_t across, int64_t 
     }
 }
 
-/* Every column panel of a `depth` x `cols` matrix (rows `cols` apart), `width` (a whole
+/* Every column panel of a `depth` x `cols` matrix (rows `pitch` apart), `width` (a whole
  * number of vectors) wide, as pack_panel lays one out: panel p at panels + p*depth*width,
  * the last zero-padded. The matrix is read row after row, in memory order: packed a panel
  * at a time, S6's forward pass (AVX2, float32) spent 7-8 % of its time there, each panel
  * reading one piece of every row (and GCC calling memcpy for each piece). */
-static inline void pack_column_panels(const real *restrict src, int depth, int cols, int width,
-                                      real *restrict panels)
+static inline void pack_column_panels(const real *restrict src, int depth, int pitch, int cols,
+                                      int width, real *restrict panels)
 {
     const int64_t panel_size = (int64_t)depth * width;
     for (int k = 0; k < depth; ++k) {
-        const real *restrict row = src + (int64_t)k * cols;
+        const real *restrict row = src + (int64_t)k * pitch;
         real *restrict to = panels + (int64_t)k * width;
         int j0 = 0;
         for (; j0 + width <= cols; j0 += width, to += panel_size)
@@ -411,17 +411,18 @@ static __attribute__((noinline)) void forward_in_place_tile(const real *restrict
 
 /* forward: Z[o, y, x] = b[o] + sum_{c<5, i<1, j<1} K[o, c, i, j] * V[c, y + 2*i, x + 2*j]
  * The weights are packed once per call into FWD_MR-row panels of the left factor
- * (K), unless the batch is small. One task per sample and group of row panels (groups
- * only when the batch is small): the task packs all of the sample's V into FWD_NR-column
- * panels in the thread's scratch (in L2), then for each panel (brought into L1) every row
- * panel of the group computes one tile. Each task writes only its own part of Z.
- * A batch small enough to be cut into groups reads the weights where they lie in K instead
- * (the in-place tiles, the same sums in the same order): packing them is a fixed cost per
- * call, and S6's passes took 0.87-0.95 of the time at a batch of 1 and 0.93-0.99 at 2 without
- * it (docs/tiles.md). */
+ * (K), unless the batch is small. One task per sample: it packs the sample's V into
+ * FWD_NR-column panels in the thread's scratch (in L2), then for each panel (brought into
+ * L1) every row panel computes one tile. Each task writes only its own part of Z.
+ * A small batch is cut further, into groups of each sample's column panels: the sample
+ * (C x P) is larger than the weights (O x C), so each task packs only its group's
+ * columns and reads all the weights (split_columns).
+ * Such a batch reads the weights where they lie in K (the in-place tiles, the same sums in
+ * the same order): packing them is a fixed cost per call, and S6's passes took 0.87-0.95 of
+ * the time at a batch of 1 and 0.93-0.99 at 2 without it (docs/tiles.md). */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    const int64_t groups = task_groups(n, FWD_ROW_PANELS);
+    const int64_t groups = task_groups(n, FWD_COL_PANELS);
     const int in_place = groups > 1;
     real *weights = in_place ? NULL : malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
     if (!in_place && weights == NULL)
@@ -445,13 +446,18 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             for (int64_t g = 0; g < groups; ++g) {
                 if (columns == NULL)
                     continue;
+                const int64_t first_col = FWD_COL_PANELS * g / groups, end_col = FWD_COL_PANELS * (g + 1) / groups;
+                const int64_t first_row = 0, end_row = FWD_ROW_PANELS;
+                const int first_pixel = (int)(first_col * FWD_NR);
+                const int end_pixel = end_col * FWD_NR < P ? (int)(end_col * FWD_NR) : P;
                 const real *restrict src = V + s * (C * P);
                 real *restrict dst = Z + s * (O * P);
-                pack_column_panels(src, C, P, FWD_NR, columns);
-                for (int j0 = 0; j0 < P; j0 += FWD_NR) {
+                pack_column_panels(src + first_pixel, C, P, end_pixel - first_pixel, FWD_NR, columns);
+                for (int64_t col = first_col; col < end_col; ++col) {
+                    const int j0 = (int)(col * FWD_NR);
                     const int cols = P - j0 < FWD_NR ? P - j0 : FWD_NR;
-                    const real *restrict column_panel = columns + (int64_t)(j0 / FWD_NR) * (C * FWD_NR);
-                    for (int64_t panel = FWD_ROW_PANELS * g / groups; panel < FWD_ROW_PANELS * (g + 1) / groups; ++panel) {
+                    const real *restrict column_panel = columns + (col - first_col) * (C * FWD_NR);
+                    for (int64_t panel = first_row; panel < end_row; ++panel) {
                         const int first = panel * FWD_MR;
                         const int count = O - first < FWD_MR ? O - first : FWD_MR;
                         const real *restrict left = in_place ? K + (int64_t)first * C : weights + (int64_t)first * C;
@@ -623,17 +629,18 @@ static __attribute__((noinline)) void grad_input_in_place_tile(const real *restr
 
 /* grad_input: dV[c, u, v] = sum_{o<19, i<1, j<1} K[o, c, i, j] * G[o, u - 2*i, v - 2*j]
  * The weights are packed once per call into GIN_MR-row panels of the left factor
- * (K^T), unless the batch is small. One task per sample and group of row panels (groups
- * only when the batch is small): the task packs all of the sample's G into GIN_NR-column
- * panels in the thread's scratch (in L2), then for each panel (brought into L1) every row
- * panel of the group computes one tile. Each task writes only its own part of dV.
- * A batch small enough to be cut into groups reads the weights where they lie in K instead
- * (the in-place tiles, the same sums in the same order): packing them is a fixed cost per
- * call, and S6's passes took 0.87-0.95 of the time at a batch of 1 and 0.93-0.99 at 2 without
- * it (docs/tiles.md). */
+ * (K^T), unless the batch is small. One task per sample: it packs the sample's G into
+ * GIN_NR-column panels in the thread's scratch (in L2), then for each panel (brought into
+ * L1) every row panel computes one tile. Each task writes only its own part of dV.
+ * A small batch is cut further, into groups of each sample's column panels: the sample
+ * (O x P) is larger than the weights (C x O), so each task packs only its group's
+ * columns and reads all the weights (split_columns).
+ * Such a batch reads the weights where they lie in K (the in-place tiles, the same sums in
+ * the same order): packing them is a fixed cost per call, and S6's passes took 0.87-0.95 of
+ * the time at a batch of 1 and 0.93-0.99 at 2 without it (docs/tiles.md). */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    const int64_t groups = task_groups(n, GIN_ROW_PANELS);
+    const int64_t groups = task_groups(n, GIN_COL_PANELS);
     const int in_place = groups > 1;
     real *weights = in_place ? NULL : malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
     if (!in_place && weights == NULL)
@@ -657,13 +664,18 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             for (int64_t g = 0; g < groups; ++g) {
                 if (columns == NULL)
                     continue;
+                const int64_t first_col = GIN_COL_PANELS * g / groups, end_col = GIN_COL_PANELS * (g + 1) / groups;
+                const int64_t first_row = 0, end_row = GIN_ROW_PANELS;
+                const int first_pixel = (int)(first_col * GIN_NR);
+                const int end_pixel = end_col * GIN_NR < P ? (int)(end_col * GIN_NR) : P;
                 const real *restrict src = G + s * (O * P);
                 real *restrict dst = dV + s * (C * P);
-                pack_column_panels(src, O, P, GIN_NR, columns);
-                for (int j0 = 0; j0 < P; j0 += GIN_NR) {
+                pack_column_panels(src + first_pixel, O, P, end_pixel - first_pixel, GIN_NR, columns);
+                for (int64_t col = first_col; col < end_col; ++col) {
+                    const int j0 = (int)(col * GIN_NR);
                     const int cols = P - j0 < GIN_NR ? P - j0 : GIN_NR;
-                    const real *restrict column_panel = columns + (int64_t)(j0 / GIN_NR) * (O * GIN_NR);
-                    for (int64_t panel = GIN_ROW_PANELS * g / groups; panel < GIN_ROW_PANELS * (g + 1) / groups; ++panel) {
+                    const real *restrict column_panel = columns + (col - first_col) * (O * GIN_NR);
+                    for (int64_t panel = first_row; panel < end_row; ++panel) {
                         const int first = panel * GIN_MR;
                         const int count = C - first < GIN_MR ? C - first : GIN_MR;
                         const real *restrict left = in_place ? K + first : weights + (int64_t)first * O;
