@@ -46,6 +46,13 @@ AT = ((1, 1, 1, 0), (0, 1, -1, -1))
 #: products back to a 3x3 plane of dK.
 A = tuple(zip(*AT))
 GT = tuple(zip(*G))
+#: The bytes of a cache line. The 16 points of a transform's operands (transformed weights,
+#: patches, products, gradients, sums) lie a whole number of lines apart plus one: a whole
+#: number of 4 KB apart (1 MB for the weights of a 512 x 512 layer in float32), the 16
+#: stores of one transform fell in one cache set, more than its ways hold. Skewed, a
+#: 512-channel 14x14 layer's forward took 0.70-0.93 of the time, S5's passes 0.92-0.99
+#: (docs/tiles.md).
+LINE_BYTES = 64
 #: Fewer channels than this on either side of the product, and the transforms cost more
 #: than the multiply-adds they save.
 MIN_CHANNELS = 16
@@ -179,16 +186,24 @@ def _product_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int,
 
 
 def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, reals: int,
-            rows: int) -> None:
+            rows: int, dtype_bytes: int) -> None:
     """forward's or grad_input's ``#define``s, prefix ``p``; ``rows``: rows of tiles per
     task."""
     outs, tw, nr = c.computed[1], _cdiv(c.dst[1], M), tile.nrv * reals
+    out_pad = _cdiv(outs, tile.mr) * tile.mr
     _define_patches(d, p, name, c, rows, (
-        ("OUT_PAD", _cdiv(outs, tile.mr) * tile.mr,
-         f"{p}_OUT in whole panels of {p}_MR (the rest zero weights)"),))
+        ("OUT_PAD", out_pad, f"{p}_OUT in whole panels of {p}_MR (the rest zero weights)"),
+        ("U_POINT", out_pad * c.summed[1] + LINE_BYTES // dtype_bytes,
+         f"reals from one point's transformed weights to the next ({p}_OUT_PAD * {p}_IN and "
+         "a cache line, skewed)")))
     _define_tile(d, p, name, tile, reals, "output channels", "tiles")
-    d.const(f"{p}_NB", _cdiv(rows * tw, nr) * nr,
-            f"{name}: a task's tiles, padded to whole product tiles")
+    nb = _cdiv(rows * tw, nr) * nr
+    d.const(f"{p}_NB", nb, f"{name}: a task's tiles, padded to whole product tiles")
+    skew = LINE_BYTES // dtype_bytes
+    d.const(f"{p}_V_POINT", c.summed[1] * nb + skew, f"{name}: reals from one point's "
+            f"transformed patches to the next ({p}_IN * {p}_NB and a cache line, skewed)")
+    d.const(f"{p}_M_POINT", out_pad * nb + skew, f"{name}: reals from one point's products "
+            f"to the next ({p}_OUT_PAD * {p}_NB and a cache line, skewed)")
 
 
 def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Machine,
@@ -204,14 +219,14 @@ def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Ma
     rows = _tile_rows(c, dtype_bytes)
     tile, reals = _product_tile(vl, dtype_bytes, outs, rows * _cdiv(c.dst[1], M), ins,
                                 machine, wide)
-    _define(d, p, name, c, tile, reals, rows)
+    _define(d, p, name, c, tile, reals, rows, dtype_bytes)
     ragged = c.dst[1] % M
 
     def store(i: int, j: int, e: str) -> str:
         return f"row{i}[{M} * tx + {j}] = {'bias + ' if bias else ''}{e};"
 
     def product(k: int, col: int) -> str:
-        return f"m[{k * ALPHA + col} * {p}_OUT_PAD * {p}_NB + tx]"
+        return f"m[{k * ALPHA + col} * {p}_M_POINT + tx]"
     return Winograd(
         name=name, prefix=p, reason="a 3x3 kernel at stride 1: Winograd F(2x2, 3x3), 16 "
         "multiply-adds per 2x2 outputs and channel pair against 36",
@@ -219,8 +234,8 @@ def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Ma
         alpha=ALPHA, mr=tile.mr, nrv=tile.nrv,
         a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
         weight_lines=transform(G, lambda k, col: f"g[{c.tap(k, col)}]",
-                               lambda i, j, e: f"u[{i * ALPHA + j} * {p}_OUT_PAD * {p}_IN] = {e};"),
-        input_lines=_patch_lines(f"{p}_IN * {p}_NB"),
+                               lambda i, j, e: f"u[{i * ALPHA + j} * {p}_U_POINT] = {e};"),
+        input_lines=_patch_lines(f"{p}_V_POINT"),
         output_lines=transform(AT, product, store),
         edge_output_lines=transform(AT, product, store, {(i, j) for i in range(M)
                                                          for j in range(ragged)}),
@@ -248,16 +263,22 @@ def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: M
     rows = _tile_rows(c, dtype_bytes)
     tw = _cdiv(g.wo, M)
     tile, reals = _product_tile(vl, dtype_bytes, g.c, g.o, rows * tw, machine, wide)
+    in_pad, skew = _cdiv(g.c, tile.mr) * tile.mr, LINE_BYTES // dtype_bytes
+    out_pad = _cdiv(g.o, tile.nrv * reals) * tile.nrv * reals
     _define_patches(d, p, "grad_weight", c, rows, (
-        ("IN_PAD", _cdiv(g.c, tile.mr) * tile.mr,
-         f"{p}_IN in whole panels of {p}_MR (the rest zero patches)"),
-        ("OUT_PAD", _cdiv(g.o, tile.nrv * reals) * tile.nrv * reals,
-         f"{p}_OUT in whole tiles of {p}_NR (the rest zero gradients)")))
+        ("IN_PAD", in_pad, f"{p}_IN in whole panels of {p}_MR (the rest zero patches)"),
+        ("OUT_PAD", out_pad, f"{p}_OUT in whole tiles of {p}_NR (the rest zero gradients)")))
     _define_tile(d, p, "grad_weight", tile, reals, "input channels", "output channels")
     for const, value, doc in (
             ("NB", rows * tw, "a task's tiles (the products' inner dimension)"),
             ("PW", tw * M, f"pixels per row of a task's transposed gradients ({p}_DST_W, "
-             "then a zero one when it is odd)")):
+             "then a zero one when it is odd)"),
+            ("V_POINT", in_pad * rows * tw + skew, "reals from one point's transformed patches "
+             f"to the next ({p}_IN_PAD * {p}_NB and a cache line, skewed)"),
+            ("U_POINT", rows * tw * out_pad + skew, "reals from one point's transformed "
+             f"gradients to the next ({p}_NB * {p}_OUT_PAD and a cache line, skewed)"),
+            ("S_POINT", in_pad * out_pad + skew, "reals from one point's sums to the next "
+             f"({p}_IN_PAD * {p}_OUT_PAD and a cache line, skewed)")):
         d.const(f"{p}_{const}", value, f"grad_weight: {doc}")
 
     def pixel(k: int, col: int) -> str:
@@ -270,8 +291,8 @@ def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: M
         "per 2x2 gradients and channel pair against 36",
         m=M, alpha=ALPHA, mr=tile.mr, nrv=tile.nrv,
         a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
-        input_lines=_patch_lines(f"{p}_IN_PAD * {p}_NB"),
+        input_lines=_patch_lines(f"{p}_V_POINT"),
         gradient_lines=transform(A, pixel, lambda i, j, e: (
-            f"u[{i * ALPHA + j} * {p}_NB * {p}_OUT_PAD + o] = {e};")),
+            f"u[{i * ALPHA + j} * {p}_U_POINT + o] = {e};")),
         output_lines=transform(GT, lambda k, col: f"m[{k * ALPHA + col}]", result),
         unroll=PRODUCT_STEP_UNROLL, **(WIDE_VECTORS if wide else {}))

@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: b09c5670af40d090eaafc424fe5b9c13ef51b32c9cf306fea04347df7d868953
+ * cache key: 9311dc3e92f640cdd0850aaee44972804da60961c17a439d11a19f16eea4b34e
  */
 
 #include <stdint.h>
@@ -45,6 +45,7 @@ typedef double real;
 #define WF_IN 16 /* forward: channels summed (C) */
 #define WF_OUT 24 /* forward: channels computed (O) */
 #define WF_OUT_PAD 24 /* forward: WF_OUT in whole panels of WF_MR (the rest zero weights) */
+#define WF_U_POINT 392 /* forward: reals from one point's transformed weights to the next (WF_OUT_PAD * WF_IN and a cache line, skewed) */
 #define WF_SRC_H 7 /* forward: rows of a source plane */
 #define WF_SRC_W 6 /* forward: columns of a source plane */
 #define WF_DST_H 9 /* forward: rows of a result plane */
@@ -61,9 +62,12 @@ typedef double real;
 #define WF_NRV 3 /* forward: product tile vectors of tiles */
 #define WF_NR 24 /* forward: product tile columns (WF_NRV * LANES) */
 #define WF_NB 24 /* forward: a task's tiles, padded to whole product tiles */
+#define WF_V_POINT 392 /* forward: reals from one point's transformed patches to the next (WF_IN * WF_NB and a cache line, skewed) */
+#define WF_M_POINT 584 /* forward: reals from one point's products to the next (WF_OUT_PAD * WF_NB and a cache line, skewed) */
 #define WG_IN 24 /* grad_input: channels summed (O) */
 #define WG_OUT 16 /* grad_input: channels computed (C) */
 #define WG_OUT_PAD 16 /* grad_input: WG_OUT in whole panels of WG_MR (the rest zero weights) */
+#define WG_U_POINT 392 /* grad_input: reals from one point's transformed weights to the next (WG_OUT_PAD * WG_IN and a cache line, skewed) */
 #define WG_SRC_H 9 /* grad_input: rows of a source plane */
 #define WG_SRC_W 8 /* grad_input: columns of a source plane */
 #define WG_DST_H 7 /* grad_input: rows of a result plane */
@@ -80,6 +84,8 @@ typedef double real;
 #define WG_NRV 2 /* grad_input: product tile vectors of tiles */
 #define WG_NR 16 /* grad_input: product tile columns (WG_NRV * LANES) */
 #define WG_NB 16 /* grad_input: a task's tiles, padded to whole product tiles */
+#define WG_V_POINT 392 /* grad_input: reals from one point's transformed patches to the next (WG_IN * WG_NB and a cache line, skewed) */
+#define WG_M_POINT 264 /* grad_input: reals from one point's products to the next (WG_OUT_PAD * WG_NB and a cache line, skewed) */
 #define WW_IN 16 /* grad_weight: channels summed (C) */
 #define WW_OUT 24 /* grad_weight: channels computed (O) */
 #define WW_IN_PAD 16 /* grad_weight: WW_IN in whole panels of WW_MR (the rest zero patches) */
@@ -101,6 +107,9 @@ typedef double real;
 #define WW_NR 24 /* grad_weight: product tile columns (WW_NRV * LANES) */
 #define WW_NB 20 /* grad_weight: a task's tiles (the products' inner dimension) */
 #define WW_PW 8 /* grad_weight: pixels per row of a task's transposed gradients (WW_DST_W, then a zero one when it is odd) */
+#define WW_V_POINT 328 /* grad_weight: reals from one point's transformed patches to the next (WW_IN_PAD * WW_NB and a cache line, skewed) */
+#define WW_U_POINT 488 /* grad_weight: reals from one point's transformed gradients to the next (WW_NB * WW_OUT_PAD and a cache line, skewed) */
+#define WW_S_POINT 392 /* grad_weight: reals from one point's sums to the next (WW_IN_PAD * WW_OUT_PAD and a cache line, skewed) */
 
 /* Vectors of VL reals (GCC/Clang vector extensions); loads and stores need no alignment. */
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
@@ -253,7 +262,7 @@ static inline void pack_planes(const real *restrict in, int channels, int rows, 
  * transformed patches (in x tiles). blocking/winograd.py has the matrices and the reasons. */
 
 /* forward_weights: U[xi] = (G g G^T)[xi] for every pair of channels, in panels of WF_MR
- * result channels: U + ((xi * WF_OUT_PAD + o0) * WF_IN + i) * WF_MR + o - o0, zero for o >= WF_OUT.
+ * result channels: U + xi * WF_U_POINT + o0 * WF_IN + i * WF_MR + o - o0 (o0 = o - o % WF_MR), zero for o >= WF_OUT.
  * Called by every thread of a team: the channels are shared out. */
 static void forward_weights(const real *restrict K, real *restrict U)
 {
@@ -263,7 +272,7 @@ static void forward_weights(const real *restrict K, real *restrict U)
             real *restrict u = U + ((int64_t)(o / WF_MR) * WF_IN + i) * WF_MR + o % WF_MR;
             if (o >= WF_OUT) {
                 for (int xi = 0; xi < WF_POINTS; ++xi)
-                    u[xi * WF_OUT_PAD * WF_IN] = 0;
+                    u[xi * WF_U_POINT] = 0;
                 continue;
             }
             const real *restrict g = K + (int64_t)o * C * 9 + (int64_t)i * 9;
@@ -279,26 +288,26 @@ static void forward_weights(const real *restrict K, real *restrict U)
             const real t3_0 = g[6];
             const real t3_1 = g[7];
             const real t3_2 = g[8];
-            u[0 * WF_OUT_PAD * WF_IN] = t0_0;
-            u[1 * WF_OUT_PAD * WF_IN] = (real)0.5 * t0_0 + (real)0.5 * t0_1 + (real)0.5 * t0_2;
-            u[2 * WF_OUT_PAD * WF_IN] = (real)0.5 * t0_0 - (real)0.5 * t0_1 + (real)0.5 * t0_2;
-            u[3 * WF_OUT_PAD * WF_IN] = t0_2;
-            u[4 * WF_OUT_PAD * WF_IN] = t1_0;
-            u[5 * WF_OUT_PAD * WF_IN] = (real)0.5 * t1_0 + (real)0.5 * t1_1 + (real)0.5 * t1_2;
-            u[6 * WF_OUT_PAD * WF_IN] = (real)0.5 * t1_0 - (real)0.5 * t1_1 + (real)0.5 * t1_2;
-            u[7 * WF_OUT_PAD * WF_IN] = t1_2;
-            u[8 * WF_OUT_PAD * WF_IN] = t2_0;
-            u[9 * WF_OUT_PAD * WF_IN] = (real)0.5 * t2_0 + (real)0.5 * t2_1 + (real)0.5 * t2_2;
-            u[10 * WF_OUT_PAD * WF_IN] = (real)0.5 * t2_0 - (real)0.5 * t2_1 + (real)0.5 * t2_2;
-            u[11 * WF_OUT_PAD * WF_IN] = t2_2;
-            u[12 * WF_OUT_PAD * WF_IN] = t3_0;
-            u[13 * WF_OUT_PAD * WF_IN] = (real)0.5 * t3_0 + (real)0.5 * t3_1 + (real)0.5 * t3_2;
-            u[14 * WF_OUT_PAD * WF_IN] = (real)0.5 * t3_0 - (real)0.5 * t3_1 + (real)0.5 * t3_2;
-            u[15 * WF_OUT_PAD * WF_IN] = t3_2;
+            u[0 * WF_U_POINT] = t0_0;
+            u[1 * WF_U_POINT] = (real)0.5 * t0_0 + (real)0.5 * t0_1 + (real)0.5 * t0_2;
+            u[2 * WF_U_POINT] = (real)0.5 * t0_0 - (real)0.5 * t0_1 + (real)0.5 * t0_2;
+            u[3 * WF_U_POINT] = t0_2;
+            u[4 * WF_U_POINT] = t1_0;
+            u[5 * WF_U_POINT] = (real)0.5 * t1_0 + (real)0.5 * t1_1 + (real)0.5 * t1_2;
+            u[6 * WF_U_POINT] = (real)0.5 * t1_0 - (real)0.5 * t1_1 + (real)0.5 * t1_2;
+            u[7 * WF_U_POINT] = t1_2;
+            u[8 * WF_U_POINT] = t2_0;
+            u[9 * WF_U_POINT] = (real)0.5 * t2_0 + (real)0.5 * t2_1 + (real)0.5 * t2_2;
+            u[10 * WF_U_POINT] = (real)0.5 * t2_0 - (real)0.5 * t2_1 + (real)0.5 * t2_2;
+            u[11 * WF_U_POINT] = t2_2;
+            u[12 * WF_U_POINT] = t3_0;
+            u[13 * WF_U_POINT] = (real)0.5 * t3_0 + (real)0.5 * t3_1 + (real)0.5 * t3_2;
+            u[14 * WF_U_POINT] = (real)0.5 * t3_0 - (real)0.5 * t3_1 + (real)0.5 * t3_2;
+            u[15 * WF_U_POINT] = t3_2;
         }
 }
 
-/* forward_patches: V[xi][i][j] = (B^T d B)[xi] of the patch of tile j, the task's tiles in
+/* forward_patches: V[xi][i][j] (at V + xi * WF_V_POINT + i * WF_NB + j) = (B^T d B)[xi] of the patch of tile j, the task's tiles in
  * order from tile row ty0 (WF_TR rows of WF_TW). Each source row goes once through `rows`, zero-framed
  * (WF_LEFT zeros before it, zeros after), so that no patch tests a bound and the loop over a
  * row's tiles vectorizes. */
@@ -333,22 +342,22 @@ static void forward_patches(const real *restrict src, int ty0, real (*restrict r
                 const real t3_1 = rows[1][x + 1] - rows[3][x + 1];
                 const real t3_2 = rows[1][x + 2] - rows[3][x + 2];
                 const real t3_3 = rows[1][x + 3] - rows[3][x + 3];
-                v[0 * WF_IN * WF_NB + tx] = t0_0 - t0_2;
-                v[1 * WF_IN * WF_NB + tx] = t0_1 + t0_2;
-                v[2 * WF_IN * WF_NB + tx] = -t0_1 + t0_2;
-                v[3 * WF_IN * WF_NB + tx] = t0_1 - t0_3;
-                v[4 * WF_IN * WF_NB + tx] = t1_0 - t1_2;
-                v[5 * WF_IN * WF_NB + tx] = t1_1 + t1_2;
-                v[6 * WF_IN * WF_NB + tx] = -t1_1 + t1_2;
-                v[7 * WF_IN * WF_NB + tx] = t1_1 - t1_3;
-                v[8 * WF_IN * WF_NB + tx] = t2_0 - t2_2;
-                v[9 * WF_IN * WF_NB + tx] = t2_1 + t2_2;
-                v[10 * WF_IN * WF_NB + tx] = -t2_1 + t2_2;
-                v[11 * WF_IN * WF_NB + tx] = t2_1 - t2_3;
-                v[12 * WF_IN * WF_NB + tx] = t3_0 - t3_2;
-                v[13 * WF_IN * WF_NB + tx] = t3_1 + t3_2;
-                v[14 * WF_IN * WF_NB + tx] = -t3_1 + t3_2;
-                v[15 * WF_IN * WF_NB + tx] = t3_1 - t3_3;
+                v[0 * WF_V_POINT + tx] = t0_0 - t0_2;
+                v[1 * WF_V_POINT + tx] = t0_1 + t0_2;
+                v[2 * WF_V_POINT + tx] = -t0_1 + t0_2;
+                v[3 * WF_V_POINT + tx] = t0_1 - t0_3;
+                v[4 * WF_V_POINT + tx] = t1_0 - t1_2;
+                v[5 * WF_V_POINT + tx] = t1_1 + t1_2;
+                v[6 * WF_V_POINT + tx] = -t1_1 + t1_2;
+                v[7 * WF_V_POINT + tx] = t1_1 - t1_3;
+                v[8 * WF_V_POINT + tx] = t2_0 - t2_2;
+                v[9 * WF_V_POINT + tx] = t2_1 + t2_2;
+                v[10 * WF_V_POINT + tx] = -t2_1 + t2_2;
+                v[11 * WF_V_POINT + tx] = t2_1 - t2_3;
+                v[12 * WF_V_POINT + tx] = t3_0 - t3_2;
+                v[13 * WF_V_POINT + tx] = t3_1 + t3_2;
+                v[14 * WF_V_POINT + tx] = -t3_1 + t3_2;
+                v[15 * WF_V_POINT + tx] = t3_1 - t3_3;
             }
         }
     }
@@ -433,14 +442,14 @@ static void forward_results(const real *restrict M, int ty0, const real *restric
             const real *restrict m = M + o * WF_NB + tr * WF_TW;
             real *restrict row0 = plane + (int64_t)y * WF_DST_W, *restrict row1 = y + 1 < WF_DST_H ? row0 + 1 * WF_DST_W : spare + 1 * WF_TW * 2;
             for (int tx = 0; tx < WF_DST_W / 2; ++tx) {
-                const real t0_0 = m[0 * WF_OUT_PAD * WF_NB + tx] + m[4 * WF_OUT_PAD * WF_NB + tx] + m[8 * WF_OUT_PAD * WF_NB + tx];
-                const real t0_1 = m[1 * WF_OUT_PAD * WF_NB + tx] + m[5 * WF_OUT_PAD * WF_NB + tx] + m[9 * WF_OUT_PAD * WF_NB + tx];
-                const real t0_2 = m[2 * WF_OUT_PAD * WF_NB + tx] + m[6 * WF_OUT_PAD * WF_NB + tx] + m[10 * WF_OUT_PAD * WF_NB + tx];
-                const real t0_3 = m[3 * WF_OUT_PAD * WF_NB + tx] + m[7 * WF_OUT_PAD * WF_NB + tx] + m[11 * WF_OUT_PAD * WF_NB + tx];
-                const real t1_0 = m[4 * WF_OUT_PAD * WF_NB + tx] - m[8 * WF_OUT_PAD * WF_NB + tx] - m[12 * WF_OUT_PAD * WF_NB + tx];
-                const real t1_1 = m[5 * WF_OUT_PAD * WF_NB + tx] - m[9 * WF_OUT_PAD * WF_NB + tx] - m[13 * WF_OUT_PAD * WF_NB + tx];
-                const real t1_2 = m[6 * WF_OUT_PAD * WF_NB + tx] - m[10 * WF_OUT_PAD * WF_NB + tx] - m[14 * WF_OUT_PAD * WF_NB + tx];
-                const real t1_3 = m[7 * WF_OUT_PAD * WF_NB + tx] - m[11 * WF_OUT_PAD * WF_NB + tx] - m[15 * WF_OUT_PAD * WF_NB + tx];
+                const real t0_0 = m[0 * WF_M_POINT + tx] + m[4 * WF_M_POINT + tx] + m[8 * WF_M_POINT + tx];
+                const real t0_1 = m[1 * WF_M_POINT + tx] + m[5 * WF_M_POINT + tx] + m[9 * WF_M_POINT + tx];
+                const real t0_2 = m[2 * WF_M_POINT + tx] + m[6 * WF_M_POINT + tx] + m[10 * WF_M_POINT + tx];
+                const real t0_3 = m[3 * WF_M_POINT + tx] + m[7 * WF_M_POINT + tx] + m[11 * WF_M_POINT + tx];
+                const real t1_0 = m[4 * WF_M_POINT + tx] - m[8 * WF_M_POINT + tx] - m[12 * WF_M_POINT + tx];
+                const real t1_1 = m[5 * WF_M_POINT + tx] - m[9 * WF_M_POINT + tx] - m[13 * WF_M_POINT + tx];
+                const real t1_2 = m[6 * WF_M_POINT + tx] - m[10 * WF_M_POINT + tx] - m[14 * WF_M_POINT + tx];
+                const real t1_3 = m[7 * WF_M_POINT + tx] - m[11 * WF_M_POINT + tx] - m[15 * WF_M_POINT + tx];
                 row0[2 * tx + 0] = bias + t0_0 + t0_1 + t0_2;
                 row0[2 * tx + 1] = bias + t0_1 - t0_2 - t0_3;
                 row1[2 * tx + 0] = bias + t1_0 + t1_1 + t1_2;
@@ -457,7 +466,7 @@ static void forward_results(const real *restrict M, int ty0, const real *restric
  * long, and 1.11-1.24 with another job on one of the cores (docs/tiles.md). */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    real *weights = malloc(sizeof(real) * WF_POINTS * WF_OUT_PAD * WF_IN);
+    real *weights = malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
     if (weights == NULL)
         return 1;
     int failed = 0;
@@ -466,8 +475,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         forward_weights(K, weights);
         /* the padded tiles' columns of patches are zero from the start; what a short last block
          * leaves in them is never stored */
-        real *patches = calloc((size_t)WF_POINTS * WF_IN * WF_NB, sizeof(real));
-        real *products = malloc(sizeof(real) * WF_POINTS * WF_OUT_PAD * WF_NB);
+        real *patches = calloc((size_t)WF_POINTS * WF_V_POINT, sizeof(real));
+        real *products = malloc(sizeof(real) * WF_POINTS * WF_M_POINT);
         real rows[4][WF_WP], spare[2 * WF_TW * 2];
         memset(rows, 0, sizeof rows);
         failed = patches == NULL || products == NULL;
@@ -480,8 +489,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 for (int xi = 0; xi < WF_POINTS; ++xi)
                     for (int o0 = 0; o0 < WF_OUT_PAD; o0 += WF_MR)
                         for (int j0 = 0; j0 < WF_NB; j0 += WF_NR)
-                            forward_tile(weights + ((int64_t)xi * WF_OUT_PAD + o0) * WF_IN, patches + xi * WF_IN * WF_NB + j0,
-                                    products + (xi * WF_OUT_PAD + o0) * WF_NB + j0);
+                            forward_tile(weights + (int64_t)xi * WF_U_POINT + o0 * WF_IN, patches + xi * WF_V_POINT + j0,
+                                    products + xi * WF_M_POINT + o0 * WF_NB + j0);
                 forward_results(products, block * WF_TR, b, Z + s * (WF_OUT * WF_DST_H * WF_DST_W), spare);
             }
         free(patches);
@@ -498,7 +507,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
  * transformed patches (in x tiles). blocking/winograd.py has the matrices and the reasons. */
 
 /* grad_input_weights: U[xi] = (G g G^T)[xi] for every pair of channels, in panels of WG_MR
- * result channels: U + ((xi * WG_OUT_PAD + o0) * WG_IN + i) * WG_MR + o - o0, zero for o >= WG_OUT.
+ * result channels: U + xi * WG_U_POINT + o0 * WG_IN + i * WG_MR + o - o0 (o0 = o - o % WG_MR), zero for o >= WG_OUT.
  * Called by every thread of a team: the channels are shared out. */
 static void grad_input_weights(const real *restrict K, real *restrict U)
 {
@@ -508,7 +517,7 @@ static void grad_input_weights(const real *restrict K, real *restrict U)
             real *restrict u = U + ((int64_t)(o / WG_MR) * WG_IN + i) * WG_MR + o % WG_MR;
             if (o >= WG_OUT) {
                 for (int xi = 0; xi < WG_POINTS; ++xi)
-                    u[xi * WG_OUT_PAD * WG_IN] = 0;
+                    u[xi * WG_U_POINT] = 0;
                 continue;
             }
             const real *restrict g = K + (int64_t)o * 9 + (int64_t)i * C * 9;
@@ -524,26 +533,26 @@ static void grad_input_weights(const real *restrict K, real *restrict U)
             const real t3_0 = g[2];
             const real t3_1 = g[1];
             const real t3_2 = g[0];
-            u[0 * WG_OUT_PAD * WG_IN] = t0_0;
-            u[1 * WG_OUT_PAD * WG_IN] = (real)0.5 * t0_0 + (real)0.5 * t0_1 + (real)0.5 * t0_2;
-            u[2 * WG_OUT_PAD * WG_IN] = (real)0.5 * t0_0 - (real)0.5 * t0_1 + (real)0.5 * t0_2;
-            u[3 * WG_OUT_PAD * WG_IN] = t0_2;
-            u[4 * WG_OUT_PAD * WG_IN] = t1_0;
-            u[5 * WG_OUT_PAD * WG_IN] = (real)0.5 * t1_0 + (real)0.5 * t1_1 + (real)0.5 * t1_2;
-            u[6 * WG_OUT_PAD * WG_IN] = (real)0.5 * t1_0 - (real)0.5 * t1_1 + (real)0.5 * t1_2;
-            u[7 * WG_OUT_PAD * WG_IN] = t1_2;
-            u[8 * WG_OUT_PAD * WG_IN] = t2_0;
-            u[9 * WG_OUT_PAD * WG_IN] = (real)0.5 * t2_0 + (real)0.5 * t2_1 + (real)0.5 * t2_2;
-            u[10 * WG_OUT_PAD * WG_IN] = (real)0.5 * t2_0 - (real)0.5 * t2_1 + (real)0.5 * t2_2;
-            u[11 * WG_OUT_PAD * WG_IN] = t2_2;
-            u[12 * WG_OUT_PAD * WG_IN] = t3_0;
-            u[13 * WG_OUT_PAD * WG_IN] = (real)0.5 * t3_0 + (real)0.5 * t3_1 + (real)0.5 * t3_2;
-            u[14 * WG_OUT_PAD * WG_IN] = (real)0.5 * t3_0 - (real)0.5 * t3_1 + (real)0.5 * t3_2;
-            u[15 * WG_OUT_PAD * WG_IN] = t3_2;
+            u[0 * WG_U_POINT] = t0_0;
+            u[1 * WG_U_POINT] = (real)0.5 * t0_0 + (real)0.5 * t0_1 + (real)0.5 * t0_2;
+            u[2 * WG_U_POINT] = (real)0.5 * t0_0 - (real)0.5 * t0_1 + (real)0.5 * t0_2;
+            u[3 * WG_U_POINT] = t0_2;
+            u[4 * WG_U_POINT] = t1_0;
+            u[5 * WG_U_POINT] = (real)0.5 * t1_0 + (real)0.5 * t1_1 + (real)0.5 * t1_2;
+            u[6 * WG_U_POINT] = (real)0.5 * t1_0 - (real)0.5 * t1_1 + (real)0.5 * t1_2;
+            u[7 * WG_U_POINT] = t1_2;
+            u[8 * WG_U_POINT] = t2_0;
+            u[9 * WG_U_POINT] = (real)0.5 * t2_0 + (real)0.5 * t2_1 + (real)0.5 * t2_2;
+            u[10 * WG_U_POINT] = (real)0.5 * t2_0 - (real)0.5 * t2_1 + (real)0.5 * t2_2;
+            u[11 * WG_U_POINT] = t2_2;
+            u[12 * WG_U_POINT] = t3_0;
+            u[13 * WG_U_POINT] = (real)0.5 * t3_0 + (real)0.5 * t3_1 + (real)0.5 * t3_2;
+            u[14 * WG_U_POINT] = (real)0.5 * t3_0 - (real)0.5 * t3_1 + (real)0.5 * t3_2;
+            u[15 * WG_U_POINT] = t3_2;
         }
 }
 
-/* grad_input_patches: V[xi][i][j] = (B^T d B)[xi] of the patch of tile j, the task's tiles in
+/* grad_input_patches: V[xi][i][j] (at V + xi * WG_V_POINT + i * WG_NB + j) = (B^T d B)[xi] of the patch of tile j, the task's tiles in
  * order from tile row ty0 (WG_TR rows of WG_TW). Each source row goes once through `rows`, zero-framed
  * (WG_LEFT zeros before it, zeros after), so that no patch tests a bound and the loop over a
  * row's tiles vectorizes. */
@@ -578,22 +587,22 @@ static void grad_input_patches(const real *restrict src, int ty0, real (*restric
                 const real t3_1 = rows[1][x + 1] - rows[3][x + 1];
                 const real t3_2 = rows[1][x + 2] - rows[3][x + 2];
                 const real t3_3 = rows[1][x + 3] - rows[3][x + 3];
-                v[0 * WG_IN * WG_NB + tx] = t0_0 - t0_2;
-                v[1 * WG_IN * WG_NB + tx] = t0_1 + t0_2;
-                v[2 * WG_IN * WG_NB + tx] = -t0_1 + t0_2;
-                v[3 * WG_IN * WG_NB + tx] = t0_1 - t0_3;
-                v[4 * WG_IN * WG_NB + tx] = t1_0 - t1_2;
-                v[5 * WG_IN * WG_NB + tx] = t1_1 + t1_2;
-                v[6 * WG_IN * WG_NB + tx] = -t1_1 + t1_2;
-                v[7 * WG_IN * WG_NB + tx] = t1_1 - t1_3;
-                v[8 * WG_IN * WG_NB + tx] = t2_0 - t2_2;
-                v[9 * WG_IN * WG_NB + tx] = t2_1 + t2_2;
-                v[10 * WG_IN * WG_NB + tx] = -t2_1 + t2_2;
-                v[11 * WG_IN * WG_NB + tx] = t2_1 - t2_3;
-                v[12 * WG_IN * WG_NB + tx] = t3_0 - t3_2;
-                v[13 * WG_IN * WG_NB + tx] = t3_1 + t3_2;
-                v[14 * WG_IN * WG_NB + tx] = -t3_1 + t3_2;
-                v[15 * WG_IN * WG_NB + tx] = t3_1 - t3_3;
+                v[0 * WG_V_POINT + tx] = t0_0 - t0_2;
+                v[1 * WG_V_POINT + tx] = t0_1 + t0_2;
+                v[2 * WG_V_POINT + tx] = -t0_1 + t0_2;
+                v[3 * WG_V_POINT + tx] = t0_1 - t0_3;
+                v[4 * WG_V_POINT + tx] = t1_0 - t1_2;
+                v[5 * WG_V_POINT + tx] = t1_1 + t1_2;
+                v[6 * WG_V_POINT + tx] = -t1_1 + t1_2;
+                v[7 * WG_V_POINT + tx] = t1_1 - t1_3;
+                v[8 * WG_V_POINT + tx] = t2_0 - t2_2;
+                v[9 * WG_V_POINT + tx] = t2_1 + t2_2;
+                v[10 * WG_V_POINT + tx] = -t2_1 + t2_2;
+                v[11 * WG_V_POINT + tx] = t2_1 - t2_3;
+                v[12 * WG_V_POINT + tx] = t3_0 - t3_2;
+                v[13 * WG_V_POINT + tx] = t3_1 + t3_2;
+                v[14 * WG_V_POINT + tx] = -t3_1 + t3_2;
+                v[15 * WG_V_POINT + tx] = t3_1 - t3_3;
             }
         }
     }
@@ -668,14 +677,14 @@ static void grad_input_results(const real *restrict M, int ty0, real *restrict d
             const real *restrict m = M + o * WG_NB + tr * WG_TW;
             real *restrict row0 = plane + (int64_t)y * WG_DST_W, *restrict row1 = y + 1 < WG_DST_H ? row0 + 1 * WG_DST_W : spare + 1 * WG_TW * 2;
             for (int tx = 0; tx < WG_DST_W / 2; ++tx) {
-                const real t0_0 = m[0 * WG_OUT_PAD * WG_NB + tx] + m[4 * WG_OUT_PAD * WG_NB + tx] + m[8 * WG_OUT_PAD * WG_NB + tx];
-                const real t0_1 = m[1 * WG_OUT_PAD * WG_NB + tx] + m[5 * WG_OUT_PAD * WG_NB + tx] + m[9 * WG_OUT_PAD * WG_NB + tx];
-                const real t0_2 = m[2 * WG_OUT_PAD * WG_NB + tx] + m[6 * WG_OUT_PAD * WG_NB + tx] + m[10 * WG_OUT_PAD * WG_NB + tx];
-                const real t0_3 = m[3 * WG_OUT_PAD * WG_NB + tx] + m[7 * WG_OUT_PAD * WG_NB + tx] + m[11 * WG_OUT_PAD * WG_NB + tx];
-                const real t1_0 = m[4 * WG_OUT_PAD * WG_NB + tx] - m[8 * WG_OUT_PAD * WG_NB + tx] - m[12 * WG_OUT_PAD * WG_NB + tx];
-                const real t1_1 = m[5 * WG_OUT_PAD * WG_NB + tx] - m[9 * WG_OUT_PAD * WG_NB + tx] - m[13 * WG_OUT_PAD * WG_NB + tx];
-                const real t1_2 = m[6 * WG_OUT_PAD * WG_NB + tx] - m[10 * WG_OUT_PAD * WG_NB + tx] - m[14 * WG_OUT_PAD * WG_NB + tx];
-                const real t1_3 = m[7 * WG_OUT_PAD * WG_NB + tx] - m[11 * WG_OUT_PAD * WG_NB + tx] - m[15 * WG_OUT_PAD * WG_NB + tx];
+                const real t0_0 = m[0 * WG_M_POINT + tx] + m[4 * WG_M_POINT + tx] + m[8 * WG_M_POINT + tx];
+                const real t0_1 = m[1 * WG_M_POINT + tx] + m[5 * WG_M_POINT + tx] + m[9 * WG_M_POINT + tx];
+                const real t0_2 = m[2 * WG_M_POINT + tx] + m[6 * WG_M_POINT + tx] + m[10 * WG_M_POINT + tx];
+                const real t0_3 = m[3 * WG_M_POINT + tx] + m[7 * WG_M_POINT + tx] + m[11 * WG_M_POINT + tx];
+                const real t1_0 = m[4 * WG_M_POINT + tx] - m[8 * WG_M_POINT + tx] - m[12 * WG_M_POINT + tx];
+                const real t1_1 = m[5 * WG_M_POINT + tx] - m[9 * WG_M_POINT + tx] - m[13 * WG_M_POINT + tx];
+                const real t1_2 = m[6 * WG_M_POINT + tx] - m[10 * WG_M_POINT + tx] - m[14 * WG_M_POINT + tx];
+                const real t1_3 = m[7 * WG_M_POINT + tx] - m[11 * WG_M_POINT + tx] - m[15 * WG_M_POINT + tx];
                 row0[2 * tx + 0] = t0_0 + t0_1 + t0_2;
                 row0[2 * tx + 1] = t0_1 - t0_2 - t0_3;
                 row1[2 * tx + 0] = t1_0 + t1_1 + t1_2;
@@ -692,7 +701,7 @@ static void grad_input_results(const real *restrict M, int ty0, real *restrict d
  * long, and 1.11-1.24 with another job on one of the cores (docs/tiles.md). */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    real *weights = malloc(sizeof(real) * WG_POINTS * WG_OUT_PAD * WG_IN);
+    real *weights = malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
     if (weights == NULL)
         return 1;
     int failed = 0;
@@ -701,8 +710,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         grad_input_weights(K, weights);
         /* the padded tiles' columns of patches are zero from the start; what a short last block
          * leaves in them is never stored */
-        real *patches = calloc((size_t)WG_POINTS * WG_IN * WG_NB, sizeof(real));
-        real *products = malloc(sizeof(real) * WG_POINTS * WG_OUT_PAD * WG_NB);
+        real *patches = calloc((size_t)WG_POINTS * WG_V_POINT, sizeof(real));
+        real *products = malloc(sizeof(real) * WG_POINTS * WG_M_POINT);
         real rows[4][WG_WP], spare[2 * WG_TW * 2];
         memset(rows, 0, sizeof rows);
         failed = patches == NULL || products == NULL;
@@ -715,8 +724,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 for (int xi = 0; xi < WG_POINTS; ++xi)
                     for (int o0 = 0; o0 < WG_OUT_PAD; o0 += WG_MR)
                         for (int j0 = 0; j0 < WG_NB; j0 += WG_NR)
-                            grad_input_tile(weights + ((int64_t)xi * WG_OUT_PAD + o0) * WG_IN, patches + xi * WG_IN * WG_NB + j0,
-                                    products + (xi * WG_OUT_PAD + o0) * WG_NB + j0);
+                            grad_input_tile(weights + (int64_t)xi * WG_U_POINT + o0 * WG_IN, patches + xi * WG_V_POINT + j0,
+                                    products + xi * WG_M_POINT + o0 * WG_NB + j0);
                 grad_input_results(products, block * WG_TR, dV + s * (WG_OUT * WG_DST_H * WG_DST_W), spare);
             }
         free(patches);
@@ -733,7 +742,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
  * patches (in x tiles) times transformed gradients (tiles x out). blocking/winograd.py has the
  * matrices and the reasons. */
 
-/* grad_weight_patches: V[xi][i][j] = (B^T d B)[xi] of the patch of tile j, the task's tiles in
+/* grad_weight_patches: V[xi][i][j] (at V + xi * WW_V_POINT + i * WW_NB + j) = (B^T d B)[xi] of the patch of tile j, the task's tiles in
  * order from tile row ty0 (WW_TR rows of WW_TW). Each source row goes once through `rows`, zero-framed
  * (WW_LEFT zeros before it, zeros after), so that no patch tests a bound and the loop over a
  * row's tiles vectorizes. */
@@ -768,29 +777,29 @@ static void grad_weight_patches(const real *restrict src, int ty0, real (*restri
                 const real t3_1 = rows[1][x + 1] - rows[3][x + 1];
                 const real t3_2 = rows[1][x + 2] - rows[3][x + 2];
                 const real t3_3 = rows[1][x + 3] - rows[3][x + 3];
-                v[0 * WW_IN_PAD * WW_NB + tx] = t0_0 - t0_2;
-                v[1 * WW_IN_PAD * WW_NB + tx] = t0_1 + t0_2;
-                v[2 * WW_IN_PAD * WW_NB + tx] = -t0_1 + t0_2;
-                v[3 * WW_IN_PAD * WW_NB + tx] = t0_1 - t0_3;
-                v[4 * WW_IN_PAD * WW_NB + tx] = t1_0 - t1_2;
-                v[5 * WW_IN_PAD * WW_NB + tx] = t1_1 + t1_2;
-                v[6 * WW_IN_PAD * WW_NB + tx] = -t1_1 + t1_2;
-                v[7 * WW_IN_PAD * WW_NB + tx] = t1_1 - t1_3;
-                v[8 * WW_IN_PAD * WW_NB + tx] = t2_0 - t2_2;
-                v[9 * WW_IN_PAD * WW_NB + tx] = t2_1 + t2_2;
-                v[10 * WW_IN_PAD * WW_NB + tx] = -t2_1 + t2_2;
-                v[11 * WW_IN_PAD * WW_NB + tx] = t2_1 - t2_3;
-                v[12 * WW_IN_PAD * WW_NB + tx] = t3_0 - t3_2;
-                v[13 * WW_IN_PAD * WW_NB + tx] = t3_1 + t3_2;
-                v[14 * WW_IN_PAD * WW_NB + tx] = -t3_1 + t3_2;
-                v[15 * WW_IN_PAD * WW_NB + tx] = t3_1 - t3_3;
+                v[0 * WW_V_POINT + tx] = t0_0 - t0_2;
+                v[1 * WW_V_POINT + tx] = t0_1 + t0_2;
+                v[2 * WW_V_POINT + tx] = -t0_1 + t0_2;
+                v[3 * WW_V_POINT + tx] = t0_1 - t0_3;
+                v[4 * WW_V_POINT + tx] = t1_0 - t1_2;
+                v[5 * WW_V_POINT + tx] = t1_1 + t1_2;
+                v[6 * WW_V_POINT + tx] = -t1_1 + t1_2;
+                v[7 * WW_V_POINT + tx] = t1_1 - t1_3;
+                v[8 * WW_V_POINT + tx] = t2_0 - t2_2;
+                v[9 * WW_V_POINT + tx] = t2_1 + t2_2;
+                v[10 * WW_V_POINT + tx] = -t2_1 + t2_2;
+                v[11 * WW_V_POINT + tx] = t2_1 - t2_3;
+                v[12 * WW_V_POINT + tx] = t3_0 - t3_2;
+                v[13 * WW_V_POINT + tx] = t3_1 + t3_2;
+                v[14 * WW_V_POINT + tx] = -t3_1 + t3_2;
+                v[15 * WW_V_POINT + tx] = t3_1 - t3_3;
             }
         }
     }
 }
 
 
-/* grad_weight_gradients: U[xi][j][o] = (A e A^T)[xi] of tile j's 2x2 block e of channel o of G, the
+/* grad_weight_gradients: U[xi][j][o] (at U + xi * WW_U_POINT + j * WW_OUT_PAD + o) = (A e A^T)[xi] of tile j's 2x2 block e of channel o of G, the
  * task's tiles in order from tile row ty0, o < WW_OUT_PAD (zero past WW_OUT). The block's rows of G
  * are first transposed into `pixels` ([row][column][o], WW_PW columns: the last one zero when
  * WW_DST_W is odd; rows past the plane zero), so that the transform's loop runs along the
@@ -818,22 +827,22 @@ static void grad_weight_gradients(const real *restrict src, int ty0, real *restr
                 const real t2_1 = e[(0 * WW_PW + 1) * WW_OUT_PAD + o] - e[(1 * WW_PW + 1) * WW_OUT_PAD + o];
                 const real t3_0 = -e[(1 * WW_PW + 0) * WW_OUT_PAD + o];
                 const real t3_1 = -e[(1 * WW_PW + 1) * WW_OUT_PAD + o];
-                u[0 * WW_NB * WW_OUT_PAD + o] = t0_0;
-                u[1 * WW_NB * WW_OUT_PAD + o] = t0_0 + t0_1;
-                u[2 * WW_NB * WW_OUT_PAD + o] = t0_0 - t0_1;
-                u[3 * WW_NB * WW_OUT_PAD + o] = -t0_1;
-                u[4 * WW_NB * WW_OUT_PAD + o] = t1_0;
-                u[5 * WW_NB * WW_OUT_PAD + o] = t1_0 + t1_1;
-                u[6 * WW_NB * WW_OUT_PAD + o] = t1_0 - t1_1;
-                u[7 * WW_NB * WW_OUT_PAD + o] = -t1_1;
-                u[8 * WW_NB * WW_OUT_PAD + o] = t2_0;
-                u[9 * WW_NB * WW_OUT_PAD + o] = t2_0 + t2_1;
-                u[10 * WW_NB * WW_OUT_PAD + o] = t2_0 - t2_1;
-                u[11 * WW_NB * WW_OUT_PAD + o] = -t2_1;
-                u[12 * WW_NB * WW_OUT_PAD + o] = t3_0;
-                u[13 * WW_NB * WW_OUT_PAD + o] = t3_0 + t3_1;
-                u[14 * WW_NB * WW_OUT_PAD + o] = t3_0 - t3_1;
-                u[15 * WW_NB * WW_OUT_PAD + o] = -t3_1;
+                u[0 * WW_U_POINT + o] = t0_0;
+                u[1 * WW_U_POINT + o] = t0_0 + t0_1;
+                u[2 * WW_U_POINT + o] = t0_0 - t0_1;
+                u[3 * WW_U_POINT + o] = -t0_1;
+                u[4 * WW_U_POINT + o] = t1_0;
+                u[5 * WW_U_POINT + o] = t1_0 + t1_1;
+                u[6 * WW_U_POINT + o] = t1_0 - t1_1;
+                u[7 * WW_U_POINT + o] = -t1_1;
+                u[8 * WW_U_POINT + o] = t2_0;
+                u[9 * WW_U_POINT + o] = t2_0 + t2_1;
+                u[10 * WW_U_POINT + o] = t2_0 - t2_1;
+                u[11 * WW_U_POINT + o] = -t2_1;
+                u[12 * WW_U_POINT + o] = t3_0;
+                u[13 * WW_U_POINT + o] = t3_0 + t3_1;
+                u[14 * WW_U_POINT + o] = t3_0 - t3_1;
+                u[15 * WW_U_POINT + o] = -t3_1;
             }
         }
 }
@@ -906,12 +915,12 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
 
 /* grad_weight: one task per sample and block of WW_TR tile rows: its patches, its gradients'
  * transform and, for each of the WW_POINTS points, their product added to the thread's own sums
- * (points x WW_IN_PAD x WW_OUT_PAD, in L2). Then each pair of channels adds the threads' sums in
+ * (points x WW_IN_PAD x WW_OUT_PAD, each point WW_S_POINT reals on, in L2). Then each pair of channels adds the threads' sums in
  * thread order and transforms them back, G^T m G, to its plane of dK. The bits depend on the
  * number of threads (the tasks' partial sums are added in a different order), not on the run. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
-    const int64_t sums_size = (int64_t)WW_POINTS * WW_IN_PAD * WW_OUT_PAD;
+    const int64_t sums_size = (int64_t)WW_POINTS * WW_S_POINT;
     real *sums = calloc((size_t)omp_get_max_threads() * sums_size, sizeof(real));
     if (sums == NULL)
         return 1;
@@ -920,8 +929,8 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     {
         /* the padded channels' rows of patches and the padded pixel column are zero from the
          * start and never written */
-        real *patches = calloc((size_t)WW_POINTS * WW_IN_PAD * WW_NB, sizeof(real));
-        real *gradients = malloc(sizeof(real) * WW_POINTS * WW_NB * WW_OUT_PAD);
+        real *patches = calloc((size_t)WW_POINTS * WW_V_POINT, sizeof(real));
+        real *gradients = malloc(sizeof(real) * WW_POINTS * WW_U_POINT);
         real *pixels = calloc((size_t)2 * WW_TR * WW_PW * WW_OUT_PAD, sizeof(real));
         real rows[4][WW_WP];
         memset(rows, 0, sizeof rows);
@@ -939,8 +948,8 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 for (int xi = 0; xi < WW_POINTS; ++xi)
                     for (int i0 = 0; i0 < WW_IN_PAD; i0 += WW_MR)
                         for (int o0 = 0; o0 < WW_OUT_PAD; o0 += WW_NR)
-                            grad_weight_tile(patches + ((int64_t)xi * WW_IN_PAD + i0) * WW_NB, gradients + (int64_t)xi * WW_NB * WW_OUT_PAD + o0,
-                                             steps, sum + ((int64_t)xi * WW_IN_PAD + i0) * WW_OUT_PAD + o0);
+                            grad_weight_tile(patches + (int64_t)xi * WW_V_POINT + i0 * WW_NB, gradients + (int64_t)xi * WW_U_POINT + o0,
+                                             steps, sum + (int64_t)xi * WW_S_POINT + i0 * WW_OUT_PAD + o0);
             }
         free(patches);
         free(gradients);
@@ -952,7 +961,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             for (int o = 0; o < WW_OUT; ++o) {
                 real m[WW_POINTS];
                 for (int xi = 0; xi < WW_POINTS; ++xi) {
-                    const real *restrict point = sums + ((int64_t)xi * WW_IN_PAD + i) * WW_OUT_PAD + o;
+                    const real *restrict point = sums + (int64_t)xi * WW_S_POINT + (int64_t)i * WW_OUT_PAD + o;
                     m[xi] = point[0];
                     for (int t = 1; t < threads; ++t)
                         m[xi] += point[t * sums_size];
