@@ -22,6 +22,14 @@ from ..machine import host_machine as host_machine
 #: multiply-adds per cycle on the machines these kernels were tuned on, and half as many
 #: columns per tile; the lane tiles gain from 512 bits by other means.
 VECTOR_BYTES = 32
+#: The bytes of a cache line. Operands that a loop reads or writes at once in several places
+#: whose distances are whole multiples of 4 KB fall in one cache set, which holds 8 lines (L1
+#: and L2 alike): a 1x1 layer's column panels (40 KB each for S6) and the 16 points of each
+#: of Winograd's transforms lie a whole number of lines and one more apart. Without it, the
+#: weights' transform took half of a 512-channel 14x14 layer's float32 forward at a batch of 1,
+#: S5's Winograd passes took 1.01-1.09 times as long, and S6's float64 forward and grad_input
+#: at a batch of 1 1.08-1.10 (docs/tiles.md).
+LINE_BYTES = 64
 #: Below this many multiply-adds per output element (input channels x taps), a forward or
 #: stride-1 grad_input lane tile costs more than the column tile, which stores whole vectors
 #: as they are. A grad_input with a column stride stores its column tiles element by

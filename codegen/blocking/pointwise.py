@@ -13,6 +13,7 @@ from derive.spec import LayerSpec
 
 from .common import (
     GRAD_BIAS_PLANES,
+    LINE_BYTES,
     MIN_TASKS,
     PRODUCT_STEP_UNROLL,
     TILE_OVERHEAD,
@@ -129,6 +130,10 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
     col_panels = _cdiv(cols, tile.nrv * vl)
     d.const(f"{prefix}_COL_PANELS", col_panels,
             f"{what}: panels of {prefix}_NR columns (the last zero-padded)")
+    if prefix != "GW":
+        d.const(f"{prefix}_PANEL", depth * tile.nrv * vl + LINE_BYTES // dtype_bytes,
+                f"{what}: reals from one packed column panel to the next ({depth} x "
+                f"{prefix}_NR and a cache line, skewed)")
     if prefix == "GW":
         row_panels = _cdiv(rows, tile.mr)
         groups = min(row_panels, _cdiv(GRAD_WEIGHT_TASKS, col_panels))

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .common import PRODUCT_STEP_UNROLL, Geometry, Machine, _cdiv
+from .common import LINE_BYTES, PRODUCT_STEP_UNROLL, Geometry, Machine, _cdiv
 from .defines import Defines
 from .pointwise import CHUNK_BYTES, GemmTile, _gemm_costs
 from .records import WIDE_VECTORS, Winograd, WinogradGradWeight
@@ -46,13 +46,6 @@ AT = ((1, 1, 1, 0), (0, 1, -1, -1))
 #: products back to a 3x3 plane of dK.
 A = tuple(zip(*AT))
 GT = tuple(zip(*G))
-#: The bytes of a cache line. The 16 points of a transform's operands (transformed weights,
-#: patches, products, gradients, sums) lie a whole number of lines apart plus one: a whole
-#: number of 4 KB apart (1 MB for the weights of a 512 x 512 layer in float32), the 16
-#: stores of one transform fell in one cache set, more than its ways hold. Skewed, a
-#: 512-channel 14x14 layer's forward took 0.70-0.93 of the time, S5's passes 0.92-0.99
-#: (docs/tiles.md).
-LINE_BYTES = 64
 #: Fewer channels than this on either side of the product, and the transforms cost more
 #: than the multiply-adds they save.
 MIN_CHANNELS = 16

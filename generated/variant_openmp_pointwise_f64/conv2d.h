@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: a0fd2aea5cf9a232d55806af6e75010e2b0ab93c0be1a786fb36c0eb50ada35e
+ * cache key: 16b714ff3c00870645e3299b0f871201098d061b0fa2f0f971a92fb3ebe03910
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: a0fd2aea5cf9a232d55806af6e75010e2b0ab93c0be1a786fb36c0eb50ada35e
+ * cache key: 16b714ff3c00870645e3299b0f871201098d061b0fa2f0f971a92fb3ebe03910
  */
 
 #include <stdint.h>
@@ -38,11 +38,13 @@ typedef double real;
 #define FWD_NR 24 /* forward: Z_s = K . V_s: tile columns (FWD_NRV * VL) */
 #define FWD_ROW_PANELS 5 /* forward: Z_s = K . V_s: panels of FWD_MR rows (the last zero-padded) */
 #define FWD_COL_PANELS 1 /* forward: Z_s = K . V_s: panels of FWD_NR columns (the last zero-padded) */
+#define FWD_PANEL 128 /* forward: Z_s = K . V_s: reals from one packed column panel to the next (5 x FWD_NR and a cache line, skewed) */
 #define GIN_MR 5 /* grad_input: dV_s = K^T . G_s: tile rows */
 #define GIN_NRV 3 /* grad_input: dV_s = K^T . G_s: tile vectors of columns */
 #define GIN_NR 12 /* grad_input: dV_s = K^T . G_s: tile columns (GIN_NRV * VL) */
 #define GIN_ROW_PANELS 1 /* grad_input: dV_s = K^T . G_s: panels of GIN_MR rows (the last zero-padded) */
 #define GIN_COL_PANELS 2 /* grad_input: dV_s = K^T . G_s: panels of GIN_NR columns (the last zero-padded) */
+#define GIN_PANEL 236 /* grad_input: dV_s = K^T . G_s: reals from one packed column panel to the next (19 x GIN_NR and a cache line, skewed) */
 #define GW_MR 10 /* grad_weight: dK += G_s . V_s^T: tile rows */
 #define GW_NRV 2 /* grad_weight: dK += G_s . V_s^T: tile vectors of columns */
 #define GW_NR 8 /* grad_weight: dK += G_s . V_s^T: tile columns (GW_NRV * VL) */
@@ -193,19 +195,18 @@ static inline void pack_panel(const real *restrict src, int64_t across, int64_t 
 }
 
 /* Every column panel of a `depth` x `cols` matrix (rows `pitch` apart), `width` (a whole
- * number of vectors) wide, as pack_panel lays one out: panel p at panels + p*depth*width,
- * the last zero-padded. The matrix is read row after row, in memory order: packed a panel
- * at a time, S6's forward pass (AVX2, float32) spent 7-8 % of its time there, each panel
- * reading one piece of every row (and GCC calling memcpy for each piece). */
+ * number of vectors) wide, as pack_panel lays one out: panel p at panels + p*stride (at
+ * least depth*width), the last zero-padded. The matrix is read row after row, in memory
+ * order: packed a panel at a time, S6's forward pass (AVX2, float32) spent 7-8 % of its time
+ * there, each panel reading one piece of every row (and GCC calling memcpy for each piece). */
 static inline void pack_column_panels(const real *restrict src, int depth, int pitch, int cols,
-                                      int width, real *restrict panels)
+                                      int width, int64_t stride, real *restrict panels)
 {
-    const int64_t panel_size = (int64_t)depth * width;
     for (int k = 0; k < depth; ++k) {
         const real *restrict row = src + (int64_t)k * pitch;
         real *restrict to = panels + (int64_t)k * width;
         int j0 = 0;
-        for (; j0 + width <= cols; j0 += width, to += panel_size)
+        for (; j0 + width <= cols; j0 += width, to += stride)
             for (int i = 0; i < width; i += VL)
                 STORE(to + i, LOAD(row + j0 + i));
         if (j0 < cols) {
@@ -438,7 +439,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 pack_panel(K + first * C, C, 1, count, FWD_MR, C, weights + (int64_t)first * C);
             }
         }
-        real *columns = malloc(sizeof(real) * C * FWD_COL_PANELS * FWD_NR);
+        real *columns = malloc(sizeof(real) * FWD_PANEL * FWD_COL_PANELS);
         failed = columns == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -452,11 +453,11 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 const int end_pixel = end_col * FWD_NR < P ? (int)(end_col * FWD_NR) : P;
                 const real *restrict src = V + s * (C * P);
                 real *restrict dst = Z + s * (O * P);
-                pack_column_panels(src + first_pixel, C, P, end_pixel - first_pixel, FWD_NR, columns);
+                pack_column_panels(src + first_pixel, C, P, end_pixel - first_pixel, FWD_NR, FWD_PANEL, columns);
                 for (int64_t col = first_col; col < end_col; ++col) {
                     const int j0 = (int)(col * FWD_NR);
                     const int cols = P - j0 < FWD_NR ? P - j0 : FWD_NR;
-                    const real *restrict column_panel = columns + (col - first_col) * (C * FWD_NR);
+                    const real *restrict column_panel = columns + (col - first_col) * FWD_PANEL;
                     for (int64_t panel = first_row; panel < end_row; ++panel) {
                         const int first = panel * FWD_MR;
                         const int count = O - first < FWD_MR ? O - first : FWD_MR;
@@ -656,7 +657,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 pack_panel(K + first * 1, 1, C, count, GIN_MR, O, weights + (int64_t)first * O);
             }
         }
-        real *columns = malloc(sizeof(real) * O * GIN_COL_PANELS * GIN_NR);
+        real *columns = malloc(sizeof(real) * GIN_PANEL * GIN_COL_PANELS);
         failed = columns == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -670,11 +671,11 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 const int end_pixel = end_col * GIN_NR < P ? (int)(end_col * GIN_NR) : P;
                 const real *restrict src = G + s * (O * P);
                 real *restrict dst = dV + s * (C * P);
-                pack_column_panels(src + first_pixel, O, P, end_pixel - first_pixel, GIN_NR, columns);
+                pack_column_panels(src + first_pixel, O, P, end_pixel - first_pixel, GIN_NR, GIN_PANEL, columns);
                 for (int64_t col = first_col; col < end_col; ++col) {
                     const int j0 = (int)(col * GIN_NR);
                     const int cols = P - j0 < GIN_NR ? P - j0 : GIN_NR;
-                    const real *restrict column_panel = columns + (col - first_col) * (O * GIN_NR);
+                    const real *restrict column_panel = columns + (col - first_col) * GIN_PANEL;
                     for (int64_t panel = first_row; panel < end_row; ++panel) {
                         const int first = panel * GIN_MR;
                         const int count = C - first < GIN_MR ? C - first : GIN_MR;
