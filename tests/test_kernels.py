@@ -391,6 +391,28 @@ def test_a_small_batch_reads_the_weights_in_place_to_the_same_bits(modules, name
         np.testing.assert_array_equal(module.grad_input(K, G[s:s + 1]), grad_input[s:s + 1])
 
 
+@pytest.mark.parametrize("dtype_bytes", [4, 8])
+def test_a_1x1_layers_column_panels_lie_a_cache_line_off_4_kb(dtype_bytes):
+    """forward's and grad_input's packed column panels lie a panel plus one cache line apart:
+    S6's panels (256 x 40 reals in float32, 256 x 20 in float64) are 40 KB each, and a
+    row's copies into them all fell in one cache set."""
+    from codegen.backends import OPENMP
+    from codegen.blocking.common import LINE_BYTES
+    from codegen.lower import lower
+
+    spec = LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1))
+    dtype = "float32" if dtype_bytes == 4 else "float64"
+    ir = lower(spec, OPENMP, dtype, "loops", choices={"forward": "tile=4x5",
+                                                      "grad_input": "tile=4x5"})
+    constants = {c.name: c.value for c in ir.constants}
+    for prefix in ("FWD", "GIN"):
+        panel = 256 * constants[f"{prefix}_NR"]
+        assert panel * dtype_bytes % 4096 == 0
+        assert constants[f"{prefix}_PANEL"] == panel + LINE_BYTES // dtype_bytes
+        assert constants[f"{prefix}_PANEL"] * dtype_bytes % 4096
+    assert "GW_PANEL" not in constants
+
+
 @settings(max_examples=6, deadline=None, derandomize=True)
 @given(data=st.data())
 def test_random_small_layers(tmp_path_factory, data):

@@ -22,7 +22,7 @@ from codegen.bench import (
     tuning_lines,
 )
 from codegen.blocking import AVX2, AVX512, candidates, plan
-from codegen.blocking.common import geometry
+from codegen.blocking.common import LINE_BYTES, SET_SPAN_BYTES, geometry, skewed
 from codegen.blocking.layer import PASSES, WIDE_WINOGRAD_CHOICE, WINOGRAD_CHOICE
 from codegen.blocking.pointwise import CHUNK_BYTES
 from codegen.blocking.records import Winograd, WinogradGradWeight
@@ -166,6 +166,41 @@ def test_grad_weight_tasks_keep_their_blocks_within_l2_and_pad_the_channels():
         assert constants["WW_IN_PAD"] % constants["WW_MR"] == 0
         assert not any(name.startswith("GW_") for name in constants)
         assert constants["MIN_TASKS"] > 0
+
+
+def test_a_skewed_distance_is_never_a_whole_number_of_4_kb():
+    """One cache line more, or two where one would land on a whole number of 4 KB."""
+    assert skewed(1024, 4) == 1024 + 16 and skewed(512, 8) == 512 + 8
+    assert skewed(1024 - 16, 4) == 1024 + 16 and skewed(512 - 8, 8) == 512 + 8
+    for reals in range(1, 3000):
+        for dtype_bytes in (4, 8):
+            assert skewed(reals, dtype_bytes) * dtype_bytes % SET_SPAN_BYTES
+            assert 0 < skewed(reals, dtype_bytes) - reals <= 2 * LINE_BYTES // dtype_bytes
+
+
+@pytest.mark.parametrize("dtype_bytes", [4, 8])
+def test_the_points_of_each_transform_lie_a_cache_line_off_4_kb(dtype_bytes):
+    """The 16 points of every operand of Winograd's transforms lie a whole point plus one
+    cache line apart: at a whole number of 4 KB apart (a 512-channel layer's transformed
+    weights lie 1 MB apart per point), a transform's 16 accesses fell in one cache set.
+    Checked on layers whose unskewed strides are such multiples."""
+    for spec in (LayerSpec(input=(512, 14, 14), kernel=(512, 512, 3, 3), padding=1),
+                 LayerSpec(input=(128, 28, 28), kernel=(128, 128, 3, 3), padding=1)):
+        constants = {c.name: c.value for c in plan(spec, dtype_bytes, AVX512, dict.fromkeys(
+            PASSES, WINOGRAD_CHOICE)).constants}
+        line = LINE_BYTES // dtype_bytes
+        expected = {}
+        for p in ("WF", "WG"):
+            expected |= {f"{p}_U_POINT": constants[f"{p}_OUT_PAD"] * constants[f"{p}_IN"],
+                         f"{p}_V_POINT": constants[f"{p}_IN"] * constants[f"{p}_NB"],
+                         f"{p}_M_POINT": constants[f"{p}_OUT_PAD"] * constants[f"{p}_NB"]}
+        expected |= {"WW_V_POINT": constants["WW_IN_PAD"] * constants["WW_NB"],
+                     "WW_U_POINT": constants["WW_NB"] * constants["WW_OUT_PAD"],
+                     "WW_S_POINT": constants["WW_IN_PAD"] * constants["WW_OUT_PAD"]}
+        assert any(reals * dtype_bytes % SET_SPAN_BYTES == 0 for reals in expected.values())
+        for name, reals in expected.items():
+            assert constants[name] in (reals + line, reals + 2 * line), name
+            assert constants[name] * dtype_bytes % SET_SPAN_BYTES, name
 
 
 def test_tuning_offers_winograd_where_it_applies():

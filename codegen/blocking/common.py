@@ -30,6 +30,16 @@ VECTOR_BYTES = 32
 #: S5's Winograd passes took 1.01-1.09 times as long, and S6's float64 forward and grad_input
 #: at a batch of 1 1.08-1.10 (docs/tiles.md).
 LINE_BYTES = 64
+#: What ``skewed`` keeps every such distance from being a whole number of.
+SET_SPAN_BYTES = 4096
+
+
+def skewed(reals: int, dtype_bytes: int) -> int:
+    """A distance of at least ``reals`` reals, one cache line more (two, where one would
+    make it a whole number of ``SET_SPAN_BYTES``): never a whole number of 4 KB."""
+    line = LINE_BYTES // dtype_bytes
+    out = reals + line
+    return out + line if out * dtype_bytes % SET_SPAN_BYTES == 0 else out
 #: Below this many multiply-adds per output element (input channels x taps), a forward or
 #: stride-1 grad_input lane tile costs more than the column tile, which stores whole vectors
 #: as they are. A grad_input with a column stride stores its column tiles element by

@@ -13,13 +13,13 @@ from derive.spec import LayerSpec
 
 from .common import (
     GRAD_BIAS_PLANES,
-    LINE_BYTES,
     MIN_TASKS,
     PRODUCT_STEP_UNROLL,
     TILE_OVERHEAD,
     VECTOR_BYTES,
     Machine,
     _cdiv,
+    skewed,
 )
 from .defines import Defines
 from .records import WIDE_VECTORS, GradBias, Helpers, ModulePlan, Product
@@ -131,7 +131,7 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
     d.const(f"{prefix}_COL_PANELS", col_panels,
             f"{what}: panels of {prefix}_NR columns (the last zero-padded)")
     if prefix != "GW":
-        d.const(f"{prefix}_PANEL", depth * tile.nrv * vl + LINE_BYTES // dtype_bytes,
+        d.const(f"{prefix}_PANEL", skewed(depth * tile.nrv * vl, dtype_bytes),
                 f"{what}: reals from one packed column panel to the next ({depth} x "
                 f"{prefix}_NR and a cache line, skewed)")
     if prefix == "GW":

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from .common import LINE_BYTES, PRODUCT_STEP_UNROLL, Geometry, Machine, _cdiv
+from .common import PRODUCT_STEP_UNROLL, Geometry, Machine, _cdiv, skewed
 from .defines import Defines
 from .pointwise import CHUNK_BYTES, GemmTile, _gemm_costs
 from .records import WIDE_VECTORS, Winograd, WinogradGradWeight
@@ -186,17 +186,18 @@ def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, reals
     out_pad = _cdiv(outs, tile.mr) * tile.mr
     _define_patches(d, p, name, c, rows, (
         ("OUT_PAD", out_pad, f"{p}_OUT in whole panels of {p}_MR (the rest zero weights)"),
-        ("U_POINT", out_pad * c.summed[1] + LINE_BYTES // dtype_bytes,
+        ("U_POINT", skewed(out_pad * c.summed[1], dtype_bytes),
          f"reals from one point's transformed weights to the next ({p}_OUT_PAD * {p}_IN and "
          "a cache line, skewed)")))
     _define_tile(d, p, name, tile, reals, "output channels", "tiles")
     nb = _cdiv(rows * tw, nr) * nr
     d.const(f"{p}_NB", nb, f"{name}: a task's tiles, padded to whole product tiles")
-    skew = LINE_BYTES // dtype_bytes
-    d.const(f"{p}_V_POINT", c.summed[1] * nb + skew, f"{name}: reals from one point's "
-            f"transformed patches to the next ({p}_IN * {p}_NB and a cache line, skewed)")
-    d.const(f"{p}_M_POINT", out_pad * nb + skew, f"{name}: reals from one point's products "
-            f"to the next ({p}_OUT_PAD * {p}_NB and a cache line, skewed)")
+    d.const(f"{p}_V_POINT", skewed(c.summed[1] * nb, dtype_bytes),
+            f"{name}: reals from one point's transformed patches to the next ({p}_IN * "
+            f"{p}_NB and a cache line, skewed)")
+    d.const(f"{p}_M_POINT", skewed(out_pad * nb, dtype_bytes),
+            f"{name}: reals from one point's products to the next ({p}_OUT_PAD * {p}_NB "
+            "and a cache line, skewed)")
 
 
 def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Machine,
@@ -256,7 +257,7 @@ def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: M
     rows = _tile_rows(c, dtype_bytes)
     tw = _cdiv(g.wo, M)
     tile, reals = _product_tile(vl, dtype_bytes, g.c, g.o, rows * tw, machine, wide)
-    in_pad, skew = _cdiv(g.c, tile.mr) * tile.mr, LINE_BYTES // dtype_bytes
+    in_pad = _cdiv(g.c, tile.mr) * tile.mr
     out_pad = _cdiv(g.o, tile.nrv * reals) * tile.nrv * reals
     _define_patches(d, p, "grad_weight", c, rows, (
         ("IN_PAD", in_pad, f"{p}_IN in whole panels of {p}_MR (the rest zero patches)"),
@@ -266,12 +267,13 @@ def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: M
             ("NB", rows * tw, "a task's tiles (the products' inner dimension)"),
             ("PW", tw * M, f"pixels per row of a task's transposed gradients ({p}_DST_W, "
              "then a zero one when it is odd)"),
-            ("V_POINT", in_pad * rows * tw + skew, "reals from one point's transformed patches "
-             f"to the next ({p}_IN_PAD * {p}_NB and a cache line, skewed)"),
-            ("U_POINT", rows * tw * out_pad + skew, "reals from one point's transformed "
-             f"gradients to the next ({p}_NB * {p}_OUT_PAD and a cache line, skewed)"),
-            ("S_POINT", in_pad * out_pad + skew, "reals from one point's sums to the next "
-             f"({p}_IN_PAD * {p}_OUT_PAD and a cache line, skewed)")):
+            ("V_POINT", skewed(in_pad * rows * tw, dtype_bytes), "reals from one point's "
+             f"transformed patches to the next ({p}_IN_PAD * {p}_NB and a cache line, skewed)"),
+            ("U_POINT", skewed(rows * tw * out_pad, dtype_bytes), "reals from one point's "
+             f"transformed gradients to the next ({p}_NB * {p}_OUT_PAD and a cache line, "
+             "skewed)"),
+            ("S_POINT", skewed(in_pad * out_pad, dtype_bytes), "reals from one point's sums to "
+             f"the next ({p}_IN_PAD * {p}_OUT_PAD and a cache line, skewed)")):
         d.const(f"{p}_{const}", value, f"grad_weight: {doc}")
 
     def pixel(k: int, col: int) -> str:
