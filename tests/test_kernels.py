@@ -397,7 +397,7 @@ def test_a_1x1_layers_column_panels_lie_a_cache_line_off_4_kb(dtype_bytes):
     S6's panels (256 x 40 reals in float32, 256 x 20 in float64) are 40 KB each, and a
     row's copies into them all fell in one cache set."""
     from codegen.backends import OPENMP
-    from codegen.blocking.common import LINE_BYTES
+    from codegen.blocking.common import LINE_BYTES, SET_SPAN_BYTES
     from codegen.lower import lower
 
     spec = LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1))
@@ -407,9 +407,9 @@ def test_a_1x1_layers_column_panels_lie_a_cache_line_off_4_kb(dtype_bytes):
     constants = {c.name: c.value for c in ir.constants}
     for prefix in ("FWD", "GIN"):
         panel = 256 * constants[f"{prefix}_NR"]
-        assert panel * dtype_bytes % 4096 == 0
+        assert panel * dtype_bytes % SET_SPAN_BYTES == 0
         assert constants[f"{prefix}_PANEL"] == panel + LINE_BYTES // dtype_bytes
-        assert constants[f"{prefix}_PANEL"] * dtype_bytes % 4096
+        assert constants[f"{prefix}_PANEL"] * dtype_bytes % SET_SPAN_BYTES
     assert "GW_PANEL" not in constants
 
 

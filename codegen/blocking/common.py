@@ -25,7 +25,7 @@ VECTOR_BYTES = 32
 #: The bytes of a cache line. Operands that a loop reads or writes at once in several places
 #: whose distances are whole multiples of 4 KB fall in one cache set, which holds 8 lines (L1
 #: and L2 alike): a 1x1 layer's column panels (40 KB each for S6) and the 16 points of each
-#: of Winograd's transforms lie a whole number of lines and one more apart. Without it, the
+#: of Winograd's transforms lie one or two lines further apart (``skewed``). Without it, the
 #: weights' transform took half of a 512-channel 14x14 layer's float32 forward at a batch of 1,
 #: S5's Winograd passes took 1.01-1.09 times as long, and S6's float64 forward and grad_input
 #: at a batch of 1 1.08-1.10 (docs/tiles.md).

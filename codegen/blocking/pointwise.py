@@ -133,7 +133,7 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
     if prefix != "GW":
         d.const(f"{prefix}_PANEL", skewed(depth * tile.nrv * vl, dtype_bytes),
                 f"{what}: reals from one packed column panel to the next ({depth} x "
-                f"{prefix}_NR and a cache line, skewed)")
+                f"{prefix}_NR and one or two cache lines, skewed)")
     if prefix == "GW":
         row_panels = _cdiv(rows, tile.mr)
         groups = min(row_panels, _cdiv(GRAD_WEIGHT_TASKS, col_panels))

@@ -188,16 +188,16 @@ def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, reals
         ("OUT_PAD", out_pad, f"{p}_OUT in whole panels of {p}_MR (the rest zero weights)"),
         ("U_POINT", skewed(out_pad * c.summed[1], dtype_bytes),
          f"reals from one point's transformed weights to the next ({p}_OUT_PAD * {p}_IN and "
-         "a cache line, skewed)")))
+         "one or two cache lines, skewed)")))
     _define_tile(d, p, name, tile, reals, "output channels", "tiles")
     nb = _cdiv(rows * tw, nr) * nr
     d.const(f"{p}_NB", nb, f"{name}: a task's tiles, padded to whole product tiles")
     d.const(f"{p}_V_POINT", skewed(c.summed[1] * nb, dtype_bytes),
             f"{name}: reals from one point's transformed patches to the next ({p}_IN * "
-            f"{p}_NB and a cache line, skewed)")
+            f"{p}_NB and one or two cache lines, skewed)")
     d.const(f"{p}_M_POINT", skewed(out_pad * nb, dtype_bytes),
             f"{name}: reals from one point's products to the next ({p}_OUT_PAD * {p}_NB "
-            "and a cache line, skewed)")
+            "and one or two cache lines, skewed)")
 
 
 def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Machine,
@@ -268,12 +268,13 @@ def plan_winograd_grad_weight(g: Geometry, vl: int, dtype_bytes: int, machine: M
             ("PW", tw * M, f"pixels per row of a task's transposed gradients ({p}_DST_W, "
              "then a zero one when it is odd)"),
             ("V_POINT", skewed(in_pad * rows * tw, dtype_bytes), "reals from one point's "
-             f"transformed patches to the next ({p}_IN_PAD * {p}_NB and a cache line, skewed)"),
+             f"transformed patches to the next ({p}_IN_PAD * {p}_NB and one or two cache "
+             "lines, skewed)"),
             ("U_POINT", skewed(rows * tw * out_pad, dtype_bytes), "reals from one point's "
-             f"transformed gradients to the next ({p}_NB * {p}_OUT_PAD and a cache line, "
-             "skewed)"),
+             f"transformed gradients to the next ({p}_NB * {p}_OUT_PAD and one or two cache "
+             "lines, skewed)"),
             ("S_POINT", skewed(in_pad * out_pad, dtype_bytes), "reals from one point's sums to "
-             f"the next ({p}_IN_PAD * {p}_OUT_PAD and a cache line, skewed)")):
+             f"the next ({p}_IN_PAD * {p}_OUT_PAD and one or two cache lines, skewed)")):
         d.const(f"{p}_{const}", value, f"grad_weight: {doc}")
 
     def pixel(k: int, col: int) -> str:

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 16b714ff3c00870645e3299b0f871201098d061b0fa2f0f971a92fb3ebe03910
+ * cache key: 3e18b9762ef86b5bcd21a22b671d580c454ed5f16ac205423d43228e1d66113c
  */
 
 #include <stdint.h>
@@ -38,13 +38,13 @@ typedef double real;
 #define FWD_NR 24 /* forward: Z_s = K . V_s: tile columns (FWD_NRV * VL) */
 #define FWD_ROW_PANELS 5 /* forward: Z_s = K . V_s: panels of FWD_MR rows (the last zero-padded) */
 #define FWD_COL_PANELS 1 /* forward: Z_s = K . V_s: panels of FWD_NR columns (the last zero-padded) */
-#define FWD_PANEL 128 /* forward: Z_s = K . V_s: reals from one packed column panel to the next (5 x FWD_NR and a cache line, skewed) */
+#define FWD_PANEL 128 /* forward: Z_s = K . V_s: reals from one packed column panel to the next (5 x FWD_NR and one or two cache lines, skewed) */
 #define GIN_MR 5 /* grad_input: dV_s = K^T . G_s: tile rows */
 #define GIN_NRV 3 /* grad_input: dV_s = K^T . G_s: tile vectors of columns */
 #define GIN_NR 12 /* grad_input: dV_s = K^T . G_s: tile columns (GIN_NRV * VL) */
 #define GIN_ROW_PANELS 1 /* grad_input: dV_s = K^T . G_s: panels of GIN_MR rows (the last zero-padded) */
 #define GIN_COL_PANELS 2 /* grad_input: dV_s = K^T . G_s: panels of GIN_NR columns (the last zero-padded) */
-#define GIN_PANEL 236 /* grad_input: dV_s = K^T . G_s: reals from one packed column panel to the next (19 x GIN_NR and a cache line, skewed) */
+#define GIN_PANEL 236 /* grad_input: dV_s = K^T . G_s: reals from one packed column panel to the next (19 x GIN_NR and one or two cache lines, skewed) */
 #define GW_MR 10 /* grad_weight: dK += G_s . V_s^T: tile rows */
 #define GW_NRV 2 /* grad_weight: dK += G_s . V_s^T: tile vectors of columns */
 #define GW_NR 8 /* grad_weight: dK += G_s . V_s^T: tile columns (GW_NRV * VL) */

@@ -3,10 +3,10 @@
 # spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
 #        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 9311dc3e92f640cdd0850aaee44972804da60961c17a439d11a19f16eea4b34e
+# cache key: f50824f1d4b7a0d223ad56b9928db58f6b9f28a3dbb5af3396cedc2a94cd456a
 """input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 9311dc3e92f640cdd0850aaee44972804da60961c17a439d11a19f16eea4b34e.
+Built by corrgen 0.1.0, cache key f50824f1d4b7a0d223ad56b9928db58f6b9f28a3dbb5af3396cedc2a94cd456a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 7, 6), K (24, 16, 3, 3), b (24,), Z (N, 24, 9, 8)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_9311dc3e92f6")
+_extension = _importlib.import_module(__name__ + "._conv2d_f50824f1d4b7")
 
 spec = _LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "9311dc3e92f640cdd0850aaee44972804da60961c17a439d11a19f16eea4b34e"
+key = "f50824f1d4b7a0d223ad56b9928db58f6b9f28a3dbb5af3396cedc2a94cd456a"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

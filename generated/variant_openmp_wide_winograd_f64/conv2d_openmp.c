@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 9311dc3e92f640cdd0850aaee44972804da60961c17a439d11a19f16eea4b34e
+ * cache key: f50824f1d4b7a0d223ad56b9928db58f6b9f28a3dbb5af3396cedc2a94cd456a
  */
 
 #include <stdint.h>
@@ -45,7 +45,7 @@ typedef double real;
 #define WF_IN 16 /* forward: channels summed (C) */
 #define WF_OUT 24 /* forward: channels computed (O) */
 #define WF_OUT_PAD 24 /* forward: WF_OUT in whole panels of WF_MR (the rest zero weights) */
-#define WF_U_POINT 392 /* forward: reals from one point's transformed weights to the next (WF_OUT_PAD * WF_IN and a cache line, skewed) */
+#define WF_U_POINT 392 /* forward: reals from one point's transformed weights to the next (WF_OUT_PAD * WF_IN and one or two cache lines, skewed) */
 #define WF_SRC_H 7 /* forward: rows of a source plane */
 #define WF_SRC_W 6 /* forward: columns of a source plane */
 #define WF_DST_H 9 /* forward: rows of a result plane */
@@ -62,12 +62,12 @@ typedef double real;
 #define WF_NRV 3 /* forward: product tile vectors of tiles */
 #define WF_NR 24 /* forward: product tile columns (WF_NRV * LANES) */
 #define WF_NB 24 /* forward: a task's tiles, padded to whole product tiles */
-#define WF_V_POINT 392 /* forward: reals from one point's transformed patches to the next (WF_IN * WF_NB and a cache line, skewed) */
-#define WF_M_POINT 584 /* forward: reals from one point's products to the next (WF_OUT_PAD * WF_NB and a cache line, skewed) */
+#define WF_V_POINT 392 /* forward: reals from one point's transformed patches to the next (WF_IN * WF_NB and one or two cache lines, skewed) */
+#define WF_M_POINT 584 /* forward: reals from one point's products to the next (WF_OUT_PAD * WF_NB and one or two cache lines, skewed) */
 #define WG_IN 24 /* grad_input: channels summed (O) */
 #define WG_OUT 16 /* grad_input: channels computed (C) */
 #define WG_OUT_PAD 16 /* grad_input: WG_OUT in whole panels of WG_MR (the rest zero weights) */
-#define WG_U_POINT 392 /* grad_input: reals from one point's transformed weights to the next (WG_OUT_PAD * WG_IN and a cache line, skewed) */
+#define WG_U_POINT 392 /* grad_input: reals from one point's transformed weights to the next (WG_OUT_PAD * WG_IN and one or two cache lines, skewed) */
 #define WG_SRC_H 9 /* grad_input: rows of a source plane */
 #define WG_SRC_W 8 /* grad_input: columns of a source plane */
 #define WG_DST_H 7 /* grad_input: rows of a result plane */
@@ -84,8 +84,8 @@ typedef double real;
 #define WG_NRV 2 /* grad_input: product tile vectors of tiles */
 #define WG_NR 16 /* grad_input: product tile columns (WG_NRV * LANES) */
 #define WG_NB 16 /* grad_input: a task's tiles, padded to whole product tiles */
-#define WG_V_POINT 392 /* grad_input: reals from one point's transformed patches to the next (WG_IN * WG_NB and a cache line, skewed) */
-#define WG_M_POINT 264 /* grad_input: reals from one point's products to the next (WG_OUT_PAD * WG_NB and a cache line, skewed) */
+#define WG_V_POINT 392 /* grad_input: reals from one point's transformed patches to the next (WG_IN * WG_NB and one or two cache lines, skewed) */
+#define WG_M_POINT 264 /* grad_input: reals from one point's products to the next (WG_OUT_PAD * WG_NB and one or two cache lines, skewed) */
 #define WW_IN 16 /* grad_weight: channels summed (C) */
 #define WW_OUT 24 /* grad_weight: channels computed (O) */
 #define WW_IN_PAD 16 /* grad_weight: WW_IN in whole panels of WW_MR (the rest zero patches) */
@@ -107,9 +107,9 @@ typedef double real;
 #define WW_NR 24 /* grad_weight: product tile columns (WW_NRV * LANES) */
 #define WW_NB 20 /* grad_weight: a task's tiles (the products' inner dimension) */
 #define WW_PW 8 /* grad_weight: pixels per row of a task's transposed gradients (WW_DST_W, then a zero one when it is odd) */
-#define WW_V_POINT 328 /* grad_weight: reals from one point's transformed patches to the next (WW_IN_PAD * WW_NB and a cache line, skewed) */
-#define WW_U_POINT 488 /* grad_weight: reals from one point's transformed gradients to the next (WW_NB * WW_OUT_PAD and a cache line, skewed) */
-#define WW_S_POINT 392 /* grad_weight: reals from one point's sums to the next (WW_IN_PAD * WW_OUT_PAD and a cache line, skewed) */
+#define WW_V_POINT 328 /* grad_weight: reals from one point's transformed patches to the next (WW_IN_PAD * WW_NB and one or two cache lines, skewed) */
+#define WW_U_POINT 488 /* grad_weight: reals from one point's transformed gradients to the next (WW_NB * WW_OUT_PAD and one or two cache lines, skewed) */
+#define WW_S_POINT 392 /* grad_weight: reals from one point's sums to the next (WW_IN_PAD * WW_OUT_PAD and one or two cache lines, skewed) */
 
 /* Vectors of VL reals (GCC/Clang vector extensions); loads and stores need no alignment. */
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6b517a2c7e8e13745c05024799988ca66771deca367b220fa30966d284dcf460
+ * cache key: 7f5572be03fc3f2afc3370062dff19f9909a0a0e586fd603055af79c89cc5012
  */
 
 /*

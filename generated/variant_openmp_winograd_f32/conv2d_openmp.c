@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6b517a2c7e8e13745c05024799988ca66771deca367b220fa30966d284dcf460
+ * cache key: 7f5572be03fc3f2afc3370062dff19f9909a0a0e586fd603055af79c89cc5012
  */
 
 #include <stdint.h>
@@ -45,7 +45,7 @@ typedef float real;
 #define WF_IN 16 /* forward: channels summed (C) */
 #define WF_OUT 17 /* forward: channels computed (O) */
 #define WF_OUT_PAD 18 /* forward: WF_OUT in whole panels of WF_MR (the rest zero weights) */
-#define WF_U_POINT 304 /* forward: reals from one point's transformed weights to the next (WF_OUT_PAD * WF_IN and a cache line, skewed) */
+#define WF_U_POINT 304 /* forward: reals from one point's transformed weights to the next (WF_OUT_PAD * WF_IN and one or two cache lines, skewed) */
 #define WF_SRC_H 9 /* forward: rows of a source plane */
 #define WF_SRC_W 11 /* forward: columns of a source plane */
 #define WF_DST_H 9 /* forward: rows of a result plane */
@@ -62,12 +62,12 @@ typedef float real;
 #define WF_NRV 4 /* forward: product tile vectors of tiles */
 #define WF_NR 32 /* forward: product tile columns (WF_NRV * VL) */
 #define WF_NB 32 /* forward: a task's tiles, padded to whole product tiles */
-#define WF_V_POINT 528 /* forward: reals from one point's transformed patches to the next (WF_IN * WF_NB and a cache line, skewed) */
-#define WF_M_POINT 592 /* forward: reals from one point's products to the next (WF_OUT_PAD * WF_NB and a cache line, skewed) */
+#define WF_V_POINT 528 /* forward: reals from one point's transformed patches to the next (WF_IN * WF_NB and one or two cache lines, skewed) */
+#define WF_M_POINT 592 /* forward: reals from one point's products to the next (WF_OUT_PAD * WF_NB and one or two cache lines, skewed) */
 #define WG_IN 17 /* grad_input: channels summed (O) */
 #define WG_OUT 16 /* grad_input: channels computed (C) */
 #define WG_OUT_PAD 16 /* grad_input: WG_OUT in whole panels of WG_MR (the rest zero weights) */
-#define WG_U_POINT 288 /* grad_input: reals from one point's transformed weights to the next (WG_OUT_PAD * WG_IN and a cache line, skewed) */
+#define WG_U_POINT 288 /* grad_input: reals from one point's transformed weights to the next (WG_OUT_PAD * WG_IN and one or two cache lines, skewed) */
 #define WG_SRC_H 9 /* grad_input: rows of a source plane */
 #define WG_SRC_W 11 /* grad_input: columns of a source plane */
 #define WG_DST_H 9 /* grad_input: rows of a result plane */
@@ -84,8 +84,8 @@ typedef float real;
 #define WG_NRV 4 /* grad_input: product tile vectors of tiles */
 #define WG_NR 32 /* grad_input: product tile columns (WG_NRV * VL) */
 #define WG_NB 32 /* grad_input: a task's tiles, padded to whole product tiles */
-#define WG_V_POINT 560 /* grad_input: reals from one point's transformed patches to the next (WG_IN * WG_NB and a cache line, skewed) */
-#define WG_M_POINT 528 /* grad_input: reals from one point's products to the next (WG_OUT_PAD * WG_NB and a cache line, skewed) */
+#define WG_V_POINT 560 /* grad_input: reals from one point's transformed patches to the next (WG_IN * WG_NB and one or two cache lines, skewed) */
+#define WG_M_POINT 528 /* grad_input: reals from one point's products to the next (WG_OUT_PAD * WG_NB and one or two cache lines, skewed) */
 #define WW_IN 16 /* grad_weight: channels summed (C) */
 #define WW_OUT 17 /* grad_weight: channels computed (O) */
 #define WW_IN_PAD 16 /* grad_weight: WW_IN in whole panels of WW_MR (the rest zero patches) */
@@ -107,9 +107,9 @@ typedef float real;
 #define WW_NR 24 /* grad_weight: product tile columns (WW_NRV * VL) */
 #define WW_NB 30 /* grad_weight: a task's tiles (the products' inner dimension) */
 #define WW_PW 12 /* grad_weight: pixels per row of a task's transposed gradients (WW_DST_W, then a zero one when it is odd) */
-#define WW_V_POINT 496 /* grad_weight: reals from one point's transformed patches to the next (WW_IN_PAD * WW_NB and a cache line, skewed) */
-#define WW_U_POINT 736 /* grad_weight: reals from one point's transformed gradients to the next (WW_NB * WW_OUT_PAD and a cache line, skewed) */
-#define WW_S_POINT 400 /* grad_weight: reals from one point's sums to the next (WW_IN_PAD * WW_OUT_PAD and a cache line, skewed) */
+#define WW_V_POINT 496 /* grad_weight: reals from one point's transformed patches to the next (WW_IN_PAD * WW_NB and one or two cache lines, skewed) */
+#define WW_U_POINT 736 /* grad_weight: reals from one point's transformed gradients to the next (WW_NB * WW_OUT_PAD and one or two cache lines, skewed) */
+#define WW_S_POINT 400 /* grad_weight: reals from one point's sums to the next (WW_IN_PAD * WW_OUT_PAD and one or two cache lines, skewed) */
 
 /* Vectors of VL reals (GCC/Clang vector extensions); loads and stores need no alignment. */
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
