@@ -88,6 +88,14 @@ GRID = {
                                       padding=(0, 1), dilation=(1, 2)),
     "lanes_s2_paired_conv": LayerSpec(input=(16, 5, 58), kernel=(8, 16, 3, 3), stride=2,
                                       padding=1, mode="convolution"),
+    # grad_weight's row parts (at batches 1, 3 and 7, enough pixels and flops per sample for
+    # two or more): parts that read the same input rows, rows of padding, a stride and a
+    # dilation down the rows; output channels in lanes, then in column tiles with a tail of
+    # columns
+    "row_parts_s2x1_d2x1_conv": LayerSpec(input=(16, 64, 66), kernel=(16, 16, 3, 3),
+                                          stride=(2, 1), padding=(1, 2), dilation=(2, 1),
+                                          mode="convolution"),
+    "row_parts_5x5": LayerSpec(input=(8, 64, 70), kernel=(12, 8, 5, 5), padding=2),
     # 1x1 kernels at stride 1 without padding: the matrix-product kernels, with edge tiles
     # (rows and columns that fill no whole tile), a single pixel, and the parallel path
     "pointwise_d2": LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2),
@@ -330,6 +338,40 @@ def test_column_grad_weight_shapes_are_covered_by_the_grid():
             if not ir.pointwise and "grad_weight" not in in_lanes(ir):
                 shapes.add((ir.constant("GW_FULL_COLS") > 0, ir.constant("GW_TAIL_COLS") > 0))
     assert shapes == {(True, False), (False, True), (True, True)}
+
+
+def _row_parts(n: int, constants: dict, flops_per_sample: int, block: int) -> int:
+    """The parts grad_weight cuts a sample's rows into at batch n (templates/openmp/
+    _grad_weight.jinja's rule, restated)."""
+    chunks = min(max(n, 1), constants["GRAD_WEIGHT_CHUNKS"])
+    tasks = chunks * constants["O"] // block
+    parts = min(-(-constants["GRAD_WEIGHT_TASKS"] // tasks),
+                n * flops_per_sample // (tasks * constants["GRAD_WEIGHT_PART_FLOPS"]),
+                n // chunks * constants["LHO"] * constants["LWO"]
+                // constants["GRAD_WEIGHT_SLOT_PIXELS"],
+                constants["GW_MOST_PARTS"])
+    return max(parts, 1)
+
+
+def test_grad_weight_row_parts_are_covered_by_the_grid():
+    """Both grad_weight tiles (lanes and columns, with a tail of columns) cut a sample's rows
+    into several parts on some grid layer in both dtypes, at the batches that the check of
+    every pass (1 and 7) and the thread-count test (3) run."""
+    covered = set()
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            constants = {c.name: c.value for c in ir.constants}
+            plan = next(p for p in ir.plans if p.name == "grad_weight")
+            if "GW_MOST_PARTS" not in constants:
+                continue
+            flops = next(k for k in ir.kernels if k.name == "grad_weight").flops_per_sample
+            block = constants.get("GW_LW", constants.get("GW_OB"))
+            if all(_row_parts(n, constants, flops, block) > 1 for n in (1, 3, 7)):
+                covered.add((dtype, plan.variant, constants.get("GW_TAIL_COLS", 0) > 0))
+    assert {("float32", "grad_weight_lanes", False), ("float64", "grad_weight_lanes", False),
+            ("float32", "grad_weight_columns", True), ("float64", "grad_weight_columns", True)
+            } <= covered
 
 
 def test_row_reuse_is_covered_by_the_grid():
@@ -651,7 +693,8 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
     import sys
 
     names = ["lanes_p1", "lanes_s2_paired_conv", "parallel_s2_same", "pointwise_parallel",
-             "pointwise_row_groups", "pointwise_chunks"]
+             "pointwise_row_groups", "pointwise_chunks", "row_parts_s2x1_d2x1_conv",
+             "row_parts_5x5"]
     runs = {}
     for threads in (1, 3, 16):
         out = tmp_path / f"{threads}.npz"

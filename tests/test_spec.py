@@ -248,10 +248,15 @@ def test_the_largest_arrays_below_the_limit_are_accepted():
     assert far.output_shape == (1, 1, 1) and far.arrays[4].shape == (1, 3, 2 + 2**27)
 
 
+GRAD_WEIGHT_THRESHOLDS = {"GRAD_WEIGHT_TASKS", "GRAD_WEIGHT_PART_FLOPS",
+                          "GRAD_WEIGHT_SLOT_PIXELS"}
+
+
 def test_working_copy_bounds_hold_for_the_kernels_scratch_layouts():
     """LayerSpec.arrays bounds the scratch codegen.blocking lays out, on every tile it picks
-    (column and channels-in-lanes tiles, both vector widths), and every constant and table
-    entry of the plan stays below the largest array."""
+    (column and channels-in-lanes tiles, both vector widths), and every constant (but
+    grad_weight's thresholds on its tasks) and table entry of the plan stays below the largest
+    array."""
     from codegen.blocking import is_pointwise, plan
 
     rng = np.random.default_rng(7)
@@ -286,7 +291,10 @@ def test_working_copy_bounds_hold_for_the_kernels_scratch_layouts():
             assert o * spec.out_h * k["VL"] <= gradient_copy, spec
             if "G_PLANE" in k:
                 assert o * k["G_PLANE"] <= gradient_copy, spec
-            values = [abs(v) for v in k.values()] + [abs(v) for t in tables for v in t.values]
+            # grad_weight's thresholds on its tasks are compared with 64-bit counts of the
+            # batch's work, never used as an index
+            values = ([abs(v) for name, v in k.items() if name not in GRAD_WEIGHT_THRESHOLDS]
+                      + [abs(v) for t in tables for v in t.values])
             assert max(values) <= largest, spec
 
 

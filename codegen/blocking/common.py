@@ -50,6 +50,22 @@ LANE_MIN_SUMS = 128
 MIN_TASKS = 8
 #: grad_weight sums the batch in at most this many chunks (partial sums added in order).
 GRAD_WEIGHT_CHUNKS = 8
+#: grad_weight also cuts each sample's output rows into parts, each summed into a slot of its
+#: own, until chunks x blocks of output channels x parts make at least this many tasks. The
+#: chunks alone left threads idle where a layer has one block of output channels: at a batch
+#: of 1 (ResNet's 7x7 stem ran on one of two threads) and on hosts of 16 threads (S2's and
+#: S3's grad_weight had 8 tasks).
+GRAD_WEIGHT_TASKS = 32
+#: grad_weight cuts rows into parts only while each task keeps at least this many flops: a
+#: part's own costs (its slot zeroed and added, the input rows around it packed again) took
+#: S3's float32 grad_weight to 1.07 of the time at a batch of 4 on 2 threads in 16 tasks of
+#: 0.6 MFLOP each.
+GRAD_WEIGHT_PART_FLOPS = 1 << 21
+#: ... and only while each slot sums at least this many output pixels (its chunk's samples x
+#: its part's pixels): a slot is zeroed and then added by one thread at the end, and with 256
+#: pixels (a 64x32x32 -> 64 3x3 layer in float64 at a batch of 1, in four slots) that
+#: addition took the call to 1.21 of the time.
+GRAD_WEIGHT_SLOT_PIXELS = 1024
 #: grad_bias sums this many samples' planes of a channel side by side: the planes lie a
 #: sample apart, and one plane at a time keeps one stream from memory in flight.
 GRAD_BIAS_PLANES = 4

@@ -125,8 +125,8 @@ def _framed_constants(p: Phases, g_rows: int, g_cols: int, d: Defines) -> None:
 def _framed_driver(in_lanes: bool) -> Driver:
     block = "GIN_LW" if in_lanes else "GIN_OB"
     return Driver("G", "(O * LHO * LWO)", "dV", "(C * LH * LW)", f"C / {block}", block, True,
-                  "O, LHO, LWO", "G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT", "O * G_PLANE",
-                  in_lanes, "C * O * GIN_TAPS")
+                  "O, LHO, LWO, 0, LHO", "G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT",
+                  "O * G_PLANE", in_lanes, "C * O * GIN_TAPS")
 
 
 def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines, machine: Machine,

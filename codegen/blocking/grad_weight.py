@@ -19,6 +19,10 @@ from __future__ import annotations
 from .common import (
     GRAD_WEIGHT_BAND_BYTES,
     GRAD_WEIGHT_CHUNKS,
+    GRAD_WEIGHT_PART_FLOPS,
+    GRAD_WEIGHT_SLOT_PIXELS,
+    GRAD_WEIGHT_TASKS,
+    LINE_BYTES,
     Geometry,
     Machine,
     _tap_blocks,
@@ -28,6 +32,11 @@ from .records import GradWeightColumns, GradWeightLanes, Load
 from .tiles import _grad_weight_tile, _lane_grad_weight_tile
 
 
+def _band(g: Geometry, nv: int, machine: Machine) -> int:
+    """A lane tile's output rows per pass: their transposed gradient fills half of L1."""
+    return max(1, GRAD_WEIGHT_BAND_BYTES // (g.wo * nv * machine.lane_bytes))
+
+
 def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: Machine,
            pixels: int) -> GradWeightLanes:
     tile = _lane_grad_weight_tile(g, lanes, tap_blocks, machine)
@@ -35,7 +44,7 @@ def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: 
     d.const("GW_LW", tile.nv * lanes, "grad_weight tile: output channels (divides O)")
     d.const("GW_CB", tile.cb, "grad_weight tile: input channels (divides C)")
     d.const("GW_TT", tile.tt, "grad_weight tile: taps (divides KH*KW)")
-    d.const("GW_BAND", max(1, GRAD_WEIGHT_BAND_BYTES // (g.wo * tile.nv * machine.lane_bytes)),
+    d.const("GW_BAND", _band(g, tile.nv, machine),
             "grad_weight: output rows summed per pass over the tiles")
     return GradWeightLanes(
         "grad_weight", "its output channels fill lane vectors", tile.nv, tile.cb, tile.tt,
@@ -67,6 +76,12 @@ def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: M
         ob > 1, tile.cb * tt, ob * tile.cb * tt)
 
 
+def _part_rows(g: Geometry, band: int) -> int:
+    """The fewest output rows of a grad_weight row part: a lane tile's band of rows, and as
+    many rows as the part's inputs reach past them (a part packs at most twice its own rows)."""
+    return max(band, -(-(g.kh - 1) * g.dh // g.sh), 1)
+
+
 def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
                      tap_offsets: tuple[int, ...], src_seg: int, d: Defines, machine: Machine,
                      pixels: int = 1):
@@ -78,6 +93,17 @@ def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
     d.const("GW_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
     d.const("GRAD_WEIGHT_CHUNKS", GRAD_WEIGHT_CHUNKS,
             "grad_weight sums the batch in at most this many chunks")
+    d.const("GRAD_WEIGHT_TASKS", GRAD_WEIGHT_TASKS,
+            "grad_weight cuts a sample's rows into parts until its tasks are this many")
+    d.const("GW_LINE", LINE_BYTES * lanes // machine.lane_bytes, "grad_weight: reals per cache "
+            "line, which no slot of partial sums shares with another")
+    d.const("GRAD_WEIGHT_PART_FLOPS", GRAD_WEIGHT_PART_FLOPS,
+            "grad_weight: the fewest flops of a task of several parts")
+    d.const("GRAD_WEIGHT_SLOT_PIXELS", GRAD_WEIGHT_SLOT_PIXELS,
+            "grad_weight: the fewest output pixels a slot of several parts sums")
+    part_rows = _part_rows(g, _band(g, record.nv, machine) if in_lanes else 1)
+    d.const("GW_MOST_PARTS", max(1, g.ho // part_rows),
+            f"grad_weight: most parts of a sample's output rows (each at least {part_rows})")
     d.table("GW_TAP_OFFSET", tap_offsets, "tap (i, j): scratch offset (as FWD_TAP_OFFSET)")
     d.table("GW_TAP_DELTA", (o - tap_offsets[0] for o in tap_offsets[:record.tt]),
             "tap t0 + k of every block of GW_TT taps: its scratch offset past tap t0's")

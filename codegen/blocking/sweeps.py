@@ -93,7 +93,7 @@ def forward_tile(g: Geometry, vl: int, lanes: int, in_lanes: bool, machine: Mach
 def _forward_driver(g: Geometry, in_lanes: bool, bias: bool) -> Driver:
     block = "FWD_LW" if in_lanes else "FWD_OB"
     return Driver("V", "(C * LH * LW)", "Z", "(O * LHO * LWO)", f"O / {block}", block, True,
-                  "C, LH, LW", "SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL", "C * SRC_PLANE",
+                  "C, LH, LW, 0, LH", "SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL", "C * SRC_PLANE",
                   in_lanes, "O * C * FWD_TAPS", "b, " if bias else "")
 
 

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: b1a0a0a007f97f9578a0d1fa47995fe9f00311280f09d7fa1a6e0796017519e4
+# cache key: b4e576895cfb09d7fc6abcd4ab85dc2d62219a330ddbee4542045a8c97f9c33c
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key b1a0a0a007f97f9578a0d1fa47995fe9f00311280f09d7fa1a6e0796017519e4.
+Built by corrgen 0.1.0, cache key b4e576895cfb09d7fc6abcd4ab85dc2d62219a330ddbee4542045a8c97f9c33c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_b1a0a0a007f9")
+_extension = _importlib.import_module(__name__ + "._conv2d_b4e576895cfb")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "b1a0a0a007f97f9578a0d1fa47995fe9f00311280f09d7fa1a6e0796017519e4"
+key = "b4e576895cfb09d7fc6abcd4ab85dc2d62219a330ddbee4542045a8c97f9c33c"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 94c5fad2cfe62030fb1b18255a2b3c091e76966433d3dc744d87ffd1e04f8e59
+# cache key: 0be2a207f70176da43ef366d1638017f54aef312de3da249a2bc1151899c6347
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 94c5fad2cfe62030fb1b18255a2b3c091e76966433d3dc744d87ffd1e04f8e59.
+Built by corrgen 0.1.0, cache key 0be2a207f70176da43ef366d1638017f54aef312de3da249a2bc1151899c6347.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_94c5fad2cfe6")
+_extension = _importlib.import_module(__name__ + "._conv2d_0be2a207f701")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "94c5fad2cfe62030fb1b18255a2b3c091e76966433d3dc744d87ffd1e04f8e59"
+key = "0be2a207f70176da43ef366d1638017f54aef312de3da249a2bc1151899c6347"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

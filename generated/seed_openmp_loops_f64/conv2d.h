@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 94c5fad2cfe62030fb1b18255a2b3c091e76966433d3dc744d87ffd1e04f8e59
+ * cache key: 0be2a207f70176da43ef366d1638017f54aef312de3da249a2bc1151899c6347
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 94c5fad2cfe62030fb1b18255a2b3c091e76966433d3dc744d87ffd1e04f8e59
+ * cache key: 0be2a207f70176da43ef366d1638017f54aef312de3da249a2bc1151899c6347
  */
 
 #include <stdint.h>
@@ -69,6 +69,11 @@ typedef double real;
 #define GW_TAIL_COLS 2 /* grad_weight: the other columns, copied into a vector per row with zeros after them */
 #define GW_ROW_STEP 5 /* scratch reals from one output row to the next */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
+#define GRAD_WEIGHT_TASKS 32 /* grad_weight cuts a sample's rows into parts until its tasks are this many */
+#define GW_LINE 8 /* grad_weight: reals per cache line, which no slot of partial sums shares with another */
+#define GRAD_WEIGHT_PART_FLOPS 2097152 /* grad_weight: the fewest flops of a task of several parts */
+#define GRAD_WEIGHT_SLOT_PIXELS 1024 /* grad_weight: the fewest output pixels a slot of several parts sums */
+#define GW_MOST_PARTS 2 /* grad_weight: most parts of a sample's output rows (each at least 1) */
 
 /* column tap j: scratch offset of its tap in the top row of taps */
 static const int FWD_COLUMN_OFFSET[2] = {0, 1};
@@ -142,15 +147,16 @@ static inline real lane_sum(vec v)
     return sum;
 }
 
-/* Copies `channels` planes of rows x cols reals into a zero-framed scratch: element (y, x)
- * goes to row top + y, column phase (left + x) % split, at (left + x) / split within the
- * phase. The frame is never written: it stays zero from the allocation. */
+/* Copies rows first .. end - 1 of `channels` planes of rows x cols reals into a zero-framed
+ * scratch: element (y, x) goes to row top + y, column phase (left + x) % split, at
+ * (left + x) / split within the phase. The frame is never written: it stays zero from the
+ * allocation. */
 static inline void pack_planes(const real *restrict in, int channels, int rows, int cols,
-                               real *restrict out, int plane, int pitch, int seg, int split,
-                               int top, int left)
+                               int first, int end, real *restrict out, int plane, int pitch,
+                               int seg, int split, int top, int left)
 {
     for (int c = 0; c < channels; ++c)
-        for (int y = 0; y < rows; ++y) {
+        for (int y = first; y < end; ++y) {
             const real *restrict from = in + ((int64_t)c * rows + y) * cols;
             real *restrict to = out + (int64_t)c * plane + (int64_t)(top + y) * pitch;
             for (int q = 0; q < split; ++q) {
@@ -241,7 +247,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
                     continue;
-                pack_planes(V + s * (C * LH * LW), C, LH, LW, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
             }
@@ -341,7 +347,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
                     continue;
-                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
+                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB);
             }
@@ -351,7 +357,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 }
 
 
-/* grad_weight of one sample for output channels o0 .. o0 + GW_OB - 1, added to dK.
+/* grad_weight of output rows y0 .. y1 - 1 of one sample for output channels o0 .. o0 + GW_OB - 1,
+ * added to dK.
  * src: the sample's input as forward packs it.
  * tail: the last GW_TAIL_COLS columns of their rows, a vector per row, zeros after.
  * Register tile: 1 output x 1 input channels x 4 taps of vector partial sums,
@@ -359,13 +366,13 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
  * vectors feed 4 multiply-adds. */
 static void grad_weight_block(const real *restrict src,
                               const real *restrict tail,
-                              real *restrict dK, int o0)
+                              real *restrict dK, int o0, int y0, int y1)
 {
     const vec zero = {0};
     for (int c0 = 0; c0 < C; c0 += GW_CB)
         for (int t0 = 0; t0 < KH * KW; t0 += GW_TT) {
             vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero, acc0_3 = zero;
-            for (int y = 0; y < LHO; ++y) {
+            for (int y = y0; y < y1; ++y) {
                 const real *in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
                 /* hides that a row's inputs are the next row's, one tap row on: GCC would
                  * carry them from row to row in registers and spill the partial sums */
@@ -391,59 +398,87 @@ static void grad_weight_block(const real *restrict src,
 }
 
 /* grad_weight: dK[o, c, i, j] = sum_{y<2, x<2} G[o, y, x] * V[c, y + i, x + j]
- * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
- * GW_OB-channel blocks) packs the input of each of its samples as forward does,
+ * The batch is cut into chunks and each sample's output rows into parts, as many as N
+ * alone decides; task (chunk, part, group of GW_OB-channel blocks) packs the input rows of
+ * each of its samples that the part reads, as forward packs them,
  * copies its gradient rows into vectors,
- * and adds the sample's sums into the chunk's own slot of partial; the chunks are then
- * added in chunk order. No atomics, and the result does not depend on the number of
- * threads or on scheduling. */
+ * and adds the part's sums into the (chunk, part) slot of partial; the slots are then
+ * added in order. No atomics, and the result does not depend on the number of threads or
+ * on scheduling. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
     const int64_t blocks = O / GW_OB, size = (int64_t)O * C * KH * KW;
     const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
-    const int64_t groups = task_groups(chunks, blocks);
-    real *partial = dK;
-    if (chunks > 1) {
-        partial = malloc(sizeof(real) * chunks * size);
-        if (partial == NULL)
-            return 1;
-    }
+    /* parts: enough for GRAD_WEIGHT_TASKS tasks, each of at least GRAD_WEIGHT_PART_FLOPS,
+     * each slot summing at least GRAD_WEIGHT_SLOT_PIXELS output pixels */
+    int64_t parts = (GRAD_WEIGHT_TASKS + chunks * blocks - 1) / (chunks * blocks);
+    const int64_t worth = n * 32 / (chunks * blocks * GRAD_WEIGHT_PART_FLOPS);
+    const int64_t covered = n / chunks * (LHO * LWO) / GRAD_WEIGHT_SLOT_PIXELS;
+    if (parts > worth)
+        parts = worth;
+    if (parts > covered)
+        parts = covered;
+    if (parts > GW_MOST_PARTS)
+        parts = GW_MOST_PARTS;
+    if (parts < 1)
+        parts = 1;
+    const int64_t groups = task_groups(chunks * parts, blocks);
+    const int64_t scratch_size = C * SRC_PLANE + O * LHO * VL;
+    const int64_t slot_pitch = (size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
+    const int64_t scratch_pitch = (scratch_size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
+    const int64_t slot_reals = (chunks * parts > 1 ? chunks * parts : 0) * slot_pitch;
+    real *memory = malloc(sizeof(real) * (scratch_pitch + slot_reals));
+    if (memory == NULL)
+        return 1;
+    /* a single slot is dK itself */
+    real *partial = slot_reals > 0 ? memory + scratch_pitch : dK;
     int failed = 0;
     #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(C * SRC_PLANE + O * LHO * VL, sizeof(real));
+        /* the calling thread's scratch opens the block; the other threads' are their own */
+        const int caller = omp_get_thread_num() == 0;
+        real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        if (scratch != NULL)
+            memset(scratch, 0, sizeof(real) * scratch_size);
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t chunk = 0; chunk < chunks; ++chunk)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                const int64_t o_lo = blocks * g / groups * GW_OB;
-                const int64_t o_hi = blocks * (g + 1) / groups * GW_OB;
-                real *restrict slot = partial + chunk * size;
-                memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
-                for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
-                    const real *restrict g_planes = G + (s * O + o_lo) * (LHO * LWO);
-                    pack_planes(V + s * (C * LH * LW), C, LH, LW, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                    real *restrict tails = scratch + C * SRC_PLANE;
-                    for (int64_t row = 0; row < (o_hi - o_lo) * LHO; ++row)
-                        memcpy(tails + row * VL, g_planes + row * LWO + GW_FULL_COLS, sizeof(real) * GW_TAIL_COLS);
-                    for (int64_t o0 = o_lo; o0 < o_hi; o0 += GW_OB)
-                        grad_weight_block(scratch, tails + (o0 - o_lo) * (LHO * VL), slot, o0);
+            for (int64_t part = 0; part < parts; ++part)
+                for (int64_t g = 0; g < groups; ++g) {
+                    if (scratch == NULL)
+                        continue;
+                    const int64_t o_lo = blocks * g / groups * GW_OB;
+                    const int64_t o_hi = blocks * (g + 1) / groups * GW_OB;
+                    /* output rows y_lo .. y_hi - 1, and the input rows they read, r_lo .. r_hi - 1 */
+                    const int y_lo = LHO * part / parts, y_hi = LHO * (part + 1) / parts;
+                    const int r_lo = y_lo * SH > PT ? y_lo * SH - PT : 0;
+                    const int r_reach = (y_hi - 1) * SH + (KH - 1) * DH + 1 - PT;
+                    const int r_hi = r_reach < LH ? r_reach : LH;
+                    real *restrict slot = partial + (chunk * parts + part) * slot_pitch;
+                    memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
+                    for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
+                        const real *restrict g_planes = G + (s * O + o_lo) * (LHO * LWO);
+                        pack_planes(V + s * (C * LH * LW), C, LH, LW, r_lo, r_hi, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                        real *restrict tails = scratch + C * SRC_PLANE;
+                        for (int64_t q = 0; q < o_hi - o_lo; ++q)
+                            for (int y = y_lo; y < y_hi; ++y)
+                                memcpy(tails + (q * LHO + y) * VL, g_planes + (q * LHO + y) * LWO + GW_FULL_COLS, sizeof(real) * GW_TAIL_COLS);
+                        for (int64_t o0 = o_lo; o0 < o_hi; o0 += GW_OB)
+                            grad_weight_block(scratch, tails + (o0 - o_lo) * (LHO * VL), slot, o0, y_lo, y_hi);
+                    }
                 }
-            }
-        free(scratch);
+        if (!caller)
+            free(scratch);
     }
-    if (chunks > 1) {
-        if (!failed)
-            for (int64_t e = 0; e < size; ++e) {
-                real total = partial[e];
-                for (int64_t chunk = 1; chunk < chunks; ++chunk)
-                    total += partial[chunk * size + e];
-                dK[e] = total;
-            }
-        free(partial);
+    /* the slots added in order, a slot at a time: element by element the same sums as a loop
+     * over the slots, without its chain of dependent additions */
+    if (partial != dK && !failed) {
+        memcpy(dK, partial, sizeof(real) * size);
+        for (int64_t slot = 1; slot < chunks * parts; ++slot)
+            for (int64_t e = 0; e < size; ++e)
+                dK[e] += partial[slot * slot_pitch + e];
     }
+    free(memory);
     return failed;
 }
 

@@ -3,10 +3,10 @@
 # spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
 #        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: c8bb999b3dc43f02e4fb8bc2766bf344b53f1aaa48a1434ba77387127beabb05
+# cache key: f44bc829820ff308aed62235b866f1663536beed95f2f2396033cac42b049e91
 """input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key c8bb999b3dc43f02e4fb8bc2766bf344b53f1aaa48a1434ba77387127beabb05.
+Built by corrgen 0.1.0, cache key f44bc829820ff308aed62235b866f1663536beed95f2f2396033cac42b049e91.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 9, 11), K (32, 16, 3, 3), b (32,), Z (N, 32, 9, 11)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_c8bb999b3dc4")
+_extension = _importlib.import_module(__name__ + "._conv2d_f44bc829820f")
 
 spec = _LayerSpec(input=(16, 9, 11), kernel=(32, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "c8bb999b3dc43f02e4fb8bc2766bf344b53f1aaa48a1434ba77387127beabb05"
+key = "f44bc829820ff308aed62235b866f1663536beed95f2f2396033cac42b049e91"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c8bb999b3dc43f02e4fb8bc2766bf344b53f1aaa48a1434ba77387127beabb05
+ * cache key: f44bc829820ff308aed62235b866f1663536beed95f2f2396033cac42b049e91
  */
 
 /*

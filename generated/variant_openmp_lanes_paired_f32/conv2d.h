@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 2d5dd7d2302ecde72495fe9ac20b9584d77a1fa32aa9908d6175c54b16e941ae
+ * cache key: b3f9ca7b12dbcab3c133c227ef8d503e4d0642165d9884706a6250e18cc0aaa6
  */
 
 /*

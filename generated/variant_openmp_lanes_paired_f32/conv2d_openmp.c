@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 2d5dd7d2302ecde72495fe9ac20b9584d77a1fa32aa9908d6175c54b16e941ae
+ * cache key: b3f9ca7b12dbcab3c133c227ef8d503e4d0642165d9884706a6250e18cc0aaa6
  */
 
 #include <stdint.h>
@@ -67,6 +67,11 @@ typedef float real;
 #define GW_BAND 13 /* grad_weight: output rows summed per pass over the tiles */
 #define GW_ROW_STEP 104 /* scratch reals from one output row to the next */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
+#define GRAD_WEIGHT_TASKS 32 /* grad_weight cuts a sample's rows into parts until its tasks are this many */
+#define GW_LINE 16 /* grad_weight: reals per cache line, which no slot of partial sums shares with another */
+#define GRAD_WEIGHT_PART_FLOPS 2097152 /* grad_weight: the fewest flops of a task of several parts */
+#define GRAD_WEIGHT_SLOT_PIXELS 1024 /* grad_weight: the fewest output pixels a slot of several parts sums */
+#define GW_MOST_PARTS 1 /* grad_weight: most parts of a sample's output rows (each at least 13) */
 
 /* output rows of each phase */
 static const int FWD_PHASE_ROWS[1] = {2};
@@ -247,15 +252,16 @@ static inline real lane_sum(vec v)
     return sum;
 }
 
-/* Copies `channels` planes of rows x cols reals into a zero-framed scratch: element (y, x)
- * goes to row top + y, column phase (left + x) % split, at (left + x) / split within the
- * phase. The frame is never written: it stays zero from the allocation. */
+/* Copies rows first .. end - 1 of `channels` planes of rows x cols reals into a zero-framed
+ * scratch: element (y, x) goes to row top + y, column phase (left + x) % split, at
+ * (left + x) / split within the phase. The frame is never written: it stays zero from the
+ * allocation. */
 static inline void pack_planes(const real *restrict in, int channels, int rows, int cols,
-                               real *restrict out, int plane, int pitch, int seg, int split,
-                               int top, int left)
+                               int first, int end, real *restrict out, int plane, int pitch,
+                               int seg, int split, int top, int left)
 {
     for (int c = 0; c < channels; ++c)
-        for (int y = 0; y < rows; ++y) {
+        for (int y = first; y < end; ++y) {
             const real *restrict from = in + ((int64_t)c * rows + y) * cols;
             real *restrict to = out + (int64_t)c * plane + (int64_t)(top + y) * pitch;
             for (int q = 0; q < split; ++q) {
@@ -490,7 +496,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
                     continue;
-                pack_planes(V + s * (C * LH * LW), C, LH, LW, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
             }
@@ -681,7 +687,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             for (int64_t g = 0; g < groups; ++g) {
                 if (scratch == NULL)
                     continue;
-                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
+                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     grad_input_block(scratch, packed, dV + s * (C * LH * LW), ob * GIN_LW);
             }
@@ -692,12 +698,14 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 }
 
 
-/* One sample's gradient rows of `channels` output channels, pixel-major in blocks of GW_LW
- * channels: gt[(q0 * LHO * LWO) + p * GW_LW + lane] = g[(q0 + lane) * (LHO * LWO) + p]. */
-static void transpose_gradient(const real *restrict g, int64_t channels, real *restrict gt)
+/* Output rows y0 .. y1 - 1 of one sample's gradient, `channels` output channels, pixel-major
+ * in blocks of GW_LW channels: gt[(q0 * LHO * LWO) + p * GW_LW + lane] =
+ * g[(q0 + lane) * (LHO * LWO) + p]. */
+static void transpose_gradient(const real *restrict g, int64_t channels, int y0, int y1,
+                               real *restrict gt)
 {
     for (int64_t q0 = 0; q0 < channels; q0 += GW_LW)
-        for (int p = 0; p < LHO * LWO; ++p)
+        for (int p = y0 * LWO; p < y1 * LWO; ++p)
             for (int lane = 0; lane < GW_LW; ++lane)
                 gt[q0 * (LHO * LWO) + p * GW_LW + lane] = g[(q0 + lane) * (LHO * LWO) + p];
 }
@@ -797,60 +805,90 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
 }
 
 /* grad_weight: dK[o, c, i, j] = sum_{y<2, x<19} G[o, y, x] * V[c, 2*y + i, 2*x + 2*j - 1]
- * The batch is cut into a number of chunks that depends on N only; task (chunk, group of
- * GW_LW-channel blocks) packs each of its samples (input as forward does, gradient
- * transposed to pixel-major) and adds, band of GW_BAND output rows by band, the sample's
- * sums into the chunk's own slot of partial (output channels innermost); the chunks are then
- * added in chunk order into dK. No atomics, and the result does not depend on the number of
- * threads or on scheduling. */
+ * The batch is cut into chunks and each sample's output rows into parts, as many as N
+ * alone decides; task (chunk, part, group of GW_LW-channel blocks) packs the rows of each of
+ * its samples that the part reads (input as forward does, gradient transposed to
+ * pixel-major) and adds, band of GW_BAND output rows by band, their sums into the (chunk,
+ * part) slot of partial (output channels innermost); the slots are then added in order into
+ * dK. No atomics, and the result does not depend on the number of threads or on scheduling. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
     const int64_t blocks = O / GW_LW, size = (int64_t)O * C * KH * KW;
     const int64_t chunks = n < 1 ? 1 : n < GRAD_WEIGHT_CHUNKS ? n : GRAD_WEIGHT_CHUNKS;
-    const int64_t groups = task_groups(chunks, blocks);
-    real *partial = malloc(sizeof(real) * chunks * size);
-    if (partial == NULL)
+    /* parts: enough for GRAD_WEIGHT_TASKS tasks, each of at least GRAD_WEIGHT_PART_FLOPS,
+     * each slot summing at least GRAD_WEIGHT_SLOT_PIXELS output pixels */
+    int64_t parts = (GRAD_WEIGHT_TASKS + chunks * blocks - 1) / (chunks * blocks);
+    const int64_t worth = n * 116736 / (chunks * blocks * GRAD_WEIGHT_PART_FLOPS);
+    const int64_t covered = n / chunks * (LHO * LWO) / GRAD_WEIGHT_SLOT_PIXELS;
+    if (parts > worth)
+        parts = worth;
+    if (parts > covered)
+        parts = covered;
+    if (parts > GW_MOST_PARTS)
+        parts = GW_MOST_PARTS;
+    if (parts < 1)
+        parts = 1;
+    const int64_t groups = task_groups(chunks * parts, blocks);
+    const int64_t scratch_size = C * SRC_PLANE + (int64_t)O * LHO * LWO;
+    const int64_t slot_pitch = (size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
+    const int64_t scratch_pitch = (scratch_size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
+    const int64_t slot_reals = (chunks * parts) * slot_pitch;
+    real *memory = malloc(sizeof(real) * (scratch_pitch + slot_reals));
+    if (memory == NULL)
         return 1;
+    real *partial = memory + scratch_pitch;
     int failed = 0;
     #pragma omp parallel if (n * 116736 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(C * SRC_PLANE + (int64_t)O * LHO * LWO, sizeof(real));
+        /* the calling thread's scratch opens the block; the other threads' are their own */
+        const int caller = omp_get_thread_num() == 0;
+        real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
-        #pragma omp for collapse(2) schedule(static)
+        if (scratch != NULL)
+            memset(scratch, 0, sizeof(real) * scratch_size);
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t chunk = 0; chunk < chunks; ++chunk)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                const int64_t o_lo = blocks * g / groups * GW_LW;
-                const int64_t o_hi = blocks * (g + 1) / groups * GW_LW;
-                real *restrict slot = partial + chunk * size;
-                memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
-                real *restrict gt = scratch + C * SRC_PLANE;
-                for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
-                    pack_planes(V + s * (C * LH * LW), C, LH, LW, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                    transpose_gradient(G + (s * O + o_lo) * (LHO * LWO), o_hi - o_lo, gt);
-                    for (int y0 = 0; y0 < LHO; y0 += GW_BAND) {
-                        const int y1 = LHO - y0 < GW_BAND ? LHO : y0 + GW_BAND;
-                        for (int64_t o0 = o_lo; o0 < o_hi; o0 += GW_LW)
-                            for (int c0 = 0; c0 < C; c0 += GW_CB)
-                                for (int t0 = 0; t0 < KH * KW; t0 += GW_TT)
-                                    grad_weight_block(scratch, gt + (o0 - o_lo) * (LHO * LWO), slot + o0 * (C * KH * KW), c0, t0, y0, y1);
+            for (int64_t part = 0; part < parts; ++part)
+                for (int64_t g = 0; g < groups; ++g) {
+                    if (scratch == NULL)
+                        continue;
+                    const int64_t o_lo = blocks * g / groups * GW_LW;
+                    const int64_t o_hi = blocks * (g + 1) / groups * GW_LW;
+                    /* output rows y_lo .. y_hi - 1, and the input rows they read, r_lo .. r_hi - 1 */
+                    const int y_lo = LHO * part / parts, y_hi = LHO * (part + 1) / parts;
+                    const int r_lo = y_lo * SH > PT ? y_lo * SH - PT : 0;
+                    const int r_reach = (y_hi - 1) * SH + (KH - 1) * DH + 1 - PT;
+                    const int r_hi = r_reach < LH ? r_reach : LH;
+                    real *restrict slot = partial + (chunk * parts + part) * slot_pitch;
+                    memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
+                    real *restrict gt = scratch + C * SRC_PLANE;
+                    for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
+                        pack_planes(V + s * (C * LH * LW), C, LH, LW, r_lo, r_hi, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                        transpose_gradient(G + (s * O + o_lo) * (LHO * LWO), o_hi - o_lo, y_lo, y_hi, gt);
+                        for (int y0 = y_lo; y0 < y_hi; y0 += GW_BAND) {
+                            const int y1 = y_hi - y0 < GW_BAND ? y_hi : y0 + GW_BAND;
+                            for (int64_t o0 = o_lo; o0 < o_hi; o0 += GW_LW)
+                                for (int c0 = 0; c0 < C; c0 += GW_CB)
+                                    for (int t0 = 0; t0 < KH * KW; t0 += GW_TT)
+                                        grad_weight_block(scratch, gt + (o0 - o_lo) * (LHO * LWO), slot + o0 * (C * KH * KW), c0, t0, y0, y1);
+                        }
                     }
                 }
-            }
-        free(scratch);
+        if (!caller)
+            free(scratch);
     }
-    if (!failed)
+    if (!failed) {
+        /* the slots added in order into the first, a slot at a time: element by element the
+         * same sums as a loop over the slots, without its chain of dependent additions */
+        for (int64_t slot = 1; slot < chunks * parts; ++slot)
+            for (int64_t e = 0; e < size; ++e)
+                partial[e] += partial[slot * slot_pitch + e];
         for (int o = 0; o < O; ++o)
             for (int c = 0; c < C; ++c)
-                for (int t = 0; t < KH * KW; ++t) {
-                    const int64_t e = (int64_t)(o - o % GW_LW) * (C * KH * KW) + (c * (KH * KW) + t) * GW_LW + o % GW_LW;
-                    real total = partial[e];
-                    for (int64_t chunk = 1; chunk < chunks; ++chunk)
-                        total += partial[chunk * size + e];
-                    dK[(o * C + c) * (KH * KW) + GW_TAP_WEIGHT[t]] = total;
-                }
-    free(partial);
+                for (int t = 0; t < KH * KW; ++t)
+                    dK[(o * C + c) * (KH * KW) + GW_TAP_WEIGHT[t]] = partial[(int64_t)(o - o % GW_LW) * (C * KH * KW) + (c * (KH * KW) + t) * GW_LW + o % GW_LW];
+    }
+    free(memory);
     return failed;
 }
 

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: b3de428ed50dd36880b3ae75095160826b72f17886c6f38ba9d5706b6e6fdbe5
+ * cache key: 575dc783fc84032f055b094c4bb1791487590c645dbd0b52828cbfb806867ec0
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: cc57b13db64c3608e5f9c7302b5f479b1fe9daf0b6b05050f96b9f078bfb2715
+ * cache key: 5b895ae3fcc854f077d296d043c172c410c9fe3a3062372d8ddc8ce1f421713b
  */
 
 /*

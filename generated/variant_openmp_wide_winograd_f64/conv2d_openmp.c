@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: f50824f1d4b7a0d223ad56b9928db58f6b9f28a3dbb5af3396cedc2a94cd456a
+ * cache key: 6af085c2633c62ade67af38b93ba5aee20f4e37117ba67e45bb349155f4b7b98
  */
 
 #include <stdint.h>
@@ -234,15 +234,16 @@ static inline real lane_sum(vec v)
     return sum;
 }
 
-/* Copies `channels` planes of rows x cols reals into a zero-framed scratch: element (y, x)
- * goes to row top + y, column phase (left + x) % split, at (left + x) / split within the
- * phase. The frame is never written: it stays zero from the allocation. */
+/* Copies rows first .. end - 1 of `channels` planes of rows x cols reals into a zero-framed
+ * scratch: element (y, x) goes to row top + y, column phase (left + x) % split, at
+ * (left + x) / split within the phase. The frame is never written: it stays zero from the
+ * allocation. */
 static inline void pack_planes(const real *restrict in, int channels, int rows, int cols,
-                               real *restrict out, int plane, int pitch, int seg, int split,
-                               int top, int left)
+                               int first, int end, real *restrict out, int plane, int pitch,
+                               int seg, int split, int top, int left)
 {
     for (int c = 0; c < channels; ++c)
-        for (int y = 0; y < rows; ++y) {
+        for (int y = first; y < end; ++y) {
             const real *restrict from = in + ((int64_t)c * rows + y) * cols;
             real *restrict to = out + (int64_t)c * plane + (int64_t)(top + y) * pitch;
             for (int q = 0; q < split; ++q) {

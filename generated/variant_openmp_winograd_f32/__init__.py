@@ -3,10 +3,10 @@
 # spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
 #        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 7f5572be03fc3f2afc3370062dff19f9909a0a0e586fd603055af79c89cc5012
+# cache key: 5c4a0927c9857c52cd928bf20eabcc1825b4577a4d8b9ab7328ddf34f1caa27d
 """input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 7f5572be03fc3f2afc3370062dff19f9909a0a0e586fd603055af79c89cc5012.
+Built by corrgen 0.1.0, cache key 5c4a0927c9857c52cd928bf20eabcc1825b4577a4d8b9ab7328ddf34f1caa27d.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 9, 11), K (17, 16, 3, 3), b (17,), Z (N, 17, 9, 11)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_7f5572be03fc")
+_extension = _importlib.import_module(__name__ + "._conv2d_5c4a0927c985")
 
 spec = _LayerSpec(input=(16, 9, 11), kernel=(17, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "7f5572be03fc3f2afc3370062dff19f9909a0a0e586fd603055af79c89cc5012"
+key = "5c4a0927c9857c52cd928bf20eabcc1825b4577a4d8b9ab7328ddf34f1caa27d"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

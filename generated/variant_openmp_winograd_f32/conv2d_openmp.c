@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 7f5572be03fc3f2afc3370062dff19f9909a0a0e586fd603055af79c89cc5012
+ * cache key: 5c4a0927c9857c52cd928bf20eabcc1825b4577a4d8b9ab7328ddf34f1caa27d
  */
 
 #include <stdint.h>
@@ -273,15 +273,16 @@ static inline real lane_sum(vec v)
     return sum;
 }
 
-/* Copies `channels` planes of rows x cols reals into a zero-framed scratch: element (y, x)
- * goes to row top + y, column phase (left + x) % split, at (left + x) / split within the
- * phase. The frame is never written: it stays zero from the allocation. */
+/* Copies rows first .. end - 1 of `channels` planes of rows x cols reals into a zero-framed
+ * scratch: element (y, x) goes to row top + y, column phase (left + x) % split, at
+ * (left + x) / split within the phase. The frame is never written: it stays zero from the
+ * allocation. */
 static inline void pack_planes(const real *restrict in, int channels, int rows, int cols,
-                               real *restrict out, int plane, int pitch, int seg, int split,
-                               int top, int left)
+                               int first, int end, real *restrict out, int plane, int pitch,
+                               int seg, int split, int top, int left)
 {
     for (int c = 0; c < channels; ++c)
-        for (int y = 0; y < rows; ++y) {
+        for (int y = first; y < end; ++y) {
             const real *restrict from = in + ((int64_t)c * rows + y) * cols;
             real *restrict to = out + (int64_t)c * plane + (int64_t)(top + y) * pitch;
             for (int q = 0; q < split; ++q) {
