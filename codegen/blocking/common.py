@@ -61,10 +61,10 @@ GRAD_WEIGHT_TASKS = 32
 #: S3's float32 grad_weight to 1.07 of the time at a batch of 4 on 2 threads in 16 tasks of
 #: 0.6 MFLOP each.
 GRAD_WEIGHT_PART_FLOPS = 1 << 21
-#: ... and only while each slot sums at least this many output pixels (its chunk's samples x
-#: its part's pixels): a slot is zeroed and then added by one thread at the end, and with 256
-#: pixels (a 64x32x32 -> 64 3x3 layer in float64 at a batch of 1, in four slots) that
-#: addition took the call to 1.21 of the time.
+#: grad_weight cuts rows into parts only while each slot sums at least this many output pixels
+#: (its chunk's samples x its part's pixels): a slot is zeroed, then added by one thread at the
+#: end, and with 256 pixels (a 64x32x32 -> 64 3x3 layer in float64 at a batch of 1, in four
+#: slots) that addition took the call to 1.21 of the time.
 GRAD_WEIGHT_SLOT_PIXELS = 1024
 #: grad_bias sums this many samples' planes of a channel side by side: the planes lie a
 #: sample apart, and one plane at a time keeps one stream from memory in flight.
