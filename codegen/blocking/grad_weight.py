@@ -26,6 +26,7 @@ from .common import (
     Geometry,
     Machine,
     _tap_blocks,
+    skewed,
 )
 from .defines import Defines
 from .records import GradWeightColumns, GradWeightLanes, Load
@@ -95,8 +96,12 @@ def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
             "grad_weight sums the batch in at most this many chunks")
     d.const("GRAD_WEIGHT_TASKS", GRAD_WEIGHT_TASKS,
             "grad_weight cuts a sample's rows into parts until its tasks are this many")
-    d.const("GW_LINE", LINE_BYTES * lanes // machine.lane_bytes, "grad_weight: reals per cache "
-            "line, which no slot of partial sums shares with another")
+    dtype_bytes = machine.lane_bytes // lanes
+    d.const("GW_LINE", LINE_BYTES // dtype_bytes, "grad_weight: reals per cache line, between "
+            "the calling thread's scratch and the first slot of partial sums")
+    d.const("GW_SLOT", skewed(g.o * g.c * g.kh * g.kw, dtype_bytes), "grad_weight: reals from "
+            "one slot of partial sums to the next (O * C * KH * KW and one or two cache lines: "
+            "no line is written by two threads)")
     d.const("GRAD_WEIGHT_PART_FLOPS", GRAD_WEIGHT_PART_FLOPS,
             "grad_weight: the fewest flops of a task of several parts")
     d.const("GRAD_WEIGHT_SLOT_PIXELS", GRAD_WEIGHT_SLOT_PIXELS,

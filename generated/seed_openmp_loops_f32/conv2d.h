@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: b4e576895cfb09d7fc6abcd4ab85dc2d62219a330ddbee4542045a8c97f9c33c
+ * cache key: 87317f33d51535fbe76388acb6958f3d3292a156b77e80012f4721c00cb9e12e
  */
 
 /*

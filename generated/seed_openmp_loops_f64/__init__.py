@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 0be2a207f70176da43ef366d1638017f54aef312de3da249a2bc1151899c6347
+# cache key: bcccdda8fd23b8a9422d1d673f95edf35cfece1b5a8d9afc49373908e03209a5
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 0be2a207f70176da43ef366d1638017f54aef312de3da249a2bc1151899c6347.
+Built by corrgen 0.1.0, cache key bcccdda8fd23b8a9422d1d673f95edf35cfece1b5a8d9afc49373908e03209a5.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_0be2a207f701")
+_extension = _importlib.import_module(__name__ + "._conv2d_bcccdda8fd23")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "0be2a207f70176da43ef366d1638017f54aef312de3da249a2bc1151899c6347"
+key = "bcccdda8fd23b8a9422d1d673f95edf35cfece1b5a8d9afc49373908e03209a5"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

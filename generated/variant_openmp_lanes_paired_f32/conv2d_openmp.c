@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: b3f9ca7b12dbcab3c133c227ef8d503e4d0642165d9884706a6250e18cc0aaa6
+ * cache key: b68e62f0b4b3addfcf74d3c9ed9f38a1b039f6747f3098a0aaa26f51371d8984
  */
 
 #include <stdint.h>
@@ -68,7 +68,8 @@ typedef float real;
 #define GW_ROW_STEP 104 /* scratch reals from one output row to the next */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 #define GRAD_WEIGHT_TASKS 32 /* grad_weight cuts a sample's rows into parts until its tasks are this many */
-#define GW_LINE 16 /* grad_weight: reals per cache line, which no slot of partial sums shares with another */
+#define GW_LINE 16 /* grad_weight: reals per cache line, between the calling thread's scratch and the first slot of partial sums */
+#define GW_SLOT 1552 /* grad_weight: reals from one slot of partial sums to the next (O * C * KH * KW and one or two cache lines: no line is written by two threads) */
 #define GRAD_WEIGHT_PART_FLOPS 2097152 /* grad_weight: the fewest flops of a task of several parts */
 #define GRAD_WEIGHT_SLOT_PIXELS 1024 /* grad_weight: the fewest output pixels a slot of several parts sums */
 #define GW_MOST_PARTS 1 /* grad_weight: most parts of a sample's output rows (each at least 13) */
@@ -830,13 +831,11 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         parts = 1;
     const int64_t groups = task_groups(chunks * parts, blocks);
     const int64_t scratch_size = C * SRC_PLANE + (int64_t)O * LHO * LWO;
-    const int64_t slot_pitch = (size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
-    const int64_t scratch_pitch = (scratch_size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
-    const int64_t slot_reals = (chunks * parts) * slot_pitch;
-    real *memory = malloc(sizeof(real) * (scratch_pitch + slot_reals));
+    const int64_t slot_reals = (chunks * parts) * GW_SLOT;
+    real *memory = malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
     if (memory == NULL)
         return 1;
-    real *partial = memory + scratch_pitch;
+    real *partial = memory + scratch_size + GW_LINE;
     int failed = 0;
     #pragma omp parallel if (n * 116736 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -859,7 +858,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     const int r_lo = y_lo * SH > PT ? y_lo * SH - PT : 0;
                     const int r_reach = (y_hi - 1) * SH + (KH - 1) * DH + 1 - PT;
                     const int r_hi = r_reach < LH ? r_reach : LH;
-                    real *restrict slot = partial + (chunk * parts + part) * slot_pitch;
+                    real *restrict slot = partial + (chunk * parts + part) * GW_SLOT;
                     memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
                     real *restrict gt = scratch + C * SRC_PLANE;
                     for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
@@ -882,7 +881,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
          * same sums as a loop over the slots, without its chain of dependent additions */
         for (int64_t slot = 1; slot < chunks * parts; ++slot)
             for (int64_t e = 0; e < size; ++e)
-                partial[e] += partial[slot * slot_pitch + e];
+                partial[e] += partial[slot * GW_SLOT + e];
         for (int o = 0; o < O; ++o)
             for (int c = 0; c < C; ++c)
                 for (int t = 0; t < KH * KW; ++t)

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 7ff1b98c550ad4794a218fbad0aa937f3da12b0211b45ee9c6365943a160151d
+ * cache key: c9ecd81149d9e3fc5f7b4172b88884f5aac6d1549390418e25ce19602340f373
  */
 
 /*

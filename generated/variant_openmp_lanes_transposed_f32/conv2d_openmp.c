@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 7ff1b98c550ad4794a218fbad0aa937f3da12b0211b45ee9c6365943a160151d
+ * cache key: c9ecd81149d9e3fc5f7b4172b88884f5aac6d1549390418e25ce19602340f373
  */
 
 #include <stdint.h>
@@ -69,7 +69,8 @@ typedef float real;
 #define GW_ROW_STEP 40 /* scratch reals from one output row to the next */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 #define GRAD_WEIGHT_TASKS 32 /* grad_weight cuts a sample's rows into parts until its tasks are this many */
-#define GW_LINE 16 /* grad_weight: reals per cache line, which no slot of partial sums shares with another */
+#define GW_LINE 16 /* grad_weight: reals per cache line, between the calling thread's scratch and the first slot of partial sums */
+#define GW_SLOT 2320 /* grad_weight: reals from one slot of partial sums to the next (O * C * KH * KW and one or two cache lines: no line is written by two threads) */
 #define GRAD_WEIGHT_PART_FLOPS 2097152 /* grad_weight: the fewest flops of a task of several parts */
 #define GRAD_WEIGHT_SLOT_PIXELS 1024 /* grad_weight: the fewest output pixels a slot of several parts sums */
 #define GW_MOST_PARTS 1 /* grad_weight: most parts of a sample's output rows (each at least 6) */
@@ -733,13 +734,11 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         parts = 1;
     const int64_t groups = task_groups(chunks * parts, blocks);
     const int64_t scratch_size = C * SRC_PLANE + (int64_t)O * LHO * LWO;
-    const int64_t slot_pitch = (size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
-    const int64_t scratch_pitch = (scratch_size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
-    const int64_t slot_reals = (chunks * parts) * slot_pitch;
-    real *memory = malloc(sizeof(real) * (scratch_pitch + slot_reals));
+    const int64_t slot_reals = (chunks * parts) * GW_SLOT;
+    real *memory = malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
     if (memory == NULL)
         return 1;
-    real *partial = memory + scratch_pitch;
+    real *partial = memory + scratch_size + GW_LINE;
     int failed = 0;
     #pragma omp parallel if (n * 511488 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -762,7 +761,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     const int r_lo = y_lo * SH > PT ? y_lo * SH - PT : 0;
                     const int r_reach = (y_hi - 1) * SH + (KH - 1) * DH + 1 - PT;
                     const int r_hi = r_reach < LH ? r_reach : LH;
-                    real *restrict slot = partial + (chunk * parts + part) * slot_pitch;
+                    real *restrict slot = partial + (chunk * parts + part) * GW_SLOT;
                     memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
                     real *restrict gt = scratch + C * SRC_PLANE;
                     for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
@@ -785,7 +784,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
          * same sums as a loop over the slots, without its chain of dependent additions */
         for (int64_t slot = 1; slot < chunks * parts; ++slot)
             for (int64_t e = 0; e < size; ++e)
-                partial[e] += partial[slot * slot_pitch + e];
+                partial[e] += partial[slot * GW_SLOT + e];
         for (int o = 0; o < O; ++o)
             for (int c = 0; c < C; ++c)
                 for (int t = 0; t < KH * KW; ++t)

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 575dc783fc84032f055b094c4bb1791487590c645dbd0b52828cbfb806867ec0
+ * cache key: f7fed2c9cfe680800d0f6cd6ab8a3ca23f206437e9497f71b9470b349ff84d16
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
 #        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: dfce6bc7b9abb4a202588601ebf530d25f88a79092fa484310c5c711380ab80d
+# cache key: e1f255acfaaf68a067702f9074d570527ea63bbd1b4092af8d73ece478f02105
 """input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key dfce6bc7b9abb4a202588601ebf530d25f88a79092fa484310c5c711380ab80d.
+Built by corrgen 0.1.0, cache key e1f255acfaaf68a067702f9074d570527ea63bbd1b4092af8d73ece478f02105.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 4, 4), K (1, 2, 1, 1), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_dfce6bc7b9ab")
+_extension = _importlib.import_module(__name__ + "._conv2d_e1f255acfaaf")
 
 spec = _LayerSpec(input=(2, 4, 4), kernel=(1, 2, 1, 1), stride=(3, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "dfce6bc7b9abb4a202588601ebf530d25f88a79092fa484310c5c711380ab80d"
+key = "e1f255acfaaf68a067702f9074d570527ea63bbd1b4092af8d73ece478f02105"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

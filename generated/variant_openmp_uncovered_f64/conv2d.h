@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: dfce6bc7b9abb4a202588601ebf530d25f88a79092fa484310c5c711380ab80d
+ * cache key: e1f255acfaaf68a067702f9074d570527ea63bbd1b4092af8d73ece478f02105
  */
 
 /*

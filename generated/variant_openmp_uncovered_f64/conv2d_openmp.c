@@ -4,7 +4,7 @@
  * spec:  input 2x4x4, kernel 1x2x1x1, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 4], "kernel": [1, 2, 1, 1], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: dfce6bc7b9abb4a202588601ebf530d25f88a79092fa484310c5c711380ab80d
+ * cache key: e1f255acfaaf68a067702f9074d570527ea63bbd1b4092af8d73ece478f02105
  */
 
 #include <stdint.h>
@@ -66,7 +66,8 @@ typedef double real;
 #define GW_ROW_STEP 36 /* scratch reals from one output row to the next */
 #define GRAD_WEIGHT_CHUNKS 8 /* grad_weight sums the batch in at most this many chunks */
 #define GRAD_WEIGHT_TASKS 32 /* grad_weight cuts a sample's rows into parts until its tasks are this many */
-#define GW_LINE 8 /* grad_weight: reals per cache line, which no slot of partial sums shares with another */
+#define GW_LINE 8 /* grad_weight: reals per cache line, between the calling thread's scratch and the first slot of partial sums */
+#define GW_SLOT 10 /* grad_weight: reals from one slot of partial sums to the next (O * C * KH * KW and one or two cache lines: no line is written by two threads) */
 #define GRAD_WEIGHT_PART_FLOPS 2097152 /* grad_weight: the fewest flops of a task of several parts */
 #define GRAD_WEIGHT_SLOT_PIXELS 1024 /* grad_weight: the fewest output pixels a slot of several parts sums */
 #define GW_MOST_PARTS 2 /* grad_weight: most parts of a sample's output rows (each at least 1) */
@@ -396,14 +397,12 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         parts = 1;
     const int64_t groups = task_groups(chunks * parts, blocks);
     const int64_t scratch_size = C * SRC_PLANE + O * LHO * VL;
-    const int64_t slot_pitch = (size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
-    const int64_t scratch_pitch = (scratch_size + GW_LINE - 1) / GW_LINE * GW_LINE + GW_LINE;
-    const int64_t slot_reals = (chunks * parts > 1 ? chunks * parts : 0) * slot_pitch;
-    real *memory = malloc(sizeof(real) * (scratch_pitch + slot_reals));
+    const int64_t slot_reals = (chunks * parts > 1 ? chunks * parts : 0) * GW_SLOT;
+    real *memory = malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
     if (memory == NULL)
         return 1;
     /* a single slot is dK itself */
-    real *partial = slot_reals > 0 ? memory + scratch_pitch : dK;
+    real *partial = slot_reals > 0 ? memory + scratch_size + GW_LINE : dK;
     int failed = 0;
     #pragma omp parallel if (n * 16 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -426,7 +425,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     const int r_lo = y_lo * SH > PT ? y_lo * SH - PT : 0;
                     const int r_reach = (y_hi - 1) * SH + (KH - 1) * DH + 1 - PT;
                     const int r_hi = r_reach < LH ? r_reach : LH;
-                    real *restrict slot = partial + (chunk * parts + part) * slot_pitch;
+                    real *restrict slot = partial + (chunk * parts + part) * GW_SLOT;
                     memset(slot + o_lo * (C * KH * KW), 0, sizeof(real) * (o_hi - o_lo) * (C * KH * KW));
                     for (int64_t s = n * chunk / chunks; s < n * (chunk + 1) / chunks; ++s) {
                         const real *restrict g_planes = G + (s * O + o_lo) * (LHO * LWO);
@@ -448,7 +447,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         memcpy(dK, partial, sizeof(real) * size);
         for (int64_t slot = 1; slot < chunks * parts; ++slot)
             for (int64_t e = 0; e < size; ++e)
-                dK[e] += partial[slot * slot_pitch + e];
+                dK[e] += partial[slot * GW_SLOT + e];
     }
     free(memory);
     return failed;

@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5b895ae3fcc854f077d296d043c172c410c9fe3a3062372d8ddc8ce1f421713b
+ * cache key: a31684176e2fb86888d770eeb7f61ded7cf33044a939ef6935d4137df29aa40c
  */
 
 /*
