@@ -96,6 +96,24 @@ def test_a_matrix_products_candidates_are_its_tiles():
     assert candidates(GRID["pointwise_parallel"], 8, AVX2)
 
 
+@pytest.mark.parametrize("dtype_bytes", [4, 8])
+@pytest.mark.parametrize("spec", [
+    LayerSpec(input=(64, 56, 56), kernel=(256, 64, 1, 1)),
+], ids=["expand_3136_pixels"])
+def test_grad_weight_tiles_are_modelled_over_a_chunk_of_pixels(spec, dtype_bytes):
+    """A 1x1 layer's grad_weight tile sums one chunk of pixels (GW_KC) at a time, so the
+    model fits its column panel to PANEL_BYTES over a chunk: over all of a sample's pixels it
+    fit no panel of two vectors and every such layer got one vector of 16 rows, with nothing
+    else to time."""
+    from codegen.blocking.pointwise import PANEL_BYTES
+
+    for machine in (AVX2, AVX512):
+        k = {c.name: c.value for c in plan(spec, dtype_bytes, machine).constants}
+        assert k["GW_NRV"] >= 2 and k["GW_KC"] < spec.out_h * spec.out_w
+        assert k["GW_KC"] * k["GW_NR"] * dtype_bytes <= PANEL_BYTES
+        assert len(candidates(spec, dtype_bytes, machine)["grad_weight"]) >= 2
+
+
 def test_a_tuned_matrix_product_checks_every_candidate(tuning_on, tmp_path):
     """Tuning a 1x1 layer builds every tile candidate and checks it against the reference
     (tune.measure); the choice is one of them, and the module built with it matches too."""

@@ -141,9 +141,8 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
                 "grad_weight tasks per column panel (groups of its row panels)")
         d.const("GW_TASKS", col_panels * groups,
                 "grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS)")
-        chunks = _cdiv(rows * depth * dtype_bytes, CHUNK_BYTES)
-        d.const("GW_KC", _cdiv(depth, chunks), "grad_weight: pixels per chunk (the chunk's "
-                f"rows of G_s: at most {CHUNK_BYTES // 1024} KB)")
+        d.const("GW_KC", chunk_pixels(rows, depth, dtype_bytes), "grad_weight: pixels per "
+                f"chunk (the chunk's rows of G_s: at most {CHUNK_BYTES // 1024} KB)")
 
 
 def edge_vectors(cols: int, nrv: int, reals: int) -> int:
@@ -166,6 +165,22 @@ def split_columns(rows: int, cols: int) -> bool:
     return cols > rows
 
 
+def chunk_pixels(rows: int, depth: int, dtype_bytes: int) -> int:
+    """grad_weight's pixels per chunk (``GW_KC``): ``depth`` pixels of ``rows`` rows of G_s cut
+    into the fewest equal chunks of at most ``CHUNK_BYTES``."""
+    return _cdiv(depth, _cdiv(rows * depth * dtype_bytes, CHUNK_BYTES))
+
+
+def modelled_shapes(spec: LayerSpec, dtype_bytes: int) -> dict[str, tuple[int, int, int]]:
+    """``pointwise_shapes`` as the tile model sees them: grad_weight's tiles sum one chunk of
+    pixels at a time, so its column panel holds ``chunk_pixels`` steps, not all the sample's.
+    Modelled over all of them, a layer of 3136 pixels could fit no panel of two vectors in
+    ``PANEL_BYTES`` and took a tile of 16 rows x 1 vector."""
+    shapes = pointwise_shapes(spec)
+    rows, cols, depth = shapes["GW"]
+    return {**shapes, "GW": (rows, cols, chunk_pixels(rows, depth, dtype_bytes))}
+
+
 def pointwise_shapes(spec: LayerSpec) -> dict[str, tuple[int, int, int]]:
     """Each product's result rows, result columns and inner dimension, by prefix."""
     c, h, w = spec.input
@@ -176,7 +191,7 @@ def pointwise_shapes(spec: LayerSpec) -> dict[str, tuple[int, int, int]]:
 def pointwise_candidates(spec: LayerSpec, vl: int, dtype_bytes: int, machine: Machine
                          ) -> dict[str, tuple[GemmTile, ...]]:
     """``gemm_candidates`` of each pass, by pass name."""
-    shapes = pointwise_shapes(spec)
+    shapes = modelled_shapes(spec, dtype_bytes)
     return {name: gemm_candidates(vl, dtype_bytes, *shapes[prefix], machine)
             for prefix, name, *_ in PRODUCTS}
 
@@ -192,11 +207,11 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     d = Defines()
     d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
     d.const("P", p, "pixels per channel plane (H*W): the products' column count")
-    shapes = pointwise_shapes(spec)
+    shapes, modelled = pointwise_shapes(spec), modelled_shapes(spec, dtype_bytes)
     passes = []
     for (prefix, name, what, mode, row, step, depth, left, across, along, right, rows,
          result) in PRODUCTS:
-        tile = (tiles or {}).get(name) or _gemm_tile(vl, dtype_bytes, *shapes[prefix], machine)
+        tile = (tiles or {}).get(name) or _gemm_tile(vl, dtype_bytes, *modelled[prefix], machine)
         reals = lanes if tile.wide else vl
         _define_tile(d, prefix, what, tile, reals, *shapes[prefix], dtype_bytes)
         accumulates = name == "grad_weight"
