@@ -144,8 +144,8 @@ class KernelIR:
         constants: every extent, stride, padding and dilation, and the tuning constants.
         tables: the loop bounds of every kernel tap, computed in Python.
         kernels: forward, grad_input, grad_weight and (with a bias) grad_bias.
-        pointwise: the ``loops`` kernels are matrix products (a 1x1 kernel at stride 1
-            without padding).
+        pointwise: the ``loops`` kernels are matrix products (a 1x1 kernel without
+            padding, at any stride).
         plans: OpenMP target: one plan record per kernel, in the same order
             (``codegen.blocking.records``: its ``variant`` names the template that prints
             it, its ``reason`` why it was chosen); empty for the CUDA targets.

@@ -34,7 +34,7 @@ VARIANTS = {
                   mode="convolution"), OPENMP, "loops", "float32"),
     "variant_openmp_uncovered_f64": (
         "a stride larger than the kernel: rows and columns no window reads",
-        LayerSpec(input=(2, 4, 4), kernel=(1, 2, 1, 1), stride=3), OPENMP, "loops", "float64"),
+        LayerSpec(input=(2, 4, 6), kernel=(1, 2, 1, 2), stride=3), OPENMP, "loops", "float64"),
     "variant_openmp_lanes_f32": (
         "channels in vector lanes in all three passes",
         LayerSpec(input=(16, 9, 11), kernel=(32, 16, 3, 3), padding=1), OPENMP, "loops",
@@ -51,6 +51,11 @@ VARIANTS = {
         "a 1x1 kernel: packed-panel matrix products",
         LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), dilation=2), OPENMP, "loops",
         "float64"),
+    "variant_openmp_pointwise_strided_f32": (
+        "a 1x1 kernel at a stride: the input pixels under the output's gathered into the "
+        "products' panels, and grad_input's product scattered into their cells",
+        LayerSpec(input=(5, 6, 7), kernel=(19, 5, 1, 1), stride=(2, 3)), OPENMP, "loops",
+        "float32"),
     "variant_openmp_winograd_f32": (
         "every pass by Winograd's algorithm (F(2x2, 3x3); grad_weight F(3x3, 2x2)): odd result "
         "sizes, 17 channels",

@@ -110,6 +110,18 @@ GRID = {
     # grad_weight in chunks of pixels (G_s larger than a chunk; the last chunk shorter, not a
     # whole number of vectors), and fewer input channels than a column panel holds
     "pointwise_chunks": LayerSpec(input=(13, 61, 59), kernel=(32, 13, 1, 1)),
+    # 1x1 kernels at a stride: the products gather the input pixels under the output's, and
+    # grad_input scatters into their cells; cells clipped at the right and bottom edges, a
+    # dilation (no effect), a small batch's column groups, row groups, and grad_weight's chunks
+    "pointwise_s2x3_d2": LayerSpec(input=(13, 10, 11), kernel=(6, 13, 1, 1), stride=(2, 3),
+                                   dilation=2),
+    "pointwise_s3_conv_nobias": LayerSpec(input=(5, 10, 7), kernel=(19, 5, 1, 1), stride=3,
+                                          mode="convolution", bias=False),
+    "pointwise_s2_parallel": LayerSpec(input=(37, 18, 18), kernel=(21, 37, 1, 1), stride=2),
+    "pointwise_s1x2_row_groups": LayerSpec(input=(64, 6, 17), kernel=(72, 64, 1, 1),
+                                           stride=(1, 2)),
+    "pointwise_s2x1_chunks": LayerSpec(input=(13, 121, 59), kernel=(32, 13, 1, 1),
+                                       stride=(2, 1)),
 }
 
 #: Unrolled kernels for the layers small enough to unroll quickly.
@@ -410,7 +422,9 @@ def test_grad_weight_is_identical_run_to_run(modules, name):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name, split", [("pointwise_parallel", "COL"), ("pointwise_d2", "COL"),
-                                         ("pointwise_row_groups", "ROW")])
+                                         ("pointwise_row_groups", "ROW"),
+                                         ("pointwise_s2_parallel", "COL"),
+                                         ("pointwise_s1x2_row_groups", "ROW")])
 def test_a_small_batch_reads_the_weights_in_place_to_the_same_bits(modules, name, split,
                                                                     dtype):
     """A 1x1 layer's forward and grad_input read the weights where they lie in K when the
@@ -431,6 +445,31 @@ def test_a_small_batch_reads_the_weights_in_place_to_the_same_bits(modules, name
     for s in (0, large - 1):
         np.testing.assert_array_equal(module.forward(V[s:s + 1], K, b), forward[s:s + 1])
         np.testing.assert_array_equal(module.grad_input(K, G[s:s + 1]), grad_input[s:s + 1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["pointwise_s2x3_d2", "pointwise_s2_parallel",
+                                  "pointwise_s1x2_row_groups"])
+def test_a_strided_1x1_layers_grad_input_writes_every_pixel(modules, name, dtype):
+    """At a stride, a 1x1 layer's products gather the input pixels under the output's, and
+    grad_input scatters its product into their cells of dV, zero but for the corners: a
+    buffer of NaN passed as ``out`` comes back equal to the reference, with exact zeros
+    wherever no output pixel reads, at a batch whose tasks are groups of panels and at one
+    whose tasks are samples."""
+    module = modules[(name, "loops", dtype)]
+    source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
+    assert "pack_gathered_column_panels(src, C," in source and "scatter_cells(block," in source
+    sh, sw = module.spec.stride
+    for batch in (1, max(MIN_TASKS, 2 * module.threads())):
+        _, K, _, G = reference.random_inputs(module.spec, batch, dtype, 5)
+        dV = np.full((batch, *module.spec.input), np.nan, dtype)
+        assert module.grad_input(K, G, out=dV) is dV
+        want = reference.grad_input(module.spec, K.astype(np.float64), G.astype(np.float64))
+        tolerance = 1e-5 if dtype == "float32" else 1e-13
+        np.testing.assert_allclose(dV, want, rtol=tolerance, atol=tolerance * np.abs(want).max())
+        read = np.zeros(module.spec.input[1:], bool)
+        read[::sh, ::sw] = True
+        assert not np.any(dV[..., ~read]), "a pixel no output reads is not zero"
 
 
 @pytest.mark.parametrize("dtype_bytes", [4, 8])
@@ -693,7 +732,8 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
     import sys
 
     names = ["lanes_p1", "lanes_s2_paired_conv", "parallel_s2_same", "pointwise_parallel",
-             "pointwise_row_groups", "pointwise_chunks", "row_parts_s2x1_d2x1_conv",
+             "pointwise_row_groups", "pointwise_chunks", "pointwise_s2x1_chunks",
+             "row_parts_s2x1_d2x1_conv",
              "row_parts_5x5"]
     runs = {}
     for threads in (1, 3, 16):

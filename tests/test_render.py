@@ -81,8 +81,8 @@ def test_loops_tables_split_grad_input_by_stride_phase():
 
 
 def test_pointwise_layers_render_as_matrix_products():
-    """1x1 kernels at stride 1 without padding (any dilation) get the matrix-product kernels;
-    a strided or padded 1x1 layer stays a convolution sweep."""
+    """1x1 kernels without padding (any stride and dilation) get the matrix-product kernels,
+    over the output's pixels; a padded 1x1 layer stays a convolution sweep."""
     spec = LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1), dilation=2)
     ir = lower(spec, OPENMP, "float32", "loops")
     assert ir.pointwise and not ir.tables
@@ -92,8 +92,14 @@ def test_pointwise_layers_render_as_matrix_products():
         assert mr * nrv <= 24 and ir.constant(f"{prefix}_NR") == nrv * ir.constant("VL")
     source = render(ir, OPENMP).text("conv2d_openmp.c")
     assert "grad_weight_tile(" in source and "FWD_TY" not in source
-    for other in (spec.replace(stride=2), spec.replace(padding=1)):
-        assert not lower(other, OPENMP, "float32", "loops").pointwise
+    assert "gather_pixels" not in source and "scatter_cells" not in source
+    strided = lower(spec.replace(stride=(2, 3)), OPENMP, "float32", "loops")
+    assert strided.pointwise and strided.constant("P") == 7 * 5
+    source = render(strided, OPENMP).text("conv2d_openmp.c")
+    for call in ("pack_gathered_column_panels(src, C,", "scatter_cells(block, GIN_NR,",
+                 "gather_pixels(V + (s * C + c0 + c) * (H * W), k0, k0 + steps,"):
+        assert call in source
+    assert not lower(spec.replace(padding=1), OPENMP, "float32", "loops").pointwise
 
 
 def test_flops_per_sample_count_every_multiply_add():

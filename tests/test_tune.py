@@ -99,7 +99,8 @@ def test_a_matrix_products_candidates_are_its_tiles():
 @pytest.mark.parametrize("dtype_bytes", [4, 8])
 @pytest.mark.parametrize("spec", [
     LayerSpec(input=(64, 56, 56), kernel=(256, 64, 1, 1)),
-], ids=["expand_3136_pixels"])
+    LayerSpec(input=(256, 56, 56), kernel=(512, 256, 1, 1), stride=2),
+], ids=["expand_3136_pixels", "projection_s2_784_pixels"])
 def test_grad_weight_tiles_are_modelled_over_a_chunk_of_pixels(spec, dtype_bytes):
     """A 1x1 layer's grad_weight tile sums one chunk of pixels (GW_KC) at a time, so the
     model fits its column panel to PANEL_BYTES over a chunk: over all of a sample's pixels it

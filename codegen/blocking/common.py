@@ -99,10 +99,11 @@ geometry = Geometry.of
 
 
 def is_pointwise(spec: LayerSpec) -> bool:
-    """A 1x1 kernel at stride 1 without padding (dilation does not matter): per sample, a
-    product of the O x C weights with the C x (H*W) input."""
+    """A 1x1 kernel without padding (dilation does not matter): per sample, a product of the
+    O x C weights with the C x (HO*WO) input pixels the output reads, which at a stride are
+    every SH-th row's every SW-th column (``pointwise.pointwise_plan``)."""
     _, _, kh, kw = spec.kernel
-    return (kh, kw, *spec.stride, *spec.pads) == (1, 1, 1, 1, 0, 0, 0, 0)
+    return (kh, kw, *spec.pads) == (1, 1, 0, 0, 0, 0)
 
 
 def _cdiv(a: int, b: int) -> int:

@@ -1,8 +1,10 @@
-"""Pointwise layers (1x1 kernel, stride 1, no padding, any dilation): a matrix product per
-sample over its ``P = H*W`` pixels (``FWD_*``, ``GIN_*`` and ``GW_*`` tiles). A register tile
-of ``MR`` rows x ``NRV`` vectors of the result sums, over the whole inner dimension, ``MR``
-rows of the left factor times an ``NR``-column panel of the right one, packed contiguous and
-zero-padded to a whole panel."""
+"""Pointwise layers (1x1 kernel, no padding, any stride and dilation): a matrix product per
+sample over its ``P = HO*WO`` output pixels (``FWD_*``, ``GIN_*`` and ``GW_*`` tiles). A
+register tile of ``MR`` rows x ``NRV`` vectors of the result sums, over the whole inner
+dimension, ``MR`` rows of the left factor times an ``NR``-column panel of the right one,
+packed contiguous and zero-padded to a whole panel. At a stride, the products read the input
+pixels under the output's (every ``SH``-th row, every ``SW``-th column), gathered as they are
+packed, and grad_input scatters its product into them, zeroing the rest of dV."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from derive.spec import LayerSpec
 
 from .common import (
     GRAD_BIAS_PLANES,
+    LINE_BYTES,
     MIN_TASKS,
     PRODUCT_STEP_UNROLL,
     TILE_OVERHEAD,
@@ -143,6 +146,8 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
                 "grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS)")
         d.const("GW_KC", chunk_pixels(rows, depth, dtype_bytes), "grad_weight: pixels per "
                 f"chunk (the chunk's rows of G_s: at most {CHUNK_BYTES // 1024} KB)")
+        d.const("GW_LINE", LINE_BYTES // dtype_bytes, "grad_weight: reals per cache line (the "
+                "inputs' prefetches)")
 
 
 def edge_vectors(cols: int, nrv: int, reals: int) -> int:
@@ -183,8 +188,8 @@ def modelled_shapes(spec: LayerSpec, dtype_bytes: int) -> dict[str, tuple[int, i
 
 def pointwise_shapes(spec: LayerSpec) -> dict[str, tuple[int, int, int]]:
     """Each product's result rows, result columns and inner dimension, by prefix."""
-    c, h, w = spec.input
-    o, p = spec.kernel[0], h * w
+    c = spec.input[0]
+    o, p = spec.kernel[0], spec.out_h * spec.out_w
     return {"FWD": (o, p, c), "GIN": (c, p, o), "GW": (o, c, p)}
 
 
@@ -201,12 +206,13 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                    ) -> ModulePlan:
     """The plans and blocking constants of a pointwise layer's matrix products; ``tiles``
     (pass name -> tile) overrides the model's choice pass by pass (``codegen.tune``)."""
-    _, h, w = spec.input
-    p = h * w
+    p = spec.out_h * spec.out_w
+    strided = spec.stride != (1, 1)
     lanes = machine.lane_bytes // dtype_bytes
     d = Defines()
     d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
-    d.const("P", p, "pixels per channel plane (H*W): the products' column count")
+    d.const("P", p, "output pixels per channel plane (HO*WO): the products' column count"
+            + (", one input pixel in SH x SW" if strided else ""))
     shapes, modelled = pointwise_shapes(spec), modelled_shapes(spec, dtype_bytes)
     passes = []
     for (prefix, name, what, mode, row, step, depth, left, across, along, right, rows,
@@ -222,14 +228,16 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                     f"({edge_nrv} vector{'s' if edge_nrv > 1 else ''})")
         bias = name == "forward" and spec.bias
         passes.append(Product(
-            name=name, prefix=prefix, reason="a 1x1 kernel at stride 1 without padding: "
-            "a matrix product", mr=tile.mr, nrv=tile.nrv,
+            name=name, prefix=prefix, reason="a 1x1 kernel without padding: a matrix product"
+            + (" over the input pixels under the output's" if strided else ""), mr=tile.mr,
+            nrv=tile.nrv,
             a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
             mode="bias" if bias else mode, row=row, step=step, depth=depth, left=left,
             across=across, along=along, right=right, rows=rows, result=result, bias=bias,
             accumulates=accumulates, tile_fmas=tile.mr * tile.nrv,
             unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv,
             split="columns" if not accumulates and split_columns(*shapes[prefix][:2]) else "rows",
+            gathers=strided and name != "grad_input", scatters=strided and name == "grad_input",
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     if spec.bias:
@@ -239,7 +247,9 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     d.const("LANES", lanes, f"reals per side of a block transposed in registers "
             f"({machine.lane_bytes} bytes, {machine.isa})")
     steps, shuffles, columns = transpose_shuffles(lanes, dtype_bytes)
-    helpers = Helpers(loops=True, pointwise=True, in_register=True,
+    sh, sw = spec.stride
+    helpers = Helpers(loops=True, pointwise=True, strided=strided, cells_wide=sw > 1,
+                      cells_tall=sh > 1, in_register=True,
                       wide_in_register=any(p.wide for p in passes if isinstance(p, Product)),
                       lanes=True, transpose=True, pack_transposed=True, index_type=ctype_index,
                       transpose_steps=steps, transpose_shuffles=shuffles,

@@ -328,6 +328,9 @@ class Product(TileVectors):
     ``split``: what a small batch's groups of tasks divide, ``rows`` (the row panels; each
     task packs its whole sample) or ``columns`` (the column panels; each task reads all the
     weights) (``pointwise.split_columns``).
+    ``gathers``, ``scatters``: at a stride, the product's columns are the output pixels, and
+    the input pixels under them are gathered (forward, grad_weight) or scattered into
+    (grad_input).
     Its vectors: ``TileVectors``.
     """
 
@@ -353,6 +356,8 @@ class Product(TileVectors):
     unroll: int
     edge_nrv: int = 0
     split: str = "rows"
+    gathers: bool = False
+    scatters: bool = False
     variant: str = "pointwise"
 
 
@@ -462,6 +467,9 @@ class Helpers:
         loops: whether the module has loop kernels (vectors, LOAD/STORE).
         pointwise: matrix products (``pack_panel``) rather than sweeps (``lane_sum``,
             ``pack_planes``).
+        strided: a strided pointwise layer's ``gather_pixels`` and ``scatter_cells``;
+            ``cells_wide``, ``cells_tall``: whether its cells have more than one column (SW > 1)
+            and more than one row (SH > 1), which ``scatter_cells`` zeroes.
         shuffles: ``VEC_SHUFFLE`` and ``COLUMN_TAP_BOUNDARY`` (grad_input in place).
         in_register: ``IN_REGISTER`` (a loaded vector feeds several multiply-adds).
         wide_in_register: ``IN_REGISTER_LANES``, its form for vectors of LANES reals (the
@@ -479,6 +487,9 @@ class Helpers:
 
     loops: bool = False
     pointwise: bool = False
+    strided: bool = False
+    cells_wide: bool = False
+    cells_tall: bool = False
     shuffles: bool = False
     in_register: bool = False
     wide_in_register: bool = False

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 3e18b9762ef86b5bcd21a22b671d580c454ed5f16ac205423d43228e1d66113c
+ * cache key: a0636d394b1f5905a3e6bb6d09e5637db03067c89d9bf1a3686069c13871d79d
  */
 
 #include <stdint.h>
@@ -32,7 +32,7 @@ typedef double real;
 #define PL 0 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 4 /* reals per vector (32 bytes) */
-#define P 21 /* pixels per channel plane (H*W): the products' column count */
+#define P 21 /* output pixels per channel plane (HO*WO): the products' column count */
 #define FWD_MR 4 /* forward: Z_s = K . V_s: tile rows */
 #define FWD_NRV 6 /* forward: Z_s = K . V_s: tile vectors of columns */
 #define FWD_NR 24 /* forward: Z_s = K . V_s: tile columns (FWD_NRV * VL) */
@@ -53,6 +53,7 @@ typedef double real;
 #define GW_ROW_GROUPS 2 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 2 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 21 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
+#define GW_LINE 8 /* grad_weight: reals per cache line (the inputs' prefetches) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define LANES 8 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 
@@ -161,7 +162,7 @@ static inline void pack_transposed(const real *restrict src, int64_t pitch, int 
                 panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
 }
 
-/* A pointwise layer is a matrix product per sample over its P = H*W pixels:
+/* A pointwise layer is a matrix product per sample over its P = HO*WO output pixels:
  *   forward      Z_s (O x P)  = K (O x C) . V_s (C x P), plus b[o] on row o
  *   grad_input   dV_s (C x P) = K^T (C x O) . G_s (O x P)
  *   grad_weight  dK (O x C)   = sum over s of G_s (O x P) . V_s^T (P x C)
@@ -194,6 +195,27 @@ static inline void pack_panel(const real *restrict src, int64_t across, int64_t 
     }
 }
 
+/* One row of every column panel of a `depth` x `cols` matrix: its `cols` reals `row`, copied
+ * in pieces `width` (a whole number of vectors) wide, piece p to to + p*stride, the last
+ * zero-padded. */
+static inline void pack_column_row(const real *restrict row, int cols, int width, int64_t stride,
+                                   real *restrict to)
+{
+    int j0 = 0;
+    for (; j0 + width <= cols; j0 += width, to += stride)
+        for (int i = 0; i < width; i += VL)
+            STORE(to + i, LOAD(row + j0 + i));
+    if (j0 < cols) {
+        int i = 0;
+        for (; i + VL <= cols - j0; i += VL)
+            STORE(to + i, LOAD(row + j0 + i));
+        for (; i < cols - j0; ++i)
+            to[i] = row[j0 + i];
+        for (; i < width; ++i)
+            to[i] = 0;
+    }
+}
+
 /* Every column panel of a `depth` x `cols` matrix (rows `pitch` apart), `width` (a whole
  * number of vectors) wide, as pack_panel lays one out: panel p at panels + p*stride (at
  * least depth*width), the last zero-padded. The matrix is read row after row, in memory
@@ -202,23 +224,8 @@ static inline void pack_panel(const real *restrict src, int64_t across, int64_t 
 static inline void pack_column_panels(const real *restrict src, int depth, int pitch, int cols,
                                       int width, int64_t stride, real *restrict panels)
 {
-    for (int k = 0; k < depth; ++k) {
-        const real *restrict row = src + (int64_t)k * pitch;
-        real *restrict to = panels + (int64_t)k * width;
-        int j0 = 0;
-        for (; j0 + width <= cols; j0 += width, to += stride)
-            for (int i = 0; i < width; i += VL)
-                STORE(to + i, LOAD(row + j0 + i));
-        if (j0 < cols) {
-            int i = 0;
-            for (; i + VL <= cols - j0; i += VL)
-                STORE(to + i, LOAD(row + j0 + i));
-            for (; i < cols - j0; ++i)
-                to[i] = row[j0 + i];
-            for (; i < width; ++i)
-                to[i] = 0;
-        }
-    }
+    for (int k = 0; k < depth; ++k)
+        pack_column_row(src + (int64_t)k * pitch, cols, width, stride, panels + (int64_t)k * width);
 }
 
 /* forward_tile: the FWD_MR x FWD_NR tile `out` (row pitch `pitch`, of which `rows` x `cols`
@@ -420,7 +427,8 @@ static __attribute__((noinline)) void forward_in_place_tile(const real *restrict
  * columns and reads all the weights (split_columns).
  * Such a batch reads the weights where they lie in K (the in-place tiles, the same sums in
  * the same order): packing them is a fixed cost per call, and S6's passes took 0.87-0.95 of
- * the time at a batch of 1 and 0.93-0.99 at 2 without it (docs/tiles.md). */
+ * the time at a batch of 1 and 0.93-0.99 at 2 without it (docs/tiles.md).
+ */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t groups = task_groups(n, FWD_COL_PANELS);
@@ -439,7 +447,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 pack_panel(K + first * C, C, 1, count, FWD_MR, C, weights + (int64_t)first * C);
             }
         }
-        real *columns = malloc(sizeof(real) * FWD_PANEL * FWD_COL_PANELS);
+        real *columns = malloc(sizeof(real) * (FWD_PANEL * FWD_COL_PANELS));
         failed = columns == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -638,7 +646,8 @@ static __attribute__((noinline)) void grad_input_in_place_tile(const real *restr
  * columns and reads all the weights (split_columns).
  * Such a batch reads the weights where they lie in K (the in-place tiles, the same sums in
  * the same order): packing them is a fixed cost per call, and S6's passes took 0.87-0.95 of
- * the time at a batch of 1 and 0.93-0.99 at 2 without it (docs/tiles.md). */
+ * the time at a batch of 1 and 0.93-0.99 at 2 without it (docs/tiles.md).
+ */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t groups = task_groups(n, GIN_COL_PANELS);
@@ -657,7 +666,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 pack_panel(K + first * 1, 1, C, count, GIN_MR, O, weights + (int64_t)first * O);
             }
         }
-        real *columns = malloc(sizeof(real) * GIN_PANEL * GIN_COL_PANELS);
+        real *columns = malloc(sizeof(real) * (GIN_PANEL * GIN_COL_PANELS));
         failed = columns == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -800,6 +809,22 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
 }
 
 
+/* Fetches into L2 the input pixels under output pixels k0 .. k0 + GW_KC - 1 (at most P - 1) of
+ * channels first .. end - 1 of sample s: grad_weight's driver asks for the inputs it
+ * packs next a few channels per tile, so that packing them does not wait on memory. Without it,
+ * a 256x56x56 -> 512 layer at stride 2 spent 10 % of its grad_weight gathering pixels at a
+ * batch of 16, with it 5 % (docs/tiles.md). */
+static inline void prefetch_inputs(const real *restrict V, int64_t s, int k0, int first, int end)
+{
+    const int last = (P - k0 < GW_KC ? P : k0 + GW_KC) - 1;
+    for (int c = first; c < end; ++c) {
+        /* every line from pixel k0's to pixel last's, the last prefetch at or past `last` */
+        const real *restrict plane = V + (s * C + c) * P;
+        for (int j = k0; j < last + GW_LINE; j += GW_LINE)
+            __builtin_prefetch(plane + j, 0, 2);
+    }
+}
+
 /* grad_weight: dK[o, c, i, j] = sum_{y<3, x<7} G[o, y, x] * V[c, y + 2*i, x + 2*j]
  * The tasks are the GW_NR-column panels of dK times the groups of their row panels; each
  * thread takes a contiguous range of them, and every element of dK belongs to one task.
@@ -830,9 +855,24 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     if (col != packed_col)
                         pack_transposed(V + (s * C + c0) * P + k0, P, cols, GW_NR, steps, inputs);
                     packed_col = col;
-                    for (int row = GW_ROW_PANELS * group / GW_ROW_GROUPS; row < GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS; ++row) {
+                    /* the inputs packed next: the next task's column panel, or the thread's
+                     * first of the next chunk, prefetched while this task's tiles run */
+                    int64_t next_s = s;
+                    int next_k0 = k0, next_col = (task + 1) / GW_ROW_GROUPS;
+                    if (task + 1 == end_task) {
+                        next_col = first_task / GW_ROW_GROUPS;
+                        next_k0 = k0 + GW_KC < P ? k0 + GW_KC : 0;
+                        next_s = next_k0 ? s : s + 1;
+                    }
+                    const int prefetching = next_col != col && next_s < n;
+                    const int next_c0 = next_col * GW_NR, next_cols = C - next_c0 < GW_NR ? C - next_c0 : GW_NR;
+                    const int first_row = GW_ROW_PANELS * group / GW_ROW_GROUPS, end_row = GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS;
+                    for (int row = first_row; row < end_row; ++row) {
                         const int o0 = row * GW_MR, rows = O - o0 < GW_MR ? O - o0 : GW_MR;
                         grad_weight_tile(G + (s * O + o0) * P + k0, inputs, steps, dK + o0 * C + c0, C, rows, cols);
+                        if (prefetching)
+                            prefetch_inputs(V, next_s, next_k0, next_c0 + (row - first_row) * next_cols / (end_row - first_row),
+                                            next_c0 + (row - first_row + 1) * next_cols / (end_row - first_row));
                     }
                 }
             }
