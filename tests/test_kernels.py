@@ -122,6 +122,9 @@ GRID = {
                                            stride=(1, 2)),
     "pointwise_s2x1_chunks": LayerSpec(input=(13, 121, 59), kernel=(32, 13, 1, 1),
                                        stride=(2, 1)),
+    # forward and grad_input products too deep for a panel of two vectors in PANEL_BYTES:
+    # panels of several vectors past L1
+    "pointwise_deep": LayerSpec(input=(700, 3, 5), kernel=(650, 700, 1, 1)),
 }
 
 #: Unrolled kernels for the layers small enough to unroll quickly.

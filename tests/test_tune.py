@@ -115,6 +115,25 @@ def test_grad_weight_tiles_are_modelled_over_a_chunk_of_pixels(spec, dtype_bytes
         assert len(candidates(spec, dtype_bytes, machine)["grad_weight"]) >= 2
 
 
+def test_a_deep_products_tiles_are_not_held_to_one_vector():
+    """A column panel is held to PANEL_BYTES only where a panel of two vectors fits in it: a
+    product 1024 deep (a 1024 -> 256 layer's forward) took one-vector tiles, a scalar loaded
+    per multiply-add, and every candidate was one. S6 (256 deep) keeps its panels in the
+    limit."""
+    from codegen.blocking.pointwise import PANEL_BYTES
+
+    deep = LayerSpec(input=(1024, 14, 14), kernel=(256, 1024, 1, 1))
+    for machine in (AVX2, AVX512):
+        for dtype_bytes in (4, 8):
+            k = {c.name: c.value for c in plan(deep, dtype_bytes, machine).constants}
+            assert k["FWD_NRV"] >= 2
+            assert {choice.split("=")[1].split("x")[1]
+                    for choice in candidates(deep, dtype_bytes, machine)["forward"]} != {"1"}
+            k = {c.name: c.value for c in plan(LAYERS["S6"][0], dtype_bytes, machine).constants}
+            for prefix in ("FWD", "GIN"):
+                assert k[f"{prefix}_NR"] * 256 * dtype_bytes <= PANEL_BYTES
+
+
 def test_a_tuned_matrix_product_checks_every_candidate(tuning_on, tmp_path):
     """Tuning a 1x1 layer builds every tile candidate and checks it against the reference
     (tune.measure); the choice is one of them, and the module built with it matches too."""

@@ -63,14 +63,18 @@ def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, mac
     ``max(multiply-adds, loads) / 2`` cycles (MR scalars and NRV vectors loaded); edge tiles
     are charged in full (their panels are zero-padded); the left factor is read again for
     every column panel, at ``L2_BYTES_PER_CYCLE``; a column panel must fit in
-    ``PANEL_BYTES`` (it is meant to stay in L1)."""
+    ``PANEL_BYTES`` (it is meant to stay in L1) where one of two vectors does. A deeper
+    product's panels outgrow L1 at any width, and its tiles of one vector, a scalar loaded
+    per multiply-add, took 1.18-1.40 times as long as 4 x 5 (the grad_input of a
+    512x28x28 -> 1024 layer at stride 2, 1024 deep; docs/tiles.md)."""
+    limited = depth * 2 * vl * dtype_bytes <= PANEL_BYTES
     ranked = []
     for mr in range(1, 17):
         for nrv in range(1, 9):
             acc, nr = mr * nrv, nrv * vl
             if acc > machine.accumulators or acc + nrv + 1 > machine.registers:
                 continue
-            if depth * nr * dtype_bytes > PANEL_BYTES and nrv > 1:
+            if limited and depth * nr * dtype_bytes > PANEL_BYTES and nrv > 1:
                 continue
             tiles = _cdiv(rows, mr) * _cdiv(cols, nr)
             per_step = max(acc, mr + nrv) / 2 + mr * dtype_bytes / L2_BYTES_PER_CYCLE
