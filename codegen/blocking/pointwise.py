@@ -231,6 +231,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                     f"{what}: columns of the last panel's narrower tile "
                     f"({edge_nrv} vector{'s' if edge_nrv > 1 else ''})")
         bias = name == "forward" and spec.bias
+        scatters = strided and name == "grad_input"
         passes.append(Product(
             name=name, prefix=prefix, reason="a 1x1 kernel without padding: a matrix product"
             + (" over the input pixels under the output's" if strided else ""), mr=tile.mr,
@@ -241,7 +242,9 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             accumulates=accumulates, tile_fmas=tile.mr * tile.nrv,
             unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv,
             split="columns" if not accumulates and split_columns(*shapes[prefix][:2]) else "rows",
-            gathers=strided and name != "grad_input", scatters=strided and name == "grad_input",
+            gathers=strided and name != "grad_input", scatters=scatters,
+            tile_out=(f"block + (int64_t)(first - first_row * {prefix}_MR) * {prefix}_NR, "
+                      f"{prefix}_NR" if scatters else "dst + (int64_t)first * P + j0, P"),
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     if spec.bias:

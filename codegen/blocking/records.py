@@ -331,6 +331,8 @@ class Product(TileVectors):
     ``gathers``, ``scatters``: at a stride, the product's columns are the output pixels, and
     the input pixels under them are gathered (forward, grad_weight) or scattered into
     (grad_input).
+    ``tile_out``: where forward's and grad_input's tiles store, and its row pitch (C text): the
+    result, or at a stride grad_input's block of one column panel, scattered after them.
     Its vectors: ``TileVectors``.
     """
 
@@ -358,6 +360,7 @@ class Product(TileVectors):
     split: str = "rows"
     gathers: bool = False
     scatters: bool = False
+    tile_out: str = ""
     variant: str = "pointwise"
 
 
