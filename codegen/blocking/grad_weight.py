@@ -23,6 +23,7 @@ from .common import (
     GRAD_WEIGHT_SLOT_PIXELS,
     GRAD_WEIGHT_TASKS,
     LINE_BYTES,
+    REGISTER_TRANSPOSE_LANES,
     Geometry,
     Machine,
     _tap_blocks,
@@ -51,7 +52,7 @@ def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: 
         "grad_weight", "its output channels fill lane vectors", tile.nv, tile.cb, tile.tt,
         tuple((cb, tt, tuple(f"acc{cb}_{tt}_{v}" for v in range(tile.nv)))
               for cb in range(tile.cb) for tt in range(tile.tt)),
-        tile.cb * tile.tt, tile.nv * tile.cb * tile.tt, pixels)
+        tile.cb * tile.tt, tile.nv * tile.cb * tile.tt, pixels, lanes >= REGISTER_TRANSPOSE_LANES)
 
 
 def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: Machine

@@ -64,7 +64,10 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
     wide = [p for p in passes if isinstance(p, ColumnSweep) and p.wide]
     wide_winograd = any(isinstance(p, (Winograd, WinogradGradWeight)) and p.wide
                         for p in passes)
-    pack = any(isinstance(p, WinogradGradWeight) for p in passes)
+    # a Winograd grad_weight packs its input transposed, and a lane grad_weight may
+    # transpose its gradient alike
+    pack = any(isinstance(p, WinogradGradWeight)
+               or isinstance(p, GradWeightLanes) and p.register_transpose for p in passes)
     transpose = pack or any(p.transposed or p.paired for p in lane_sweeps)
     steps, shuffles, columns = (transpose_shuffles(lanes, dtype_bytes) if transpose
                                 else (0, (), ()))

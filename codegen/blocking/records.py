@@ -297,7 +297,9 @@ class GradWeightColumns:
 class GradWeightLanes:
     """grad_weight with output channels in lanes: NV vectors x CB input channels x TT taps;
     ``blocks`` (cb, tt, accumulators over the lane vectors); ``pixels`` the output pixels
-    its loop takes per pass."""
+    its loop takes per pass; ``register_transpose``: whether the gradient is transposed
+    LANES x LANES reals at a time in registers (``pack_transposed``) rather than element by
+    element (``common.REGISTER_TRANSPOSE_LANES``)."""
 
     name: str
     reason: str
@@ -308,6 +310,7 @@ class GradWeightLanes:
     tile_broadcasts: int
     tile_fmas: int
     pixels: int
+    register_transpose: bool
     variant: str = "grad_weight_lanes"
 
 

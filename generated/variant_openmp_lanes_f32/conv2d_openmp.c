@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 35db1eaafead116d37985662b93666cc2d40156cfd856f4cc8c8d65776e48942
+ * cache key: 832b90a3b1f793457b272f9614f5d21ba53b4bb910816b0e7b870d76c3935eeb
  */
 
 #include <stdint.h>
@@ -148,6 +148,129 @@ typedef real lanes __attribute__((vector_size(LANES * sizeof(real)), aligned(siz
  * loops and kept it in registers that the tile's sums then lacked (they spilled, and S5's
  * float32 forward took 1.3 times as long with the 1 x 1 x 8 tile). */
 #define HIDE_POINTER(pointer) __asm__("" : "+r"(pointer))
+/* LANE_SHUFFLE(a, b, i0, ..., i{LANES-1}): lane k is lane ik of a (ik < LANES) or lane
+ * ik - LANES of b; the indices are constants. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define LANE_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int32_t lane_index __attribute__((vector_size(LANES * sizeof(real))));
+#define LANE_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (lane_index){__VA_ARGS__})
+#endif
+
+/* columns[j] lane i = rows[i] lane j, for LANES x LANES reals, in 4 steps of LANES
+ * shuffles, each one instruction on x86: interleaving single reals, then pairs, ... within
+ * 16-byte blocks, then whole blocks. */
+static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES])
+{
+    const lanes step1_0 = LANE_SHUFFLE(rows[0], rows[1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_1 = LANE_SHUFFLE(rows[0], rows[1], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_2 = LANE_SHUFFLE(rows[2], rows[3], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_3 = LANE_SHUFFLE(rows[2], rows[3], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_4 = LANE_SHUFFLE(rows[4], rows[5], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_5 = LANE_SHUFFLE(rows[4], rows[5], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_6 = LANE_SHUFFLE(rows[6], rows[7], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_7 = LANE_SHUFFLE(rows[6], rows[7], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_8 = LANE_SHUFFLE(rows[8], rows[9], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_9 = LANE_SHUFFLE(rows[8], rows[9], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_10 = LANE_SHUFFLE(rows[10], rows[11], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_11 = LANE_SHUFFLE(rows[10], rows[11], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_12 = LANE_SHUFFLE(rows[12], rows[13], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_13 = LANE_SHUFFLE(rows[12], rows[13], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step1_14 = LANE_SHUFFLE(rows[14], rows[15], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    const lanes step1_15 = LANE_SHUFFLE(rows[14], rows[15], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+    const lanes step2_0 = LANE_SHUFFLE(step1_0, step1_2, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_2 = LANE_SHUFFLE(step1_0, step1_2, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_1 = LANE_SHUFFLE(step1_1, step1_3, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_3 = LANE_SHUFFLE(step1_1, step1_3, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_4 = LANE_SHUFFLE(step1_4, step1_6, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_6 = LANE_SHUFFLE(step1_4, step1_6, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_5 = LANE_SHUFFLE(step1_5, step1_7, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_7 = LANE_SHUFFLE(step1_5, step1_7, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_8 = LANE_SHUFFLE(step1_8, step1_10, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_10 = LANE_SHUFFLE(step1_8, step1_10, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_9 = LANE_SHUFFLE(step1_9, step1_11, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_11 = LANE_SHUFFLE(step1_9, step1_11, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_12 = LANE_SHUFFLE(step1_12, step1_14, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_14 = LANE_SHUFFLE(step1_12, step1_14, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step2_13 = LANE_SHUFFLE(step1_13, step1_15, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    const lanes step2_15 = LANE_SHUFFLE(step1_13, step1_15, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    const lanes step3_0 = LANE_SHUFFLE(step2_0, step2_4, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_4 = LANE_SHUFFLE(step2_0, step2_4, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_1 = LANE_SHUFFLE(step2_1, step2_5, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_5 = LANE_SHUFFLE(step2_1, step2_5, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_2 = LANE_SHUFFLE(step2_2, step2_6, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_6 = LANE_SHUFFLE(step2_2, step2_6, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_3 = LANE_SHUFFLE(step2_3, step2_7, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_7 = LANE_SHUFFLE(step2_3, step2_7, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_8 = LANE_SHUFFLE(step2_8, step2_12, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_12 = LANE_SHUFFLE(step2_8, step2_12, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_9 = LANE_SHUFFLE(step2_9, step2_13, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_13 = LANE_SHUFFLE(step2_9, step2_13, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_10 = LANE_SHUFFLE(step2_10, step2_14, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_14 = LANE_SHUFFLE(step2_10, step2_14, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step3_11 = LANE_SHUFFLE(step2_11, step2_15, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step3_15 = LANE_SHUFFLE(step2_11, step2_15, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_0 = LANE_SHUFFLE(step3_0, step3_8, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_8 = LANE_SHUFFLE(step3_0, step3_8, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_1 = LANE_SHUFFLE(step3_1, step3_9, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_9 = LANE_SHUFFLE(step3_1, step3_9, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_2 = LANE_SHUFFLE(step3_2, step3_10, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_10 = LANE_SHUFFLE(step3_2, step3_10, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_3 = LANE_SHUFFLE(step3_3, step3_11, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_11 = LANE_SHUFFLE(step3_3, step3_11, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_4 = LANE_SHUFFLE(step3_4, step3_12, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_12 = LANE_SHUFFLE(step3_4, step3_12, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_5 = LANE_SHUFFLE(step3_5, step3_13, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_13 = LANE_SHUFFLE(step3_5, step3_13, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_6 = LANE_SHUFFLE(step3_6, step3_14, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_14 = LANE_SHUFFLE(step3_6, step3_14, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const lanes step4_7 = LANE_SHUFFLE(step3_7, step3_15, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const lanes step4_15 = LANE_SHUFFLE(step3_7, step3_15, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    columns[0] = step4_0;
+    columns[1] = step4_2;
+    columns[2] = step4_1;
+    columns[3] = step4_3;
+    columns[4] = step4_4;
+    columns[5] = step4_6;
+    columns[6] = step4_5;
+    columns[7] = step4_7;
+    columns[8] = step4_8;
+    columns[9] = step4_10;
+    columns[10] = step4_9;
+    columns[11] = step4_11;
+    columns[12] = step4_12;
+    columns[13] = step4_14;
+    columns[14] = step4_13;
+    columns[15] = step4_15;
+}
+
+/* `count` rows of a matrix (rows `pitch` apart) transposed into a panel `width` wide, for
+ * `depth` steps: panel[k*width + i] = src[i*pitch + k], zero for count <= i < width. Blocks
+ * of LANES x LANES are transposed in registers; element by element, this copy took 11 % of
+ * S6's grad_weight (AVX2, float32). */
+static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
+                                   int depth, real *restrict panel)
+{
+    int i0 = 0;
+    for (; i0 + LANES <= count; i0 += LANES) {
+        int k = 0;
+        for (; k + LANES <= depth; k += LANES) {
+            lanes rows[LANES], columns[LANES];
+            for (int r = 0; r < LANES; ++r)
+                rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
+            transpose_lanes(rows, columns);
+            for (int c = 0; c < LANES; ++c)
+                STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
+        }
+        for (; k < depth; ++k)
+            for (int r = 0; r < LANES; ++r)
+                panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
+    }
+    if (i0 < width)
+        for (int k = 0; k < depth; ++k)
+            for (int i = i0; i < width; ++i)
+                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+}
 
 /* The lanes of v added in lane order. */
 static inline real lane_sum(vec v)
@@ -436,14 +559,14 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 
 /* Output rows y0 .. y1 - 1 of one sample's gradient, `channels` output channels, pixel-major
  * in blocks of GW_LW channels: gt[(q0 * LHO * LWO) + p * GW_LW + lane] =
- * g[(q0 + lane) * (LHO * LWO) + p]. */
+ * g[(q0 + lane) * (LHO * LWO) + p], LANES x LANES reals at a time in registers
+ * (pack_transposed; REGISTER_TRANSPOSE_LANES). */
 static void transpose_gradient(const real *restrict g, int64_t channels, int y0, int y1,
                                real *restrict gt)
 {
     for (int64_t q0 = 0; q0 < channels; q0 += GW_LW)
-        for (int p = y0 * LWO; p < y1 * LWO; ++p)
-            for (int lane = 0; lane < GW_LW; ++lane)
-                gt[q0 * (LHO * LWO) + p * GW_LW + lane] = g[(q0 + lane) * (LHO * LWO) + p];
+        pack_transposed(g + q0 * (LHO * LWO) + y0 * LWO, LHO * LWO, GW_LW, GW_LW, (y1 - y0) * LWO,
+                        gt + q0 * (LHO * LWO) + y0 * LWO * GW_LW);
 }
 
 /* grad_weight of output rows y0 .. y1 - 1 of one sample, for one block of GW_LW output
