@@ -134,6 +134,20 @@ def test_a_deep_products_tiles_are_not_held_to_one_vector():
                 assert k[f"{prefix}_NR"] * 256 * dtype_bytes <= PANEL_BYTES
 
 
+def test_a_lane_grad_weight_transposes_in_registers_only_with_16_lanes():
+    """S3's grad_weight holds output channels in lanes. Its gradient is transposed in
+    registers (pack_transposed, which the module then has) with 16 lanes (float32 on
+    AVX-512), and element by element with 8 or 4, where that measured as fast or faster."""
+    from codegen.blocking.records import GradWeightLanes
+
+    for machine, dtype_bytes, expected in ((AVX512, 4, True), (AVX512, 8, False),
+                                           (AVX2, 4, False), (AVX2, 8, False)):
+        module = plan(LAYERS["S3"][0], dtype_bytes, machine)
+        (lanes,) = [p for p in module.passes if isinstance(p, GradWeightLanes)]
+        assert lanes.register_transpose is expected
+        assert module.helpers.pack_transposed is expected
+
+
 def test_a_tuned_matrix_product_checks_every_candidate(tuning_on, tmp_path):
     """Tuning a 1x1 layer builds every tile candidate and checks it against the reference
     (tune.measure); the choice is one of them, and the module built with it matches too."""
