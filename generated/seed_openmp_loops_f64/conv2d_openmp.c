@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: bcccdda8fd23b8a9422d1d673f95edf35cfece1b5a8d9afc49373908e03209a5
+ * cache key: 1eba08b355af607165bd14c456390ee874ed90651184623ef521e19affdf140f
  */
 
 #include <stdint.h>
@@ -439,7 +439,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
         if (scratch != NULL)
-            memset(scratch, 0, sizeof(real) * scratch_size);
+            memset(scratch, 0, sizeof(real) * (scratch_size));
         #pragma omp for collapse(3) schedule(static)
         for (int64_t chunk = 0; chunk < chunks; ++chunk)
             for (int64_t part = 0; part < parts; ++part)

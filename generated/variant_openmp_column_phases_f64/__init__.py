@@ -3,10 +3,10 @@
 # spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
 #        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: ed24d99fb5b2aa8170857ef1ea0974965fc6e275adbf5d3a4406fed3126e2735
+# cache key: 74985d72303aca21d536389df1d0ec499f278715938e561e5206854f424504f8
 """input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key ed24d99fb5b2aa8170857ef1ea0974965fc6e275adbf5d3a4406fed3126e2735.
+Built by corrgen 0.1.0, cache key 74985d72303aca21d536389df1d0ec499f278715938e561e5206854f424504f8.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 7, 9), K (3, 2, 3, 2), b (3,), Z (N, 3, 5, 9)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_ed24d99fb5b2")
+_extension = _importlib.import_module(__name__ + "._conv2d_74985d72303a")
 
 spec = _LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "ed24d99fb5b2aa8170857ef1ea0974965fc6e275adbf5d3a4406fed3126e2735"
+key = "74985d72303aca21d536389df1d0ec499f278715938e561e5206854f424504f8"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

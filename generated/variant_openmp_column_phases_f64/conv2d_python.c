@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: ed24d99fb5b2aa8170857ef1ea0974965fc6e275adbf5d3a4406fed3126e2735
+ * cache key: 74985d72303aca21d536389df1d0ec499f278715938e561e5206854f424504f8
  */
 
 /*

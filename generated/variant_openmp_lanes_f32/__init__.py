@@ -3,10 +3,10 @@
 # spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
 #        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 832b90a3b1f793457b272f9614f5d21ba53b4bb910816b0e7b870d76c3935eeb
+# cache key: a91978c4d36365ac1e111041cd4911d5d79d090e3a118de2e5a62164c4341ea6
 """input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 832b90a3b1f793457b272f9614f5d21ba53b4bb910816b0e7b870d76c3935eeb.
+Built by corrgen 0.1.0, cache key a91978c4d36365ac1e111041cd4911d5d79d090e3a118de2e5a62164c4341ea6.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 9, 11), K (32, 16, 3, 3), b (32,), Z (N, 32, 9, 11)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_832b90a3b1f7")
+_extension = _importlib.import_module(__name__ + "._conv2d_a91978c4d363")
 
 spec = _LayerSpec(input=(16, 9, 11), kernel=(32, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "832b90a3b1f793457b272f9614f5d21ba53b4bb910816b0e7b870d76c3935eeb"
+key = "a91978c4d36365ac1e111041cd4911d5d79d090e3a118de2e5a62164c4341ea6"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -3,10 +3,10 @@
 # spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
 #        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: f7fed2c9cfe680800d0f6cd6ab8a3ca23f206437e9497f71b9470b349ff84d16
+# cache key: 0be45edb4337f0cf41e2171081d9b8d79dd172e28139b9955029a96d91314c6f
 """input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key f7fed2c9cfe680800d0f6cd6ab8a3ca23f206437e9497f71b9470b349ff84d16.
+Built by corrgen 0.1.0, cache key 0be45edb4337f0cf41e2171081d9b8d79dd172e28139b9955029a96d91314c6f.
 
     forward(V, K, b, out=None) -> Z
         V (N, 8, 16, 16), K (8, 8, 3, 3), b (8,), Z (N, 8, 16, 16)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_f7fed2c9cfe6")
+_extension = _importlib.import_module(__name__ + "._conv2d_0be45edb4337")
 
 spec = _LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "f7fed2c9cfe680800d0f6cd6ab8a3ca23f206437e9497f71b9470b349ff84d16"
+key = "0be45edb4337f0cf41e2171081d9b8d79dd172e28139b9955029a96d91314c6f"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 6], "kernel": [1, 2, 1, 2], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 2c982dd637da02743583c4990305bd0427eb84d0ac8977a63dbcb103e15f9dd0
+ * cache key: e258af469acca1ea97d40b4d376a19bfee041caca03c02124b09d402a573867a
  */
 
 #include <stdint.h>
@@ -417,7 +417,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
         if (scratch != NULL)
-            memset(scratch, 0, sizeof(real) * scratch_size);
+            memset(scratch, 0, sizeof(real) * (scratch_size));
         #pragma omp for collapse(3) schedule(static)
         for (int64_t chunk = 0; chunk < chunks; ++chunk)
             for (int64_t part = 0; part < parts; ++part)

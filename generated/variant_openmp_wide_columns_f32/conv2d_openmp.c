@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a31684176e2fb86888d770eeb7f61ded7cf33044a939ef6935d4137df29aa40c
+ * cache key: e152c46905dd7cf748832f85c98fe54ceddafd0b7e5c099c7d6a3b0eb184f1ac
  */
 
 #include <stdint.h>
@@ -616,7 +616,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
         if (scratch != NULL)
-            memset(scratch, 0, sizeof(real) * scratch_size);
+            memset(scratch, 0, sizeof(real) * (scratch_size));
         #pragma omp for collapse(3) schedule(static)
         for (int64_t chunk = 0; chunk < chunks; ++chunk)
             for (int64_t part = 0; part < parts; ++part)
