@@ -134,15 +134,19 @@ def test_a_deep_products_tiles_are_not_held_to_one_vector():
                 assert k[f"{prefix}_NR"] * 256 * dtype_bytes <= PANEL_BYTES
 
 
-def test_a_lane_grad_weight_transposes_in_registers_only_with_16_lanes():
-    """S3's grad_weight holds output channels in lanes. Its gradient is transposed in
+def test_a_lane_grad_weight_transposes_in_registers_with_16_lanes_or_one_vector():
+    """S2's and S3's grad_weight hold output channels in lanes. The gradient is transposed in
     registers (pack_transposed, which the module then has) with 16 lanes (float32 on
-    AVX-512), and element by element with 8 or 4, where that measured as fast or faster."""
+    AVX-512) or where the channels fill one lane vector (S2's 8 in float64 on AVX-512 and in
+    float32 on AVX2), and element by element elsewhere, where that measured as fast or
+    faster."""
     from codegen.blocking.records import GradWeightLanes
 
-    for machine, dtype_bytes, expected in ((AVX512, 4, True), (AVX512, 8, False),
-                                           (AVX2, 4, False), (AVX2, 8, False)):
-        module = plan(LAYERS["S3"][0], dtype_bytes, machine)
+    for layer, machine, dtype_bytes, expected in (
+            ("S3", AVX512, 4, True), ("S3", AVX512, 8, False), ("S3", AVX2, 4, False),
+            ("S3", AVX2, 8, False), ("S2", AVX512, 8, True), ("S2", AVX2, 4, True),
+            ("S2", AVX2, 8, False)):
+        module = plan(LAYERS[layer][0], dtype_bytes, machine)
         (lanes,) = [p for p in module.passes if isinstance(p, GradWeightLanes)]
         assert lanes.register_transpose is expected
         assert module.helpers.pack_transposed is expected

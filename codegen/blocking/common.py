@@ -72,11 +72,13 @@ GRAD_BIAS_PLANES = 4
 #: Bytes of transposed gradient a lane grad_weight tile sweeps per pass (half of L1).
 GRAD_WEIGHT_BAND_BYTES = 16 * 1024
 #: A lane grad_weight transposes its gradient LANES x LANES reals at a time in registers
-#: (``pack_transposed``) where its lane vectors hold at least this many reals, and element by
-#: element, as GCC vectorizes that loop, where they hold fewer. Side by side on a Zen 4
-#: (AVX-512), the register transpose took 0.976-0.978 of the time on S3's float32 grad_weight
-#: and 0.986 on S4's (16 lanes; GCC's loop spilled its shuffles), but 1.023-1.028 on S3's
-#: float64 and 0.999 on S4's (8 lanes; docs/tiles.md).
+#: (``pack_transposed``) where its lane vectors hold at least this many reals, or where its
+#: output channels fill a single lane vector, and element by element, as GCC vectorizes
+#: that loop, elsewhere. Side by side on a Zen 4 (AVX-512), the register transpose took
+#: 0.976-0.978 of the time on S3's float32 grad_weight and 0.986 on S4's (16 lanes; GCC's loop
+#: spilled its shuffles), 0.94-0.97 on S2's float64 (8 lanes, 8 channels; 0.95-0.97 in
+#: float32 with AVX2's 8 lanes, on the same CPU), but 1.023-1.028 on S3's float64 and 0.999 on
+#: S4's (8 lanes, 16 and 32 channels; docs/tiles.md).
 REGISTER_TRANSPOSE_LANES = 16
 #: The output pixels per pass of a lane grad_weight tile's loop that tuning times besides one
 #: (``pixels=2``): two pixels at a time took 0.92-0.97 of the time on S4 and S5 (Zen 3), but

@@ -52,7 +52,8 @@ def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: 
         "grad_weight", "its output channels fill lane vectors", tile.nv, tile.cb, tile.tt,
         tuple((cb, tt, tuple(f"acc{cb}_{tt}_{v}" for v in range(tile.nv)))
               for cb in range(tile.cb) for tt in range(tile.tt)),
-        tile.cb * tile.tt, tile.nv * tile.cb * tile.tt, pixels, lanes >= REGISTER_TRANSPOSE_LANES)
+        tile.cb * tile.tt, tile.nv * tile.cb * tile.tt, pixels,
+        lanes >= REGISTER_TRANSPOSE_LANES or g.o == lanes)
 
 
 def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: Machine
