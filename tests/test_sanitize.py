@@ -72,8 +72,16 @@ def sanitizer_env() -> dict[str, str]:
                     "(`cc -print-file-name=libasan.so` names no file): on Debian, install "
                     "the gcc's libgcc-<version>-dev (libasan8, libubsan1); .ci/run does")
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-            "LD_PRELOAD": libasan, "ASAN_OPTIONS": "detect_leaks=0",
+            "LD_PRELOAD": libasan, "ASAN_OPTIONS": FILLED_ASAN_OPTIONS,
             "UBSAN_OPTIONS": "print_stacktrace=1", SANITIZE_ENV: "1"}
+
+
+#: No leak reports (Python's own allocations would be reported at exit), and every block
+#: malloc returns filled with AddressSanitizer's byte 0xbe, not only its first 4 KB (the
+#: default ``max_malloc_fill_size``): a kernel that reads scratch it has not written then
+#: computes garbage, which the job's comparison with the reference catches. Fresh pages from
+#: the system are zero, so without it such a read could pass.
+FILLED_ASAN_OPTIONS = "detect_leaks=0:max_malloc_fill_size=2147483647"
 
 
 def no_report(done: subprocess.CompletedProcess) -> None:
@@ -129,6 +137,46 @@ print("calling", sys.argv[2], flush=True)
 getattr(module, sys.argv[2])(*{"grad_bias": (G,), "grad_input": (K, G)}[sys.argv[2]])
 print("no report")
 """
+
+
+#: A module whose lane grad_weight zeroes only the first 4 KB of its scratch's input planes
+#: (8 planes of at least 18 x 18 doubles), whose padding it reads as zero. With the default
+#: ASAN_OPTIONS, which fill only a block's first 4 KB, its result matched the reference.
+UNZEROED = """
+import os, sys
+import numpy as np
+os.environ.pop("LD_PRELOAD", None)
+from codegen.backends import backend_for
+from codegen.build import compile_cached
+from codegen.loader import import_built
+from codegen.lower import lower
+from codegen.render import SourceFiles, render
+from derive import LayerSpec, reference
+
+spec = LayerSpec(input=(8, 16, 16), kernel=(16, 8, 3, 3), padding=(1, 1))
+backend = backend_for("openmp")
+sources = render(lower(spec, backend, "float64", "loops"), backend)
+text = sources.text(backend.source)
+zeroing = "memset(scratch, 0, sizeof(real) * (C * SRC_PLANE));"
+assert "grad_weight_block" in text and text.count(zeroing) == 1
+text = text.replace(zeroing, "memset(scratch, 0, 4096); /* the first 4 KB only */")
+sources = SourceFiles(sources.name, sources.kernel_source, tuple(
+    (file, text if file == backend.source else body) for file, body in sources.files))
+module = import_built(compile_cached(sources, backend, sys.argv[1], name="unzeroed"))
+V, K, b, G = reference.random_inputs(spec, batch=2)
+same = np.allclose(module.grad_weight(V, G), reference.grad_weight(spec, V, G), atol=1e-12)
+print("matches" if same else "differs")
+"""
+
+
+def test_the_filled_allocations_expose_an_unzeroed_scratch(sanitizer_env, tmp_path_factory):
+    """A lane grad_weight that zeroes only part of its scratch reads garbage padding under the
+    job's ASAN_OPTIONS, and its result differs from the reference."""
+    out = tmp_path_factory.getbasetemp() / "unzeroed-kernels"
+    done = subprocess.run([sys.executable, "-c", UNZEROED, str(out)], capture_output=True,
+                          text=True, env=sanitizer_env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("differs"), (done.stdout, done.stderr[-3000:])
 
 
 @pytest.mark.parametrize("kernel, report", [
