@@ -105,10 +105,10 @@ def test_every_kernel_variant_is_clean_under_the_sanitizers(sanitizer_env, tmp_p
         assert all(flag in manifest.read_text() for flag in SANITIZE_FLAGS), manifest
 
 
-#: A module whose kernels break on purpose: grad_bias writes one element past its output db
-#: (NumPy's array), grad_input overflows a signed int. Built by a sanitized process, then
-#: called; ``sys.argv[2]`` picks the pass.
-BROKEN = """
+#: What a sanitized process needs to build a module from edited sources: ``build(spec, edit,
+#: name)`` renders the spec's OpenMP loops in float64, applies ``edit`` to the kernel source's
+#: text, and builds it into ``sys.argv[1]``.
+EDITED_MODULE = """
 import os, sys
 import numpy as np
 os.environ.pop("LD_PRELOAD", None)
@@ -119,19 +119,30 @@ from codegen.lower import lower
 from codegen.render import SourceFiles, render
 from derive import LayerSpec, reference
 
-spec = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
-backend = backend_for("openmp")
-assert backend.sanitize
-sources = render(lower(spec, backend, "float64", "loops"), backend)
-text = sources.text(backend.source)
+def build(spec, edit, name):
+    backend = backend_for("openmp")
+    assert backend.sanitize
+    sources = render(lower(spec, backend, "float64", "loops"), backend)
+    text = edit(sources.text(backend.source))
+    sources = SourceFiles(sources.name, sources.kernel_source, tuple(
+        (file, text if file == backend.source else body) for file, body in sources.files))
+    return import_built(compile_cached(sources, backend, sys.argv[1], name=name))
+"""
+
+#: A module whose kernels break on purpose: grad_bias writes one element past its output db
+#: (NumPy's array), grad_input overflows a signed int. Built by a sanitized process, then
+#: called; ``sys.argv[2]`` picks the pass.
+BROKEN = EDITED_MODULE + """
 past = "return grad_bias(n, (const real *)G, (real *)db);"
 overflow = "return grad_input(n, (const real *)K, (const real *)G, (real *)dV);"
-assert past in text and overflow in text
-text = text.replace(past, "((real *)db)[O] = 0; /* one element past db */\\n    " + past)
-text = text.replace(overflow, "volatile int big = 2147483647; big += (int)n;\\n    " + overflow)
-sources = SourceFiles(sources.name, sources.kernel_source, tuple(
-    (file, text if file == backend.source else body) for file, body in sources.files))
-module = import_built(compile_cached(sources, backend, sys.argv[1], name="broken"))
+
+def edit(text):
+    assert past in text and overflow in text
+    text = text.replace(past, "((real *)db)[O] = 0; /* one element past db */\\n    " + past)
+    return text.replace(overflow, "volatile int big = 2147483647; big += (int)n;\\n    " + overflow)
+
+spec = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2))
+module = build(spec, edit, "broken")
 V, K, b, G = reference.random_inputs(spec, batch=2)
 print("calling", sys.argv[2], flush=True)
 getattr(module, sys.argv[2])(*{"grad_bias": (G,), "grad_input": (K, G)}[sys.argv[2]])
@@ -142,27 +153,15 @@ print("no report")
 #: A module whose lane grad_weight zeroes only the first 4 KB of its scratch's input planes
 #: (8 planes of at least 18 x 18 doubles), whose padding it reads as zero. With the default
 #: ASAN_OPTIONS, which fill only a block's first 4 KB, its result matched the reference.
-UNZEROED = """
-import os, sys
-import numpy as np
-os.environ.pop("LD_PRELOAD", None)
-from codegen.backends import backend_for
-from codegen.build import compile_cached
-from codegen.loader import import_built
-from codegen.lower import lower
-from codegen.render import SourceFiles, render
-from derive import LayerSpec, reference
+UNZEROED = EDITED_MODULE + """
+zeroing = "memset(scratch, 0, sizeof(real) * (C * SRC_PLANE));"
+
+def edit(text):
+    assert "grad_weight_block" in text and text.count(zeroing) == 1
+    return text.replace(zeroing, "memset(scratch, 0, 4096); /* the first 4 KB only */")
 
 spec = LayerSpec(input=(8, 16, 16), kernel=(16, 8, 3, 3), padding=(1, 1))
-backend = backend_for("openmp")
-sources = render(lower(spec, backend, "float64", "loops"), backend)
-text = sources.text(backend.source)
-zeroing = "memset(scratch, 0, sizeof(real) * (C * SRC_PLANE));"
-assert "grad_weight_block" in text and text.count(zeroing) == 1
-text = text.replace(zeroing, "memset(scratch, 0, 4096); /* the first 4 KB only */")
-sources = SourceFiles(sources.name, sources.kernel_source, tuple(
-    (file, text if file == backend.source else body) for file, body in sources.files))
-module = import_built(compile_cached(sources, backend, sys.argv[1], name="unzeroed"))
+module = build(spec, edit, "unzeroed")
 V, K, b, G = reference.random_inputs(spec, batch=2)
 same = np.allclose(module.grad_weight(V, G), reference.grad_weight(spec, V, G), atol=1e-12)
 print("matches" if same else "differs")
