@@ -185,6 +185,18 @@ def test_avx512_also_times_matrix_product_tiles_of_its_widest_vectors():
                    for c in choices)
 
 
+def test_winograd_is_offered_where_a_pass_has_one_direct_candidate():
+    """A many-channel 3x3 layer on a small plane whose forward has a single direct tile on
+    AVX2 (no list of its own to extend) still gets Winograd's candidates; it raised a
+    TypeError (a list added to a tuple) instead, so no such layer could be tuned there."""
+    spec = LayerSpec(input=(256, 14, 14), kernel=(256, 256, 3, 3), padding=1)
+    for dtype_bytes in (4, 8):
+        for machine in (AVX2, AVX512):
+            options = candidates(spec, dtype_bytes, machine)
+            for name in ("forward", "grad_input", "grad_weight"):
+                assert "winograd=2" in options[name] and len(options[name]) >= 2, options
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("layer", ["pointwise_parallel", "pointwise_chunks"])
 def test_wide_tiles_match_the_reference(tuning_on, tmp_path, monkeypatch, layer, dtype):

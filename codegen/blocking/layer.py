@@ -218,7 +218,7 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     if winograd_applies(g):
         wide = (WIDE_WINOGRAD_CHOICE,) if machine.wide_tiles else ()
         for name in PASSES:
-            found[name] = found.get(name, options[:1]) + (WINOGRAD_CHOICE, *wide)
+            found[name] = found.get(name, tuple(options[:1])) + (WINOGRAD_CHOICE, *wide)
     return {name: found[name] for name in PASSES if name in found}
 
 
