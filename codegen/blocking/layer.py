@@ -45,6 +45,7 @@ from .sweeps import (
 )
 from .tiles import LaneTile, SweepTile, lane_tile_candidates
 from .winograd import applies as winograd_applies
+from .winograd import grad_weight_pays as winograd_grad_weight_pays
 from .winograd import plan_winograd, plan_winograd_grad_weight
 
 
@@ -183,8 +184,9 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     multiply-adds per cycle grad_weight's lane and column tiles are costed at (1 or 2; in
     lanes, each also with its loop taking ``GRAD_WEIGHT_PIXELS`` output pixels per pass), or
     a matrix product's register tile (``pointwise.gemm_candidates``); and for every pass,
-    where it applies, Winograd's algorithm (``winograd.applies``), and where the machine
-    offers them (``Machine.wide_tiles``) also with its products in its widest vectors."""
+    where it applies, Winograd's algorithm (``winograd.applies``; for grad_weight also
+    ``winograd.grad_weight_pays``), and where the machine offers them
+    (``Machine.wide_tiles``) also with its products in its widest vectors."""
     vl = min(VECTOR_BYTES, machine.lane_bytes) // dtype_bytes
     if is_pointwise(spec):
         return {name: tuple(tile_choice(t) for t in tiles) for name, tiles in
@@ -218,7 +220,8 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     if winograd_applies(g):
         wide = (WIDE_WINOGRAD_CHOICE,) if machine.wide_tiles else ()
         for name in PASSES:
-            found[name] = found.get(name, tuple(options[:1])) + (WINOGRAD_CHOICE, *wide)
+            if name != "grad_weight" or winograd_grad_weight_pays(g, dtype_bytes):
+                found[name] = found.get(name, tuple(options[:1])) + (WINOGRAD_CHOICE, *wide)
     return {name: found[name] for name in PASSES if name in found}
 
 

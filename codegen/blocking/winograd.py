@@ -61,6 +61,24 @@ def applies(g: Geometry) -> bool:
             and min(g.c, g.o) >= MIN_CHANNELS)
 
 
+#: The most bytes of one thread's sums (16 points x C x O reals) at which tuning times the
+#: Winograd grad_weight. Every task (a sample's block of tile rows) reads and writes all of
+#: them, and each call zeroes and adds up every thread's copy, so past L2 the pass waits on
+#: memory. On a Zen 4 (1 MB of L2, 2 threads), against the lane grad_weight at batches
+#: 1 / 2 / 16: 64 and 128 channels (0.3-2 MB) took 0.53-0.72 of its time; 256 channels on
+#: 14x14 0.96 / 0.76 / 0.63 in float32 (4 MB) and 1.49 / 1.07 / 0.53 in float64 (8 MB);
+#: 512 channels in float32 (16 MB) 10.7 / 6.3 / 1.68, slower at every batch, a call spending
+#: 60 % of its time in page faults (its 34 MB of sums are mapped afresh by each call). Tuned
+#: at a batch of 16, that layer had kept the Winograd pass, 8 % ahead (docs/tiles.md).
+GRAD_WEIGHT_SUMS_BYTES = 8 << 20
+
+
+def grad_weight_pays(g: Geometry, dtype_bytes: int) -> bool:
+    """Whether tuning times the Winograd grad_weight of ``g`` (``applies`` too): a thread's
+    sums take at most ``GRAD_WEIGHT_SUMS_BYTES``."""
+    return ALPHA * ALPHA * g.c * g.o * dtype_bytes <= GRAD_WEIGHT_SUMS_BYTES
+
+
 def linear(row: tuple, names: list[str]) -> str:
     """``sum(row[k] * names[k])`` as C, zero terms left out and unit ones unmultiplied."""
     text = ""
