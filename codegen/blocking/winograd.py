@@ -65,7 +65,7 @@ def applies(g: Geometry) -> bool:
 #: Winograd grad_weight. Every task (a sample's block of tile rows) reads and writes all of
 #: them, and each call zeroes and adds up every thread's copy, so past L2 the pass waits on
 #: memory. On a Zen 4 (1 MB of L2, 2 threads), against the lane grad_weight at batches
-#: 1 / 2 / 16: 64 and 128 channels (0.3-2 MB) took 0.53-0.72 of its time; 256 channels on
+#: 1 / 2 / 16: 64 and 128 channels (0.25-2 MB) took 0.53-0.72 of its time; 256 channels on
 #: 14x14 0.96 / 0.76 / 0.63 in float32 (4 MB) and 1.49 / 1.07 / 0.53 in float64 (8 MB);
 #: 512 channels in float32 (16 MB) 10.7 / 6.3 / 1.68, slower at every batch, a call spending
 #: 60 % of its time in page faults (its 34 MB of sums are mapped afresh by each call). Tuned
