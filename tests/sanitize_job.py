@@ -121,6 +121,8 @@ def main(argv: list[str]) -> int:
                                Path(out))
         if algorithm == ["winograd-wide"]:
             return _build_wide_winograd(SPECS[layer], dtype, Path(out))
+        if algorithm == ["window"]:
+            return _build_with(GRID[layer], dtype, {"grad_weight": "tile=4x2"}, Path(out))
         return codegen.load(GRID[layer], dtype=dtype, out=out, style=style)
 
     start = time.perf_counter()

@@ -73,6 +73,12 @@ VARIANTS = {
         "reused, a partial vector at each row's end",
         LayerSpec(input=(3, 9, 21), kernel=(4, 3, 5, 5), padding=2), OPENMP, "loops",
         "float32", {"forward": "column_tile=1x4x2rw"}),
+    "variant_openmp_window_grad_weight_f32": (
+        "grad_weight as a matrix product over the output's pixels, its columns the input "
+        "pixels under each tap gathered (as tuning may choose): stride, dilation, convolution",
+        LayerSpec(input=(3, 8, 9), kernel=(16, 3, 3, 2), stride=(1, 2), padding=1,
+                  dilation=(2, 1), mode="convolution"), OPENMP, "loops", "float32",
+        {"grad_weight": "tile=4x5"}),
     "variant_openmp_direct_f64": (
         "the direct style: the index forms as plain loops; strides, dilation, convolution",
         LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1),
@@ -117,7 +123,7 @@ def test_each_openmp_variant_shows_what_it_is_named_for(folder):
         "lanes": "LANES", "pointwise": "_ROW_PANELS", "in_place": "GIN_FRAME_ROW",
         "paired": "pair_dst", "transposed": "transpose_lanes", "column_phases": "_PHASES 2",
         "direct": "template openmp/direct.c.jinja", "winograd": "grad_input_patches(",
-        "wide_columns": "LOAD_LANES(in + ",
+        "wide_columns": "LOAD_LANES(in + ", "window": "gather_window(",
     }
     for word, mark in marks.items():
         if word in folder:

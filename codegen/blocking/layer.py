@@ -22,7 +22,13 @@ from .common import (
 from .defines import Defines
 from .gather import grad_input_sweep_candidates, phases, plan_columns, plan_lanes
 from .grad_weight import plan_grad_weight
-from .pointwise import GemmTile, pointwise_candidates, pointwise_plan
+from .pointwise import (
+    GemmTile,
+    pointwise_candidates,
+    pointwise_plan,
+    window_grad_weight,
+    window_grad_weight_candidates,
+)
 from .records import (
     ColumnSweep,
     GradBias,
@@ -31,6 +37,7 @@ from .records import (
     InPlaceSweep,
     LaneSweep,
     ModulePlan,
+    Product,
     Unrolled,
     Winograd,
     WinogradGradWeight,
@@ -67,17 +74,20 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
                         for p in passes)
     # a Winograd grad_weight packs its input transposed, and a lane grad_weight may
     # transpose its gradient alike
-    pack = any(isinstance(p, WinogradGradWeight)
+    pack = any(isinstance(p, (WinogradGradWeight, Product))
                or isinstance(p, GradWeightLanes) and p.register_transpose for p in passes)
+    products = [p for p in passes if isinstance(p, Product)]
     transpose = pack or any(p.transposed or p.paired for p in lane_sweeps)
     steps, shuffles, columns = (transpose_shuffles(lanes, dtype_bytes) if transpose
                                 else (0, (), ()))
     return Helpers(
         loops=True, pointwise=False,
         shuffles=any(isinstance(p, InPlaceSweep) for p in passes),
-        in_register=any(getattr(p, "shares_loads", False)
-                        or isinstance(p, (Winograd, WinogradGradWeight)) for p in passes),
-        wide_in_register=wide_winograd or any(p.shares_loads for p in wide),
+        in_register=bool(products) or any(getattr(p, "shares_loads", False)
+                                          or isinstance(p, (Winograd, WinogradGradWeight))
+                                          for p in passes),
+        wide_in_register=wide_winograd or any(p.shares_loads for p in wide)
+        or any(p.wide for p in products),
         lanes=pack or bool(wide) or wide_winograd or any(p.variant.endswith("lanes")
                                         or p.variant == "lane_sweep" for p in passes),
         hide_pointer=any(p.bias for p in lane_sweeps),
@@ -176,6 +186,20 @@ def _parse_tile(choice: str) -> GemmTile:
     return GemmTile(int(mr), int(nrv), wide)
 
 
+#: A grad_weight's matrix product over the output's pixels (``pointwise.window_grad_weight``)
+#: is timed where the layer has at least this many output channels: each input pixel it
+#: gathers and transposes feeds that many multiply-adds. On a Zen 4, against the direct
+#: grad_weight (float32 / float64, tuning's batch): 0.69 at 512 channels on 14x14 (float32),
+#: 0.95 / 0.70 at 256, 1.09-1.19 / 1.22-1.34 at 128, 1.4-3.3 at 16-64 (S3, S4, S5, a 5x5
+#: layer, a dilated one, a 7x7 stem); timing it there took S5's tuning from 3.4 to 13.7 s.
+WINDOW_MIN_OUTPUTS = 128
+
+
+def window_products_pay(g: Geometry) -> bool:
+    """Whether tuning times ``g``'s grad_weight as a matrix product (``WINDOW_MIN_OUTPUTS``)."""
+    return g.o >= WINDOW_MIN_OUTPUTS
+
+
 def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
                ) -> dict[str, tuple[str, ...]]:
     """The choices ``codegen.tune`` may time, pass by pass, the cost model's first, for the
@@ -217,6 +241,9 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
                            for t in grad_input_sweep_candidates(g, vl, gather, machine))
         if len(labels) > 1:
             found[name] = labels
+    if window_products_pay(g):
+        found["grad_weight"] = found.get("grad_weight", tuple(options[:1])) + tuple(
+            tile_choice(t) for t in window_grad_weight_candidates(spec, vl, dtype_bytes, machine))
     if winograd_applies(g):
         wide = (WIDE_WINOGRAD_CHOICE,) if machine.wide_tiles else ()
         for name in PASSES:
@@ -246,18 +273,22 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
         return pointwise_plan(spec, vl, dtype_bytes, index_type, machine, {
             name: _parse_tile(choice) for name, choice in choices.items()
             if choice.startswith(TILE_CHOICE)})
+    window = choices.get("grad_weight", "")
+    window = _parse_tile(window) if window.startswith(TILE_CHOICE) else None
+    # passes computed otherwise than by their direct sweeps
+    other = {*winograd, *(("grad_weight",) if window else ())}
     in_lanes = channels_in_lanes(g, lanes)
     forward_columns = _parse_column_tile(choices.get("forward"), g.o, lanes > vl)
     d = _layer_constants(g, vl, lanes, machine, _lanes_use(
-        any(name not in winograd for name in in_lanes), "grad_weight" in winograd,
+        any(name not in other for name in in_lanes), "grad_weight" in other,
         forward_columns is not None and forward_columns.wide, any(winograd.values())))
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
                                 _parse_lane_tile(choices.get("forward"), g.o, lanes),
                                 forward_columns)
-    scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes, d)
-    # a pass computed by Winograd's algorithm still plans its direct form (grad_weight shares
-    # the forward's scratch), but prints none of its constants
-    direct = {name: Defines() if name in winograd else d for name in PASSES}
+    scratch = input_scratch(g, vl, ty, tx, "grad_weight" in in_lanes and not window, d)
+    # a pass computed by Winograd's algorithm or a window product still plans its direct form
+    # (grad_weight shares the forward's scratch), but prints none of its constants
+    direct = {name: Defines() if name in other else d for name in PASSES}
     forward = plan_forward(g, vl, lanes, tile, tx, scratch, spec.bias, direct["forward"])
     gather = phases(g)
     grad_input = (plan_lanes(g, lanes, gather, direct["grad_input"], machine_for("grad_input"),
@@ -272,6 +303,8 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
                                    _pixels(choices.get("grad_weight", ""))[1])
     plans = dict(zip(PASSES, (forward, grad_input, grad_weight)))
     plans.update(_winograd_plans(g, winograd, vl, dtype_bytes, machine, spec.bias, d))
+    if window:
+        plans["grad_weight"] = window_grad_weight(spec, vl, dtype_bytes, machine, window, d)
     bias = (GradBias(GRAD_BIAS_PLANES),) if spec.bias else ()
     passes = tuple(plans.values()) + bias
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,

@@ -336,6 +336,11 @@ class Product(TileVectors):
     (grad_input).
     ``tile_out``: where forward's and grad_input's tiles store, and its row pitch (C text): the
     result, or at a stride grad_input's block of one column panel, scattered after them.
+    ``windows``: grad_weight of a layer of any kernel (``pointwise.window_grad_weight``): the
+    product's columns are dK's (input channel, tap) pairs, ``columns`` of them (C text), and
+    each gathers the input pixels its tap reads under the output's, zero in the padding;
+    ``flip``: convolution mode, where kernel row i and column j are applied by tap
+    (KH-1-i, KW-1-j).
     Its vectors: ``TileVectors``.
     """
 
@@ -364,6 +369,9 @@ class Product(TileVectors):
     gathers: bool = False
     scatters: bool = False
     tile_out: str = ""
+    windows: bool = False
+    columns: str = "C"
+    flip: bool = False
     variant: str = "pointwise"
 
 
