@@ -189,8 +189,8 @@ def _parse_tile(choice: str) -> GemmTile:
 #: A grad_weight's matrix product over the output's pixels (``pointwise.window_grad_weight``)
 #: is timed where the layer has at least this many output channels: each input pixel it
 #: gathers and transposes feeds that many multiply-adds. On a Zen 4, against the direct
-#: grad_weight (float32 / float64, tuning's batch): 0.69 at 512 channels on 14x14 (float32),
-#: 0.95 / 0.70 at 256, 1.09-1.19 / 1.22-1.34 at 128, 1.4-3.3 at 16-64 (S3, S4, S5, a 5x5
+#: grad_weight (float32 / float64, tuning's batch): 0.67 at 512 channels on 14x14 (float32),
+#: 0.95 / 0.70 at 256, 1.09-1.19 / 1.22-1.34 at 128, 1.3-3.3 at 16-64 (S3, S4, S5, a 5x5
 #: layer, a dilated one, a 7x7 stem); timing it there took S5's tuning from 3.4 to 13.7 s.
 WINDOW_MIN_OUTPUTS = 128
 
