@@ -56,6 +56,10 @@ VARIANTS = {
         "products' panels, and grad_input's product scattered into their cells",
         LayerSpec(input=(5, 6, 7), kernel=(19, 5, 1, 1), stride=(2, 3)), OPENMP, "loops",
         "float32"),
+    "variant_openmp_pointwise_batch_f32": (
+        "a 1x1 kernel on 9 pixels: forward and grad_input also over the batch's columns as "
+        "one product, its panels spanning samples",
+        LayerSpec(input=(24, 3, 3), kernel=(40, 24, 1, 1)), OPENMP, "loops", "float32"),
     "variant_openmp_winograd_f32": (
         "every pass by Winograd's algorithm (F(2x2, 3x3); grad_weight F(3x3, 2x2)): odd result "
         "sizes, 17 channels",
@@ -124,6 +128,7 @@ def test_each_openmp_variant_shows_what_it_is_named_for(folder):
         "paired": "pair_dst", "transposed": "transpose_lanes", "column_phases": "_PHASES 2",
         "direct": "template openmp/direct.c.jinja", "winograd": "grad_input_patches(",
         "wide_columns": "LOAD_LANES(in + ", "window": "gather_window(",
+        "batch": "store_batch_tile(",
     }
     for word, mark in marks.items():
         if word in folder:

@@ -336,6 +336,9 @@ class Product(TileVectors):
     (grad_input).
     ``tile_out``: where forward's and grad_input's tiles store, and its row pitch (C text): the
     result, or at a stride grad_input's block of one column panel, scattered after them.
+    ``batch_columns``: forward or grad_input also takes the batch's n*P columns as one
+    product, in panels that span samples, where that pads less than the samples' own panels
+    (``pointwise.batch_columns``); ``sample_columns``: the columns a sample's panels compute.
     ``windows``: grad_weight of a layer of any kernel (``pointwise.window_grad_weight``): the
     product's columns are dK's (input channel, tap) pairs, ``columns`` of them (C text), and
     each gathers the input pixels its tap reads under the output's, zero in the padding;
@@ -369,6 +372,8 @@ class Product(TileVectors):
     gathers: bool = False
     scatters: bool = False
     tile_out: str = ""
+    batch_columns: bool = False
+    sample_columns: int = 0
     windows: bool = False
     columns: str = "C"
     flip: bool = False
@@ -481,6 +486,8 @@ class Helpers:
         loops: whether the module has loop kernels (vectors, LOAD/STORE).
         pointwise: matrix products (``pack_panel``) rather than sweeps (``lane_sum``,
             ``pack_planes``).
+        batch_columns: a pointwise forward or grad_input whose panels span samples
+            (``Product.batch_columns``): ``pack_batch_columns``, ``store_batch_tile``;
         strided: a strided pointwise layer's ``gather_pixels`` and ``scatter_cells``;
             ``cells_wide``, ``cells_tall``: whether its cells have more than one column (SW > 1)
             and more than one row (SH > 1), which ``scatter_cells`` zeroes.
@@ -501,6 +508,7 @@ class Helpers:
 
     loops: bool = False
     pointwise: bool = False
+    batch_columns: bool = False
     strided: bool = False
     cells_wide: bool = False
     cells_tall: bool = False
