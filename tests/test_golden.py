@@ -57,9 +57,10 @@ VARIANTS = {
         LayerSpec(input=(5, 6, 7), kernel=(19, 5, 1, 1), stride=(2, 3)), OPENMP, "loops",
         "float32"),
     "variant_openmp_pointwise_batch_f32": (
-        "a 1x1 kernel on 9 pixels: forward and grad_input also over the batch's columns as "
-        "one product, its panels spanning samples",
-        LayerSpec(input=(24, 3, 3), kernel=(40, 24, 1, 1)), OPENMP, "loops", "float32"),
+        "a 1x1 kernel on 49 pixels: forward and grad_input also over the batch's columns as "
+        "one product, its panels spanning samples; narrower edge tiles in both drivers",
+        LayerSpec(input=(24, 7, 7), kernel=(64, 24, 1, 1)), OPENMP, "loops", "float32",
+        {"forward": "tile=8x2", "grad_input": "tile=4x5"}),
     "variant_openmp_winograd_f32": (
         "every pass by Winograd's algorithm (F(2x2, 3x3); grad_weight F(3x3, 2x2)): odd result "
         "sizes, 17 channels",

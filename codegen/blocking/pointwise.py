@@ -299,7 +299,8 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                  and batch_columns(p, tile.nrv, reals, edge_nrv))
         if batch:
             d.const(f"{prefix}_SAMPLE_COLUMNS", sample_columns(p, tile.nrv, reals, edge_nrv),
-                    f"{what}: columns a sample's own panels compute (P and their padding)")
+                    f"{what}: columns a sample's own panels compute (P and their padding); "
+                    "the driver compares their padding with the batch's")
         if edge_nrv:
             d.const(f"{prefix}_EDGE_NR", edge_nrv * reals,
                     f"{what}: columns of the last panel's narrower tile "
@@ -317,7 +318,6 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv,
             split=split, gathers=strided and name != "grad_input", scatters=scatters,
             batch_columns=batch,
-            sample_columns=sample_columns(p, tile.nrv, reals, edge_nrv) if batch else 0,
             tile_out=(f"block + (int64_t)(first - first_row * {prefix}_MR) * {prefix}_NR, "
                       f"{prefix}_NR" if scatters else "dst + (int64_t)first * P + j0, P"),
             **(WIDE_VECTORS if tile.wide else {})))

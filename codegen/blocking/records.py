@@ -338,7 +338,8 @@ class Product(TileVectors):
     result, or at a stride grad_input's block of one column panel, scattered after them.
     ``batch_columns``: forward or grad_input also takes the batch's n*P columns as one
     product, in panels that span samples, where that pads less than the samples' own panels
-    (``pointwise.batch_columns``); ``sample_columns``: the columns a sample's panels compute.
+    (``pointwise.batch_columns``; ``<prefix>_SAMPLE_COLUMNS``: the columns a sample's own
+    panels compute).
     ``windows``: grad_weight of a layer of any kernel (``pointwise.window_grad_weight``): the
     product's columns are dK's (input channel, tap) pairs, ``columns`` of them (C text), and
     each gathers the input pixels its tap reads under the output's, zero in the padding;
@@ -373,7 +374,6 @@ class Product(TileVectors):
     scatters: bool = False
     tile_out: str = ""
     batch_columns: bool = False
-    sample_columns: int = 0
     windows: bool = False
     columns: str = "C"
     flip: bool = False
