@@ -9,7 +9,9 @@ where each CASE is ``layer:style:dtype`` with a layer of ``test_kernels.GRID``, 
 ``layer:loops:dtype:winograd`` with one of ``test_winograd.SPECS`` (every pass by
 Winograd's algorithm, as tuning may choose it), or ``...:winograd-wide`` (the same with its
 products' tiles of 512-bit vectors, as tuning may choose on a full-width AVX-512 CPU; planned
-for AVX-512 whatever this CPU is, whose compiler splits the vectors it lacks). It builds the
+for AVX-512 whatever this CPU is, whose compiler splits the vectors it lacks), or
+``sample:loops:dtype:winograd-samples`` (``test_winograd.SAMPLE_SPEC``'s forward and
+grad_input in tasks of whole samples, in groups of one channel panel). It builds the
 cases two at a time into OUT, then runs forward, grad_input, grad_weight, grad_bias and
 backward on batches of 1 and 3 (and, for a 1x1 layer, one large enough for packed weights),
 into new arrays and into ``out=`` buffers, and compares each result with the NumPy reference
@@ -29,12 +31,18 @@ from pathlib import Path
 import numpy as np
 from test_kernels import GRID
 from test_tune import _build_with
-from test_winograd import SPECS
+from test_winograd import SAMPLE_SPEC, SPECS
 
 import codegen
 from codegen.backends import SANITIZE_ENV, backend_for
+from codegen.blocking import winograd
 from codegen.blocking.common import MIN_TASKS
-from codegen.blocking.layer import PASSES, WIDE_WINOGRAD_CHOICE, WINOGRAD_CHOICE
+from codegen.blocking.layer import (
+    PASSES,
+    SAMPLE_WINOGRAD_CHOICE,
+    WIDE_WINOGRAD_CHOICE,
+    WINOGRAD_CHOICE,
+)
 from codegen.check import compare
 from codegen.loader import _build_or_reuse, sanitizer_runtime_loaded
 from codegen.lower import lower
@@ -121,6 +129,10 @@ def main(argv: list[str]) -> int:
                                Path(out))
         if algorithm == ["winograd-wide"]:
             return _build_wide_winograd(SPECS[layer], dtype, Path(out))
+        if algorithm == ["winograd-samples"]:
+            winograd.GROUP_BYTES = 1  # groups of one panel: a run's every cut is taken
+            return _build_with(SAMPLE_SPEC, dtype, dict.fromkeys(
+                ("forward", "grad_input"), SAMPLE_WINOGRAD_CHOICE), Path(out))
         if algorithm == ["window"]:
             return _build_with(GRID[layer], dtype, {"grad_weight": "tile=4x2"}, Path(out))
         return codegen.load(GRID[layer], dtype=dtype, out=out, style=style)

@@ -73,6 +73,11 @@ VARIANTS = {
         LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), padding=2), OPENMP, "loops",
         "float64", {"forward": "winograd=2w", "grad_input": "winograd=2w",
                     "grad_weight": "winograd=2w"}),
+    "variant_openmp_winograd_samples_f32": (
+        "forward and grad_input by Winograd's algorithm in tasks of whole samples (as tuning "
+        "may choose where the transformed weights outgrow L2), in groups of channel panels",
+        LayerSpec(input=(16, 14, 14), kernel=(80, 16, 3, 3), padding=1), OPENMP, "loops",
+        "float32", {"forward": "winograd=2s", "grad_input": "winograd=2s"}),
     "variant_openmp_wide_columns_f32": (
         "forward's column tile of the widest vectors (as tuning may choose with AVX-512): rows "
         "reused, a partial vector at each row's end",
@@ -129,7 +134,7 @@ def test_each_openmp_variant_shows_what_it_is_named_for(folder):
         "paired": "pair_dst", "transposed": "transpose_lanes", "column_phases": "_PHASES 2",
         "direct": "template openmp/direct.c.jinja", "winograd": "grad_input_patches(",
         "wide_columns": "LOAD_LANES(in + ", "window": "gather_window(",
-        "batch": "store_batch_tile(",
+        "batch": "store_batch_tile(", "samples": "last = unit + WF_GROUP;",
     }
     for word, mark in marks.items():
         if word in folder:

@@ -41,7 +41,8 @@ REPORTS = ("ERROR: AddressSanitizer", "runtime error:")
 #: path, ...) in the loops style, float64 and float32, the seed unrolled in both, and two
 #: layers of test_winograd.SPECS with every pass by Winograd's algorithm (odd
 #: result sizes; unequal padding in convolution mode), then with its products in 512-bit
-#: vectors (one layer per dtype), and four layers with grad_weight as a matrix product over
+#: vectors (one layer per dtype), test_winograd.SAMPLE_SPEC in tasks of whole samples (in
+#: groups of one channel panel), and four layers with grad_weight as a matrix product over
 #: the output's pixels (gather_window reads at every edge). The whole grid builds in about a
 #: minute on 2 cores (-O1 -g1), so no layer is left out.
 CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "float32")]
@@ -49,6 +50,7 @@ CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "flo
          + [f"{name}:loops:{dtype}:winograd" for name in ("odd_sizes", "unequal_padding")
             for dtype in ("float64", "float32")]
          + ["odd_sizes:loops:float32:winograd-wide", "unequal_padding:loops:float64:winograd-wide"]
+         + [f"sample:loops:{dtype}:winograd-samples" for dtype in ("float64", "float32")]
          + [f"{name}:loops:{dtype}:window" for name, dtype in (
              ("lanes_s2x3_d2x1_conv", "float32"), ("same_odd_d2x1", "float64"),
              ("s3x2_full_d2", "float32"), ("full_nobias", "float64"))])

@@ -21,12 +21,27 @@ from codegen.bench import (
     table,
     tuning_lines,
 )
-from codegen.blocking import AVX2, AVX512, candidates, plan
+from codegen.blocking import AVX2, AVX512, candidates, plan, winograd
 from codegen.blocking.common import LINE_BYTES, SET_SPAN_BYTES, geometry, skewed
-from codegen.blocking.layer import PASSES, WIDE_WINOGRAD_CHOICE, WINOGRAD_CHOICE
+from codegen.blocking.layer import (
+    PASSES,
+    SAMPLE_WINOGRAD_CHOICE,
+    WIDE_WINOGRAD_CHOICE,
+    WINOGRAD_CHOICE,
+)
 from codegen.blocking.pointwise import CHUNK_BYTES
 from codegen.blocking.records import Winograd, WinogradGradWeight
-from codegen.blocking.winograd import AT, BT, GT, A, G, applies, linear, transform
+from codegen.blocking.winograd import (
+    AT,
+    BT,
+    GT,
+    A,
+    G,
+    applies,
+    linear,
+    sample_tasks_pay,
+    transform,
+)
 from codegen.check import check_module
 from codegen.machine import AVX512_HALVES, ISA_ENV
 from codegen.tune import Tuning
@@ -275,6 +290,8 @@ def test_wide_winograd_is_refused_without_wider_vectors():
     ("S5", {"grad_bias": "winograd=2"}, "for forward, grad_input or grad_weight"),
     ("S5", {"forward": "winograd=4"}, "is winograd=2 (2x2 tiles), or winograd=2w"),
     ("S5", {"forward": "winograd=2r"}, "is winograd=2 (2x2 tiles), or winograd=2w"),
+    ("S5", {"grad_weight": "winograd=2s"}, "or winograd=2s (tasks of whole samples), for "
+     "forward or grad_input"),
     ("S3", {"grad_weight": "winograd=2"}, "a 3x3 kernel"),
 ])
 def test_a_winograd_choice_it_cannot_take_is_an_error(layer, choices, message):
@@ -322,21 +339,28 @@ import sys
 sys.path.insert(0, sys.argv[2])
 from pathlib import Path
 from test_tune import _build_with
-from test_winograd import SPECS
+from test_winograd import SAMPLE_SPEC, SPECS
+from codegen.blocking import winograd
 from codegen.check import check_module
 from codegen.machine import AVX512_HALVES, ISA_ENV
 module = _build_with(SPECS["odd_sizes"], "float64", {"grad_weight": "winograd=2"},
                      Path(sys.argv[1]))
-assert module.threads() == 5, module.threads()
-for batch in (1, 4):
-    for result in check_module(module, batch=batch, seed=batch):
-        assert result.ok, result
+winograd.GROUP_BYTES = 1
+samples = _build_with(SAMPLE_SPEC, "float32", dict.fromkeys(("forward", "grad_input"),
+                                                            "winograd=2s"), Path(sys.argv[1]))
+for m in (module, samples):
+    assert m.threads() == 5, m.threads()
+    for batch in (1, 4):
+        for result in check_module(m, batch=batch, seed=batch):
+            assert result.ok, result
 """
 
 
 def test_grad_weight_adds_every_threads_sums(tmp_path: Path):
     """On 5 threads (more than this machine's cores), grad_weight by F(3x3, 2x2) adds every
-    thread's sums, those of threads that had no task (batch 1: one task) included."""
+    thread's sums, those of threads that had no task (batch 1: one task) included; and
+    winograd=2s shares a batch of one block (one sample) out among them, each thread a run
+    of its channel panels, in groups of one panel."""
     import os
     import subprocess
     import sys
@@ -344,3 +368,76 @@ def test_grad_weight_adds_every_threads_sums(tmp_path: Path):
     env = dict(os.environ, OMP_NUM_THREADS="5")
     subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, str(tmp_path),
                     str(Path(__file__).parent)], env=env, check=True)
+
+
+#: A layer whose transformed weights exceed DEEP_WEIGHTS_BYTES in both dtypes (16 x 136 x
+#: 136 reals), on a plane of 3 x 5 tiles: a task of winograd=2s is a whole sample.
+SAMPLE_SPEC = LayerSpec(input=(136, 6, 10), kernel=(136, 136, 3, 3), padding=1)
+
+
+def test_tuning_offers_whole_sample_tasks_where_the_weights_outgrow_l2():
+    """winograd=2s is offered for forward and grad_input (never grad_weight) where the
+    transformed weights exceed DEEP_WEIGHTS_BYTES: a 512- and a 256-channel 14x14 layer,
+    SAMPLE_SPEC; not S5 (0.25 MB in float32, 0.5 in float64), nor 128 channels in float32
+    (exactly 1 MB), which in float64 (2 MB) it is."""
+    big = LayerSpec(input=(512, 14, 14), kernel=(512, 512, 3, 3), padding=1)
+    mid = LayerSpec(input=(256, 14, 14), kernel=(256, 256, 3, 3), padding=1)
+    r128 = LayerSpec(input=(128, 28, 28), kernel=(128, 128, 3, 3), padding=1)
+    for spec, dtype_bytes, offered in ((big, 4, True), (mid, 8, True), (SAMPLE_SPEC, 4, True),
+                                       (LAYERS["S5"][0], 4, False),
+                                       (LAYERS["S5"][0], 8, False), (r128, 4, False),
+                                       (r128, 8, True)):
+        assert sample_tasks_pay(geometry(spec), dtype_bytes) == offered
+        options = candidates(spec, dtype_bytes, AVX512)
+        for name in PASSES:
+            assert (SAMPLE_WINOGRAD_CHOICE in options[name]) == (
+                offered and name != "grad_weight"), (spec, dtype_bytes, name)
+
+
+def test_whole_sample_tasks_take_a_sample_and_groups_of_channels():
+    """With winograd=2s a task takes at least SAMPLE_TILES tiles, or all of a sample's (the
+    512-channel layer: 7 rows of 7, one block per sample), its tile of the model's choice
+    among all widths (3 x 7 vectors there), and a group's products stay within GROUP_BYTES;
+    winograd=2 keeps one tile row per task there and prints no group."""
+    spec = LayerSpec(input=(512, 14, 14), kernel=(512, 512, 3, 3), padding=1)
+    for dtype_bytes in (4, 8):
+        constants = {c.name: c.value for c in plan(
+            spec, dtype_bytes, AVX512, dict.fromkeys(("forward", "grad_input"),
+                                                     SAMPLE_WINOGRAD_CHOICE)).constants}
+        plain = {c.name: c.value for c in plan(
+            spec, dtype_bytes, AVX512, {"forward": WINOGRAD_CHOICE}).constants}
+        for p in ("WF", "WG"):
+            assert (constants[f"{p}_TR"], constants[f"{p}_BLOCKS"]) == (7, 1)
+            assert constants[f"{p}_NB"] >= 49
+            group = constants[f"{p}_GROUP"]
+            assert 16 * group * constants[f"{p}_MR"] * constants[f"{p}_NB"] * dtype_bytes \
+                <= winograd.GROUP_BYTES
+            assert 16 * (group + 1) * constants[f"{p}_MR"] * constants[f"{p}_NB"] \
+                * dtype_bytes > winograd.GROUP_BYTES
+        assert (plain["WF_TR"], "WF_GROUP" in plain) == (1, False)
+    records = plan(spec, 4, AVX512, {"forward": SAMPLE_WINOGRAD_CHOICE}).passes
+    assert (records[0].samples, records[0].mr, records[0].nrv) == (True, 3, 7)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_whole_sample_tasks_match_the_reference_and_the_bits_of_row_tasks(
+        tmp_path: Path, monkeypatch, dtype):
+    """SAMPLE_SPEC's forward and grad_input with winograd=2s, in groups of one channel panel
+    (GROUP_BYTES forced down), against the reference at batches 1 and 3, and bit for bit
+    equal to winograd=2's: every result sums the same products in the same order, however
+    the tasks are cut."""
+    monkeypatch.setattr(winograd, "GROUP_BYTES", 1)
+    choices = dict.fromkeys(("forward", "grad_input"), SAMPLE_WINOGRAD_CHOICE)
+    samples = _build_with(SAMPLE_SPEC, dtype, choices, tmp_path)
+    source = (Path(samples.__file__).parent / "conv2d_openmp.c").read_text()
+    assert "#define WF_GROUP 1 " in source and "#define WG_GROUP 1 " in source
+    assert "A block is a whole sample (winograd=2s)" in source
+    rows = _build_with(SAMPLE_SPEC, dtype, dict.fromkeys(("forward", "grad_input"),
+                                                         WINOGRAD_CHOICE), tmp_path)
+    for batch, seed in ((1, 2), (3, 4)):
+        for result in check_module(samples, batch=batch, seed=seed):
+            assert result.ok, result
+    from derive import reference
+    V, K, b, G = reference.random_inputs(SAMPLE_SPEC, 3, dtype, 6)
+    assert (samples.forward(V, K, b) == rows.forward(V, K, b)).all()
+    assert (samples.grad_input(K, G) == rows.grad_input(K, G)).all()

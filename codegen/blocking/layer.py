@@ -53,7 +53,7 @@ from .sweeps import (
 from .tiles import LaneTile, SweepTile, lane_tile_candidates
 from .winograd import applies as winograd_applies
 from .winograd import grad_weight_pays as winograd_grad_weight_pays
-from .winograd import plan_winograd, plan_winograd_grad_weight
+from .winograd import plan_winograd, plan_winograd_grad_weight, sample_tasks_pay
 
 
 def channels_in_lanes(g: Geometry, lanes: int) -> tuple[str, ...]:
@@ -108,13 +108,16 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: widest), ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns), or
 #: ``winograd=2`` (Winograd's algorithm on 2x2 tiles of the result plane: forward and
 #: grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2); ``blocking.winograd``), or
-#: ``winograd=2w`` (the same, its products' tiles of the machine's widest vectors).
+#: ``winograd=2w`` (the same, its products' tiles of the machine's widest vectors), or
+#: ``winograd=2s`` (forward and grad_input: tasks of whole samples' tiles,
+#: ``winograd.sample_tasks_pay``).
 LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
 COLUMN_TILE_CHOICE, REUSE_SUFFIX = "column_tile=", "r"
 #: The suffix of a tile of the machine's widest vectors: ``tile=12x2w``, ``column_tile=1x4x2rw``.
 WIDE_SUFFIX = "w"
 WINOGRAD_CHOICE = "winograd=2"
 WIDE_WINOGRAD_CHOICE = WINOGRAD_CHOICE + WIDE_SUFFIX
+SAMPLE_WINOGRAD_CHOICE = WINOGRAD_CHOICE + "s"
 PIXELS_CHOICE = ",pixels="
 
 
@@ -247,8 +250,11 @@ def candidates(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512
     if winograd_applies(g):
         wide = (WIDE_WINOGRAD_CHOICE,) if machine.wide_tiles else ()
         for name in PASSES:
+            samples = ((SAMPLE_WINOGRAD_CHOICE,) if name != "grad_weight"
+                       and sample_tasks_pay(g, dtype_bytes) else ())
             if name != "grad_weight" or winograd_grad_weight_pays(g, dtype_bytes):
-                found[name] = found.get(name, tuple(options[:1])) + (WINOGRAD_CHOICE, *wide)
+                found[name] = found.get(name, tuple(options[:1])) + (WINOGRAD_CHOICE, *wide,
+                                                                     *samples)
     return {name: found[name] for name in PASSES if name in found}
 
 
@@ -281,7 +287,8 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     forward_columns = _parse_column_tile(choices.get("forward"), g.o, lanes > vl)
     d = _layer_constants(g, vl, lanes, machine, _lanes_use(
         any(name not in other for name in in_lanes), "grad_weight" in other,
-        forward_columns is not None and forward_columns.wide, any(winograd.values())))
+        forward_columns is not None and forward_columns.wide,
+        any(wide for wide, _ in winograd.values())))
     tile, ty, tx = forward_tile(g, vl, lanes, "forward" in in_lanes, machine_for("forward"),
                                 _parse_lane_tile(choices.get("forward"), g.o, lanes),
                                 forward_columns)
@@ -352,30 +359,34 @@ def _layer_constants(g: Geometry, vl: int, lanes: int, machine: Machine,
 def _winograd_plans(g: Geometry, names: Mapping[str, bool], vl: int, dtype_bytes: int,
                     machine: Machine, bias: bool, d: Defines) -> dict:
     """The records of the passes ``names`` computed by Winograd's algorithm (each with
-    whether its products' tiles are wide), their constants printed to ``d`` in pass
-    order."""
-    return {name: plan_winograd_grad_weight(g, vl, dtype_bytes, machine, d, names[name])
+    whether its products' tiles are wide and whether its tasks take whole samples), their
+    constants printed to ``d`` in pass order."""
+    return {name: plan_winograd_grad_weight(g, vl, dtype_bytes, machine, d, names[name][0])
             if name == "grad_weight"
             else plan_winograd(g, name, vl, dtype_bytes, machine, bias and name == "forward", d,
-                               names[name])
+                               *names[name])
             for name in PASSES if name in names}
 
 
 def _winograd_passes(g: Geometry, choices: Mapping[str, str], wide_allowed: bool
-                     ) -> dict[str, bool]:
+                     ) -> dict[str, tuple[bool, bool]]:
     """The passes ``choices`` computes by Winograd's algorithm, each with whether its
-    products' tiles are of the widest vectors; a choice of it for a pass or a layer it does
-    not apply to, or of wide tiles where the machine's vectors are no wider than VL
-    (``wide_allowed`` false), is an error."""
-    chosen = {name: choice == WIDE_WINOGRAD_CHOICE for name, choice in choices.items()
+    products' tiles are of the widest vectors and whether its tasks take whole samples; a
+    choice of it for a pass or a layer it does not apply to, of wide tiles where the
+    machine's vectors are no wider than VL (``wide_allowed`` false), or of whole samples for
+    grad_weight, is an error."""
+    chosen = {name: (choice == WIDE_WINOGRAD_CHOICE, choice == SAMPLE_WINOGRAD_CHOICE)
+              for name, choice in choices.items()
               if choice.partition("=")[0] == WINOGRAD_CHOICE.partition("=")[0]}
     for name in chosen:
-        if choices[name] not in (WINOGRAD_CHOICE, WIDE_WINOGRAD_CHOICE) or name not in PASSES:
+        if (choices[name] not in (WINOGRAD_CHOICE, WIDE_WINOGRAD_CHOICE, SAMPLE_WINOGRAD_CHOICE)
+                or name not in PASSES or (chosen[name][1] and name == "grad_weight")):
             raise ValueError(f"choices: {name}={choices[name]}: Winograd's algorithm is "
                              f"{WINOGRAD_CHOICE} (2x2 tiles), or {WIDE_WINOGRAD_CHOICE} (its "
                              "products in the widest vectors), for forward, grad_input or "
-                             "grad_weight")
-        if chosen[name] and not wide_allowed:
+                             f"grad_weight, or {SAMPLE_WINOGRAD_CHOICE} (tasks of whole "
+                             "samples), for forward or grad_input")
+        if chosen[name][0] and not wide_allowed:
             raise ValueError(f"choices: {name}={choices[name]}: Winograd's products in the "
                              f"widest vectors ({WIDE_SUFFIX!r}) need a machine whose widest "
                              "vectors are wider than VL (AVX-512)")

@@ -58,7 +58,7 @@ class GemmTile:
 
 
 def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, machine: Machine,
-                wide: bool = False) -> list[GemmTile]:
+                wide: bool = False, panels_in_l1: bool = True) -> list[GemmTile]:
     """Every tile that fits the machine's registers, by modelled time for a ``rows x cols``
     result with inner dimension ``depth``, least first. Per step a tile takes
     ``max(multiply-adds, loads) / 2`` cycles (MR scalars and NRV vectors loaded); edge tiles
@@ -67,8 +67,10 @@ def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, mac
     ``PANEL_BYTES`` (it is meant to stay in L1) where one of two vectors does. A deeper
     product's panels outgrow L1 at any width, and its tiles of one vector, a scalar loaded
     per multiply-add, took 1.18-1.40 times as long as 4 x 5 (the grad_input of a
-    512x28x28 -> 1024 layer at stride 2, 1024 deep; docs/tiles.md)."""
-    limited = depth * 2 * vl * dtype_bytes <= PANEL_BYTES
+    512x28x28 -> 1024 layer at stride 2, 1024 deep; docs/tiles.md). ``panels_in_l1`` false
+    drops that rule, for products whose left factor streams from beyond L2 (Winograd's on
+    many channels, ``winograd.deep``)."""
+    limited = panels_in_l1 and depth * 2 * vl * dtype_bytes <= PANEL_BYTES
     ranked = []
     for mr in range(1, 17):
         for nrv in range(1, 9):

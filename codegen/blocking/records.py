@@ -393,7 +393,8 @@ class Winograd(TileVectors):
     accumulators per row; ``weight_lines``, ``input_lines``, ``output_lines``: the C of the
     three transforms (one kernel plane, one patch, one tile); ``edge_output_lines``: the
     last tile of a row when the result's width is not a multiple of ``m`` (``ragged``);
-    ``unroll``: the steps the tile's loop takes per pass.
+    ``unroll``: the steps the tile's loop takes per pass; ``samples``: whether its tasks take
+    whole samples (``winograd=2s``), a group of their channels at a time.
     """
 
     name: str
@@ -415,6 +416,7 @@ class Winograd(TileVectors):
     edge_output_lines: tuple[str, ...]
     ragged: bool
     unroll: int
+    samples: bool = False
     variant: str = "winograd"
 
 

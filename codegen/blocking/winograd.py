@@ -140,11 +140,39 @@ def correlation(g: Geometry, name: str) -> Correlation:
                        lambda i, j: g.weight_index(R - 1 - i, R - 1 - j))
 
 
-def _tile_rows(c: Correlation, dtype_bytes: int) -> int:
+#: Transformed weights (16 points x in x out reals) beyond this do not stay in a core's L2
+#: (1 MB on Zen 4) from one task to the next: each task streams all of them.
+DEEP_WEIGHTS_BYTES = 1 << 20
+#: The tiles a task of ``winograd=2s`` takes, at least (all of a sample's, if fewer): its
+#: products then read each transformed weight for as many tiles.
+SAMPLE_TILES = 48
+
+
+#: A group of ``winograd=2s``'s result channels keeps its products (16 points x channels x
+#: tiles) within this, in L2 beside the block's patches: a 512x14x14 -> 512 layer's float32
+#: forward at a batch of 1 took 0.81 of ``winograd=2``'s time in groups of 256 channels and
+#: 0.67 in groups of 64 (docs/tiles.md).
+GROUP_BYTES = CHUNK_BYTES // 2
+
+
+def sample_tasks_pay(g: Geometry, dtype_bytes: int) -> bool:
+    """Whether tuning times forward and grad_input with tasks of ``SAMPLE_TILES`` tiles
+    (``winograd=2s``): where the transformed weights exceed ``DEEP_WEIGHTS_BYTES``. A task
+    of one tile row of a 512x14x14 -> 512 layer (7 tiles) read 16 MB of them for 7 tiles'
+    products; tasks of whole samples, with the model's tile for them (3 rows x 7 vectors),
+    took 0.64-0.78 of the time in float32 at batches 1-8. They do not pay everywhere: a
+    256x14x14 -> 256 layer's float64 passes took 1.16-1.58 times as long (docs/tiles.md)."""
+    return ALPHA * ALPHA * g.c * g.o * dtype_bytes > DEEP_WEIGHTS_BYTES
+
+
+def _tile_rows(c: Correlation, dtype_bytes: int, samples: bool = False) -> int:
     """Rows of tiles per task: as many as keep a task's transformed patches and the other
     factor's points (products, or transformed gradients) within ``CHUNK_BYTES`` (in L2: S5's
-    float32 forward took 10.8 ms with 2 rows, 14.3 with 4), at least one."""
+    float32 forward took 10.8 ms with 2 rows, 14.3 with 4), at least one; with
+    ``samples`` (``winograd=2s``), enough for ``SAMPLE_TILES`` tiles."""
     th, tw, channels = _cdiv(c.dst[0], M), _cdiv(c.dst[1], M), c.summed[1] + c.computed[1]
+    if samples:
+        return min(th, _cdiv(SAMPLE_TILES, tw))
     return max(1, min(th, CHUNK_BYTES // (ALPHA * ALPHA * channels * tw * dtype_bytes)))
 
 
@@ -183,23 +211,24 @@ def _define_tile(d: Defines, p: str, name: str, tile: GemmTile, reals: int, rows
 
 
 def _product_tile(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int,
-                  machine: Machine, wide: bool) -> tuple[GemmTile, int]:
-    """The products' register tile, the model's choice (``pointwise._gemm_costs``), and the
-    reals per vector of its columns: VL, or the machine's widest when ``wide``
-    (``winograd=2w``).
+                  machine: Machine, wide: bool, streamed: bool = False) -> tuple[GemmTile, int]:
+    """The products' register tile, the model's choice (``pointwise._gemm_costs``; of any
+    width where the weights are ``streamed``, as ``winograd=2s``'s are), and the reals per
+    vector of its columns: VL, or the machine's widest when ``wide`` (``winograd=2w``).
     A CPU with two full-width 512-bit multiply-add units (Intel's Xeons) reaches at most
     half its peak on 256-bit vectors: on such a Xeon (2 threads, tuner's timings) S5's
     float32 passes took 0.69-0.85 of the time with 512-bit products, and its float64
     grad_input and grad_weight 0.68-0.88; float64's forward kept 256-bit ones, 3 % ahead
     (docs/tiles.md)."""
     reals = machine.lane_bytes // dtype_bytes if wide else vl
-    return _gemm_costs(reals, dtype_bytes, rows, cols, depth, machine, wide=wide)[0], reals
+    return _gemm_costs(reals, dtype_bytes, rows, cols, depth, machine, wide=wide,
+                       panels_in_l1=not streamed)[0], reals
 
 
 def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, reals: int,
-            rows: int, dtype_bytes: int) -> None:
+            rows: int, dtype_bytes: int, samples: bool) -> None:
     """forward's or grad_input's ``#define``s, prefix ``p``; ``rows``: rows of tiles per
-    task."""
+    task; ``samples``: whether its tasks take whole samples (``winograd=2s``)."""
     outs, tw, nr = c.computed[1], _cdiv(c.dst[1], M), tile.nrv * reals
     out_pad = _cdiv(outs, tile.mr) * tile.mr
     _define_patches(d, p, name, c, rows, (
@@ -210,6 +239,11 @@ def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, reals
     _define_tile(d, p, name, tile, reals, "output channels", "tiles")
     nb = _cdiv(rows * tw, nr) * nr
     d.const(f"{p}_NB", nb, f"{name}: a task's tiles, padded to whole product tiles")
+    if samples:
+        group = GROUP_BYTES // (ALPHA * ALPHA * tile.mr * nb * dtype_bytes)
+        d.const(f"{p}_GROUP", max(1, min(group, out_pad // tile.mr)),
+                f"{name}: panels of {p}_MR result channels computed per block at a time (their "
+                f"products within {GROUP_BYTES // 1024} KB)")
     d.const(f"{p}_V_POINT", skewed(c.summed[1] * nb, dtype_bytes),
             f"{name}: reals from one point's transformed patches to the next ({p}_IN * "
             f"{p}_NB and one or two cache lines, skewed)")
@@ -219,19 +253,22 @@ def _define(d: Defines, p: str, name: str, c: Correlation, tile: GemmTile, reals
 
 
 def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Machine,
-                  bias: bool, d: Defines, wide: bool = False) -> Winograd:
+                  bias: bool, d: Defines, wide: bool = False, samples: bool = False
+                  ) -> Winograd:
     """``name``'s (forward or grad_input) F(2x2, 3x3) plan and constants (``WF_*`` or
     ``WG_*``). A task is a block of rows of tiles of one sample, as many as keep the
-    block's transformed inputs and products within ``CHUNK_BYTES`` (``_tile_rows``); its
-    products are tiles of the model's choice (``_product_tile``; ``wide``: of the machine's
-    widest vectors) over the block's tiles, padded to whole tiles."""
+    block's transformed inputs and products within ``CHUNK_BYTES``, or with ``samples``
+    at least ``SAMPLE_TILES`` tiles (``_tile_rows``), and a group of its result channels
+    (as many groups as a small batch needs, chosen per call); its products are tiles of the
+    model's choice (``_product_tile``; ``wide``: of the machine's widest vectors) over the
+    block's tiles, padded to whole tiles."""
     c = correlation(g, name)
     p = "WF" if name == "forward" else "WG"
     ins, outs = c.summed[1], c.computed[1]
-    rows = _tile_rows(c, dtype_bytes)
+    rows = _tile_rows(c, dtype_bytes, samples)
     tile, reals = _product_tile(vl, dtype_bytes, outs, rows * _cdiv(c.dst[1], M), ins,
-                                machine, wide)
-    _define(d, p, name, c, tile, reals, rows, dtype_bytes)
+                                machine, wide, streamed=samples)
+    _define(d, p, name, c, tile, reals, rows, dtype_bytes, samples)
     ragged = c.dst[1] % M
 
     def store(i: int, j: int, e: str) -> str:
@@ -251,7 +288,8 @@ def plan_winograd(g: Geometry, name: str, vl: int, dtype_bytes: int, machine: Ma
         output_lines=transform(AT, product, store),
         edge_output_lines=transform(AT, product, store, {(i, j) for i in range(M)
                                                          for j in range(ragged)}),
-        ragged=bool(ragged), unroll=PRODUCT_STEP_UNROLL, **(WIDE_VECTORS if wide else {}))
+        ragged=bool(ragged), unroll=PRODUCT_STEP_UNROLL, samples=samples,
+        **(WIDE_VECTORS if wide else {}))
 
 
 def _patch_lines(point_pitch: str) -> tuple[str, ...]:

@@ -3,10 +3,10 @@
 # spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
 #        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 6af085c2633c62ade67af38b93ba5aee20f4e37117ba67e45bb349155f4b7b98
+# cache key: 69f8cdc6f55bf939078267927640e94120d178961865cb97d273f392e025a987
 """input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 6af085c2633c62ade67af38b93ba5aee20f4e37117ba67e45bb349155f4b7b98.
+Built by corrgen 0.1.0, cache key 69f8cdc6f55bf939078267927640e94120d178961865cb97d273f392e025a987.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 7, 6), K (24, 16, 3, 3), b (24,), Z (N, 24, 9, 8)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_6af085c2633c")
+_extension = _importlib.import_module(__name__ + "._conv2d_69f8cdc6f55b")
 
 spec = _LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "6af085c2633c62ade67af38b93ba5aee20f4e37117ba67e45bb349155f4b7b98"
+key = "69f8cdc6f55bf939078267927640e94120d178961865cb97d273f392e025a987"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

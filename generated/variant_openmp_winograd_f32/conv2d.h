@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5c4a0927c9857c52cd928bf20eabcc1825b4577a4d8b9ab7328ddf34f1caa27d
+ * cache key: 9abc29a7dbed404dac3e34e071b1c357df5366b36531746c02d6d5d3a31666a8
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5c4a0927c9857c52cd928bf20eabcc1825b4577a4d8b9ab7328ddf34f1caa27d
+ * cache key: 9abc29a7dbed404dac3e34e071b1c357df5366b36531746c02d6d5d3a31666a8
  */
 
 #include <stdint.h>
@@ -466,10 +466,11 @@ static __attribute__((noinline)) void forward_tile(const real *restrict a, const
 }
 
 /* forward_results: each tile of the task's tile rows from ty0, (A^T m A), m its points' products
- * (M[xi][o][j]), plus b[o]. A result row past the plane's last goes to `spare`. The plane's width is odd: the last tile of a row stores its first column only. */
-static void forward_results(const real *restrict M, int ty0, const real *restrict b, real *restrict dst, real *restrict spare)
+ * (M[xi][o][j]), plus b[o], for the channels o from `first` to `end`. A result row past the plane's
+ * last goes to `spare`. The plane's width is odd: the last tile of a row stores its first column only. */
+static void forward_results(const real *restrict M, int ty0, int first, int end, const real *restrict b, real *restrict dst, real *restrict spare)
 {
-    for (int o = 0; o < WF_OUT; ++o) {
+    for (int o = first; o < end; ++o) {
         real *restrict plane = dst + (int64_t)o * WF_DST_H * WF_DST_W;
         const real bias = b[o];
         for (int tr = 0; tr < WF_TR && ty0 + tr < WF_TH; ++tr) {
@@ -505,16 +506,22 @@ static void forward_results(const real *restrict M, int ty0, const real *restric
     }
 }
 
-/* forward: the weights are transformed once per call; then one task per sample and block of
- * WF_TR tile rows: its patches, its WF_POINTS products (in the thread's scratch: within
- * L2), its results. Each task writes only its own rows of Z. The tasks are handed
- * out in equal shares: handed out dynamically, S5's float32 forward took 0.98-1.11 times as
- * long, and 1.11-1.24 with another job on one of the cores (docs/tiles.md). */
+/* forward: the weights are transformed once per call; then the batch's blocks of WF_TR tile
+ * rows, each cut into its panels of WF_MR result channels, are shared out in equal runs, one
+ * per thread. A thread takes its run a group of one block's panels at a time: the block's
+ * patches (transformed again only for a new block), the group's WF_POINTS products (in the
+ * thread's scratch), their results. Each group writes only its own part of Z, and its sums
+ * do not depend on the cut, so neither do the bits. Whole tasks handed out dynamically took
+ * S5's float32 forward 0.98-1.11 times as long, and 1.11-1.24 with another job on one of the
+ * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
+ * fewer blocks than threads.
+ */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     real *weights = malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
     if (weights == NULL)
         return 1;
+    const int64_t panels = WF_OUT_PAD / WF_MR, units = n * WF_BLOCKS * panels;
     int failed = 0;
     #pragma omp parallel if (n * 484704 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -526,19 +533,26 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         real rows[4][WF_WP], spare[2 * WF_TW * 2];
         memset(rows, 0, sizeof rows);
         failed = patches == NULL || products == NULL;
-        #pragma omp for collapse(2) schedule(static)
-        for (int64_t s = 0; s < n; ++s)
-            for (int block = 0; block < WF_BLOCKS; ++block) {
-                if (patches == NULL || products == NULL)
-                    continue;
-                forward_patches(V + s * (WF_IN * WF_SRC_H * WF_SRC_W), block * WF_TR, rows, patches);
-                for (int xi = 0; xi < WF_POINTS; ++xi)
-                    for (int o0 = 0; o0 < WF_OUT_PAD; o0 += WF_MR)
-                        for (int j0 = 0; j0 < WF_NB; j0 += WF_NR)
-                            forward_tile(weights + (int64_t)xi * WF_U_POINT + o0 * WF_IN, patches + xi * WF_V_POINT + j0,
-                                    products + xi * WF_M_POINT + o0 * WF_NB + j0);
-                forward_results(products, block * WF_TR, b, Z + s * (WF_OUT * WF_DST_H * WF_DST_W), spare);
+        const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+        const int64_t end_unit = failed ? 0 : units * (thread + 1) / threads;
+        int64_t unit = units * thread / threads, transformed = -1;
+        while (unit < end_unit) {
+            const int64_t block = unit / panels, s = block / WF_BLOCKS;
+            const int ty0 = (int)(block % WF_BLOCKS) * WF_TR;
+            int64_t last = (block + 1) * panels < end_unit ? (block + 1) * panels : end_unit;
+            if (block != transformed) {
+                forward_patches(V + s * (WF_IN * WF_SRC_H * WF_SRC_W), ty0, rows, patches);
+                transformed = block;
             }
+            const int first = (int)(unit - block * panels) * WF_MR, end = (int)(last - block * panels) * WF_MR;
+            for (int xi = 0; xi < WF_POINTS; ++xi)
+                for (int o0 = first; o0 < end; o0 += WF_MR)
+                    for (int j0 = 0; j0 < WF_NB; j0 += WF_NR)
+                        forward_tile(weights + (int64_t)xi * WF_U_POINT + o0 * WF_IN, patches + xi * WF_V_POINT + j0,
+                                products + xi * WF_M_POINT + o0 * WF_NB + j0);
+            forward_results(products, ty0, first, end < WF_OUT ? end : WF_OUT, b, Z + s * (WF_OUT * WF_DST_H * WF_DST_W), spare);
+            unit = last;
+        }
         free(patches);
         free(products);
     }
@@ -703,10 +717,11 @@ static __attribute__((noinline)) void grad_input_tile(const real *restrict a, co
 }
 
 /* grad_input_results: each tile of the task's tile rows from ty0, (A^T m A), m its points' products
- * (M[xi][o][j]). A result row past the plane's last goes to `spare`. The plane's width is odd: the last tile of a row stores its first column only. */
-static void grad_input_results(const real *restrict M, int ty0, real *restrict dst, real *restrict spare)
+ * (M[xi][o][j]), for the channels o from `first` to `end`. A result row past the plane's
+ * last goes to `spare`. The plane's width is odd: the last tile of a row stores its first column only. */
+static void grad_input_results(const real *restrict M, int ty0, int first, int end, real *restrict dst, real *restrict spare)
 {
-    for (int o = 0; o < WG_OUT; ++o) {
+    for (int o = first; o < end; ++o) {
         real *restrict plane = dst + (int64_t)o * WG_DST_H * WG_DST_W;
         for (int tr = 0; tr < WG_TR && ty0 + tr < WG_TH; ++tr) {
             const int y = (ty0 + tr) * 2;
@@ -741,16 +756,22 @@ static void grad_input_results(const real *restrict M, int ty0, real *restrict d
     }
 }
 
-/* grad_input: the weights are transformed once per call; then one task per sample and block of
- * WG_TR tile rows: its patches, its WG_POINTS products (in the thread's scratch: within
- * L2), its results. Each task writes only its own rows of dV. The tasks are handed
- * out in equal shares: handed out dynamically, S5's float32 forward took 0.98-1.11 times as
- * long, and 1.11-1.24 with another job on one of the cores (docs/tiles.md). */
+/* grad_input: the weights are transformed once per call; then the batch's blocks of WG_TR tile
+ * rows, each cut into its panels of WG_MR result channels, are shared out in equal runs, one
+ * per thread. A thread takes its run a group of one block's panels at a time: the block's
+ * patches (transformed again only for a new block), the group's WG_POINTS products (in the
+ * thread's scratch), their results. Each group writes only its own part of dV, and its sums
+ * do not depend on the cut, so neither do the bits. Whole tasks handed out dynamically took
+ * S5's float32 forward 0.98-1.11 times as long, and 1.11-1.24 with another job on one of the
+ * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
+ * fewer blocks than threads.
+ */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     real *weights = malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
     if (weights == NULL)
         return 1;
+    const int64_t panels = WG_OUT_PAD / WG_MR, units = n * WG_BLOCKS * panels;
     int failed = 0;
     #pragma omp parallel if (n * 484704 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -762,19 +783,26 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         real rows[4][WG_WP], spare[2 * WG_TW * 2];
         memset(rows, 0, sizeof rows);
         failed = patches == NULL || products == NULL;
-        #pragma omp for collapse(2) schedule(static)
-        for (int64_t s = 0; s < n; ++s)
-            for (int block = 0; block < WG_BLOCKS; ++block) {
-                if (patches == NULL || products == NULL)
-                    continue;
-                grad_input_patches(G + s * (WG_IN * WG_SRC_H * WG_SRC_W), block * WG_TR, rows, patches);
-                for (int xi = 0; xi < WG_POINTS; ++xi)
-                    for (int o0 = 0; o0 < WG_OUT_PAD; o0 += WG_MR)
-                        for (int j0 = 0; j0 < WG_NB; j0 += WG_NR)
-                            grad_input_tile(weights + (int64_t)xi * WG_U_POINT + o0 * WG_IN, patches + xi * WG_V_POINT + j0,
-                                    products + xi * WG_M_POINT + o0 * WG_NB + j0);
-                grad_input_results(products, block * WG_TR, dV + s * (WG_OUT * WG_DST_H * WG_DST_W), spare);
+        const int64_t thread = omp_get_thread_num(), threads = omp_get_num_threads();
+        const int64_t end_unit = failed ? 0 : units * (thread + 1) / threads;
+        int64_t unit = units * thread / threads, transformed = -1;
+        while (unit < end_unit) {
+            const int64_t block = unit / panels, s = block / WG_BLOCKS;
+            const int ty0 = (int)(block % WG_BLOCKS) * WG_TR;
+            int64_t last = (block + 1) * panels < end_unit ? (block + 1) * panels : end_unit;
+            if (block != transformed) {
+                grad_input_patches(G + s * (WG_IN * WG_SRC_H * WG_SRC_W), ty0, rows, patches);
+                transformed = block;
             }
+            const int first = (int)(unit - block * panels) * WG_MR, end = (int)(last - block * panels) * WG_MR;
+            for (int xi = 0; xi < WG_POINTS; ++xi)
+                for (int o0 = first; o0 < end; o0 += WG_MR)
+                    for (int j0 = 0; j0 < WG_NB; j0 += WG_NR)
+                        grad_input_tile(weights + (int64_t)xi * WG_U_POINT + o0 * WG_IN, patches + xi * WG_V_POINT + j0,
+                                products + xi * WG_M_POINT + o0 * WG_NB + j0);
+            grad_input_results(products, ty0, first, end < WG_OUT ? end : WG_OUT, dV + s * (WG_OUT * WG_DST_H * WG_DST_W), spare);
+            unit = last;
+        }
         free(patches);
         free(products);
     }
