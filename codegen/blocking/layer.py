@@ -356,8 +356,8 @@ def _layer_constants(g: Geometry, vl: int, lanes: int, machine: Machine,
     return d
 
 
-def _winograd_plans(g: Geometry, names: Mapping[str, bool], vl: int, dtype_bytes: int,
-                    machine: Machine, bias: bool, d: Defines) -> dict:
+def _winograd_plans(g: Geometry, names: Mapping[str, tuple[bool, bool]], vl: int,
+                    dtype_bytes: int, machine: Machine, bias: bool, d: Defines) -> dict:
     """The records of the passes ``names`` computed by Winograd's algorithm (each with
     whether its products' tiles are wide and whether its tasks take whole samples), their
     constants printed to ``d`` in pass order."""

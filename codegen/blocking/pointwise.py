@@ -69,7 +69,7 @@ def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, mac
     per multiply-add, took 1.18-1.40 times as long as 4 x 5 (the grad_input of a
     512x28x28 -> 1024 layer at stride 2, 1024 deep; docs/tiles.md). ``panels_in_l1`` false
     drops that rule, for products whose left factor streams from beyond L2 (Winograd's on
-    many channels, ``winograd.deep``)."""
+    many channels, ``winograd=2s``)."""
     limited = panels_in_l1 and depth * 2 * vl * dtype_bytes <= PANEL_BYTES
     ranked = []
     for mr in range(1, 17):

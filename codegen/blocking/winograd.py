@@ -160,8 +160,8 @@ def sample_tasks_pay(g: Geometry, dtype_bytes: int) -> bool:
     (``winograd=2s``): where the transformed weights exceed ``DEEP_WEIGHTS_BYTES``. A task
     of one tile row of a 512x14x14 -> 512 layer (7 tiles) read 16 MB of them for 7 tiles'
     products; tasks of whole samples, with the model's tile for them (3 rows x 7 vectors),
-    took 0.64-0.78 of the time in float32 at batches 1-8. They do not pay everywhere: a
-    256x14x14 -> 256 layer's float64 passes took 1.16-1.58 times as long (docs/tiles.md)."""
+    took 0.55-0.72 of the time in float32 at batches 1-8. They do not pay everywhere: a
+    256x14x14 -> 256 layer's float64 passes took 1.3-1.7 times as long (docs/tiles.md)."""
     return ALPHA * ALPHA * g.c * g.o * dtype_bytes > DEEP_WEIGHTS_BYTES
 
 
