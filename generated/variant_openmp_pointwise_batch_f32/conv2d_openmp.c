@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 4fb4e01fa1264775ae53d03f375f5a80d2cbb042acfe1e10248aaf268691430f
+ * cache key: 118230742e4dfb2ea91ad98979fb7629ae4bb767cb6dd4175e2563c132c5a82a
  */
 
 #include <stdint.h>
@@ -293,19 +293,24 @@ static inline void pack_batch_columns(const real *restrict src, int depth, int64
     for (int k = 0; k < depth; ++k) {
         real *restrict panel = panels + (int64_t)k * width;
         int at = 0;
+        /* runs of columns within one sample and one panel: plain copies, which GCC
+         * vectorizes. Copied element by element with a test per element, S6's forward in
+         * the batch form took 1.12-1.16 times the per-sample form's time, against 1.07-1.09 */
         for (int64_t j = first; j < end;) {
             const int64_t s = j / P;
             const int p = (int)(j - s * P);
-            const int run = end - j < P - p ? (int)(end - j) : P - p;
+            int run = end - j < P - p ? (int)(end - j) : P - p;
+            if (run > width - at)
+                run = width - at;
             const real *restrict row = src + (s * depth + k) * P + p;
-            for (int c = 0; c < run; ++c) {
-                panel[at] = row[c];
-                if (++at == width) {
-                    at = 0;
-                    panel += stride;
-                }
-            }
+            for (int c = 0; c < run; ++c)
+                panel[at + c] = row[c];
+            at += run;
             j += run;
+            if (at == width) {
+                at = 0;
+                panel += stride;
+            }
         }
         for (; at > 0 && at < width; ++at)
             panel[at] = 0;
