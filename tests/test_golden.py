@@ -61,6 +61,10 @@ VARIANTS = {
         "one product, its panels spanning samples; narrower edge tiles in both drivers",
         LayerSpec(input=(24, 7, 7), kernel=(64, 24, 1, 1)), OPENMP, "loops", "float32",
         {"forward": "tile=8x2", "grad_input": "tile=4x5"}),
+    "variant_openmp_pointwise_packed_f32": (
+        "a 1x1 kernel with 520 output channels: grad_input packs the weights at every batch, "
+        "read in place a row panel's lines would outgrow L1; forward still reads them in place",
+        LayerSpec(input=(24, 3, 3), kernel=(520, 24, 1, 1)), OPENMP, "loops", "float32"),
     "variant_openmp_winograd_f32": (
         "every pass by Winograd's algorithm (F(2x2, 3x3); grad_weight F(3x3, 2x2)): odd result "
         "sizes, 17 channels",
@@ -135,6 +139,7 @@ def test_each_openmp_variant_shows_what_it_is_named_for(folder):
         "direct": "template openmp/direct.c.jinja", "winograd": "grad_input_patches(",
         "wide_columns": "LOAD_LANES(in + ", "window": "gather_window(",
         "batch": "store_batch_tile(", "samples": "last = unit + WF_GROUP;",
+        "packed": "Such a batch still packs the weights",
     }
     for word, mark in marks.items():
         if word in folder:

@@ -15,7 +15,10 @@ from hypothesis import strategies as st
 
 import codegen
 from codegen.backends import OPENMP
+from codegen.blocking import AVX512
+from codegen.blocking import plan as plan_layer
 from codegen.blocking.common import MIN_TASKS
+from codegen.blocking.pointwise import in_place_pays
 from codegen.blocking.shuffles import in_place_loads, lane_transpose
 from codegen.check import check_module
 from codegen.lower import lower
@@ -447,6 +450,40 @@ def test_a_small_batch_reads_the_weights_in_place_to_the_same_bits(modules, name
     forward, grad_input = module.forward(V, K, b), module.grad_input(K, G)
     for s in (0, large - 1):
         np.testing.assert_array_equal(module.forward(V[s:s + 1], K, b), forward[s:s + 1])
+        np.testing.assert_array_equal(module.grad_input(K, G[s:s + 1]), grad_input[s:s + 1])
+
+
+def test_grad_input_reads_the_weights_in_place_only_while_a_panels_lines_fit_l1():
+    """forward reads K's rows in place for a small batch whatever its depth; grad_input reads
+    a column of K per row, one cache line per step, so only up to IN_PLACE_LINES_BYTES of
+    lines: S6 (256 steps) and 512 steps do, 513 and 2048 do not."""
+    assert in_place_pays("1", 4096)
+    for depth, pays in ((256, True), (512, True), (513, False), (2048, False)):
+        assert in_place_pays("C", depth) == pays
+        spec = LayerSpec(input=(8, 3, 5), kernel=(depth, 8, 1, 1))
+        records = {r.name: r for r in plan_layer(spec, 4, AVX512).passes}
+        assert records["forward"].in_place and records["grad_input"].in_place == pays
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_grad_input_that_always_packs_the_weights_matches_the_reference(tmp_path, dtype):
+    """A 1x1 layer of 520 output channels: grad_input packs the weights at every batch (no
+    in-place tile, no in_place flag), in both its per-sample and its batch-columns driver
+    (9 pixels a sample); forward keeps its in-place tiles. Both match the reference at
+    batches 1 and 3, and a sample of a large batch has the bits it has alone."""
+    spec = LayerSpec(input=(24, 3, 3), kernel=(520, 24, 1, 1))
+    module = codegen.load(spec, dtype=dtype, out=tmp_path, style="loops", tune=False)
+    source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
+    assert "grad_input_in_place_tile" not in source and "forward_in_place_tile" in source
+    assert "static int grad_input_batch(" in source
+    assert "Such a batch still packs the weights" in source
+    for batch, seed in ((1, 2), (3, 4)):
+        for result in check_module(module, batch=batch, seed=seed):
+            assert result.ok, result
+    large = max(MIN_TASKS, 2 * module.threads())
+    _, K, _, G = reference.random_inputs(spec, large, dtype, 8)
+    grad_input = module.grad_input(K, G)
+    for s in (0, large - 1):
         np.testing.assert_array_equal(module.grad_input(K, G[s:s + 1]), grad_input[s:s + 1])
 
 

@@ -189,6 +189,21 @@ def batch_columns(cols: int, nrv: int, reals: int, edge_nrv: int) -> bool:
     return sample_columns(cols, nrv, reals, edge_nrv) > cols * (1 + BATCH_COLUMNS_WASTE)
 
 
+#: Read in place, a row panel of K^T (grad_input's left factor, a column of K) takes one cache
+#: line per step: it stays in L1 up to this many bytes of lines.
+IN_PLACE_LINES_BYTES = 32 * 1024
+
+
+def in_place_pays(along: str, depth: int) -> bool:
+    """Whether a small batch's forward or grad_input reads the weights in place (``along``:
+    their stride per step in K, C text; ``depth``: the steps): always where the steps are
+    contiguous (forward), else while a row panel's ``depth`` lines stay within
+    ``IN_PLACE_LINES_BYTES``. grad_input of ``512x7x7 -> 2048`` (2048 steps of lines 2 KB
+    apart) took 0.78-0.86 of the time at batches 1-8 with the weights packed; S6's and
+    ``1024x14x14 -> 256``'s (256 steps) took 1.00-1.06 and 0.99-1.15 (docs/tiles.md)."""
+    return along == "1" or depth * LINE_BYTES <= IN_PLACE_LINES_BYTES
+
+
 def split_columns(rows: int, cols: int) -> bool:
     """Whether a small batch's tasks of forward or grad_input divide a sample's column panels
     rather than its row panels: a ``rows x cols`` result, whose right factor (the sample,
@@ -320,6 +335,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv,
             split=split, gathers=strided and name != "grad_input", scatters=scatters,
             batch_columns=batch,
+            in_place=accumulates or in_place_pays(along, shapes[prefix][2]),
             tile_out=(f"block + (int64_t)(first - first_row * {prefix}_MR) * {prefix}_NR, "
                       f"{prefix}_NR" if scatters else "dst + (int64_t)first * P + j0, P"),
             **(WIDE_VECTORS if tile.wide else {})))

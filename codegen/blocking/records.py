@@ -340,6 +340,8 @@ class Product(TileVectors):
     product, in panels that span samples, where that pads less than the samples' own panels
     (``pointwise.batch_columns``; ``<prefix>_SAMPLE_COLUMNS``: the columns a sample's own
     panels compute).
+    ``in_place``: forward or grad_input reads the weights where they lie in K for a small
+    batch (``pointwise.in_place_pays``); else it always packs them.
     ``windows``: grad_weight of a layer of any kernel (``pointwise.window_grad_weight``): the
     product's columns are dK's (input channel, tap) pairs, ``columns`` of them (C text), and
     each gathers the input pixels its tap reads under the output's, zero in the padding;
@@ -374,6 +376,7 @@ class Product(TileVectors):
     scatters: bool = False
     tile_out: str = ""
     batch_columns: bool = False
+    in_place: bool = True
     windows: bool = False
     columns: str = "C"
     flip: bool = False
