@@ -222,3 +222,28 @@ def test_printer_on_other_expressions(name):
 def test_plain_text_is_only_for_base_0():
     with pytest.raises(ValueError, match="base 0"):
         ElementPrinter(1).plain(V[0, 0, 0])
+
+
+def test_the_walk_makes_only_the_elements_its_terms_read():
+    """A kernel of 811 x 811 taps at stride and padding 811 on a 3x3 input reads 9 weights in
+    its 4 outputs: the walk makes those 9 (and the 9 inputs, 4 gradients, 1 bias), not all
+    657,721 weights (14 s when each was made up front). An index outside its array is a
+    KeyError, as in a dict; each element is made once and kept."""
+    from derive.gradients import _Walk
+
+    spec = LayerSpec(input=(1, 3, 3), kernel=(1, 1, 811, 811), stride=811, padding=811)
+    walk = _Walk(spec, want_v=False, want_k=False, progress=None)
+    forward = walk.run()
+    assert (len(walk.k), len(walk.v), len(walk.g), len(walk.b)) == (9, 9, 4, 1)
+    assert walk.into_v is None and walk.into_k is None
+    assert forward == derive_layer(spec, wrt=("bias",)).forward
+    with pytest.raises(KeyError):
+        walk.k[0, 0, 811, 0]
+    with pytest.raises(KeyError):
+        walk.k[0, 0, 0]
+    assert walk.k[0, 0, 0, 0] is walk.k[0, 0, 0, 0]
+    assert sstr(walk.k[0, 0, 5, 7][1]) == "K[0, 0, 5, 7]"
+    small = LayerSpec(input=(2, 3, 3), kernel=(2, 2, 2, 2))
+    every = _Walk(small, want_v=True, want_k=True, progress=None)
+    assert list(every.into_v) == list(itertools.product(range(2), range(3), range(3)))
+    assert list(every.into_k) == list(itertools.product(range(2), range(2), range(2), range(2)))
