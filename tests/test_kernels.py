@@ -290,7 +290,8 @@ def test_paired_column_phases_are_covered_by_the_grid():
             lanes, tx, width = ir.constant("LANES"), ir.constant("GIN_TX"), ir.constant("LW")
             assert ir.constant("SW") == 2 and tx >= lanes
             cols, dst = ir.table("GIN_PHASE_COLS"), ir.table("GIN_PHASE_DST")
-            taps = ir.table("GIN_PHASE_TAPS")
+            record = plans(ir)["grad_input"]
+            taps = record.tap_spans or ir.table("GIN_PHASE_TAPS")
             for p in range(0, len(cols), 2):
                 # the first phase starts a row of the input and the two fill it
                 assert dst[p] % width == 0 and cols[p] + cols[p + 1] == width
@@ -415,6 +416,66 @@ def test_row_reuse_is_covered_by_the_grid():
     assert covered == {(dtype, name) for dtype in ("float32", "float64")
                        for name in ("forward", "grad_input")}
     assert steps == {1, 2} and gaps == {False, True}
+
+
+def _live_rows(spec: LayerSpec, ir, prefix: str, phase: int, m0: int, tap: int) -> bool:
+    """Whether tap ``tap`` of a sweep's row of tiles from phase row ``m0`` reads any row of
+    data, from the layer's geometry alone: forward's output row y reads input row
+    ``y*SH + i*DH - PT``; grad_input's input row u (the phase's first plus m*SH) reads
+    gradient row ``(u + PT - i*DH) / SH``."""
+    (_, _, kh, kw), (sh, _), (dh, _) = spec.kernel, spec.stride, spec.dilation
+    top = spec.pads[0]
+    flat = ir.table(f"{prefix}_TAP_WEIGHT")[tap]
+    i = flat // kw if spec.mode == "correlation" else kh - 1 - flat // kw
+    rows = ir.table(f"{prefix}_PHASE_ROWS")[phase]
+    ys = range(m0, min(m0 + ir.constant(f"{prefix}_TY"), rows))
+    if prefix == "FWD":
+        return any(0 <= y * sh + i * dh - top < spec.input[1] for y in ys)
+    first = ir.table("GIN_PHASE_DST")[phase] // spec.input[2]  # the phase's first input row
+    reads = [first + m * sh + top - i * dh for m in ys]
+    assert all(r % sh == 0 for r in reads)
+    return any(0 <= r // sh < spec.output_shape[1] for r in reads)
+
+
+def test_taps_reading_only_zero_rows_are_skipped_across_the_grid():
+    """A sweep's row of tiles runs the taps TAPS_FROM .. TAPS_TO - 1 of its phase: every tap
+    outside reads only zero rows above or below the data, and the first and last inside read
+    data (checked against the layer's geometry). Lane and column tiles of forward and
+    grad_input skip taps somewhere in the grid, at strides and dilations, and the tiles'
+    results are the reference's (test_every_pass_matches_reference)."""
+    covered, strided, dilated = set(), set(), set()
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            for record in ir.plans:
+                if not getattr(record, "tap_spans", False):
+                    continue
+                prefix = record.prefix
+                starts = record.tap_spans  # each phase's taps, which the C no longer lists
+                with pytest.raises(KeyError):
+                    ir.table(f"{prefix}_PHASE_TAPS")
+                first = ir.table(f"{prefix}_SPANS_FIRST")
+                low, high = ir.table(f"{prefix}_TAPS_FROM"), ir.table(f"{prefix}_TAPS_TO")
+                ty = ir.constant(f"{prefix}_TY")
+                skipped = 0
+                for phase, rows in enumerate(ir.table(f"{prefix}_PHASE_ROWS")):
+                    for k, m0 in enumerate(range(0, rows, ty)):
+                        span = first[phase] + k
+                        taps = range(starts[phase], starts[phase + 1])
+                        inside = range(low[span], high[span])
+                        assert set(inside) <= set(taps)
+                        for tap in taps:
+                            live = _live_rows(spec, ir, prefix, phase, m0, tap)
+                            assert live == (tap in inside) or (
+                                tap in inside and inside[0] < tap < inside[-1]), (tap, m0)
+                        skipped += len(taps) - len(inside)
+                assert skipped > 0
+                covered.add((record.variant, record.name))
+                strided.add(spec.stride[0] > 1)
+                dilated.add(spec.dilation[0] > 1)
+    assert covered == {(variant, name) for variant in ("lane_sweep", "column_sweep")
+                       for name in ("forward", "grad_input")}
+    assert strided == dilated == {False, True}
 
 
 @pytest.mark.parametrize("name", ["parallel_p1", "pointwise_parallel", "lanes_parallel_5x5"])

@@ -54,10 +54,11 @@ def _stores(tile: SweepTile, kinds: tuple[str, ...]) -> tuple[RowStore, ...]:
 
 
 def column_sweep(name: str, prefix: str, reason: str, tile: SweepTile, layout: Layout,
-                 driver: Driver, bias: bool, tap_rows: tuple[int, ...], row_step: int
-                 ) -> ColumnSweep:
+                 driver: Driver, bias: bool, tap_rows: tuple[int, ...], row_step: int,
+                 tap_spans: tuple[int, ...] = ()) -> ColumnSweep:
     """The record of a column sweep; ``tap_rows``/``row_step`` as
-    ``tiles.sweep_tile_candidates`` takes them (used with ``tile.reuse``)."""
+    ``tiles.sweep_tile_candidates`` takes them (used with ``tile.reuse``); ``tap_spans``:
+    what ``sweeps.tap_spans`` returned (without ``tile.reuse``)."""
     if tile.reuse:
         schedule = row_schedule(tile.ty, row_step, tap_rows)
         loads = _reused_loads(tile, schedule)
@@ -77,7 +78,7 @@ def column_sweep(name: str, prefix: str, reason: str, tile: SweepTile, layout: L
         tile_loads=source_rows * tile.txv, tile_weights=tile.ob * row_taps,
         tile_fmas=tile.ob * tile.ty * tile.txv * row_taps, contiguous=layout.dst_col == 1,
         shares_loads=shares, several_rows=tile.ty > 1, row_step=row_step,
-        tap_rows=tap_rows if tile.reuse else (), schedule=schedule,
+        tap_rows=tap_rows if tile.reuse else (), schedule=schedule, tap_spans=tap_spans,
         **(WIDE_VECTORS if tile.wide else {}))
 
 

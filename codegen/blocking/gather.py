@@ -10,7 +10,7 @@ from .common import Geometry, Machine, _cdiv
 from .defines import Defines
 from .lanes import lane_sweep, pairs_column_phases
 from .records import Driver, Layout
-from .sweeps import _reuse_constants
+from .sweeps import _reuse_constants, tap_spans
 from .tiles import LaneTile, SweepTile, _lane_tile, sweep_tile_candidates
 
 LAYOUT = Layout("O", "G_PLANE", "(LH * LW)", "(KH * KW)", "(C * KH * KW)", "(SH * LW)", 1,
@@ -97,7 +97,8 @@ def _destinations(g: Geometry, p: Phases) -> tuple[int, ...]:
                  - g.left for r, s in p.phases)
 
 
-def _phase_tables(g: Geometry, p: Phases, in_place: bool, reuse: bool, taps, d: Defines):
+def _phase_tables(g: Geometry, p: Phases, in_place: bool, reuse: bool, taps, d: Defines,
+                  spans: tuple[int, ...] = ()):
     tap_start, tap_offset, tap_weight = taps
     d.table("GIN_PHASE_ROWS", (p.row_spans[r][1] for r, _ in p.phases),
             "rows u = m*SH + r - PT of each phase (r, s)")
@@ -107,8 +108,9 @@ def _phase_tables(g: Geometry, p: Phases, in_place: bool, reuse: bool, taps, d: 
     d.table("GIN_PHASE_DST", _destinations(g, p),
             "offset in an input plane of the phase's first element")
     if not reuse:
-        d.table("GIN_PHASE_TAPS", tap_start,
-                "taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros)")
+        if not spans:  # else each row of tiles has its own (sweeps.tap_spans)
+            d.table("GIN_PHASE_TAPS", tap_start,
+                    "taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros)")
         d.table("GIN_TAP_OFFSET", tap_offset,
                 "tap (i, j) of its phase: scratch offset of output row m - a, column n - b")
     d.table("GIN_TAP_WEIGHT", tap_weight, "tap (i, j): its offset in K[o, c]")
@@ -142,8 +144,10 @@ def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines, machine: Machine,
     d.const("GIN_TX", tile.tx, "grad_input tile: columns of a phase")
     d.const("GIN_TAPS", taps[0][-1], "grad_input: taps over all phases")
     _common_constants(p, False, g_cols, d)
-    _phase_tables(g, p, False, False, taps, d)
     rows = tuple(r for r, _, _ in p.sizes)
+    spans = tap_spans("GIN", rows, tile.ty, tuple(taps[0]), tuple(taps[1]), g_cols, g_cols,
+                      (p.top, p.top + g.ho), d)
+    _phase_tables(g, p, False, False, taps, d, spans)
     cols = tuple(x for _, x, _ in p.sizes)
     dst = _destinations(g, p)
     paired = pairs_column_phases(g.sw, tile.tx, lanes, rows, cols, dst)
@@ -154,7 +158,7 @@ def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines, machine: Machine,
         " and each output sums enough products"))
     return lane_sweep("grad_input", "GIN", reason, tile, lanes, layout, _framed_driver(True),
                       False, tile.tx >= lanes and g.sw == 1, paired,
-                      paired and cols[0::2] != cols[1::2])
+                      paired and cols[0::2] != cols[1::2], spans)
 
 
 def _common_constants(p: Phases, in_place: bool, g_cols: int, d: Defines) -> None:
@@ -197,7 +201,10 @@ def plan_columns(g: Geometry, vl: int, p: Phases, d: Defines, machine: Machine,
         d.table("GIN_COLUMN_OFFSET", taps[1][top * columns:(top + 1) * columns],
                 "column tap j: scratch offset of its tap in the top row of taps")
     _common_constants(p, in_place, g_cols, d)
-    _phase_tables(g, p, in_place, tile.reuse, taps, d)
+    spans = () if tile.reuse else tap_spans(
+        "GIN", tuple(r for r, _, _ in p.sizes), tile.ty, tuple(taps[0]), tuple(taps[1]), g_cols,
+        g_cols, (p.top, p.top + g.ho), d)
+    _phase_tables(g, p, in_place, tile.reuse, taps, d, spans)
     if in_place:
         return in_place_sweep(
             "a column tile reusing gradient rows, as wide as dV's rows: no framed copy",
@@ -207,4 +214,4 @@ def plan_columns(g: Geometry, vl: int, p: Phases, d: Defines, machine: Machine,
     reason = ("the least modelled time: a column tile" +
               (", each gradient row loaded once for all its row taps" if tile.reuse else ""))
     return column_sweep("grad_input", "GIN", reason, tile, layout, _framed_driver(False), False,
-                        p.tap_rows, 1)
+                        p.tap_rows, 1, spans)

@@ -48,13 +48,13 @@ def _runs(tile: LaneTile, lanes: int) -> tuple[LaneRun, ...]:
 
 def lane_sweep(name: str, prefix: str, reason: str, tile: LaneTile, lanes: int,
                layout: Layout, driver: Driver, bias: bool, transposed: bool, paired: bool,
-               uneven: bool) -> LaneSweep:
-    """The record of a lane sweep."""
+               uneven: bool, tap_spans: tuple[int, ...] = ()) -> LaneSweep:
+    """The record of a lane sweep; ``tap_spans``: what ``sweeps.tap_spans`` returned."""
     half = lanes // 2
     return LaneSweep(
         name=name, prefix=prefix, reason=reason, nv=tile.nv, ty=tile.ty, tx=tile.tx,
         layout=layout, driver=driver, bias=bias, transposed=transposed, paired=paired,
-        uneven=uneven,
+        uneven=uneven, tap_spans=tap_spans,
         pixels=tuple((y, x, tuple(f"acc{y}_{x}_{v}" for v in range(tile.nv)))
                      for y in range(tile.ty) for x in range(tile.tx)),
         runs=_runs(tile, lanes),

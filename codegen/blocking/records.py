@@ -151,7 +151,8 @@ class ColumnSweep(TileVectors):
     ``reuse``, per column tap) the vector loads; ``weight_rows``: the row taps whose weights
     each column tap holds (``0`` without reuse). With ``reuse``, row ``y`` and row tap ``i``
     read source row ``y*row_step + tap_rows[i]``, and ``schedule`` lists per source row
-    (below the top row of taps) the ``(tile row, row tap)`` pairs it feeds.
+    (below the top row of taps) the ``(tile row, row tap)`` pairs it feeds. ``tap_spans``
+    (without ``reuse``): as ``LaneSweep``'s.
     Its vectors: ``TileVectors``.
     """
 
@@ -179,6 +180,7 @@ class ColumnSweep(TileVectors):
     row_step: int
     tap_rows: tuple[int, ...]
     schedule: tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
+    tap_spans: tuple[int, ...] = ()
     variant: str = "column_sweep"
 
 
@@ -241,7 +243,10 @@ class LaneSweep:
     ``sums[(y, x)]`` the accumulators of pixel (y, x), one per lane vector; ``runs`` the
     transposed stores of a whole tile (``transposed``); with ``paired`` the two column
     phases of a row phase are interleaved (``low``/``high``: the shuffles that interleave
-    two vectors; ``uneven``: the second phase is a column narrower).
+    two vectors; ``uneven``: the second phase is a column narrower). ``tap_spans``: where a
+    row of tiles runs only its taps ``TAPS_FROM .. TAPS_TO`` (those reading rows of data),
+    each phase's first tap and the end (as ``PHASE_TAPS``, which the C then lacks); else
+    empty, and each row of tiles runs its phase's all.
     """
 
     name: str
@@ -264,6 +269,7 @@ class LaneSweep:
     staged_runs: int
     tile_broadcasts: int
     tile_fmas: int
+    tap_spans: tuple[int, ...] = ()
     variant: str = "lane_sweep"
 
 

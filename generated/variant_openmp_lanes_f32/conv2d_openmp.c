@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a91978c4d36365ac1e111041cd4911d5d79d090e3a118de2e5a62164c4341ea6
+ * cache key: 7a5babf45ec1646bd68befae18a4234ee9448a12e0ff6b95f731e17a751b0839
  */
 
 #include <stdint.h>
@@ -75,6 +75,15 @@ typedef float real;
 #define GRAD_WEIGHT_SLOT_PIXELS 1024 /* grad_weight: the fewest output pixels a slot of several parts sums */
 #define GW_MOST_PARTS 1 /* grad_weight: most parts of a sample's output rows (each at least 23) */
 
+/* phase p: its first row of tiles in the two tables below */
+static const int FWD_SPANS_FIRST[1] = {0};
+
+/* a row of tiles: its first tap that reads a row of data */
+static const int FWD_TAPS_FROM[9] = {3, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* a row of tiles: one past its last tap that reads a row of data */
+static const int FWD_TAPS_TO[9] = {9, 9, 9, 9, 9, 9, 9, 9, 6};
+
 /* output rows of each phase */
 static const int FWD_PHASE_ROWS[1] = {9};
 
@@ -84,14 +93,20 @@ static const int FWD_PHASE_COLS[1] = {11};
 /* offset in an output plane of the phase's first element */
 static const int FWD_PHASE_DST[1] = {0};
 
-/* taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1 */
-static const int FWD_PHASE_TAPS[2] = {0, 9};
-
 /* tap (i, j): scratch offset i*DH rows and column phase/shift of j*DW */
 static const int FWD_TAP_OFFSET[9] = {0, 1, 2, 13, 14, 15, 26, 27, 28};
 
 /* tap (i, j): its offset in a kernel plane K[o, c] */
 static const int FWD_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+
+/* phase p: its first row of tiles in the two tables below */
+static const int GIN_SPANS_FIRST[1] = {0};
+
+/* a row of tiles: its first tap that reads a row of data */
+static const int GIN_TAPS_FROM[9] = {3, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* a row of tiles: one past its last tap that reads a row of data */
+static const int GIN_TAPS_TO[9] = {9, 9, 9, 9, 9, 9, 9, 9, 6};
 
 /* rows u = m*SH + r - PT of each phase (r, s) */
 static const int GIN_PHASE_ROWS[1] = {9};
@@ -101,9 +116,6 @@ static const int GIN_PHASE_COLS[1] = {11};
 
 /* offset in an input plane of the phase's first element */
 static const int GIN_PHASE_DST[1] = {0};
-
-/* taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros) */
-static const int GIN_PHASE_TAPS[2] = {0, 9};
 
 /* tap (i, j) of its phase: scratch offset of output row m - a, column n - b */
 static const int GIN_TAP_OFFSET[9] = {15, 16, 17, 29, 30, 31, 43, 44, 45};
@@ -341,10 +353,13 @@ static void forward_block(const real *restrict src, const real *restrict packed,
                 lanes acc0_8_0 = zero, acc0_8_1 = zero;
                 lanes acc0_9_0 = zero, acc0_9_1 = zero;
                 lanes acc0_10_0 = zero, acc0_10_1 = zero;
+                /* the row of tiles' taps that read rows of data: the others read only zero rows */
+                const int span = FWD_SPANS_FIRST[ph] + m0 / FWD_TY;
+                const int taps_from = FWD_TAPS_FROM[span], taps_to = FWD_TAPS_TO[span];
                 for (int c = 0; c < C; ++c) {
                     const real *restrict plane = src + c * SRC_PLANE + m0 * FWD_ROW_STEP + n0;
                     const real *restrict k = weights + c * (FWD_TAPS * FWD_LW);
-                    for (int t = FWD_PHASE_TAPS[ph]; t < FWD_PHASE_TAPS[ph + 1]; ++t) {
+                    for (int t = taps_from; t < taps_to; ++t) {
                         const real *restrict in = plane + FWD_TAP_OFFSET[t];
                         const lanes w0 = LOAD_LANES(k + t * FWD_LW + 0 * LANES), w1 = LOAD_LANES(k + t * FWD_LW + 1 * LANES);
                         { const real s = in[0 * FWD_ROW_STEP + 0]; acc0_0_0 += s * w0; acc0_0_1 += s * w1; }
@@ -474,10 +489,13 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
                 lanes acc0_8_0 = zero;
                 lanes acc0_9_0 = zero;
                 lanes acc0_10_0 = zero;
+                /* the row of tiles' taps that read rows of data: the others read only zero rows */
+                const int span = GIN_SPANS_FIRST[ph] + m0 / GIN_TY;
+                const int taps_from = GIN_TAPS_FROM[span], taps_to = GIN_TAPS_TO[span];
                 for (int c = 0; c < O; ++c) {
                     const real *restrict plane = src + c * G_PLANE + m0 * GIN_ROW_STEP + n0;
                     const real *restrict k = weights + c * (GIN_TAPS * GIN_LW);
-                    for (int t = GIN_PHASE_TAPS[ph]; t < GIN_PHASE_TAPS[ph + 1]; ++t) {
+                    for (int t = taps_from; t < taps_to; ++t) {
                         const real *restrict in = plane + GIN_TAP_OFFSET[t];
                         const lanes w0 = LOAD_LANES(k + t * GIN_LW + 0 * LANES);
                         { const real s = in[0 * GIN_ROW_STEP + 0]; acc0_0_0 += s * w0; }

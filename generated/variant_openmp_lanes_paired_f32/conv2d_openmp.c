@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: dfd573d11023d15cfe2b0199644d33e9e2f9fbeca25b8a5becb30bb9a7116cf8
+ * cache key: 32c461b33a95dd66b9f2f311b02d4cc955c84220cc2f8b91cafbd3a9acbad204
  */
 
 #include <stdint.h>
@@ -92,6 +92,15 @@ static const int FWD_TAP_OFFSET[6] = {0, 1, 2, 52, 53, 54};
 /* tap (i, j): its offset in a kernel plane K[o, c] */
 static const int FWD_TAP_WEIGHT[6] = {0, 1, 2, 3, 4, 5};
 
+/* phase p: its first row of tiles in the two tables below */
+static const int GIN_SPANS_FIRST[4] = {0, 3, 6, 8};
+
+/* a row of tiles: its first tap that reads a row of data */
+static const int GIN_TAPS_FROM[10] = {0, 0, 0, 0, 0, 0, 3, 3, 3, 3};
+
+/* a row of tiles: one past its last tap that reads a row of data */
+static const int GIN_TAPS_TO[10] = {0, 0, 0, 3, 3, 0, 3, 3, 6, 6};
+
 /* rows u = m*SH + r - PT of each phase (r, s) */
 static const int GIN_PHASE_ROWS[4] = {3, 3, 2, 2};
 
@@ -100,9 +109,6 @@ static const int GIN_PHASE_COLS[4] = {20, 19, 20, 19};
 
 /* offset in an input plane of the phase's first element */
 static const int GIN_PHASE_DST[4] = {0, 1, 39, 40};
-
-/* taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros) */
-static const int GIN_PHASE_TAPS[5] = {0, 0, 3, 3, 6};
 
 /* tap (i, j) of its phase: scratch offset of output row m - a, column n - b */
 static const int GIN_TAP_OFFSET[6] = {1, 2, 3, 1, 2, 3};
@@ -593,10 +599,13 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
                     lanes acc0_17_0 = zero;
                     lanes acc0_18_0 = zero;
                     lanes acc0_19_0 = zero;
+                    /* the row of tiles' taps that read rows of data: the others read only zero rows */
+                    const int span = GIN_SPANS_FIRST[ph] + m0 / GIN_TY;
+                    const int taps_from = GIN_TAPS_FROM[span], taps_to = GIN_TAPS_TO[span];
                     for (int c = 0; c < O; ++c) {
                         const real *restrict plane = src + c * G_PLANE + m0 * GIN_ROW_STEP + n0;
                         const real *restrict k = weights + c * (GIN_TAPS * GIN_LW);
-                        for (int t = GIN_PHASE_TAPS[ph]; t < GIN_PHASE_TAPS[ph + 1]; ++t) {
+                        for (int t = taps_from; t < taps_to; ++t) {
                             const real *restrict in = plane + GIN_TAP_OFFSET[t];
                             const lanes w0 = LOAD_LANES(k + t * GIN_LW + 0 * LANES);
                             { const real s = in[0 * GIN_ROW_STEP + 0]; acc0_0_0 += s * w0; }

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 70738203c3752817f42524b2fec529ef6d80faf596cee50abe77a9dbe0cbcc27
+ * cache key: ebddd10f45944ca0ee00dbbad32e8c3f01522782ec62947e35796163aa707e4e
  */
 
 #include <stdint.h>
@@ -75,6 +75,15 @@ typedef float real;
 #define GRAD_WEIGHT_SLOT_PIXELS 1024 /* grad_weight: the fewest output pixels a slot of several parts sums */
 #define GW_MOST_PARTS 1 /* grad_weight: most parts of a sample's output rows (each at least 6) */
 
+/* phase p: its first row of tiles in the two tables below */
+static const int FWD_SPANS_FIRST[1] = {0};
+
+/* a row of tiles: its first tap that reads a row of data */
+static const int FWD_TAPS_FROM[3] = {3, 0, 0};
+
+/* a row of tiles: one past its last tap that reads a row of data */
+static const int FWD_TAPS_TO[3] = {9, 9, 6};
+
 /* output rows of each phase */
 static const int FWD_PHASE_ROWS[1] = {3};
 
@@ -84,14 +93,20 @@ static const int FWD_PHASE_COLS[1] = {37};
 /* offset in an output plane of the phase's first element */
 static const int FWD_PHASE_DST[1] = {0};
 
-/* taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1 */
-static const int FWD_PHASE_TAPS[2] = {0, 9};
-
 /* tap (i, j): scratch offset i*DH rows and column phase/shift of j*DW */
 static const int FWD_TAP_OFFSET[9] = {0, 1, 2, 40, 41, 42, 80, 81, 82};
 
 /* tap (i, j): its offset in a kernel plane K[o, c] */
 static const int FWD_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+
+/* phase p: its first row of tiles in the two tables below */
+static const int GIN_SPANS_FIRST[1] = {0};
+
+/* a row of tiles: its first tap that reads a row of data */
+static const int GIN_TAPS_FROM[3] = {3, 0, 0};
+
+/* a row of tiles: one past its last tap that reads a row of data */
+static const int GIN_TAPS_TO[3] = {9, 9, 6};
 
 /* rows u = m*SH + r - PT of each phase (r, s) */
 static const int GIN_PHASE_ROWS[1] = {3};
@@ -101,9 +116,6 @@ static const int GIN_PHASE_COLS[1] = {37};
 
 /* offset in an input plane of the phase's first element */
 static const int GIN_PHASE_DST[1] = {0};
-
-/* taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros) */
-static const int GIN_PHASE_TAPS[2] = {0, 9};
 
 /* tap (i, j) of its phase: scratch offset of output row m - a, column n - b */
 static const int GIN_TAP_OFFSET[9] = {42, 43, 44, 83, 84, 85, 124, 125, 126};
@@ -350,10 +362,13 @@ static void forward_block(const real *restrict src, const real *restrict packed,
                 lanes acc0_16_0 = zero;
                 lanes acc0_17_0 = zero;
                 lanes acc0_18_0 = zero;
+                /* the row of tiles' taps that read rows of data: the others read only zero rows */
+                const int span = FWD_SPANS_FIRST[ph] + m0 / FWD_TY;
+                const int taps_from = FWD_TAPS_FROM[span], taps_to = FWD_TAPS_TO[span];
                 for (int c = 0; c < C; ++c) {
                     const real *restrict plane = src + c * SRC_PLANE + m0 * FWD_ROW_STEP + n0;
                     const real *restrict k = weights + c * (FWD_TAPS * FWD_LW);
-                    for (int t = FWD_PHASE_TAPS[ph]; t < FWD_PHASE_TAPS[ph + 1]; ++t) {
+                    for (int t = taps_from; t < taps_to; ++t) {
                         const real *restrict in = plane + FWD_TAP_OFFSET[t];
                         const lanes w0 = LOAD_LANES(k + t * FWD_LW + 0 * LANES);
                         { const real s = in[0 * FWD_ROW_STEP + 0]; acc0_0_0 += s * w0; }
@@ -514,10 +529,13 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
                 lanes acc0_16_0 = zero;
                 lanes acc0_17_0 = zero;
                 lanes acc0_18_0 = zero;
+                /* the row of tiles' taps that read rows of data: the others read only zero rows */
+                const int span = GIN_SPANS_FIRST[ph] + m0 / GIN_TY;
+                const int taps_from = GIN_TAPS_FROM[span], taps_to = GIN_TAPS_TO[span];
                 for (int c = 0; c < O; ++c) {
                     const real *restrict plane = src + c * G_PLANE + m0 * GIN_ROW_STEP + n0;
                     const real *restrict k = weights + c * (GIN_TAPS * GIN_LW);
-                    for (int t = GIN_PHASE_TAPS[ph]; t < GIN_PHASE_TAPS[ph + 1]; ++t) {
+                    for (int t = taps_from; t < taps_to; ++t) {
                         const real *restrict in = plane + GIN_TAP_OFFSET[t];
                         const lanes w0 = LOAD_LANES(k + t * GIN_LW + 0 * LANES);
                         { const real s = in[0 * GIN_ROW_STEP + 0]; acc0_0_0 += s * w0; }

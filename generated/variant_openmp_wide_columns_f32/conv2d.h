@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e152c46905dd7cf748832f85c98fe54ceddafd0b7e5c099c7d6a3b0eb184f1ac
+ * cache key: a4418196b357c1509ea80e89b99276c0fcb86c91c294184ee1315ce8b277d578
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e152c46905dd7cf748832f85c98fe54ceddafd0b7e5c099c7d6a3b0eb184f1ac
+ * cache key: a4418196b357c1509ea80e89b99276c0fcb86c91c294184ee1315ce8b277d578
  */
 
 #include <stdint.h>
@@ -90,6 +90,15 @@ static const int FWD_PHASE_DST[1] = {0};
 /* tap (i, j): its offset in a kernel plane K[o, c] */
 static const int FWD_TAP_WEIGHT[25] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24};
 
+/* phase p: its first row of tiles in the two tables below */
+static const int GIN_SPANS_FIRST[1] = {0};
+
+/* a row of tiles: its first tap that reads a row of data */
+static const int GIN_TAPS_FROM[9] = {0, 0, 0, 0, 0, 0, 0, 5, 10};
+
+/* a row of tiles: one past its last tap that reads a row of data */
+static const int GIN_TAPS_TO[9] = {15, 20, 25, 25, 25, 25, 25, 25, 25};
+
 /* rows u = m*SH + r - PT of each phase (r, s) */
 static const int GIN_PHASE_ROWS[1] = {9};
 
@@ -98,9 +107,6 @@ static const int GIN_PHASE_COLS[1] = {21};
 
 /* offset in an input plane of the phase's first element */
 static const int GIN_PHASE_DST[1] = {0};
-
-/* taps of phase p: GIN_PHASE_TAPS[p] .. GIN_PHASE_TAPS[p+1]-1 (none: zeros) */
-static const int GIN_PHASE_TAPS[2] = {0, 25};
 
 /* tap (i, j) of its phase: scratch offset of output row m - a, column n - b */
 static const int GIN_TAP_OFFSET[25] = {186, 185, 184, 183, 182, 156, 155, 154, 153, 152, 126, 125, 124, 123, 122, 96, 95, 94, 93, 92, 66, 65, 64, 63, 62};
@@ -367,10 +373,13 @@ static void grad_input_block(const real *restrict src, const real *restrict K,
                 vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero;
                 vec acc1_0 = zero, acc1_1 = zero, acc1_2 = zero;
                 vec acc2_0 = zero, acc2_1 = zero, acc2_2 = zero;
+                /* the row of tiles' taps that read rows of data: the others read only zero rows */
+                const int span = GIN_SPANS_FIRST[ph] + m0 / GIN_TY;
+                const int taps_from = GIN_TAPS_FROM[span], taps_to = GIN_TAPS_TO[span];
                 for (int c = 0; c < O; ++c) {
                     const real *restrict plane = src + c * G_PLANE + m0 * GIN_ROW_STEP + n0;
                     const real *restrict k = K + o0 * (KH * KW) + c * (C * KH * KW);
-                    for (int t = GIN_PHASE_TAPS[ph]; t < GIN_PHASE_TAPS[ph + 1]; ++t) {
+                    for (int t = taps_from; t < taps_to; ++t) {
                         const real *restrict in = plane + GIN_TAP_OFFSET[t];
                         const int tap = GIN_TAP_WEIGHT[t];
                         const real w0 = k[0 * (KH * KW) + tap];
