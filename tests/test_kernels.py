@@ -91,6 +91,10 @@ GRID = {
                                       padding=(0, 1), dilation=(1, 2)),
     "lanes_s2_paired_conv": LayerSpec(input=(16, 5, 58), kernel=(8, 16, 3, 3), stride=2,
                                       padding=1, mode="convolution"),
+    # a forward lane tile spanning whole rows at a column stride and dilation: the pixels
+    # whose column taps read the zero frame have no multiply-adds
+    "lanes_s2_d2_narrow_conv": LayerSpec(input=(16, 5, 9), kernel=(16, 16, 3, 3), stride=2,
+                                         padding=2, dilation=2, mode="convolution"),
     # grad_weight's row parts (at batches 1, 3 and 7, enough pixels and flops per sample for
     # two or more): parts that read the same input rows, rows of padding, a stride and a
     # dilation down the rows; output channels in lanes, then in column tiles with a tail of
@@ -475,6 +479,51 @@ def test_taps_reading_only_zero_rows_are_skipped_across_the_grid():
                 dilated.add(spec.dilation[0] > 1)
     assert covered == {(variant, name) for variant in ("lane_sweep", "column_sweep")
                        for name in ("forward", "grad_input")}
+    assert strided == dilated == {False, True}
+
+
+def test_pixels_reading_only_zero_columns_are_skipped_across_the_grid():
+    """A lane tile that spans its phase's every column runs its taps a row at a time, with a
+    multiply-add for pixel x and column tap j only where that reads a column of data (checked
+    against the layer's geometry: forward's output column x reads input column
+    ``x*SW + j*DW - PL``, a stride-1 grad_input's input column x gradient column
+    ``x + PL - j*DW``). Forward (also strided and dilated) and grad_input do so in the grid,
+    and the tiles' results are the reference's (test_every_pass_matches_reference)."""
+    covered, strided, dilated = set(), set(), set()
+    for spec in GRID.values():
+        (_, _, _, kw), (_, sw), (_, dw) = spec.kernel, spec.stride, spec.dilation
+        left = spec.pads[2]
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            for record in ir.plans:
+                if not getattr(record, "column_taps", ()):
+                    continue
+                prefix, per_row = record.prefix, len(record.column_taps)
+                weights, offsets = (ir.table(f"{prefix}_TAP_WEIGHT"),
+                                    ir.table(f"{prefix}_TAP_OFFSET"))
+                assert ir.table(f"{prefix}_PHASE_COLS")[0] <= record.tx
+                assert len(weights) % per_row == 0
+                skipped = 0
+                for j, delta, live in record.column_taps:
+                    columns = {weights[r * per_row + j] % kw
+                               for r in range(len(weights) // per_row)}
+                    assert len(columns) == 1  # one kernel column per column tap
+                    assert all(offsets[r * per_row + j] - offsets[r * per_row] == delta
+                               for r in range(len(weights) // per_row))
+                    column = columns.pop()
+                    jj = column if spec.mode == "correlation" else kw - 1 - column
+                    for x in range(record.tx):
+                        if prefix == "FWD":
+                            data = 0 <= x * sw + jj * dw - left < spec.input[2]
+                        else:
+                            data = 0 <= x + left - jj * dw < spec.output_shape[2]
+                        assert (x in live) == data, (j, x)
+                    skipped += record.tx - len(live)
+                assert skipped > 0
+                covered.add(record.name)
+                strided.add(sw > 1)
+                dilated.add(dw > 1)
+    assert covered == {"forward", "grad_input"}
     assert strided == dilated == {False, True}
 
 

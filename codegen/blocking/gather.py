@@ -10,7 +10,7 @@ from .common import Geometry, Machine, _cdiv
 from .defines import Defines
 from .lanes import lane_sweep, pairs_column_phases
 from .records import Driver, Layout
-from .sweeps import _reuse_constants, tap_spans
+from .sweeps import _reuse_constants, column_taps, tap_spans
 from .tiles import LaneTile, SweepTile, _lane_tile, sweep_tile_candidates
 
 LAYOUT = Layout("O", "G_PLANE", "(LH * LW)", "(KH * KW)", "(C * KH * KW)", "(SH * LW)", 1,
@@ -156,9 +156,13 @@ def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines, machine: Machine,
     reason = ("its input channels fill lane vectors" + (
         ", and at a column stride each output would be stored alone" if g.sw > 1 else
         " and each output sums enough products"))
+    # one phase (stride 1): its taps lie in rows of one tap per column tap
+    columns = column_taps(tuple(taps[1]), len(p.col_taps[p.phases[0][1]]), cols[0], tile.tx,
+                          g_cols, lambda c: p.left <= c < p.left + g.wo
+                          ) if len(p.phases) == 1 else ()
     return lane_sweep("grad_input", "GIN", reason, tile, lanes, layout, _framed_driver(True),
                       False, tile.tx >= lanes and g.sw == 1, paired,
-                      paired and cols[0::2] != cols[1::2], spans)
+                      paired and cols[0::2] != cols[1::2], spans, columns)
 
 
 def _common_constants(p: Phases, in_place: bool, g_cols: int, d: Defines) -> None:

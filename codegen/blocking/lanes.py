@@ -48,13 +48,15 @@ def _runs(tile: LaneTile, lanes: int) -> tuple[LaneRun, ...]:
 
 def lane_sweep(name: str, prefix: str, reason: str, tile: LaneTile, lanes: int,
                layout: Layout, driver: Driver, bias: bool, transposed: bool, paired: bool,
-               uneven: bool, tap_spans: tuple[int, ...] = ()) -> LaneSweep:
-    """The record of a lane sweep; ``tap_spans``: what ``sweeps.tap_spans`` returned."""
+               uneven: bool, tap_spans: tuple[int, ...] = (),
+               column_taps: tuple[tuple[int, int, tuple[int, ...]], ...] = ()) -> LaneSweep:
+    """The record of a lane sweep; ``tap_spans`` and ``column_taps``: what
+    ``sweeps.tap_spans`` and ``sweeps.column_taps`` returned."""
     half = lanes // 2
     return LaneSweep(
         name=name, prefix=prefix, reason=reason, nv=tile.nv, ty=tile.ty, tx=tile.tx,
         layout=layout, driver=driver, bias=bias, transposed=transposed, paired=paired,
-        uneven=uneven, tap_spans=tap_spans,
+        uneven=uneven, tap_spans=tap_spans, column_taps=column_taps,
         pixels=tuple((y, x, tuple(f"acc{y}_{x}_{v}" for v in range(tile.nv)))
                      for y in range(tile.ty) for x in range(tile.tx)),
         runs=_runs(tile, lanes),

@@ -246,7 +246,11 @@ class LaneSweep:
     two vectors; ``uneven``: the second phase is a column narrower). ``tap_spans``: where a
     row of tiles runs only its taps ``TAPS_FROM .. TAPS_TO`` (those reading rows of data),
     each phase's first tap and the end (as ``PHASE_TAPS``, which the C then lacks); else
-    empty, and each row of tiles runs its phase's all.
+    empty, and each row of tiles runs its phase's all. ``column_taps``: where the tile spans
+    whole rows and some of its columns read the zero frame, per column tap its index, its
+    offset from its row of taps' first and the tile's columns that read data: the taps run a
+    row at a time, their column taps unrolled, each pixel's multiply-add only where it reads
+    data.
     """
 
     name: str
@@ -270,6 +274,7 @@ class LaneSweep:
     tile_broadcasts: int
     tile_fmas: int
     tap_spans: tuple[int, ...] = ()
+    column_taps: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
     variant: str = "lane_sweep"
 
 

@@ -103,6 +103,31 @@ def tap_spans(prefix: str, phase_rows: tuple[int, ...], ty: int, tap_start: tupl
     return tap_start
 
 
+def column_taps(tap_offsets: tuple[int, ...], per_row: int, cols: int, tx: int, pitch: int,
+                data) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
+    """A lane tile's taps as rows of ``per_row`` column taps, each with the tile's columns
+    that read data, where the tile spans its phase's every column (``cols <= tx``: its
+    columns are the same in every tile) and some column tap reads the zero frame at some
+    column: ``(j, offset from its row's first tap, live columns)`` per column tap j, for the
+    template to leave out the multiply-adds by zero; else ``()``. Column ``x`` of the tile
+    reads scratch column ``offset % pitch + x``, data where ``data(that)``. The taps must lie
+    in rows (``tap_offsets[r*per_row + j] - tap_offsets[r*per_row]`` the same for every
+    row r) in row order, as forward's and a single-phase grad_input's do."""
+    if cols > tx:
+        return ()
+    rows = len(tap_offsets) // per_row
+    deltas = tuple(tap_offsets[j] - tap_offsets[0] for j in range(per_row))
+    if rows * per_row != len(tap_offsets) or any(
+            tap_offsets[r * per_row + j] - tap_offsets[r * per_row] != deltas[j]
+            for r in range(rows) for j in range(per_row)):
+        return ()
+    live = tuple(tuple(x for x in range(tx) if data(tap_offsets[j] % pitch + x))
+                 for j in range(per_row))
+    if all(len(xs) == tx for xs in live):
+        return ()
+    return tuple(zip(range(per_row), deltas, live))
+
+
 def forward_phases(g: Geometry) -> list[tuple[int, int, int]]:
     """forward's one phase: ``(rows, columns, taps)``."""
     return [(g.ho, g.wo, g.kh * g.kw)]
@@ -150,10 +175,13 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, t
         transposed = tx >= lanes
         spans = tap_spans("FWD", (g.ho,), tile.ty, (0, len(taps)), scratch.tap_offsets,
                           g.sw * scratch.seg, g.sh * g.sw * scratch.seg, (g.top, g.top + g.h), d)
+        seg = scratch.seg  # scratch column u of column phase q: input column u*SW + q - PL
         record = lane_sweep(
             "forward", "FWD", "its output channels fill lane vectors and each output sums "
             "enough products", tile, lanes, FORWARD_LAYOUT, driver, bias, transposed, False,
-            False, spans)
+            False, spans, column_taps(
+                scratch.tap_offsets, g.kw, g.wo, tx, g.sw * seg,
+                lambda c: 0 <= c % seg * g.sw + c // seg - g.left < g.w))
     else:
         d.const("FWD_OB", tile.ob, "forward tile: output channels (divides O)")
         d.const("FWD_TY", tile.ty, "forward tile: output rows")

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 7a5babf45ec1646bd68befae18a4234ee9448a12e0ff6b95f731e17a751b0839
+ * cache key: 3f9d2cb259da37b14dbf359272f88c1b23f0d5dbfd9ec0d04aa363f50de57503
  */
 
 #include <stdint.h>
@@ -359,20 +359,50 @@ static void forward_block(const real *restrict src, const real *restrict packed,
                 for (int c = 0; c < C; ++c) {
                     const real *restrict plane = src + c * SRC_PLANE + m0 * FWD_ROW_STEP + n0;
                     const real *restrict k = weights + c * (FWD_TAPS * FWD_LW);
-                    for (int t = taps_from; t < taps_to; ++t) {
-                        const real *restrict in = plane + FWD_TAP_OFFSET[t];
-                        const lanes w0 = LOAD_LANES(k + t * FWD_LW + 0 * LANES), w1 = LOAD_LANES(k + t * FWD_LW + 1 * LANES);
-                        { const real s = in[0 * FWD_ROW_STEP + 0]; acc0_0_0 += s * w0; acc0_0_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 1]; acc0_1_0 += s * w0; acc0_1_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 2]; acc0_2_0 += s * w0; acc0_2_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 3]; acc0_3_0 += s * w0; acc0_3_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 4]; acc0_4_0 += s * w0; acc0_4_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 5]; acc0_5_0 += s * w0; acc0_5_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 6]; acc0_6_0 += s * w0; acc0_6_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 7]; acc0_7_0 += s * w0; acc0_7_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 8]; acc0_8_0 += s * w0; acc0_8_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 9]; acc0_9_0 += s * w0; acc0_9_1 += s * w1; }
-                        { const real s = in[0 * FWD_ROW_STEP + 10]; acc0_10_0 += s * w0; acc0_10_1 += s * w1; }
+                    /* a row of taps at a time, its 3 column taps unrolled: a pixel whose column tap
+                     * reads the zero frame has no multiply-add */
+                    for (int r = taps_from / 3; r < taps_to / 3; ++r) {
+                        const real *restrict in = plane + FWD_TAP_OFFSET[r * 3];
+                        {
+                            const lanes w0 = LOAD_LANES(k + (r * 3 + 0) * FWD_LW + 0 * LANES), w1 = LOAD_LANES(k + (r * 3 + 0) * FWD_LW + 1 * LANES);
+                            { const real s = in[0 * FWD_ROW_STEP + 1]; acc0_1_0 += s * w0; acc0_1_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 2]; acc0_2_0 += s * w0; acc0_2_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 3]; acc0_3_0 += s * w0; acc0_3_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 4]; acc0_4_0 += s * w0; acc0_4_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 5]; acc0_5_0 += s * w0; acc0_5_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 6]; acc0_6_0 += s * w0; acc0_6_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 7]; acc0_7_0 += s * w0; acc0_7_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 8]; acc0_8_0 += s * w0; acc0_8_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 9]; acc0_9_0 += s * w0; acc0_9_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 10]; acc0_10_0 += s * w0; acc0_10_1 += s * w1; }
+                        }
+                        {
+                            const lanes w0 = LOAD_LANES(k + (r * 3 + 1) * FWD_LW + 0 * LANES), w1 = LOAD_LANES(k + (r * 3 + 1) * FWD_LW + 1 * LANES);
+                            { const real s = in[0 * FWD_ROW_STEP + 1]; acc0_0_0 += s * w0; acc0_0_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 2]; acc0_1_0 += s * w0; acc0_1_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 3]; acc0_2_0 += s * w0; acc0_2_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 4]; acc0_3_0 += s * w0; acc0_3_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 5]; acc0_4_0 += s * w0; acc0_4_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 6]; acc0_5_0 += s * w0; acc0_5_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 7]; acc0_6_0 += s * w0; acc0_6_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 8]; acc0_7_0 += s * w0; acc0_7_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 9]; acc0_8_0 += s * w0; acc0_8_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 10]; acc0_9_0 += s * w0; acc0_9_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 11]; acc0_10_0 += s * w0; acc0_10_1 += s * w1; }
+                        }
+                        {
+                            const lanes w0 = LOAD_LANES(k + (r * 3 + 2) * FWD_LW + 0 * LANES), w1 = LOAD_LANES(k + (r * 3 + 2) * FWD_LW + 1 * LANES);
+                            { const real s = in[0 * FWD_ROW_STEP + 2]; acc0_0_0 += s * w0; acc0_0_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 3]; acc0_1_0 += s * w0; acc0_1_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 4]; acc0_2_0 += s * w0; acc0_2_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 5]; acc0_3_0 += s * w0; acc0_3_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 6]; acc0_4_0 += s * w0; acc0_4_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 7]; acc0_5_0 += s * w0; acc0_5_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 8]; acc0_6_0 += s * w0; acc0_6_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 9]; acc0_7_0 += s * w0; acc0_7_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 10]; acc0_8_0 += s * w0; acc0_8_1 += s * w1; }
+                            { const real s = in[0 * FWD_ROW_STEP + 11]; acc0_9_0 += s * w0; acc0_9_1 += s * w1; }
+                        }
                     }
                 }
                 const real *restrict bias = b;
@@ -495,20 +525,50 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
                 for (int c = 0; c < O; ++c) {
                     const real *restrict plane = src + c * G_PLANE + m0 * GIN_ROW_STEP + n0;
                     const real *restrict k = weights + c * (GIN_TAPS * GIN_LW);
-                    for (int t = taps_from; t < taps_to; ++t) {
-                        const real *restrict in = plane + GIN_TAP_OFFSET[t];
-                        const lanes w0 = LOAD_LANES(k + t * GIN_LW + 0 * LANES);
-                        { const real s = in[0 * GIN_ROW_STEP + 0]; acc0_0_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 1]; acc0_1_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 2]; acc0_2_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 3]; acc0_3_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 4]; acc0_4_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 5]; acc0_5_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 6]; acc0_6_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 7]; acc0_7_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 8]; acc0_8_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 9]; acc0_9_0 += s * w0; }
-                        { const real s = in[0 * GIN_ROW_STEP + 10]; acc0_10_0 += s * w0; }
+                    /* a row of taps at a time, its 3 column taps unrolled: a pixel whose column tap
+                     * reads the zero frame has no multiply-add */
+                    for (int r = taps_from / 3; r < taps_to / 3; ++r) {
+                        const real *restrict in = plane + GIN_TAP_OFFSET[r * 3];
+                        {
+                            const lanes w0 = LOAD_LANES(k + (r * 3 + 0) * GIN_LW + 0 * LANES);
+                            { const real s = in[0 * GIN_ROW_STEP + 1]; acc0_1_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 2]; acc0_2_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 3]; acc0_3_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 4]; acc0_4_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 5]; acc0_5_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 6]; acc0_6_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 7]; acc0_7_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 8]; acc0_8_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 9]; acc0_9_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 10]; acc0_10_0 += s * w0; }
+                        }
+                        {
+                            const lanes w0 = LOAD_LANES(k + (r * 3 + 1) * GIN_LW + 0 * LANES);
+                            { const real s = in[0 * GIN_ROW_STEP + 1]; acc0_0_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 2]; acc0_1_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 3]; acc0_2_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 4]; acc0_3_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 5]; acc0_4_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 6]; acc0_5_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 7]; acc0_6_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 8]; acc0_7_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 9]; acc0_8_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 10]; acc0_9_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 11]; acc0_10_0 += s * w0; }
+                        }
+                        {
+                            const lanes w0 = LOAD_LANES(k + (r * 3 + 2) * GIN_LW + 0 * LANES);
+                            { const real s = in[0 * GIN_ROW_STEP + 2]; acc0_0_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 3]; acc0_1_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 4]; acc0_2_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 5]; acc0_3_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 6]; acc0_4_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 7]; acc0_5_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 8]; acc0_6_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 9]; acc0_7_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 10]; acc0_8_0 += s * w0; }
+                            { const real s = in[0 * GIN_ROW_STEP + 11]; acc0_9_0 += s * w0; }
+                        }
                     }
                 }
                 /* through a buffer, element by element */
