@@ -527,6 +527,21 @@ def test_pixels_reading_only_zero_columns_are_skipped_across_the_grid():
     assert strided == dilated == {False, True}
 
 
+def test_a_column_tap_that_reads_no_data_is_left_out(tmp_path):
+    """Padding wider than the input: a forward lane tile spanning the row has column taps
+    that read only the frame at every column. They are left out whole (no weight loaded for
+    nothing, which -Wall would report), and the result is the reference's."""
+    spec = LayerSpec(input=(64, 4, 1), kernel=(16, 64, 1, 5), padding=(0, 3))
+    record = plans(lower(spec, OPENMP, "float32", "loops"))["forward"]
+    assert [len(live) for _, _, live in record.column_taps] == [0, 1, 1, 1, 0]
+    module = codegen.load(spec, dtype="float32", out=tmp_path, style="loops")
+    log = next(tmp_path.glob("*/build.log")).read_text()
+    assert "warning" not in log
+    V, K, b, _ = reference.random_inputs(spec, 3, "float32", 0)
+    np.testing.assert_allclose(module.forward(V, K, b), reference.forward(spec, V, K, b),
+                               rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["parallel_p1", "pointwise_parallel", "lanes_parallel_5x5"])
 def test_grad_weight_is_identical_run_to_run(modules, name):
     module = modules[(name, "loops", "float32")]

@@ -112,13 +112,16 @@ def column_taps(tap_offsets: tuple[int, ...], per_row: int, cols: int, tx: int, 
     template to leave out the multiply-adds by zero; else ``()``. Column ``x`` of the tile
     reads scratch column ``offset % pitch + x``, data where ``data(that)``. The taps must lie
     in rows (``tap_offsets[r*per_row + j] - tap_offsets[r*per_row]`` the same for every
-    row r) in row order, as forward's and a single-phase grad_input's do."""
+    row r, and the rows whole scratch rows apart) in row order, as forward's and a
+    single-phase grad_input's do. A column tap that reads no data has no columns (the
+    template leaves it out)."""
     if cols > tx:
         return ()
     rows = len(tap_offsets) // per_row
     deltas = tuple(tap_offsets[j] - tap_offsets[0] for j in range(per_row))
     if rows * per_row != len(tap_offsets) or any(
             tap_offsets[r * per_row + j] - tap_offsets[r * per_row] != deltas[j]
+            or (tap_offsets[r * per_row] - tap_offsets[0]) % pitch
             for r in range(rows) for j in range(per_row)):
         return ()
     live = tuple(tuple(x for x in range(tx) if data(tap_offsets[j] % pitch + x))
