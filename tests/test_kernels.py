@@ -527,6 +527,42 @@ def test_pixels_reading_only_zero_columns_are_skipped_across_the_grid():
     assert strided == dilated == {False, True}
 
 
+def test_grad_weight_rows_reading_only_zero_rows_are_skipped_across_the_grid():
+    """grad_weight's block of taps t0 .. t0 + GW_TT - 1 sums the output rows GW_ROWS_FROM ..
+    GW_ROWS_TO - 1 of its block: every row outside reads only zero rows under every tap of
+    the block, and the first and last inside read data under some tap (checked against the
+    layer's geometry: output row y and kernel row i read input row y*SH + i*DH - PT). Lane
+    and column tiles do so in the grid, at a stride and a dilation, and their results are the
+    reference's (test_every_pass_matches_reference)."""
+    covered, strided, dilated = set(), set(), set()
+    for spec in GRID.values():
+        (_, _, kh, kw), (sh, _), (dh, _) = spec.kernel, spec.stride, spec.dilation
+        top, rows = spec.pads[0], spec.output_shape[1]
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            record = plans(ir)["grad_weight"]
+            if not getattr(record, "row_spans", False):
+                continue
+            low, high = ir.table("GW_ROWS_FROM"), ir.table("GW_ROWS_TO")
+            tt, weights = ir.constant("GW_TT"), ir.table("GW_TAP_WEIGHT")
+            assert len(low) == len(high) == kh * kw // tt
+            skipped = 0
+            for block, t0 in enumerate(range(0, kh * kw, tt)):
+                kernel_rows = {weights[t] // kw for t in range(t0, t0 + tt)}
+                if spec.mode == "convolution":
+                    kernel_rows = {kh - 1 - i for i in kernel_rows}
+                live = [y for y in range(rows)
+                        if any(0 <= y * sh + i * dh - top < spec.input[1] for i in kernel_rows)]
+                assert (low[block], high[block]) == ((live[0], live[-1] + 1) if live else (0, 0))
+                skipped += rows - (high[block] - low[block])
+            assert skipped > 0
+            covered.add(record.variant)
+            strided.add(sh > 1)
+            dilated.add(dh > 1)
+    assert covered == {"grad_weight_lanes", "grad_weight_columns"}
+    assert strided == dilated == {False, True}
+
+
 def test_a_column_tap_that_reads_no_data_is_left_out(tmp_path):
     """Padding wider than the input: a forward lane tile spanning the row has column taps
     that read only the frame at every column. They are left out whole (no weight loaded for

@@ -42,6 +42,7 @@ def _band(g: Geometry, nv: int, machine: Machine) -> int:
 def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: Machine,
            pixels: int) -> GradWeightLanes:
     tile = _lane_grad_weight_tile(g, lanes, tap_blocks, machine)
+    row_spans = _row_spans(g, tile.tt, d)
     d.const("GW_NV", tile.nv, "grad_weight tile: lane vectors of output channels")
     d.const("GW_LW", tile.nv * lanes, "grad_weight tile: output channels (divides O)")
     d.const("GW_CB", tile.cb, "grad_weight tile: input channels (divides C)")
@@ -53,12 +54,13 @@ def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: 
         tuple((cb, tt, tuple(f"acc{cb}_{tt}_{v}" for v in range(tile.nv)))
               for cb in range(tile.cb) for tt in range(tile.tt)),
         tile.cb * tile.tt, tile.nv * tile.cb * tile.tt, pixels,
-        lanes >= REGISTER_TRANSPOSE_LANES or g.o == lanes)
+        lanes >= REGISTER_TRANSPOSE_LANES or g.o == lanes, row_spans)
 
 
 def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: Machine
              ) -> GradWeightColumns:
     tile = _grad_weight_tile(g, vl, tap_blocks, machine)
+    row_spans = _row_spans(g, tile.tt, d)
     d.const("GW_OB", tile.ob, "grad_weight tile: output channels (divides O)")
     d.const("GW_CB", tile.cb, "grad_weight tile: input channels (divides C)")
     d.const("GW_TT", tile.tt, "grad_weight tile: taps (divides KH*KW)")
@@ -76,7 +78,28 @@ def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: M
               for cb in range(tile.cb) for t in range(tt)),
         tuple((p, cb, t, f"acc{p}_{cb * tt + t}")
               for p in range(ob) for cb in range(tile.cb) for t in range(tt)),
-        ob > 1, tile.cb * tt, ob * tile.cb * tt)
+        ob > 1, tile.cb * tt, ob * tile.cb * tt, row_spans)
+
+
+def _row_spans(g: Geometry, tt: int, d: Defines) -> bool:
+    """Per block of ``tt`` taps, the output rows at which some tap of the block reads an input
+    row (output row y and kernel row i read input row ``y*SH + i*DH - PT``): the rows before
+    and after read only the zero frame under every tap of the block, and add nothing (their
+    sums would be exact zeros, so the bits do not change). Makes the tables and returns True
+    where some block skips a row; blocks of whole kernel rows gain, one of every tap never."""
+    first, end = [], []
+    for t0 in range(0, g.kh * g.kw, tt):
+        kernel_rows = {t // g.kw for t in range(t0, t0 + tt)}
+        live = [y for y in range(g.ho)
+                if any(0 <= y * g.sh + i * g.dh - g.top < g.h for i in kernel_rows)]
+        first.append(live[0] if live else 0)
+        end.append(live[-1] + 1 if live else 0)
+    if all(lo == 0 and hi == g.ho for lo, hi in zip(first, end)):
+        return False
+    d.table("GW_ROWS_FROM", first, "block t0 / GW_TT of taps: its first output row whose "
+            "inputs under those taps hold data")
+    d.table("GW_ROWS_TO", end, "block t0 / GW_TT of taps: one past its last such output row")
+    return True
 
 
 def _part_rows(g: Geometry, band: int) -> int:

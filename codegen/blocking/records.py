@@ -285,7 +285,7 @@ class GradWeightColumns:
     ``accumulators[p]`` output channel p's sums; ``loads`` the input vectors per vector of
     columns (``row`` the input channel, ``xv`` the tap); ``sums`` (p, cb, tt, accumulator)
     as they are added to dK; ``full``/``tail``: whether columns are read in place / from
-    a zero-padded copy.
+    a zero-padded copy; ``row_spans``: as ``GradWeightLanes``'s.
     """
 
     name: str
@@ -301,6 +301,7 @@ class GradWeightColumns:
     shares_loads: bool
     tile_loads: int
     tile_fmas: int
+    row_spans: bool = False
     variant: str = "grad_weight_columns"
 
 
@@ -310,7 +311,8 @@ class GradWeightLanes:
     ``blocks`` (cb, tt, accumulators over the lane vectors); ``pixels`` the output pixels
     its loop takes per pass; ``register_transpose``: whether the gradient is transposed
     LANES x LANES reals at a time in registers (``pack_transposed``) rather than element by
-    element (``common.REGISTER_TRANSPOSE_LANES``)."""
+    element (``common.REGISTER_TRANSPOSE_LANES``); ``row_spans``: each block of taps sums
+    only the output rows ``GW_ROWS_FROM .. GW_ROWS_TO`` whose inputs under it hold data."""
 
     name: str
     reason: str
@@ -322,6 +324,7 @@ class GradWeightLanes:
     tile_fmas: int
     pixels: int
     register_transpose: bool
+    row_spans: bool = False
     variant: str = "grad_weight_lanes"
 
 

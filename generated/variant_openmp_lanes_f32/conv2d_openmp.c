@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 3f9d2cb259da37b14dbf359272f88c1b23f0d5dbfd9ec0d04aa363f50de57503
+ * cache key: 67a243f8074560e399be4d72d2689aae8c8a6195f416d1fce640a3a9458cd9b4
  */
 
 #include <stdint.h>
@@ -122,6 +122,12 @@ static const int GIN_TAP_OFFSET[9] = {15, 16, 17, 29, 30, 31, 43, 44, 45};
 
 /* tap (i, j): its offset in K[o, c] */
 static const int GIN_TAP_WEIGHT[9] = {8, 7, 6, 5, 4, 3, 2, 1, 0};
+
+/* block t0 / GW_TT of taps: its first output row whose inputs under those taps hold data */
+static const int GW_ROWS_FROM[3] = {1, 0, 0};
+
+/* block t0 / GW_TT of taps: one past its last such output row */
+static const int GW_ROWS_TO[3] = {9, 9, 8};
 
 /* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
 static const int GW_TAP_OFFSET[9] = {0, 1, 2, 13, 14, 15, 26, 27, 28};
@@ -680,7 +686,10 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
     lanes acc7_0_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 0) * GW_LW + 0 * LANES);
     lanes acc7_1_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 1) * GW_LW + 0 * LANES);
     lanes acc7_2_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 2) * GW_LW + 0 * LANES);
-    for (int y = y0; y < y1; ++y) {
+    /* the rows whose inputs under these taps hold data: the others read zero rows */
+    const int y_from = y0 > GW_ROWS_FROM[t0 / GW_TT] ? y0 : GW_ROWS_FROM[t0 / GW_TT];
+    const int y_to = y1 < GW_ROWS_TO[t0 / GW_TT] ? y1 : GW_ROWS_TO[t0 / GW_TT];
+    for (int y = y_from; y < y_to; ++y) {
         const real *restrict grow = gt + y * (LWO * GW_LW);
         const real *restrict in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
         for (int x = 0; x < LWO; ++x) {

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: ebddd10f45944ca0ee00dbbad32e8c3f01522782ec62947e35796163aa707e4e
+ * cache key: ce79d63f819f3cdddb8feba7611987ab4dbe2718b674f4d8a243b9f2becf9dcc
  */
 
 #include <stdint.h>
@@ -122,6 +122,12 @@ static const int GIN_TAP_OFFSET[9] = {42, 43, 44, 83, 84, 85, 124, 125, 126};
 
 /* tap (i, j): its offset in K[o, c] */
 static const int GIN_TAP_WEIGHT[9] = {8, 7, 6, 5, 4, 3, 2, 1, 0};
+
+/* block t0 / GW_TT of taps: its first output row whose inputs under those taps hold data */
+static const int GW_ROWS_FROM[3] = {1, 0, 0};
+
+/* block t0 / GW_TT of taps: one past its last such output row */
+static const int GW_ROWS_TO[3] = {3, 3, 2};
 
 /* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
 static const int GW_TAP_OFFSET[9] = {0, 1, 2, 40, 41, 42, 80, 81, 82};
@@ -693,7 +699,10 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
     lanes acc7_0_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 0) * GW_LW + 0 * LANES);
     lanes acc7_1_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 1) * GW_LW + 0 * LANES);
     lanes acc7_2_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 2) * GW_LW + 0 * LANES);
-    for (int y = y0; y < y1; ++y) {
+    /* the rows whose inputs under these taps hold data: the others read zero rows */
+    const int y_from = y0 > GW_ROWS_FROM[t0 / GW_TT] ? y0 : GW_ROWS_FROM[t0 / GW_TT];
+    const int y_to = y1 < GW_ROWS_TO[t0 / GW_TT] ? y1 : GW_ROWS_TO[t0 / GW_TT];
+    for (int y = y_from; y < y_to; ++y) {
         const real *restrict grow = gt + y * (LWO * GW_LW);
         const real *restrict in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
         for (int x = 0; x < LWO; ++x) {

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 86c14375acd57f3d82034b90cb05b39bbd4353925ef0ec14766a4cf475c4133f
+ * cache key: 70a7c26f3be83d7b855ec8f31b924e981760e677cd254e07a2782718f319c88a
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 86c14375acd57f3d82034b90cb05b39bbd4353925ef0ec14766a4cf475c4133f
+ * cache key: 70a7c26f3be83d7b855ec8f31b924e981760e677cd254e07a2782718f319c88a
  */
 
 #include <stdint.h>
@@ -108,6 +108,12 @@ static const int GIN_TAP_OFFSET[9] = {60, 59, 58, 41, 40, 39, 22, 21, 20};
 
 /* tap (i, j): its offset in K[o, c] */
 static const int GIN_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+
+/* block t0 / GW_TT of taps: its first output row whose inputs under those taps hold data */
+static const int GW_ROWS_FROM[3] = {1, 0, 0};
+
+/* block t0 / GW_TT of taps: one past its last such output row */
+static const int GW_ROWS_TO[3] = {16, 16, 15};
 
 /* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
 static const int GW_TAP_OFFSET[9] = {0, 1, 2, 18, 19, 20, 36, 37, 38};
@@ -664,7 +670,10 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
     lanes acc7_0_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 0) * GW_LW + 0 * LANES);
     lanes acc7_1_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 1) * GW_LW + 0 * LANES);
     lanes acc7_2_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 2) * GW_LW + 0 * LANES);
-    for (int y = y0; y < y1; ++y) {
+    /* the rows whose inputs under these taps hold data: the others read zero rows */
+    const int y_from = y0 > GW_ROWS_FROM[t0 / GW_TT] ? y0 : GW_ROWS_FROM[t0 / GW_TT];
+    const int y_to = y1 < GW_ROWS_TO[t0 / GW_TT] ? y1 : GW_ROWS_TO[t0 / GW_TT];
+    for (int y = y_from; y < y_to; ++y) {
         const real *restrict grow = gt + y * (LWO * GW_LW);
         const real *restrict in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
         for (int x = 0; x < LWO; ++x) {

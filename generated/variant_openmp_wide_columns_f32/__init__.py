@@ -3,10 +3,10 @@
 # spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
 #        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: a4418196b357c1509ea80e89b99276c0fcb86c91c294184ee1315ce8b277d578
+# cache key: 3323cb8198163baaba531da6138166b3bdcff72ee28f58fc1955110dc92a4882
 """input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key a4418196b357c1509ea80e89b99276c0fcb86c91c294184ee1315ce8b277d578.
+Built by corrgen 0.1.0, cache key 3323cb8198163baaba531da6138166b3bdcff72ee28f58fc1955110dc92a4882.
 
     forward(V, K, b, out=None) -> Z
         V (N, 3, 9, 21), K (4, 3, 5, 5), b (4,), Z (N, 4, 9, 21)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_a4418196b357")
+_extension = _importlib.import_module(__name__ + "._conv2d_3323cb819816")
 
 spec = _LayerSpec(input=(3, 9, 21), kernel=(4, 3, 5, 5), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "a4418196b357c1509ea80e89b99276c0fcb86c91c294184ee1315ce8b277d578"
+key = "3323cb8198163baaba531da6138166b3bdcff72ee28f58fc1955110dc92a4882"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

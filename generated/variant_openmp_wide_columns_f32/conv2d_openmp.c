@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a4418196b357c1509ea80e89b99276c0fcb86c91c294184ee1315ce8b277d578
+ * cache key: 3323cb8198163baaba531da6138166b3bdcff72ee28f58fc1955110dc92a4882
  */
 
 #include <stdint.h>
@@ -113,6 +113,12 @@ static const int GIN_TAP_OFFSET[25] = {186, 185, 184, 183, 182, 156, 155, 154, 1
 
 /* tap (i, j): its offset in K[o, c] */
 static const int GIN_TAP_WEIGHT[25] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24};
+
+/* block t0 / GW_TT of taps: its first output row whose inputs under those taps hold data */
+static const int GW_ROWS_FROM[5] = {2, 1, 0, 0, 0};
+
+/* block t0 / GW_TT of taps: one past its last such output row */
+static const int GW_ROWS_TO[5] = {9, 9, 9, 8, 7};
 
 /* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
 static const int GW_TAP_OFFSET[25] = {0, 1, 2, 3, 4, 36, 37, 38, 39, 40, 72, 73, 74, 75, 76, 108, 109, 110, 111, 112, 144, 145, 146, 147, 148};
@@ -511,7 +517,10 @@ static void grad_weight_block(const real *restrict src,
             vec acc1_0 = zero, acc1_1 = zero, acc1_2 = zero, acc1_3 = zero, acc1_4 = zero;
             vec acc2_0 = zero, acc2_1 = zero, acc2_2 = zero, acc2_3 = zero, acc2_4 = zero;
             vec acc3_0 = zero, acc3_1 = zero, acc3_2 = zero, acc3_3 = zero, acc3_4 = zero;
-            for (int y = y0; y < y1; ++y) {
+            /* the rows whose inputs under these taps hold data: the others read zero rows */
+            const int y_from = y0 > GW_ROWS_FROM[t0 / GW_TT] ? y0 : GW_ROWS_FROM[t0 / GW_TT];
+            const int y_to = y1 < GW_ROWS_TO[t0 / GW_TT] ? y1 : GW_ROWS_TO[t0 / GW_TT];
+            for (int y = y_from; y < y_to; ++y) {
                 const real *in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
                 /* hides that a row's inputs are the next row's, one tap row on: GCC would
                  * carry them from row to row in registers and spill the partial sums */

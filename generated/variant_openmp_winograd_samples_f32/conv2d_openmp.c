@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 23f2077456cb6bc690ec28152b1e6b59d60073ae009e6c98b7d06b4bf5b6c207
+ * cache key: 713a634983029fe8a92782700e9f18d76c419c6a836a670b8fdc01420d48480b
  */
 
 #include <stdint.h>
@@ -101,6 +101,12 @@ typedef float real;
 #define WG_GROUP 8 /* grad_input: panels of WG_MR result channels computed per block at a time (their products within 224 KB) */
 #define WG_V_POINT 4496 /* grad_input: reals from one point's transformed patches to the next (WG_IN * WG_NB and one or two cache lines, skewed) */
 #define WG_M_POINT 912 /* grad_input: reals from one point's products to the next (WG_OUT_PAD * WG_NB and one or two cache lines, skewed) */
+
+/* block t0 / GW_TT of taps: its first output row whose inputs under those taps hold data */
+static const int GW_ROWS_FROM[3] = {1, 0, 0};
+
+/* block t0 / GW_TT of taps: one past its last such output row */
+static const int GW_ROWS_TO[3] = {14, 14, 13};
 
 /* tap (i, j): scratch offset (as FWD_TAP_OFFSET) */
 static const int GW_TAP_OFFSET[9] = {0, 1, 2, 16, 17, 18, 32, 33, 34};
@@ -827,7 +833,10 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
     lanes acc7_0_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 0) * GW_LW + 0 * LANES);
     lanes acc7_1_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 1) * GW_LW + 0 * LANES);
     lanes acc7_2_0 = LOAD_LANES(sums + ((c0 + 7) * (KH * KW) + t0 + 2) * GW_LW + 0 * LANES);
-    for (int y = y0; y < y1; ++y) {
+    /* the rows whose inputs under these taps hold data: the others read zero rows */
+    const int y_from = y0 > GW_ROWS_FROM[t0 / GW_TT] ? y0 : GW_ROWS_FROM[t0 / GW_TT];
+    const int y_to = y1 < GW_ROWS_TO[t0 / GW_TT] ? y1 : GW_ROWS_TO[t0 / GW_TT];
+    for (int y = y_from; y < y_to; ++y) {
         const real *restrict grow = gt + y * (LWO * GW_LW);
         const real *restrict in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
         for (int x = 0; x < LWO; ++x) {
