@@ -563,6 +563,40 @@ def test_grad_weight_rows_reading_only_zero_rows_are_skipped_across_the_grid():
     assert strided == dilated == {False, True}
 
 
+def test_grad_weight_border_pixels_leave_out_the_taps_on_the_zero_frame():
+    """A lane grad_weight tile whose blocks hold whole kernel rows peels the output columns
+    at which some tap reads the zero frame, each with a multiply-add for exactly the taps
+    that read data there (output column x and kernel column j read input column
+    x*SW + j*DW - PL), and loops over the columns between, where every tap does. The grid
+    has such tiles, also at a column stride and dilation."""
+    covered, strided, dilated = set(), set(), set()
+    for spec in GRID.values():
+        (_, _, _, kw), (_, sw), (_, dw) = spec.kernel, spec.stride, spec.dilation
+        left, width = spec.pads[2], spec.output_shape[2]
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            record = plans(ir)["grad_weight"]
+            if not getattr(record, "border", ()):
+                continue
+            weights = ir.table("GW_TAP_WEIGHT")
+            assert record.tt % kw == 0
+            columns = [weights[t] % kw if spec.mode == "correlation" else kw - 1 - weights[t] % kw
+                       for t in range(record.tt)]
+            live = {x: tuple(t for t in range(record.tt)
+                             if 0 <= x * sw + columns[t] * dw - left < spec.input[2])
+                    for x in range(width)}
+            first, end = record.inner
+            assert dict(record.border) == {x: taps for x, taps in live.items()
+                                           if not first <= x < end}
+            assert all(len(live[x]) == record.tt for x in range(first, end))
+            assert all(len(taps) < record.tt for _, taps in record.border)
+            covered.add(dtype)
+            strided.add(sw > 1)
+            dilated.add(dw > 1)
+    assert covered == {"float32", "float64"}
+    assert strided == dilated == {False, True}
+
+
 def test_a_column_tap_that_reads_no_data_is_left_out(tmp_path):
     """Padding wider than the input: a forward lane tile spanning the row has column taps
     that read only the frame at every column. They are left out whole (no weight loaded for

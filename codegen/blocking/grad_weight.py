@@ -39,10 +39,35 @@ def _band(g: Geometry, nv: int, machine: Machine) -> int:
     return max(1, GRAD_WEIGHT_BAND_BYTES // (g.wo * nv * machine.lane_bytes))
 
 
+def _border(g: Geometry, tt: int, tap_offsets: tuple[int, ...], seg: int
+            ) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], tuple[int, int]]:
+    """The first and last output columns at which some tap of a block reads the zero frame,
+    each with the taps (of ``tt``) that read data there, and the columns between, where
+    every tap does: for blocks of whole kernel rows (a tap's column is then ``tt % KW`` in
+    every block). Output column x under tap t reads scratch column ``offset % pitch + x``,
+    which holds input column ``u*SW + q - PL`` (u its place in column phase q's ``seg``).
+    ``((), (0, WO))`` where no block can leave anything out."""
+    whole = ((), (0, g.wo))
+    if tt % g.kw:
+        return whole
+
+    def data(column: int) -> bool:
+        return 0 <= column % seg * g.sw + column // seg - g.left < g.w
+
+    live = [tuple(t for t in range(tt) if data(tap_offsets[t] % (g.sw * seg) + x))
+            for x in range(g.wo)]
+    inner = [x for x in range(g.wo) if len(live[x]) == tt]
+    if not inner or len(inner) == g.wo or inner != list(range(inner[0], inner[-1] + 1)):
+        return whole
+    border = tuple((x, live[x]) for x in range(g.wo) if not inner[0] <= x <= inner[-1])
+    return border, (inner[0], inner[-1] + 1)
+
+
 def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: Machine,
-           pixels: int) -> GradWeightLanes:
+           pixels: int, tap_offsets: tuple[int, ...], seg: int) -> GradWeightLanes:
     tile = _lane_grad_weight_tile(g, lanes, tap_blocks, machine)
     row_spans = _row_spans(g, tile.tt, d)
+    border, inner = _border(g, tile.tt, tap_offsets, seg)
     d.const("GW_NV", tile.nv, "grad_weight tile: lane vectors of output channels")
     d.const("GW_LW", tile.nv * lanes, "grad_weight tile: output channels (divides O)")
     d.const("GW_CB", tile.cb, "grad_weight tile: input channels (divides C)")
@@ -54,7 +79,7 @@ def _lanes(g: Geometry, lanes: int, tap_blocks: list[int], d: Defines, machine: 
         tuple((cb, tt, tuple(f"acc{cb}_{tt}_{v}" for v in range(tile.nv)))
               for cb in range(tile.cb) for tt in range(tile.tt)),
         tile.cb * tile.tt, tile.nv * tile.cb * tile.tt, pixels,
-        lanes >= REGISTER_TRANSPOSE_LANES or g.o == lanes, row_spans)
+        lanes >= REGISTER_TRANSPOSE_LANES or g.o == lanes, row_spans, border, inner)
 
 
 def _columns(g: Geometry, vl: int, tap_blocks: list[int], d: Defines, machine: Machine
@@ -114,7 +139,7 @@ def plan_grad_weight(g: Geometry, vl: int, lanes: int, in_lanes: bool,
     """grad_weight's record, ``#define``s and tables (and its chunk constant);
     ``pixels``: the output pixels a lane tile's loop takes per pass."""
     tap_blocks = _tap_blocks(list(tap_offsets))
-    record = (_lanes(g, lanes, tap_blocks, d, machine, pixels) if in_lanes
+    record = (_lanes(g, lanes, tap_blocks, d, machine, pixels, tap_offsets, src_seg) if in_lanes
               else _columns(g, vl, tap_blocks, d, machine))
     d.const("GW_ROW_STEP", g.sh * g.sw * src_seg, "scratch reals from one output row to the next")
     d.const("GRAD_WEIGHT_CHUNKS", GRAD_WEIGHT_CHUNKS,

@@ -312,7 +312,10 @@ class GradWeightLanes:
     its loop takes per pass; ``register_transpose``: whether the gradient is transposed
     LANES x LANES reals at a time in registers (``pack_transposed``) rather than element by
     element (``common.REGISTER_TRANSPOSE_LANES``); ``row_spans``: each block of taps sums
-    only the output rows ``GW_ROWS_FROM .. GW_ROWS_TO`` whose inputs under it hold data."""
+    only the output rows ``GW_ROWS_FROM .. GW_ROWS_TO`` whose inputs under it hold data;
+    ``border``: the output columns at which some tap reads the zero frame, each with the taps
+    that read data there (their loop peeled, the other taps' multiply-adds left out), and
+    ``inner`` the columns between (``grad_weight._border``)."""
 
     name: str
     reason: str
@@ -325,6 +328,8 @@ class GradWeightLanes:
     pixels: int
     register_transpose: bool
     row_spans: bool = False
+    border: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    inner: tuple[int, int] = (0, 0)
     variant: str = "grad_weight_lanes"
 
 

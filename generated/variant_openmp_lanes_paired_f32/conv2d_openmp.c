@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 32c461b33a95dd66b9f2f311b02d4cc955c84220cc2f8b91cafbd3a9acbad204
+ * cache key: 33b36f8300845485db4e407d4d0bc121f240fde1dc132f653e47a41edc17e0e6
  */
 
 #include <stdint.h>
@@ -784,7 +784,31 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
     for (int y = y0; y < y1; ++y) {
         const real *restrict grow = gt + y * (LWO * GW_LW);
         const real *restrict in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
-        for (int x = 0; x < LWO; ++x) {
+        /* the first and last pixels: only the taps that read data there */
+        {
+            const real *at = in + 0;
+            /* hides that a pixel's inputs are its left neighbour's, one tap on: GCC would carry
+             * them from pixel to pixel in registers and spill the partial sums instead */
+            __asm__("" : "+r"(at));
+            const lanes g0 = LOAD_LANES(grow + 0 * GW_LW + 0 * LANES);
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[1]]; acc0_1_0 += s * g0; }
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[2]]; acc0_2_0 += s * g0; }
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[4]]; acc0_4_0 += s * g0; }
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[5]]; acc0_5_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[1]]; acc1_1_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[2]]; acc1_2_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[4]]; acc1_4_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[5]]; acc1_5_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[1]]; acc2_1_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[2]]; acc2_2_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[4]]; acc2_4_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[5]]; acc2_5_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[1]]; acc3_1_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[2]]; acc3_2_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[4]]; acc3_4_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[5]]; acc3_5_0 += s * g0; }
+        }
+        for (int x = 1; x < 18; ++x) {
             const real *at = in + x;
             /* hides that a pixel's inputs are its left neighbour's, one tap on: GCC would carry
              * them from pixel to pixel in registers and spill the partial sums instead */
@@ -814,6 +838,29 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
             { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[3]]; acc3_3_0 += s * g0; }
             { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[4]]; acc3_4_0 += s * g0; }
             { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[5]]; acc3_5_0 += s * g0; }
+        }
+        {
+            const real *at = in + 18;
+            /* hides that a pixel's inputs are its left neighbour's, one tap on: GCC would carry
+             * them from pixel to pixel in registers and spill the partial sums instead */
+            __asm__("" : "+r"(at));
+            const lanes g0 = LOAD_LANES(grow + 18 * GW_LW + 0 * LANES);
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[0]]; acc0_0_0 += s * g0; }
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[1]]; acc0_1_0 += s * g0; }
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[3]]; acc0_3_0 += s * g0; }
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[4]]; acc0_4_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[0]]; acc1_0_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[1]]; acc1_1_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[3]]; acc1_3_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[4]]; acc1_4_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[0]]; acc2_0_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[1]]; acc2_1_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[3]]; acc2_3_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[4]]; acc2_4_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[0]]; acc3_0_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[1]]; acc3_1_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[3]]; acc3_3_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[4]]; acc3_4_0 += s * g0; }
         }
     }
     STORE_LANES(sums + ((c0 + 0) * (KH * KW) + t0 + 0) * GW_LW + 0 * LANES, acc0_0_0);

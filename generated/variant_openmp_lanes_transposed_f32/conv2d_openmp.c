@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: ce79d63f819f3cdddb8feba7611987ab4dbe2718b674f4d8a243b9f2becf9dcc
+ * cache key: a1e99977a5ba1dbf378b95ecf312a31b31d199d89da485e472f7876a02662cb7
  */
 
 #include <stdint.h>
@@ -705,7 +705,31 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
     for (int y = y_from; y < y_to; ++y) {
         const real *restrict grow = gt + y * (LWO * GW_LW);
         const real *restrict in = src + c0 * SRC_PLANE + y * GW_ROW_STEP + GW_TAP_OFFSET[t0];
-        for (int x = 0; x < LWO; ++x) {
+        /* the first and last pixels: only the taps that read data there */
+        {
+            const real *at = in + 0;
+            /* hides that a pixel's inputs are its left neighbour's, one tap on: GCC would carry
+             * them from pixel to pixel in registers and spill the partial sums instead */
+            __asm__("" : "+r"(at));
+            const lanes g0 = LOAD_LANES(grow + 0 * GW_LW + 0 * LANES);
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[1]]; acc0_1_0 += s * g0; }
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[2]]; acc0_2_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[1]]; acc1_1_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[2]]; acc1_2_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[1]]; acc2_1_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[2]]; acc2_2_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[1]]; acc3_1_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[2]]; acc3_2_0 += s * g0; }
+            { const real s = at[4 * SRC_PLANE + GW_TAP_DELTA[1]]; acc4_1_0 += s * g0; }
+            { const real s = at[4 * SRC_PLANE + GW_TAP_DELTA[2]]; acc4_2_0 += s * g0; }
+            { const real s = at[5 * SRC_PLANE + GW_TAP_DELTA[1]]; acc5_1_0 += s * g0; }
+            { const real s = at[5 * SRC_PLANE + GW_TAP_DELTA[2]]; acc5_2_0 += s * g0; }
+            { const real s = at[6 * SRC_PLANE + GW_TAP_DELTA[1]]; acc6_1_0 += s * g0; }
+            { const real s = at[6 * SRC_PLANE + GW_TAP_DELTA[2]]; acc6_2_0 += s * g0; }
+            { const real s = at[7 * SRC_PLANE + GW_TAP_DELTA[1]]; acc7_1_0 += s * g0; }
+            { const real s = at[7 * SRC_PLANE + GW_TAP_DELTA[2]]; acc7_2_0 += s * g0; }
+        }
+        for (int x = 1; x < 36; ++x) {
             const real *at = in + x;
             /* hides that a pixel's inputs are its left neighbour's, one tap on: GCC would carry
              * them from pixel to pixel in registers and spill the partial sums instead */
@@ -735,6 +759,29 @@ static void grad_weight_block(const real *restrict src, const real *restrict gt,
             { const real s = at[7 * SRC_PLANE + GW_TAP_DELTA[0]]; acc7_0_0 += s * g0; }
             { const real s = at[7 * SRC_PLANE + GW_TAP_DELTA[1]]; acc7_1_0 += s * g0; }
             { const real s = at[7 * SRC_PLANE + GW_TAP_DELTA[2]]; acc7_2_0 += s * g0; }
+        }
+        {
+            const real *at = in + 36;
+            /* hides that a pixel's inputs are its left neighbour's, one tap on: GCC would carry
+             * them from pixel to pixel in registers and spill the partial sums instead */
+            __asm__("" : "+r"(at));
+            const lanes g0 = LOAD_LANES(grow + 36 * GW_LW + 0 * LANES);
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[0]]; acc0_0_0 += s * g0; }
+            { const real s = at[0 * SRC_PLANE + GW_TAP_DELTA[1]]; acc0_1_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[0]]; acc1_0_0 += s * g0; }
+            { const real s = at[1 * SRC_PLANE + GW_TAP_DELTA[1]]; acc1_1_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[0]]; acc2_0_0 += s * g0; }
+            { const real s = at[2 * SRC_PLANE + GW_TAP_DELTA[1]]; acc2_1_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[0]]; acc3_0_0 += s * g0; }
+            { const real s = at[3 * SRC_PLANE + GW_TAP_DELTA[1]]; acc3_1_0 += s * g0; }
+            { const real s = at[4 * SRC_PLANE + GW_TAP_DELTA[0]]; acc4_0_0 += s * g0; }
+            { const real s = at[4 * SRC_PLANE + GW_TAP_DELTA[1]]; acc4_1_0 += s * g0; }
+            { const real s = at[5 * SRC_PLANE + GW_TAP_DELTA[0]]; acc5_0_0 += s * g0; }
+            { const real s = at[5 * SRC_PLANE + GW_TAP_DELTA[1]]; acc5_1_0 += s * g0; }
+            { const real s = at[6 * SRC_PLANE + GW_TAP_DELTA[0]]; acc6_0_0 += s * g0; }
+            { const real s = at[6 * SRC_PLANE + GW_TAP_DELTA[1]]; acc6_1_0 += s * g0; }
+            { const real s = at[7 * SRC_PLANE + GW_TAP_DELTA[0]]; acc7_0_0 += s * g0; }
+            { const real s = at[7 * SRC_PLANE + GW_TAP_DELTA[1]]; acc7_1_0 += s * g0; }
         }
     }
     STORE_LANES(sums + ((c0 + 0) * (KH * KW) + t0 + 0) * GW_LW + 0 * LANES, acc0_0_0);
