@@ -422,6 +422,17 @@ def test_row_reuse_is_covered_by_the_grid():
     assert steps == {1, 2} and gaps == {False, True}
 
 
+def _grid_records(field: str):
+    """(spec, dtype, ir, record) for every pass record of the grid, both dtypes, whose
+    ``field`` is set."""
+    for spec in GRID.values():
+        for dtype in ("float32", "float64"):
+            ir = lower(spec, OPENMP, dtype, "loops")
+            for record in ir.plans:
+                if getattr(record, field, None):
+                    yield spec, dtype, ir, record
+
+
 def _live_rows(spec: LayerSpec, ir, prefix: str, phase: int, m0: int, tap: int) -> bool:
     """Whether tap ``tap`` of a sweep's row of tiles from phase row ``m0`` reads any row of
     data, from the layer's geometry alone: forward's output row y reads input row
@@ -448,35 +459,30 @@ def test_taps_reading_only_zero_rows_are_skipped_across_the_grid():
     grad_input skip taps somewhere in the grid, at strides and dilations, and the tiles'
     results are the reference's (test_every_pass_matches_reference)."""
     covered, strided, dilated = set(), set(), set()
-    for spec in GRID.values():
-        for dtype in ("float32", "float64"):
-            ir = lower(spec, OPENMP, dtype, "loops")
-            for record in ir.plans:
-                if not getattr(record, "tap_spans", False):
-                    continue
-                prefix = record.prefix
-                starts = record.tap_spans  # each phase's taps, which the C no longer lists
-                with pytest.raises(KeyError):
-                    ir.table(f"{prefix}_PHASE_TAPS")
-                first = ir.table(f"{prefix}_SPANS_FIRST")
-                low, high = ir.table(f"{prefix}_TAPS_FROM"), ir.table(f"{prefix}_TAPS_TO")
-                ty = ir.constant(f"{prefix}_TY")
-                skipped = 0
-                for phase, rows in enumerate(ir.table(f"{prefix}_PHASE_ROWS")):
-                    for k, m0 in enumerate(range(0, rows, ty)):
-                        span = first[phase] + k
-                        taps = range(starts[phase], starts[phase + 1])
-                        inside = range(low[span], high[span])
-                        assert set(inside) <= set(taps)
-                        for tap in taps:
-                            live = _live_rows(spec, ir, prefix, phase, m0, tap)
-                            assert live == (tap in inside) or (
-                                tap in inside and inside[0] < tap < inside[-1]), (tap, m0)
-                        skipped += len(taps) - len(inside)
-                assert skipped > 0
-                covered.add((record.variant, record.name))
-                strided.add(spec.stride[0] > 1)
-                dilated.add(spec.dilation[0] > 1)
+    for spec, _, ir, record in _grid_records("tap_spans"):
+        prefix = record.prefix
+        starts = record.tap_spans  # each phase's taps, which the C no longer lists
+        with pytest.raises(KeyError):
+            ir.table(f"{prefix}_PHASE_TAPS")
+        first = ir.table(f"{prefix}_SPANS_FIRST")
+        low, high = ir.table(f"{prefix}_TAPS_FROM"), ir.table(f"{prefix}_TAPS_TO")
+        ty = ir.constant(f"{prefix}_TY")
+        skipped = 0
+        for phase, rows in enumerate(ir.table(f"{prefix}_PHASE_ROWS")):
+            for k, m0 in enumerate(range(0, rows, ty)):
+                span = first[phase] + k
+                taps = range(starts[phase], starts[phase + 1])
+                inside = range(low[span], high[span])
+                assert set(inside) <= set(taps)
+                for tap in taps:
+                    live = _live_rows(spec, ir, prefix, phase, m0, tap)
+                    assert live == (tap in inside) or (
+                        tap in inside and inside[0] < tap < inside[-1]), (tap, m0)
+                skipped += len(taps) - len(inside)
+        assert skipped > 0
+        covered.add((record.variant, record.name))
+        strided.add(spec.stride[0] > 1)
+        dilated.add(spec.dilation[0] > 1)
     assert covered == {(variant, name) for variant in ("lane_sweep", "column_sweep")
                        for name in ("forward", "grad_input")}
     assert strided == dilated == {False, True}
@@ -490,39 +496,34 @@ def test_pixels_reading_only_zero_columns_are_skipped_across_the_grid():
     ``x + PL - j*DW``). Forward (also strided and dilated) and grad_input do so in the grid,
     and the tiles' results are the reference's (test_every_pass_matches_reference)."""
     covered, strided, dilated = set(), set(), set()
-    for spec in GRID.values():
+    for spec, _, ir, record in _grid_records("column_taps"):
         (_, _, _, kw), (_, sw), (_, dw) = spec.kernel, spec.stride, spec.dilation
         left = spec.pads[2]
-        for dtype in ("float32", "float64"):
-            ir = lower(spec, OPENMP, dtype, "loops")
-            for record in ir.plans:
-                if not getattr(record, "column_taps", ()):
-                    continue
-                prefix, per_row = record.prefix, len(record.column_taps)
-                weights, offsets = (ir.table(f"{prefix}_TAP_WEIGHT"),
-                                    ir.table(f"{prefix}_TAP_OFFSET"))
-                assert ir.table(f"{prefix}_PHASE_COLS")[0] <= record.tx
-                assert len(weights) % per_row == 0
-                skipped = 0
-                for j, delta, live in record.column_taps:
-                    columns = {weights[r * per_row + j] % kw
-                               for r in range(len(weights) // per_row)}
-                    assert len(columns) == 1  # one kernel column per column tap
-                    assert all(offsets[r * per_row + j] - offsets[r * per_row] == delta
-                               for r in range(len(weights) // per_row))
-                    column = columns.pop()
-                    jj = column if spec.mode == "correlation" else kw - 1 - column
-                    for x in range(record.tx):
-                        if prefix == "FWD":
-                            data = 0 <= x * sw + jj * dw - left < spec.input[2]
-                        else:
-                            data = 0 <= x + left - jj * dw < spec.output_shape[2]
-                        assert (x in live) == data, (j, x)
-                    skipped += record.tx - len(live)
-                assert skipped > 0
-                covered.add(record.name)
-                strided.add(sw > 1)
-                dilated.add(dw > 1)
+        prefix, per_row = record.prefix, len(record.column_taps)
+        weights, offsets = (ir.table(f"{prefix}_TAP_WEIGHT"),
+                            ir.table(f"{prefix}_TAP_OFFSET"))
+        assert ir.table(f"{prefix}_PHASE_COLS")[0] <= record.tx
+        assert len(weights) % per_row == 0
+        skipped = 0
+        for j, delta, live in record.column_taps:
+            columns = {weights[r * per_row + j] % kw
+                       for r in range(len(weights) // per_row)}
+            assert len(columns) == 1  # one kernel column per column tap
+            assert all(offsets[r * per_row + j] - offsets[r * per_row] == delta
+                       for r in range(len(weights) // per_row))
+            column = columns.pop()
+            jj = column if spec.mode == "correlation" else kw - 1 - column
+            for x in range(record.tx):
+                if prefix == "FWD":
+                    data = 0 <= x * sw + jj * dw - left < spec.input[2]
+                else:
+                    data = 0 <= x + left - jj * dw < spec.output_shape[2]
+                assert (x in live) == data, (j, x)
+            skipped += record.tx - len(live)
+        assert skipped > 0
+        covered.add(record.name)
+        strided.add(sw > 1)
+        dilated.add(dw > 1)
     assert covered == {"forward", "grad_input"}
     assert strided == dilated == {False, True}
 
@@ -535,30 +536,25 @@ def test_grad_weight_rows_reading_only_zero_rows_are_skipped_across_the_grid():
     and column tiles do so in the grid, at a stride and a dilation, and their results are the
     reference's (test_every_pass_matches_reference)."""
     covered, strided, dilated = set(), set(), set()
-    for spec in GRID.values():
+    for spec, _, ir, record in _grid_records("row_spans"):
         (_, _, kh, kw), (sh, _), (dh, _) = spec.kernel, spec.stride, spec.dilation
         top, rows = spec.pads[0], spec.output_shape[1]
-        for dtype in ("float32", "float64"):
-            ir = lower(spec, OPENMP, dtype, "loops")
-            record = plans(ir)["grad_weight"]
-            if not getattr(record, "row_spans", False):
-                continue
-            low, high = ir.table("GW_ROWS_FROM"), ir.table("GW_ROWS_TO")
-            tt, weights = ir.constant("GW_TT"), ir.table("GW_TAP_WEIGHT")
-            assert len(low) == len(high) == kh * kw // tt
-            skipped = 0
-            for block, t0 in enumerate(range(0, kh * kw, tt)):
-                kernel_rows = {weights[t] // kw for t in range(t0, t0 + tt)}
-                if spec.mode == "convolution":
-                    kernel_rows = {kh - 1 - i for i in kernel_rows}
-                live = [y for y in range(rows)
-                        if any(0 <= y * sh + i * dh - top < spec.input[1] for i in kernel_rows)]
-                assert (low[block], high[block]) == ((live[0], live[-1] + 1) if live else (0, 0))
-                skipped += rows - (high[block] - low[block])
-            assert skipped > 0
-            covered.add(record.variant)
-            strided.add(sh > 1)
-            dilated.add(dh > 1)
+        low, high = ir.table("GW_ROWS_FROM"), ir.table("GW_ROWS_TO")
+        tt, weights = ir.constant("GW_TT"), ir.table("GW_TAP_WEIGHT")
+        assert len(low) == len(high) == kh * kw // tt
+        skipped = 0
+        for block, t0 in enumerate(range(0, kh * kw, tt)):
+            kernel_rows = {weights[t] // kw for t in range(t0, t0 + tt)}
+            if spec.mode == "convolution":
+                kernel_rows = {kh - 1 - i for i in kernel_rows}
+            live = [y for y in range(rows)
+                    if any(0 <= y * sh + i * dh - top < spec.input[1] for i in kernel_rows)]
+            assert (low[block], high[block]) == ((live[0], live[-1] + 1) if live else (0, 0))
+            skipped += rows - (high[block] - low[block])
+        assert skipped > 0
+        covered.add(record.variant)
+        strided.add(sh > 1)
+        dilated.add(dh > 1)
     assert covered == {"grad_weight_lanes", "grad_weight_columns"}
     assert strided == dilated == {False, True}
 
@@ -570,29 +566,24 @@ def test_grad_weight_border_pixels_leave_out_the_taps_on_the_zero_frame():
     x*SW + j*DW - PL), and loops over the columns between, where every tap does. The grid
     has such tiles, also at a column stride and dilation."""
     covered, strided, dilated = set(), set(), set()
-    for spec in GRID.values():
+    for spec, dtype, ir, record in _grid_records("border"):
         (_, _, _, kw), (_, sw), (_, dw) = spec.kernel, spec.stride, spec.dilation
         left, width = spec.pads[2], spec.output_shape[2]
-        for dtype in ("float32", "float64"):
-            ir = lower(spec, OPENMP, dtype, "loops")
-            record = plans(ir)["grad_weight"]
-            if not getattr(record, "border", ()):
-                continue
-            weights = ir.table("GW_TAP_WEIGHT")
-            assert record.tt % kw == 0
-            columns = [weights[t] % kw if spec.mode == "correlation" else kw - 1 - weights[t] % kw
-                       for t in range(record.tt)]
-            live = {x: tuple(t for t in range(record.tt)
-                             if 0 <= x * sw + columns[t] * dw - left < spec.input[2])
-                    for x in range(width)}
-            first, end = record.inner
-            assert dict(record.border) == {x: taps for x, taps in live.items()
-                                           if not first <= x < end}
-            assert all(len(live[x]) == record.tt for x in range(first, end))
-            assert all(len(taps) < record.tt for _, taps in record.border)
-            covered.add(dtype)
-            strided.add(sw > 1)
-            dilated.add(dw > 1)
+        weights = ir.table("GW_TAP_WEIGHT")
+        assert record.tt % kw == 0
+        columns = [weights[t] % kw if spec.mode == "correlation" else kw - 1 - weights[t] % kw
+                   for t in range(record.tt)]
+        live = {x: tuple(t for t in range(record.tt)
+                         if 0 <= x * sw + columns[t] * dw - left < spec.input[2])
+                for x in range(width)}
+        first, end = record.inner
+        assert dict(record.border) == {x: taps for x, taps in live.items()
+                                       if not first <= x < end}
+        assert all(len(live[x]) == record.tt for x in range(first, end))
+        assert all(len(taps) < record.tt for _, taps in record.border)
+        covered.add(dtype)
+        strided.add(sw > 1)
+        dilated.add(dw > 1)
     assert covered == {"float32", "float64"}
     assert strided == dilated == {False, True}
 
