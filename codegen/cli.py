@@ -61,6 +61,14 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         raise SystemExit(2)
 
+    def _print_message(self, message: str, file: Any = None) -> None:
+        # argparse drops a failed write of --help or --version silently in later releases
+        # (Python 3.11.7) and raises it from parse_args in earlier ones (3.11.2, Debian 12's):
+        # either way main() is to say it, in one line with status 2, as it does when the same
+        # text fails at the final flush.
+        if message:
+            (file or sys.stderr).write(message)
+
     def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
         # argparse (Python < 3.12) drops a "--" given as an option's value (--input=--) and
         # hands the command [] instead of text: an option's value is what was typed.
@@ -1257,6 +1265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{argv[0]}: name a command first, one of "
                          f"{', '.join(_command_names(parser))} (corrgen COMMAND [options])")
         args = parser.parse_args(argv)
+    except BrokenPipeError:  # --help unbuffered, piped into head
+        _drop_stdout(sys.stdout)
+        return 0
+    except OSError as error:  # --help or --version unbuffered, onto a full disk
+        _drop_stdout(sys.stdout)
+        return _stdout_error("corrgen", error)
     except SystemExit:  # --help, --version: their text fails (if at all) here, not at exit
         try:
             sys.stdout.flush()

@@ -126,10 +126,8 @@ def test_a_full_disk_on_stdout_is_one_line_with_status_2(argv, buffered):
         result = subprocess.run([sys.executable, "-m", "codegen", *argv], stdout=full,
                                 stderr=subprocess.PIPE, text=True, env=env, timeout=120,
                                 cwd=Path(__file__).resolve().parent.parent)
-    if "--help" in argv and not buffered:
-        # argparse drops a failed write itself; nothing is left to fail
-        assert result.returncode == 0 and result.stderr == ""
-        return
+    # unbuffered --help fails inside argparse, which drops the error (Python 3.11.7) or
+    # raises it (3.11.2): corrgen's parser lets it through to the one line either way
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
