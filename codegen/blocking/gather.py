@@ -116,6 +116,12 @@ def _phase_tables(g: Geometry, p: Phases, in_place: bool, reuse: bool, taps, d: 
     d.table("GIN_TAP_WEIGHT", tap_weight, "tap (i, j): its offset in K[o, c]")
 
 
+def _spans(g: Geometry, p: Phases, ty: int, taps, g_cols: int, d: Defines) -> tuple[int, ...]:
+    """``sweeps.tap_spans`` of the framed gradient (its data rows: G_TOP .. G_TOP + HO - 1)."""
+    return tap_spans("GIN", tuple(r for r, _, _ in p.sizes), ty, tuple(taps[0]), tuple(taps[1]),
+                     g_cols, g_cols, (p.top, p.top + g.ho), d)
+
+
 def _framed_constants(p: Phases, g_rows: int, g_cols: int, d: Defines) -> None:
     d.const("G_TOP", p.top, "zero rows above a scratch gradient plane")
     d.const("G_LEFT", p.left, "zero columns left of a scratch gradient plane")
@@ -145,8 +151,7 @@ def plan_lanes(g: Geometry, lanes: int, p: Phases, d: Defines, machine: Machine,
     d.const("GIN_TAPS", taps[0][-1], "grad_input: taps over all phases")
     _common_constants(p, False, g_cols, d)
     rows = tuple(r for r, _, _ in p.sizes)
-    spans = tap_spans("GIN", rows, tile.ty, tuple(taps[0]), tuple(taps[1]), g_cols, g_cols,
-                      (p.top, p.top + g.ho), d)
+    spans = _spans(g, p, tile.ty, taps, g_cols, d)
     _phase_tables(g, p, False, False, taps, d, spans)
     cols = tuple(x for _, x, _ in p.sizes)
     dst = _destinations(g, p)
@@ -205,9 +210,7 @@ def plan_columns(g: Geometry, vl: int, p: Phases, d: Defines, machine: Machine,
         d.table("GIN_COLUMN_OFFSET", taps[1][top * columns:(top + 1) * columns],
                 "column tap j: scratch offset of its tap in the top row of taps")
     _common_constants(p, in_place, g_cols, d)
-    spans = () if tile.reuse else tap_spans(
-        "GIN", tuple(r for r, _, _ in p.sizes), tile.ty, tuple(taps[0]), tuple(taps[1]), g_cols,
-        g_cols, (p.top, p.top + g.ho), d)
+    spans = () if tile.reuse else _spans(g, p, tile.ty, taps, g_cols, d)
     _phase_tables(g, p, in_place, tile.reuse, taps, d, spans)
     if in_place:
         return in_place_sweep(

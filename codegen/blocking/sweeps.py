@@ -169,6 +169,9 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, t
     in_lanes = isinstance(tile, LaneTile)
     driver = _forward_driver(g, in_lanes, bias)
     taps = [(i, j) for i in range(g.kh) for j in range(g.kw)]
+    seg, listed = scratch.seg, in_lanes or not tile.reuse  # taps listed one by one
+    spans = tap_spans("FWD", (g.ho,), tile.ty, (0, len(taps)), scratch.tap_offsets,
+                      g.sw * seg, g.sh * g.sw * seg, (g.top, g.top + g.h), d) if listed else ()
     if in_lanes:
         d.const("FWD_NV", tile.nv, "forward tile: lane vectors of output channels")
         d.const("FWD_LW", tile.nv * lanes, "forward tile: output channels (divides O)")
@@ -176,9 +179,7 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, t
         d.const("FWD_TX", tx, "forward tile: output columns")
         d.const("FWD_TAPS", g.kh * g.kw, "forward: taps over all phases")
         transposed = tx >= lanes
-        spans = tap_spans("FWD", (g.ho,), tile.ty, (0, len(taps)), scratch.tap_offsets,
-                          g.sw * scratch.seg, g.sh * g.sw * scratch.seg, (g.top, g.top + g.h), d)
-        seg = scratch.seg  # scratch column u of column phase q: input column u*SW + q - PL
+        # scratch column u of column phase q holds input column u*SW + q - PL
         record = lane_sweep(
             "forward", "FWD", "its output channels fill lane vectors and each output sums "
             "enough products", tile, lanes, FORWARD_LAYOUT, driver, bias, transposed, False,
@@ -195,9 +196,6 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, t
             _reuse_constants(d, "FWD", g.kh, g.kw)
             d.table("FWD_COLUMN_OFFSET", scratch.tap_offsets[:g.kw],
                     "column tap j: scratch offset of its tap in the top row of taps")
-        spans = () if tile.reuse else tap_spans(
-            "FWD", (g.ho,), tile.ty, (0, len(taps)), scratch.tap_offsets, g.sw * scratch.seg,
-            g.sh * g.sw * scratch.seg, (g.top, g.top + g.h), d)
         reason = ("the least modelled time: a column tile" +
                   (", each source row loaded once for all its row taps" if tile.reuse else ""))
         record = column_sweep("forward", "FWD", reason, tile, FORWARD_LAYOUT, driver, bias,
@@ -208,8 +206,8 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, t
     d.table("FWD_PHASE_ROWS", (g.ho,), "output rows of each phase")
     d.table("FWD_PHASE_COLS", (g.wo,), "output columns of each phase")
     d.table("FWD_PHASE_DST", (0,), "offset in an output plane of the phase's first element")
-    if in_lanes or not tile.reuse:  # taps listed one by one
-        if not record.tap_spans:
+    if listed:
+        if not spans:
             d.table("FWD_PHASE_TAPS", (0, len(taps)),
                     "taps of phase p: FWD_PHASE_TAPS[p] .. FWD_PHASE_TAPS[p+1]-1")
         d.table("FWD_TAP_OFFSET", scratch.tap_offsets,
