@@ -61,6 +61,11 @@ VARIANTS = {
         "one product, its panels spanning samples; narrower edge tiles in both drivers",
         LayerSpec(input=(24, 7, 7), kernel=(64, 24, 1, 1)), OPENMP, "loops", "float32",
         {"forward": "tile=8x2", "grad_input": "tile=4x5"}),
+    "variant_openmp_pointwise_transposed_f32": (
+        "a 1x1 kernel by transposed tiles (as tuning may choose): the result's rows in vectors, "
+        "the pixels read in place; a narrower last row panel and a last pixel in both passes",
+        LayerSpec(input=(56, 7, 7), kernel=(40, 56, 1, 1)), OPENMP, "loops", "float32",
+        {"forward": "tile=8x3t", "grad_input": "tile=8x3t"}),
     "variant_openmp_pointwise_packed_f32": (
         "a 1x1 kernel with 520 output channels: grad_input packs the weights at every batch, "
         "read in place a row panel's lines would outgrow L1; forward still reads them in place",

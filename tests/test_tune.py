@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_kernels import GRID
 
@@ -24,7 +25,7 @@ from codegen.cli import main
 from codegen.lower import lower
 from codegen.machine import AVX512_HALVES, ISA_ENV, host_machine
 from codegen.render import render
-from derive import LayerSpec
+from derive import LayerSpec, reference
 
 #: A lane layer whose grad_input and grad_weight plans depend on the lane cost (float32, AVX2).
 LAYER = GRID["lanes_p1"]
@@ -601,3 +602,63 @@ def test_build_reports_the_tuning_and_no_tune_skips_it(tuning_on, tmp_path, caps
     assert set(report["tuning"]["choices"]) == set(candidates(LAYER, 4, AVX2))
     assert main([*args[:-3], "--out", str(tmp_path / "b"), "--json", "--no-tune"]) == 0
     assert json.loads(capsys.readouterr().out)["tuning"] is None
+
+
+@pytest.mark.parametrize("dtype, tile", [("float32", "tile=8x3t"), ("float64", "tile=4x6t"),
+                                         ("float64", "tile=8x3t")])
+@pytest.mark.parametrize("width", [7, 13])
+def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, width):
+    """forward and grad_input by a transposed tile (rows in vectors, pixels read in place)
+    sum in the packed tile's order, so they give its bits, and match the reference. 40 and
+    56 result rows leave a last row panel of fewer vectors; 49 pixels leave one (stored through
+    a buffer), 52 leave four to 8-pixel tiles (float64: a square of 4-real vectors) and none
+    to 4-pixel ones; a batch of 3 cuts each sample into groups of row panels."""
+    spec = LayerSpec(input=(56, 4 if width == 13 else 7, width), kernel=(40, 56, 1, 1))
+    choices = {"forward": tile, "grad_input": tile}
+    transposed = _build_with(spec, dtype, choices, tmp_path / "t")
+    packed = _build_with(spec, dtype, dict.fromkeys(choices, "tile=4x5"), tmp_path / "p")
+    source = (Path(transposed.__file__).parent / "conv2d_openmp.c").read_text()
+    left_over = spec.out_h * spec.out_w % int(tile.removeprefix("tile=").split("x")[0])
+    for name in choices:
+        assert f"{name}_edge_tile(left" in source
+        assert (f"{name}_edge_last_pixels_tile(left" in source) == bool(left_over)
+    for batch in (3, 16):
+        for result in check_module(transposed, batch=batch, seed=7):
+            assert result.ok, result
+        V, K, b, G = reference.random_inputs(spec, batch, dtype, 3)
+        assert np.array_equal(transposed.forward(V, K, b), packed.forward(V, K, b))
+        assert np.array_equal(transposed.grad_input(K, G), packed.grad_input(K, G))
+
+
+@pytest.mark.parametrize("spec, choices, rule", [
+    (LayerSpec(input=(16, 4, 4), kernel=(16, 16, 1, 1)), {"grad_weight": "tile=8x3t"},
+     "forward and grad_input"),
+    (LayerSpec(input=(16, 3, 3), kernel=(16, 16, 3, 3), padding=1),
+     {"grad_weight": "tile=8x3t"}, "forward and grad_input"),
+    (LayerSpec(input=(16, 8, 8), kernel=(16, 16, 1, 1), stride=2), {"forward": "tile=8x3t"},
+     "stride 1"),
+    (LayerSpec(input=(12, 4, 4), kernel=(16, 12, 1, 1)), {"grad_input": "tile=8x3t"},
+     "12 result rows are whole vectors of 8"),
+    (LayerSpec(input=(16, 4, 4), kernel=(16, 16, 1, 1)), {"forward": "tile=4x6t"},
+     "4 pixels to be whole squares of 8"),
+    (LayerSpec(input=(16, 2, 3), kernel=(16, 16, 1, 1)), {"forward": "tile=8x3t"},
+     "the layer's 6 pixels"),
+    (LayerSpec(input=(16, 4, 4), kernel=(16, 16, 1, 1)), {"forward": "tile=8x3q"},
+     "two whole numbers"),
+])
+def test_a_transposed_tile_where_it_cannot_serve_is_refused(spec, choices, rule):
+    with pytest.raises(ValueError, match=re.escape(rule)):
+        plan(spec, 4, AVX512, choices)
+
+
+def test_transposed_tiles_are_timed_for_forward_and_grad_input_at_stride_1():
+    s6 = LAYERS["S6"][0]
+    for dtype_bytes, machine, wanted in ((4, AVX512, ("tile=8x3t",)),
+                                         (8, AVX512, ("tile=4x6t", "tile=8x3t")),
+                                         (8, AVX2, ("tile=4x3t",)), (4, AVX2, ())):
+        found = candidates(s6, dtype_bytes, machine)
+        for name in ("forward", "grad_input"):
+            assert tuple(c for c in found[name] if c.endswith("t")) == wanted
+        assert not any(c.endswith("t") for c in found["grad_weight"])
+    strided = LayerSpec(input=(64, 8, 8), kernel=(64, 64, 1, 1), stride=2)
+    assert not any(c.endswith("t") for cs in candidates(strided, 4, AVX512).values() for c in cs)

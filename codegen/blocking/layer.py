@@ -23,9 +23,12 @@ from .defines import Defines
 from .gather import grad_input_sweep_candidates, phases, plan_columns, plan_lanes
 from .grad_weight import plan_grad_weight
 from .pointwise import (
+    TRANSPOSED_SUFFIX,
+    WIDE_SUFFIX,
     GemmTile,
     pointwise_candidates,
     pointwise_plan,
+    tile_text,
     window_grad_weight,
     window_grad_weight_candidates,
 )
@@ -105,7 +108,8 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: pixels per pass), ``lane_tile=1x2x4`` (a channels-in-lanes tile: lane vectors x rows x
 #: columns), ``column_tile=1x4x4r`` (a column sweep's tile: channels x rows x vectors of
 #: columns, ``r`` when it reuses source rows, ``w`` when its vectors are the machine's
-#: widest), ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns), or
+#: widest), ``tile=6x2`` (a matrix product's register tile: rows x vectors of columns;
+#: ``tile=8x3t`` transposed, pixels x vectors of rows, ``pointwise.GemmTile``), or
 #: ``winograd=2`` (Winograd's algorithm on 2x2 tiles of the result plane: forward and
 #: grad_input by F(2x2, 3x3), grad_weight by F(3x3, 2x2); ``blocking.winograd``), or
 #: ``winograd=2w`` (the same, its products' tiles of the machine's widest vectors), or
@@ -113,8 +117,8 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: ``winograd.sample_tasks_pay``).
 LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
 COLUMN_TILE_CHOICE, REUSE_SUFFIX = "column_tile=", "r"
-#: The suffix of a tile of the machine's widest vectors: ``tile=12x2w``, ``column_tile=1x4x2rw``.
-WIDE_SUFFIX = "w"
+#: ``WIDE_SUFFIX`` (``pointwise``): a tile of the machine's widest vectors, ``tile=12x2w``,
+#: ``column_tile=1x4x2rw``.
 WINOGRAD_CHOICE = "winograd=2"
 WIDE_WINOGRAD_CHOICE = WINOGRAD_CHOICE + WIDE_SUFFIX
 SAMPLE_WINOGRAD_CHOICE = WINOGRAD_CHOICE + "s"
@@ -179,14 +183,18 @@ def _parse_column_tile(choice: str | None, channels: int, wide_allowed: bool
 
 
 def tile_choice(tile: GemmTile) -> str:
-    return f"{TILE_CHOICE}{tile.mr}x{tile.nrv}{WIDE_SUFFIX if tile.wide else ''}"
+    return tile_text(tile)
 
 
 def _parse_tile(choice: str) -> GemmTile:
     text = choice.removeprefix(TILE_CHOICE)
-    wide = text.endswith(WIDE_SUFFIX)
-    mr, nrv = text.removesuffix(WIDE_SUFFIX).split("x")
-    return GemmTile(int(mr), int(nrv), wide)
+    wide, transposed = text.endswith(WIDE_SUFFIX), text.endswith(TRANSPOSED_SUFFIX)
+    sizes = text.removesuffix(WIDE_SUFFIX).removesuffix(TRANSPOSED_SUFFIX).split("x")
+    if len(sizes) != 2 or not all(n.isdigit() and int(n) >= 1 for n in sizes):
+        raise ValueError(f"choices: {choice} needs rows x vectors, two whole numbers of at "
+                         f"least 1 (then {WIDE_SUFFIX!r} for the widest vectors, or "
+                         f"{TRANSPOSED_SUFFIX!r} for a transposed tile)")
+    return GemmTile(int(sizes[0]), int(sizes[1]), wide, transposed)
 
 
 #: A grad_weight's matrix product over the output's pixels (``pointwise.window_grad_weight``)
@@ -281,6 +289,9 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
             if choice.startswith(TILE_CHOICE)})
     window = choices.get("grad_weight", "")
     window = _parse_tile(window) if window.startswith(TILE_CHOICE) else None
+    if window is not None and window.transposed:
+        raise ValueError(f"choices: grad_weight {tile_text(window)}: a transposed tile is for "
+                         "forward and grad_input of a 1x1 layer at stride 1")
     # passes computed otherwise than by their direct sweeps
     other = {*winograd, *(("grad_weight",) if window else ())}
     in_lanes = channels_in_lanes(g, lanes)

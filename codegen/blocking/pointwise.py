@@ -43,6 +43,9 @@ GRAD_WEIGHT_TASKS = 16
 CHUNK_BYTES = 448 * 1024
 #: Besides the model's choice, ``codegen.tune`` times this many full-register tiles.
 FULL_TILES = 2
+#: The suffixes of a matrix product's tile choice (``tile=12x2w``, ``tile=8x3t``): of the
+#: machine's widest vectors, transposed (``GemmTile``).
+WIDE_SUFFIX, TRANSPOSED_SUFFIX = "w", "t"
 #: Bytes per cycle the left factor of a matrix product streams in at (from L2).
 L2_BYTES_PER_CYCLE = 16
 
@@ -50,11 +53,16 @@ L2_BYTES_PER_CYCLE = 16
 @dataclass(frozen=True)
 class GemmTile:
     """A matrix product's register tile: MR rows x NRV vectors of VL columns, or, ``wide``,
-    of LANES columns (the machine's widest vectors: 512 bits with AVX-512)."""
+    of LANES columns (the machine's widest vectors: 512 bits with AVX-512).
+
+    ``transposed`` (forward and grad_input at stride 1): MR columns (pixels) x NRV vectors of
+    VL result rows, the pixels' values broadcast from the sample where it lies, unpacked
+    (``transposed_candidates``)."""
 
     mr: int
     nrv: int
     wide: bool = False
+    transposed: bool = False
 
 
 def _gemm_costs(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int, machine: Machine,
@@ -113,6 +121,32 @@ def gemm_candidates(vl: int, dtype_bytes: int, rows: int, cols: int, depth: int,
                            machine, wide=True)
         found += [t for t in wide if t.mr * t.nrv == machine.accumulators][:FULL_TILES]
     return tuple(found)
+
+
+def transposed_candidates(vl: int, rows: int, machine: Machine) -> tuple[GemmTile, ...]:
+    """The transposed tiles ``codegen.tune`` times for forward or grad_input at stride 1,
+    ``rows`` result rows: the result's rows in vectors (the packed weights), its pixels
+    broadcast from the sample in place, MR a multiple of VL so that the tile is stored as
+    squares transposed in registers. The sample is not packed, and no panel is padded: S6's
+    196 pixels and 256 rows cut into whole tiles but for 4 pixels. In a C harness on a Zen 4
+    (S6 float32 forward, 2 threads) an 8-pixel x 3-vector tile took 0.957-0.967 of the time
+    of the packed 4 x 5, the same bits (docs/tiles.md). Those whose sums fill the machine's
+    registers, ``FULL_TILES`` of them, the fewest loads per step first; none where the rows
+    do not cut into whole vectors."""
+    if rows % vl:
+        return ()
+    found = sorted((GemmTile(mr, machine.accumulators // mr, transposed=True)
+                    for mr in range(vl, machine.accumulators + 1, vl)
+                    if machine.accumulators % mr == 0
+                    and mr + machine.accumulators // mr <= machine.accumulators),
+                   key=lambda t: t.mr + t.nrv)
+    return tuple(found[:FULL_TILES])
+
+
+def transposed_applies(spec: LayerSpec, name: str, rows: int, vl: int) -> bool:
+    """Whether pass ``name`` of ``spec`` may take a transposed tile: forward or grad_input at
+    stride 1, its ``rows`` result rows whole vectors of ``vl``."""
+    return name != "grad_weight" and spec.stride == (1, 1) and rows % vl == 0
 
 
 #: (prefix, pass, what it computes, tile mode, left factor's row and step strides, inner
@@ -241,6 +275,8 @@ def pointwise_candidates(spec: LayerSpec, vl: int, dtype_bytes: int, machine: Ma
     """``gemm_candidates`` of each pass, by pass name."""
     shapes = modelled_shapes(spec, dtype_bytes)
     return {name: gemm_candidates(vl, dtype_bytes, *shapes[prefix], machine)
+            + (transposed_candidates(vl, shapes[prefix][0], machine)
+               if transposed_applies(spec, name, shapes[prefix][0], vl) else ())
             for prefix, name, *_ in PRODUCTS}
 
 
@@ -288,6 +324,52 @@ def window_grad_weight(spec: LayerSpec, vl: int, dtype_bytes: int, machine: Mach
         **(WIDE_VECTORS if tile.wide else {}))
 
 
+def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTile, vl: int,
+                shape: tuple[int, int, int], operands: tuple[str, ...], d: Defines) -> Product:
+    """forward or grad_input by a transposed tile (``GemmTile.transposed``): ``shape`` the
+    product's result rows, columns (P) and inner dimension; ``operands`` its inner dimension,
+    left factor, the weights' strides per row and per step in K, its right factor, its rows
+    and its result (C text, as in ``PRODUCTS``)."""
+    rows, cols, depth = shape
+    if not transposed_applies(spec, name, rows, vl):
+        raise ValueError(f"choices: {name} {tile_text(tile)}: a transposed tile is for forward "
+                         f"and grad_input at stride 1 whose {rows} result rows are whole "
+                         f"vectors of {vl}; this layer's stride is {spec.stride}")
+    if tile.mr % vl or tile.mr > cols:
+        raise ValueError(f"choices: {name} {tile_text(tile)} needs its {tile.mr} pixels to be "
+                         f"whole squares of {vl} (it is stored transposed in registers) and at "
+                         f"most the layer's {cols} pixels")
+    depth_text, left, across, along, right, result_rows, result = operands
+    mr = tile.nrv * vl
+    d.const(f"{prefix}_MR", mr, f"{what}: tile rows ({prefix}_MRV vectors of VL)")
+    d.const(f"{prefix}_MRV", tile.nrv, f"{what}: tile vectors of rows")
+    d.const(f"{prefix}_NR", tile.mr, f"{what}: tile columns (pixels, read in place)")
+    d.const(f"{prefix}_ROW_PANELS", _cdiv(rows, mr), f"{what}: panels of {prefix}_MR rows")
+    edge_rows, edge_pixels = rows % mr // vl, cols % tile.mr
+    if edge_rows:
+        d.const(f"{prefix}_EDGE_MR", edge_rows * vl, f"{what}: rows of the last row panel's "
+                f"narrower tile ({edge_rows} vector{'s' if edge_rows > 1 else ''})")
+    if edge_pixels:
+        d.const(f"{prefix}_EDGE_NR", edge_pixels, f"{what}: the last pixels' narrower tile")
+    bias = name == "forward" and spec.bias
+    return Product(
+        name=name, prefix=prefix, reason="a 1x1 kernel without padding: a matrix product, "
+        "its rows in vectors and its pixels read in place", mr=tile.mr, nrv=tile.nrv,
+        a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
+        mode="bias" if bias else "store", row="1", step=f"{prefix}_MR", depth=depth_text,
+        left=left, across=across,
+        along=along, right=right, rows=result_rows, result=result, bias=bias,
+        accumulates=False, tile_fmas=tile.mr * tile.nrv, unroll=PRODUCT_STEP_UNROLL,
+        edge_nrv=edge_rows, edge_pixels=edge_pixels, in_place=False, transposed=True,
+        vl=vl, variant="pointwise_transposed")
+
+
+def tile_text(tile: GemmTile) -> str:
+    """A matrix product's tile as a choice: ``tile=4x5``, ``tile=12x2w``, ``tile=8x3t``."""
+    suffix = WIDE_SUFFIX if tile.wide else TRANSPOSED_SUFFIX if tile.transposed else ""
+    return f"tile={tile.mr}x{tile.nrv}{suffix}"
+
+
 def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                    machine: Machine, tiles: Mapping[str, GemmTile] | None = None
                    ) -> ModulePlan:
@@ -305,6 +387,11 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     for (prefix, name, what, mode, row, step, depth, left, across, along, right, rows,
          result) in PRODUCTS:
         tile = (tiles or {}).get(name) or _gemm_tile(vl, dtype_bytes, *modelled[prefix], machine)
+        if tile.transposed:
+            passes.append(_transposed(spec, name, prefix, what, tile, vl, shapes[prefix],
+                                      (depth, left, across, along, right, rows, result),
+                                      d))
+            continue
         reals = lanes if tile.wide else vl
         _define_tile(d, prefix, what, tile, reals, *shapes[prefix], dtype_bytes)
         accumulates = name == "grad_weight"
@@ -340,6 +427,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                       f"{prefix}_NR" if scatters else "dst + (int64_t)first * P + j0, P"),
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
+    transposed = any(isinstance(p, Product) and p.transposed for p in passes)
     if spec.bias:
         passes.append(GradBias(GRAD_BIAS_PLANES))
     # grad_weight transposes the input's rows into its panels in registers, a square of the
@@ -355,5 +443,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                       wide_in_register=any(p.wide for p in passes if isinstance(p, Product)),
                       lanes=True, transpose=True, pack_transposed=True, index_type=ctype_index,
                       transpose_steps=steps, transpose_shuffles=shuffles,
-                      transpose_columns=columns)
+                      transpose_columns=columns, shuffles=transposed,
+                      transpose_vectors=transpose_shuffles(vl, dtype_bytes) if transposed
+                      else None)
     return ModulePlan(helpers, tuple(passes), tuple(d.constants), tuple(d.tables))

@@ -366,6 +366,10 @@ class Product(TileVectors):
     each gathers the input pixels its tap reads under the output's, zero in the padding;
     ``flip``: convolution mode, where kernel row i and column j are applied by tap
     (KH-1-i, KW-1-j).
+    ``transposed``: forward or grad_input by ``mr`` pixels x ``nrv`` vectors of ``vl`` result
+    rows (``pointwise.GemmTile``), the pixels read from the sample in place; ``edge_nrv`` the
+    vectors of the last row panel's narrower tile, ``edge_pixels`` the last pixels' tile (0:
+    none).
     Its vectors: ``TileVectors``.
     """
 
@@ -399,6 +403,9 @@ class Product(TileVectors):
     windows: bool = False
     columns: str = "C"
     flip: bool = False
+    transposed: bool = False
+    edge_pixels: int = 0
+    vl: int = 0
     variant: str = "pointwise"
 
 
@@ -528,6 +535,8 @@ class Helpers:
         index_type: the C integer type of a shuffle index vector's elements.
         transpose_steps, transpose_shuffles, transpose_columns: ``transpose_lanes``: its
             number of steps, its shuffles in order, and the value of each column.
+        transpose_vectors: ``transpose_vectors`` (VL x VL, the transposed matrix products'
+            stores), as those three, or None.
     """
 
     loops: bool = False
@@ -547,6 +556,7 @@ class Helpers:
     transpose_steps: int = 0
     transpose_shuffles: tuple[Shuffle, ...] = ()
     transpose_columns: tuple[str, ...] = ()
+    transpose_vectors: tuple[int, tuple[Shuffle, ...], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
