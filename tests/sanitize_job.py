@@ -11,7 +11,9 @@ Winograd's algorithm, as tuning may choose it), or ``...:winograd-wide`` (the sa
 products' tiles of 512-bit vectors, as tuning may choose on a full-width AVX-512 CPU; planned
 for AVX-512 whatever this CPU is, whose compiler splits the vectors it lacks), or
 ``sample:loops:dtype:winograd-samples`` (``test_winograd.SAMPLE_SPEC``'s forward and
-grad_input in tasks of whole samples, in groups of one channel panel). It builds the
+grad_input in tasks of whole samples, in groups of one channel panel), or
+``layer:loops:dtype:transposed`` (a 1x1 layer's forward and grad_input by transposed tiles,
+their pixels read from the sample in place). It builds the
 cases two at a time into OUT, then runs forward, grad_input, grad_weight, grad_bias and
 backward on batches of 1 and 3 (and, for a 1x1 layer, one large enough for packed weights),
 into new arrays and into ``out=`` buffers, and compares each result with the NumPy reference
@@ -135,6 +137,10 @@ def main(argv: list[str]) -> int:
                 ("forward", "grad_input"), SAMPLE_WINOGRAD_CHOICE), Path(out))
         if algorithm == ["window"]:
             return _build_with(GRID[layer], dtype, {"grad_weight": "tile=4x2"}, Path(out))
+        if algorithm == ["transposed"]:
+            tile = "tile=8x3t" if dtype == "float32" else "tile=4x6t"
+            return _build_with(GRID[layer], dtype, dict.fromkeys(("forward", "grad_input"), tile),
+                               Path(out))
         return codegen.load(GRID[layer], dtype=dtype, out=out, style=style)
 
     start = time.perf_counter()

@@ -43,8 +43,9 @@ REPORTS = ("ERROR: AddressSanitizer", "runtime error:")
 #: result sizes; unequal padding in convolution mode), then with its products in 512-bit
 #: vectors (one layer per dtype), test_winograd.SAMPLE_SPEC in tasks of whole samples (in
 #: groups of one channel panel), and four layers with grad_weight as a matrix product over
-#: the output's pixels (gather_window reads at every edge). The whole grid builds in about a
-#: minute on 2 cores (-O1 -g1), so no layer is left out.
+#: the output's pixels (gather_window reads at every edge), and a 1x1 layer's forward and
+#: grad_input by transposed tiles (the sample read in place, to its last pixel). The whole
+#: grid builds in about a minute on 2 cores (-O1 -g1), so no layer is left out.
 CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "float32")]
          + ["seed:unrolled:float64", "seed:unrolled:float32"]
          + [f"{name}:loops:{dtype}:winograd" for name in ("odd_sizes", "unequal_padding")
@@ -53,7 +54,8 @@ CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "flo
          + [f"sample:loops:{dtype}:winograd-samples" for dtype in ("float64", "float32")]
          + [f"{name}:loops:{dtype}:window" for name, dtype in (
              ("lanes_s2x3_d2x1_conv", "float32"), ("same_odd_d2x1", "float64"),
-             ("s3x2_full_d2", "float32"), ("full_nobias", "float64"))])
+             ("s3x2_full_d2", "float32"), ("full_nobias", "float64"))]
+         + [f"pointwise_row_groups:loops:{dtype}:transposed" for dtype in ("float64", "float32")])
 
 
 def _runtime(library: str) -> str | None:
