@@ -612,7 +612,8 @@ def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, wi
     sum in the packed tile's order, so they give its bits, and match the reference. 40 and
     56 result rows leave a last row panel of fewer vectors; 49 pixels leave one (stored through
     a buffer), 52 leave four to 8-pixel tiles (float64: a square of 4-real vectors) and none
-    to 4-pixel ones; a batch of 3 cuts each sample into groups of row panels."""
+    to 4-pixel ones; a batch of 3 cuts each sample into groups of row panels. grad_input
+    reads the weights in place, forward packs them."""
     spec = LayerSpec(input=(56, 4 if width == 13 else 7, width), kernel=(40, 56, 1, 1))
     choices = {"forward": tile, "grad_input": tile}
     transposed = _build_with(spec, dtype, choices, tmp_path / "t")
@@ -622,6 +623,9 @@ def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, wi
     for name in choices:
         assert f"{name}_edge_tile(left" in source
         assert (f"{name}_edge_last_pixels_tile(left" in source) == bool(left_over)
+    # forward packs K^T's rows; grad_input reads K, where a step's rows lie side by side
+    assert source.count("left = weights + (int64_t)first * C;") == 1
+    assert source.count("left = K + first;") == 1
     for batch in (3, 16):
         for result in check_module(transposed, batch=batch, seed=7):
             assert result.ok, result
@@ -636,9 +640,9 @@ def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, wi
     (LayerSpec(input=(16, 3, 3), kernel=(16, 16, 3, 3), padding=1),
      {"grad_weight": "tile=8x3t"}, "forward and grad_input"),
     (LayerSpec(input=(16, 8, 8), kernel=(16, 16, 1, 1), stride=2), {"forward": "tile=8x3t"},
-     "stride 1"),
+     "this layer has stride (2, 2)"),
     (LayerSpec(input=(12, 4, 4), kernel=(16, 12, 1, 1)), {"grad_input": "tile=8x3t"},
-     "12 result rows are whole vectors of 8"),
+     "stride (1, 1) and 12 result rows"),
     (LayerSpec(input=(16, 4, 4), kernel=(16, 16, 1, 1)), {"forward": "tile=4x6t"},
      "4 pixels to be whole squares of 8"),
     (LayerSpec(input=(16, 2, 3), kernel=(16, 16, 1, 1)), {"forward": "tile=8x3t"},

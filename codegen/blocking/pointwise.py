@@ -128,9 +128,9 @@ def transposed_candidates(vl: int, rows: int, machine: Machine) -> tuple[GemmTil
     ``rows`` result rows: the result's rows in vectors (the packed weights), its pixels
     broadcast from the sample in place, MR a multiple of VL so that the tile is stored as
     squares transposed in registers. The sample is not packed, and no panel is padded: S6's
-    196 pixels and 256 rows cut into whole tiles but for 4 pixels. In a C harness on a Zen 4
-    (S6 float32 forward, 2 threads) an 8-pixel x 3-vector tile took 0.957-0.967 of the time
-    of the packed 4 x 5, the same bits (docs/tiles.md). Those whose sums fill the machine's
+    196 pixels and 256 rows cut into whole tiles but for 4 pixels. On a Zen 4 an 8-pixel x
+    3-vector tile took S6's float32 forward and grad_input 0.97-1.00 of the time of the
+    packed 4 x 5, the same bits (docs/tiles.md). Those whose sums fill the machine's
     registers, ``FULL_TILES`` of them, the fewest loads per step first; none where the rows
     do not cut into whole vectors."""
     if rows % vl:
@@ -333,8 +333,8 @@ def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTi
     rows, cols, depth = shape
     if not transposed_applies(spec, name, rows, vl):
         raise ValueError(f"choices: {name} {tile_text(tile)}: a transposed tile is for forward "
-                         f"and grad_input at stride 1 whose {rows} result rows are whole "
-                         f"vectors of {vl}; this layer's stride is {spec.stride}")
+                         f"and grad_input at stride 1, their result rows whole vectors of {vl}; "
+                         f"this layer has stride {spec.stride} and {rows} result rows")
     if tile.mr % vl or tile.mr > cols:
         raise ValueError(f"choices: {name} {tile_text(tile)} needs its {tile.mr} pixels to be "
                          f"whole squares of {vl} (it is stored transposed in registers) and at "
@@ -352,15 +352,18 @@ def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTi
     if edge_pixels:
         d.const(f"{prefix}_EDGE_NR", edge_pixels, f"{what}: the last pixels' narrower tile")
     bias = name == "forward" and spec.bias
+    # grad_input's left factor, K^T, holds a step's rows contiguous in K: read in place
+    in_place = across == "1"
     return Product(
         name=name, prefix=prefix, reason="a 1x1 kernel without padding: a matrix product, "
         "its rows in vectors and its pixels read in place", mr=tile.mr, nrv=tile.nrv,
         a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
-        mode="bias" if bias else "store", row="1", step=f"{prefix}_MR", depth=depth_text,
-        left=left, across=across,
-        along=along, right=right, rows=result_rows, result=result, bias=bias,
+        mode="bias" if bias else "store", row="1",
+        step=along if in_place else f"{prefix}_MR", depth=depth_text,
+        left=left, across=across, along=along, right=right, rows=result_rows, result=result,
+        bias=bias,
         accumulates=False, tile_fmas=tile.mr * tile.nrv, unroll=PRODUCT_STEP_UNROLL,
-        edge_nrv=edge_rows, edge_pixels=edge_pixels, in_place=False, transposed=True,
+        edge_nrv=edge_rows, edge_pixels=edge_pixels, in_place=in_place, transposed=True,
         vl=vl, variant="pointwise_transposed")
 
 

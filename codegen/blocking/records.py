@@ -369,7 +369,8 @@ class Product(TileVectors):
     ``transposed``: forward or grad_input by ``mr`` pixels x ``nrv`` vectors of ``vl`` result
     rows (``pointwise.GemmTile``), the pixels read from the sample in place; ``edge_nrv`` the
     vectors of the last row panel's narrower tile, ``edge_pixels`` the last pixels' tile (0:
-    none).
+    none); ``in_place`` there: the weights read where they lie in K at every batch
+    (grad_input), ``step`` their stride per step.
     Its vectors: ``TileVectors``.
     """
 

@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 03b421a4db78a8105492f3c7ac1e93176f92a4350adcc9fd58fe7d7c24f99195
+ * cache key: b2917fdce4bdac4dc5d93706946a5f69595c37a80d5b94ce748b374c30f951a4
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 03b421a4db78a8105492f3c7ac1e93176f92a4350adcc9fd58fe7d7c24f99195
+ * cache key: b2917fdce4bdac4dc5d93706946a5f69595c37a80d5b94ce748b374c30f951a4
  */
 
 #include <stdint.h>
@@ -326,8 +326,8 @@ static inline void pack_column_panels(const real *restrict src, int depth, int p
 }
 
 /* forward_tile: rows 0 .. FWD_MR - 1 (pitch P) of the tile `out` of FWD_NR pixels =
- * bias[i] + sum over C steps k of a[k*FWD_MR + i] * b[k*P + j]: the rows in 3 vectors (the packed
- * weights), 8 pixels broadcast from the sample in place. Per step 3 vector loads and 8
+ * bias[i] + sum over C steps k of a[k*FWD_MR + i] * b[k*P + j]: the rows in 3 vectors (the packed weights),
+ * 8 pixels broadcast from the sample in place. Per step 3 vector loads and 8
  * scalars feed 24 vector multiply-adds, the sums in the order of the other tiles (the
  * same bits). The sample is not packed, and no tile computes padding: the untransposed tile
  * 4 x 5 packs each sample first and computes S6's 196 pixels as 200. */
@@ -560,13 +560,11 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                         for (int j0 = 0; j0 + FWD_NR <= P; j0 += FWD_NR)
                             forward_edge_tile(left, src + j0, b + first, dst + j0);
                         forward_edge_last_pixels_tile(left, src + (P - FWD_EDGE_NR), b + first, dst + (P - FWD_EDGE_NR));
-
                         continue;
                     }
                     for (int j0 = 0; j0 + FWD_NR <= P; j0 += FWD_NR)
                         forward_tile(left, src + j0, b + first, dst + j0);
                     forward_last_pixels_tile(left, src + (P - FWD_EDGE_NR), b + first, dst + (P - FWD_EDGE_NR));
-
                 }
             }
     }
@@ -575,8 +573,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 }
 
 /* grad_input_tile: rows 0 .. GIN_MR - 1 (pitch P) of the tile `out` of GIN_NR pixels =
- * sum over O steps k of a[k*GIN_MR + i] * b[k*P + j]: the rows in 3 vectors (the packed
- * weights), 8 pixels broadcast from the sample in place. Per step 3 vector loads and 8
+ * sum over O steps k of a[k*C + i] * b[k*P + j]: the rows in 3 vectors (K in place),
+ * 8 pixels broadcast from the sample in place. Per step 3 vector loads and 8
  * scalars feed 24 vector multiply-adds, the sums in the order of the other tiles (the
  * same bits). The sample is not packed, and no tile computes padding: the untransposed tile
  * 4 x 5 packs each sample first and computes S6's 196 pixels as 200. */
@@ -597,7 +595,7 @@ static __attribute__((noinline)) void grad_input_tile(const real *restrict a, co
     /* 4 steps per pass of the loop, as the other matrix products (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < O; ++k) {
-        const real *restrict ak = a + (int64_t)k * GIN_MR;
+        const real *restrict ak = a + (int64_t)k * C;
         vec w0 = LOAD(ak + 0 * VL), w1 = LOAD(ak + 1 * VL), w2 = LOAD(ak + 2 * VL);
         IN_REGISTER(w0);
         IN_REGISTER(w1);
@@ -667,7 +665,7 @@ static __attribute__((noinline)) void grad_input_last_pixels_tile(const real *re
     /* 4 steps per pass of the loop, as the other matrix products (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < O; ++k) {
-        const real *restrict ak = a + (int64_t)k * GIN_MR;
+        const real *restrict ak = a + (int64_t)k * C;
         vec w0 = LOAD(ak + 0 * VL), w1 = LOAD(ak + 1 * VL), w2 = LOAD(ak + 2 * VL);
         IN_REGISTER(w0);
         IN_REGISTER(w1);
@@ -702,7 +700,7 @@ static __attribute__((noinline)) void grad_input_edge_tile(const real *restrict 
     /* 4 steps per pass of the loop, as the other matrix products (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < O; ++k) {
-        const real *restrict ak = a + (int64_t)k * GIN_MR;
+        const real *restrict ak = a + (int64_t)k * C;
         vec w0 = LOAD(ak + 0 * VL);
         IN_REGISTER(w0);
         const real *restrict bk = b + (int64_t)k * P;
@@ -745,7 +743,7 @@ static __attribute__((noinline)) void grad_input_edge_last_pixels_tile(const rea
     /* 4 steps per pass of the loop, as the other matrix products (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < O; ++k) {
-        const real *restrict ak = a + (int64_t)k * GIN_MR;
+        const real *restrict ak = a + (int64_t)k * C;
         vec w0 = LOAD(ak + 0 * VL);
         IN_REGISTER(w0);
         const real *restrict bk = b + (int64_t)k * P;
@@ -764,24 +762,16 @@ static __attribute__((noinline)) void grad_input_edge_last_pixels_tile(const rea
 }
 
 /* grad_input: dV[c, u, v] = sum_{o<40, i<1, j<1} K[o, c, i, j] * G[o, u - i, v - j]
- * The weights are packed once per call into GIN_MR-row panels of the left factor (K^T).
+ * The tiles read the weights where they lie in K: a step's GIN_MR rows of the left factor
+ * (K^T) are contiguous there. Packed once per call, S6's float32 grad_input took 1.04-1.06
+ * times as long at a batch of 16 and 1.09-1.15 at 1 to 4 (docs/tiles.md).
  * One task per sample (a small batch cut further into groups of its row panels): each row
  * panel's tiles walk the sample's pixels, reading G where it lies. */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     const int64_t groups = task_groups(n, GIN_ROW_PANELS);
-    real *weights = malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
-    if (weights == NULL)
-        return 1;
-    int failed = 0;
-    #pragma omp parallel if (n * 219520 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
+    #pragma omp parallel if (n * 219520 >= PARALLEL_MIN_FLOPS)
     {
-        #pragma omp for schedule(static)
-        for (int panel = 0; panel < GIN_ROW_PANELS; ++panel) {
-            const int first = panel * GIN_MR;
-            const int count = C - first < GIN_MR ? C - first : GIN_MR;
-            pack_panel(K + first * 1, 1, C, count, GIN_MR, O, weights + (int64_t)first * O);
-        }
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
         for (int64_t s = 0; s < n; ++s)
@@ -789,25 +779,22 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 const int64_t first_row = GIN_ROW_PANELS * g / groups, end_row = GIN_ROW_PANELS * (g + 1) / groups;
                 for (int64_t panel = first_row; panel < end_row; ++panel) {
                     const int first = panel * GIN_MR;
-                    const real *restrict left = weights + (int64_t)first * O;
+                    const real *restrict left = K + first;
                     const real *restrict src = G + s * (O * P);
                     real *restrict dst = dV + s * (C * P) + (int64_t)first * P;
                     if (first + GIN_MR > C) {
                         for (int j0 = 0; j0 + GIN_NR <= P; j0 += GIN_NR)
                             grad_input_edge_tile(left, src + j0, dst + j0);
                         grad_input_edge_last_pixels_tile(left, src + (P - GIN_EDGE_NR), dst + (P - GIN_EDGE_NR));
-
                         continue;
                     }
                     for (int j0 = 0; j0 + GIN_NR <= P; j0 += GIN_NR)
                         grad_input_tile(left, src + j0, dst + j0);
                     grad_input_last_pixels_tile(left, src + (P - GIN_EDGE_NR), dst + (P - GIN_EDGE_NR));
-
                 }
             }
     }
-    free(weights);
-    return failed;
+    return 0;
 }
 
 /* grad_weight_tile: the GW_MR x GW_NR tile `out` (row pitch `pitch`, of which `rows` x `cols`
