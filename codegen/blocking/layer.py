@@ -23,12 +23,13 @@ from .defines import Defines
 from .gather import grad_input_sweep_candidates, phases, plan_columns, plan_lanes
 from .grad_weight import plan_grad_weight
 from .pointwise import (
+    TILE_CHOICE,
     TRANSPOSED_SUFFIX,
     WIDE_SUFFIX,
     GemmTile,
     pointwise_candidates,
     pointwise_plan,
-    tile_text,
+    tile_choice,
     window_grad_weight,
     window_grad_weight_candidates,
 )
@@ -115,7 +116,7 @@ PASSES = ("forward", "grad_input", "grad_weight")
 #: ``winograd=2w`` (the same, its products' tiles of the machine's widest vectors), or
 #: ``winograd=2s`` (forward and grad_input: tasks of whole samples' tiles,
 #: ``winograd.sample_tasks_pay``).
-LANE_FMAS_CHOICE, LANE_TILE_CHOICE, TILE_CHOICE = "lane_fmas=", "lane_tile=", "tile="
+LANE_FMAS_CHOICE, LANE_TILE_CHOICE = "lane_fmas=", "lane_tile="
 COLUMN_TILE_CHOICE, REUSE_SUFFIX = "column_tile=", "r"
 #: ``WIDE_SUFFIX`` (``pointwise``): a tile of the machine's widest vectors, ``tile=12x2w``,
 #: ``column_tile=1x4x2rw``.
@@ -180,10 +181,6 @@ def _parse_column_tile(choice: str | None, channels: int, wide_allowed: bool
                          f"({WIDE_SUFFIX!r}) is for forward, on a machine whose widest "
                          "vectors are wider than VL (AVX-512)")
     return SweepTile(ob, ty, txv, text.endswith(REUSE_SUFFIX), wide)
-
-
-def tile_choice(tile: GemmTile) -> str:
-    return tile_text(tile)
 
 
 def _parse_tile(choice: str) -> GemmTile:
@@ -290,7 +287,7 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     window = choices.get("grad_weight", "")
     window = _parse_tile(window) if window.startswith(TILE_CHOICE) else None
     if window is not None and window.transposed:
-        raise ValueError(f"choices: grad_weight {tile_text(window)}: a transposed tile is for "
+        raise ValueError(f"choices: grad_weight {tile_choice(window)}: a transposed tile is for "
                          "forward and grad_input of a 1x1 layer at stride 1")
     # passes computed otherwise than by their direct sweeps
     other = {*winograd, *(("grad_weight",) if window else ())}

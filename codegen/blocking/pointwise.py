@@ -43,9 +43,9 @@ GRAD_WEIGHT_TASKS = 16
 CHUNK_BYTES = 448 * 1024
 #: Besides the model's choice, ``codegen.tune`` times this many full-register tiles.
 FULL_TILES = 2
-#: The suffixes of a matrix product's tile choice (``tile=12x2w``, ``tile=8x3t``): of the
-#: machine's widest vectors, transposed (``GemmTile``).
-WIDE_SUFFIX, TRANSPOSED_SUFFIX = "w", "t"
+#: A matrix product's tile choice (``tile=4x5``) and its suffixes (``tile=12x2w``,
+#: ``tile=8x3t``): of the machine's widest vectors, transposed (``GemmTile``).
+TILE_CHOICE, WIDE_SUFFIX, TRANSPOSED_SUFFIX = "tile=", "w", "t"
 #: Bytes per cycle the left factor of a matrix product streams in at (from L2).
 L2_BYTES_PER_CYCLE = 16
 
@@ -332,11 +332,11 @@ def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTi
     and its result (C text, as in ``PRODUCTS``)."""
     rows, cols, depth = shape
     if not transposed_applies(spec, name, rows, vl):
-        raise ValueError(f"choices: {name} {tile_text(tile)}: a transposed tile is for forward "
+        raise ValueError(f"choices: {name} {tile_choice(tile)}: a transposed tile is for forward "
                          f"and grad_input at stride 1, their result rows whole vectors of {vl}; "
                          f"this layer has stride {spec.stride} and {rows} result rows")
     if tile.mr % vl or tile.mr > cols:
-        raise ValueError(f"choices: {name} {tile_text(tile)} needs its {tile.mr} pixels to be "
+        raise ValueError(f"choices: {name} {tile_choice(tile)} needs its {tile.mr} pixels to be "
                          f"whole squares of {vl} (it is stored transposed in registers) and at "
                          f"most the layer's {cols} pixels")
     depth_text, left, across, along, right, result_rows, result = operands
@@ -367,10 +367,10 @@ def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTi
         vl=vl, variant="pointwise_transposed")
 
 
-def tile_text(tile: GemmTile) -> str:
+def tile_choice(tile: GemmTile) -> str:
     """A matrix product's tile as a choice: ``tile=4x5``, ``tile=12x2w``, ``tile=8x3t``."""
     suffix = WIDE_SUFFIX if tile.wide else TRANSPOSED_SUFFIX if tile.transposed else ""
-    return f"tile={tile.mr}x{tile.nrv}{suffix}"
+    return f"{TILE_CHOICE}{tile.mr}x{tile.nrv}{suffix}"
 
 
 def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,

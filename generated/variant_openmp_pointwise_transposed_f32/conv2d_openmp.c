@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: b2917fdce4bdac4dc5d93706946a5f69595c37a80d5b94ce748b374c30f951a4
+ * cache key: a3ab1d971333317212324d404359047c7c3ad24c446e319d16e2a09abacf412c
  */
 
 #include <stdint.h>
@@ -763,8 +763,8 @@ static __attribute__((noinline)) void grad_input_edge_last_pixels_tile(const rea
 
 /* grad_input: dV[c, u, v] = sum_{o<40, i<1, j<1} K[o, c, i, j] * G[o, u - i, v - j]
  * The tiles read the weights where they lie in K: a step's GIN_MR rows of the left factor
- * (K^T) are contiguous there. Packed once per call, S6's float32 grad_input took 1.04-1.06
- * times as long at a batch of 16 and 1.09-1.15 at 1 to 4 (docs/tiles.md).
+ * (K^T) are contiguous there. Packed once per call, S6's float32 grad_input took 1.01-1.06
+ * times as long at a batch of 16 and 1.01-1.15 at 1 to 4 (docs/tiles.md).
  * One task per sample (a small batch cut further into groups of its row panels): each row
  * panel's tiles walk the sample's pixels, reading G where it lies. */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
