@@ -92,6 +92,11 @@ VARIANTS = {
         "reused, a partial vector at each row's end",
         LayerSpec(input=(3, 9, 21), kernel=(4, 3, 5, 5), padding=2), OPENMP, "loops",
         "float32", {"forward": "column_tile=1x4x2rw"}),
+    "variant_openmp_frame_rows_f32": (
+        "a 5x5 kernel with padding 2: forward's row-reusing tiles and grad_weight's block of "
+        "every tap leave out the rows of the zero frame",
+        LayerSpec(input=(3, 12, 10), kernel=(16, 3, 5, 5), padding=2), OPENMP, "loops",
+        "float32", {"forward": "column_tile=1x4x2r", "grad_weight": "lane_fmas=1"}),
     "variant_openmp_window_grad_weight_f32": (
         "grad_weight as a matrix product over the output's pixels, its columns the input "
         "pixels under each tap gathered (as tuning may choose): stride, dilation, convolution",
@@ -145,7 +150,10 @@ def test_each_openmp_variant_shows_what_it_is_named_for(folder):
         "wide_columns": "LOAD_LANES(in + ", "window": "gather_window(",
         "batch": "store_batch_tile(", "samples": "last = unit + WF_GROUP;",
         "packed": "Such a batch still packs the weights",
+        "frame_rows": "only the taps whose kernel row reads data there",
     }
+    if "frame_rows" in folder:
+        assert "leave out those loads" in text, f"{folder}: no frame tiles in forward"
     for word, mark in marks.items():
         if word in folder:
             assert mark in text, f"{folder}: no {mark} in the rendered source"

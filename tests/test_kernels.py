@@ -588,6 +588,36 @@ def test_grad_weight_border_pixels_leave_out_the_taps_on_the_zero_frame():
     assert strided == dilated == {False, True}
 
 
+def test_grad_weight_border_rows_leave_out_the_taps_on_the_zero_frame():
+    """A lane grad_weight tile of one block of every tap (whose rows no span can cut) sums
+    apart the output rows at which some kernel row reads the zero frame, each with a
+    multiply-add for exactly the taps whose kernel row reads data there (output row y and
+    kernel row i read input row y*SH + i*DH - PT), and loops over the rows between, where
+    every tap does. The grid has such tiles in both dtypes, also at a row stride and
+    dilation."""
+    covered, strided, dilated = set(), set(), set()
+    for spec, dtype, ir, record in _grid_records("border_rows"):
+        (_, _, kh, kw), (sh, _), (dh, _) = spec.kernel, spec.stride, spec.dilation
+        top, height = spec.pads[0], spec.output_shape[1]
+        weights = ir.table("GW_TAP_WEIGHT")
+        assert record.tt == kh * kw
+        rows = [weights[t] // kw if spec.mode == "correlation" else kh - 1 - weights[t] // kw
+                for t in range(record.tt)]
+        live = {y: tuple(t for t in range(record.tt)
+                         if 0 <= y * sh + rows[t] * dh - top < spec.input[1])
+                for y in range(height)}
+        first, end = record.inner_rows
+        assert dict(record.border_rows) == {y: taps for y, taps in live.items()
+                                            if not first <= y < end}
+        assert all(len(live[y]) == record.tt for y in range(first, end))
+        assert all(len(taps) < record.tt for _, taps in record.border_rows)
+        covered.add(dtype)
+        strided.add(sh > 1)
+        dilated.add(dh > 1)
+    assert covered == {"float32", "float64"}
+    assert strided == dilated == {False, True}
+
+
 def test_a_column_tap_that_reads_no_data_is_left_out(tmp_path):
     """Padding wider than the input: a forward lane tile spanning the row has column taps
     that read only the frame at every column. They are left out whole (no weight loaded for

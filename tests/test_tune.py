@@ -15,7 +15,7 @@ import codegen
 import codegen.tune as tune
 from codegen.backends import CUDA, OPENMP, backend_for
 from codegen.bench import LAYERS
-from codegen.blocking import AVX2, AVX512, candidates, plan
+from codegen.blocking import AVX2, AVX512, candidates, columns, grad_weight, plan
 from codegen.blocking.layer import column_tile_choice
 from codegen.blocking.pointwise import edge_vectors
 from codegen.blocking.records import InPlaceSweep
@@ -413,6 +413,85 @@ def _build_with(spec, dtype: str, choices: dict[str, str], out: Path):
     request = {"spec": spec.to_dict(), "style": "loops", "dtype": dtype, "choices": choices}
     return _build_or_reuse(request, lambda: _sources(spec, backend, dtype, "loops", choices),
                            backend, out, None, None)
+
+
+#: Row-reusing forward tiles over the rows of the zero frame: a 5x5 layer with padding 2, one
+#: at a stride, one dilated (choices that AVX2 and AVX-512 both take).
+FRAMED = [
+    (LayerSpec(input=(3, 12, 10), kernel=(16, 3, 5, 5), padding=2), "column_tile=1x4x2r"),
+    (LayerSpec(input=(4, 17, 12), kernel=(8, 4, 3, 3), stride=2, padding=1),
+     "column_tile=2x3x1r"),
+    (LayerSpec(input=(4, 14, 12), kernel=(8, 4, 3, 3), padding=2, dilation=2),
+     "column_tile=2x2x2r"),
+]
+
+
+@pytest.mark.parametrize("spec, choice", [*FRAMED, (FRAMED[2][0], "column_tile=4x2x1rw")])
+def test_row_reusing_tiles_leave_out_the_rows_of_the_frame(spec, choice):
+    """A row-reusing forward tile loads each source row once for the (tile row y, row tap i)
+    pairs it serves; in the tiles from output row m0 those pairs read input row
+    (m0 + y)*SH + i*DH - PT. A row of tiles where some of them lie outside the input leaves
+    out exactly their loads, in the order of the others, and loads the weights of only the
+    row taps it still uses; the rows of tiles not listed read the input alone."""
+    record = next(p for p in plan(spec, 4, AVX512, {"forward": choice}).passes
+                  if p.name == "forward")
+    (sh, _), (dh, _), top = spec.stride, spec.dilation, spec.pads[0]
+    uses = dict(record.schedule)
+    listed = {tile.m0: tile for tile in record.frame_tiles}
+    assert listed and len(listed) < -(-spec.out_h // record.ty)
+    for m0 in range(0, spec.out_h, record.ty):
+        reads = {row: {(m0 + y) * sh + i * dh - top for y, i in pairs}
+                 for row, pairs in uses.items()}
+        assert all(len(rows) == 1 for rows in reads.values())
+        data = {row for row, rows in reads.items() if 0 <= min(rows) < spec.input[1]}
+        if m0 not in listed:
+            assert data == set(uses), m0
+            continue
+        tile = listed[m0]
+        assert data < set(uses), m0
+        assert tile.loads == tuple(load for load in record.loads if load.row in data)
+        assert tile.row_taps == tuple(sorted({i for row in data for _, i in uses[row]}))
+
+
+@pytest.mark.parametrize("spec, choice", FRAMED)
+def test_row_reusing_tiles_without_the_frame_keep_the_bits(tmp_path, monkeypatch, spec, choice):
+    """The loads of the frame's rows left out drop exact zeros only, and the other
+    multiply-adds keep their order: the forward's bits are those of the same tile loading
+    every row, and match the reference."""
+    monkeypatch.setenv(ISA_ENV, "avx2")
+    framed = _build_with(spec, "float32", {"forward": choice}, tmp_path / "framed")
+    text = "leave out those loads"
+    assert text in (Path(framed.__file__).parent / "conv2d_openmp.c").read_text()
+    monkeypatch.setattr(columns, "_frame_tiles", lambda *args: ())
+    every = _build_with(spec, "float32", {"forward": choice}, tmp_path / "every")
+    assert text not in (Path(every.__file__).parent / "conv2d_openmp.c").read_text()
+    for result in check_module(framed, batch=3, seed=4):
+        assert result.ok, result
+    V, K, b, _ = reference.random_inputs(spec, 3, "float32", 6)
+    assert np.array_equal(framed.forward(V, K, b), every.forward(V, K, b))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_grad_weight_border_rows_keep_the_bits(tmp_path, monkeypatch, dtype):
+    """The lane grad_weight of one block of all 25 taps (``lane_fmas=1``) on a 5x5 layer with
+    padding 2 sums its first and last two output rows apart, without the taps whose kernel
+    row reads the zero frame. Those products are exact zeros and the rows keep their order,
+    so the bits are those of the same module summing every tap over every row."""
+    spec = LayerSpec(input=(3, 12, 9), kernel=(16, 3, 5, 5), padding=2)
+    choices = {"grad_weight": "lane_fmas=1"}
+    apart = _build_with(spec, dtype, choices, tmp_path / "apart")
+    source = (Path(apart.__file__).parent / "conv2d_openmp.c").read_text()
+    assert "#define GW_TT 25 " in source
+    assert [y for y in range(12) if f"/* output row {y}: only the taps" in source] == [0, 1, 10, 11]
+    monkeypatch.setattr(grad_weight, "_border_rows", lambda g, tt: ((), (0, g.ho)))
+    every = _build_with(spec, dtype, choices, tmp_path / "every")
+    assert "only the taps whose kernel row" not in (Path(every.__file__).parent
+                                                    / "conv2d_openmp.c").read_text()
+    for batch in (1, 5):
+        for result in check_module(apart, batch=batch, seed=5):
+            assert result.ok, result
+        V, _, _, G = reference.random_inputs(spec, batch, dtype, 2)
+        assert np.array_equal(apart.grad_weight(V, G), every.grad_weight(V, G))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -144,6 +144,18 @@ class TileVectors:
 
 
 @dataclass(frozen=True)
+class FrameTile:
+    """A row of row-reusing column tiles (first output row ``m0``) whose source rows
+    ``frame_rows`` are rows of the zero frame: the ``loads`` of the others, and the row taps
+    whose weights they use (``columns._frame_tiles``)."""
+
+    m0: int
+    frame_rows: tuple[int, ...]
+    loads: tuple[Load, ...]
+    row_taps: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ColumnSweep(TileVectors):
     """forward or grad_input as a column tile over the zero-framed scratch (``sweep``).
 
@@ -151,7 +163,8 @@ class ColumnSweep(TileVectors):
     ``reuse``, per column tap) the vector loads; ``weight_rows``: the row taps whose weights
     each column tap holds (``0`` without reuse). With ``reuse``, row ``y`` and row tap ``i``
     read source row ``y*row_step + tap_rows[i]``, and ``schedule`` lists per source row
-    (below the top row of taps) the ``(tile row, row tap)`` pairs it feeds. ``tap_spans``
+    (below the top row of taps) the ``(tile row, row tap)`` pairs it feeds; ``frame_tiles``
+    the rows of tiles that leave out their loads of the zero frame's rows. ``tap_spans``
     (without ``reuse``): as ``LaneSweep``'s.
     Its vectors: ``TileVectors``.
     """
@@ -181,6 +194,7 @@ class ColumnSweep(TileVectors):
     tap_rows: tuple[int, ...]
     schedule: tuple[tuple[int, tuple[tuple[int, int], ...]], ...]
     tap_spans: tuple[int, ...] = ()
+    frame_tiles: tuple[FrameTile, ...] = ()
     variant: str = "column_sweep"
 
 
@@ -315,7 +329,9 @@ class GradWeightLanes:
     only the output rows ``GW_ROWS_FROM .. GW_ROWS_TO`` whose inputs under it hold data;
     ``border``: the output columns at which some tap reads the zero frame, each with the taps
     that read data there (their loop peeled, the other taps' multiply-adds left out), and
-    ``inner`` the columns between (``grad_weight._border``)."""
+    ``inner`` the columns between (``grad_weight._border``); ``border_rows`` and
+    ``inner_rows`` the same for output rows, for a block of every tap
+    (``grad_weight._border_rows``)."""
 
     name: str
     reason: str
@@ -330,6 +346,8 @@ class GradWeightLanes:
     row_spans: bool = False
     border: tuple[tuple[int, tuple[int, ...]], ...] = ()
     inner: tuple[int, int] = (0, 0)
+    border_rows: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    inner_rows: tuple[int, int] = (0, 0)
     variant: str = "grad_weight_lanes"
 
 

@@ -199,7 +199,8 @@ def plan_forward(g: Geometry, vl: int, lanes: int, tile: LaneTile | SweepTile, t
         reason = ("the least modelled time: a column tile" +
                   (", each source row loaded once for all its row taps" if tile.reuse else ""))
         record = column_sweep("forward", "FWD", reason, tile, FORWARD_LAYOUT, driver, bias,
-                              tuple(i * g.dh for i in range(g.kh)), g.sh, spans)
+                              tuple(i * g.dh for i in range(g.kh)), g.sh, spans, g.ho,
+                              (g.top, g.top + g.h))
     d.const("FWD_PHASES", 1, "forward sweeps one phase")
     d.const("FWD_ROW_STEP", g.sh * g.sw * scratch.seg,
             "scratch reals from one output row to the next")
