@@ -56,11 +56,7 @@ def _border(g: Geometry, tt: int, tap_offsets: tuple[int, ...], seg: int
 
     live = [tuple(t for t in range(tt) if data(tap_offsets[t] % (g.sw * seg) + x))
             for x in range(g.wo)]
-    inner = [x for x in range(g.wo) if len(live[x]) == tt]
-    if not inner or len(inner) == g.wo or inner != list(range(inner[0], inner[-1] + 1)):
-        return whole
-    border = tuple((x, live[x]) for x in range(g.wo) if not inner[0] <= x <= inner[-1])
-    return border, (inner[0], inner[-1] + 1)
+    return _peeled(live, tt) or whole
 
 
 def _border_rows(g: Geometry, tt: int
@@ -76,10 +72,19 @@ def _border_rows(g: Geometry, tt: int
         return whole
     live = [tuple(t for t in range(tt) if 0 <= y * g.sh + t // g.kw * g.dh - g.top < g.h)
             for y in range(g.ho)]
-    inner = [y for y in range(g.ho) if len(live[y]) == tt]
-    if not inner or len(inner) == g.ho or inner != list(range(inner[0], inner[-1] + 1)):
-        return whole
-    border = tuple((y, live[y]) for y in range(g.ho) if not inner[0] <= y <= inner[-1])
+    return _peeled(live, tt) or whole
+
+
+def _peeled(live: list[tuple[int, ...]], tt: int
+            ) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], tuple[int, int]] | None:
+    """Of output columns or rows with the taps (of ``tt``) that read data at each, ``live``:
+    those at either end where some tap reads the zero frame, each with its taps, and the run
+    between, where every tap reads data; None where that run is empty, everything, or
+    broken."""
+    inner = [x for x, taps in enumerate(live) if len(taps) == tt]
+    if not inner or len(inner) == len(live) or inner != list(range(inner[0], inner[-1] + 1)):
+        return None
+    border = tuple((x, taps) for x, taps in enumerate(live) if not inner[0] <= x <= inner[-1])
     return border, (inner[0], inner[-1] + 1)
 
 
