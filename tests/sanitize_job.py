@@ -13,7 +13,9 @@ for AVX-512 whatever this CPU is, whose compiler splits the vectors it lacks), o
 ``sample:loops:dtype:winograd-samples`` (``test_winograd.SAMPLE_SPEC``'s forward and
 grad_input in tasks of whole samples, in groups of one channel panel), or
 ``layer:loops:dtype:transposed`` (a 1x1 layer's forward and grad_input by transposed tiles,
-their pixels read from the sample in place). It builds the
+their pixels read from the sample in place), or ``framedK:loops:dtype:frame`` (forward of
+``test_tune.FRAMED[K]`` by a row-reusing tile whose rows of tiles at the frame leave out its
+rows). It builds the
 cases two at a time into OUT, then runs forward, grad_input, grad_weight, grad_bias and
 backward on batches of 1 and 3 (and, for a 1x1 layer, one large enough for packed weights),
 into new arrays and into ``out=`` buffers, and compares each result with the NumPy reference
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from test_kernels import GRID
-from test_tune import _build_with
+from test_tune import FRAMED, _build_with
 from test_winograd import SAMPLE_SPEC, SPECS
 
 import codegen
@@ -137,6 +139,9 @@ def main(argv: list[str]) -> int:
                 ("forward", "grad_input"), SAMPLE_WINOGRAD_CHOICE), Path(out))
         if algorithm == ["window"]:
             return _build_with(GRID[layer], dtype, {"grad_weight": "tile=4x2"}, Path(out))
+        if algorithm == ["frame"]:
+            spec, choice = FRAMED[int(layer.removeprefix("framed"))]
+            return _build_with(spec, dtype, {"forward": choice}, Path(out))
         if algorithm == ["transposed"]:
             tile = "tile=8x3t" if dtype == "float32" else "tile=4x6t"
             return _build_with(GRID[layer], dtype, dict.fromkeys(("forward", "grad_input"), tile),

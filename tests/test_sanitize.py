@@ -44,7 +44,8 @@ REPORTS = ("ERROR: AddressSanitizer", "runtime error:")
 #: vectors (one layer per dtype), test_winograd.SAMPLE_SPEC in tasks of whole samples (in
 #: groups of one channel panel), and four layers with grad_weight as a matrix product over
 #: the output's pixels (gather_window reads at every edge), and a 1x1 layer's forward and
-#: grad_input by transposed tiles (the sample read in place, to its last pixel). The whole
+#: grad_input by transposed tiles (the sample read in place, to its last pixel), and three
+#: forwards by row-reusing tiles that leave out the frame's rows (test_tune.FRAMED). The whole
 #: grid builds in about a minute on 2 cores (-O1 -g1), so no layer is left out.
 CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "float32")]
          + ["seed:unrolled:float64", "seed:unrolled:float32"]
@@ -55,7 +56,9 @@ CASES = ([f"{name}:loops:{dtype}" for name in GRID for dtype in ("float64", "flo
          + [f"{name}:loops:{dtype}:window" for name, dtype in (
              ("lanes_s2x3_d2x1_conv", "float32"), ("same_odd_d2x1", "float64"),
              ("s3x2_full_d2", "float32"), ("full_nobias", "float64"))]
-         + [f"pointwise_row_groups:loops:{dtype}:transposed" for dtype in ("float64", "float32")])
+         + [f"pointwise_row_groups:loops:{dtype}:transposed" for dtype in ("float64", "float32")]
+         + [f"framed{k}:loops:{dtype}:frame"
+            for k, dtype in ((0, "float64"), (1, "float32"), (2, "float64"))])
 
 
 def _runtime(library: str) -> str | None:
