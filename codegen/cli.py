@@ -593,7 +593,8 @@ def _tuning_json(module: Any) -> Any:
     if not tuning:
         return None
     return {"choices": tuning.choices, "timings_us": tuning.timings_us,
-            "batch": tuning.batch, "threads": tuning.threads, "seconds": tuning.seconds}
+            "batch": tuning.batch, "threads": tuning.threads, "seconds": tuning.seconds,
+            "runoffs": tuning.runoffs}
 
 
 def _check(spec: LayerSpec, args: argparse.Namespace, dtype: str | None = None) -> int:

@@ -10,7 +10,8 @@ choice ran at 48 % of the peak on a Zen 3 where two others ran at 55 %. So when 
 large enough for it to pay, ``tuned_choices`` builds the module with each candidate
 (``codegen.blocking.candidates``: for each pass, the model's choice first), checks each
 against the NumPy reference, times every pass whose plans differ, and keeps, pass by pass,
-the fastest (the model's choice while it is within ``MODEL_MARGIN`` of that). The choice is
+the fastest. Where the model's choice and its closest rival come within ``MODEL_MARGIN`` of
+each other, a runoff of paired rounds settles it (``near_tie``, ``_runoff``). The choice is
 stored under the module folder's ``.tuning/``, keyed by the request, this CPU (model, flags,
 vector unit) and the thread count, so a later load reads it in milliseconds.
 
@@ -22,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +59,23 @@ RUN_SECONDS = 0.01
 #: over 1x2x4 at 13.0, which at 16 samples took 26.8 ms against 28.8).
 TIMING_FLOPS = 50_000_000
 MIN_SAMPLES_PER_THREAD = 8
-#: Another candidate replaces the cost model's choice only when its fastest run is faster by
-#: more than this fraction; closer than that, runs on these shared machines rank two tiles
-#: either way. S6's float32 forward kept the model's tile=4x5 in four tunings on a Zen 4,
-#: 2-3 % ahead of 8x3, then 8x3 in a fifth, 2.4 % ahead; with it the benchmark's forward
-#: took 2014-2167 us in three runs, against 1955 with 4x5 earlier that day (docs/tiles.md).
+#: Another candidate replaces the cost model's choice outright only when its fastest run is
+#: faster by more than this fraction; closer than that, fastest runs on these shared machines
+#: rank two tiles either way. S6's float32 forward kept the model's tile=4x5 in four tunings
+#: on a Zen 4, 2-3 % ahead of 8x3, then 8x3 in a fifth, 2.4 % ahead; with it the benchmark's
+#: forward took 2014-2167 us in three runs, against 1955 with 4x5 earlier that day
+#: (docs/tiles.md).
 MODEL_MARGIN = 0.03
+#: Within that margin (either way round) the model's choice and its closest rival are timed
+#: again in this many paired rounds, each round one run of each, in alternating order, and
+#: the rival is kept when the median of its time ÷ the model's, round by round, is under
+#: 1 - RUNOFF_MARGIN. A round's two runs share the machine's minute, so the ratio holds
+#: where the fastest runs alone drift. Without it, S6's float32 grad_input kept the model's
+#: packed 4x5 in 5 of 7 benchmark runs on a Zen 4 (forward in 2), where the transposed 8x3t
+#: took 0.962-0.967 of its time (forward 0.981-0.983; three runs of about 1250 interleaved
+#: calls each; docs/tiles.md).
+RUNOFF_ROUNDS = 21
+RUNOFF_MARGIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,9 @@ class Tuning:
     batch: int
     threads: int
     seconds: float
+    #: Per pass with a near tie (``near_tie``): its rival and the median of the rival's time
+    #: ÷ the model's choice's in the runoff's rounds.
+    runoffs: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line per tuned pass: the choice and the times it was chosen by."""
@@ -84,20 +100,40 @@ class Tuning:
             chosen = self.choices[name]
             others = ", ".join(f"{us:,.0f} us with {choice}" for choice, us in times.items()
                                if choice != chosen)
-            kept = (f"; the model's choice, within {MODEL_MARGIN:.0%} of the fastest"
-                    if times[chosen] > min(times.values()) else "")
+            model = next(iter(times))
+            why = ""
+            if name in self.runoffs:
+                ((rival, ratio),) = self.runoffs[name].items()
+                why = (f"; a near tie: in {RUNOFF_ROUNDS} paired rounds {rival} took {ratio:.3f}"
+                       f" of {model}'s time")
             lines.append(f"{name}: {chosen}, {times[chosen]:,.0f} us (against {others}; "
-                         f"batch {self.batch}, {self.threads} threads{kept})")
+                         f"batch {self.batch}, {self.threads} threads{why})")
         return "\n".join(lines)
 
 
-def kept_choice(times: dict[str, float]) -> str:
+def near_tie(times: dict[str, float]) -> str | None:
     """Of a pass's candidates' fastest runs (µs, the cost model's choice first, as
-    ``codegen.blocking.candidates`` orders them), the one kept: the fastest, unless the
-    model's choice is within ``MODEL_MARGIN`` of it."""
+    ``codegen.blocking.candidates`` orders them), the model's closest rival when the two are
+    within ``MODEL_MARGIN`` of each other, either way round (a runoff settles it); None when
+    one of them is clearly faster, or there is no rival."""
+    model, *others = times
+    if not others:
+        return None
+    rival = min(others, key=times.__getitem__)
+    low, high = sorted((times[model], times[rival]))
+    return rival if high <= low * (1 + MODEL_MARGIN) else None
+
+
+def kept_choice(times: dict[str, float], runoff: dict[str, float] | None = None) -> str:
+    """The choice kept from a pass's fastest runs (as ``near_tie`` takes them): the fastest,
+    unless the model's choice and its rival are a near tie; then the rival if ``runoff``
+    (``{rival: median ratio of its time to the model's}``) has it faster by more than
+    ``RUNOFF_MARGIN``, else the model's choice."""
     model = next(iter(times))
-    fastest = min(times, key=times.__getitem__)
-    return model if times[model] <= times[fastest] * (1 + MODEL_MARGIN) else fastest
+    rival = near_tie(times)
+    if rival is None:
+        return min(times, key=times.__getitem__)
+    return rival if (runoff or {}).get(rival, 1.0) < 1 - RUNOFF_MARGIN else model
 
 
 def enabled(tune: bool | None) -> bool:
@@ -129,29 +165,56 @@ def _time_passes(modules: list[Any], names: list[str], spec: LayerSpec, dtype: s
                  batch: int) -> dict[str, list[float]]:
     """The fastest run, in microseconds per call, of each pass of every candidate module,
     runs interleaved; every module's run of a pass makes as many calls (``RUN_SECONDS``)."""
+    out: dict[str, list[float]] = {}
+    for name in names:
+        call, number = _pass_calls(modules, name, spec, dtype, batch)
+        samples: list[list[float]] = [[] for _ in modules]
+        for _ in range(RUNS):
+            for i, module in enumerate(modules):
+                samples[i].append(_run(call, module, number))
+        out[name] = [min(s) * 1e6 for s in samples]
+    return out
+
+
+def _pass_calls(modules: list[Any], name: str, spec: LayerSpec, dtype: str,
+                batch: int) -> tuple[Callable[[Any], object], int]:
+    """Pass ``name`` as a call of a module on random arrays of ``batch`` samples, and how
+    many calls make a run of every module (``RUN_SECONDS``, by the slowest's first call)."""
     from derive import reference
 
     V, K, b, G = reference.random_inputs(spec, batch, dtype, seed=0)
-    calls = {"forward": lambda m: m.forward(V, K, b) if spec.bias else m.forward(V, K),
-             "grad_input": lambda m: m.grad_input(K, G),
-             "grad_weight": lambda m: m.grad_weight(V, G)}
-    out: dict[str, list[float]] = {}
-    for name in names:
-        samples: list[list[float]] = [[] for _ in modules]
-        slowest = 0.0
-        for module in modules:
-            start = time.perf_counter()
-            calls[name](module)
-            slowest = max(slowest, time.perf_counter() - start)
-        number = max(1, round(RUN_SECONDS / max(slowest, 1e-9)))
-        for _ in range(RUNS):
-            for i, module in enumerate(modules):
-                start = time.perf_counter()
-                for _ in range(number):
-                    calls[name](module)
-                samples[i].append((time.perf_counter() - start) / number)
-        out[name] = [min(s) * 1e6 for s in samples]
-    return out
+    call = {"forward": lambda m: m.forward(V, K, b) if spec.bias else m.forward(V, K),
+            "grad_input": lambda m: m.grad_input(K, G),
+            "grad_weight": lambda m: m.grad_weight(V, G)}[name]
+    slowest = 0.0
+    for module in modules:
+        start = time.perf_counter()
+        call(module)
+        slowest = max(slowest, time.perf_counter() - start)
+    return call, max(1, round(RUN_SECONDS / max(slowest, 1e-9)))
+
+
+def _run(call: Callable[[Any], object], module: Any, number: int) -> float:
+    """Seconds per call of ``number`` calls in a row."""
+    start = time.perf_counter()
+    for _ in range(number):
+        call(module)
+    return (time.perf_counter() - start) / number
+
+
+def _runoff(model: Any, rival: Any, name: str, spec: LayerSpec, dtype: str,
+            batch: int) -> float:
+    """The median, over ``RUNOFF_ROUNDS`` rounds, of ``rival``'s time ÷ ``model``'s for pass
+    ``name``; each round runs both, the first of them alternating from round to round."""
+    call, number = _pass_calls([model, rival], name, spec, dtype, batch)
+    ratios = []
+    for round_ in range(RUNOFF_ROUNDS):
+        if round_ % 2:
+            rival_s, model_s = _run(call, rival, number), _run(call, model, number)
+        else:
+            model_s, rival_s = _run(call, model, number), _run(call, rival, number)
+        ratios.append(rival_s / model_s)
+    return statistics.median(ratios)
 
 
 def measure(spec: LayerSpec, dtype: str, options: dict[str, tuple[str, ...]],
@@ -181,8 +244,18 @@ def measure(spec: LayerSpec, dtype: str, options: dict[str, tuple[str, ...]],
     for name, times in timings.items():
         for choices, us in zip(built, times):
             per_choice[name].setdefault(choices[name], us)
-    kept = {name: kept_choice(times) for name, times in per_choice.items()}
-    return Tuning(kept, per_choice, batch, threads, time.perf_counter() - start)
+    runoffs = {}
+    for name, times in per_choice.items():
+        rival = near_tie(times)
+        if rival is not None:
+            # the first module built with each choice: a pass runs only its own plan
+            first = {}
+            for module, choices in zip(modules, built):
+                first.setdefault(choices[name], module)
+            runoffs[name] = {rival: _runoff(first[next(iter(times))], first[rival], name,
+                                            spec, dtype, batch)}
+    kept = {name: kept_choice(times, runoffs.get(name)) for name, times in per_choice.items()}
+    return Tuning(kept, per_choice, batch, threads, time.perf_counter() - start, runoffs)
 
 
 def tuned_choices(spec: LayerSpec, dtype: str, backend: Backend, out: Path,
@@ -215,15 +288,18 @@ def tuned_choices(spec: LayerSpec, dtype: str, backend: Backend, out: Path,
 
 def _stored(path: Path) -> Tuning | None:
     """The tuning stored at ``path`` when it reads whole and kept, for each pass it timed,
-    the choice its timings give (``kept_choice``); else None (it is measured again: a damaged or
+    the choice its timings and runoff give (``kept_choice``), with a runoff exactly where its
+    timings were a near tie; else None (it is measured again: a damaged or
     edited file must not pick a plan that was never checked against the reference)."""
     try:
         data = json.loads(path.read_text())
         tuning = Tuning(data["choices"], data["timings_us"], data["batch"], data["threads"],
-                        data["seconds"])
-        timings = tuning.timings_us
+                        data["seconds"], data["runoffs"])
+        timings, runoffs = tuning.timings_us, tuning.runoffs
         if set(tuning.choices) != set(timings) or any(
-                choice != kept_choice(timings[name]) for name, choice in tuning.choices.items()):
+                set(runoffs.get(name, {})) != ({near_tie(times)} - {None})
+                or tuning.choices[name] != kept_choice(times, runoffs.get(name))
+                for name, times in timings.items()):
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
