@@ -220,8 +220,9 @@ def _runoff(model: Any, rival: Any, name: str, spec: LayerSpec, dtype: str,
 def measure(spec: LayerSpec, dtype: str, options: dict[str, tuple[str, ...]],
             build: Callable[[dict[str, str]], Any]) -> Tuning:
     """Build the candidates (``build(choices) -> module``; the i-th takes each pass's i-th
-    option, or its last), check them against the reference, time the passes of ``options``
-    and keep one option of each (``kept_choice``)."""
+    option, or its last), check them against the reference, time the passes of ``options``,
+    run off each near tie (``near_tie``, ``_runoff``) and keep one option of each
+    (``kept_choice``)."""
     from .check import check_module
 
     start = time.perf_counter()
