@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 118230742e4dfb2ea91ad98979fb7629ae4bb767cb6dd4175e2563c132c5a82a
+ * cache key: 010add65e10f33159990d0bb1cc8904e45596be881df7f468a8b537da4091dbe
  */
 
 #include <stdint.h>
@@ -1193,6 +1193,9 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
         IN_REGISTER(b0);
         IN_REGISTER(b1);
         IN_REGISTER(b2);
+        /* The next row panel's rows of G, into L2, a row in turn: a tile reads each row for
+         * a few lines only, too short a stream for the hardware to run ahead of. */
+        __builtin_prefetch(a0 + (8 + k % 8) * P + k, 0, 2);
         const real a0k = a0[k];
         acc0_0 += a0k * b0; acc0_1 += a0k * b1; acc0_2 += a0k * b2;
         const real a1k = a1[k];

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: a0636d394b1f5905a3e6bb6d09e5637db03067c89d9bf1a3686069c13871d79d
+ * cache key: 9dde5fb8cfbcd4154cf0f11de7745f2094c88a6d6b48267d75b62b46e6d23805
  */
 
 #include <stdint.h>
@@ -737,6 +737,9 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
         vec b0 = LOAD(bk + 0 * VL), b1 = LOAD(bk + 1 * VL);
         IN_REGISTER(b0);
         IN_REGISTER(b1);
+        /* The next row panel's rows of G, into L2, a row in turn: a tile reads each row for
+         * a few lines only, too short a stream for the hardware to run ahead of. */
+        __builtin_prefetch(a0 + (10 + k % 10) * P + k, 0, 2);
         const real a0k = a0[k];
         acc0_0 += a0k * b0; acc0_1 += a0k * b1;
         const real a1k = a1[k];

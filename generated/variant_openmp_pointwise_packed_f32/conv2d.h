@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e2bc12c5b92f31327786f3531d3876809b4317724c90a28fed757d36dec73d8a
+ * cache key: c4edb5b25b502bce9448efad3ff07ca67f0bf2ff78a273fad20348f06137917d
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
 #        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 4e917057d04ae6a23c08529e0ffa4cb08c65580c3a7a2097c19155d8f43ef64b
+# cache key: bf661adbc283e270788491e837cc926f6a7d7f998cc75a61457cab1d2edd29af
 """input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 4e917057d04ae6a23c08529e0ffa4cb08c65580c3a7a2097c19155d8f43ef64b.
+Built by corrgen 0.1.0, cache key bf661adbc283e270788491e837cc926f6a7d7f998cc75a61457cab1d2edd29af.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 6, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 3)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_4e917057d04a")
+_extension = _importlib.import_module(__name__ + "._conv2d_bf661adbc283")
 
 spec = _LayerSpec(input=(5, 6, 7), kernel=(19, 5, 1, 1), stride=(2, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "4e917057d04ae6a23c08529e0ffa4cb08c65580c3a7a2097c19155d8f43ef64b"
+key = "bf661adbc283e270788491e837cc926f6a7d7f998cc75a61457cab1d2edd29af"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

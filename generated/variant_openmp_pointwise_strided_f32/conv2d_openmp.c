@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 4e917057d04ae6a23c08529e0ffa4cb08c65580c3a7a2097c19155d8f43ef64b
+ * cache key: bf661adbc283e270788491e837cc926f6a7d7f998cc75a61457cab1d2edd29af
  */
 
 #include <stdint.h>
@@ -854,6 +854,9 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
         const real *restrict bk = b + (int64_t)k * GW_NR;
         vec b0 = LOAD(bk + 0 * VL);
         IN_REGISTER(b0);
+        /* The next row panel's rows of G, into L2, a row in turn: a tile reads each row for
+         * a few lines only, too short a stream for the hardware to run ahead of. */
+        __builtin_prefetch(a0 + (10 + k % 10) * P + k, 0, 2);
         const real a0k = a0[k];
         acc0_0 += a0k * b0;
         const real a1k = a1[k];

@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a3ab1d971333317212324d404359047c7c3ad24c446e319d16e2a09abacf412c
+ * cache key: f9a990793b536204ae729cf1c831c23024d50bef8232e8993a799ecf10420950
  */
 
 #include <stdint.h>
@@ -354,6 +354,9 @@ static __attribute__((noinline)) void forward_tile(const real *restrict a, const
         IN_REGISTER(w1);
         IN_REGISTER(w2);
         const real *restrict bk = b + (int64_t)k * P;
+        /* The pixels of the tile two on, into L2: the first row panel reads the sample from
+         * memory a line per step, at a stride the hardware does not run ahead of. */
+        __builtin_prefetch(bk + 2 * FWD_NR, 0, 2);
         const real b0k = bk[0];
         acc0_0 += b0k * w0; acc0_1 += b0k * w1; acc0_2 += b0k * w2;
         const real b1k = bk[1];
@@ -459,6 +462,9 @@ static __attribute__((noinline)) void forward_edge_tile(const real *restrict a, 
         IN_REGISTER(w0);
         IN_REGISTER(w1);
         const real *restrict bk = b + (int64_t)k * P;
+        /* The pixels of the tile two on, into L2: the first row panel reads the sample from
+         * memory a line per step, at a stride the hardware does not run ahead of. */
+        __builtin_prefetch(bk + 2 * FWD_NR, 0, 2);
         const real b0k = bk[0];
         acc0_0 += b0k * w0; acc0_1 += b0k * w1;
         const real b1k = bk[1];
@@ -601,6 +607,9 @@ static __attribute__((noinline)) void grad_input_tile(const real *restrict a, co
         IN_REGISTER(w1);
         IN_REGISTER(w2);
         const real *restrict bk = b + (int64_t)k * P;
+        /* The pixels of the tile two on, into L2: the first row panel reads the sample from
+         * memory a line per step, at a stride the hardware does not run ahead of. */
+        __builtin_prefetch(bk + 2 * GIN_NR, 0, 2);
         const real b0k = bk[0];
         acc0_0 += b0k * w0; acc0_1 += b0k * w1; acc0_2 += b0k * w2;
         const real b1k = bk[1];
@@ -704,6 +713,9 @@ static __attribute__((noinline)) void grad_input_edge_tile(const real *restrict 
         vec w0 = LOAD(ak + 0 * VL);
         IN_REGISTER(w0);
         const real *restrict bk = b + (int64_t)k * P;
+        /* The pixels of the tile two on, into L2: the first row panel reads the sample from
+         * memory a line per step, at a stride the hardware does not run ahead of. */
+        __builtin_prefetch(bk + 2 * GIN_NR, 0, 2);
         const real b0k = bk[0];
         acc0_0 += b0k * w0;
         const real b1k = bk[1];
@@ -823,6 +835,9 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
         IN_REGISTER(b4);
         IN_REGISTER(b5);
         IN_REGISTER(b6);
+        /* The next row panel's rows of G, into L2, a row in turn: a tile reads each row for
+         * a few lines only, too short a stream for the hardware to run ahead of. */
+        __builtin_prefetch(a0 + (2 + k % 2) * P + k, 0, 2);
         const real a0k = a0[k];
         acc0_0 += a0k * b0; acc0_1 += a0k * b1; acc0_2 += a0k * b2; acc0_3 += a0k * b3; acc0_4 += a0k * b4; acc0_5 += a0k * b5; acc0_6 += a0k * b6;
         const real a1k = a1[k];
