@@ -643,6 +643,29 @@ def test_grad_weight_is_identical_run_to_run(modules, name):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["pointwise_parallel", "pointwise_row_groups",
+                                  "pointwise_s2_parallel", "pointwise_chunks"])
+def test_a_1x1_layers_grad_weight_zeroes_every_block_of_out(modules, name, dtype):
+    """A 1x1 layer's grad_weight has each thread zero the blocks of dK its own tasks sum
+    into, not one memset before the team starts: a buffer of NaN passed as ``out`` comes
+    back equal to the reference at a batch split among the threads and at one sample, and
+    as zeros for an empty batch."""
+    module = modules[(name, "loops", dtype)]
+    source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
+    driver = source[source.index("static int grad_weight("):]
+    assert "memset(dK, 0, sizeof(real) * O" not in driver
+    assert "memset(dK + o * " in driver
+    tolerance = 1e-5 if dtype == "float32" else 1e-13
+    for batch in (0, 1, max(MIN_TASKS, 2 * module.threads())):
+        V, _, _, G = reference.random_inputs(module.spec, batch, dtype, 6)
+        dK = np.full(module.spec.kernel, np.nan, dtype)
+        assert module.grad_weight(V, G, out=dK) is dK
+        want = reference.grad_weight(module.spec, V.astype(np.float64), G.astype(np.float64))
+        np.testing.assert_allclose(dK, want, rtol=tolerance,
+                                   atol=tolerance * max(np.abs(want).max(), 1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name, split", [("pointwise_parallel", "COL"), ("pointwise_d2", "COL"),
                                          ("pointwise_row_groups", "ROW"),
                                          ("pointwise_s2_parallel", "COL"),

@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 010add65e10f33159990d0bb1cc8904e45596be881df7f468a8b537da4091dbe
+ * cache key: 4824f7d4d7a90ee9370d91be350a181eb71d6d5f2e2bc42de1553068ab6e0d9d
  */
 
 #include <stdint.h>
@@ -1300,12 +1300,20 @@ static inline void prefetch_inputs(const real *restrict V, int64_t s, int k0, in
  * whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
-    memset(dK, 0, sizeof(real) * O * C);
     int failed = 0;
     #pragma omp parallel if (n * 150528 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
         const int first_task = GW_TASKS * thread / threads, end_task = GW_TASKS * (thread + 1) / threads;
+        /* each thread zeroes its own blocks, into its own cache (one memset of dK before the
+         * team started cost S6's float32 grad_weight 2 % of its time) */
+        for (int task = first_task; task < end_task; ++task) {
+            const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
+            const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
+            const int end_o = GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS * GW_MR;
+            for (int o = GW_ROW_PANELS * group / GW_ROW_GROUPS * GW_MR; o < end_o && o < O; ++o)
+                memset(dK + o * C + c0, 0, sizeof(real) * cols);
+        }
         real *inputs = malloc(sizeof(real) * GW_KC * GW_NR);
         failed = inputs == NULL;
         for (int64_t s = 0; s < n && inputs != NULL; ++s)

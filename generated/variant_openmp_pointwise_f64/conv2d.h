@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 9dde5fb8cfbcd4154cf0f11de7745f2094c88a6d6b48267d75b62b46e6d23805
+ * cache key: eb5e041414b78c1239296b145ff70dc016f01506dc50c53c63e5bb934bdc345c
  */
 
 /*

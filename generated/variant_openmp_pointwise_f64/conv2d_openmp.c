@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 9dde5fb8cfbcd4154cf0f11de7745f2094c88a6d6b48267d75b62b46e6d23805
+ * cache key: eb5e041414b78c1239296b145ff70dc016f01506dc50c53c63e5bb934bdc345c
  */
 
 #include <stdint.h>
@@ -840,12 +840,20 @@ static inline void prefetch_inputs(const real *restrict V, int64_t s, int k0, in
  * whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
-    memset(dK, 0, sizeof(real) * O * C);
     int failed = 0;
     #pragma omp parallel if (n * 3990 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
         const int first_task = GW_TASKS * thread / threads, end_task = GW_TASKS * (thread + 1) / threads;
+        /* each thread zeroes its own blocks, into its own cache (one memset of dK before the
+         * team started cost S6's float32 grad_weight 2 % of its time) */
+        for (int task = first_task; task < end_task; ++task) {
+            const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
+            const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
+            const int end_o = GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS * GW_MR;
+            for (int o = GW_ROW_PANELS * group / GW_ROW_GROUPS * GW_MR; o < end_o && o < O; ++o)
+                memset(dK + o * C + c0, 0, sizeof(real) * cols);
+        }
         real *inputs = malloc(sizeof(real) * GW_KC * GW_NR);
         failed = inputs == NULL;
         for (int64_t s = 0; s < n && inputs != NULL; ++s)

@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c4edb5b25b502bce9448efad3ff07ca67f0bf2ff78a273fad20348f06137917d
+ * cache key: 1e135827bc73eec4b8a3585b5a14c72a91ab55746e8ed141808ff3a2a1a6733d
  */
 
 #include <stdint.h>
@@ -1100,12 +1100,20 @@ static inline void prefetch_inputs(const real *restrict V, int64_t s, int k0, in
  * whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
-    memset(dK, 0, sizeof(real) * O * C);
     int failed = 0;
     #pragma omp parallel if (n * 224640 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
         const int first_task = GW_TASKS * thread / threads, end_task = GW_TASKS * (thread + 1) / threads;
+        /* each thread zeroes its own blocks, into its own cache (one memset of dK before the
+         * team started cost S6's float32 grad_weight 2 % of its time) */
+        for (int task = first_task; task < end_task; ++task) {
+            const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
+            const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
+            const int end_o = GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS * GW_MR;
+            for (int o = GW_ROW_PANELS * group / GW_ROW_GROUPS * GW_MR; o < end_o && o < O; ++o)
+                memset(dK + o * C + c0, 0, sizeof(real) * cols);
+        }
         real *inputs = malloc(sizeof(real) * GW_KC * GW_NR);
         failed = inputs == NULL;
         for (int64_t s = 0; s < n && inputs != NULL; ++s)

@@ -3,10 +3,10 @@
 # spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
 #        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: bf661adbc283e270788491e837cc926f6a7d7f998cc75a61457cab1d2edd29af
+# cache key: f731054eed03947d498562af48e880542c126f79731a76299b66e3bd7cf79f4c
 """input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key bf661adbc283e270788491e837cc926f6a7d7f998cc75a61457cab1d2edd29af.
+Built by corrgen 0.1.0, cache key f731054eed03947d498562af48e880542c126f79731a76299b66e3bd7cf79f4c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 6, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 3)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_bf661adbc283")
+_extension = _importlib.import_module(__name__ + "._conv2d_f731054eed03")
 
 spec = _LayerSpec(input=(5, 6, 7), kernel=(19, 5, 1, 1), stride=(2, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "bf661adbc283e270788491e837cc926f6a7d7f998cc75a61457cab1d2edd29af"
+key = "f731054eed03947d498562af48e880542c126f79731a76299b66e3bd7cf79f4c"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

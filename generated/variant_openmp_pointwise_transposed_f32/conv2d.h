@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f9a990793b536204ae729cf1c831c23024d50bef8232e8993a799ecf10420950
+ * cache key: e70fbf214d3683047547dc2eec33db4cd4131d541be7d8c0c5024256cfd9d915
  */
 
 /*
