@@ -3,10 +3,10 @@
 # spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
 #        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: eb5e041414b78c1239296b145ff70dc016f01506dc50c53c63e5bb934bdc345c
+# cache key: c0edbec9ff2d53890fd2d2ac0352ca0185275d8285c0c3ae566c1559d6c6ea5a
 """input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key eb5e041414b78c1239296b145ff70dc016f01506dc50c53c63e5bb934bdc345c.
+Built by corrgen 0.1.0, cache key c0edbec9ff2d53890fd2d2ac0352ca0185275d8285c0c3ae566c1559d6c6ea5a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 3, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 7)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_eb5e041414b7")
+_extension = _importlib.import_module(__name__ + "._conv2d_c0edbec9ff2d")
 
 spec = _LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(2, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "eb5e041414b78c1239296b145ff70dc016f01506dc50c53c63e5bb934bdc345c"
+key = "c0edbec9ff2d53890fd2d2ac0352ca0185275d8285c0c3ae566c1559d6c6ea5a"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward
