@@ -778,7 +778,8 @@ def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, wi
     56 result rows leave a last row panel of fewer vectors; 49 pixels leave one (stored through
     a buffer), 52 leave four to 8-pixel tiles (float64: a square of 4-real vectors) and none
     to 4-pixel ones; a batch of 3 cuts each sample into groups of row panels. grad_input
-    reads the weights in place, forward packs them."""
+    reads the weights in place, forward packs them (40 rows: a last panel of fewer rows than
+    its width, zero-padded)."""
     spec = LayerSpec(input=(56, 4 if width == 13 else 7, width), kernel=(40, 56, 1, 1))
     choices = {"forward": tile, "grad_input": tile}
     transposed = _build_with(spec, dtype, choices, tmp_path / "t")
@@ -788,8 +789,10 @@ def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, wi
     for name in choices:
         assert f"{name}_edge_tile(left" in source
         assert (f"{name}_edge_last_pixels_tile(left" in source) == bool(left_over)
-    # forward packs K^T's rows; grad_input reads K, where a step's rows lie side by side
+    # forward packs K^T's rows, transposing K in blocks in registers; grad_input reads K,
+    # where a step's rows lie side by side
     assert source.count("left = weights + (int64_t)first * C;") == 1
+    assert "pack_transposed(K + first * C, C, count, FWD_MR, C," in source
     assert source.count("left = K + first;") == 1
     for batch in (3, 16):
         for result in check_module(transposed, batch=batch, seed=7):
