@@ -3,10 +3,10 @@
 # spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
 #        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 63c6260dbe009010fe872db05c82edaa1792c5d2ad3c1344d8b50dd139a40614
+# cache key: f11222015040b7c43a688709377bbfc2d9e9b2a2c89adfae6822c856ee7b20ef
 """input 56x7x7, kernel 40x56x1x1 -> output 40x7x7: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 63c6260dbe009010fe872db05c82edaa1792c5d2ad3c1344d8b50dd139a40614.
+Built by corrgen 0.1.0, cache key f11222015040b7c43a688709377bbfc2d9e9b2a2c89adfae6822c856ee7b20ef.
 
     forward(V, K, b, out=None) -> Z
         V (N, 56, 7, 7), K (40, 56, 1, 1), b (40,), Z (N, 40, 7, 7)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_63c6260dbe00")
+_extension = _importlib.import_module(__name__ + "._conv2d_f11222015040")
 
 spec = _LayerSpec(input=(56, 7, 7), kernel=(40, 56, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "63c6260dbe009010fe872db05c82edaa1792c5d2ad3c1344d8b50dd139a40614"
+key = "f11222015040b7c43a688709377bbfc2d9e9b2a2c89adfae6822c856ee7b20ef"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

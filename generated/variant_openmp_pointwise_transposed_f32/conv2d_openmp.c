@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 63c6260dbe009010fe872db05c82edaa1792c5d2ad3c1344d8b50dd139a40614
+ * cache key: f11222015040b7c43a688709377bbfc2d9e9b2a2c89adfae6822c856ee7b20ef
  */
 
 #include <stdint.h>
@@ -551,8 +551,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             const int first = panel * FWD_MR;
             const int count = O - first < FWD_MR ? O - first : FWD_MR;
             /* a panel of whole vectors of rows, each step a column of K: transposed in
-             * blocks in registers (an element at a time, the pack read K from memory a line
-             * per element, and took 2 % of S6's float32 forward) */
+             * blocks in registers (gathered an element at a time, with K coming from memory,
+             * the pack took 2 % of S6's float32 forward) */
             pack_transposed(K + first * C, C, count, FWD_MR, C, weights + (int64_t)first * C);
         }
         /* static: handing out tasks this short one at a time costs more than it saves */

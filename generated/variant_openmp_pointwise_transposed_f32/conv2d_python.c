@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 63c6260dbe009010fe872db05c82edaa1792c5d2ad3c1344d8b50dd139a40614
+ * cache key: f11222015040b7c43a688709377bbfc2d9e9b2a2c89adfae6822c856ee7b20ef
  */
 
 /*
