@@ -102,6 +102,82 @@ def test_pointwise_layers_render_as_matrix_products():
     assert not lower(spec.replace(padding=1), OPENMP, "float32", "loops").pointwise
 
 
+SCRATCH_LAYERS = {
+    "sweep": LayerSpec(input=(3, 32, 32), kernel=(16, 3, 5, 5), padding=2),
+    "strided": LayerSpec(input=(16, 32, 32), kernel=(32, 16, 3, 3), stride=2, padding=1),
+    "winograd": LayerSpec(input=(64, 56, 56), kernel=(64, 64, 3, 3), padding=1),
+    "pointwise": LayerSpec(input=(256, 14, 14), kernel=(256, 256, 1, 1)),
+    "pointwise_strided": LayerSpec(input=(256, 28, 28), kernel=(512, 256, 1, 1), stride=2),
+}
+
+
+def _scratch_helpers(source: str) -> tuple[str, str]:
+    """The allocation helpers of an OpenMP kernel source, and the source without them."""
+    start = source.index("static inline void *line_aligned(")
+    end = source.index("}\n", source.index("void aligned_free(")) + 2
+    return source[start:end], source[:start] + source[end:]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layer", SCRATCH_LAYERS)
+def test_every_scratch_block_starts_on_a_cache_line(layer, dtype):
+    """The kernels allocate their scratch through the helpers that align it to a cache line
+    (no bare malloc, calloc or free outside them), and print the zeroing one only where a
+    pass calls it."""
+    import re
+
+    ir = lower(SCRATCH_LAYERS[layer], OPENMP, dtype, "loops")
+    helpers, kernels = _scratch_helpers(render(ir, OPENMP).text("conv2d_openmp.c"))
+    assert ir.constant("LINE_BYTES") == 64
+    assert not re.findall(r"(?<![\w])(malloc|calloc|free)\(", kernels)
+    assert "aligned_malloc(" in kernels and "aligned_free(" in kernels
+    assert ("aligned_calloc(" in kernels) == ("aligned_calloc(" in helpers)
+
+
+def test_the_scratch_helpers_align_and_free(tmp_path):
+    """The helpers, compiled alone: every block starts on a cache line, holds its bytes,
+    aligned_calloc's is zero, and each block goes back to malloc (AddressSanitizer checks
+    the frees where its runtime is there)."""
+    import subprocess
+
+    from codegen.build import toolchain
+
+    ir = lower(SCRATCH_LAYERS["sweep"], OPENMP, "float64", "loops")
+    helpers, _ = _scratch_helpers(render(ir, OPENMP).text("conv2d_openmp.c"))
+    program = tmp_path / "scratch.c"
+    program.write_text("#include <stdint.h>\n#include <stdlib.h>\n#include <string.h>\n"
+                       "#define LINE_BYTES 64\n" + helpers + r"""
+int main(void)
+{
+    for (size_t bytes = 1; bytes < 5000; bytes += 7) {
+        unsigned char *block = aligned_malloc(bytes), *zeroed = aligned_calloc(bytes, 1);
+        if (block == NULL || zeroed == NULL)
+            return 1;
+        if ((uintptr_t)block % LINE_BYTES != 0 || (uintptr_t)zeroed % LINE_BYTES != 0)
+            return 1;
+        for (size_t i = 0; i < bytes; ++i)
+            if (zeroed[i] != 0)
+                return 2;
+        memset(block, 0xab, bytes);
+        memset(zeroed, 0xcd, bytes);
+        aligned_free(block);
+        aligned_free(zeroed);
+    }
+    aligned_free(NULL);
+    return 0;
+}
+""")
+    compiler = toolchain(OPENMP).compiler
+    flags = ["-std=c99", "-O1", "-Wall", "-Werror"]
+    sanitized = subprocess.run([*compiler, *flags, "-fsanitize=address", str(program), "-o",
+                                str(tmp_path / "scratch")], capture_output=True)
+    if sanitized.returncode != 0:  # no AddressSanitizer runtime: the checks above alone
+        subprocess.run([*compiler, *flags, str(program), "-o", str(tmp_path / "scratch")],
+                       check=True, capture_output=True)
+    run = subprocess.run([str(tmp_path / "scratch")], capture_output=True, text=True)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+
+
 def test_flops_per_sample_count_every_multiply_add():
     """A layer with more output channels than input channels: the count the serial path and
     the schedule are chosen by is the benchmark's (BENCH.md), not O twice."""

@@ -12,6 +12,7 @@ from .common import (
     GRAD_BIAS_PLANES,
     GRAD_WEIGHT_PIXELS,
     LANE_MIN_SUMS,
+    LINE_BYTES,
     MIN_TASKS,
     VECTOR_BYTES,
     Geometry,
@@ -86,6 +87,8 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
                                 else (0, (), ()))
     return Helpers(
         loops=True, pointwise=False,
+        zeroed_scratch=any(isinstance(p, (ColumnSweep, InPlaceSweep, LaneSweep, Winograd,
+                                          WinogradGradWeight)) for p in passes),
         shuffles=any(isinstance(p, InPlaceSweep) for p in passes),
         in_register=bool(products) or any(getattr(p, "shares_loads", False)
                                           or isinstance(p, (Winograd, WinogradGradWeight))
@@ -354,6 +357,7 @@ def _layer_constants(g: Geometry, vl: int, lanes: int, machine: Machine,
     """The constants every pass of the layer reads, the first the module prints."""
     d = Defines()
     d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
+    d.const("LINE_BYTES", LINE_BYTES, "bytes per cache line: where each block of scratch starts")
     if lanes_use:
         d.const("LANES", lanes, f"{lanes_use} ({machine.lane_bytes} bytes, {machine.isa})")
     d.const("LH", g.h, "rows swept (H)")

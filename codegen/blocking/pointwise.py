@@ -383,6 +383,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     lanes = machine.lane_bytes // dtype_bytes
     d = Defines()
     d.const("VL", vl, f"reals per vector ({VECTOR_BYTES} bytes)")
+    d.const("LINE_BYTES", LINE_BYTES, "bytes per cache line: where each block of scratch starts")
     d.const("P", p, "output pixels per channel plane (HO*WO): the products' column count"
             + (", one input pixel in SH x SW" if strided else ""))
     shapes, modelled = pointwise_shapes(spec), modelled_shapes(spec, dtype_bytes)

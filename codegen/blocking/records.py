@@ -533,7 +533,9 @@ class Helpers:
     """The shared C helpers a module needs.
 
     Attributes:
-        loops: whether the module has loop kernels (vectors, LOAD/STORE).
+        loops: whether the module has loop kernels (vectors, LOAD/STORE, and the scratch's
+            ``aligned_malloc``, ``aligned_free``).
+        zeroed_scratch: ``aligned_calloc`` (a sweep's or a Winograd pass's scratch starts zero).
         pointwise: matrix products (``pack_panel``) rather than sweeps (``lane_sum``,
             ``pack_planes``).
         batch_columns: a pointwise forward or grad_input whose panels span samples
@@ -559,6 +561,7 @@ class Helpers:
     """
 
     loops: bool = False
+    zeroed_scratch: bool = False
     pointwise: bool = False
     batch_columns: bool = False
     strided: bool = False

@@ -3,10 +3,10 @@
 # spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
 #        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 74985d72303aca21d536389df1d0ec499f278715938e561e5206854f424504f8
+# cache key: 09a1b6b7105c7ecec4f0096eee4a89b0ff0347365250c9a97403518b3846b103
 """input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 74985d72303aca21d536389df1d0ec499f278715938e561e5206854f424504f8.
+Built by corrgen 0.1.0, cache key 09a1b6b7105c7ecec4f0096eee4a89b0ff0347365250c9a97403518b3846b103.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 7, 9), K (3, 2, 3, 2), b (3,), Z (N, 3, 5, 9)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_74985d72303a")
+_extension = _importlib.import_module(__name__ + "._conv2d_09a1b6b7105c")
 
 spec = _LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "74985d72303aca21d536389df1d0ec499f278715938e561e5206854f424504f8"
+key = "09a1b6b7105c7ecec4f0096eee4a89b0ff0347365250c9a97403518b3846b103"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 74985d72303aca21d536389df1d0ec499f278715938e561e5206854f424504f8
+ * cache key: 09a1b6b7105c7ecec4f0096eee4a89b0ff0347365250c9a97403518b3846b103
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef double real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 4 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define LH 7 /* rows swept (H) */
 #define LW 9 /* input columns swept (W) */
 #define LHO 5 /* output rows swept (HO) */
@@ -120,6 +121,35 @@ static const int GW_TAP_WEIGHT[6] = {0, 1, 2, 3, 4, 5};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline, malloc)) void *aligned_calloc(size_t count, size_t size)
+{
+    return line_aligned(calloc(count * size + sizeof(void *) + LINE_BYTES - 1, 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -387,7 +417,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     int failed = 0;
     #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(C * SRC_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -399,7 +429,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
     return failed;
 }
@@ -634,7 +664,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     int failed = 0;
     #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(O * G_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -646,7 +676,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
     return failed;
 }
@@ -774,7 +804,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     const int64_t groups = task_groups(chunks * parts, blocks);
     const int64_t scratch_size = C * SRC_PLANE + O * LHO * VL;
     const int64_t slot_reals = (chunks * parts > 1 ? chunks * parts : 0) * GW_SLOT;
-    real *memory = malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
+    real *memory = aligned_malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
     if (memory == NULL)
         return 1;
     /* a single slot is dK itself */
@@ -784,7 +814,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     {
         /* the calling thread's scratch opens the block; the other threads' are their own */
         const int caller = omp_get_thread_num() == 0;
-        real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
+        real *scratch = caller ? memory : aligned_malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
         if (scratch != NULL)
             memset(scratch, 0, sizeof(real) * (scratch_size));
@@ -815,7 +845,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
         if (!caller)
-            free(scratch);
+            aligned_free(scratch);
     }
     /* the slots added in order, a slot at a time: element by element the same sums as a loop
      * over the slots, without its chain of dependent additions */
@@ -825,7 +855,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             for (int64_t e = 0; e < size; ++e)
                 dK[e] += partial[slot * GW_SLOT + e];
     }
-    free(memory);
+    aligned_free(memory);
     return failed;
 }
 

@@ -3,10 +3,10 @@
 # spec:  input 3x12x10, kernel 16x3x5x5, padding 2 -> output 16x12x10
 #        {"input": [3, 12, 10], "kernel": [16, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 12, 10]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: d7cbfc6d83c8cd2f7d6d661b672b80cf2f1b72e3dfb74001641d94009ec025f6
+# cache key: a75957fb8b50fd731463c2bd30745580ee39d27509d96d1072e55ded8d42d0bc
 """input 3x12x10, kernel 16x3x5x5, padding 2 -> output 16x12x10: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key d7cbfc6d83c8cd2f7d6d661b672b80cf2f1b72e3dfb74001641d94009ec025f6.
+Built by corrgen 0.1.0, cache key a75957fb8b50fd731463c2bd30745580ee39d27509d96d1072e55ded8d42d0bc.
 
     forward(V, K, b, out=None) -> Z
         V (N, 3, 12, 10), K (16, 3, 5, 5), b (16,), Z (N, 16, 12, 10)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_d7cbfc6d83c8")
+_extension = _importlib.import_module(__name__ + "._conv2d_a75957fb8b50")
 
 spec = _LayerSpec(input=(3, 12, 10), kernel=(16, 3, 5, 5), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "d7cbfc6d83c8cd2f7d6d661b672b80cf2f1b72e3dfb74001641d94009ec025f6"
+key = "a75957fb8b50fd731463c2bd30745580ee39d27509d96d1072e55ded8d42d0bc"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

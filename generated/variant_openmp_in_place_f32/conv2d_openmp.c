@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6a6bfabda358196ed44883cde3f046501284bed3a6800abb82c6a33d16fd57e8
+ * cache key: a65f6565310fd06cbe21e67fa0e23c49cc8fda1e6723b6e97cd77add9f825891
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define LH 11 /* rows swept (H) */
 #define LW 17 /* input columns swept (W) */
 #define LHO 12 /* output rows swept (HO) */
@@ -112,6 +113,35 @@ static const int GW_TAP_WEIGHT[6] = {5, 4, 3, 2, 1, 0};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline, malloc)) void *aligned_calloc(size_t count, size_t size)
+{
+    return line_aligned(calloc(count * size + sizeof(void *) + LINE_BYTES - 1, 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -415,7 +445,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     int failed = 0;
     #pragma omp parallel if (n * 4320 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(C * SRC_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -427,7 +457,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
     return failed;
 }
@@ -801,7 +831,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     const int64_t groups = task_groups(chunks * parts, blocks);
     const int64_t scratch_size = C * SRC_PLANE + O * LHO * VL;
     const int64_t slot_reals = (chunks * parts > 1 ? chunks * parts : 0) * GW_SLOT;
-    real *memory = malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
+    real *memory = aligned_malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
     if (memory == NULL)
         return 1;
     /* a single slot is dK itself */
@@ -811,7 +841,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     {
         /* the calling thread's scratch opens the block; the other threads' are their own */
         const int caller = omp_get_thread_num() == 0;
-        real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
+        real *scratch = caller ? memory : aligned_malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
         if (scratch != NULL)
             memset(scratch, 0, sizeof(real) * (scratch_size));
@@ -842,7 +872,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
         if (!caller)
-            free(scratch);
+            aligned_free(scratch);
     }
     /* the slots added in order, a slot at a time: element by element the same sums as a loop
      * over the slots, without its chain of dependent additions */
@@ -852,7 +882,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             for (int64_t e = 0; e < size; ++e)
                 dK[e] += partial[slot * GW_SLOT + e];
     }
-    free(memory);
+    aligned_free(memory);
     return failed;
 }
 

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: bd4a5b364a9c59a3cc751072fc056a32a8bf10a074c4a6d1f0f2f47bf117c538
+ * cache key: 20aec492da5833c150ce4e3c74dcd7b649a86fe07087ae393f3960ac3607af04
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define LANES 16 /* channels per lane vector (64 bytes, avx512) */
 #define LH 9 /* rows swept (H) */
 #define LW 11 /* input columns swept (W) */
@@ -142,6 +143,35 @@ static const int GW_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline, malloc)) void *aligned_calloc(size_t count, size_t size)
+{
+    return line_aligned(calloc(count * size + sizeof(void *) + LINE_BYTES - 1, 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -459,7 +489,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 {
     const int64_t blocks = O / FWD_LW;
     const int64_t groups = task_groups(n, blocks);
-    real *packed = malloc(sizeof(real) * O * C * FWD_TAPS);
+    real *packed = aligned_malloc(sizeof(real) * O * C * FWD_TAPS);
     if (packed == NULL)
         return 1;
     int failed = 0;
@@ -468,7 +498,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         #pragma omp for schedule(static)
         for (int64_t block = 0; block < blocks; ++block)
             forward_pack(K, packed, block * FWD_LW);
-        real *scratch = calloc(C * SRC_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -480,9 +510,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     forward_block(scratch, packed, b, Z + s * (O * LHO * LWO), ob * FWD_LW);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
-    free(packed);
+    aligned_free(packed);
     return failed;
 }
 
@@ -613,7 +643,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_LW;
     const int64_t groups = task_groups(n, blocks);
-    real *packed = malloc(sizeof(real) * C * O * GIN_TAPS);
+    real *packed = aligned_malloc(sizeof(real) * C * O * GIN_TAPS);
     if (packed == NULL)
         return 1;
     int failed = 0;
@@ -622,7 +652,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         #pragma omp for schedule(static)
         for (int64_t block = 0; block < blocks; ++block)
             grad_input_pack(K, packed, block * GIN_LW);
-        real *scratch = calloc(O * G_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -634,9 +664,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     grad_input_block(scratch, packed, dV + s * (C * LH * LW), ob * GIN_LW);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
-    free(packed);
+    aligned_free(packed);
     return failed;
 }
 
@@ -824,7 +854,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     const int64_t groups = task_groups(chunks * parts, blocks);
     const int64_t scratch_size = C * SRC_PLANE + (int64_t)O * LHO * LWO;
     const int64_t slot_reals = (chunks * parts) * GW_SLOT;
-    real *memory = malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
+    real *memory = aligned_malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
     if (memory == NULL)
         return 1;
     real *partial = memory + scratch_size + GW_LINE;
@@ -833,7 +863,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     {
         /* the calling thread's scratch opens the block; the other threads' are their own */
         const int caller = omp_get_thread_num() == 0;
-        real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
+        real *scratch = caller ? memory : aligned_malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
         if (scratch != NULL)
             memset(scratch, 0, sizeof(real) * (C * SRC_PLANE));
@@ -866,7 +896,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
         if (!caller)
-            free(scratch);
+            aligned_free(scratch);
     }
     if (!failed) {
         /* the slots added in order into the first, a slot at a time: element by element the
@@ -879,7 +909,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 for (int t = 0; t < KH * KW; ++t)
                     dK[(o * C + c) * (KH * KW) + GW_TAP_WEIGHT[t]] = partial[(int64_t)(o - o % GW_LW) * (C * KH * KW) + (c * (KH * KW) + t) * GW_LW + o % GW_LW];
     }
-    free(memory);
+    aligned_free(memory);
     return failed;
 }
 

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: bd4a5b364a9c59a3cc751072fc056a32a8bf10a074c4a6d1f0f2f47bf117c538
+ * cache key: 20aec492da5833c150ce4e3c74dcd7b649a86fe07087ae393f3960ac3607af04
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 33b36f8300845485db4e407d4d0bc121f240fde1dc132f653e47a41edc17e0e6
+ * cache key: 0ce9ac3c5ad455587405fa05acd227d4c4548753d0c1f31d0843f49275400507
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define LANES 16 /* channels per lane vector (64 bytes, avx512) */
 #define LH 5 /* rows swept (H) */
 #define LW 39 /* input columns swept (W) */
@@ -129,6 +130,35 @@ static const int GW_TAP_WEIGHT[6] = {0, 1, 2, 3, 4, 5};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline, malloc)) void *aligned_calloc(size_t count, size_t size)
+{
+    return line_aligned(calloc(count * size + sizeof(void *) + LINE_BYTES - 1, 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -523,7 +553,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     int failed = 0;
     #pragma omp parallel if (n * 116736 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(C * SRC_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -535,7 +565,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
     return failed;
 }
@@ -708,7 +738,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_LW;
     const int64_t groups = task_groups(n, blocks);
-    real *packed = malloc(sizeof(real) * C * O * GIN_TAPS);
+    real *packed = aligned_malloc(sizeof(real) * C * O * GIN_TAPS);
     if (packed == NULL)
         return 1;
     int failed = 0;
@@ -717,7 +747,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         #pragma omp for schedule(static)
         for (int64_t block = 0; block < blocks; ++block)
             grad_input_pack(K, packed, block * GIN_LW);
-        real *scratch = calloc(O * G_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -729,9 +759,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     grad_input_block(scratch, packed, dV + s * (C * LH * LW), ob * GIN_LW);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
-    free(packed);
+    aligned_free(packed);
     return failed;
 }
 
@@ -916,7 +946,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     const int64_t groups = task_groups(chunks * parts, blocks);
     const int64_t scratch_size = C * SRC_PLANE + (int64_t)O * LHO * LWO;
     const int64_t slot_reals = (chunks * parts) * GW_SLOT;
-    real *memory = malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
+    real *memory = aligned_malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
     if (memory == NULL)
         return 1;
     real *partial = memory + scratch_size + GW_LINE;
@@ -925,7 +955,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     {
         /* the calling thread's scratch opens the block; the other threads' are their own */
         const int caller = omp_get_thread_num() == 0;
-        real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
+        real *scratch = caller ? memory : aligned_malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
         if (scratch != NULL)
             memset(scratch, 0, sizeof(real) * (C * SRC_PLANE));
@@ -958,7 +988,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
         if (!caller)
-            free(scratch);
+            aligned_free(scratch);
     }
     if (!failed) {
         /* the slots added in order into the first, a slot at a time: element by element the
@@ -971,7 +1001,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 for (int t = 0; t < KH * KW; ++t)
                     dK[(o * C + c) * (KH * KW) + GW_TAP_WEIGHT[t]] = partial[(int64_t)(o - o % GW_LW) * (C * KH * KW) + (c * (KH * KW) + t) * GW_LW + o % GW_LW];
     }
-    free(memory);
+    aligned_free(memory);
     return failed;
 }
 

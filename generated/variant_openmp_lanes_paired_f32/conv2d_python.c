@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 33b36f8300845485db4e407d4d0bc121f240fde1dc132f653e47a41edc17e0e6
+ * cache key: 0ce9ac3c5ad455587405fa05acd227d4c4548753d0c1f31d0843f49275400507
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a1e99977a5ba1dbf378b95ecf312a31b31d199d89da485e472f7876a02662cb7
+ * cache key: edd41f4f6b0d279bfcc6d7910445b0f66339e5100e084253252b5f56c95ea3ca
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: ef97aa2831c118f34786aa0f7744d126ab94e0bfa7cd0586db0ff9cfaa64bd9a
+ * cache key: d91fb533fd22d630cd59bdf50e00e1650ec768e452900da77022b72ce92526f7
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 0 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define P 49 /* output pixels per channel plane (HO*WO): the products' column count */
 #define FWD_MR 8 /* forward: Z_s = K . V_s: tile rows */
 #define FWD_NRV 2 /* forward: Z_s = K . V_s: tile vectors of columns */
@@ -64,6 +65,31 @@ typedef float real;
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -676,7 +702,7 @@ static int forward_per_sample(int64_t n, const real *restrict V, const real *res
 {
     const int64_t groups = task_groups(n, FWD_ROW_PANELS);
     const int in_place = groups > 1;
-    real *weights = in_place ? NULL : malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
+    real *weights = in_place ? NULL : aligned_malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
     if (!in_place && weights == NULL)
         return 1;
     int failed = 0;
@@ -690,7 +716,7 @@ static int forward_per_sample(int64_t n, const real *restrict V, const real *res
                 pack_panel(K + first * C, C, 1, count, FWD_MR, C, weights + (int64_t)first * C);
             }
         }
-        real *columns = malloc(sizeof(real) * (FWD_PANEL * FWD_COL_PANELS));
+        real *columns = aligned_malloc(sizeof(real) * (FWD_PANEL * FWD_COL_PANELS));
         failed = columns == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -720,9 +746,9 @@ static int forward_per_sample(int64_t n, const real *restrict V, const real *res
                     }
                 }
             }
-        free(columns);
+        aligned_free(columns);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -744,7 +770,7 @@ static int forward_batch(int64_t n, const real *restrict V, const real *restrict
     const int64_t chunks = (panels + FWD_COL_PANELS - 1) / FWD_COL_PANELS;
     const int64_t groups = task_groups(chunks, FWD_ROW_PANELS);
     const int in_place = groups > 1;
-    real *weights = in_place ? NULL : malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
+    real *weights = in_place ? NULL : aligned_malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
     if (!in_place && weights == NULL)
         return 1;
     int failed = 0;
@@ -758,7 +784,7 @@ static int forward_batch(int64_t n, const real *restrict V, const real *restrict
                 pack_panel(K + first * C, C, 1, count, FWD_MR, C, weights + (int64_t)first * C);
             }
         }
-        real *columns = malloc(sizeof(real) * FWD_PANEL * FWD_COL_PANELS);
+        real *columns = aligned_malloc(sizeof(real) * FWD_PANEL * FWD_COL_PANELS);
         failed = columns == NULL;
         real block[FWD_MR * FWD_NR];
         /* static: handing out tasks this short one at a time costs more than it saves */
@@ -793,9 +819,9 @@ static int forward_batch(int64_t n, const real *restrict V, const real *restrict
                     }
                 }
             }
-        free(columns);
+        aligned_free(columns);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -1108,7 +1134,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t groups = task_groups(n, GIN_COL_PANELS);
     const int in_place = groups > 1;
-    real *weights = in_place ? NULL : malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
+    real *weights = in_place ? NULL : aligned_malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
     if (!in_place && weights == NULL)
         return 1;
     int failed = 0;
@@ -1122,7 +1148,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 pack_panel(K + first * 1, 1, C, count, GIN_MR, O, weights + (int64_t)first * O);
             }
         }
-        real *columns = malloc(sizeof(real) * (GIN_PANEL * GIN_COL_PANELS));
+        real *columns = aligned_malloc(sizeof(real) * (GIN_PANEL * GIN_COL_PANELS));
         failed = columns == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -1152,9 +1178,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                     }
                 }
             }
-        free(columns);
+        aligned_free(columns);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -1314,7 +1340,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             for (int o = GW_ROW_PANELS * group / GW_ROW_GROUPS * GW_MR; o < end_o && o < O; ++o)
                 memset(dK + o * C + c0, 0, sizeof(real) * cols);
         }
-        real *inputs = malloc(sizeof(real) * GW_KC * GW_NR);
+        real *inputs = aligned_malloc(sizeof(real) * GW_KC * GW_NR);
         failed = inputs == NULL;
         for (int64_t s = 0; s < n && inputs != NULL; ++s)
             for (int k0 = 0; k0 < P; k0 += GW_KC) {
@@ -1354,7 +1380,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
             }
-        free(inputs);
+        aligned_free(inputs);
     }
     return failed;
 }

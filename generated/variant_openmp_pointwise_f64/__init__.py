@@ -3,10 +3,10 @@
 # spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
 #        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: c0edbec9ff2d53890fd2d2ac0352ca0185275d8285c0c3ae566c1559d6c6ea5a
+# cache key: 9d703678bfa49fbf2474badc9f73d5f280f74853c17d746b8c2031c2f2aa5cc2
 """input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key c0edbec9ff2d53890fd2d2ac0352ca0185275d8285c0c3ae566c1559d6c6ea5a.
+Built by corrgen 0.1.0, cache key 9d703678bfa49fbf2474badc9f73d5f280f74853c17d746b8c2031c2f2aa5cc2.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 3, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 7)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_c0edbec9ff2d")
+_extension = _importlib.import_module(__name__ + "._conv2d_9d703678bfa4")
 
 spec = _LayerSpec(input=(5, 3, 7), kernel=(19, 5, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(2, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "c0edbec9ff2d53890fd2d2ac0352ca0185275d8285c0c3ae566c1559d6c6ea5a"
+key = "9d703678bfa49fbf2474badc9f73d5f280f74853c17d746b8c2031c2f2aa5cc2"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

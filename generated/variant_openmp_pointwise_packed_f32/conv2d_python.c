@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 66cb58efda9e7f4a2fc2e6e2d7ef487cee24e11923d40f70fd275d4972049a93
+ * cache key: cb4be1b89da686351b2030ab5f6c3a30ec5d4fd20ce748fd376717c3537f9529
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6fc3cc89eaaf283e3821f8729dd0c41a005e54f6dc523d9b9c8c4fd11621521b
+ * cache key: 898d5c00d40dde3510f759e64d651730eecc4e665e021ae358ac47dd249600ca
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 0 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define P 9 /* output pixels per channel plane (HO*WO): the products' column count, one input pixel in SH x SW */
 #define FWD_MR 10 /* forward: Z_s = K . V_s: tile rows */
 #define FWD_NRV 2 /* forward: Z_s = K . V_s: tile vectors of columns */
@@ -61,6 +62,31 @@ typedef float real;
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -565,7 +591,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 {
     const int64_t groups = task_groups(n, FWD_ROW_PANELS);
     const int in_place = groups > 1;
-    real *weights = in_place ? NULL : malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
+    real *weights = in_place ? NULL : aligned_malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
     if (!in_place && weights == NULL)
         return 1;
     int failed = 0;
@@ -579,7 +605,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 pack_panel(K + first * C, C, 1, count, FWD_MR, C, weights + (int64_t)first * C);
             }
         }
-        real *columns = malloc(sizeof(real) * (FWD_PANEL * FWD_COL_PANELS + P));
+        real *columns = aligned_malloc(sizeof(real) * (FWD_PANEL * FWD_COL_PANELS + P));
         failed = columns == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -607,9 +633,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                     }
                 }
             }
-        free(columns);
+        aligned_free(columns);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -765,7 +791,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t groups = task_groups(n, GIN_COL_PANELS);
     const int in_place = groups > 1;
-    real *weights = in_place ? NULL : malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
+    real *weights = in_place ? NULL : aligned_malloc(sizeof(real) * GIN_ROW_PANELS * GIN_MR * O);
     if (!in_place && weights == NULL)
         return 1;
     int failed = 0;
@@ -779,7 +805,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 pack_panel(K + first * 1, 1, C, count, GIN_MR, O, weights + (int64_t)first * O);
             }
         }
-        real *columns = malloc(sizeof(real) * (GIN_PANEL * GIN_COL_PANELS + GIN_ROW_PANELS * GIN_MR * GIN_NR));
+        real *columns = aligned_malloc(sizeof(real) * (GIN_PANEL * GIN_COL_PANELS + GIN_ROW_PANELS * GIN_MR * GIN_NR));
         failed = columns == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -811,9 +837,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                     scatter_cells(block, GIN_NR, end_channel - first_channel, j0, cols, dst + (int64_t)first_channel * (H * W));
                 }
             }
-        free(columns);
+        aligned_free(columns);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -952,7 +978,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             for (int o = GW_ROW_PANELS * group / GW_ROW_GROUPS * GW_MR; o < end_o && o < O; ++o)
                 memset(dK + o * C + c0, 0, sizeof(real) * cols);
         }
-        real *inputs = malloc(sizeof(real) * GW_KC * GW_NR * 2);
+        real *inputs = aligned_malloc(sizeof(real) * GW_KC * GW_NR * 2);
         failed = inputs == NULL;
         for (int64_t s = 0; s < n && inputs != NULL; ++s)
             for (int k0 = 0; k0 < P; k0 += GW_KC) {
@@ -996,7 +1022,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
             }
-        free(inputs);
+        aligned_free(inputs);
     }
     return failed;
 }

@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6fc3cc89eaaf283e3821f8729dd0c41a005e54f6dc523d9b9c8c4fd11621521b
+ * cache key: 898d5c00d40dde3510f759e64d651730eecc4e665e021ae358ac47dd249600ca
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f11222015040b7c43a688709377bbfc2d9e9b2a2c89adfae6822c856ee7b20ef
+ * cache key: 77e7351fda4e284fe3271255daa93a7a489a4ef69c948caf2cbd7750a7a5dc60
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 0 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define P 49 /* output pixels per channel plane (HO*WO): the products' column count */
 #define FWD_MR 24 /* forward: Z_s = K . V_s: tile rows (FWD_MRV vectors of VL) */
 #define FWD_MRV 3 /* forward: Z_s = K . V_s: tile vectors of rows */
@@ -61,6 +62,31 @@ typedef float real;
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -540,7 +566,7 @@ static __attribute__((noinline)) void forward_edge_last_pixels_tile(const real *
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     const int64_t groups = task_groups(n, FWD_ROW_PANELS);
-    real *weights = malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
+    real *weights = aligned_malloc(sizeof(real) * FWD_ROW_PANELS * FWD_MR * C);
     if (weights == NULL)
         return 1;
     int failed = 0;
@@ -582,7 +608,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 }
             }
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -937,7 +963,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             for (int o = GW_ROW_PANELS * group / GW_ROW_GROUPS * GW_MR; o < end_o && o < O; ++o)
                 memset(dK + o * C + c0, 0, sizeof(real) * cols);
         }
-        real *inputs = malloc(sizeof(real) * GW_KC * GW_NR);
+        real *inputs = aligned_malloc(sizeof(real) * GW_KC * GW_NR);
         failed = inputs == NULL;
         for (int64_t s = 0; s < n && inputs != NULL; ++s)
             for (int k0 = 0; k0 < P; k0 += GW_KC) {
@@ -977,7 +1003,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
             }
-        free(inputs);
+        aligned_free(inputs);
     }
     return failed;
 }

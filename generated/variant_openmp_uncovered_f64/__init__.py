@@ -3,10 +3,10 @@
 # spec:  input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2
 #        {"input": [2, 4, 6], "kernel": [1, 2, 1, 2], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: e258af469acca1ea97d40b4d376a19bfee041caca03c02124b09d402a573867a
+# cache key: 414087b5bedac8e687e5731295f9dd9edda654acfebadfda6d0a90f904450f19
 """input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key e258af469acca1ea97d40b4d376a19bfee041caca03c02124b09d402a573867a.
+Built by corrgen 0.1.0, cache key 414087b5bedac8e687e5731295f9dd9edda654acfebadfda6d0a90f904450f19.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 4, 6), K (1, 2, 1, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_e258af469acc")
+_extension = _importlib.import_module(__name__ + "._conv2d_414087b5beda")
 
 spec = _LayerSpec(input=(2, 4, 6), kernel=(1, 2, 1, 2), stride=(3, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "e258af469acca1ea97d40b4d376a19bfee041caca03c02124b09d402a573867a"
+key = "414087b5bedac8e687e5731295f9dd9edda654acfebadfda6d0a90f904450f19"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 43a103f042406aa010abb6f4388e1e2fc624cbf41393689676237dbac8b57d3f
+ * cache key: 94d6aafd101a94248e5cc6a7a0ee46538ccf7a60e018a2bfa5bc9c09863f7688
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define LANES 16 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 #define LH 8 /* rows swept (H) */
 #define LW 9 /* input columns swept (W) */
@@ -111,6 +112,35 @@ static const int GIN_TAP_WEIGHT[6] = {4, 2, 0, 5, 3, 1};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline, malloc)) void *aligned_calloc(size_t count, size_t size)
+{
+    return line_aligned(calloc(count * size + sizeof(void *) + LINE_BYTES - 1, 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -553,7 +583,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     int failed = 0;
     #pragma omp parallel if (n * 17280 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(C * SRC_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -565,7 +595,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
     return failed;
 }
@@ -673,7 +703,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     int failed = 0;
     #pragma omp parallel if (n * 17280 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
-        real *scratch = calloc(O * G_PLANE, sizeof(real));
+        real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp for collapse(2) schedule(static)
@@ -685,7 +715,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
                 for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
                     grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB);
             }
-        free(scratch);
+        aligned_free(scratch);
     }
     return failed;
 }
@@ -829,7 +859,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             for (int o = GW_ROW_PANELS * group / GW_ROW_GROUPS * GW_MR; o < end_o && o < O; ++o)
                 memset(dK + o * GW_COLUMNS + c0, 0, sizeof(real) * cols);
         }
-        real *inputs = malloc(sizeof(real) * GW_KC * GW_NR * 2);
+        real *inputs = aligned_malloc(sizeof(real) * GW_KC * GW_NR * 2);
         failed = inputs == NULL;
         for (int64_t s = 0; s < n && inputs != NULL; ++s)
             for (int k0 = 0; k0 < P; k0 += GW_KC) {
@@ -856,7 +886,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
             }
-        free(inputs);
+        aligned_free(inputs);
     }
     return failed;
 }

@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 43a103f042406aa010abb6f4388e1e2fc624cbf41393689676237dbac8b57d3f
+ * cache key: 94d6aafd101a94248e5cc6a7a0ee46538ccf7a60e018a2bfa5bc9c09863f7688
  */
 
 /*

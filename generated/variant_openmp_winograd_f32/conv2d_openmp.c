@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 9abc29a7dbed404dac3e34e071b1c357df5366b36531746c02d6d5d3a31666a8
+ * cache key: 5b4700347281dab4088afcaacba8e89a1f5af87fa20c98a5f4ed3253bc955dd5
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define LANES 16 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 #define LH 9 /* rows swept (H) */
 #define LW 11 /* input columns swept (W) */
@@ -115,6 +116,35 @@ typedef float real;
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline, malloc)) void *aligned_calloc(size_t count, size_t size)
+{
+    return line_aligned(calloc(count * size + sizeof(void *) + LINE_BYTES - 1, 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -518,7 +548,7 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
  */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    real *weights = malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
+    real *weights = aligned_malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WF_OUT_PAD / WF_MR, units = n * WF_BLOCKS * panels;
@@ -528,8 +558,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         forward_weights(K, weights);
         /* the padded tiles' columns of patches are zero from the start; what a short last block
          * leaves in them is never stored */
-        real *patches = calloc((size_t)WF_POINTS * WF_V_POINT, sizeof(real));
-        real *products = malloc(sizeof(real) * WF_POINTS * WF_M_POINT);
+        real *patches = aligned_calloc((size_t)WF_POINTS * WF_V_POINT, sizeof(real));
+        real *products = aligned_malloc(sizeof(real) * WF_POINTS * WF_M_POINT);
         real rows[4][WF_WP], spare[2 * WF_TW * 2];
         memset(rows, 0, sizeof rows);
         failed = patches == NULL || products == NULL;
@@ -553,10 +583,10 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             forward_results(products, ty0, first, end < WF_OUT ? end : WF_OUT, b, Z + s * (WF_OUT * WF_DST_H * WF_DST_W), spare);
             unit = last;
         }
-        free(patches);
-        free(products);
+        aligned_free(patches);
+        aligned_free(products);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -768,7 +798,7 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
  */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    real *weights = malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
+    real *weights = aligned_malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WG_OUT_PAD / WG_MR, units = n * WG_BLOCKS * panels;
@@ -778,8 +808,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         grad_input_weights(K, weights);
         /* the padded tiles' columns of patches are zero from the start; what a short last block
          * leaves in them is never stored */
-        real *patches = calloc((size_t)WG_POINTS * WG_V_POINT, sizeof(real));
-        real *products = malloc(sizeof(real) * WG_POINTS * WG_M_POINT);
+        real *patches = aligned_calloc((size_t)WG_POINTS * WG_V_POINT, sizeof(real));
+        real *products = aligned_malloc(sizeof(real) * WG_POINTS * WG_M_POINT);
         real rows[4][WG_WP], spare[2 * WG_TW * 2];
         memset(rows, 0, sizeof rows);
         failed = patches == NULL || products == NULL;
@@ -803,10 +833,10 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             grad_input_results(products, ty0, first, end < WG_OUT ? end : WG_OUT, dV + s * (WG_OUT * WG_DST_H * WG_DST_W), spare);
             unit = last;
         }
-        free(patches);
-        free(products);
+        aligned_free(patches);
+        aligned_free(products);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -995,7 +1025,7 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
     const int64_t sums_size = (int64_t)WW_POINTS * WW_S_POINT;
-    real *sums = calloc((size_t)omp_get_max_threads() * sums_size, sizeof(real));
+    real *sums = aligned_calloc((size_t)omp_get_max_threads() * sums_size, sizeof(real));
     if (sums == NULL)
         return 1;
     int failed = 0;
@@ -1003,9 +1033,9 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     {
         /* the padded channels' rows of patches and the padded pixel column are zero from the
          * start and never written */
-        real *patches = calloc((size_t)WW_POINTS * WW_V_POINT, sizeof(real));
-        real *gradients = malloc(sizeof(real) * WW_POINTS * WW_U_POINT);
-        real *pixels = calloc((size_t)2 * WW_TR * WW_PW * WW_OUT_PAD, sizeof(real));
+        real *patches = aligned_calloc((size_t)WW_POINTS * WW_V_POINT, sizeof(real));
+        real *gradients = aligned_malloc(sizeof(real) * WW_POINTS * WW_U_POINT);
+        real *pixels = aligned_calloc((size_t)2 * WW_TR * WW_PW * WW_OUT_PAD, sizeof(real));
         real rows[4][WW_WP];
         memset(rows, 0, sizeof rows);
         real *restrict sum = sums + omp_get_thread_num() * sums_size;
@@ -1025,9 +1055,9 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                             grad_weight_tile(patches + (int64_t)xi * WW_V_POINT + i0 * WW_NB, gradients + (int64_t)xi * WW_U_POINT + o0,
                                              steps, sum + (int64_t)xi * WW_S_POINT + i0 * WW_OUT_PAD + o0);
             }
-        free(patches);
-        free(gradients);
-        free(pixels);
+        aligned_free(patches);
+        aligned_free(gradients);
+        aligned_free(pixels);
         const int threads = omp_get_num_threads();
         /* the output channels inner: each point's sums are read along their rows */
         #pragma omp for collapse(2) schedule(static)
@@ -1064,7 +1094,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 dk[8] = (real)0.5 * t2_1 + (real)0.5 * t2_2 + t2_3;
             }
     }
-    free(sums);
+    aligned_free(sums);
     return failed;
 }
 

@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c62aaea61c3706e44cec127f70f8a869de03cb668d5cdd829cf6b9ba9be5c071
+ * cache key: f644bcec81c5da1acef967d56846728e6e086352765e50e2ffa4471f0e91f3c5
  */
 
 #include <stdint.h>
@@ -32,6 +32,7 @@ typedef float real;
 #define PL 1 /* zero columns left of the input */
 #define PARALLEL_MIN_FLOPS 131072 /* smaller calls run serially: an OpenMP team costs microseconds */
 #define VL 8 /* reals per vector (32 bytes) */
+#define LINE_BYTES 64 /* bytes per cache line: where each block of scratch starts */
 #define LANES 16 /* channels per lane vector (64 bytes, avx512) */
 #define LH 14 /* rows swept (H) */
 #define LW 14 /* input columns swept (W) */
@@ -121,6 +122,35 @@ static const int GW_TAP_WEIGHT[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
 typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(real)), may_alias));
 #define LOAD(address) (*(const vec *)(address))
 #define STORE(address, value) (*(vec *)(address) = (value))
+
+/* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
+ * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
+ * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
+ * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
+ * spilled a sum at every step and took 1.58 of the time). */
+static inline void *line_aligned(char *block)
+{
+    if (block == NULL)
+        return NULL;
+    char *memory = (char *)(((uintptr_t)block + sizeof(void *) + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+    ((void **)memory)[-1] = block;
+    return memory;
+}
+static __attribute__((noinline, malloc)) void *aligned_malloc(size_t bytes)
+{
+    return line_aligned(malloc(bytes + sizeof(void *) + LINE_BYTES - 1));
+}
+static __attribute__((noinline, malloc)) void *aligned_calloc(size_t count, size_t size)
+{
+    return line_aligned(calloc(count * size + sizeof(void *) + LINE_BYTES - 1, 1));
+}
+static __attribute__((noinline)) void aligned_free(void *memory)
+{
+    if (memory != NULL)
+        free(((void **)memory)[-1]);
+}
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
@@ -506,7 +536,7 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
  */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    real *weights = malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
+    real *weights = aligned_malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WF_OUT_PAD / WF_MR, units = n * WF_BLOCKS * panels;
@@ -516,8 +546,8 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         forward_weights(K, weights);
         /* the padded tiles' columns of patches are zero from the start; what a short last block
          * leaves in them is never stored */
-        real *patches = calloc((size_t)WF_POINTS * WF_V_POINT, sizeof(real));
-        real *products = malloc(sizeof(real) * WF_POINTS * WF_M_POINT);
+        real *patches = aligned_calloc((size_t)WF_POINTS * WF_V_POINT, sizeof(real));
+        real *products = aligned_malloc(sizeof(real) * WF_POINTS * WF_M_POINT);
         real rows[4][WF_WP], spare[2 * WF_TW * 2];
         memset(rows, 0, sizeof rows);
         failed = patches == NULL || products == NULL;
@@ -543,10 +573,10 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
             forward_results(products, ty0, first, end < WF_OUT ? end : WF_OUT, b, Z + s * (WF_OUT * WF_DST_H * WF_DST_W), spare);
             unit = last;
         }
-        free(patches);
-        free(products);
+        aligned_free(patches);
+        aligned_free(products);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -744,7 +774,7 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
  */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    real *weights = malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
+    real *weights = aligned_malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WG_OUT_PAD / WG_MR, units = n * WG_BLOCKS * panels;
@@ -754,8 +784,8 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         grad_input_weights(K, weights);
         /* the padded tiles' columns of patches are zero from the start; what a short last block
          * leaves in them is never stored */
-        real *patches = calloc((size_t)WG_POINTS * WG_V_POINT, sizeof(real));
-        real *products = malloc(sizeof(real) * WG_POINTS * WG_M_POINT);
+        real *patches = aligned_calloc((size_t)WG_POINTS * WG_V_POINT, sizeof(real));
+        real *products = aligned_malloc(sizeof(real) * WG_POINTS * WG_M_POINT);
         real rows[4][WG_WP], spare[2 * WG_TW * 2];
         memset(rows, 0, sizeof rows);
         failed = patches == NULL || products == NULL;
@@ -781,10 +811,10 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
             grad_input_results(products, ty0, first, end < WG_OUT ? end : WG_OUT, dV + s * (WG_OUT * WG_DST_H * WG_DST_W), spare);
             unit = last;
         }
-        free(patches);
-        free(products);
+        aligned_free(patches);
+        aligned_free(products);
     }
-    free(weights);
+    aligned_free(weights);
     return failed;
 }
 
@@ -971,7 +1001,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     const int64_t groups = task_groups(chunks * parts, blocks);
     const int64_t scratch_size = C * SRC_PLANE + (int64_t)O * LHO * LWO;
     const int64_t slot_reals = (chunks * parts) * GW_SLOT;
-    real *memory = malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
+    real *memory = aligned_malloc(sizeof(real) * (scratch_size + GW_LINE + slot_reals));
     if (memory == NULL)
         return 1;
     real *partial = memory + scratch_size + GW_LINE;
@@ -980,7 +1010,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
     {
         /* the calling thread's scratch opens the block; the other threads' are their own */
         const int caller = omp_get_thread_num() == 0;
-        real *scratch = caller ? memory : malloc(sizeof(real) * scratch_size);
+        real *scratch = caller ? memory : aligned_malloc(sizeof(real) * scratch_size);
         failed = scratch == NULL;
         if (scratch != NULL)
             memset(scratch, 0, sizeof(real) * (C * SRC_PLANE));
@@ -1013,7 +1043,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                     }
                 }
         if (!caller)
-            free(scratch);
+            aligned_free(scratch);
     }
     if (!failed) {
         /* the slots added in order into the first, a slot at a time: element by element the
@@ -1026,7 +1056,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 for (int t = 0; t < KH * KW; ++t)
                     dK[(o * C + c) * (KH * KW) + GW_TAP_WEIGHT[t]] = partial[(int64_t)(o - o % GW_LW) * (C * KH * KW) + (c * (KH * KW) + t) * GW_LW + o % GW_LW];
     }
-    free(memory);
+    aligned_free(memory);
     return failed;
 }
 
