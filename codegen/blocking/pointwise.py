@@ -188,7 +188,7 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
         d.const("GW_KC", chunk_pixels(rows, depth, dtype_bytes), "grad_weight: pixels per "
                 f"chunk (the chunk's rows of G_s: at most {CHUNK_BYTES // 1024} KB)")
         d.const("GW_LINE", LINE_BYTES // dtype_bytes, "grad_weight: reals per cache line (the "
-                "inputs' prefetches)")
+                "prefetches of the inputs and of dK)")
 
 
 def edge_vectors(cols: int, nrv: int, reals: int) -> int:

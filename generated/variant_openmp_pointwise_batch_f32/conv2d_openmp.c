@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: d91fb533fd22d630cd59bdf50e00e1650ec768e452900da77022b72ce92526f7
+ * cache key: ec28cb7d55476a234464de406ba1aa36251d060714a744d968b363b7ddf92246
  */
 
 #include <stdint.h>
@@ -57,7 +57,7 @@ typedef float real;
 #define GW_ROW_GROUPS 8 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 8 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 49 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
-#define GW_LINE 16 /* grad_weight: reals per cache line (the inputs' prefetches) */
+#define GW_LINE 16 /* grad_weight: reals per cache line (the prefetches of the inputs and of dK) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define LANES 16 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 
@@ -1211,6 +1211,12 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
     vec acc5_0 = zero, acc5_1 = zero, acc5_2 = zero;
     vec acc6_0 = zero, acc6_1 = zero, acc6_2 = zero;
     vec acc7_0 = zero, acc7_1 = zero, acc7_2 = zero;
+    /* The tile's block of dK, on its way into L1 while the sums run: added to only after the
+     * last step, it had to come from L2 or beyond then, and more so in the spells when this
+     * pass ran slow (docs/tiles.md) */
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols - 1 + GW_LINE; j += GW_LINE)
+            __builtin_prefetch(out + r * pitch + j, 1, 3);
     /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < steps; ++k) {

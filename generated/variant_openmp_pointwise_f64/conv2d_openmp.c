@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 9d703678bfa49fbf2474badc9f73d5f280f74853c17d746b8c2031c2f2aa5cc2
+ * cache key: 164cb4eccf822b1ab557a40193fbafb80d433ef79b788cfa2ee34d5c06d4e081
  */
 
 #include <stdint.h>
@@ -54,7 +54,7 @@ typedef double real;
 #define GW_ROW_GROUPS 2 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 2 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 21 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
-#define GW_LINE 8 /* grad_weight: reals per cache line (the inputs' prefetches) */
+#define GW_LINE 8 /* grad_weight: reals per cache line (the prefetches of the inputs and of dK) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define LANES 8 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 
@@ -756,6 +756,12 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
     vec acc7_0 = zero, acc7_1 = zero;
     vec acc8_0 = zero, acc8_1 = zero;
     vec acc9_0 = zero, acc9_1 = zero;
+    /* The tile's block of dK, on its way into L1 while the sums run: added to only after the
+     * last step, it had to come from L2 or beyond then, and more so in the spells when this
+     * pass ran slow (docs/tiles.md) */
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols - 1 + GW_LINE; j += GW_LINE)
+            __builtin_prefetch(out + r * pitch + j, 1, 3);
     /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < steps; ++k) {

@@ -3,10 +3,10 @@
 # spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
 #        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: cb4be1b89da686351b2030ab5f6c3a30ec5d4fd20ce748fd376717c3537f9529
+# cache key: 574fec3f0c0b2075e16cd23c38e064ec0e991946426f427f5269c08bfd589489
 """input 24x3x3, kernel 520x24x1x1 -> output 520x3x3: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key cb4be1b89da686351b2030ab5f6c3a30ec5d4fd20ce748fd376717c3537f9529.
+Built by corrgen 0.1.0, cache key 574fec3f0c0b2075e16cd23c38e064ec0e991946426f427f5269c08bfd589489.
 
     forward(V, K, b, out=None) -> Z
         V (N, 24, 3, 3), K (520, 24, 1, 1), b (520,), Z (N, 520, 3, 3)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_cb4be1b89da6")
+_extension = _importlib.import_module(__name__ + "._conv2d_574fec3f0c0b")
 
 spec = _LayerSpec(input=(24, 3, 3), kernel=(520, 24, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "cb4be1b89da686351b2030ab5f6c3a30ec5d4fd20ce748fd376717c3537f9529"
+key = "574fec3f0c0b2075e16cd23c38e064ec0e991946426f427f5269c08bfd589489"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

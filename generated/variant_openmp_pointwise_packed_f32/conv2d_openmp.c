@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: cb4be1b89da686351b2030ab5f6c3a30ec5d4fd20ce748fd376717c3537f9529
+ * cache key: 574fec3f0c0b2075e16cd23c38e064ec0e991946426f427f5269c08bfd589489
  */
 
 #include <stdint.h>
@@ -56,7 +56,7 @@ typedef float real;
 #define GW_ROW_GROUPS 16 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 16 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 9 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
-#define GW_LINE 16 /* grad_weight: reals per cache line (the inputs' prefetches) */
+#define GW_LINE 16 /* grad_weight: reals per cache line (the prefetches of the inputs and of dK) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define LANES 16 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 
@@ -1011,6 +1011,12 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
     vec acc5_0 = zero, acc5_1 = zero, acc5_2 = zero;
     vec acc6_0 = zero, acc6_1 = zero, acc6_2 = zero;
     vec acc7_0 = zero, acc7_1 = zero, acc7_2 = zero;
+    /* The tile's block of dK, on its way into L1 while the sums run: added to only after the
+     * last step, it had to come from L2 or beyond then, and more so in the spells when this
+     * pass ran slow (docs/tiles.md) */
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols - 1 + GW_LINE; j += GW_LINE)
+            __builtin_prefetch(out + r * pitch + j, 1, 3);
     /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < steps; ++k) {

@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 898d5c00d40dde3510f759e64d651730eecc4e665e021ae358ac47dd249600ca
+ * cache key: 078a1665ff59f43c73c39f574b7cb4775ecd440e30ad30f0f576e83078c4b570
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 898d5c00d40dde3510f759e64d651730eecc4e665e021ae358ac47dd249600ca
+ * cache key: 078a1665ff59f43c73c39f574b7cb4775ecd440e30ad30f0f576e83078c4b570
  */
 
 #include <stdint.h>
@@ -54,7 +54,7 @@ typedef float real;
 #define GW_ROW_GROUPS 2 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 2 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 9 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
-#define GW_LINE 16 /* grad_weight: reals per cache line (the inputs' prefetches) */
+#define GW_LINE 16 /* grad_weight: reals per cache line (the prefetches of the inputs and of dK) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define LANES 16 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 
@@ -874,6 +874,12 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
     vec acc7_0 = zero;
     vec acc8_0 = zero;
     vec acc9_0 = zero;
+    /* The tile's block of dK, on its way into L1 while the sums run: added to only after the
+     * last step, it had to come from L2 or beyond then, and more so in the spells when this
+     * pass ran slow (docs/tiles.md) */
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols - 1 + GW_LINE; j += GW_LINE)
+            __builtin_prefetch(out + r * pitch + j, 1, 3);
     /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < steps; ++k) {

@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 77e7351fda4e284fe3271255daa93a7a489a4ef69c948caf2cbd7750a7a5dc60
+ * cache key: 478e610ce4a60f915b84afc6cb4a95544155ae18e7b3ef1f580f944eec630758
  */
 
 #include <stdint.h>
@@ -54,7 +54,7 @@ typedef float real;
 #define GW_ROW_GROUPS 16 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 16 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 49 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
-#define GW_LINE 16 /* grad_weight: reals per cache line (the inputs' prefetches) */
+#define GW_LINE 16 /* grad_weight: reals per cache line (the prefetches of the inputs and of dK) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define LANES 16 /* reals per side of a block transposed in registers (64 bytes, avx512) */
 
@@ -862,6 +862,12 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
     const real *restrict a1 = a + (1 < rows ? 1 : rows - 1) * P;
     vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero, acc0_3 = zero, acc0_4 = zero, acc0_5 = zero, acc0_6 = zero;
     vec acc1_0 = zero, acc1_1 = zero, acc1_2 = zero, acc1_3 = zero, acc1_4 = zero, acc1_5 = zero, acc1_6 = zero;
+    /* The tile's block of dK, on its way into L1 while the sums run: added to only after the
+     * last step, it had to come from L2 or beyond then, and more so in the spells when this
+     * pass ran slow (docs/tiles.md) */
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols - 1 + GW_LINE; j += GW_LINE)
+            __builtin_prefetch(out + r * pitch + j, 1, 3);
     /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < steps; ++k) {

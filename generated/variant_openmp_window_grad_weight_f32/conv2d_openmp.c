@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 94d6aafd101a94248e5cc6a7a0ee46538ccf7a60e018a2bfa5bc9c09863f7688
+ * cache key: 0e911f862dfd1dbd4b26794e14c6525a135e270a267d7c68a4c1846cbe955319
  */
 
 #include <stdint.h>
@@ -70,7 +70,7 @@ typedef float real;
 #define GW_ROW_GROUPS 4 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 4 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 30 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
-#define GW_LINE 16 /* grad_weight: reals per cache line (the inputs' prefetches) */
+#define GW_LINE 16 /* grad_weight: reals per cache line (the prefetches of the inputs and of dK) */
 
 /* output rows of each phase */
 static const int FWD_PHASE_ROWS[1] = {6};
@@ -739,6 +739,12 @@ static __attribute__((noinline)) void grad_weight_tile(const real *restrict a, c
     vec acc1_0 = zero, acc1_1 = zero, acc1_2 = zero, acc1_3 = zero, acc1_4 = zero;
     vec acc2_0 = zero, acc2_1 = zero, acc2_2 = zero, acc2_3 = zero, acc2_4 = zero;
     vec acc3_0 = zero, acc3_1 = zero, acc3_2 = zero, acc3_3 = zero, acc3_4 = zero;
+    /* The tile's block of dK, on its way into L1 while the sums run: added to only after the
+     * last step, it had to come from L2 or beyond then, and more so in the spells when this
+     * pass ran slow (docs/tiles.md) */
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols - 1 + GW_LINE; j += GW_LINE)
+            __builtin_prefetch(out + r * pitch + j, 1, 3);
     /* 4 steps per pass of the loop: measured faster than one (PRODUCT_STEP_UNROLL) */
     #pragma GCC unroll 4
     for (int k = 0; k < steps; ++k) {
