@@ -185,8 +185,11 @@ def _define_tile(d: Defines, prefix: str, what: str, tile: GemmTile, vl: int, ro
                 "grad_weight tasks per column panel (groups of its row panels)")
         d.const("GW_TASKS", col_panels * groups,
                 "grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS)")
-        d.const("GW_KC", chunk_pixels(rows, depth, dtype_bytes), "grad_weight: pixels per "
+        chunk = chunk_pixels(rows, depth, dtype_bytes)
+        d.const("GW_KC", chunk, "grad_weight: pixels per "
                 f"chunk (the chunk's rows of G_s: at most {CHUNK_BYTES // 1024} KB)")
+        d.const("GW_CHUNKS", _cdiv(depth, chunk), "grad_weight: chunks per sample (a task's "
+                "units of work: one chunk of one sample each)")
         d.const("GW_LINE", LINE_BYTES // dtype_bytes, "grad_weight: reals per cache line (the "
                 "prefetches of the inputs and of dK)")
 

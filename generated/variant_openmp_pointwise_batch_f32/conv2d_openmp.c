@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: ec28cb7d55476a234464de406ba1aa36251d060714a744d968b363b7ddf92246
+ * cache key: 01091ee093b9370d20827bd10962dbe62e07316249bfcee184c57bd663c84bf4
  */
 
 #include <stdint.h>
@@ -57,6 +57,7 @@ typedef float real;
 #define GW_ROW_GROUPS 8 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 8 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 49 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
+#define GW_CHUNKS 1 /* grad_weight: chunks per sample (a task's units of work: one chunk of one sample each) */
 #define GW_LINE 16 /* grad_weight: reals per cache line (the prefetches of the inputs and of dK) */
 #define MIN_TASKS 8 /* forward and grad_input tasks wanted per call */
 #define LANES 16 /* reals per side of a block transposed in registers (64 bytes, avx512) */
@@ -1320,25 +1321,80 @@ static inline void prefetch_inputs(const real *restrict V, int64_t s, int k0, in
     }
 }
 
+/* grad_weight_unit: one unit of grad_weight's work, task `task`'s block of dK += the sums of
+ * its tiles over the GW_KC-pixel chunk k0 of sample s. The task is one of the GW_NR-column
+ * panels of dK times one of the groups of its row panels. The thread's panel `inputs` holds the
+ * chunk's columns of V_s^T for column panel *packed_col (-1: none): packed again only for
+ * another panel (kept in L1; once for a run of tasks on one column panel, its row groups).
+ * Each tile reads its GW_MR rows of G_s in place. * While its tiles run it prefetches the inputs of the unit after it among tasks
+ * first_task .. end_task - 1 (the thread's run of units).
+ */
+static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK, int64_t n,
+                                    int64_t s, int k0, int task, int first_task, int end_task,
+                                    real *restrict inputs, int *packed_col)
+{
+    const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
+    const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
+    const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
+    if (col != *packed_col)
+        pack_transposed(V + (s * C + c0) * P + k0, P, cols, GW_NR, steps, inputs);
+    *packed_col = col;
+    /* the inputs packed next, prefetched while this panel's tasks run: the next column panel
+     * of the run, or its first of the next chunk, its channels shared among the run's tasks
+     * on this panel (prefetched during the last task alone, they were still coming from
+     * memory when packed: 3 % of S6's float32 grad_weight) */
+    const int panel_first = first_task > col * GW_ROW_GROUPS ? first_task : col * GW_ROW_GROUPS;
+    const int panel_end = end_task < (col + 1) * GW_ROW_GROUPS ? end_task : (col + 1) * GW_ROW_GROUPS;
+    int64_t next_s = s;
+    int next_k0 = k0, next_col = col + 1;
+    if (panel_end == end_task) {
+        next_col = first_task / GW_ROW_GROUPS;
+        next_k0 = k0 + GW_KC < P ? k0 + GW_KC : 0;
+        next_s = next_k0 ? s : s + 1;
+    }
+    const int next_c0 = next_col * GW_NR, next_cols = C - next_c0 < GW_NR ? C - next_c0 : GW_NR;
+    const int share = task - panel_first, shares = panel_end - panel_first;
+    const int share_c0 = next_c0 + share * next_cols / shares;
+    const int share_cols = next_c0 + (share + 1) * next_cols / shares - share_c0;
+    const int first_row = GW_ROW_PANELS * group / GW_ROW_GROUPS, end_row = GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS;
+    for (int row = first_row; row < end_row; ++row) {
+        const int o0 = row * GW_MR, rows = O - o0 < GW_MR ? O - o0 : GW_MR;
+        grad_weight_tile(G + (s * O + o0) * P + k0, inputs, steps, dK + o0 * C + c0, C, rows, cols);
+        if (next_s < n)
+            prefetch_inputs(V, next_s, next_k0, share_c0 + (row - first_row) * share_cols / (end_row - first_row),
+                            share_c0 + (row - first_row + 1) * share_cols / (end_row - first_row));
+    }
+}
+
+/* How far a task has got: its units (GW_CHUNKS a sample) are run in order, the batch's
+ * samples in order, whichever thread runs them. A line to itself. */
+typedef struct {
+    int64_t claimed; /* units 0 .. claimed - 1 run or running */
+    int64_t done;    /* units 0 .. done - 1 added to dK */
+    char pad[LINE_BYTES - 2 * sizeof(int64_t)];
+} task_progress;
+
 /* grad_weight: dK[o, c, i, j] = sum_{y<7, x<7} G[o, y, x] * V[c, y + i, x + j]
- * The tasks are the GW_NR-column panels of dK times the groups of their row panels; each
- * thread takes a contiguous range of them, and every element of dK belongs to one task.
- * A thread walks the batch in order and each sample's pixels in GW_KC-pixel chunks (the
- * chunk's rows of G_s stay in L2 while the thread's panels pass over them): for each of its
- * tasks it packs its columns of the chunk of V_s^T into its own panel (kept in L1; once for
- * a run of tasks on one column panel, its row groups) and adds to its block of dK each
- * tile's sum over the chunk (GW_MR rows of G_s, read in place). No
- * barriers, no atomics, no partial copies, and every element is summed in the same order
- * whatever the number of threads. */
+ * Every element of dK belongs to one task (grad_weight_unit). Each thread owns a contiguous
+ * range of the tasks and walks the batch in order, a unit of each of its tasks in turn (the
+ * chunk's rows of G_s stay in L2 while its panels pass over them). A thread done with its own
+ * then takes the rest of the task with the most units left, after the unit its owner is
+ * running: a core slowed by another job does not hold the call back (on 2 threads, one of
+ * them was seen 13 % slower than the other for seconds at a time; docs/tiles.md). No
+ * barriers and no partial copies: each task's units add to its block of dK in order, so
+ * every element is summed in the same order whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
+    const int64_t units = n * GW_CHUNKS;
+    task_progress progress[GW_TASKS] __attribute__((aligned(LINE_BYTES)));
+    memset(progress, 0, sizeof(progress));
     int failed = 0;
     #pragma omp parallel if (n * 150528 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
         const int first_task = GW_TASKS * thread / threads, end_task = GW_TASKS * (thread + 1) / threads;
         /* each thread zeroes its own blocks, into its own cache (one memset of dK before the
-         * team started cost S6's float32 grad_weight 2 % of its time) */
+         * team started cost S6's float32 grad_weight 2 % of its time), before it claims a unit */
         for (int task = first_task; task < end_task; ++task) {
             const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
             const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
@@ -1348,44 +1404,40 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         }
         real *inputs = aligned_malloc(sizeof(real) * GW_KC * GW_NR);
         failed = inputs == NULL;
-        for (int64_t s = 0; s < n && inputs != NULL; ++s)
-            for (int k0 = 0; k0 < P; k0 += GW_KC) {
-                const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
-                int packed_col = -1;
-                for (int task = first_task; task < end_task; ++task) {
-                    const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
-                    const int c0 = col * GW_NR, cols = C - c0 < GW_NR ? C - c0 : GW_NR;
-                    if (col != packed_col)
-                        pack_transposed(V + (s * C + c0) * P + k0, P, cols, GW_NR, steps, inputs);
-                    packed_col = col;
-                    /* the inputs packed next, prefetched while this panel's tasks run: the
-                     * thread's next column panel, or its first of the next chunk, its channels
-                     * shared among the thread's tasks on this panel (prefetched during the
-                     * last task alone, they were still coming from memory when packed: 3 % of
-                     * S6's float32 grad_weight) */
-                    const int panel_first = first_task > col * GW_ROW_GROUPS ? first_task : col * GW_ROW_GROUPS;
-                    const int panel_end = end_task < (col + 1) * GW_ROW_GROUPS ? end_task : (col + 1) * GW_ROW_GROUPS;
-                    int64_t next_s = s;
-                    int next_k0 = k0, next_col = col + 1;
-                    if (panel_end == end_task) {
-                        next_col = first_task / GW_ROW_GROUPS;
-                        next_k0 = k0 + GW_KC < P ? k0 + GW_KC : 0;
-                        next_s = next_k0 ? s : s + 1;
-                    }
-                    const int next_c0 = next_col * GW_NR, next_cols = C - next_c0 < GW_NR ? C - next_c0 : GW_NR;
-                    const int share = task - panel_first, shares = panel_end - panel_first;
-                    const int share_c0 = next_c0 + share * next_cols / shares;
-                    const int share_cols = next_c0 + (share + 1) * next_cols / shares - share_c0;
-                    const int first_row = GW_ROW_PANELS * group / GW_ROW_GROUPS, end_row = GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS;
-                    for (int row = first_row; row < end_row; ++row) {
-                        const int o0 = row * GW_MR, rows = O - o0 < GW_MR ? O - o0 : GW_MR;
-                        grad_weight_tile(G + (s * O + o0) * P + k0, inputs, steps, dK + o0 * C + c0, C, rows, cols);
-                        if (next_s < n)
-                            prefetch_inputs(V, next_s, next_k0, share_c0 + (row - first_row) * share_cols / (end_row - first_row),
-                                            share_c0 + (row - first_row + 1) * share_cols / (end_row - first_row));
-                    }
+        for (int64_t unit = 0; unit < units && inputs != NULL; ++unit) {
+            int packed_col = -1;
+            for (int task = first_task; task < end_task; ++task) {
+                /* skipped once another thread has taken the rest of the task */
+                int64_t expected = unit;
+                if (!__atomic_compare_exchange_n(&progress[task].claimed, &expected, unit + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                    continue;
+                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, first_task, end_task, inputs, &packed_col);
+                __atomic_store_n(&progress[task].done, unit + 1, __ATOMIC_RELEASE);
+            }
+        }
+        while (inputs != NULL) {
+            /* the started task with the most units left (its owner zeroed its block) */
+            int task = -1;
+            int64_t from = units;
+            for (int t = 0; t < GW_TASKS; ++t) {
+                const int64_t claimed = __atomic_load_n(&progress[t].claimed, __ATOMIC_RELAXED);
+                if (claimed > 0 && claimed < from) {
+                    task = t;
+                    from = claimed;
                 }
             }
+            if (task < 0)
+                break;
+            if (!__atomic_compare_exchange_n(&progress[task].claimed, &from, units, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                continue;
+            /* the unit its owner may be running goes into dK first */
+            while (__atomic_load_n(&progress[task].done, __ATOMIC_ACQUIRE) < from)
+                continue;
+            for (int64_t unit = from; unit < units; ++unit) {
+                int packed_col = -1;
+                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, task, task + 1, inputs, &packed_col);
+            }
+        }
         aligned_free(inputs);
     }
     return failed;

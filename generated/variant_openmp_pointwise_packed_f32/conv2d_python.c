@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 574fec3f0c0b2075e16cd23c38e064ec0e991946426f427f5269c08bfd589489
+ * cache key: c5e10b7384a0514154b6404d94c558f567cb781f3244fcd289cc75cff0f8049c
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
 #        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 078a1665ff59f43c73c39f574b7cb4775ecd440e30ad30f0f576e83078c4b570
+# cache key: cf0b3db7de6942cd70667267c3140dc1fec5a1914d65a73ddda7cd5d445c5caa
 """input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 078a1665ff59f43c73c39f574b7cb4775ecd440e30ad30f0f576e83078c4b570.
+Built by corrgen 0.1.0, cache key cf0b3db7de6942cd70667267c3140dc1fec5a1914d65a73ddda7cd5d445c5caa.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 6, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 3)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_078a1665ff59")
+_extension = _importlib.import_module(__name__ + "._conv2d_cf0b3db7de69")
 
 spec = _LayerSpec(input=(5, 6, 7), kernel=(19, 5, 1, 1), stride=(2, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "078a1665ff59f43c73c39f574b7cb4775ecd440e30ad30f0f576e83078c4b570"
+key = "cf0b3db7de6942cd70667267c3140dc1fec5a1914d65a73ddda7cd5d445c5caa"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

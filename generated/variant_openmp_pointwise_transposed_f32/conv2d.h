@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 478e610ce4a60f915b84afc6cb4a95544155ae18e7b3ef1f580f944eec630758
+ * cache key: 2c20f957c5a341c294279908c9a31388ea8eef25e0980db5432c8d283d24430c
  */
 
 /*

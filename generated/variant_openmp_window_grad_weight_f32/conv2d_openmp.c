@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 0e911f862dfd1dbd4b26794e14c6525a135e270a267d7c68a4c1846cbe955319
+ * cache key: 7354adb9831276bcade87c861e7e5c82cfd622311f4554b246bd815353e4d5cb
  */
 
 #include <stdint.h>
@@ -70,6 +70,7 @@ typedef float real;
 #define GW_ROW_GROUPS 4 /* grad_weight tasks per column panel (groups of its row panels) */
 #define GW_TASKS 4 /* grad_weight tasks (GW_COL_PANELS * GW_ROW_GROUPS) */
 #define GW_KC 30 /* grad_weight: pixels per chunk (the chunk's rows of G_s: at most 448 KB) */
+#define GW_CHUNKS 1 /* grad_weight: chunks per sample (a task's units of work: one chunk of one sample each) */
 #define GW_LINE 16 /* grad_weight: reals per cache line (the prefetches of the inputs and of dK) */
 
 /* output rows of each phase */
@@ -836,28 +837,69 @@ static inline void gather_window(const real *restrict plane, int i, int j, int f
     }
 }
 
-/* grad_weight: dK[o, c, i, j] = sum_{y<6, x<5} G[o, y, x] * V[c, y + 3 - 2*i, 2*x - j]
- * dK is a matrix of O rows and GW_COLUMNS columns, (input channel, tap) pairs: a column's
+/* grad_weight_unit: one unit of grad_weight's work, task `task`'s block of dK += the sums of
+ * its tiles over the GW_KC-pixel chunk k0 of sample s. The task is one of the GW_NR-column
+ * panels of dK times one of the groups of its row panels. The thread's panel `inputs` holds the
+ * chunk's columns of V_s^T for column panel *packed_col (-1: none): packed again only for
+ * another panel (kept in L1; once for a run of tasks on one column panel, its row groups).
+ * Each tile reads its GW_MR rows of G_s in place. * dK is a matrix of O rows and GW_COLUMNS columns, (input channel, tap) pairs: a column's
  * input pixels, those its tap reads under the output's, are gathered into the scratch
  * (GW_KC apart) before they are transposed.
- * The tasks are the GW_NR-column panels of dK times the groups of their row panels; each
- * thread takes a contiguous range of them, and every element of dK belongs to one task.
- * A thread walks the batch in order and each sample's pixels in GW_KC-pixel chunks (the
- * chunk's rows of G_s stay in L2 while the thread's panels pass over them): for each of its
- * tasks it packs its columns of the chunk of V_s^T into its own panel (kept in L1; once for
- * a run of tasks on one column panel, its row groups) and adds to its block of dK each
- * tile's sum over the chunk (GW_MR rows of G_s, read in place). No
- * barriers, no atomics, no partial copies, and every element is summed in the same order
- * whatever the number of threads. */
+ */
+static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK, int64_t n,
+                                    int64_t s, int k0, int task,
+                                    real *restrict inputs, int *packed_col)
+{
+    const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
+    const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
+    const int c0 = col * GW_NR, cols = GW_COLUMNS - c0 < GW_NR ? GW_COLUMNS - c0 : GW_NR;
+    if (col != *packed_col) {
+        real *restrict pixels = inputs + GW_KC * GW_NR;
+        for (int c = 0; c < cols; ++c) {
+            /* kernel row tap / KW and column tap % KW of channel (c0 + c) / (KH * KW), applied by the taps across from them (convolution mode) */
+            const int tap = (c0 + c) % (KH * KW);
+            gather_window(V + (s * C + (c0 + c) / (KH * KW)) * (H * W), KH - 1 - tap / KW, KW - 1 - tap % KW, k0, k0 + steps,
+                          pixels + c * GW_KC);
+        }
+        pack_transposed(pixels, GW_KC, cols, GW_NR, steps, inputs);
+    }
+    *packed_col = col;
+    const int first_row = GW_ROW_PANELS * group / GW_ROW_GROUPS, end_row = GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS;
+    for (int row = first_row; row < end_row; ++row) {
+        const int o0 = row * GW_MR, rows = O - o0 < GW_MR ? O - o0 : GW_MR;
+        grad_weight_tile(G + (s * O + o0) * P + k0, inputs, steps, dK + o0 * GW_COLUMNS + c0, GW_COLUMNS, rows, cols);
+    }
+}
+
+/* How far a task has got: its units (GW_CHUNKS a sample) are run in order, the batch's
+ * samples in order, whichever thread runs them. A line to itself. */
+typedef struct {
+    int64_t claimed; /* units 0 .. claimed - 1 run or running */
+    int64_t done;    /* units 0 .. done - 1 added to dK */
+    char pad[LINE_BYTES - 2 * sizeof(int64_t)];
+} task_progress;
+
+/* grad_weight: dK[o, c, i, j] = sum_{y<6, x<5} G[o, y, x] * V[c, y + 3 - 2*i, 2*x - j]
+ * Every element of dK belongs to one task (grad_weight_unit). Each thread owns a contiguous
+ * range of the tasks and walks the batch in order, a unit of each of its tasks in turn (the
+ * chunk's rows of G_s stay in L2 while its panels pass over them). A thread done with its own
+ * then takes the rest of the task with the most units left, after the unit its owner is
+ * running: a core slowed by another job does not hold the call back (on 2 threads, one of
+ * them was seen 13 % slower than the other for seconds at a time; docs/tiles.md). No
+ * barriers and no partial copies: each task's units add to its block of dK in order, so
+ * every element is summed in the same order whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)
 {
+    const int64_t units = n * GW_CHUNKS;
+    task_progress progress[GW_TASKS] __attribute__((aligned(LINE_BYTES)));
+    memset(progress, 0, sizeof(progress));
     int failed = 0;
     #pragma omp parallel if (n * 17280 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
         const int first_task = GW_TASKS * thread / threads, end_task = GW_TASKS * (thread + 1) / threads;
         /* each thread zeroes its own blocks, into its own cache (one memset of dK before the
-         * team started cost S6's float32 grad_weight 2 % of its time) */
+         * team started cost S6's float32 grad_weight 2 % of its time), before it claims a unit */
         for (int task = first_task; task < end_task; ++task) {
             const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
             const int c0 = col * GW_NR, cols = GW_COLUMNS - c0 < GW_NR ? GW_COLUMNS - c0 : GW_NR;
@@ -867,31 +909,40 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
         }
         real *inputs = aligned_malloc(sizeof(real) * GW_KC * GW_NR * 2);
         failed = inputs == NULL;
-        for (int64_t s = 0; s < n && inputs != NULL; ++s)
-            for (int k0 = 0; k0 < P; k0 += GW_KC) {
-                const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
-                int packed_col = -1;
-                for (int task = first_task; task < end_task; ++task) {
-                    const int col = task / GW_ROW_GROUPS, group = task % GW_ROW_GROUPS;
-                    const int c0 = col * GW_NR, cols = GW_COLUMNS - c0 < GW_NR ? GW_COLUMNS - c0 : GW_NR;
-                    if (col != packed_col) {
-                        real *restrict pixels = inputs + GW_KC * GW_NR;
-                        for (int c = 0; c < cols; ++c) {
-                            /* kernel row tap / KW and column tap % KW of channel (c0 + c) / (KH * KW), applied by the taps across from them (convolution mode) */
-                            const int tap = (c0 + c) % (KH * KW);
-                            gather_window(V + (s * C + (c0 + c) / (KH * KW)) * (H * W), KH - 1 - tap / KW, KW - 1 - tap % KW, k0, k0 + steps,
-                                          pixels + c * GW_KC);
-                        }
-                        pack_transposed(pixels, GW_KC, cols, GW_NR, steps, inputs);
-                    }
-                    packed_col = col;
-                    const int first_row = GW_ROW_PANELS * group / GW_ROW_GROUPS, end_row = GW_ROW_PANELS * (group + 1) / GW_ROW_GROUPS;
-                    for (int row = first_row; row < end_row; ++row) {
-                        const int o0 = row * GW_MR, rows = O - o0 < GW_MR ? O - o0 : GW_MR;
-                        grad_weight_tile(G + (s * O + o0) * P + k0, inputs, steps, dK + o0 * GW_COLUMNS + c0, GW_COLUMNS, rows, cols);
-                    }
+        for (int64_t unit = 0; unit < units && inputs != NULL; ++unit) {
+            int packed_col = -1;
+            for (int task = first_task; task < end_task; ++task) {
+                /* skipped once another thread has taken the rest of the task */
+                int64_t expected = unit;
+                if (!__atomic_compare_exchange_n(&progress[task].claimed, &expected, unit + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                    continue;
+                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, inputs, &packed_col);
+                __atomic_store_n(&progress[task].done, unit + 1, __ATOMIC_RELEASE);
+            }
+        }
+        while (inputs != NULL) {
+            /* the started task with the most units left (its owner zeroed its block) */
+            int task = -1;
+            int64_t from = units;
+            for (int t = 0; t < GW_TASKS; ++t) {
+                const int64_t claimed = __atomic_load_n(&progress[t].claimed, __ATOMIC_RELAXED);
+                if (claimed > 0 && claimed < from) {
+                    task = t;
+                    from = claimed;
                 }
             }
+            if (task < 0)
+                break;
+            if (!__atomic_compare_exchange_n(&progress[task].claimed, &from, units, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                continue;
+            /* the unit its owner may be running goes into dK first */
+            while (__atomic_load_n(&progress[task].done, __ATOMIC_ACQUIRE) < from)
+                continue;
+            for (int64_t unit = from; unit < units; ++unit) {
+                int packed_col = -1;
+                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, inputs, &packed_col);
+            }
+        }
         aligned_free(inputs);
     }
     return failed;
