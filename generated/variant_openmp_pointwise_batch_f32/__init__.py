@@ -3,10 +3,10 @@
 # spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
 #        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 01091ee093b9370d20827bd10962dbe62e07316249bfcee184c57bd663c84bf4
+# cache key: b8e72db5f8b1acb0892ec12560d5d51dd316718a23939859e46767ec7c61c3d4
 """input 24x7x7, kernel 64x24x1x1 -> output 64x7x7: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 01091ee093b9370d20827bd10962dbe62e07316249bfcee184c57bd663c84bf4.
+Built by corrgen 0.1.0, cache key b8e72db5f8b1acb0892ec12560d5d51dd316718a23939859e46767ec7c61c3d4.
 
     forward(V, K, b, out=None) -> Z
         V (N, 24, 7, 7), K (64, 24, 1, 1), b (64,), Z (N, 64, 7, 7)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_01091ee093b9")
+_extension = _importlib.import_module(__name__ + "._conv2d_b8e72db5f8b1")
 
 spec = _LayerSpec(input=(24, 7, 7), kernel=(64, 24, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "01091ee093b9370d20827bd10962dbe62e07316249bfcee184c57bd663c84bf4"
+key = "b8e72db5f8b1acb0892ec12560d5d51dd316718a23939859e46767ec7c61c3d4"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 01091ee093b9370d20827bd10962dbe62e07316249bfcee184c57bd663c84bf4
+ * cache key: b8e72db5f8b1acb0892ec12560d5d51dd316718a23939859e46767ec7c61c3d4
  */
 
 #include <stdint.h>
@@ -1327,10 +1327,10 @@ static inline void prefetch_inputs(const real *restrict V, int64_t s, int k0, in
  * chunk's columns of V_s^T for column panel *packed_col (-1: none): packed again only for
  * another panel (kept in L1; once for a run of tasks on one column panel, its row groups).
  * Each tile reads its GW_MR rows of G_s in place. * While its tiles run it prefetches the inputs of the unit after it among tasks
- * first_task .. end_task - 1 (the thread's run of units).
+ * first_task .. end_task - 1 (the thread's run of units), if there is one in the n samples.
  */
-static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK, int64_t n,
-                                    int64_t s, int k0, int task, int first_task, int end_task,
+static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK,
+                                    int64_t s, int k0, int task, int64_t n, int first_task, int end_task,
                                     real *restrict inputs, int *packed_col)
 {
     const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
@@ -1411,7 +1411,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 int64_t expected = unit;
                 if (!__atomic_compare_exchange_n(&progress[task].claimed, &expected, unit + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                     continue;
-                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, first_task, end_task, inputs, &packed_col);
+                grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, n, first_task, end_task, inputs, &packed_col);
                 __atomic_store_n(&progress[task].done, unit + 1, __ATOMIC_RELEASE);
             }
         }
@@ -1435,7 +1435,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 continue;
             for (int64_t unit = from; unit < units; ++unit) {
                 int packed_col = -1;
-                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, task, task + 1, inputs, &packed_col);
+                grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, n, task, task + 1, inputs, &packed_col);
             }
         }
         aligned_free(inputs);

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 9da74a5ba1c145595bf90ea7d8adacef6face6e3f0b5882710b7bf4c0b0b6d33
+ * cache key: bd4beb08707e281bd484bb3fda10f0b07fbb7d4fe3f365c305eb05a84d67cbd3
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c5e10b7384a0514154b6404d94c558f567cb781f3244fcd289cc75cff0f8049c
+ * cache key: 7beab758a618256a755f109fa262c65133d054be7e0f9cb556e3ba3a198eb19c
  */
 
 #include <stdint.h>
@@ -1127,10 +1127,10 @@ static inline void prefetch_inputs(const real *restrict V, int64_t s, int k0, in
  * chunk's columns of V_s^T for column panel *packed_col (-1: none): packed again only for
  * another panel (kept in L1; once for a run of tasks on one column panel, its row groups).
  * Each tile reads its GW_MR rows of G_s in place. * While its tiles run it prefetches the inputs of the unit after it among tasks
- * first_task .. end_task - 1 (the thread's run of units).
+ * first_task .. end_task - 1 (the thread's run of units), if there is one in the n samples.
  */
-static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK, int64_t n,
-                                    int64_t s, int k0, int task, int first_task, int end_task,
+static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK,
+                                    int64_t s, int k0, int task, int64_t n, int first_task, int end_task,
                                     real *restrict inputs, int *packed_col)
 {
     const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
@@ -1211,7 +1211,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 int64_t expected = unit;
                 if (!__atomic_compare_exchange_n(&progress[task].claimed, &expected, unit + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                     continue;
-                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, first_task, end_task, inputs, &packed_col);
+                grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, n, first_task, end_task, inputs, &packed_col);
                 __atomic_store_n(&progress[task].done, unit + 1, __ATOMIC_RELEASE);
             }
         }
@@ -1235,7 +1235,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 continue;
             for (int64_t unit = from; unit < units; ++unit) {
                 int packed_col = -1;
-                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, task, task + 1, inputs, &packed_col);
+                grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, n, task, task + 1, inputs, &packed_col);
             }
         }
         aligned_free(inputs);

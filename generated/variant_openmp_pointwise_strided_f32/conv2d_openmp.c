@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: cf0b3db7de6942cd70667267c3140dc1fec5a1914d65a73ddda7cd5d445c5caa
+ * cache key: 51f5acad40d8c822db8abede8c07b37a37bf856c4fe00c6a2c3eed504d4c6d40
  */
 
 #include <stdint.h>
@@ -965,10 +965,10 @@ static inline void prefetch_inputs(const real *restrict V, int64_t s, int k0, in
  * another panel (kept in L1; once for a run of tasks on one column panel, its row groups).
  * Each tile reads its GW_MR rows of G_s in place. At a stride, the chunk's input pixels of the
  * panel's channels are gathered into the scratch (GW_KC apart) before they are transposed. * While its tiles run it prefetches the inputs of the unit after it among tasks
- * first_task .. end_task - 1 (the thread's run of units).
+ * first_task .. end_task - 1 (the thread's run of units), if there is one in the n samples.
  */
-static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK, int64_t n,
-                                    int64_t s, int k0, int task, int first_task, int end_task,
+static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK,
+                                    int64_t s, int k0, int task, int64_t n, int first_task, int end_task,
                                     real *restrict inputs, int *packed_col)
 {
     const int steps = P - k0 < GW_KC ? P - k0 : GW_KC;
@@ -1053,7 +1053,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 int64_t expected = unit;
                 if (!__atomic_compare_exchange_n(&progress[task].claimed, &expected, unit + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                     continue;
-                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, first_task, end_task, inputs, &packed_col);
+                grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, n, first_task, end_task, inputs, &packed_col);
                 __atomic_store_n(&progress[task].done, unit + 1, __ATOMIC_RELEASE);
             }
         }
@@ -1077,7 +1077,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 continue;
             for (int64_t unit = from; unit < units; ++unit) {
                 int packed_col = -1;
-                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, task, task + 1, inputs, &packed_col);
+                grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, n, task, task + 1, inputs, &packed_col);
             }
         }
         aligned_free(inputs);

@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 7354adb9831276bcade87c861e7e5c82cfd622311f4554b246bd815353e4d5cb
+ * cache key: ed0d3304b3730dd54aa25b225b724cdf50ec8d0e65a7784f4e3c9435b075b860
  */
 
 #include <stdint.h>
@@ -846,7 +846,7 @@ static inline void gather_window(const real *restrict plane, int i, int j, int f
  * input pixels, those its tap reads under the output's, are gathered into the scratch
  * (GW_KC apart) before they are transposed.
  */
-static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK, int64_t n,
+static inline void grad_weight_unit(const real *restrict V, const real *restrict G, real *restrict dK,
                                     int64_t s, int k0, int task,
                                     real *restrict inputs, int *packed_col)
 {
@@ -916,7 +916,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 int64_t expected = unit;
                 if (!__atomic_compare_exchange_n(&progress[task].claimed, &expected, unit + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                     continue;
-                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, inputs, &packed_col);
+                grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, inputs, &packed_col);
                 __atomic_store_n(&progress[task].done, unit + 1, __ATOMIC_RELEASE);
             }
         }
@@ -940,7 +940,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
                 continue;
             for (int64_t unit = from; unit < units; ++unit) {
                 int packed_col = -1;
-                grad_weight_unit(V, G, dK, n, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, inputs, &packed_col);
+                grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, inputs, &packed_col);
             }
         }
         aligned_free(inputs);
