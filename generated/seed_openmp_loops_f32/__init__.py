@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 70ba9796d69e721890a8a4bdf382d00b229d20c1ea41f002fb97313ddc5d9816
+# cache key: 20030aa430bb72eb34ed3be6689f67a0c8e9ed36b3c2d90fba5264c07fe53c0d
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 70ba9796d69e721890a8a4bdf382d00b229d20c1ea41f002fb97313ddc5d9816.
+Built by corrgen 0.1.0, cache key 20030aa430bb72eb34ed3be6689f67a0c8e9ed36b3c2d90fba5264c07fe53c0d.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_70ba9796d69e")
+_extension = _importlib.import_module(__name__ + "._conv2d_20030aa430bb")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "70ba9796d69e721890a8a4bdf382d00b229d20c1ea41f002fb97313ddc5d9816"
+key = "20030aa430bb72eb34ed3be6689f67a0c8e9ed36b3c2d90fba5264c07fe53c0d"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

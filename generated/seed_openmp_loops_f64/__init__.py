@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 37d5083aee359e8678ad156bfbbd5e824b8ce113079e126e6c7ae7678732d61e
+# cache key: 7ec47ba6e1ce135fb7a2273936cbb65e78ba0402086863eccf55aceb0be0b1cc
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 37d5083aee359e8678ad156bfbbd5e824b8ce113079e126e6c7ae7678732d61e.
+Built by corrgen 0.1.0, cache key 7ec47ba6e1ce135fb7a2273936cbb65e78ba0402086863eccf55aceb0be0b1cc.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_37d5083aee35")
+_extension = _importlib.import_module(__name__ + "._conv2d_7ec47ba6e1ce")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "37d5083aee359e8678ad156bfbbd5e824b8ce113079e126e6c7ae7678732d61e"
+key = "7ec47ba6e1ce135fb7a2273936cbb65e78ba0402086863eccf55aceb0be0b1cc"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

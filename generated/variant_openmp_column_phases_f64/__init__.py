@@ -3,10 +3,10 @@
 # spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
 #        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 09a1b6b7105c7ecec4f0096eee4a89b0ff0347365250c9a97403518b3846b103
+# cache key: 6eae6b21c693ec62d2f55fb1c82acaa5b01f81751a12dca919bc943139ff1a63
 """input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 09a1b6b7105c7ecec4f0096eee4a89b0ff0347365250c9a97403518b3846b103.
+Built by corrgen 0.1.0, cache key 6eae6b21c693ec62d2f55fb1c82acaa5b01f81751a12dca919bc943139ff1a63.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 7, 9), K (3, 2, 3, 2), b (3,), Z (N, 3, 5, 9)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_09a1b6b7105c")
+_extension = _importlib.import_module(__name__ + "._conv2d_6eae6b21c693")
 
 spec = _LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "09a1b6b7105c7ecec4f0096eee4a89b0ff0347365250c9a97403518b3846b103"
+key = "6eae6b21c693ec62d2f55fb1c82acaa5b01f81751a12dca919bc943139ff1a63"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

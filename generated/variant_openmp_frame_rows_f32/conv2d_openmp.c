@@ -4,7 +4,7 @@
  * spec:  input 3x12x10, kernel 16x3x5x5, padding 2 -> output 16x12x10
  *        {"input": [3, 12, 10], "kernel": [16, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 12, 10]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a75957fb8b50fd731463c2bd30745580ee39d27509d96d1072e55ded8d42d0bc
+ * cache key: e2e9488169f83cd152f5e3e1be3bfed9f5d5403516f5bec757f92ebdb7158446
  */
 
 #include <stdint.h>
@@ -125,7 +125,7 @@ typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(r
 
 /* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
  * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
- * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.01-1.03
  * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
  * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
  * they changed how GCC allocated the registers of the loops around them (S3's float64 forward

@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: a65f6565310fd06cbe21e67fa0e23c49cc8fda1e6723b6e97cd77add9f825891
+ * cache key: 1ad2f6ce48a80678ca316eed2263cf149ecbaed5c74bcc7c61287d9c543d318b
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 0ce9ac3c5ad455587405fa05acd227d4c4548753d0c1f31d0843f49275400507
+ * cache key: 244461958b5d5370fb3b5e0be180731f519804f64305777f383b5816a381c276
  */
 
 /*

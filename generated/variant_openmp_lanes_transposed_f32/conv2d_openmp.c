@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: edd41f4f6b0d279bfcc6d7910445b0f66339e5100e084253252b5f56c95ea3ca
+ * cache key: a61730e0de2b358c1c6874e6897373752c3a047ca6f763b6822aac767a6fa77e
  */
 
 #include <stdint.h>
@@ -146,7 +146,7 @@ typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(r
 
 /* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
  * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
- * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.01-1.03
  * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
  * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
  * they changed how GCC allocated the registers of the loops around them (S3's float64 forward

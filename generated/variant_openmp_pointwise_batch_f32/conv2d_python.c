@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: b8e72db5f8b1acb0892ec12560d5d51dd316718a23939859e46767ec7c61c3d4
+ * cache key: e5051c11f09d8fa17d4a2623ac3f4ed0ffdc1b4fa751ca460631aa761c4f226f
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 51f5acad40d8c822db8abede8c07b37a37bf856c4fe00c6a2c3eed504d4c6d40
+ * cache key: 3ab9c970840985156e8741dcd305c26e6a5f4d107a6947076cf42371a01caee8
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 2b3ab2a8462bdf2626646dc793a51b6acdec9397521d7c3f0e6d5523d288b85e
+ * cache key: 9e3423b40dd65616e6cfb9968cacf7c0d3b24a4180788622edc309762447af9c
  */
 
 #include <stdint.h>
@@ -66,7 +66,7 @@ typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(r
 
 /* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
  * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
- * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.01-1.03
  * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
  * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
  * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
@@ -1003,7 +1003,7 @@ typedef struct {
  * chunk's rows of G_s stay in L2 while its panels pass over them). A thread done with its own
  * then takes the rest of the task with the most units left, after the unit its owner is
  * running: a core slowed by another job does not hold the call back (on 2 threads, one of
- * them was seen 13 % slower than the other for seconds at a time; docs/tiles.md). No
+ * them was seen 15 % slower than the other for seconds at a time; docs/tiles.md). No
  * barriers and no partial copies: each task's units add to its block of dK in order, so
  * every element is summed in the same order whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)

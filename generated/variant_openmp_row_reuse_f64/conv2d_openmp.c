@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 7a87ba008ffbd3dc1f2ba52b67c3f1c7d1950715f1c2035d34566f49a131cdc6
+ * cache key: 8fe3f74c8d33534233b773c0deb47b835bef42a582c74d4eaa948031344fc1fc
  */
 
 #include <stdint.h>
@@ -132,7 +132,7 @@ typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(r
 
 /* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
  * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
- * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.01-1.03
  * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
  * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
  * they changed how GCC allocated the registers of the loops around them (S3's float64 forward

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 7a87ba008ffbd3dc1f2ba52b67c3f1c7d1950715f1c2035d34566f49a131cdc6
+ * cache key: 8fe3f74c8d33534233b773c0deb47b835bef42a582c74d4eaa948031344fc1fc
  */
 
 /*

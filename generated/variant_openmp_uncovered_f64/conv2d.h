@@ -4,7 +4,7 @@
  * spec:  input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 6], "kernel": [1, 2, 1, 2], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 414087b5bedac8e687e5731295f9dd9edda654acfebadfda6d0a90f904450f19
+ * cache key: 1dc7328822c7be09f15a580a3c9e2aff07a7e6ce24dfd15555047d85d48bf690
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: ed0d3304b3730dd54aa25b225b724cdf50ec8d0e65a7784f4e3c9435b075b860
+ * cache key: b2894338d505d0d844d54d307704658ab0d147b3e0d59a6091432149c645af6e
  */
 
 #include <stdint.h>
@@ -116,7 +116,7 @@ typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(r
 
 /* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
  * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
- * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.01-1.03
  * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
  * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
  * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
@@ -885,7 +885,7 @@ typedef struct {
  * chunk's rows of G_s stay in L2 while its panels pass over them). A thread done with its own
  * then takes the rest of the task with the most units left, after the unit its owner is
  * running: a core slowed by another job does not hold the call back (on 2 threads, one of
- * them was seen 13 % slower than the other for seconds at a time; docs/tiles.md). No
+ * them was seen 15 % slower than the other for seconds at a time; docs/tiles.md). No
  * barriers and no partial copies: each task's units add to its block of dK in order, so
  * every element is summed in the same order whatever the number of threads. */
 static int grad_weight(int64_t n, const real *restrict V, const real *restrict G, real *restrict dK)

@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f644bcec81c5da1acef967d56846728e6e086352765e50e2ffa4471f0e91f3c5
+ * cache key: e15bae9b8fc6d6804a8c8d60348ef82cc24e88264d2dac42669e4b8415d43025
  */
 
 #include <stdint.h>
@@ -125,7 +125,7 @@ typedef real vec __attribute__((vector_size(VL * sizeof(real)), aligned(sizeof(r
 
 /* The kernels' scratch (packed panels, partial sums) starts on a cache line. malloc aligns to
  * 16 bytes, so some vector loads of a panel straddled two lines, and where a panel began
- * within its line moved from call to call with the heap: S6's float32 passes took 1.02-1.03
+ * within its line moved from call to call with the heap: S6's float32 passes took 1.01-1.03
  * of the time that way (docs/tiles.md). Each block keeps malloc's address just before the
  * aligned memory, for aligned_free. Out of line and marked as allocators, as malloc is: inlined,
  * they changed how GCC allocated the registers of the loops around them (S3's float64 forward
