@@ -178,6 +178,26 @@ int main(void)
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
 
 
+
+@pytest.mark.parametrize("layer", SCRATCH_LAYERS)
+def test_a_thread_waiting_on_another_pauses_and_yields(layer):
+    """Every loop that waits on another thread's progress (a matrix-product grad_weight's
+    takeover waits for the unit the block's owner is running) calls spin_wait, which pauses
+    and now and then gives the core back: with more threads than cores, the owner may be
+    the thread that is not running. <sched.h> comes with it and only with it."""
+    import re
+
+    ir = lower(SCRATCH_LAYERS[layer], OPENMP, "float32", "loops")
+    source = render(ir, OPENMP).text("conv2d_openmp.c")
+    waits = re.findall(r"\n *(?:while|for) \((.*__atomic_load_n.*)\)\n *(.*)\n", source)
+    assert bool(waits) == layer.startswith("pointwise") == ("#include <sched.h>" in source)
+    for condition, body in waits:
+        assert body.startswith("spin_wait("), (condition, body)
+    if waits:
+        helper = source[source.index("static inline void spin_wait("):]
+        helper = helper[:helper.index("\n}\n")]
+        assert "__builtin_ia32_pause()" in helper and "sched_yield()" in helper
+
 def test_flops_per_sample_count_every_multiply_add():
     """A layer with more output channels than input channels: the count the serial path and
     the schedule are chosen by is the benchmark's (BENCH.md), not O twice."""

@@ -99,7 +99,8 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
                                         or p.variant == "lane_sweep" for p in passes),
         hide_pointer=any(p.bias for p in lane_sweeps),
         transpose=transpose, pack_transposed=pack, index_type=index_type, transpose_steps=steps,
-        transpose_shuffles=shuffles, transpose_columns=columns)
+        transpose_shuffles=shuffles, transpose_columns=columns,
+        waits=any(p.accumulates for p in products))
 
 
 #: The passes ``codegen.tune`` chooses for.

@@ -452,5 +452,6 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                       transpose_steps=steps, transpose_shuffles=shuffles,
                       transpose_columns=columns, shuffles=transposed,
                       transpose_vectors=transpose_shuffles(vl, dtype_bytes) if transposed
-                      else None)
+                      else None,
+                      waits=any(isinstance(p, Product) and p.accumulates for p in passes))
     return ModulePlan(helpers, tuple(passes), tuple(d.constants), tuple(d.tables))

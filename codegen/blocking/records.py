@@ -558,6 +558,8 @@ class Helpers:
             number of steps, its shuffles in order, and the value of each column.
         transpose_vectors: ``transpose_vectors`` (VL x VL, the transposed matrix products'
             stores), as those three, or None.
+        waits: ``<sched.h>``, for a matrix-product grad_weight's ``spin_wait`` (a thread
+            waiting on the unit another thread is running).
     """
 
     loops: bool = False
@@ -579,6 +581,7 @@ class Helpers:
     transpose_shuffles: tuple[Shuffle, ...] = ()
     transpose_columns: tuple[str, ...] = ()
     transpose_vectors: tuple[int, tuple[Shuffle, ...], tuple[str, ...]] | None = None
+    waits: bool = False
 
 
 @dataclass(frozen=True)

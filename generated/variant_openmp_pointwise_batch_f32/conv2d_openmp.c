@@ -4,13 +4,14 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e5051c11f09d8fa17d4a2623ac3f4ed0ffdc1b4fa751ca460631aa761c4f226f
+ * cache key: 620499710331599a5c405e4eb9a819f7f9666da56b89616b3341412d63dcb474
  */
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <sched.h>
 
 #include "conv2d.h"
 
@@ -1374,6 +1375,23 @@ typedef struct {
     char pad[LINE_BYTES - 2 * sizeof(int64_t)];
 } task_progress;
 
+/* One turn of a wait on another thread: a pause, so that the loop neither floods the core with
+ * loads nor starves a sibling hardware thread, and every SPIN_YIELD turns the core back to the
+ * scheduler: with more threads than cores, the owner waited on may be the thread that is not
+ * running (16 threads on 2 cores: S6's float32 grad_weight took 0.91-0.95 of a bare spin's
+ * time, docs/tiles.md). */
+#define SPIN_YIELD 1024
+static inline void spin_wait(unsigned spins)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+    if (spins % SPIN_YIELD == 0)
+        sched_yield();
+}
+
 /* grad_weight: dK[o, c, i, j] = sum_{y<7, x<7} G[o, y, x] * V[c, y + i, x + j]
  * Every element of dK belongs to one task (grad_weight_unit). Each thread owns a contiguous
  * range of the tasks and walks the batch in order, a unit of each of its tasks in turn (the
@@ -1431,8 +1449,8 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             if (!__atomic_compare_exchange_n(&progress[task].claimed, &from, units, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                 continue;
             /* the unit its owner may be running goes into dK first */
-            while (__atomic_load_n(&progress[task].done, __ATOMIC_ACQUIRE) < from)
-                continue;
+            for (unsigned spins = 1; __atomic_load_n(&progress[task].done, __ATOMIC_ACQUIRE) < from; ++spins)
+                spin_wait(spins);
             for (int64_t unit = from; unit < units; ++unit) {
                 int packed_col = -1;
                 grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, n, task, task + 1, inputs, &packed_col);

@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: d0af4ff837cc2803f7b01534b6d833454eb9755c4c7d3cd3d5a19f2c9c8b9ae1
+ * cache key: c3ef5436b0321173e2bd50bd8ab3d43d2b49267e015042e1562f0b103be0896c
  */
 
 /*

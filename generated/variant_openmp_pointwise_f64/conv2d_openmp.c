@@ -4,13 +4,14 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: d0af4ff837cc2803f7b01534b6d833454eb9755c4c7d3cd3d5a19f2c9c8b9ae1
+ * cache key: c3ef5436b0321173e2bd50bd8ab3d43d2b49267e015042e1562f0b103be0896c
  */
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <sched.h>
 
 #include "conv2d.h"
 
@@ -914,6 +915,23 @@ typedef struct {
     char pad[LINE_BYTES - 2 * sizeof(int64_t)];
 } task_progress;
 
+/* One turn of a wait on another thread: a pause, so that the loop neither floods the core with
+ * loads nor starves a sibling hardware thread, and every SPIN_YIELD turns the core back to the
+ * scheduler: with more threads than cores, the owner waited on may be the thread that is not
+ * running (16 threads on 2 cores: S6's float32 grad_weight took 0.91-0.95 of a bare spin's
+ * time, docs/tiles.md). */
+#define SPIN_YIELD 1024
+static inline void spin_wait(unsigned spins)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+    if (spins % SPIN_YIELD == 0)
+        sched_yield();
+}
+
 /* grad_weight: dK[o, c, i, j] = sum_{y<3, x<7} G[o, y, x] * V[c, y + 2*i, x + 2*j]
  * Every element of dK belongs to one task (grad_weight_unit). Each thread owns a contiguous
  * range of the tasks and walks the batch in order, a unit of each of its tasks in turn (the
@@ -971,8 +989,8 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             if (!__atomic_compare_exchange_n(&progress[task].claimed, &from, units, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                 continue;
             /* the unit its owner may be running goes into dK first */
-            while (__atomic_load_n(&progress[task].done, __ATOMIC_ACQUIRE) < from)
-                continue;
+            for (unsigned spins = 1; __atomic_load_n(&progress[task].done, __ATOMIC_ACQUIRE) < from; ++spins)
+                spin_wait(spins);
             for (int64_t unit = from; unit < units; ++unit) {
                 int packed_col = -1;
                 grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, n, task, task + 1, inputs, &packed_col);

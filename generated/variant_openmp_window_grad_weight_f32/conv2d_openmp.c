@@ -4,13 +4,14 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: b2894338d505d0d844d54d307704658ab0d147b3e0d59a6091432149c645af6e
+ * cache key: 3a7abed00a8e6bd6e9d8f743f4816bf0fccc1dc4073cad663cb649fcff321576
  */
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <sched.h>
 
 #include "conv2d.h"
 
@@ -879,6 +880,23 @@ typedef struct {
     char pad[LINE_BYTES - 2 * sizeof(int64_t)];
 } task_progress;
 
+/* One turn of a wait on another thread: a pause, so that the loop neither floods the core with
+ * loads nor starves a sibling hardware thread, and every SPIN_YIELD turns the core back to the
+ * scheduler: with more threads than cores, the owner waited on may be the thread that is not
+ * running (16 threads on 2 cores: S6's float32 grad_weight took 0.91-0.95 of a bare spin's
+ * time, docs/tiles.md). */
+#define SPIN_YIELD 1024
+static inline void spin_wait(unsigned spins)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+    if (spins % SPIN_YIELD == 0)
+        sched_yield();
+}
+
 /* grad_weight: dK[o, c, i, j] = sum_{y<6, x<5} G[o, y, x] * V[c, y + 3 - 2*i, 2*x - j]
  * Every element of dK belongs to one task (grad_weight_unit). Each thread owns a contiguous
  * range of the tasks and walks the batch in order, a unit of each of its tasks in turn (the
@@ -936,8 +954,8 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
             if (!__atomic_compare_exchange_n(&progress[task].claimed, &from, units, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
                 continue;
             /* the unit its owner may be running goes into dK first */
-            while (__atomic_load_n(&progress[task].done, __ATOMIC_ACQUIRE) < from)
-                continue;
+            for (unsigned spins = 1; __atomic_load_n(&progress[task].done, __ATOMIC_ACQUIRE) < from; ++spins)
+                spin_wait(spins);
             for (int64_t unit = from; unit < units; ++unit) {
                 int packed_col = -1;
                 grad_weight_unit(V, G, dK, unit / GW_CHUNKS, (int)(unit % GW_CHUNKS) * GW_KC, task, inputs, &packed_col);
