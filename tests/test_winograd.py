@@ -9,6 +9,7 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_tune import _build_with
 
@@ -144,6 +145,38 @@ def test_winograd_modules_match_the_reference(tmp_path: Path, name, dtype):
         for result in check_module(module, batch=batch, seed=seed):
             assert result.ok, result
 
+
+
+def test_the_kept_transformed_weights_serve_every_call_and_every_thread(tmp_path: Path):
+    """The forward and grad_input blocks of transformed weights are kept between calls
+    (take_kept): each call transforms its own weights into them, so calls with other
+    weights, one after another and from several Python threads at once (cffi releases the
+    GIL), give what the reference gives, and the same bits as one call alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from derive import reference
+
+    spec = SPECS["odd_sizes"]
+    module = _build_with(spec, "float64", dict.fromkeys(PASSES, WINOGRAD_CHOICE), tmp_path)
+    source = (Path(module.__file__).parent / "conv2d_openmp.c").read_text()
+    for pass_name in ("forward", "grad_input"):
+        assert f"take_kept(&{pass_name}_kept_weights," in source
+        assert f"give_kept(&{pass_name}_kept_weights, weights);" in source
+    inputs = [reference.random_inputs(spec, 2, "float64", seed) for seed in range(6)]
+    alone = [(module.forward(V, K, b), module.grad_input(K, G)) for V, K, b, G in inputs]
+    for (V, K, b, G), (Z, dV) in zip(inputs, alone):
+        np.testing.assert_allclose(Z, reference.forward(spec, V, K, b), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dV, reference.grad_input(spec, K, G), rtol=1e-12, atol=1e-12)
+
+    def calls(i):
+        V, K, b, G = inputs[i % len(inputs)]
+        return [(module.forward(V, K, b), module.grad_input(K, G)) for _ in range(20)]
+
+    with ThreadPoolExecutor(4) as pool:
+        for i, results in enumerate(pool.map(calls, range(8))):
+            Z, dV = alone[i % len(inputs)]
+            for z, dv in results:
+                assert np.array_equal(z, Z) and np.array_equal(dv, dV)
 
 def test_a_task_keeps_its_blocks_within_l2():
     """A task takes as many tile rows as keep its transformed patches and products within

@@ -100,7 +100,8 @@ def _helpers(passes: tuple, lanes: int, dtype_bytes: int, index_type: str) -> He
         hide_pointer=any(p.bias for p in lane_sweeps),
         transpose=transpose, pack_transposed=pack, index_type=index_type, transpose_steps=steps,
         transpose_shuffles=shuffles, transpose_columns=columns,
-        waits=any(p.accumulates for p in products))
+        waits=any(p.accumulates for p in products),
+        kept_scratch=any(isinstance(p, Winograd) for p in passes))
 
 
 #: The passes ``codegen.tune`` chooses for.

@@ -560,6 +560,8 @@ class Helpers:
             stores), as those three, or None.
         waits: ``<sched.h>``, for a matrix-product grad_weight's ``spin_wait`` (a thread
             waiting on the unit another thread is running).
+        kept_scratch: ``take_kept``, ``give_kept`` (Winograd's transformed weights, kept
+            between calls).
     """
 
     loops: bool = False
@@ -582,6 +584,7 @@ class Helpers:
     transpose_columns: tuple[str, ...] = ()
     transpose_vectors: tuple[int, tuple[Shuffle, ...], tuple[str, ...]] | None = None
     waits: bool = False
+    kept_scratch: bool = False
 
 
 @dataclass(frozen=True)

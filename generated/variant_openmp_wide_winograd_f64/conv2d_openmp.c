@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: f23e93676c5af32ccb53c2f3b553df6635052765197d461ec3f7c373bda7d31f
+ * cache key: c3eddf72f246c6f883e75ba0143647c1324929b2da09659b9d2a877f689f02a7
  */
 
 #include <stdint.h>
@@ -144,6 +144,21 @@ static __attribute__((noinline)) void aligned_free(void *memory)
 {
     if (memory != NULL)
         free(((void **)memory)[-1]);
+}
+
+/* A pass's block of transformed weights, kept in its slot between calls: freed, a block past
+ * glibc's largest mmap threshold (32 MB) went back to the system, and the next call faulted
+ * in and zeroed every page of it again (a 512-channel 3x3 layer's float64 Winograd forward
+ * took 1.9 times as long at a batch of 1, docs/tiles.md). A call that finds the slot empty
+ * (another call has the block) allocates one; of two blocks given back, the last is kept. */
+static __attribute__((noinline)) void *take_kept(void **slot, size_t bytes)
+{
+    void *block = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQ_REL);
+    return block != NULL ? block : aligned_malloc(bytes);
+}
+static __attribute__((noinline)) void give_kept(void **slot, void *block)
+{
+    aligned_free(__atomic_exchange_n(slot, block, __ATOMIC_ACQ_REL));
 }
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
@@ -501,9 +516,10 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
  * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
  * fewer blocks than threads.
  */
+static void *forward_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    real *weights = aligned_malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
+    real *weights = take_kept(&forward_kept_weights, sizeof(real) * WF_POINTS * WF_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WF_OUT_PAD / WF_MR, units = n * WF_BLOCKS * panels;
@@ -541,7 +557,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         aligned_free(patches);
         aligned_free(products);
     }
-    aligned_free(weights);
+    give_kept(&forward_kept_weights, weights);
     return failed;
 }
 
@@ -750,9 +766,10 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
  * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
  * fewer blocks than threads.
  */
+static void *grad_input_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    real *weights = aligned_malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
+    real *weights = take_kept(&grad_input_kept_weights, sizeof(real) * WG_POINTS * WG_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WG_OUT_PAD / WG_MR, units = n * WG_BLOCKS * panels;
@@ -790,7 +807,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         aligned_free(patches);
         aligned_free(products);
     }
-    aligned_free(weights);
+    give_kept(&grad_input_kept_weights, weights);
     return failed;
 }
 

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 1fad3d1ce8afe991238c97f259101597083c1e207e0f42c91b0c1124712c4f98
+ * cache key: 966df1989cf369ac3f35ddefc6436579ff0a959d3a089c68a2429d3811d437aa
  */
 
 #include <stdint.h>
@@ -144,6 +144,21 @@ static __attribute__((noinline)) void aligned_free(void *memory)
 {
     if (memory != NULL)
         free(((void **)memory)[-1]);
+}
+
+/* A pass's block of transformed weights, kept in its slot between calls: freed, a block past
+ * glibc's largest mmap threshold (32 MB) went back to the system, and the next call faulted
+ * in and zeroed every page of it again (a 512-channel 3x3 layer's float64 Winograd forward
+ * took 1.9 times as long at a batch of 1, docs/tiles.md). A call that finds the slot empty
+ * (another call has the block) allocates one; of two blocks given back, the last is kept. */
+static __attribute__((noinline)) void *take_kept(void **slot, size_t bytes)
+{
+    void *block = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQ_REL);
+    return block != NULL ? block : aligned_malloc(bytes);
+}
+static __attribute__((noinline)) void give_kept(void **slot, void *block)
+{
+    aligned_free(__atomic_exchange_n(slot, block, __ATOMIC_ACQ_REL));
 }
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
@@ -546,9 +561,10 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
  * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
  * fewer blocks than threads.
  */
+static void *forward_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    real *weights = aligned_malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
+    real *weights = take_kept(&forward_kept_weights, sizeof(real) * WF_POINTS * WF_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WF_OUT_PAD / WF_MR, units = n * WF_BLOCKS * panels;
@@ -586,7 +602,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         aligned_free(patches);
         aligned_free(products);
     }
-    aligned_free(weights);
+    give_kept(&forward_kept_weights, weights);
     return failed;
 }
 
@@ -796,9 +812,10 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
  * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
  * fewer blocks than threads.
  */
+static void *grad_input_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    real *weights = aligned_malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
+    real *weights = take_kept(&grad_input_kept_weights, sizeof(real) * WG_POINTS * WG_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WG_OUT_PAD / WG_MR, units = n * WG_BLOCKS * panels;
@@ -836,7 +853,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         aligned_free(patches);
         aligned_free(products);
     }
-    aligned_free(weights);
+    give_kept(&grad_input_kept_weights, weights);
     return failed;
 }
 

@@ -3,10 +3,10 @@
 # spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
 #        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: e15bae9b8fc6d6804a8c8d60348ef82cc24e88264d2dac42669e4b8415d43025
+# cache key: b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f
 """input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key e15bae9b8fc6d6804a8c8d60348ef82cc24e88264d2dac42669e4b8415d43025.
+Built by corrgen 0.1.0, cache key b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 14, 14), K (80, 16, 3, 3), b (80,), Z (N, 80, 14, 14)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_e15bae9b8fc6")
+_extension = _importlib.import_module(__name__ + "._conv2d_b5db3f3bf979")
 
 spec = _LayerSpec(input=(16, 14, 14), kernel=(80, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "e15bae9b8fc6d6804a8c8d60348ef82cc24e88264d2dac42669e4b8415d43025"
+key = "b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

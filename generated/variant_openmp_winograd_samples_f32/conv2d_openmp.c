@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e15bae9b8fc6d6804a8c8d60348ef82cc24e88264d2dac42669e4b8415d43025
+ * cache key: b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f
  */
 
 #include <stdint.h>
@@ -150,6 +150,21 @@ static __attribute__((noinline)) void aligned_free(void *memory)
 {
     if (memory != NULL)
         free(((void **)memory)[-1]);
+}
+
+/* A pass's block of transformed weights, kept in its slot between calls: freed, a block past
+ * glibc's largest mmap threshold (32 MB) went back to the system, and the next call faulted
+ * in and zeroed every page of it again (a 512-channel 3x3 layer's float64 Winograd forward
+ * took 1.9 times as long at a batch of 1, docs/tiles.md). A call that finds the slot empty
+ * (another call has the block) allocates one; of two blocks given back, the last is kept. */
+static __attribute__((noinline)) void *take_kept(void **slot, size_t bytes)
+{
+    void *block = __atomic_exchange_n(slot, NULL, __ATOMIC_ACQ_REL);
+    return block != NULL ? block : aligned_malloc(bytes);
+}
+static __attribute__((noinline)) void give_kept(void **slot, void *block)
+{
+    aligned_free(__atomic_exchange_n(slot, block, __ATOMIC_ACQ_REL));
 }
 
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
@@ -534,9 +549,10 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
  * A block is a whole sample (winograd=2s), and a group at most WF_GROUP panels, so that its
  * products stay in L2 beside the patches.
  */
+static void *forward_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
-    real *weights = aligned_malloc(sizeof(real) * WF_POINTS * WF_U_POINT);
+    real *weights = take_kept(&forward_kept_weights, sizeof(real) * WF_POINTS * WF_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WF_OUT_PAD / WF_MR, units = n * WF_BLOCKS * panels;
@@ -576,7 +592,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         aligned_free(patches);
         aligned_free(products);
     }
-    aligned_free(weights);
+    give_kept(&forward_kept_weights, weights);
     return failed;
 }
 
@@ -772,9 +788,10 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
  * A block is a whole sample (winograd=2s), and a group at most WG_GROUP panels, so that its
  * products stay in L2 beside the patches.
  */
+static void *grad_input_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
-    real *weights = aligned_malloc(sizeof(real) * WG_POINTS * WG_U_POINT);
+    real *weights = take_kept(&grad_input_kept_weights, sizeof(real) * WG_POINTS * WG_U_POINT);
     if (weights == NULL)
         return 1;
     const int64_t panels = WG_OUT_PAD / WG_MR, units = n * WG_BLOCKS * panels;
@@ -814,7 +831,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         aligned_free(patches);
         aligned_free(products);
     }
-    aligned_free(weights);
+    give_kept(&grad_input_kept_weights, weights);
     return failed;
 }
 

@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e15bae9b8fc6d6804a8c8d60348ef82cc24e88264d2dac42669e4b8415d43025
+ * cache key: b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f
  */
 
 /*
