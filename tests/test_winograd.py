@@ -163,14 +163,16 @@ def test_the_kept_transformed_weights_serve_every_call_and_every_thread(tmp_path
         assert f"take_kept(&{pass_name}_kept_weights," in source
         assert f"give_kept(&{pass_name}_kept_weights, weights);" in source
     inputs = [reference.random_inputs(spec, 2, "float64", seed) for seed in range(6)]
-    alone = [(module.forward(V, K, b), module.grad_input(K, G)) for V, K, b, G in inputs]
-    for (V, K, b, G), (Z, dV) in zip(inputs, alone):
+    alone = [(module.forward(V, K, b), module.grad_input(K, grad))
+             for V, K, b, grad in inputs]
+    for (V, K, b, grad), (Z, dV) in zip(inputs, alone):
         np.testing.assert_allclose(Z, reference.forward(spec, V, K, b), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(dV, reference.grad_input(spec, K, G), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dV, reference.grad_input(spec, K, grad), rtol=1e-12,
+                                   atol=1e-12)
 
     def calls(i):
-        V, K, b, G = inputs[i % len(inputs)]
-        return [(module.forward(V, K, b), module.grad_input(K, G)) for _ in range(20)]
+        V, K, b, grad = inputs[i % len(inputs)]
+        return [(module.forward(V, K, b), module.grad_input(K, grad)) for _ in range(20)]
 
     with ThreadPoolExecutor(4) as pool:
         for i, results in enumerate(pool.map(calls, range(8))):
