@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: c3eddf72f246c6f883e75ba0143647c1324929b2da09659b9d2a877f689f02a7
+ * cache key: 1d082eaff499d05a24d41c0806bbc94b0b9e1ca8599bcbce3924edb6339fdb6c
  */
 
 /*
