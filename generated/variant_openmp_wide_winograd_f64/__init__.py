@@ -3,10 +3,10 @@
 # spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
 #        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 1d082eaff499d05a24d41c0806bbc94b0b9e1ca8599bcbce3924edb6339fdb6c
+# cache key: 584f13a4dd680bc28bedefe5f1628fce0bd2cca8f8746701030883d829b3b524
 """input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 1d082eaff499d05a24d41c0806bbc94b0b9e1ca8599bcbce3924edb6339fdb6c.
+Built by corrgen 0.1.0, cache key 584f13a4dd680bc28bedefe5f1628fce0bd2cca8f8746701030883d829b3b524.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 7, 6), K (24, 16, 3, 3), b (24,), Z (N, 24, 9, 8)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_1d082eaff499")
+_extension = _importlib.import_module(__name__ + "._conv2d_584f13a4dd68")
 
 spec = _LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "1d082eaff499d05a24d41c0806bbc94b0b9e1ca8599bcbce3924edb6339fdb6c"
+key = "584f13a4dd680bc28bedefe5f1628fce0bd2cca8f8746701030883d829b3b524"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

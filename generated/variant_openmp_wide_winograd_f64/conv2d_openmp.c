@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 1d082eaff499d05a24d41c0806bbc94b0b9e1ca8599bcbce3924edb6339fdb6c
+ * cache key: 584f13a4dd680bc28bedefe5f1628fce0bd2cca8f8746701030883d829b3b524
  */
 
 #include <stdint.h>
@@ -506,6 +506,9 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
     }
 }
 
+/* forward_kept_weights: the block of transformed weights, kept between calls (take_kept). */
+static void *forward_kept_weights;
+
 /* forward: the weights are transformed once per call; then the batch's blocks of WF_TR tile
  * rows, each cut into its panels of WF_MR result channels, are shared out in equal runs, one
  * per thread. A thread takes its run a group of one block's panels at a time: the block's
@@ -516,7 +519,6 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
  * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
  * fewer blocks than threads.
  */
-static void *forward_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     real *weights = take_kept(&forward_kept_weights, sizeof(real) * WF_POINTS * WF_U_POINT);
@@ -756,6 +758,9 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
     }
 }
 
+/* grad_input_kept_weights: the block of transformed weights, kept between calls (take_kept). */
+static void *grad_input_kept_weights;
+
 /* grad_input: the weights are transformed once per call; then the batch's blocks of WG_TR tile
  * rows, each cut into its panels of WG_MR result channels, are shared out in equal runs, one
  * per thread. A thread takes its run a group of one block's panels at a time: the block's
@@ -766,7 +771,6 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
  * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
  * fewer blocks than threads.
  */
-static void *grad_input_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     real *weights = take_kept(&grad_input_kept_weights, sizeof(real) * WG_POINTS * WG_U_POINT);

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 89b2be6d7ab40d32467ab20546a50495cf110b943007e1da8f42a5d89cbe96b0
+ * cache key: 2b0358acb26eb2e2feb07094a270779e3b6a87018f0730b7ec053a08891a947e
  */
 
 #include <stdint.h>
@@ -551,6 +551,9 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
     }
 }
 
+/* forward_kept_weights: the block of transformed weights, kept between calls (take_kept). */
+static void *forward_kept_weights;
+
 /* forward: the weights are transformed once per call; then the batch's blocks of WF_TR tile
  * rows, each cut into its panels of WF_MR result channels, are shared out in equal runs, one
  * per thread. A thread takes its run a group of one block's panels at a time: the block's
@@ -561,7 +564,6 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
  * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
  * fewer blocks than threads.
  */
-static void *forward_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     real *weights = take_kept(&forward_kept_weights, sizeof(real) * WF_POINTS * WF_U_POINT);
@@ -802,6 +804,9 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
     }
 }
 
+/* grad_input_kept_weights: the block of transformed weights, kept between calls (take_kept). */
+static void *grad_input_kept_weights;
+
 /* grad_input: the weights are transformed once per call; then the batch's blocks of WG_TR tile
  * rows, each cut into its panels of WG_MR result channels, are shared out in equal runs, one
  * per thread. A thread takes its run a group of one block's panels at a time: the block's
@@ -812,7 +817,6 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
  * cores (docs/tiles.md); equal runs of panels also keep every core busy where the batch has
  * fewer blocks than threads.
  */
-static void *grad_input_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     real *weights = take_kept(&grad_input_kept_weights, sizeof(real) * WG_POINTS * WG_U_POINT);

@@ -3,10 +3,10 @@
 # spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
 #        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f
+# cache key: 446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3
 """input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f.
+Built by corrgen 0.1.0, cache key 446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 14, 14), K (80, 16, 3, 3), b (80,), Z (N, 80, 14, 14)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_b5db3f3bf979")
+_extension = _importlib.import_module(__name__ + "._conv2d_446e26dc54fb")
 
 spec = _LayerSpec(input=(16, 14, 14), kernel=(80, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f"
+key = "446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: b5db3f3bf97906ca06c1ba2e72c949bf0e15ded0225101f2fabf3e2ad90d3f1f
+ * cache key: 446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3
  */
 
 #include <stdint.h>
@@ -537,6 +537,9 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
     }
 }
 
+/* forward_kept_weights: the block of transformed weights, kept between calls (take_kept). */
+static void *forward_kept_weights;
+
 /* forward: the weights are transformed once per call; then the batch's blocks of WF_TR tile
  * rows, each cut into its panels of WF_MR result channels, are shared out in equal runs, one
  * per thread. A thread takes its run a group of one block's panels at a time: the block's
@@ -549,7 +552,6 @@ static void forward_results(const real *restrict M, int ty0, int first, int end,
  * A block is a whole sample (winograd=2s), and a group at most WF_GROUP panels, so that its
  * products stay in L2 beside the patches.
  */
-static void *forward_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int forward(int64_t n, const real *restrict V, const real *restrict K, const real *restrict b, real *restrict Z)
 {
     real *weights = take_kept(&forward_kept_weights, sizeof(real) * WF_POINTS * WF_U_POINT);
@@ -776,6 +778,9 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
     }
 }
 
+/* grad_input_kept_weights: the block of transformed weights, kept between calls (take_kept). */
+static void *grad_input_kept_weights;
+
 /* grad_input: the weights are transformed once per call; then the batch's blocks of WG_TR tile
  * rows, each cut into its panels of WG_MR result channels, are shared out in equal runs, one
  * per thread. A thread takes its run a group of one block's panels at a time: the block's
@@ -788,7 +793,6 @@ static void grad_input_results(const real *restrict M, int ty0, int first, int e
  * A block is a whole sample (winograd=2s), and a group at most WG_GROUP panels, so that its
  * products stay in L2 beside the patches.
  */
-static void *grad_input_kept_weights; /* the transformed weights' block between calls (take_kept) */
 static int grad_input(int64_t n, const real *restrict K, const real *restrict G, real *restrict dV)
 {
     real *weights = take_kept(&grad_input_kept_weights, sizeof(real) * WG_POINTS * WG_U_POINT);
