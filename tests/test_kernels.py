@@ -982,27 +982,41 @@ import codegen
 import codegen.lower
 from derive import reference
 sys.path.insert(0, sys.argv[2])
-from test_kernels import GRID
+from test_kernels import GRID, THREAD_LAYERS
 results = {}
 for key, out in (("", None), ("dynamic_", sys.argv[3])):
     if out is not None:  # every task loop handed out dynamically, built in a folder of its own
         codegen.lower.DYNAMIC_TASK_FLOPS = 0
     for i, name in enumerate(sys.argv[4:]):
-        spec = GRID[name]
+        spec = {**GRID, **THREAD_LAYERS}[name]
         module = codegen.load(spec, dtype="float64", style="loops", tune=False, out=out)
-        V, K, b, G = reference.random_inputs(spec, 3, "float64", seed=4)
         results[f"{key}{i}_threads"] = np.array(module.threads())
-        z = module.forward(V, K, b) if spec.bias else module.forward(V, K)
-        results[f"{key}{i}_z"] = z
-        results[f"{key}{i}_dv"] = module.grad_input(K, G)
-        results[f"{key}{i}_dk"] = module.grad_weight(V, G)
+        for batch in (3, 1):
+            V, K, b, G = reference.random_inputs(spec, batch, "float64", seed=4)
+            z = module.forward(V, K, b) if spec.bias else module.forward(V, K)
+            results[f"{key}{i}_{batch}_z"] = z
+            results[f"{key}{i}_{batch}_dv"] = module.grad_input(K, G)
+            results[f"{key}{i}_{batch}_dk"] = module.grad_weight(V, G)
+            if batch == 1:  # its passes may cut the sample into bands of rows
+                np.testing.assert_allclose(z, reference.forward(spec, V, K, b if spec.bias else None),
+                                           rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(results[f"{key}{i}_1_dv"],
+                                           reference.grad_input(spec, K, G), rtol=1e-12, atol=1e-12)
 np.savez(sys.argv[1], **results)
 """
+
+#: Layers of the thread-count test beyond GRID's: one channel block in every sweep pass, so
+#: that a batch of 1 is cut into bands of rows of tiles (a stem-like 7x7 at stride 2).
+THREAD_LAYERS = {
+    "one_block_s2": LayerSpec(input=(3, 30, 30), kernel=(8, 3, 7, 7), stride=2, padding=3),
+}
 
 
 def test_results_do_not_depend_on_the_thread_count(tmp_path):
     """On 1, 3 and 16 threads (more than this machine's cores: the task groups that keep
-    more cores busy on a small batch), every pass gives the same bits: every element is
+    more cores busy on a small batch, and at a batch of 1 the bands of rows of tiles where a
+    sweep's channel blocks are fewer than the threads), every pass gives the same bits, and
+    at a batch of 1 what the reference gives: every element is
     computed by one task, in an order that does not depend on the threads. These layers'
     tasks are short, so they are shared out statically; the same layers with their tasks
     handed out dynamically (``DYNAMIC_TASK_FLOPS`` 0) give those bits too. The pointwise
@@ -1016,7 +1030,7 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
     names = ["lanes_p1", "lanes_s2_paired_conv", "parallel_s2_same", "pointwise_parallel",
              "pointwise_row_groups", "pointwise_chunks", "pointwise_s2x1_chunks",
              "row_parts_s2x1_d2x1_conv",
-             "row_parts_5x5"]
+             "row_parts_5x5", *THREAD_LAYERS]
     runs = {}
     for threads in (1, 3, 16):
         out = tmp_path / f"{threads}.npz"

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 20030aa430bb72eb34ed3be6689f67a0c8e9ed36b3c2d90fba5264c07fe53c0d
+# cache key: 9d6a515ba8553c8e8227151f24b7f8b62f4e45085a68908fea212ad451398791
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 20030aa430bb72eb34ed3be6689f67a0c8e9ed36b3c2d90fba5264c07fe53c0d.
+Built by corrgen 0.1.0, cache key 9d6a515ba8553c8e8227151f24b7f8b62f4e45085a68908fea212ad451398791.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_20030aa430bb")
+_extension = _importlib.import_module(__name__ + "._conv2d_9d6a515ba855")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "20030aa430bb72eb34ed3be6689f67a0c8e9ed36b3c2d90fba5264c07fe53c0d"
+key = "9d6a515ba8553c8e8227151f24b7f8b62f4e45085a68908fea212ad451398791"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

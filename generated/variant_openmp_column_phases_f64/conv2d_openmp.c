@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 6eae6b21c693ec62d2f55fb1c82acaa5b01f81751a12dca919bc943139ff1a63
+ * cache key: a012e0be9d5b7a7a2929c29ae89162cde04f0a5b91b77b0853784da5b9e7c3d3
  */
 
 #include <stdint.h>
@@ -201,19 +201,21 @@ static inline void pack_planes(const real *restrict in, int channels, int rows, 
         }
 }
 
-/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample, from the scratch src.
+/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample (band `band` of `bands` of each
+ * phase's rows of tiles), from the scratch src.
  * Register tile: 1 channels x 5 rows x 3 vectors of the outputs. Per input
  * channel and column tap, each of 11 source rows is loaded once for all the
  * row taps reaching it: 33 vector loads and 3 weights feed
  * 45 vector multiply-adds. */
 static void forward_block(const real *restrict src, const real *restrict K,
-                          const real *restrict b, real *restrict out, int o0)
+                          const real *restrict b, real *restrict out, int o0,
+                          int64_t band, int64_t bands)
 {
     const vec zero = {0};
     for (int ph = 0; ph < FWD_PHASES; ++ph) {
         const int rows = FWD_PHASE_ROWS[ph], cols = FWD_PHASE_COLS[ph];
         real *restrict dst = out + FWD_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += FWD_TY)
+        for (int m0 = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * band / bands), m_end = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += FWD_TY)
             for (int n0 = 0; n0 < cols; n0 += FWD_TX) {
                 vec acc0_0 = zero + b[o0 + 0], acc0_1 = zero + b[o0 + 0], acc0_2 = zero + b[o0 + 0], acc0_3 = zero + b[o0 + 0], acc0_4 = zero + b[o0 + 0], acc0_5 = zero + b[o0 + 0], acc0_6 = zero + b[o0 + 0], acc0_7 = zero + b[o0 + 0], acc0_8 = zero + b[o0 + 0], acc0_9 = zero + b[o0 + 0], acc0_10 = zero + b[o0 + 0], acc0_11 = zero + b[o0 + 0], acc0_12 = zero + b[o0 + 0], acc0_13 = zero + b[o0 + 0], acc0_14 = zero + b[o0 + 0];
                 for (int c = 0; c < C; ++c) {
@@ -414,39 +416,48 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 {
     const int64_t blocks = O / FWD_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     int failed = 0;
     #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB, band, bands);
+                }
         aligned_free(scratch);
     }
     return failed;
 }
 
 
-/* grad_input, output channels o0 .. o0 + GIN_OB - 1 of one sample, from the scratch src.
+/* grad_input, output channels o0 .. o0 + GIN_OB - 1 of one sample (band `band` of `bands` of each
+ * phase's rows of tiles), from the scratch src.
  * Register tile: 2 channels x 4 rows x 3 vectors of a phase's outputs;
  * per input channel and tap, 12 vector loads and 2 weights feed
  * 24 vector multiply-adds. */
 static void grad_input_block(const real *restrict src, const real *restrict K,
-                             real *restrict out, int o0)
+                             real *restrict out, int o0,
+                             int64_t band, int64_t bands)
 {
     const vec zero = {0};
     for (int ph = 0; ph < GIN_PHASES; ++ph) {
         const int rows = GIN_PHASE_ROWS[ph], cols = GIN_PHASE_COLS[ph];
         real *restrict dst = out + GIN_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += GIN_TY)
+        for (int m0 = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * band / bands), m_end = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += GIN_TY)
             for (int n0 = 0; n0 < cols; n0 += GIN_TX) {
                 vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero, acc0_3 = zero, acc0_4 = zero, acc0_5 = zero, acc0_6 = zero, acc0_7 = zero, acc0_8 = zero, acc0_9 = zero, acc0_10 = zero, acc0_11 = zero;
                 vec acc1_0 = zero, acc1_1 = zero, acc1_2 = zero, acc1_3 = zero, acc1_4 = zero, acc1_5 = zero, acc1_6 = zero, acc1_7 = zero, acc1_8 = zero, acc1_9 = zero, acc1_10 = zero, acc1_11 = zero;
@@ -661,21 +672,28 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     int failed = 0;
     #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB, band, bands);
+                }
         aligned_free(scratch);
     }
     return failed;

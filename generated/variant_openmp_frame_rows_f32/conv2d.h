@@ -4,7 +4,7 @@
  * spec:  input 3x12x10, kernel 16x3x5x5, padding 2 -> output 16x12x10
  *        {"input": [3, 12, 10], "kernel": [16, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 12, 10]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e2e9488169f83cd152f5e3e1be3bfed9f5d5403516f5bec757f92ebdb7158446
+ * cache key: f9d1fa8343950544f5304756f8d757974cbf9fa324f9d31d2223a2abcfcee001
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 1ad2f6ce48a80678ca316eed2263cf149ecbaed5c74bcc7c61287d9c543d318b
+ * cache key: 45cdcdab112a204ecf149c013099de0f31c7c0f96d1e1abb6ccc474558e2b7e4
  */
 
 #include <stdint.h>
@@ -205,18 +205,20 @@ static inline void pack_planes(const real *restrict in, int channels, int rows, 
         }
 }
 
-/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample, from the scratch src.
+/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample (band `band` of `bands` of each
+ * phase's rows of tiles), from the scratch src.
  * Register tile: 2 channels x 6 rows x 2 vectors of a phase's outputs;
  * per input channel and tap, 12 vector loads and 2 weights feed
  * 24 vector multiply-adds. */
 static void forward_block(const real *restrict src, const real *restrict K,
-                          const real *restrict b, real *restrict out, int o0)
+                          const real *restrict b, real *restrict out, int o0,
+                          int64_t band, int64_t bands)
 {
     const vec zero = {0};
     for (int ph = 0; ph < FWD_PHASES; ++ph) {
         const int rows = FWD_PHASE_ROWS[ph], cols = FWD_PHASE_COLS[ph];
         real *restrict dst = out + FWD_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += FWD_TY)
+        for (int m0 = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * band / bands), m_end = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += FWD_TY)
             for (int n0 = 0; n0 < cols; n0 += FWD_TX) {
                 vec acc0_0 = zero + b[o0 + 0], acc0_1 = zero + b[o0 + 0], acc0_2 = zero + b[o0 + 0], acc0_3 = zero + b[o0 + 0], acc0_4 = zero + b[o0 + 0], acc0_5 = zero + b[o0 + 0], acc0_6 = zero + b[o0 + 0], acc0_7 = zero + b[o0 + 0], acc0_8 = zero + b[o0 + 0], acc0_9 = zero + b[o0 + 0], acc0_10 = zero + b[o0 + 0], acc0_11 = zero + b[o0 + 0];
                 vec acc1_0 = zero + b[o0 + 1], acc1_1 = zero + b[o0 + 1], acc1_2 = zero + b[o0 + 1], acc1_3 = zero + b[o0 + 1], acc1_4 = zero + b[o0 + 1], acc1_5 = zero + b[o0 + 1], acc1_6 = zero + b[o0 + 1], acc1_7 = zero + b[o0 + 1], acc1_8 = zero + b[o0 + 1], acc1_9 = zero + b[o0 + 1], acc1_10 = zero + b[o0 + 1], acc1_11 = zero + b[o0 + 1];
@@ -442,41 +444,49 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 {
     const int64_t blocks = O / FWD_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     int failed = 0;
     #pragma omp parallel if (n * 4320 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB, band, bands);
+                }
         aligned_free(scratch);
     }
     return failed;
 }
 
 
-/* grad_input, channels o0 .. o0 + GIN_OB - 1 of one sample, from its gradient g, read in place.
+/* grad_input, channels o0 .. o0 + GIN_OB - 1 of one sample (band `band` of `bands` of its rows of tiles), from its gradient g, read in place.
  * Register tile: 1 channels x 6 rows x 3 vectors, whole rows of the outputs. Per
  * gradient channel and column tap, each of 7 gradient rows is loaded once for all
  * the row taps reaching it: 21 vector loads (fewer where a vector lies
  * past the row) and 2 weights feed 36 vector multiply-adds. Rows above
  * and below the gradient are read from a row of zeros; a vector crossing its first or last
  * column is loaded inside the row and shifted in registers, zeros shifted in. */
-static void grad_input_block(const real *restrict g, const real *restrict K, real *restrict out, int o0)
+static void grad_input_block(const real *restrict g, const real *restrict K, real *restrict out, int o0,
+                             int64_t band, int64_t bands)
 {
     static const real zero_row[LWO];
     const vec zero = {0};
     const int rows = GIN_PHASE_ROWS[0];
     real *restrict dst = out + GIN_PHASE_DST[0];
-    for (int m0 = 0; m0 < rows; m0 += GIN_TY) {
+    for (int m0 = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * band / bands), m_end = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += GIN_TY) {
         vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero, acc0_3 = zero, acc0_4 = zero, acc0_5 = zero, acc0_6 = zero, acc0_7 = zero, acc0_8 = zero, acc0_9 = zero, acc0_10 = zero, acc0_11 = zero, acc0_12 = zero, acc0_13 = zero, acc0_14 = zero, acc0_15 = zero, acc0_16 = zero, acc0_17 = zero;
         for (int c = 0; c < O; ++c) {
             const real *restrict plane = g + c * (LHO * LWO);
@@ -708,12 +718,19 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     /* static: handing out tasks this short one at a time costs more than it saves */
-    #pragma omp parallel for collapse(2) schedule(static) if (n * 4320 >= PARALLEL_MIN_FLOPS)
+    #pragma omp parallel for collapse(3) schedule(static) if (n * 4320 >= PARALLEL_MIN_FLOPS)
     for (int64_t s = 0; s < n; ++s)
         for (int64_t g = 0; g < groups; ++g)
-            for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                grad_input_block(G + s * (O * LHO * LWO), K, dV + s * (C * LH * LW), ob * GIN_OB);
+            for (int64_t band = 0; band < bands; ++band)
+                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                    grad_input_block(G + s * (O * LHO * LWO), K, dV + s * (C * LH * LW), ob * GIN_OB, band, bands);
     return 0;
 }
 

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5178e552fe85766aba84f19df122544fcc2ff26789055a4796d90e6320440b17
+ * cache key: b2afda59bc5a60b804b1c473122c3bf7a13f4346e6682182fbbe12e2b9bd6a2f
  */
 
 #include <stdint.h>
@@ -369,14 +369,15 @@ static void forward_pack(const real *restrict K, real *restrict packed, int q0)
  * vectors and 11 broadcast source values feed 22 vector multiply-adds.
  * The tile is stored through a buffer, element by element. */
 static void forward_block(const real *restrict src, const real *restrict packed,
-                          const real *restrict b, real *restrict out, int q0)
+                          const real *restrict b, real *restrict out, int q0,
+                          int64_t band, int64_t bands)
 {
     const lanes zero = {0};
     const real *restrict weights = packed + (int64_t)q0 * C * FWD_TAPS;
     for (int ph = 0; ph < FWD_PHASES; ++ph) {
         const int rows = FWD_PHASE_ROWS[ph], cols = FWD_PHASE_COLS[ph];
         real *restrict dst = out + FWD_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += FWD_TY)
+        for (int m0 = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * band / bands), m_end = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += FWD_TY)
             for (int n0 = 0; n0 < cols; n0 += FWD_TX) {
                 lanes acc0_0_0 = zero, acc0_0_1 = zero;
                 lanes acc0_1_0 = zero, acc0_1_1 = zero;
@@ -489,6 +490,12 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 {
     const int64_t blocks = O / FWD_LW;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     real *packed = aligned_malloc(sizeof(real) * O * C * FWD_TAPS);
     if (packed == NULL)
         return 1;
@@ -501,15 +508,16 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
         real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    forward_block(scratch, packed, b, Z + s * (O * LHO * LWO), ob * FWD_LW);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        forward_block(scratch, packed, b, Z + s * (O * LHO * LWO), ob * FWD_LW, band, bands);
+                }
         aligned_free(scratch);
     }
     aligned_free(packed);
@@ -535,14 +543,15 @@ static void grad_input_pack(const real *restrict K, real *restrict packed, int q
  * vectors and 11 broadcast source values feed 11 vector multiply-adds.
  * The tile is stored through a buffer, element by element. */
 static void grad_input_block(const real *restrict src, const real *restrict packed,
-                             real *restrict out, int q0)
+                             real *restrict out, int q0,
+                             int64_t band, int64_t bands)
 {
     const lanes zero = {0};
     const real *restrict weights = packed + (int64_t)q0 * O * GIN_TAPS;
     for (int ph = 0; ph < GIN_PHASES; ++ph) {
         const int rows = GIN_PHASE_ROWS[ph], cols = GIN_PHASE_COLS[ph];
         real *restrict dst = out + GIN_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += GIN_TY)
+        for (int m0 = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * band / bands), m_end = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += GIN_TY)
             for (int n0 = 0; n0 < cols; n0 += GIN_TX) {
                 lanes acc0_0_0 = zero;
                 lanes acc0_1_0 = zero;
@@ -643,6 +652,12 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_LW;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     real *packed = aligned_malloc(sizeof(real) * C * O * GIN_TAPS);
     if (packed == NULL)
         return 1;
@@ -655,15 +670,16 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    grad_input_block(scratch, packed, dV + s * (C * LH * LW), ob * GIN_LW);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        grad_input_block(scratch, packed, dV + s * (C * LH * LW), ob * GIN_LW, band, bands);
+                }
         aligned_free(scratch);
     }
     aligned_free(packed);

@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 244461958b5d5370fb3b5e0be180731f519804f64305777f383b5816a381c276
+ * cache key: edbd33973b5de20837bd304af2056d29461fc592ab24f5fee8ee8fb50aed15e8
  */
 
 #include <stdint.h>
@@ -339,18 +339,20 @@ static inline void pack_planes(const real *restrict in, int channels, int rows, 
         }
 }
 
-/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample, from the scratch src.
+/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample (band `band` of `bands` of each
+ * phase's rows of tiles), from the scratch src.
  * Register tile: 4 channels x 2 rows x 3 vectors of a phase's outputs;
  * per input channel and tap, 6 vector loads and 4 weights feed
  * 24 vector multiply-adds. */
 static void forward_block(const real *restrict src, const real *restrict K,
-                          const real *restrict b, real *restrict out, int o0)
+                          const real *restrict b, real *restrict out, int o0,
+                          int64_t band, int64_t bands)
 {
     const vec zero = {0};
     for (int ph = 0; ph < FWD_PHASES; ++ph) {
         const int rows = FWD_PHASE_ROWS[ph], cols = FWD_PHASE_COLS[ph];
         real *restrict dst = out + FWD_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += FWD_TY)
+        for (int m0 = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * band / bands), m_end = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += FWD_TY)
             for (int n0 = 0; n0 < cols; n0 += FWD_TX) {
                 vec acc0_0 = zero + b[o0 + 0], acc0_1 = zero + b[o0 + 0], acc0_2 = zero + b[o0 + 0], acc0_3 = zero + b[o0 + 0], acc0_4 = zero + b[o0 + 0], acc0_5 = zero + b[o0 + 0];
                 vec acc1_0 = zero + b[o0 + 1], acc1_1 = zero + b[o0 + 1], acc1_2 = zero + b[o0 + 1], acc1_3 = zero + b[o0 + 1], acc1_4 = zero + b[o0 + 1], acc1_5 = zero + b[o0 + 1];
@@ -550,21 +552,28 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 {
     const int64_t blocks = O / FWD_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     int failed = 0;
     #pragma omp parallel if (n * 116736 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB, band, bands);
+                }
         aligned_free(scratch);
     }
     return failed;
@@ -592,7 +601,8 @@ static void grad_input_pack(const real *restrict K, real *restrict packed, int q
  * transposed likewise, are interleaved with them into whole vectors of contiguous columns.
  * At the edges the tiles are stored through a buffer, element by element. */
 static void grad_input_block(const real *restrict src, const real *restrict packed,
-                             real *restrict out, int q0)
+                             real *restrict out, int q0,
+                             int64_t band, int64_t bands)
 {
     const lanes zero = {0};
     const real *restrict weights = packed + (int64_t)q0 * O * GIN_TAPS;
@@ -600,7 +610,7 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
     for (int pair = 0; pair < GIN_PHASES; pair += 2) {
         const int rows = GIN_PHASE_ROWS[pair];
         real *restrict pair_dst = out + GIN_PHASE_DST[pair];
-        for (int m0 = 0; m0 < rows; m0 += GIN_TY)
+        for (int m0 = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * band / bands), m_end = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += GIN_TY)
             for (int n0 = 0; n0 < GIN_PHASE_COLS[pair]; n0 += GIN_TX) {
                 const int whole = rows - m0 >= GIN_TY && n0 + GIN_TX <= GIN_PHASE_COLS[pair];
                 /* the second phase has one column fewer than the first: a whole tile of the
@@ -738,6 +748,12 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_LW;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     real *packed = aligned_malloc(sizeof(real) * C * O * GIN_TAPS);
     if (packed == NULL)
         return 1;
@@ -750,15 +766,16 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
         real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    grad_input_block(scratch, packed, dV + s * (C * LH * LW), ob * GIN_LW);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        grad_input_block(scratch, packed, dV + s * (C * LH * LW), ob * GIN_LW, band, bands);
+                }
         aligned_free(scratch);
     }
     aligned_free(packed);

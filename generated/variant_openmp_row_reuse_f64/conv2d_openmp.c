@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 8fe3f74c8d33534233b773c0deb47b835bef42a582c74d4eaa948031344fc1fc
+ * cache key: c5997317a34e01649534d0e2394e8ce09a8e656a7bd97cb55543b2239d0b0f8c
  */
 
 #include <stdint.h>
@@ -290,18 +290,20 @@ static inline void pack_planes(const real *restrict in, int channels, int rows, 
         }
 }
 
-/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample, from the scratch src.
+/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample (band `band` of `bands` of each
+ * phase's rows of tiles), from the scratch src.
  * Register tile: 2 channels x 2 rows x 4 vectors of a phase's outputs;
  * per input channel and tap, 8 vector loads and 2 weights feed
  * 16 vector multiply-adds. */
 static void forward_block(const real *restrict src, const real *restrict K,
-                          const real *restrict b, real *restrict out, int o0)
+                          const real *restrict b, real *restrict out, int o0,
+                          int64_t band, int64_t bands)
 {
     const vec zero = {0};
     for (int ph = 0; ph < FWD_PHASES; ++ph) {
         const int rows = FWD_PHASE_ROWS[ph], cols = FWD_PHASE_COLS[ph];
         real *restrict dst = out + FWD_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += FWD_TY)
+        for (int m0 = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * band / bands), m_end = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += FWD_TY)
             for (int n0 = 0; n0 < cols; n0 += FWD_TX) {
                 vec acc0_0 = zero + b[o0 + 0], acc0_1 = zero + b[o0 + 0], acc0_2 = zero + b[o0 + 0], acc0_3 = zero + b[o0 + 0], acc0_4 = zero + b[o0 + 0], acc0_5 = zero + b[o0 + 0], acc0_6 = zero + b[o0 + 0], acc0_7 = zero + b[o0 + 0];
                 vec acc1_0 = zero + b[o0 + 1], acc1_1 = zero + b[o0 + 1], acc1_2 = zero + b[o0 + 1], acc1_3 = zero + b[o0 + 1], acc1_4 = zero + b[o0 + 1], acc1_5 = zero + b[o0 + 1], acc1_6 = zero + b[o0 + 1], acc1_7 = zero + b[o0 + 1];
@@ -451,39 +453,48 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 {
     const int64_t blocks = O / FWD_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     int failed = 0;
     #pragma omp parallel if (n * 294912 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB, band, bands);
+                }
         aligned_free(scratch);
     }
     return failed;
 }
 
 
-/* grad_input, output channels o0 .. o0 + GIN_OB - 1 of one sample, from the scratch src.
+/* grad_input, output channels o0 .. o0 + GIN_OB - 1 of one sample (band `band` of `bands` of each
+ * phase's rows of tiles), from the scratch src.
  * Register tile: 2 channels x 2 rows x 4 vectors of a phase's outputs;
  * per input channel and tap, 8 vector loads and 2 weights feed
  * 16 vector multiply-adds. */
 static void grad_input_block(const real *restrict src, const real *restrict K,
-                             real *restrict out, int o0)
+                             real *restrict out, int o0,
+                             int64_t band, int64_t bands)
 {
     const vec zero = {0};
     for (int ph = 0; ph < GIN_PHASES; ++ph) {
         const int rows = GIN_PHASE_ROWS[ph], cols = GIN_PHASE_COLS[ph];
         real *restrict dst = out + GIN_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += GIN_TY)
+        for (int m0 = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * band / bands), m_end = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += GIN_TY)
             for (int n0 = 0; n0 < cols; n0 += GIN_TX) {
                 vec acc0_0 = zero, acc0_1 = zero, acc0_2 = zero, acc0_3 = zero, acc0_4 = zero, acc0_5 = zero, acc0_6 = zero, acc0_7 = zero;
                 vec acc1_0 = zero, acc1_1 = zero, acc1_2 = zero, acc1_3 = zero, acc1_4 = zero, acc1_5 = zero, acc1_6 = zero, acc1_7 = zero;
@@ -634,21 +645,28 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     int failed = 0;
     #pragma omp parallel if (n * 294912 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB, band, bands);
+                }
         aligned_free(scratch);
     }
     return failed;

@@ -4,7 +4,7 @@
  * spec:  input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 6], "kernel": [1, 2, 1, 2], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 1dc7328822c7be09f15a580a3c9e2aff07a7e6ce24dfd15555047d85d48bf690
+ * cache key: e75ef910585a085bb35e80a6e1225aeee35f4e01e18afcf60304ab7c0b53b1da
  */
 
 #include <stdint.h>
@@ -202,18 +202,20 @@ static inline void pack_planes(const real *restrict in, int channels, int rows, 
         }
 }
 
-/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample, from the scratch src.
+/* forward, output channels o0 .. o0 + FWD_OB - 1 of one sample (band `band` of `bands` of each
+ * phase's rows of tiles), from the scratch src.
  * Register tile: 1 channels x 2 rows x 1 vectors of a phase's outputs;
  * per input channel and tap, 2 vector loads and 1 weights feed
  * 2 vector multiply-adds. */
 static void forward_block(const real *restrict src, const real *restrict K,
-                          const real *restrict b, real *restrict out, int o0)
+                          const real *restrict b, real *restrict out, int o0,
+                          int64_t band, int64_t bands)
 {
     const vec zero = {0};
     for (int ph = 0; ph < FWD_PHASES; ++ph) {
         const int rows = FWD_PHASE_ROWS[ph], cols = FWD_PHASE_COLS[ph];
         real *restrict dst = out + FWD_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += FWD_TY)
+        for (int m0 = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * band / bands), m_end = FWD_TY * (int)((FWD_TY - 1 + rows) / FWD_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += FWD_TY)
             for (int n0 = 0; n0 < cols; n0 += FWD_TX) {
                 vec acc0_0 = zero + b[o0 + 0], acc0_1 = zero + b[o0 + 0];
                 for (int c = 0; c < C; ++c) {
@@ -265,39 +267,48 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
 {
     const int64_t blocks = O / FWD_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     int failed = 0;
     #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = aligned_calloc(C * SRC_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(V + s * (C * LH * LW), C, LH, LW, 0, LH, scratch, SRC_PLANE, SRC_PITCH, SRC_SEG, SW, PT, PL);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        forward_block(scratch, K, b, Z + s * (O * LHO * LWO), ob * FWD_OB, band, bands);
+                }
         aligned_free(scratch);
     }
     return failed;
 }
 
 
-/* grad_input, output channels o0 .. o0 + GIN_OB - 1 of one sample, from the scratch src.
+/* grad_input, output channels o0 .. o0 + GIN_OB - 1 of one sample (band `band` of `bands` of each
+ * phase's rows of tiles), from the scratch src.
  * Register tile: 2 channels x 2 rows x 1 vectors of a phase's outputs;
  * per input channel and tap, 2 vector loads and 2 weights feed
  * 4 vector multiply-adds. */
 static void grad_input_block(const real *restrict src, const real *restrict K,
-                             real *restrict out, int o0)
+                             real *restrict out, int o0,
+                             int64_t band, int64_t bands)
 {
     const vec zero = {0};
     for (int ph = 0; ph < GIN_PHASES; ++ph) {
         const int rows = GIN_PHASE_ROWS[ph], cols = GIN_PHASE_COLS[ph];
         real *restrict dst = out + GIN_PHASE_DST[ph];
-        for (int m0 = 0; m0 < rows; m0 += GIN_TY)
+        for (int m0 = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * band / bands), m_end = GIN_TY * (int)((GIN_TY - 1 + rows) / GIN_TY * (band + 1) / bands); m0 < m_end && m0 < rows; m0 += GIN_TY)
             for (int n0 = 0; n0 < cols; n0 += GIN_TX) {
                 vec acc0_0 = zero, acc0_1 = zero;
                 vec acc1_0 = zero, acc1_1 = zero;
@@ -345,21 +356,28 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
 {
     const int64_t blocks = C / GIN_OB;
     const int64_t groups = task_groups(n, blocks);
+    /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
+     * sample of one channel block ran on one thread of two); a band packs its whole sample */
+    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
+    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    if (bands > tile_rows)
+        bands = tile_rows;
     int failed = 0;
     #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
         real *scratch = aligned_calloc(O * G_PLANE, sizeof(real));
         failed = scratch == NULL;
         /* static: handing out tasks this short one at a time costs more than it saves */
-        #pragma omp for collapse(2) schedule(static)
+        #pragma omp for collapse(3) schedule(static)
         for (int64_t s = 0; s < n; ++s)
-            for (int64_t g = 0; g < groups; ++g) {
-                if (scratch == NULL)
-                    continue;
-                pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
-                for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
-                    grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB);
-            }
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t band = 0; band < bands; ++band) {
+                    if (scratch == NULL)
+                        continue;
+                    pack_planes(G + s * (O * LHO * LWO), O, LHO, LWO, 0, LHO, scratch, G_PLANE, G_PITCH, G_PITCH, 1, G_TOP, G_LEFT);
+                    for (int64_t ob = blocks * g / groups; ob < blocks * (g + 1) / groups; ++ob)
+                        grad_input_block(scratch, K, dV + s * (C * LH * LW), ob * GIN_OB, band, bands);
+                }
         aligned_free(scratch);
     }
     return failed;

@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: b3363cd24ebc72b27739ec77a169fe6fe9290024134388d060ad33297d8b7da1
+ * cache key: d1f68463727714d6be47da094b16a2d0c68c855c73b9b97e42c84e8c1e2c6052
  */
 
 /*
