@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: a012e0be9d5b7a7a2929c29ae89162cde04f0a5b91b77b0853784da5b9e7c3d3
+ * cache key: 66b2847b41e01642e63985cb9296c3ac2879f4c0c3a55d3959295490eea3104a
  */
 
 #include <stdint.h>
@@ -419,9 +419,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -675,9 +675,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {

@@ -4,7 +4,7 @@
  * spec:  input 3x12x10, kernel 16x3x5x5, padding 2 -> output 16x12x10
  *        {"input": [3, 12, 10], "kernel": [16, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 12, 10]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f9d1fa8343950544f5304756f8d757974cbf9fa324f9d31d2223a2abcfcee001
+ * cache key: f62e8559c0e00a122244acb4ac9b2360262605ea3b31c3506c36cc4771b091a5
  */
 
 #include <stdint.h>
@@ -580,9 +580,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 288000 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -838,9 +838,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 288000 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {

@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 45cdcdab112a204ecf149c013099de0f31c7c0f96d1e1abb6ccc474558e2b7e4
+ * cache key: fd924ed8ccd167c916ccbe5500196a871cc7adf4f88846837661b745b12bca42
  */
 
 #include <stdint.h>
@@ -447,9 +447,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 4320 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -721,9 +721,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     /* static: handing out tasks this short one at a time costs more than it saves */
     #pragma omp parallel for collapse(3) schedule(static) if (n * 4320 >= PARALLEL_MIN_FLOPS)
     for (int64_t s = 0; s < n; ++s)

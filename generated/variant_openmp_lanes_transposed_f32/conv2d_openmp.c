@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: d180c12bc4aa92e222beb9f097948f1116693c906bb291af4b09f03f36988b38
+ * cache key: 85bcc5c8e07364643500dace150681ff59273d5baa1536202809dede54ae87c3
  */
 
 #include <stdint.h>
@@ -494,9 +494,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     real *packed = aligned_malloc(sizeof(real) * O * C * FWD_TAPS);
     if (packed == NULL)
         return 1;
@@ -668,9 +668,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     real *packed = aligned_malloc(sizeof(real) * C * O * GIN_TAPS);
     if (packed == NULL)
         return 1;

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: c5997317a34e01649534d0e2394e8ce09a8e656a7bd97cb55543b2239d0b0f8c
+ * cache key: 527c757e06f07a289874f0ee6699d5f8d2c2f279d4032a6ad9d999a4e872456c
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: c5997317a34e01649534d0e2394e8ce09a8e656a7bd97cb55543b2239d0b0f8c
+ * cache key: 527c757e06f07a289874f0ee6699d5f8d2c2f279d4032a6ad9d999a4e872456c
  */
 
 #include <stdint.h>
@@ -456,9 +456,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 294912 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -648,9 +648,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 294912 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {

@@ -4,7 +4,7 @@
  * spec:  input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 6], "kernel": [1, 2, 1, 2], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: e75ef910585a085bb35e80a6e1225aeee35f4e01e18afcf60304ab7c0b53b1da
+ * cache key: c2b01e23df2bd2628065b0069ff461aa1b452479cfbc550281646af11c170efe
  */
 
 #include <stdint.h>
@@ -270,9 +270,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -359,9 +359,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 32 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {

@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: d1f68463727714d6be47da094b16a2d0c68c855c73b9b97e42c84e8c1e2c6052
+ * cache key: 87a6ca187b38ca5df49b2d8a4ef1f22dbbc2b374cb8076035ed7983d0dfa1d28
  */
 
 #include <stdint.h>
@@ -377,9 +377,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 113400 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -520,9 +520,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 113400 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {

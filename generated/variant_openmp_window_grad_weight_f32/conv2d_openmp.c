@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e9be77b4ef4ac03c1001374bdb2fd02061e87302a6003e762c0eb670af698db3
+ * cache key: bb783e54891fdbf7a936811f2a26cab11711368b74e2e8a2a503ff5a58b59198
  */
 
 #include <stdint.h>
@@ -587,9 +587,9 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 17280 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -716,9 +716,9 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
     const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
+    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
     if (bands > tile_rows)
-        bands = tile_rows;
+        bands = tile_rows > 1 ? tile_rows : 1;
     int failed = 0;
     #pragma omp parallel if (n * 17280 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
