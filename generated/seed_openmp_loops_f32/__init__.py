@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: ec420f93b244553e97a6f7063568f05ec322188b984924ab9ccd648cf250444f
+# cache key: 6d288816c49d16fbd5fcb9e322f79d4f4d6c2b9edac53b3a38af1d734ad97077
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key ec420f93b244553e97a6f7063568f05ec322188b984924ab9ccd648cf250444f.
+Built by corrgen 0.1.0, cache key 6d288816c49d16fbd5fcb9e322f79d4f4d6c2b9edac53b3a38af1d734ad97077.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_ec420f93b244")
+_extension = _importlib.import_module(__name__ + "._conv2d_6d288816c49d")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "ec420f93b244553e97a6f7063568f05ec322188b984924ab9ccd648cf250444f"
+key = "6d288816c49d16fbd5fcb9e322f79d4f4d6c2b9edac53b3a38af1d734ad97077"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 10eb7b2e261e4a19dfd88de95415da5a55abd85003719967f164e5ac925ff784
+# cache key: c4b4e2b53efd5810601c3d5b03afa83e7ec7e43096980965a149363bb5e8707c
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 10eb7b2e261e4a19dfd88de95415da5a55abd85003719967f164e5ac925ff784.
+Built by corrgen 0.1.0, cache key c4b4e2b53efd5810601c3d5b03afa83e7ec7e43096980965a149363bb5e8707c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_10eb7b2e261e")
+_extension = _importlib.import_module(__name__ + "._conv2d_c4b4e2b53efd")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "10eb7b2e261e4a19dfd88de95415da5a55abd85003719967f164e5ac925ff784"
+key = "c4b4e2b53efd5810601c3d5b03afa83e7ec7e43096980965a149363bb5e8707c"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

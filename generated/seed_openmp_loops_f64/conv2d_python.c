@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 10eb7b2e261e4a19dfd88de95415da5a55abd85003719967f164e5ac925ff784
+ * cache key: c4b4e2b53efd5810601c3d5b03afa83e7ec7e43096980965a149363bb5e8707c
  */
 
 /*

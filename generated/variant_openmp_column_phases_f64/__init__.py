@@ -3,10 +3,10 @@
 # spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
 #        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 66b2847b41e01642e63985cb9296c3ac2879f4c0c3a55d3959295490eea3104a
+# cache key: 1ebca94cb4ee7cee6e360440eac2e05da18210d1100168a970591264bfaf6da9
 """input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 66b2847b41e01642e63985cb9296c3ac2879f4c0c3a55d3959295490eea3104a.
+Built by corrgen 0.1.0, cache key 1ebca94cb4ee7cee6e360440eac2e05da18210d1100168a970591264bfaf6da9.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 7, 9), K (3, 2, 3, 2), b (3,), Z (N, 3, 5, 9)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_66b2847b41e0")
+_extension = _importlib.import_module(__name__ + "._conv2d_1ebca94cb4ee")
 
 spec = _LayerSpec(input=(2, 7, 9), kernel=(3, 2, 3, 2), stride=(2, 1), padding=(2, 1), dilation=(1, 2), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "66b2847b41e01642e63985cb9296c3ac2879f4c0c3a55d3959295490eea3104a"
+key = "1ebca94cb4ee7cee6e360440eac2e05da18210d1100168a970591264bfaf6da9"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

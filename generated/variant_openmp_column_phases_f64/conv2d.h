@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 66b2847b41e01642e63985cb9296c3ac2879f4c0c3a55d3959295490eea3104a
+ * cache key: 1ebca94cb4ee7cee6e360440eac2e05da18210d1100168a970591264bfaf6da9
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 2x7x9, kernel 3x2x3x2, stride 2x1, padding 2x1, dilation 1x2 -> output 3x5x9
  *        {"input": [2, 7, 9], "kernel": [3, 2, 3, 2], "stride": [2, 1], "padding": [2, 1], "pads": [2, 2, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [3, 5, 9]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 66b2847b41e01642e63985cb9296c3ac2879f4c0c3a55d3959295490eea3104a
+ * cache key: 1ebca94cb4ee7cee6e360440eac2e05da18210d1100168a970591264bfaf6da9
  */
 
 #include <stdint.h>
@@ -151,16 +151,20 @@ static __attribute__((noinline)) void aligned_free(void *memory)
         free(((void **)memory)[-1]);
 }
 
+/* The pieces to cut each of `tasks` tasks into for `wanted` in all: one when there are as
+ * many tasks, else enough, at most `most` (and at least one). */
+static inline int64_t task_cuts(int64_t tasks, int64_t wanted, int64_t most)
+{
+    const int64_t cuts = tasks >= wanted ? 1 : (wanted + tasks - 1) / (tasks > 0 ? tasks : 1);
+    return cuts < most ? cuts : most > 1 ? most : 1;
+}
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
  * when it does not, so that a small batch still keeps every core busy. */
 static inline int64_t task_groups(int64_t n, int64_t blocks)
 {
-    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
-    if (wanted < MIN_TASKS)
-        wanted = MIN_TASKS;
-    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
-    return groups < blocks ? groups : blocks;
+    const int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    return task_cuts(n, wanted > MIN_TASKS ? wanted : MIN_TASKS, blocks);
 }
 /* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
  * its load into each multiply-add that uses it (one load per multiply-add instead of one). */
@@ -418,10 +422,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     const int64_t groups = task_groups(n, blocks);
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
-    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
-    if (bands > tile_rows)
-        bands = tile_rows > 1 ? tile_rows : 1;
+    const int64_t bands = task_cuts(n * groups, omp_get_max_threads(), (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY);
     int failed = 0;
     #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -674,10 +675,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     const int64_t groups = task_groups(n, blocks);
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
-    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
-    if (bands > tile_rows)
-        bands = tile_rows > 1 ? tile_rows : 1;
+    const int64_t bands = task_cuts(n * groups, omp_get_max_threads(), (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY);
     int failed = 0;
     #pragma omp parallel if (n * 3240 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {

@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: fd924ed8ccd167c916ccbe5500196a871cc7adf4f88846837661b745b12bca42
+ * cache key: 92e668db83ee4e6971f481c44878ee860c23aa245a1157d1d53658a220492953
  */
 
 #include <stdint.h>
@@ -143,16 +143,20 @@ static __attribute__((noinline)) void aligned_free(void *memory)
         free(((void **)memory)[-1]);
 }
 
+/* The pieces to cut each of `tasks` tasks into for `wanted` in all: one when there are as
+ * many tasks, else enough, at most `most` (and at least one). */
+static inline int64_t task_cuts(int64_t tasks, int64_t wanted, int64_t most)
+{
+    const int64_t cuts = tasks >= wanted ? 1 : (wanted + tasks - 1) / (tasks > 0 ? tasks : 1);
+    return cuts < most ? cuts : most > 1 ? most : 1;
+}
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
  * when it does not, so that a small batch still keeps every core busy. */
 static inline int64_t task_groups(int64_t n, int64_t blocks)
 {
-    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
-    if (wanted < MIN_TASKS)
-        wanted = MIN_TASKS;
-    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
-    return groups < blocks ? groups : blocks;
+    const int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    return task_cuts(n, wanted > MIN_TASKS ? wanted : MIN_TASKS, blocks);
 }
 /* VEC_SHUFFLE(a, b, i0, ..., i{VL-1}): lane k is lane ik of a (ik < VL) or lane ik - VL of b;
  * the indices are constants. */
@@ -446,10 +450,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     const int64_t groups = task_groups(n, blocks);
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
-    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
-    if (bands > tile_rows)
-        bands = tile_rows > 1 ? tile_rows : 1;
+    const int64_t bands = task_cuts(n * groups, omp_get_max_threads(), (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY);
     int failed = 0;
     #pragma omp parallel if (n * 4320 >= PARALLEL_MIN_FLOPS) reduction(|:failed)
     {
@@ -720,10 +721,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     const int64_t groups = task_groups(n, blocks);
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
-    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
-    if (bands > tile_rows)
-        bands = tile_rows > 1 ? tile_rows : 1;
+    const int64_t bands = task_cuts(n * groups, omp_get_max_threads(), (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY);
     /* static: handing out tasks this short one at a time costs more than it saves */
     #pragma omp parallel for collapse(3) schedule(static) if (n * 4320 >= PARALLEL_MIN_FLOPS)
     for (int64_t s = 0; s < n; ++s)

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6c9de6a90603f5d95818034f450c8994b39024802bf48bfd4ee88fd57afd9aca
+ * cache key: 9f9d59f54b325e801768c59b8c66d4bfee87b69b58511d63f1ae99e9dd57ff27
  */
 
 #include <stdint.h>
@@ -173,16 +173,20 @@ static __attribute__((noinline)) void aligned_free(void *memory)
         free(((void **)memory)[-1]);
 }
 
+/* The pieces to cut each of `tasks` tasks into for `wanted` in all: one when there are as
+ * many tasks, else enough, at most `most` (and at least one). */
+static inline int64_t task_cuts(int64_t tasks, int64_t wanted, int64_t most)
+{
+    const int64_t cuts = tasks >= wanted ? 1 : (wanted + tasks - 1) / (tasks > 0 ? tasks : 1);
+    return cuts < most ? cuts : most > 1 ? most : 1;
+}
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
  * when it does not, so that a small batch still keeps every core busy. */
 static inline int64_t task_groups(int64_t n, int64_t blocks)
 {
-    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
-    if (wanted < MIN_TASKS)
-        wanted = MIN_TASKS;
-    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
-    return groups < blocks ? groups : blocks;
+    const int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    return task_cuts(n, wanted > MIN_TASKS ? wanted : MIN_TASKS, blocks);
 }
 /* Vectors of LANES reals: the tiles that hold channels in lanes, the transposes, and the
  * wide tiles (the matrix products', Winograd's products' and forward's column tiles of the
@@ -492,10 +496,7 @@ static int forward(int64_t n, const real *restrict V, const real *restrict K, co
     const int64_t groups = task_groups(n, blocks);
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
-    const int64_t threads = omp_get_max_threads(), tile_rows = (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY;
-    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
-    if (bands > tile_rows)
-        bands = tile_rows > 1 ? tile_rows : 1;
+    const int64_t bands = task_cuts(n * groups, omp_get_max_threads(), (FWD_TY - 1 + FWD_PHASE_ROWS[0]) / FWD_TY);
     real *packed = aligned_malloc(sizeof(real) * O * C * FWD_TAPS);
     if (packed == NULL)
         return 1;
@@ -654,10 +655,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     const int64_t groups = task_groups(n, blocks);
     /* bands of rows of tiles where the samples' groups are still fewer than the threads (one
      * sample of one channel block ran on one thread of two); a band packs its whole sample */
-    const int64_t threads = omp_get_max_threads(), tile_rows = (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY;
-    int64_t bands = n > 0 && n * groups < threads ? (threads + n * groups - 1) / (n * groups) : 1;
-    if (bands > tile_rows)
-        bands = tile_rows > 1 ? tile_rows : 1;
+    const int64_t bands = task_cuts(n * groups, omp_get_max_threads(), (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY);
     real *packed = aligned_malloc(sizeof(real) * C * O * GIN_TAPS);
     if (packed == NULL)
         return 1;

@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 620499710331599a5c405e4eb9a819f7f9666da56b89616b3341412d63dcb474
+ * cache key: 1ba921e7adbdc71dd11c9ccfd2aa3765332cd531830aa871bc90b9a5a656ab01
  */
 
 #include <stdint.h>
@@ -93,16 +93,20 @@ static __attribute__((noinline)) void aligned_free(void *memory)
         free(((void **)memory)[-1]);
 }
 
+/* The pieces to cut each of `tasks` tasks into for `wanted` in all: one when there are as
+ * many tasks, else enough, at most `most` (and at least one). */
+static inline int64_t task_cuts(int64_t tasks, int64_t wanted, int64_t most)
+{
+    const int64_t cuts = tasks >= wanted ? 1 : (wanted + tasks - 1) / (tasks > 0 ? tasks : 1);
+    return cuts < most ? cuts : most > 1 ? most : 1;
+}
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
  * when it does not, so that a small batch still keeps every core busy. */
 static inline int64_t task_groups(int64_t n, int64_t blocks)
 {
-    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
-    if (wanted < MIN_TASKS)
-        wanted = MIN_TASKS;
-    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
-    return groups < blocks ? groups : blocks;
+    const int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    return task_cuts(n, wanted > MIN_TASKS ? wanted : MIN_TASKS, blocks);
 }
 /* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
  * its load into each multiply-add that uses it (one load per multiply-add instead of one). */

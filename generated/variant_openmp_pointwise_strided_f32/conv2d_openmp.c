@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 2334787b436469a653f7025826567f92b031c838e7e4f49b6c460b0d9adc14c5
+ * cache key: 671d0f23836a0f97d05aa0247bb2b351c3c9f642067560d489fd2fe2e3b88996
  */
 
 #include <stdint.h>
@@ -90,16 +90,20 @@ static __attribute__((noinline)) void aligned_free(void *memory)
         free(((void **)memory)[-1]);
 }
 
+/* The pieces to cut each of `tasks` tasks into for `wanted` in all: one when there are as
+ * many tasks, else enough, at most `most` (and at least one). */
+static inline int64_t task_cuts(int64_t tasks, int64_t wanted, int64_t most)
+{
+    const int64_t cuts = tasks >= wanted ? 1 : (wanted + tasks - 1) / (tasks > 0 ? tasks : 1);
+    return cuts < most ? cuts : most > 1 ? most : 1;
+}
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
  * when it does not, so that a small batch still keeps every core busy. */
 static inline int64_t task_groups(int64_t n, int64_t blocks)
 {
-    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
-    if (wanted < MIN_TASKS)
-        wanted = MIN_TASKS;
-    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
-    return groups < blocks ? groups : blocks;
+    const int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    return task_cuts(n, wanted > MIN_TASKS ? wanted : MIN_TASKS, blocks);
 }
 /* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
  * its load into each multiply-add that uses it (one load per multiply-add instead of one). */

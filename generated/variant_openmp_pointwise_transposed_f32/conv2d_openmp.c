@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 81a062b9e6e19d142eb13f3baa03f7e7684328b7f2a6cb6fdcf4d000cb577df2
+ * cache key: 5d2a515893cd49f83a1af049f4fb28262205c67e289acb4f0baaad1d620932b4
  */
 
 #include <stdint.h>
@@ -90,16 +90,20 @@ static __attribute__((noinline)) void aligned_free(void *memory)
         free(((void **)memory)[-1]);
 }
 
+/* The pieces to cut each of `tasks` tasks into for `wanted` in all: one when there are as
+ * many tasks, else enough, at most `most` (and at least one). */
+static inline int64_t task_cuts(int64_t tasks, int64_t wanted, int64_t most)
+{
+    const int64_t cuts = tasks >= wanted ? 1 : (wanted + tasks - 1) / (tasks > 0 ? tasks : 1);
+    return cuts < most ? cuts : most > 1 ? most : 1;
+}
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
  * when it does not, so that a small batch still keeps every core busy. */
 static inline int64_t task_groups(int64_t n, int64_t blocks)
 {
-    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
-    if (wanted < MIN_TASKS)
-        wanted = MIN_TASKS;
-    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
-    return groups < blocks ? groups : blocks;
+    const int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    return task_cuts(n, wanted > MIN_TASKS ? wanted : MIN_TASKS, blocks);
 }
 /* VEC_SHUFFLE(a, b, i0, ..., i{VL-1}): lane k is lane ik of a (ik < VL) or lane ik - VL of b;
  * the indices are constants. */

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 527c757e06f07a289874f0ee6699d5f8d2c2f279d4032a6ad9d999a4e872456c
+ * cache key: b98a3edf962f79c156aa6ae21739f96e7960abddc407077d5b6eed5d5e85f148
  */
 
 /*

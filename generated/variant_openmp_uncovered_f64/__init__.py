@@ -3,10 +3,10 @@
 # spec:  input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2
 #        {"input": [2, 4, 6], "kernel": [1, 2, 1, 2], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: c2b01e23df2bd2628065b0069ff461aa1b452479cfbc550281646af11c170efe
+# cache key: be292b4f5556e657c8f1253792011c15e1b82bacf6bc7247e4e62dca2fdeabd2
 """input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key c2b01e23df2bd2628065b0069ff461aa1b452479cfbc550281646af11c170efe.
+Built by corrgen 0.1.0, cache key be292b4f5556e657c8f1253792011c15e1b82bacf6bc7247e4e62dca2fdeabd2.
 
     forward(V, K, b, out=None) -> Z
         V (N, 2, 4, 6), K (1, 2, 1, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_c2b01e23df2b")
+_extension = _importlib.import_module(__name__ + "._conv2d_be292b4f5556")
 
 spec = _LayerSpec(input=(2, 4, 6), kernel=(1, 2, 1, 2), stride=(3, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "c2b01e23df2bd2628065b0069ff461aa1b452479cfbc550281646af11c170efe"
+key = "be292b4f5556e657c8f1253792011c15e1b82bacf6bc7247e4e62dca2fdeabd2"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

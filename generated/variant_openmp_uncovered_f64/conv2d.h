@@ -4,7 +4,7 @@
  * spec:  input 2x4x6, kernel 1x2x1x2, stride 3 -> output 1x2x2
  *        {"input": [2, 4, 6], "kernel": [1, 2, 1, 2], "stride": [3, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: c2b01e23df2bd2628065b0069ff461aa1b452479cfbc550281646af11c170efe
+ * cache key: be292b4f5556e657c8f1253792011c15e1b82bacf6bc7247e4e62dca2fdeabd2
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
 #        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 584f13a4dd680bc28bedefe5f1628fce0bd2cca8f8746701030883d829b3b524
+# cache key: 21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4
 """input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 584f13a4dd680bc28bedefe5f1628fce0bd2cca8f8746701030883d829b3b524.
+Built by corrgen 0.1.0, cache key 21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 7, 6), K (24, 16, 3, 3), b (24,), Z (N, 24, 9, 8)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_584f13a4dd68")
+_extension = _importlib.import_module(__name__ + "._conv2d_21408825c2de")
 
 spec = _LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "584f13a4dd680bc28bedefe5f1628fce0bd2cca8f8746701030883d829b3b524"
+key = "21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 584f13a4dd680bc28bedefe5f1628fce0bd2cca8f8746701030883d829b3b524
+ * cache key: 21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4
  */
 
 /*

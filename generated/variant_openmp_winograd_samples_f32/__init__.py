@@ -3,10 +3,10 @@
 # spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
 #        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3
+# cache key: f7e3e7c0edcbc79eee17cf66899e0c5d8ed54b1bdd320899fff2a314f4e6419a
 """input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3.
+Built by corrgen 0.1.0, cache key f7e3e7c0edcbc79eee17cf66899e0c5d8ed54b1bdd320899fff2a314f4e6419a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 14, 14), K (80, 16, 3, 3), b (80,), Z (N, 80, 14, 14)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_446e26dc54fb")
+_extension = _importlib.import_module(__name__ + "._conv2d_f7e3e7c0edcb")
 
 spec = _LayerSpec(input=(16, 14, 14), kernel=(80, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3"
+key = "f7e3e7c0edcbc79eee17cf66899e0c5d8ed54b1bdd320899fff2a314f4e6419a"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

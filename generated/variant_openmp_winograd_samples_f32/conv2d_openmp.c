@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3
+ * cache key: f7e3e7c0edcbc79eee17cf66899e0c5d8ed54b1bdd320899fff2a314f4e6419a
  */
 
 #include <stdint.h>
@@ -167,16 +167,20 @@ static __attribute__((noinline)) void give_kept(void **slot, void *block)
     aligned_free(__atomic_exchange_n(slot, block, __ATOMIC_ACQ_REL));
 }
 
+/* The pieces to cut each of `tasks` tasks into for `wanted` in all: one when there are as
+ * many tasks, else enough, at most `most` (and at least one). */
+static inline int64_t task_cuts(int64_t tasks, int64_t wanted, int64_t most)
+{
+    const int64_t cuts = tasks >= wanted ? 1 : (wanted + tasks - 1) / (tasks > 0 ? tasks : 1);
+    return cuts < most ? cuts : most > 1 ? most : 1;
+}
 /* Groups of a sample's `blocks` channel blocks (tasks: samples x groups): one group per
  * sample when the batch gives MIN_TASKS tasks and two per thread, more (at most `blocks`)
  * when it does not, so that a small batch still keeps every core busy. */
 static inline int64_t task_groups(int64_t n, int64_t blocks)
 {
-    int64_t wanted = 2 * (int64_t)omp_get_max_threads();
-    if (wanted < MIN_TASKS)
-        wanted = MIN_TASKS;
-    const int64_t groups = n >= wanted ? 1 : (wanted + n - 1) / (n > 0 ? n : 1);
-    return groups < blocks ? groups : blocks;
+    const int64_t wanted = 2 * (int64_t)omp_get_max_threads();
+    return task_cuts(n, wanted > MIN_TASKS ? wanted : MIN_TASKS, blocks);
 }
 /* Keeps a loaded vector in a register: told nothing of its value, the compiler cannot fold
  * its load into each multiply-add that uses it (one load per multiply-add instead of one). */

@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 446e26dc54fb61f26216009768ed26665f984081318fb6ff6a10da27fc37dfe3
+ * cache key: f7e3e7c0edcbc79eee17cf66899e0c5d8ed54b1bdd320899fff2a314f4e6419a
  */
 
 /*
