@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 33f661b70ff7f6ed76590fc18e746f1afb0c6874651867c596c5cb67b4fea425
+ * cache key: 56f5ac448faf414bfd7cd08382c7f4dd27449f5f7f4d5542beb58baec66d6c53
  */
 
 #include <stdint.h>
@@ -291,10 +291,9 @@ static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES]
 static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
                                    int depth, real *restrict panel)
 {
-    int i0 = 0;
-    for (; i0 + LANES <= count; i0 += LANES) {
-        int k = 0;
-        for (; k + LANES <= depth; k += LANES) {
+    const int whole_rows = count - count % LANES, whole_steps = depth - depth % LANES;
+    for (int i0 = 0; i0 < whole_rows; i0 += LANES) {
+        for (int k = 0; k < whole_steps; k += LANES) {
             lanes rows[LANES], columns[LANES];
             for (int r = 0; r < LANES; ++r)
                 rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
@@ -302,14 +301,13 @@ static inline void pack_transposed(const real *restrict src, int64_t pitch, int 
             for (int c = 0; c < LANES; ++c)
                 STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
         }
-        for (; k < depth; ++k)
+        for (int k = whole_steps; k < depth; ++k)
             for (int r = 0; r < LANES; ++r)
                 panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
     }
-    if (i0 < width)
-        for (int k = 0; k < depth; ++k)
-            for (int i = i0; i < width; ++i)
-                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+    for (int k = 0; k < depth; ++k)
+        for (int i = whole_rows; i < width; ++i)
+            panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
 }
 
 /* The lanes of v added in lane order. */
@@ -607,7 +605,10 @@ static void grad_input_block(const real *restrict src, const real *restrict pack
 {
     const lanes zero = {0};
     const real *restrict weights = packed + (int64_t)q0 * O * GIN_TAPS;
-    real staged[1][GIN_LW][2 * LANES];
+    /* zeroed so that the compiler can tell it is written before it is read (the first phase
+     * of a pair stages each whole tile before the second reads it, but GCC's -Wall could
+     * not follow that) */
+    real staged[1][GIN_LW][2 * LANES] = {0};
     for (int pair = 0; pair < GIN_PHASES; pair += 2) {
         const int rows = GIN_PHASE_ROWS[pair];
         real *restrict pair_dst = out + GIN_PHASE_DST[pair];

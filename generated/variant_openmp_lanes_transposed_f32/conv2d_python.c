@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f2396f67c305cfcb086934d7881d8f719cafad9c348f0bcae50fb6aed895195b
+ * cache key: 5f2039f2acd8b2cfd077e628c99a74236b6d67754520b9ebb06dc396bbe7cc9f
  */
 
 /*

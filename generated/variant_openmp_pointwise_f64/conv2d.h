@@ -4,7 +4,7 @@
  * spec:  input 5x3x7, kernel 19x5x1x1, dilation 2 -> output 19x3x7
  *        {"input": [5, 3, 7], "kernel": [19, 5, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [2, 2], "bias": true, "mode": "correlation", "output": [19, 3, 7]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: f61d289d98651329637d91d38d7f7500d8848cf0fc0ad6981acd516da8b09786
+ * cache key: b87ac6dec484e4f74cc67baacdf73c186b7bae82246bf2fa3c0aacff5c9aac38
  */
 
 /*

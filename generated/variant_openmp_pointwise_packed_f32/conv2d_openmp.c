@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f05a0ce36b37fa6c0eb01d5b3e956f3995aefbfd8cf0480896845b8d6b21f98b
+ * cache key: e120d79e16a9d477430554465de2115f8974a48449f601cf7e1cb8de9196e85f
  */
 
 #include <stdint.h>
@@ -223,10 +223,9 @@ static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES]
 static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
                                    int depth, real *restrict panel)
 {
-    int i0 = 0;
-    for (; i0 + LANES <= count; i0 += LANES) {
-        int k = 0;
-        for (; k + LANES <= depth; k += LANES) {
+    const int whole_rows = count - count % LANES, whole_steps = depth - depth % LANES;
+    for (int i0 = 0; i0 < whole_rows; i0 += LANES) {
+        for (int k = 0; k < whole_steps; k += LANES) {
             lanes rows[LANES], columns[LANES];
             for (int r = 0; r < LANES; ++r)
                 rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
@@ -234,14 +233,13 @@ static inline void pack_transposed(const real *restrict src, int64_t pitch, int 
             for (int c = 0; c < LANES; ++c)
                 STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
         }
-        for (; k < depth; ++k)
+        for (int k = whole_steps; k < depth; ++k)
             for (int r = 0; r < LANES; ++r)
                 panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
     }
-    if (i0 < width)
-        for (int k = 0; k < depth; ++k)
-            for (int i = i0; i < width; ++i)
-                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+    for (int k = 0; k < depth; ++k)
+        for (int i = whole_rows; i < width; ++i)
+            panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
 }
 
 /* A pointwise layer is a matrix product per sample over its P = HO*WO output pixels:

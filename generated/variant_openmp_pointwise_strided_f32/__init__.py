@@ -3,10 +3,10 @@
 # spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
 #        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 671d0f23836a0f97d05aa0247bb2b351c3c9f642067560d489fd2fe2e3b88996
+# cache key: 057542f33ce0d247f4f1d3335ed13b9fd5312e6954f0fbee74f81b8c1b826dce
 """input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 671d0f23836a0f97d05aa0247bb2b351c3c9f642067560d489fd2fe2e3b88996.
+Built by corrgen 0.1.0, cache key 057542f33ce0d247f4f1d3335ed13b9fd5312e6954f0fbee74f81b8c1b826dce.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 6, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 3)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_671d0f23836a")
+_extension = _importlib.import_module(__name__ + "._conv2d_057542f33ce0")
 
 spec = _LayerSpec(input=(5, 6, 7), kernel=(19, 5, 1, 1), stride=(2, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "671d0f23836a0f97d05aa0247bb2b351c3c9f642067560d489fd2fe2e3b88996"
+key = "057542f33ce0d247f4f1d3335ed13b9fd5312e6954f0fbee74f81b8c1b826dce"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

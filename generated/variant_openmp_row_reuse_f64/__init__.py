@@ -3,10 +3,10 @@
 # spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
 #        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: b98a3edf962f79c156aa6ae21739f96e7960abddc407077d5b6eed5d5e85f148
+# cache key: adcc2eb9baf93786606a03f3fdd69fd91b1487272fbc2c2aa685ec8ed6ac04fb
 """input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key b98a3edf962f79c156aa6ae21739f96e7960abddc407077d5b6eed5d5e85f148.
+Built by corrgen 0.1.0, cache key adcc2eb9baf93786606a03f3fdd69fd91b1487272fbc2c2aa685ec8ed6ac04fb.
 
     forward(V, K, b, out=None) -> Z
         V (N, 8, 16, 16), K (8, 8, 3, 3), b (8,), Z (N, 8, 16, 16)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_b98a3edf962f")
+_extension = _importlib.import_module(__name__ + "._conv2d_adcc2eb9baf9")
 
 spec = _LayerSpec(input=(8, 16, 16), kernel=(8, 8, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "b98a3edf962f79c156aa6ae21739f96e7960abddc407077d5b6eed5d5e85f148"
+key = "adcc2eb9baf93786606a03f3fdd69fd91b1487272fbc2c2aa685ec8ed6ac04fb"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

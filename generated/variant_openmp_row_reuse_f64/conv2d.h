@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: b98a3edf962f79c156aa6ae21739f96e7960abddc407077d5b6eed5d5e85f148
+ * cache key: adcc2eb9baf93786606a03f3fdd69fd91b1487272fbc2c2aa685ec8ed6ac04fb
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 8x16x16, kernel 8x8x3x3, padding 1 -> output 8x16x16
  *        {"input": [8, 16, 16], "kernel": [8, 8, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [8, 16, 16]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: b98a3edf962f79c156aa6ae21739f96e7960abddc407077d5b6eed5d5e85f148
+ * cache key: adcc2eb9baf93786606a03f3fdd69fd91b1487272fbc2c2aa685ec8ed6ac04fb
  */
 
 #include <stdint.h>
@@ -242,10 +242,9 @@ static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES]
 static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
                                    int depth, real *restrict panel)
 {
-    int i0 = 0;
-    for (; i0 + LANES <= count; i0 += LANES) {
-        int k = 0;
-        for (; k + LANES <= depth; k += LANES) {
+    const int whole_rows = count - count % LANES, whole_steps = depth - depth % LANES;
+    for (int i0 = 0; i0 < whole_rows; i0 += LANES) {
+        for (int k = 0; k < whole_steps; k += LANES) {
             lanes rows[LANES], columns[LANES];
             for (int r = 0; r < LANES; ++r)
                 rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
@@ -253,14 +252,13 @@ static inline void pack_transposed(const real *restrict src, int64_t pitch, int 
             for (int c = 0; c < LANES; ++c)
                 STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
         }
-        for (; k < depth; ++k)
+        for (int k = whole_steps; k < depth; ++k)
             for (int r = 0; r < LANES; ++r)
                 panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
     }
-    if (i0 < width)
-        for (int k = 0; k < depth; ++k)
-            for (int i = i0; i < width; ++i)
-                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+    for (int k = 0; k < depth; ++k)
+        for (int i = whole_rows; i < width; ++i)
+            panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
 }
 
 /* The lanes of v added in lane order. */

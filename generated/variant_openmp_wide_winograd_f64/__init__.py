@@ -3,10 +3,10 @@
 # spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
 #        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
 # style: loops; dtype: float64 (double); target: openmp
-# cache key: 21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4
+# cache key: 6b5cc560d6e969b86e42cc124defdb8d5fa55148b8b68aee8d112377df70f7b6
 """input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8: float64 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4.
+Built by corrgen 0.1.0, cache key 6b5cc560d6e969b86e42cc124defdb8d5fa55148b8b68aee8d112377df70f7b6.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 7, 6), K (24, 16, 3, 3), b (24,), Z (N, 24, 9, 8)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_21408825c2de")
+_extension = _importlib.import_module(__name__ + "._conv2d_6b5cc560d6e9")
 
 spec = _LayerSpec(input=(16, 7, 6), kernel=(24, 16, 3, 3), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float64"
 target = "openmp"
 style = "loops"
-key = "21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4"
+key = "6b5cc560d6e969b86e42cc124defdb8d5fa55148b8b68aee8d112377df70f7b6"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

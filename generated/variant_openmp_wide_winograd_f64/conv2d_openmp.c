@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4
+ * cache key: 6b5cc560d6e969b86e42cc124defdb8d5fa55148b8b68aee8d112377df70f7b6
  */
 
 #include <stdint.h>
@@ -253,10 +253,9 @@ static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES]
 static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
                                    int depth, real *restrict panel)
 {
-    int i0 = 0;
-    for (; i0 + LANES <= count; i0 += LANES) {
-        int k = 0;
-        for (; k + LANES <= depth; k += LANES) {
+    const int whole_rows = count - count % LANES, whole_steps = depth - depth % LANES;
+    for (int i0 = 0; i0 < whole_rows; i0 += LANES) {
+        for (int k = 0; k < whole_steps; k += LANES) {
             lanes rows[LANES], columns[LANES];
             for (int r = 0; r < LANES; ++r)
                 rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
@@ -264,14 +263,13 @@ static inline void pack_transposed(const real *restrict src, int64_t pitch, int 
             for (int c = 0; c < LANES; ++c)
                 STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
         }
-        for (; k < depth; ++k)
+        for (int k = whole_steps; k < depth; ++k)
             for (int r = 0; r < LANES; ++r)
                 panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
     }
-    if (i0 < width)
-        for (int k = 0; k < depth; ++k)
-            for (int i = i0; i < width; ++i)
-                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+    for (int k = 0; k < depth; ++k)
+        for (int i = whole_rows; i < width; ++i)
+            panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
 }
 
 /* The lanes of v added in lane order. */

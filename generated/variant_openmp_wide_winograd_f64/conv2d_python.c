@@ -4,7 +4,7 @@
  * spec:  input 16x7x6, kernel 24x16x3x3, padding 2 -> output 24x9x8
  *        {"input": [16, 7, 6], "kernel": [24, 16, 3, 3], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [24, 9, 8]}
  * style: loops; dtype: float64 (double); target: openmp
- * cache key: 21408825c2de39c801568873bb1ddf6ca397ba66335d5782612e3731346431a4
+ * cache key: 6b5cc560d6e969b86e42cc124defdb8d5fa55148b8b68aee8d112377df70f7b6
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
 #        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: cc0955c0cb0552e977381a96955608846984b2afa1500d8a638697f2308cc0e8
+# cache key: 7438fe20ba5f998e6afb5e991ed510b32206d3d291af8af6a34f24187747eabe
 """input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key cc0955c0cb0552e977381a96955608846984b2afa1500d8a638697f2308cc0e8.
+Built by corrgen 0.1.0, cache key 7438fe20ba5f998e6afb5e991ed510b32206d3d291af8af6a34f24187747eabe.
 
     forward(V, K, b, out=None) -> Z
         V (N, 3, 8, 9), K (16, 3, 3, 2), b (16,), Z (N, 16, 6, 5)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_cc0955c0cb05")
+_extension = _importlib.import_module(__name__ + "._conv2d_7438fe20ba5f")
 
 spec = _LayerSpec(input=(3, 8, 9), kernel=(16, 3, 3, 2), stride=(1, 2), padding=(1, 1), dilation=(2, 1), bias=True, mode='convolution')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "cc0955c0cb0552e977381a96955608846984b2afa1500d8a638697f2308cc0e8"
+key = "7438fe20ba5f998e6afb5e991ed510b32206d3d291af8af6a34f24187747eabe"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

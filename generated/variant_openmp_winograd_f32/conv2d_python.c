@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 8ce4f9601636e10059368264f374920fcdb361e131c7f81b5211375047d5c961
+ * cache key: 4ae1beb35f35367619f61c0987c608cd1cf7f78d7250b352424c0d7419a7ff22
  */
 
 /*

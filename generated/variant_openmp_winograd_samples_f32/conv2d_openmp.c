@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f7e3e7c0edcbc79eee17cf66899e0c5d8ed54b1bdd320899fff2a314f4e6419a
+ * cache key: 80573c161a97662397a587fdc722f8f8552c6abc92a3869b538f7af2fc3b3000
  */
 
 #include <stdint.h>
@@ -298,10 +298,9 @@ static inline void transpose_lanes(const lanes rows[LANES], lanes columns[LANES]
 static inline void pack_transposed(const real *restrict src, int64_t pitch, int count, int width,
                                    int depth, real *restrict panel)
 {
-    int i0 = 0;
-    for (; i0 + LANES <= count; i0 += LANES) {
-        int k = 0;
-        for (; k + LANES <= depth; k += LANES) {
+    const int whole_rows = count - count % LANES, whole_steps = depth - depth % LANES;
+    for (int i0 = 0; i0 < whole_rows; i0 += LANES) {
+        for (int k = 0; k < whole_steps; k += LANES) {
             lanes rows[LANES], columns[LANES];
             for (int r = 0; r < LANES; ++r)
                 rows[r] = LOAD_LANES(src + (i0 + r) * pitch + k);
@@ -309,14 +308,13 @@ static inline void pack_transposed(const real *restrict src, int64_t pitch, int 
             for (int c = 0; c < LANES; ++c)
                 STORE_LANES(panel + (int64_t)(k + c) * width + i0, columns[c]);
         }
-        for (; k < depth; ++k)
+        for (int k = whole_steps; k < depth; ++k)
             for (int r = 0; r < LANES; ++r)
                 panel[(int64_t)k * width + i0 + r] = src[(i0 + r) * pitch + k];
     }
-    if (i0 < width)
-        for (int k = 0; k < depth; ++k)
-            for (int i = i0; i < width; ++i)
-                panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
+    for (int k = 0; k < depth; ++k)
+        for (int i = whole_rows; i < width; ++i)
+            panel[(int64_t)k * width + i] = i < count ? src[i * pitch + k] : 0;
 }
 
 /* The lanes of v added in lane order. */
