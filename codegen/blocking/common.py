@@ -66,9 +66,21 @@ GRAD_WEIGHT_PART_FLOPS = 1 << 21
 #: end, and with 256 pixels (a 64x32x32 -> 64 3x3 layer in float64 at a batch of 1, in four
 #: slots) that addition took the call to 1.21 of the time.
 GRAD_WEIGHT_SLOT_PIXELS = 1024
-#: grad_bias sums this many samples' planes of a channel side by side: the planes lie a
-#: sample apart, and one plane at a time keeps one stream from memory in flight.
-GRAD_BIAS_PLANES = 4
+#: grad_bias sums several samples' planes of a channel side by side (``grad_bias_planes``):
+#: the planes lie a sample apart, and one plane at a time keeps one stream from memory in
+#: flight. Planes times the lanes of the machine's widest vector: about this many reals.
+GRAD_BIAS_LANES = 32
+#: ... and at most this many planes.
+GRAD_BIAS_MAX_PLANES = 4
+
+
+def grad_bias_planes(lanes: int) -> int:
+    """How many samples' planes grad_bias sums side by side, with vectors of ``lanes`` reals:
+    two to four, fewer the wider the vectors. On a Zen 4, 16 float32 lanes, against one plane
+    at a time: four planes took 1.00-1.09 of the time on planes of 16x16 and 20x20 pixels
+    (S4's among them), two 0.92-0.97; 8 float64 lanes ran fastest with four (0.90-0.95), and
+    neither dtype with eight (docs/tiles.md)."""
+    return max(2, min(GRAD_BIAS_MAX_PLANES, GRAD_BIAS_LANES // lanes))
 #: Bytes of transposed gradient a lane grad_weight tile sweeps per pass (half of L1).
 GRAD_WEIGHT_BAND_BYTES = 16 * 1024
 #: A lane grad_weight transposes its gradient LANES x LANES reals at a time in registers

@@ -9,7 +9,6 @@ from derive.spec import LayerSpec
 
 from .common import (
     AVX512,
-    GRAD_BIAS_PLANES,
     GRAD_WEIGHT_PIXELS,
     LANE_MIN_SUMS,
     LINE_BYTES,
@@ -18,6 +17,7 @@ from .common import (
     Geometry,
     Machine,
     geometry,
+    grad_bias_planes,
     is_pointwise,
 )
 from .defines import Defines
@@ -325,7 +325,7 @@ def plan(spec: LayerSpec, dtype_bytes: int, machine: Machine = AVX512,
     plans.update(_winograd_plans(g, winograd, vl, dtype_bytes, machine, spec.bias, d))
     if window:
         plans["grad_weight"] = window_grad_weight(spec, vl, dtype_bytes, machine, window, d)
-    bias = (GradBias(GRAD_BIAS_PLANES),) if spec.bias else ()
+    bias = (GradBias(grad_bias_planes(lanes)),) if spec.bias else ()
     passes = tuple(plans.values()) + bias
     return ModulePlan(_helpers(passes, lanes, dtype_bytes, index_type), passes,
                       tuple(d.constants), tuple(d.tables))

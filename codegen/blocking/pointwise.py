@@ -15,7 +15,6 @@ from derive.geometry import is_flipped
 from derive.spec import LayerSpec
 
 from .common import (
-    GRAD_BIAS_PLANES,
     LINE_BYTES,
     MIN_TASKS,
     PRODUCT_STEP_UNROLL,
@@ -23,6 +22,7 @@ from .common import (
     VECTOR_BYTES,
     Machine,
     _cdiv,
+    grad_bias_planes,
     skewed,
 )
 from .defines import Defines
@@ -436,7 +436,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
     transposed = any(isinstance(p, Product) and p.transposed for p in passes)
     if spec.bias:
-        passes.append(GradBias(GRAD_BIAS_PLANES))
+        passes.append(GradBias(grad_bias_planes(lanes)))
     # grad_weight transposes the input's rows into its panels in registers, a square of the
     # widest vectors at a time
     d.const("LANES", lanes, f"reals per side of a block transposed in registers "

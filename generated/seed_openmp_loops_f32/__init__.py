@@ -3,10 +3,10 @@
 # spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
 #        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 6d288816c49d16fbd5fcb9e322f79d4f4d6c2b9edac53b3a38af1d734ad97077
+# cache key: 4eb5516170895d729f9ab93b85532146b124b5901953c0845f1b21d9105624a5
 """input 1x3x3, kernel 1x1x2x2 -> output 1x2x2: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 6d288816c49d16fbd5fcb9e322f79d4f4d6c2b9edac53b3a38af1d734ad97077.
+Built by corrgen 0.1.0, cache key 4eb5516170895d729f9ab93b85532146b124b5901953c0845f1b21d9105624a5.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 3, 3), K (1, 1, 2, 2), b (1,), Z (N, 1, 2, 2)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_6d288816c49d")
+_extension = _importlib.import_module(__name__ + "._conv2d_4eb551617089")
 
 spec = _LayerSpec(input=(1, 3, 3), kernel=(1, 1, 2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "6d288816c49d16fbd5fcb9e322f79d4f4d6c2b9edac53b3a38af1d734ad97077"
+key = "4eb5516170895d729f9ab93b85532146b124b5901953c0845f1b21d9105624a5"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

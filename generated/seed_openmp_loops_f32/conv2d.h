@@ -4,7 +4,7 @@
  * spec:  input 1x3x3, kernel 1x1x2x2 -> output 1x2x2
  *        {"input": [1, 3, 3], "kernel": [1, 1, 2, 2], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [1, 2, 2]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 6d288816c49d16fbd5fcb9e322f79d4f4d6c2b9edac53b3a38af1d734ad97077
+ * cache key: 4eb5516170895d729f9ab93b85532146b124b5901953c0845f1b21d9105624a5
  */
 
 /*

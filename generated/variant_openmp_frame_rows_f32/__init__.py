@@ -3,10 +3,10 @@
 # spec:  input 3x12x10, kernel 16x3x5x5, padding 2 -> output 16x12x10
 #        {"input": [3, 12, 10], "kernel": [16, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 12, 10]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 4017eecb3cb171743ae4344920a3e428975779fa738413185e252918f318fbb3
+# cache key: cddc21f95388a624899c124ab63f80a14834a42f91bc2138077cd95357b5db2f
 """input 3x12x10, kernel 16x3x5x5, padding 2 -> output 16x12x10: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 4017eecb3cb171743ae4344920a3e428975779fa738413185e252918f318fbb3.
+Built by corrgen 0.1.0, cache key cddc21f95388a624899c124ab63f80a14834a42f91bc2138077cd95357b5db2f.
 
     forward(V, K, b, out=None) -> Z
         V (N, 3, 12, 10), K (16, 3, 5, 5), b (16,), Z (N, 16, 12, 10)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_4017eecb3cb1")
+_extension = _importlib.import_module(__name__ + "._conv2d_cddc21f95388")
 
 spec = _LayerSpec(input=(3, 12, 10), kernel=(16, 3, 5, 5), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "4017eecb3cb171743ae4344920a3e428975779fa738413185e252918f318fbb3"
+key = "cddc21f95388a624899c124ab63f80a14834a42f91bc2138077cd95357b5db2f"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 3x12x10, kernel 16x3x5x5, padding 2 -> output 16x12x10
  *        {"input": [3, 12, 10], "kernel": [16, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 12, 10]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 4017eecb3cb171743ae4344920a3e428975779fa738413185e252918f318fbb3
+ * cache key: cddc21f95388a624899c124ab63f80a14834a42f91bc2138077cd95357b5db2f
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
 #        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 42464d48dc1fbf2fb5014a0cfb34d86a75b5cbe133ebcc63c5cba9f3b3c7f476
+# cache key: 50dc7ee6c4efff185b408c8860d3f2cb0971b19b55200c16a494c6ad06e8a1e9
 """input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 42464d48dc1fbf2fb5014a0cfb34d86a75b5cbe133ebcc63c5cba9f3b3c7f476.
+Built by corrgen 0.1.0, cache key 50dc7ee6c4efff185b408c8860d3f2cb0971b19b55200c16a494c6ad06e8a1e9.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 9, 11), K (32, 16, 3, 3), b (32,), Z (N, 32, 9, 11)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_42464d48dc1f")
+_extension = _importlib.import_module(__name__ + "._conv2d_50dc7ee6c4ef")
 
 spec = _LayerSpec(input=(16, 9, 11), kernel=(32, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "42464d48dc1fbf2fb5014a0cfb34d86a75b5cbe133ebcc63c5cba9f3b3c7f476"
+key = "50dc7ee6c4efff185b408c8860d3f2cb0971b19b55200c16a494c6ad06e8a1e9"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 32x16x3x3, padding 1 -> output 32x9x11
  *        {"input": [16, 9, 11], "kernel": [32, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [32, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 42464d48dc1fbf2fb5014a0cfb34d86a75b5cbe133ebcc63c5cba9f3b3c7f476
+ * cache key: 50dc7ee6c4efff185b408c8860d3f2cb0971b19b55200c16a494c6ad06e8a1e9
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
 #        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 56f5ac448faf414bfd7cd08382c7f4dd27449f5f7f4d5542beb58baec66d6c53
+# cache key: b149deddf0977991847816cf493bd174d330e42fe5503bb7f4330c65e283d60e
 """input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 56f5ac448faf414bfd7cd08382c7f4dd27449f5f7f4d5542beb58baec66d6c53.
+Built by corrgen 0.1.0, cache key b149deddf0977991847816cf493bd174d330e42fe5503bb7f4330c65e283d60e.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 5, 39), K (16, 16, 2, 3), b (16,), Z (N, 16, 2, 19)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_56f5ac448faf")
+_extension = _importlib.import_module(__name__ + "._conv2d_b149deddf097")
 
 spec = _LayerSpec(input=(16, 5, 39), kernel=(16, 16, 2, 3), stride=(2, 2), padding=(0, 1), dilation=(1, 2), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "56f5ac448faf414bfd7cd08382c7f4dd27449f5f7f4d5542beb58baec66d6c53"
+key = "b149deddf0977991847816cf493bd174d330e42fe5503bb7f4330c65e283d60e"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

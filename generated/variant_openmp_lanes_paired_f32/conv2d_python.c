@@ -4,7 +4,7 @@
  * spec:  input 16x5x39, kernel 16x16x2x3, stride 2, padding 0x1, dilation 1x2 -> output 16x2x19
  *        {"input": [16, 5, 39], "kernel": [16, 16, 2, 3], "stride": [2, 2], "padding": [0, 1], "pads": [0, 0, 1, 1], "dilation": [1, 2], "bias": true, "mode": "correlation", "output": [16, 2, 19]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 56f5ac448faf414bfd7cd08382c7f4dd27449f5f7f4d5542beb58baec66d6c53
+ * cache key: b149deddf0977991847816cf493bd174d330e42fe5503bb7f4330c65e283d60e
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
 #        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 5f2039f2acd8b2cfd077e628c99a74236b6d67754520b9ebb06dc396bbe7cc9f
+# cache key: 52dc3c0a3052f21e3ba2f0f600c091000825aadecf34047125ac07acafee66f8
 """input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 5f2039f2acd8b2cfd077e628c99a74236b6d67754520b9ebb06dc396bbe7cc9f.
+Built by corrgen 0.1.0, cache key 52dc3c0a3052f21e3ba2f0f600c091000825aadecf34047125ac07acafee66f8.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 3, 37), K (16, 16, 3, 3), b (16,), Z (N, 16, 3, 37)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_5f2039f2acd8")
+_extension = _importlib.import_module(__name__ + "._conv2d_52dc3c0a3052")
 
 spec = _LayerSpec(input=(16, 3, 37), kernel=(16, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "5f2039f2acd8b2cfd077e628c99a74236b6d67754520b9ebb06dc396bbe7cc9f"
+key = "52dc3c0a3052f21e3ba2f0f600c091000825aadecf34047125ac07acafee66f8"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x3x37, kernel 16x16x3x3, padding 1 -> output 16x3x37
  *        {"input": [16, 3, 37], "kernel": [16, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [16, 3, 37]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 5f2039f2acd8b2cfd077e628c99a74236b6d67754520b9ebb06dc396bbe7cc9f
+ * cache key: 52dc3c0a3052f21e3ba2f0f600c091000825aadecf34047125ac07acafee66f8
  */
 
 /*

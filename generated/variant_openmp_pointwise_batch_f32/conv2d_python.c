@@ -4,7 +4,7 @@
  * spec:  input 24x7x7, kernel 64x24x1x1 -> output 64x7x7
  *        {"input": [24, 7, 7], "kernel": [64, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [64, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: c63ca85ae706491dacde22d49694a02a8debe087bc91b8fef932d99f926939cd
+ * cache key: f76b50272ee774ba53043d6672412c9914231df49df11b13bfb4b2b55fcc1588
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
 #        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: e120d79e16a9d477430554465de2115f8974a48449f601cf7e1cb8de9196e85f
+# cache key: fa3bde54fb711e015961740e2322e8aa9af4a7cb858ae70b1cfbbccbeead079f
 """input 24x3x3, kernel 520x24x1x1 -> output 520x3x3: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key e120d79e16a9d477430554465de2115f8974a48449f601cf7e1cb8de9196e85f.
+Built by corrgen 0.1.0, cache key fa3bde54fb711e015961740e2322e8aa9af4a7cb858ae70b1cfbbccbeead079f.
 
     forward(V, K, b, out=None) -> Z
         V (N, 24, 3, 3), K (520, 24, 1, 1), b (520,), Z (N, 520, 3, 3)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_e120d79e16a9")
+_extension = _importlib.import_module(__name__ + "._conv2d_fa3bde54fb71")
 
 spec = _LayerSpec(input=(24, 3, 3), kernel=(520, 24, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "e120d79e16a9d477430554465de2115f8974a48449f601cf7e1cb8de9196e85f"
+key = "fa3bde54fb711e015961740e2322e8aa9af4a7cb858ae70b1cfbbccbeead079f"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

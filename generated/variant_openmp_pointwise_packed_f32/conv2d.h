@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e120d79e16a9d477430554465de2115f8974a48449f601cf7e1cb8de9196e85f
+ * cache key: fa3bde54fb711e015961740e2322e8aa9af4a7cb858ae70b1cfbbccbeead079f
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 24x3x3, kernel 520x24x1x1 -> output 520x3x3
  *        {"input": [24, 3, 3], "kernel": [520, 24, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [520, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: e120d79e16a9d477430554465de2115f8974a48449f601cf7e1cb8de9196e85f
+ * cache key: fa3bde54fb711e015961740e2322e8aa9af4a7cb858ae70b1cfbbccbeead079f
  */
 
 #include <stdint.h>
@@ -1265,7 +1265,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 
 /* grad_bias: db[o] = sum_{y<3, x<3} G[o, y, x]
  * One task per output channel, summing the batch in order. A channel's planes lie a whole
- * sample apart, so 4 samples' planes are summed side by side: 4 streams from memory
+ * sample apart, so 2 samples' planes are summed side by side: 2 streams from memory
  * in flight instead of one, each plane still summed on its own and added in sample order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {
@@ -1273,23 +1273,17 @@ static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
     for (int o = 0; o < O; ++o) {
         real total = 0;
         int64_t s = 0;
-        for (; s + 3 < n; s += 4) {
+        for (; s + 1 < n; s += 2) {
             const real *restrict g0 = G + (s * O + o) * (HO * WO);
             const real *restrict g1 = g0 + O * (HO * WO);
-            const real *restrict g2 = g1 + O * (HO * WO);
-            const real *restrict g3 = g2 + O * (HO * WO);
-            real sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-            #pragma omp simd reduction(+:sum0,sum1,sum2,sum3)
+            real sum0 = 0, sum1 = 0;
+            #pragma omp simd reduction(+:sum0,sum1)
             for (int e = 0; e < HO * WO; ++e) {
                 sum0 += g0[e];
                 sum1 += g1[e];
-                sum2 += g2[e];
-                sum3 += g3[e];
             }
             total += sum0;
             total += sum1;
-            total += sum2;
-            total += sum3;
         }
         for (; s < n; ++s) {
             const real *restrict g = G + (s * O + o) * (HO * WO);

@@ -3,10 +3,10 @@
 # spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
 #        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 057542f33ce0d247f4f1d3335ed13b9fd5312e6954f0fbee74f81b8c1b826dce
+# cache key: ee475a95aeab24ffe56d412da72f15f92190b7475a2cf50ec877ee1f6c9feb97
 """input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 057542f33ce0d247f4f1d3335ed13b9fd5312e6954f0fbee74f81b8c1b826dce.
+Built by corrgen 0.1.0, cache key ee475a95aeab24ffe56d412da72f15f92190b7475a2cf50ec877ee1f6c9feb97.
 
     forward(V, K, b, out=None) -> Z
         V (N, 5, 6, 7), K (19, 5, 1, 1), b (19,), Z (N, 19, 3, 3)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_057542f33ce0")
+_extension = _importlib.import_module(__name__ + "._conv2d_ee475a95aeab")
 
 spec = _LayerSpec(input=(5, 6, 7), kernel=(19, 5, 1, 1), stride=(2, 3), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "057542f33ce0d247f4f1d3335ed13b9fd5312e6954f0fbee74f81b8c1b826dce"
+key = "ee475a95aeab24ffe56d412da72f15f92190b7475a2cf50ec877ee1f6c9feb97"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 057542f33ce0d247f4f1d3335ed13b9fd5312e6954f0fbee74f81b8c1b826dce
+ * cache key: ee475a95aeab24ffe56d412da72f15f92190b7475a2cf50ec877ee1f6c9feb97
  */
 
 /*

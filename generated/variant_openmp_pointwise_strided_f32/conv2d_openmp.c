@@ -4,7 +4,7 @@
  * spec:  input 5x6x7, kernel 19x5x1x1, stride 2x3 -> output 19x3x3
  *        {"input": [5, 6, 7], "kernel": [19, 5, 1, 1], "stride": [2, 3], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [19, 3, 3]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 057542f33ce0d247f4f1d3335ed13b9fd5312e6954f0fbee74f81b8c1b826dce
+ * cache key: ee475a95aeab24ffe56d412da72f15f92190b7475a2cf50ec877ee1f6c9feb97
  */
 
 #include <stdint.h>
@@ -1107,7 +1107,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 
 /* grad_bias: db[o] = sum_{y<3, x<3} G[o, y, x]
  * One task per output channel, summing the batch in order. A channel's planes lie a whole
- * sample apart, so 4 samples' planes are summed side by side: 4 streams from memory
+ * sample apart, so 2 samples' planes are summed side by side: 2 streams from memory
  * in flight instead of one, each plane still summed on its own and added in sample order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {
@@ -1115,23 +1115,17 @@ static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
     for (int o = 0; o < O; ++o) {
         real total = 0;
         int64_t s = 0;
-        for (; s + 3 < n; s += 4) {
+        for (; s + 1 < n; s += 2) {
             const real *restrict g0 = G + (s * O + o) * (HO * WO);
             const real *restrict g1 = g0 + O * (HO * WO);
-            const real *restrict g2 = g1 + O * (HO * WO);
-            const real *restrict g3 = g2 + O * (HO * WO);
-            real sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-            #pragma omp simd reduction(+:sum0,sum1,sum2,sum3)
+            real sum0 = 0, sum1 = 0;
+            #pragma omp simd reduction(+:sum0,sum1)
             for (int e = 0; e < HO * WO; ++e) {
                 sum0 += g0[e];
                 sum1 += g1[e];
-                sum2 += g2[e];
-                sum3 += g3[e];
             }
             total += sum0;
             total += sum1;
-            total += sum2;
-            total += sum3;
         }
         for (; s < n; ++s) {
             const real *restrict g = G + (s * O + o) * (HO * WO);

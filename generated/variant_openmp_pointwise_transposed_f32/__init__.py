@@ -3,10 +3,10 @@
 # spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
 #        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: d17d429b44d4c8456a2afeb7fc2d8ab97b4d4ff2fce4faa0120357a73989d360
+# cache key: 46906757ff8ce37316fc006d86e6b9805b48b4283d9bf3937ee80bdb47fc81c7
 """input 56x7x7, kernel 40x56x1x1 -> output 40x7x7: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key d17d429b44d4c8456a2afeb7fc2d8ab97b4d4ff2fce4faa0120357a73989d360.
+Built by corrgen 0.1.0, cache key 46906757ff8ce37316fc006d86e6b9805b48b4283d9bf3937ee80bdb47fc81c7.
 
     forward(V, K, b, out=None) -> Z
         V (N, 56, 7, 7), K (40, 56, 1, 1), b (40,), Z (N, 40, 7, 7)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_d17d429b44d4")
+_extension = _importlib.import_module(__name__ + "._conv2d_46906757ff8c")
 
 spec = _LayerSpec(input=(56, 7, 7), kernel=(40, 56, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "d17d429b44d4c8456a2afeb7fc2d8ab97b4d4ff2fce4faa0120357a73989d360"
+key = "46906757ff8ce37316fc006d86e6b9805b48b4283d9bf3937ee80bdb47fc81c7"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

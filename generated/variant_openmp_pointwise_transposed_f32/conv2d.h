@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: d17d429b44d4c8456a2afeb7fc2d8ab97b4d4ff2fce4faa0120357a73989d360
+ * cache key: 46906757ff8ce37316fc006d86e6b9805b48b4283d9bf3937ee80bdb47fc81c7
  */
 
 /*

@@ -4,7 +4,7 @@
  * spec:  input 56x7x7, kernel 40x56x1x1 -> output 40x7x7
  *        {"input": [56, 7, 7], "kernel": [40, 56, 1, 1], "stride": [1, 1], "padding": [0, 0], "pads": [0, 0, 0, 0], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [40, 7, 7]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: d17d429b44d4c8456a2afeb7fc2d8ab97b4d4ff2fce4faa0120357a73989d360
+ * cache key: 46906757ff8ce37316fc006d86e6b9805b48b4283d9bf3937ee80bdb47fc81c7
  */
 
 #include <stdint.h>
@@ -1088,7 +1088,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 
 /* grad_bias: db[o] = sum_{y<7, x<7} G[o, y, x]
  * One task per output channel, summing the batch in order. A channel's planes lie a whole
- * sample apart, so 4 samples' planes are summed side by side: 4 streams from memory
+ * sample apart, so 2 samples' planes are summed side by side: 2 streams from memory
  * in flight instead of one, each plane still summed on its own and added in sample order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {
@@ -1096,23 +1096,17 @@ static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
     for (int o = 0; o < O; ++o) {
         real total = 0;
         int64_t s = 0;
-        for (; s + 3 < n; s += 4) {
+        for (; s + 1 < n; s += 2) {
             const real *restrict g0 = G + (s * O + o) * (HO * WO);
             const real *restrict g1 = g0 + O * (HO * WO);
-            const real *restrict g2 = g1 + O * (HO * WO);
-            const real *restrict g3 = g2 + O * (HO * WO);
-            real sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-            #pragma omp simd reduction(+:sum0,sum1,sum2,sum3)
+            real sum0 = 0, sum1 = 0;
+            #pragma omp simd reduction(+:sum0,sum1)
             for (int e = 0; e < HO * WO; ++e) {
                 sum0 += g0[e];
                 sum1 += g1[e];
-                sum2 += g2[e];
-                sum3 += g3[e];
             }
             total += sum0;
             total += sum1;
-            total += sum2;
-            total += sum3;
         }
         for (; s < n; ++s) {
             const real *restrict g = G + (s * O + o) * (HO * WO);

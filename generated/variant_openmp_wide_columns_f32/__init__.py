@@ -3,10 +3,10 @@
 # spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
 #        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: d8e5b7647de7fd159731952a805836f4f3e3a1e43197cbe7d5b4ddc34e50a50f
+# cache key: 5ca397fd13593b90f67075170873f244915a6689530aab305a6d4b370e13666a
 """input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key d8e5b7647de7fd159731952a805836f4f3e3a1e43197cbe7d5b4ddc34e50a50f.
+Built by corrgen 0.1.0, cache key 5ca397fd13593b90f67075170873f244915a6689530aab305a6d4b370e13666a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 3, 9, 21), K (4, 3, 5, 5), b (4,), Z (N, 4, 9, 21)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_d8e5b7647de7")
+_extension = _importlib.import_module(__name__ + "._conv2d_5ca397fd1359")
 
 spec = _LayerSpec(input=(3, 9, 21), kernel=(4, 3, 5, 5), stride=(1, 1), padding=(2, 2), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "d8e5b7647de7fd159731952a805836f4f3e3a1e43197cbe7d5b4ddc34e50a50f"
+key = "5ca397fd13593b90f67075170873f244915a6689530aab305a6d4b370e13666a"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

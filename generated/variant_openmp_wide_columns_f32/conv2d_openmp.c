@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: d8e5b7647de7fd159731952a805836f4f3e3a1e43197cbe7d5b4ddc34e50a50f
+ * cache key: 5ca397fd13593b90f67075170873f244915a6689530aab305a6d4b370e13666a
  */
 
 #include <stdint.h>
@@ -724,7 +724,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 
 /* grad_bias: db[o] = sum_{y<9, x<21} G[o, y, x]
  * One task per output channel, summing the batch in order. A channel's planes lie a whole
- * sample apart, so 4 samples' planes are summed side by side: 4 streams from memory
+ * sample apart, so 2 samples' planes are summed side by side: 2 streams from memory
  * in flight instead of one, each plane still summed on its own and added in sample order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {
@@ -732,23 +732,17 @@ static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
     for (int o = 0; o < O; ++o) {
         real total = 0;
         int64_t s = 0;
-        for (; s + 3 < n; s += 4) {
+        for (; s + 1 < n; s += 2) {
             const real *restrict g0 = G + (s * O + o) * (HO * WO);
             const real *restrict g1 = g0 + O * (HO * WO);
-            const real *restrict g2 = g1 + O * (HO * WO);
-            const real *restrict g3 = g2 + O * (HO * WO);
-            real sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-            #pragma omp simd reduction(+:sum0,sum1,sum2,sum3)
+            real sum0 = 0, sum1 = 0;
+            #pragma omp simd reduction(+:sum0,sum1)
             for (int e = 0; e < HO * WO; ++e) {
                 sum0 += g0[e];
                 sum1 += g1[e];
-                sum2 += g2[e];
-                sum3 += g3[e];
             }
             total += sum0;
             total += sum1;
-            total += sum2;
-            total += sum3;
         }
         for (; s < n; ++s) {
             const real *restrict g = G + (s * O + o) * (HO * WO);

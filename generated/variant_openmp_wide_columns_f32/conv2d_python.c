@@ -4,7 +4,7 @@
  * spec:  input 3x9x21, kernel 4x3x5x5, padding 2 -> output 4x9x21
  *        {"input": [3, 9, 21], "kernel": [4, 3, 5, 5], "stride": [1, 1], "padding": [2, 2], "pads": [2, 2, 2, 2], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [4, 9, 21]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: d8e5b7647de7fd159731952a805836f4f3e3a1e43197cbe7d5b4ddc34e50a50f
+ * cache key: 5ca397fd13593b90f67075170873f244915a6689530aab305a6d4b370e13666a
  */
 
 /*

@@ -3,10 +3,10 @@
 # spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
 #        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 7438fe20ba5f998e6afb5e991ed510b32206d3d291af8af6a34f24187747eabe
+# cache key: 52ea805d763efc6661e9934621a0ee59e16e864cd1a6fcdb4d5d0381665ec808
 """input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 7438fe20ba5f998e6afb5e991ed510b32206d3d291af8af6a34f24187747eabe.
+Built by corrgen 0.1.0, cache key 52ea805d763efc6661e9934621a0ee59e16e864cd1a6fcdb4d5d0381665ec808.
 
     forward(V, K, b, out=None) -> Z
         V (N, 3, 8, 9), K (16, 3, 3, 2), b (16,), Z (N, 16, 6, 5)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_7438fe20ba5f")
+_extension = _importlib.import_module(__name__ + "._conv2d_52ea805d763e")
 
 spec = _LayerSpec(input=(3, 8, 9), kernel=(16, 3, 3, 2), stride=(1, 2), padding=(1, 1), dilation=(2, 1), bias=True, mode='convolution')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "7438fe20ba5f998e6afb5e991ed510b32206d3d291af8af6a34f24187747eabe"
+key = "52ea805d763efc6661e9934621a0ee59e16e864cd1a6fcdb4d5d0381665ec808"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 7438fe20ba5f998e6afb5e991ed510b32206d3d291af8af6a34f24187747eabe
+ * cache key: 52ea805d763efc6661e9934621a0ee59e16e864cd1a6fcdb4d5d0381665ec808
  */
 
 /*

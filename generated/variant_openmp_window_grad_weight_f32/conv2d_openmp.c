@@ -4,7 +4,7 @@
  * spec:  input 3x8x9, kernel 16x3x3x2, stride 1x2, padding 1, dilation 2x1, convolution -> output 16x6x5
  *        {"input": [3, 8, 9], "kernel": [16, 3, 3, 2], "stride": [1, 2], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [2, 1], "bias": true, "mode": "convolution", "output": [16, 6, 5]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 7438fe20ba5f998e6afb5e991ed510b32206d3d291af8af6a34f24187747eabe
+ * cache key: 52ea805d763efc6661e9934621a0ee59e16e864cd1a6fcdb4d5d0381665ec808
  */
 
 #include <stdint.h>
@@ -982,7 +982,7 @@ static int grad_weight(int64_t n, const real *restrict V, const real *restrict G
 
 /* grad_bias: db[o] = sum_{y<6, x<5} G[o, y, x]
  * One task per output channel, summing the batch in order. A channel's planes lie a whole
- * sample apart, so 4 samples' planes are summed side by side: 4 streams from memory
+ * sample apart, so 2 samples' planes are summed side by side: 2 streams from memory
  * in flight instead of one, each plane still summed on its own and added in sample order. */
 static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
 {
@@ -990,23 +990,17 @@ static int grad_bias(int64_t n, const real *restrict G, real *restrict db)
     for (int o = 0; o < O; ++o) {
         real total = 0;
         int64_t s = 0;
-        for (; s + 3 < n; s += 4) {
+        for (; s + 1 < n; s += 2) {
             const real *restrict g0 = G + (s * O + o) * (HO * WO);
             const real *restrict g1 = g0 + O * (HO * WO);
-            const real *restrict g2 = g1 + O * (HO * WO);
-            const real *restrict g3 = g2 + O * (HO * WO);
-            real sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-            #pragma omp simd reduction(+:sum0,sum1,sum2,sum3)
+            real sum0 = 0, sum1 = 0;
+            #pragma omp simd reduction(+:sum0,sum1)
             for (int e = 0; e < HO * WO; ++e) {
                 sum0 += g0[e];
                 sum1 += g1[e];
-                sum2 += g2[e];
-                sum3 += g3[e];
             }
             total += sum0;
             total += sum1;
-            total += sum2;
-            total += sum3;
         }
         for (; s < n; ++s) {
             const real *restrict g = G + (s * O + o) * (HO * WO);

@@ -3,10 +3,10 @@
 # spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
 #        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 4ae1beb35f35367619f61c0987c608cd1cf7f78d7250b352424c0d7419a7ff22
+# cache key: c4a5047570d1b7feae013af2d005680878ff5347615942e972bd498312cbc89a
 """input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 4ae1beb35f35367619f61c0987c608cd1cf7f78d7250b352424c0d7419a7ff22.
+Built by corrgen 0.1.0, cache key c4a5047570d1b7feae013af2d005680878ff5347615942e972bd498312cbc89a.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 9, 11), K (17, 16, 3, 3), b (17,), Z (N, 17, 9, 11)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_4ae1beb35f35")
+_extension = _importlib.import_module(__name__ + "._conv2d_c4a5047570d1")
 
 spec = _LayerSpec(input=(16, 9, 11), kernel=(17, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "4ae1beb35f35367619f61c0987c608cd1cf7f78d7250b352424c0d7419a7ff22"
+key = "c4a5047570d1b7feae013af2d005680878ff5347615942e972bd498312cbc89a"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x9x11, kernel 17x16x3x3, padding 1 -> output 17x9x11
  *        {"input": [16, 9, 11], "kernel": [17, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [17, 9, 11]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 4ae1beb35f35367619f61c0987c608cd1cf7f78d7250b352424c0d7419a7ff22
+ * cache key: c4a5047570d1b7feae013af2d005680878ff5347615942e972bd498312cbc89a
  */
 
 /*

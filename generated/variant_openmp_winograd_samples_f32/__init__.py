@@ -3,10 +3,10 @@
 # spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
 #        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: 80573c161a97662397a587fdc722f8f8552c6abc92a3869b538f7af2fc3b3000
+# cache key: 2548826b3e3102acbb4a82b2bc5023bc2cecfc2b0b2557ee81de1d806b9ccb2c
 """input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key 80573c161a97662397a587fdc722f8f8552c6abc92a3869b538f7af2fc3b3000.
+Built by corrgen 0.1.0, cache key 2548826b3e3102acbb4a82b2bc5023bc2cecfc2b0b2557ee81de1d806b9ccb2c.
 
     forward(V, K, b, out=None) -> Z
         V (N, 16, 14, 14), K (80, 16, 3, 3), b (80,), Z (N, 80, 14, 14)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_80573c161a97")
+_extension = _importlib.import_module(__name__ + "._conv2d_2548826b3e31")
 
 spec = _LayerSpec(input=(16, 14, 14), kernel=(80, 16, 3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias=True, mode='correlation')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "80573c161a97662397a587fdc722f8f8552c6abc92a3869b538f7af2fc3b3000"
+key = "2548826b3e3102acbb4a82b2bc5023bc2cecfc2b0b2557ee81de1d806b9ccb2c"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

@@ -4,7 +4,7 @@
  * spec:  input 16x14x14, kernel 80x16x3x3, padding 1 -> output 80x14x14
  *        {"input": [16, 14, 14], "kernel": [80, 16, 3, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 1], "bias": true, "mode": "correlation", "output": [80, 14, 14]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: 80573c161a97662397a587fdc722f8f8552c6abc92a3869b538f7af2fc3b3000
+ * cache key: 2548826b3e3102acbb4a82b2bc5023bc2cecfc2b0b2557ee81de1d806b9ccb2c
  */
 
 /*
