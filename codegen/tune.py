@@ -217,18 +217,25 @@ def _runoff(model: Any, rival: Any, name: str, spec: LayerSpec, dtype: str,
     return statistics.median(ratios)
 
 
+def candidate_builds(options: dict[str, tuple[str, ...]]) -> list[dict[str, str]]:
+    """The modules tuning builds for ``options``: the i-th takes each pass's i-th option, or
+    its last (a module's passes each run their own plan, so one build times an option of
+    every pass)."""
+    return [{name: o[min(i, len(o) - 1)] for name, o in options.items()}
+            for i in range(max(map(len, options.values()), default=0))]
+
+
 def measure(spec: LayerSpec, dtype: str, options: dict[str, tuple[str, ...]],
             build: Callable[[dict[str, str]], Any]) -> Tuning:
-    """Build the candidates (``build(choices) -> module``; the i-th takes each pass's i-th
-    option, or its last), check them against the reference, time the passes of ``options``,
+    """Build the candidates (``build(choices) -> module``, one per ``candidate_builds``),
+    check them against the reference, time the passes of ``options``,
     run off each near tie (``near_tie``, ``_runoff``) and keep one option of each
     (``kept_choice``)."""
     from .check import check_module
 
     start = time.perf_counter()
     modules, built = [], []
-    for i in range(max(len(o) for o in options.values())):
-        choices = {name: o[min(i, len(o) - 1)] for name, o in options.items()}
+    for choices in candidate_builds(options):
         module = build(choices)
         failed = [r for r in check_module(module, batch=2, seed=0) if not r.ok]
         if failed:

@@ -279,11 +279,11 @@ def test_every_candidate_kernel_compiles_without_warnings(layer, dtype, tmp_path
     from codegen.blocking import candidates
     from codegen.build import toolchain
     from codegen.machine import host_machine
+    from codegen.tune import candidate_builds
 
     spec, machine = LAYERS[layer][0], host_machine()
     options = candidates(spec, 4 if dtype == "float32" else 8, machine)
-    plans = [None] + [{name: o[min(i, len(o) - 1)] for name, o in options.items()}
-                      for i in range(max(map(len, options.values()), default=0))]
+    plans = [None, *candidate_builds(options)]
     compiler = toolchain(OPENMP).compiler
     for number, choices in enumerate(plans):
         sources = render(lower(spec, OPENMP, dtype, "loops", machine=machine, choices=choices),

@@ -663,8 +663,7 @@ def test_every_column_tile_candidate_matches_the_reference(tmp_path, layer, dtyp
                candidates(spec, int(dtype[-2:]) // 8, host_machine()).items()
                if choices[0].startswith("column_tile=")}
     assert options
-    for i in range(max(len(o) for o in options.values())):
-        choices = {name: o[min(i, len(o) - 1)] for name, o in options.items()}
+    for choices in tune.candidate_builds(options):
         module = _build_with(spec, dtype, choices, tmp_path)
         for result in check_module(module, batch=3, seed=4):
             assert result.ok, (choices, result)

@@ -146,7 +146,6 @@ def test_winograd_modules_match_the_reference(tmp_path: Path, name, dtype):
             assert result.ok, result
 
 
-
 def test_the_kept_transformed_weights_serve_every_call_and_every_thread(tmp_path: Path):
     """The forward and grad_input blocks of transformed weights are kept between calls
     (take_kept): each call transforms its own weights into them, so calls with other
@@ -179,6 +178,7 @@ def test_the_kept_transformed_weights_serve_every_call_and_every_thread(tmp_path
             Z, dV = alone[i % len(inputs)]
             for z, dv in results:
                 assert np.array_equal(z, Z) and np.array_equal(dv, dV)
+
 
 def test_a_task_keeps_its_blocks_within_l2():
     """A task takes as many tile rows as keep its transformed patches and products within

@@ -78,8 +78,8 @@ def grad_bias_planes(lanes: int) -> int:
     """How many samples' planes grad_bias sums side by side, with vectors of ``lanes`` reals:
     two to four, fewer the wider the vectors. On a Zen 4, 16 float32 lanes, against one plane
     at a time: four planes took 1.00-1.09 of the time on planes of 16x16 and 20x20 pixels
-    (S4's among them), two 0.92-0.97; 8 float64 lanes ran fastest with four (0.90-0.95), and
-    neither dtype with eight (docs/tiles.md)."""
+    (S4's among them), two 0.92-0.98; 8 float64 lanes ran fastest with four on most shapes
+    (0.82-0.95), and neither dtype with eight (docs/tiles.md)."""
     return max(2, min(GRAD_BIAS_MAX_PLANES, GRAD_BIAS_LANES // lanes))
 #: Bytes of transposed gradient a lane grad_weight tile sweeps per pass (half of L1).
 GRAD_WEIGHT_BAND_BYTES = 16 * 1024
