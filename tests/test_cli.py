@@ -305,6 +305,45 @@ def test_fma_peak_float64_is_about_half_of_float32():
     assert 0.3 < float(done.stdout) < 0.7
 
 
+def test_the_peak_loop_runs_every_multiply_add_it_counts(tmp_path):
+    """The peak divides the multiply-adds the loop counts (CHAINS a iteration) by its time, so
+    the compiled loop must run them all. With x and y written as constants, GCC found chain 1
+    at a fixed point (1 * 0.999 + 0.001 rounds to 1) and dropped its multiply-adds: 15 of 16
+    with AVX-512, and every % of peak read 1/16 low. Counted in the assembly GCC makes of the
+    loop with the modules' flags, per dtype: a whole number of times CHAINS."""
+    import platform
+
+    from codegen.backends import OPENMP
+    from codegen.build import toolchain
+    from codegen.peak import SOURCE
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("counts x86-64's vfmadd instructions")
+    source = tmp_path / "peak.c"
+    source.write_text(SOURCE)
+    compile_command = [*toolchain(OPENMP).compiler, *OPENMP.compile_flags, str(source)]
+    macros = subprocess.run([*compile_command, "-dM", "-E"], capture_output=True, text=True,
+                            check=True).stdout
+    if "__FMA__" not in macros:
+        pytest.skip("the compiler's target has no fused multiply-add")
+    chains = 16 if "__AVX512F__" in macros else 10
+    assembly = subprocess.run([*compile_command, "-S", "-o", "-"], capture_output=True,
+                              text=True, check=True).stdout
+    fmas: dict[str, int] = {}
+    function = None
+    for line in assembly.splitlines():
+        label = re.match(r"(peak_float(32|64))\S*:", line)
+        if label:
+            function = label.group(1)
+        elif re.match(r"\w", line):
+            function = None
+        elif function and re.match(r"\s+vfmadd", line):
+            fmas[function] = fmas.get(function, 0) + 1
+    assert set(fmas) == {"peak_float32", "peak_float64"}, fmas
+    for function, count in fmas.items():
+        assert count % chains == 0, (function, count, chains)
+
+
 def test_fma_peak_takes_one_dtype_name_and_names_a_wrong_one():
     from codegen.peak import fma_peak
 
