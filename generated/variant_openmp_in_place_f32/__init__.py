@@ -3,10 +3,10 @@
 # spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
 #        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
 # style: loops; dtype: float32 (float); target: openmp
-# cache key: f972e631a0634f802e1d13583793d24556b22c661622bbdd0858529051412914
+# cache key: d1931f6d18153b17155774272e2a061fd1462993ead5dae27c6678a44d9ebef7
 """input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15: float32 openmp kernels (loops).
 
-Built by corrgen 0.1.0, cache key f972e631a0634f802e1d13583793d24556b22c661622bbdd0858529051412914.
+Built by corrgen 0.1.0, cache key d1931f6d18153b17155774272e2a061fd1462993ead5dae27c6678a44d9ebef7.
 
     forward(V, K, b, out=None) -> Z
         V (N, 1, 11, 17), K (2, 1, 2, 3), b (2,), Z (N, 2, 12, 15)
@@ -28,13 +28,13 @@ from derive.spec import LayerSpec as _LayerSpec
 
 # By its full name, not "from . import": that form imports the folder above as a package,
 # and codegen.load registers no name but this module's own.
-_extension = _importlib.import_module(__name__ + "._conv2d_f972e631a063")
+_extension = _importlib.import_module(__name__ + "._conv2d_d1931f6d1815")
 
 spec = _LayerSpec(input=(1, 11, 17), kernel=(2, 1, 2, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 2), bias=True, mode='convolution')
 dtype = "float32"
 target = "openmp"
 style = "loops"
-key = "f972e631a0634f802e1d13583793d24556b22c661622bbdd0858529051412914"
+key = "d1931f6d18153b17155774272e2a061fd1462993ead5dae27c6678a44d9ebef7"
 
 _module = _KernelModule(spec, dtype, _extension.lib, _extension)
 forward = _module.forward

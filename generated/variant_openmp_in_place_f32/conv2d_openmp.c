@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f972e631a0634f802e1d13583793d24556b22c661622bbdd0858529051412914
+ * cache key: d1931f6d18153b17155774272e2a061fd1462993ead5dae27c6678a44d9ebef7
  */
 
 #include <stdint.h>
@@ -727,7 +727,7 @@ static int grad_input(int64_t n, const real *restrict K, const real *restrict G,
     const int64_t bands = task_cuts(n * groups, omp_get_max_threads(), (GIN_TY - 1 + GIN_PHASE_ROWS[0]) / GIN_TY);
     /* one band, what a batch of at least a task per thread gives, in a loop nest of its own:
      * the block, inlined there, then has its rows of tiles as constants (with them found at
-     * run time, S2's grad_input took 1.02-1.03 of the time; docs/tiles.md) */
+     * run time, S2's grad_input took 1.01-1.04 of the time; docs/tiles.md) */
     if (bands == 1) {
         /* static: handing out tasks this short one at a time costs more than it saves */
         #pragma omp parallel for collapse(2) schedule(static) if (n * 4320 >= PARALLEL_MIN_FLOPS)

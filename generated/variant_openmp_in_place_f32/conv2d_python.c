@@ -4,7 +4,7 @@
  * spec:  input 1x11x17, kernel 2x1x2x3, padding 1, dilation 1x2, convolution -> output 2x12x15
  *        {"input": [1, 11, 17], "kernel": [2, 1, 2, 3], "stride": [1, 1], "padding": [1, 1], "pads": [1, 1, 1, 1], "dilation": [1, 2], "bias": true, "mode": "convolution", "output": [2, 12, 15]}
  * style: loops; dtype: float32 (float); target: openmp
- * cache key: f972e631a0634f802e1d13583793d24556b22c661622bbdd0858529051412914
+ * cache key: d1931f6d18153b17155774272e2a061fd1462993ead5dae27c6678a44d9ebef7
  */
 
 /*
