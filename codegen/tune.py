@@ -6,7 +6,7 @@ multiply-adds a cycle retires: Zen 4 runs a 512-bit one as two halves (one a cyc
 256-bit one retires two a cycle on Zen 3 and most Xeons, and which tile that favours (more
 channels per tile, or more pixels) is then a matter of loads and spills the model does not
 see. And which register tile of a matrix product (1x1 layers) is fastest: the model's
-choice ran at 48 % of the peak on a Zen 3 where two others ran at 55 %. So when a layer is
+choice took 1.15 times as long as two others on a Zen 3. So when a layer is
 large enough for it to pay, ``tuned_choices`` builds the module with each candidate
 (``codegen.blocking.candidates``: for each pass, the model's choice first), checks each
 against the NumPy reference, times every pass whose plans differ, and keeps, pass by pass,

@@ -97,8 +97,8 @@ REGISTER_TRANSPOSE_LANES = 16
 #: 1.09-1.11 on S3's float64 tile of four vectors, so it is measured, not assumed.
 GRAD_WEIGHT_PIXELS = 2
 #: How many of its steps a matrix-product tile's loop takes per pass (``#pragma GCC
-#: unroll``): one step's loads and multiply-adds, with its own loop test, left the 6x2 tile
-#: at about 70 % of the peak on a Zen 3; four steps at a time ran at 80-85 %.
+#: unroll``): one step's loads and multiply-adds, with its own loop test, took the 6x2 tile
+#: 1.14-1.21 times as long on a Zen 3 as four steps at a time.
 PRODUCT_STEP_UNROLL = 4
 #: Cycles charged per tile (stores, set-up) and per channel of a tile (loop overhead) by the
 #: cost model that picks the tiles.

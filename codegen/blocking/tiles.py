@@ -168,8 +168,8 @@ def lane_tile_candidates(lanes: int, out_channels: int, in_channels: int,
     time at either multiply-add rate (``Machine.lane_fmas`` and the other), and at each the
     least of the tiles of two rows. The model charges the tiles' loads but not where they
     come from: two output rows read four rows of a 3x3 layer's input where one reads three,
-    and many tiles tie. On a Zen 3 (AVX2), S5's float32 forward ran at 61-64 % of the peak
-    with 1 x 2 x 4 and at 53-54 % with the model's 1 x 1 x 8, which it ranks the same; once
+    and many tiles tie. On a Zen 3 (AVX2), S5's float32 forward took 1.13-1.21 times as long
+    with the model's 1 x 1 x 8 as with 1 x 2 x 4, which it ranks the same; once
     the forward read its bias where it stores a tile (1 x 1 x 8's sums had spilled), 1 x 1 x 8
     took 0.85 of 1 x 2 x 4's time (docs/tiles.md)."""
     found: list[LaneTile] = []
