@@ -19,7 +19,7 @@ from codegen.blocking import AVX512
 from codegen.blocking import plan as plan_layer
 from codegen.blocking.common import MIN_TASKS
 from codegen.blocking.pointwise import in_place_pays
-from codegen.blocking.shuffles import in_place_loads, lane_transpose
+from codegen.blocking.shuffles import half_transpose_shuffles, in_place_loads, lane_transpose
 from codegen.check import check_module
 from codegen.lower import lower
 from codegen.runtime import PASSES, KernelModule
@@ -253,6 +253,25 @@ def test_transposed_lane_stores_are_covered_by_the_grid():
     assert covered == {(dtype, name) for dtype in ("float32", "float64")
                        for name in ("forward", "grad_input")}
     assert True in partial and True in edges and vectors == {1, 2}
+
+
+@pytest.mark.parametrize("vl, real_bytes", [(8, 4), (4, 8)])
+def test_the_half_transpose_leaves_each_column_in_the_half_it_names(vl, real_bytes):
+    """``transpose_halves`` as printed (its shuffles, the vectors it leaves, each column's
+    vector and half), run on NumPy rows: every column of the VL / 2 x VL matrix comes out
+    whole in the half named for it, and each shuffle keeps to 16-byte blocks (an unpack)."""
+    steps, shuffles, values, halves = half_transpose_shuffles(vl, real_bytes)
+    half = vl // 2
+    matrix = np.arange(half * vl).reshape(half, vl)
+    named = {f"rows[{i}]": matrix[i] for i in range(half)}
+    for s in shuffles:
+        named[s.target] = np.concatenate([named[s.a], named[s.b]])[list(s.indices)]
+        assert all(index % vl // half == lane // half for lane, index in enumerate(s.indices))
+    columns = [named[value] for value in values]
+    for j, (vector, which) in enumerate(halves):
+        np.testing.assert_array_equal(columns[vector][which * half:(which + 1) * half],
+                                      matrix[:, j])
+    assert len(shuffles) == steps * half and 2 ** steps == half
 
 
 def test_grad_weight_tap_blocks_lie_at_fixed_distances():

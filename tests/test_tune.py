@@ -82,17 +82,19 @@ def test_the_candidates_are_the_passes_whose_plans_differ():
 
 
 def test_a_matrix_products_candidates_are_its_tiles():
-    """A 1x1 layer's candidates: the model's tile, then full-register tiles; each plan has
-    the tile it names, and the module built with each matches the reference."""
+    """A 1x1 layer's candidates: the model's tile, then full-register tiles (forward's and
+    grad_input's one of them transposed, 4 pixels x 3 vectors); each plan has the tile it
+    names, and the module built with each matches the reference."""
     options = candidates(LAYERS["S6"][0], 4, AVX2)
     assert list(options) == ["forward", "grad_input", "grad_weight"]
     for name, choices in options.items():
         model = next(p for p in plan(LAYERS["S6"][0], 4, AVX2).passes if p.name == name)
-        assert choices[0] == f"tile={model.mr}x{model.nrv}" and len(set(choices)) == 3
+        assert choices[0] == f"tile={model.mr}x{model.nrv}"
+        assert len(set(choices)) == (3 if name == "grad_weight" else 4)
         for choice in choices[1:]:
             record = next(p for p in plan(LAYERS["S6"][0], 4, AVX2, {name: choice}).passes
                           if p.name == name)
-            assert f"tile={record.mr}x{record.nrv}" == choice
+            assert f"tile={record.mr}x{record.nrv}{'t' if record.transposed else ''}" == choice
             assert record.mr * record.nrv == AVX2.accumulators
     assert candidates(GRID["pointwise_parallel"], 8, AVX2)
 
@@ -768,15 +770,18 @@ def test_build_reports_the_tuning_and_no_tune_skips_it(tuning_on, tmp_path, caps
     assert json.loads(capsys.readouterr().out)["tuning"] is None
 
 
-@pytest.mark.parametrize("dtype, tile", [("float32", "tile=8x3t"), ("float64", "tile=4x6t"),
-                                         ("float64", "tile=8x3t")])
+@pytest.mark.parametrize("dtype, tile", [("float32", "tile=8x3t"), ("float32", "tile=4x6t"),
+                                         ("float64", "tile=4x6t"), ("float64", "tile=8x3t"),
+                                         ("float64", "tile=2x6t")])
 @pytest.mark.parametrize("width", [7, 13])
 def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, width):
     """forward and grad_input by a transposed tile (rows in vectors, pixels read in place)
     sum in the packed tile's order, so they give its bits, and match the reference. 40 and
     56 result rows leave a last row panel of fewer vectors; 49 pixels leave one (stored through
-    a buffer), 52 leave four to 8-pixel tiles (float64: a square of 4-real vectors) and none
-    to 4-pixel ones; a batch of 3 cuts each sample into groups of row panels. grad_input
+    a buffer), 52 leave four to 8-pixel tiles (float32: half a square, stored through
+    transpose_halves; float64: a square of 4-real vectors) and none to 4- or 2-pixel ones,
+    which are half squares themselves in float32 and float64 respectively; a batch of 3 cuts
+    each sample into groups of row panels. grad_input
     reads the weights in place, forward packs them (40 rows: a last panel of fewer rows than
     its width, zero-padded)."""
     spec = LayerSpec(input=(56, 4 if width == 13 else 7, width), kernel=(40, 56, 1, 1))
@@ -810,8 +815,8 @@ def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, wi
      "this layer has stride (2, 2)"),
     (LayerSpec(input=(12, 4, 4), kernel=(16, 12, 1, 1)), {"grad_input": "tile=8x3t"},
      "stride (1, 1) and 12 result rows"),
-    (LayerSpec(input=(16, 4, 4), kernel=(16, 16, 1, 1)), {"forward": "tile=4x6t"},
-     "4 pixels to be whole squares of 8"),
+    (LayerSpec(input=(16, 4, 4), kernel=(16, 16, 1, 1)), {"forward": "tile=2x12t"},
+     "2 pixels to be whole squares of 8 or half of one"),
     (LayerSpec(input=(16, 2, 3), kernel=(16, 16, 1, 1)), {"forward": "tile=8x3t"},
      "the layer's 6 pixels"),
     (LayerSpec(input=(16, 4, 4), kernel=(16, 16, 1, 1)), {"forward": "tile=8x3q"},
@@ -826,7 +831,7 @@ def test_transposed_tiles_are_timed_for_forward_and_grad_input_at_stride_1():
     s6 = LAYERS["S6"][0]
     for dtype_bytes, machine, wanted in ((4, AVX512, ("tile=8x3t",)),
                                          (8, AVX512, ("tile=4x6t", "tile=8x3t")),
-                                         (8, AVX2, ("tile=4x3t",)), (4, AVX2, ())):
+                                         (8, AVX2, ("tile=4x3t",)), (4, AVX2, ("tile=4x3t",))):
         found = candidates(s6, dtype_bytes, machine)
         for name in ("forward", "grad_input"):
             assert tuple(c for c in found[name] if c.endswith("t")) == wanted

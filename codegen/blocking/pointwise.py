@@ -27,7 +27,7 @@ from .common import (
 )
 from .defines import Defines
 from .records import WIDE_VECTORS, GradBias, Helpers, ModulePlan, Product
-from .shuffles import transpose_shuffles
+from .shuffles import half_transpose_shuffles, transpose_shuffles
 
 #: The most bytes a matrix product's column panel may take (L1 is 32 KB; a little more
 #: is no slower, the prefetchers fetching the rest from L2).
@@ -127,18 +127,23 @@ def transposed_candidates(vl: int, rows: int, machine: Machine) -> tuple[GemmTil
     """The transposed tiles ``codegen.tune`` times for forward or grad_input at stride 1,
     ``rows`` result rows: the result's rows in vectors (the packed weights), its pixels
     broadcast from the sample in place, MR a multiple of VL so that the tile is stored as
-    squares transposed in registers. The sample is not packed, and no panel is padded: S6's
-    196 pixels and 256 rows cut into whole tiles but for 4 pixels. On a Zen 4 an 8-pixel x
-    3-vector tile took S6's float32 forward and grad_input 0.97-1.00 of the time of the
-    packed 4 x 5, the same bits (docs/tiles.md). Those whose sums fill the machine's
-    registers, ``FULL_TILES`` of them, the fewest loads per step first; none where the rows
-    do not cut into whole vectors."""
+    squares transposed in registers, or half of VL where no whole square has two vectors
+    (stored a 16-byte half of a vector at a time, as ``transpose_halves`` leaves them). The
+    sample is not packed, and no panel is padded: S6's 196 pixels and 256 rows cut into
+    whole tiles but for 4 pixels. On a Zen 4 an 8-pixel x 3-vector tile took S6's float32
+    forward and grad_input 0.97-1.00 of the time of the packed 4 x 5, the same bits, and 4
+    pixels x 6 vectors 1.02 and 1.06 of 8 x 3's. AVX2's 12 sums make no float32 tile of 8
+    pixels with two vectors; there 4 x 3 took S6's grad_input 0.95-0.97 of the packed 4 x
+    3's time, its forward 1.00-1.01 (AVX2 code on a Zen 4; docs/tiles.md). Those whose sums
+    fill the machine's registers, ``FULL_TILES`` of them, the fewest loads per step first;
+    none where the rows do not cut into whole vectors."""
     if rows % vl:
         return ()
-    found = sorted((GemmTile(mr, machine.accumulators // mr, transposed=True)
-                    for mr in range(vl, machine.accumulators + 1, vl)
-                    if machine.accumulators % mr == 0
-                    and mr + machine.accumulators // mr <= machine.accumulators),
+    sums = machine.accumulators
+    whole = [mr for mr in range(vl, sums + 1, vl) if sums % mr == 0 and mr + sums // mr <= sums]
+    # half squares only where no whole one has two vectors: elsewhere (AVX-512) they were slower
+    sizes = whole if any(sums // mr > 1 for mr in whole) else [vl // 2, *whole]
+    found = sorted((GemmTile(mr, sums // mr, transposed=True) for mr in sizes),
                    key=lambda t: t.mr + t.nrv)
     return tuple(found[:FULL_TILES])
 
@@ -327,6 +332,15 @@ def window_grad_weight(spec: LayerSpec, vl: int, dtype_bytes: int, machine: Mach
         **(WIDE_VECTORS if tile.wide else {}))
 
 
+def _tile_transposes(transposed: list[Product], vl: int, dtype_bytes: int) -> dict:
+    """The ``Helpers`` fields the ``transposed`` tiles store themselves through: squares of
+    VL pixels (``transpose_vectors``) and halves of one (``transpose_halves``)."""
+    halves = any(vl // 2 in (p.mr, p.edge_pixels) for p in transposed)
+    return {"transpose_vectors": transpose_shuffles(vl, dtype_bytes)
+            if any(p.mr % vl == 0 for p in transposed) else None,
+            "transpose_halves": half_transpose_shuffles(vl, dtype_bytes) if halves else None}
+
+
 def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTile, vl: int,
                 shape: tuple[int, int, int], operands: tuple[str, ...], d: Defines) -> Product:
     """forward or grad_input by a transposed tile (``GemmTile.transposed``): ``shape`` the
@@ -338,10 +352,10 @@ def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTi
         raise ValueError(f"choices: {name} {tile_choice(tile)}: a transposed tile is for forward "
                          f"and grad_input at stride 1, their result rows whole vectors of {vl}; "
                          f"this layer has stride {spec.stride} and {rows} result rows")
-    if tile.mr % vl or tile.mr > cols:
+    if (tile.mr % vl and tile.mr != vl // 2) or tile.mr > cols:
         raise ValueError(f"choices: {name} {tile_choice(tile)} needs its {tile.mr} pixels to be "
-                         f"whole squares of {vl} (it is stored transposed in registers) and at "
-                         f"most the layer's {cols} pixels")
+                         f"whole squares of {vl} or half of one (it is stored transposed in "
+                         f"registers) and at most the layer's {cols} pixels")
     depth_text, left, across, along, right, result_rows, result = operands
     mr = tile.nrv * vl
     d.const(f"{prefix}_MR", mr, f"{what}: tile rows ({prefix}_MRV vectors of VL)")
@@ -434,7 +448,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                       f"{prefix}_NR" if scatters else "dst + (int64_t)first * P + j0, P"),
             **(WIDE_VECTORS if tile.wide else {})))
     d.const("MIN_TASKS", MIN_TASKS, "forward and grad_input tasks wanted per call")
-    transposed = any(isinstance(p, Product) and p.transposed for p in passes)
+    transposed = [p for p in passes if isinstance(p, Product) and p.transposed]
     if spec.bias:
         passes.append(GradBias(grad_bias_planes(lanes)))
     # grad_weight transposes the input's rows into its panels in registers, a square of the
@@ -450,8 +464,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
                       wide_in_register=any(p.wide for p in passes if isinstance(p, Product)),
                       lanes=True, transpose=True, pack_transposed=True, index_type=ctype_index,
                       transpose_steps=steps, transpose_shuffles=shuffles,
-                      transpose_columns=columns, shuffles=transposed,
-                      transpose_vectors=transpose_shuffles(vl, dtype_bytes) if transposed
-                      else None,
+                      transpose_columns=columns, shuffles=bool(transposed),
+                      **_tile_transposes(transposed, vl, dtype_bytes),
                       waits=any(isinstance(p, Product) and p.accumulates for p in passes))
     return ModulePlan(helpers, tuple(passes), tuple(d.constants), tuple(d.tables))

@@ -558,6 +558,9 @@ class Helpers:
             number of steps, its shuffles in order, and the value of each column.
         transpose_vectors: ``transpose_vectors`` (VL x VL, the transposed matrix products'
             stores), as those three, or None.
+        transpose_halves: ``transpose_halves`` (VL / 2 x VL, the stores of a transposed
+            tile of VL / 2 pixels), as those three and each column's ``(vector, half)``
+            (``shuffles.half_transpose``), or None.
         waits: ``<sched.h>``, for a matrix-product grad_weight's ``spin_wait`` (a thread
             waiting on the unit another thread is running).
         kept_scratch: ``take_kept``, ``give_kept`` (Winograd's transformed weights, kept
@@ -583,6 +586,8 @@ class Helpers:
     transpose_shuffles: tuple[Shuffle, ...] = ()
     transpose_columns: tuple[str, ...] = ()
     transpose_vectors: tuple[int, tuple[Shuffle, ...], tuple[str, ...]] | None = None
+    transpose_halves: tuple[int, tuple[Shuffle, ...], tuple[str, ...],
+                            tuple[tuple[int, int], ...]] | None = None
     waits: bool = False
     kept_scratch: bool = False
 

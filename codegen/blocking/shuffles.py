@@ -100,16 +100,68 @@ def lane_transpose(n: int, real_bytes: int
     return tuple(steps), columns
 
 
-def transpose_shuffles(n: int, real_bytes: int
-                       ) -> tuple[int, tuple[Shuffle, ...], tuple[str, ...]]:
-    """``transpose_lanes`` as printed: its number of steps, its shuffles (operands named
-    ``rows[i]`` in the first step, ``step<s>_<row>`` after) and the value of each column."""
-    steps, columns = lane_transpose(n, real_bytes)
+def half_transpose(n: int, real_bytes: int
+                   ) -> tuple[tuple[tuple[tuple[int, int, int, tuple[int, ...]], ...], ...],
+                              tuple[tuple[int, int], ...]]:
+    """How to transpose ``n / 2`` vectors of ``n`` lanes (row ``i`` holds the elements ``(i,
+    0 .. n-1)``) into ``n`` half vectors of columns, where a half is a 16-byte block (four
+    float32 of eight, two float64 of four): the unpacklo/hi steps of ``lane_transpose``
+    within the blocks, which transpose each block of the ``n / 2`` rows in place. ``(steps,
+    halves)``: the steps as ``lane_transpose``'s, and for each column ``j`` the ``(row,
+    block)`` whose ``n / 2`` lanes hold ``(0 .. n/2 - 1, j)``. Simulated, so the result is
+    checked."""
+    half = n // 2
+    if 16 // real_bytes != half:
+        raise ValueError(f"a half transpose needs halves of 16 bytes: {n} reals of {real_bytes}")
+    steps = []
+    rows = [[(i, j) for j in range(n)] for i in range(half)]
+    distance = 1
+    while distance < half:
+        step = []
+        new_rows = list(rows)
+        for i in range(half):
+            if i & distance:
+                continue
+            for hi, row in ((0, i), (1, i + distance)):
+                indices = _interleave(n, half, hi, distance)
+                step.append((row, i, i + distance, indices))
+                both = rows[i] + rows[i + distance]
+                new_rows[row] = [both[k] for k in indices]
+        steps.append(tuple(step))
+        rows = new_rows
+        distance *= 2
+    where = {tuple(rows[r][b * half:(b + 1) * half]): (r, b)
+             for r in range(half) for b in range(2)}
+    return tuple(steps), tuple(where[tuple((i, j) for i in range(half))] for j in range(n))
 
+
+def _printed(steps: tuple) -> tuple[int, tuple[Shuffle, ...], str]:
+    """``steps`` (as ``lane_transpose`` gives them) as printed: their number, the shuffles
+    (operands named ``rows[i]`` in the first step, ``step<s>_<row>`` after) and the prefix
+    of the last step's values."""
     def operand(s: int, row: int) -> str:
         return f"rows[{row}]" if s == 1 else f"step{s - 1}_{row}"
 
     shuffles = tuple(Shuffle(f"step{s}_{row}", operand(s, a), operand(s, b), indices)
                      for s, step in enumerate(steps, 1) for row, a, b, indices in step)
-    last = len(steps)
-    return last, shuffles, tuple(f"step{last}_{row}" for row in columns)
+    return len(steps), shuffles, f"step{len(steps)}_"
+
+
+def transpose_shuffles(n: int, real_bytes: int
+                       ) -> tuple[int, tuple[Shuffle, ...], tuple[str, ...]]:
+    """``transpose_lanes`` as printed: its number of steps, its shuffles (operands named
+    ``rows[i]`` in the first step, ``step<s>_<row>`` after) and the value of each column."""
+    steps, columns = lane_transpose(n, real_bytes)
+    last, shuffles, prefix = _printed(steps)
+    return last, shuffles, tuple(f"{prefix}{row}" for row in columns)
+
+
+def half_transpose_shuffles(n: int, real_bytes: int
+                            ) -> tuple[int, tuple[Shuffle, ...], tuple[str, ...],
+                                       tuple[tuple[int, int], ...]]:
+    """``half_transpose`` as printed: its number of steps, its shuffles, the value of each
+    of the ``n / 2`` vectors it leaves, and for each column ``j`` the ``(vector, half)``
+    holding it."""
+    steps, halves = half_transpose(n, real_bytes)
+    last, shuffles, prefix = _printed(steps)
+    return last, shuffles, tuple(f"{prefix}{row}" for row in range(n // 2)), halves
