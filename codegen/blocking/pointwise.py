@@ -127,23 +127,21 @@ def transposed_candidates(vl: int, rows: int, machine: Machine) -> tuple[GemmTil
     """The transposed tiles ``codegen.tune`` times for forward or grad_input at stride 1,
     ``rows`` result rows: the result's rows in vectors (the packed weights), its pixels
     broadcast from the sample in place, MR a multiple of VL so that the tile is stored as
-    squares transposed in registers, or half of VL where no whole square has two vectors
-    (stored a 16-byte half of a vector at a time, as ``transpose_halves`` leaves them). The
-    sample is not packed, and no panel is padded: S6's 196 pixels and 256 rows cut into
-    whole tiles but for 4 pixels. On a Zen 4 an 8-pixel x 3-vector tile took S6's float32
-    forward and grad_input 0.97-1.00 of the time of the packed 4 x 5, the same bits, and 4
-    pixels x 6 vectors 1.02 and 1.06 of 8 x 3's. AVX2's 12 sums make no float32 tile of 8
-    pixels with two vectors; there 4 x 3 took S6's grad_input 0.95-0.97 of the packed 4 x
-    3's time, its forward 1.00-1.01 (AVX2 code on a Zen 4; docs/tiles.md). Those whose sums
-    fill the machine's registers, ``FULL_TILES`` of them, the fewest loads per step first;
-    none where the rows do not cut into whole vectors."""
+    squares transposed in registers. The sample is not packed, and no panel is padded: S6's
+    196 pixels and 256 rows cut into whole tiles but for 4 pixels. On a Zen 4 an 8-pixel x
+    3-vector tile took S6's float32 forward and grad_input 0.97-1.00 of the time of the
+    packed 4 x 5, the same bits (docs/tiles.md). Those whose sums fill the machine's
+    registers, ``FULL_TILES`` of them, the fewest loads per step first; none where the rows
+    do not cut into whole vectors. Tiles of VL / 2 pixels (``tile=4x3t``) are not timed: with
+    AVX2's float32 they took S6's grad_input 0.95-0.97 of the packed 4 x 3's time where K
+    starts on a vector and 1.10-1.15 where it starts 16 bytes off, as NumPy's arrays may
+    (docs/tiles.md)."""
     if rows % vl:
         return ()
-    sums = machine.accumulators
-    whole = [mr for mr in range(vl, sums + 1, vl) if sums % mr == 0 and mr + sums // mr <= sums]
-    # half squares only where no whole one has two vectors: elsewhere (AVX-512) they were slower
-    sizes = whole if any(sums // mr > 1 for mr in whole) else [vl // 2, *whole]
-    found = sorted((GemmTile(mr, sums // mr, transposed=True) for mr in sizes),
+    found = sorted((GemmTile(mr, machine.accumulators // mr, transposed=True)
+                    for mr in range(vl, machine.accumulators + 1, vl)
+                    if machine.accumulators % mr == 0
+                    and mr + machine.accumulators // mr <= machine.accumulators),
                    key=lambda t: t.mr + t.nrv)
     return tuple(found[:FULL_TILES])
 
