@@ -76,14 +76,24 @@ def lane_transpose(n: int, real_bytes: int
     shuffle of the old rows ``a`` and ``b`` (an index below n picks that lane of ``a``, one
     above it lane ``index - n`` of ``b``). After the last step, column ``j`` is the row
     ``columns[j]``. The order of the rows is simulated, so the result is checked."""
-    block = min(n, 16 // real_bytes)
+    steps, rows = _butterfly([[(i, j) for j in range(n)] for i in range(n)], n,
+                             min(n, 16 // real_bytes), n)
+    columns = tuple(rows.index([(i, j) for i in range(n)]) for j in range(n))
+    return steps, columns
+
+
+def _butterfly(rows: list[list[tuple[int, int]]], n: int, block: int, until: int
+               ) -> tuple[tuple, list[list[tuple[int, int]]]]:
+    """``lane_transpose``'s steps on ``rows`` (vectors of ``n`` lanes, each lane the element
+    it holds) while the rows paired are fewer than ``until`` apart: unpacks of 1, 2, ...
+    reals within ``block``-real blocks, then shuffles of whole blocks. The steps and the
+    rows after them, simulated."""
     steps = []
-    rows = [[(i, j) for j in range(n)] for i in range(n)]
     distance, width = 1, 1
-    while distance < n:
+    while distance < until:
         step = []
         new_rows = list(rows)
-        for i in range(n):
+        for i in range(len(rows)):
             if i & distance:
                 continue
             for hi, row in ((0, i), (1, i + distance)):
@@ -96,8 +106,7 @@ def lane_transpose(n: int, real_bytes: int
         rows = new_rows
         distance *= 2
         width = min(width * 2, block)
-    columns = tuple(rows.index([(i, j) for i in range(n)]) for j in range(n))
-    return tuple(steps), columns
+    return tuple(steps), rows
 
 
 def half_transpose(n: int, real_bytes: int
@@ -113,26 +122,10 @@ def half_transpose(n: int, real_bytes: int
     half = n // 2
     if 16 // real_bytes != half:
         raise ValueError(f"a half transpose needs halves of 16 bytes: {n} reals of {real_bytes}")
-    steps = []
-    rows = [[(i, j) for j in range(n)] for i in range(half)]
-    distance = 1
-    while distance < half:
-        step = []
-        new_rows = list(rows)
-        for i in range(half):
-            if i & distance:
-                continue
-            for hi, row in ((0, i), (1, i + distance)):
-                indices = _interleave(n, half, hi, distance)
-                step.append((row, i, i + distance, indices))
-                both = rows[i] + rows[i + distance]
-                new_rows[row] = [both[k] for k in indices]
-        steps.append(tuple(step))
-        rows = new_rows
-        distance *= 2
+    steps, rows = _butterfly([[(i, j) for j in range(n)] for i in range(half)], n, half, half)
     where = {tuple(rows[r][b * half:(b + 1) * half]): (r, b)
              for r in range(half) for b in range(2)}
-    return tuple(steps), tuple(where[tuple((i, j) for i in range(half))] for j in range(n))
+    return steps, tuple(where[tuple((i, j) for i in range(half))] for j in range(n))
 
 
 def _printed(steps: tuple) -> tuple[int, tuple[Shuffle, ...], str]:
