@@ -804,6 +804,31 @@ def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, wi
         assert np.array_equal(transposed.grad_input(K, G), packed.grad_input(K, G))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("out_channels", [40, 42])
+def test_a_last_column_tile_over_several_row_panels_gives_the_same_bits(tmp_path, dtype,
+                                                                        out_channels):
+    """52 pixels leave 4 to a last column panel of one vector (`4x3`: 24 float32 columns a
+    panel, 12 float64), whose tile of 4 sums computes 3 row panels at once: forward's 40 or
+    42 rows (10 panels: 3 groups and one alone; 11, the last of 2 rows, in a group) and
+    grad_input's 56 (14 panels). The same bits as the packed 4 x 5 (no such tile), and the
+    reference, at batches that cut the samples into groups of row panels (3) and not (16)."""
+    spec = LayerSpec(input=(56, 4, 13), kernel=(out_channels, 56, 1, 1))
+    choices = {"forward": "tile=4x3", "grad_input": "tile=4x3"}
+    grouped = _build_with(spec, dtype, choices, tmp_path / "g")
+    packed = _build_with(spec, dtype, dict.fromkeys(choices, "tile=4x5"), tmp_path / "p")
+    source = (Path(grouped.__file__).parent / "conv2d_openmp.c").read_text()
+    for prefix, name in (("FWD", "forward"), ("GIN", "grad_input")):
+        assert f"#define {prefix}_EDGE_PANELS 3 " in source
+        assert f"{name}_edge_panels_tile(left, column_panel," in source
+    for batch in (3, 16):
+        for result in check_module(grouped, batch=batch, seed=5):
+            assert result.ok, result
+        V, K, b, G = reference.random_inputs(spec, batch, dtype, 4)
+        assert np.array_equal(grouped.forward(V, K, b), packed.forward(V, K, b))
+        assert np.array_equal(grouped.grad_input(K, G), packed.grad_input(K, G))
+
+
 @pytest.mark.parametrize("spec, choices, rule", [
     (LayerSpec(input=(16, 4, 4), kernel=(16, 16, 1, 1)), {"grad_weight": "tile=8x3t"},
      "forward and grad_input"),

@@ -46,6 +46,10 @@ FULL_TILES = 2
 #: A matrix product's tile choice (``tile=4x5``) and its suffixes (``tile=12x2w``,
 #: ``tile=8x3t``): of the machine's widest vectors, transposed (``GemmTile``).
 TILE_CHOICE, WIDE_SUFFIX, TRANSPOSED_SUFFIX = "tile=", "w", "t"
+#: A last column panel's tile of at most this many sums computes several row panels at once,
+#: of at most ``EDGE_ROWS`` rows in all: each row reads through a pointer of its own, and
+#: x86-64 has 16 general registers (``_edge_tile``).
+EDGE_SUMS, EDGE_ROWS = 4, 12
 #: Bytes per cycle the left factor of a matrix product streams in at (from L2).
 L2_BYTES_PER_CYCLE = 16
 
@@ -382,6 +386,27 @@ def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTi
         vl=vl, variant="pointwise_transposed")
 
 
+def _edge_tile(d: Defines, prefix: str, what: str, tile: GemmTile, edge_nrv: int, reals: int,
+               machine: Machine) -> int:
+    """The ``#define``s of the narrower tile of the last column panel (``edge_nrv`` vectors of
+    ``reals`` columns, 0: none), and how many row panels it computes at once. A panel's tile
+    of at most ``EDGE_SUMS`` sums keeps too few chains of multiply-adds in flight for their
+    latency: it takes as many panels as the accumulators hold, up to ``EDGE_ROWS`` rows. With
+    AVX2 code, S6's float32 `4x3` spent 7.6 % of its forward there, and 3 panels at once took
+    0.972 of the time (forward) and 0.973 (grad_input); `6x2`'s 6 sums in 2 panels, 1.006, and
+    float64 `6x4`'s in 4 on a Zen 4, 0.999 and 1.008, gained nothing (docs/tiles.md)."""
+    if not edge_nrv:
+        return 1
+    d.const(f"{prefix}_EDGE_NR", edge_nrv * reals, f"{what}: columns of the last panel's "
+            f"narrower tile ({edge_nrv} vector{'s' if edge_nrv > 1 else ''})")
+    sums = tile.mr * edge_nrv
+    panels = min(machine.accumulators // sums, EDGE_ROWS // tile.mr) if sums <= EDGE_SUMS else 1
+    if panels > 1:
+        d.const(f"{prefix}_EDGE_PANELS", panels, f"{what}: row panels the last column "
+                f"panel's tile computes at once ({panels * tile.mr * edge_nrv} sums)")
+    return panels
+
+
 def tile_choice(tile: GemmTile) -> str:
     """A matrix product's tile as a choice: ``tile=4x5``, ``tile=12x2w``, ``tile=8x3t``."""
     suffix = WIDE_SUFFIX if tile.wide else TRANSPOSED_SUFFIX if tile.transposed else ""
@@ -424,10 +449,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             d.const(f"{prefix}_SAMPLE_COLUMNS", sample_columns(p, tile.nrv, reals, edge_nrv),
                     f"{what}: columns a sample's own panels compute (P and their padding); "
                     "the driver compares their padding with the batch's")
-        if edge_nrv:
-            d.const(f"{prefix}_EDGE_NR", edge_nrv * reals,
-                    f"{what}: columns of the last panel's narrower tile "
-                    f"({edge_nrv} vector{'s' if edge_nrv > 1 else ''})")
+        edge_panels = _edge_tile(d, prefix, what, tile, edge_nrv, reals, machine)
         bias = name == "forward" and spec.bias
         scatters = strided and name == "grad_input"
         passes.append(Product(
@@ -438,7 +460,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             mode="bias" if bias else mode, row=row, step=step, depth=depth, left=left,
             across=across, along=along, right=right, rows=rows, result=result, bias=bias,
             accumulates=accumulates, tile_fmas=tile.mr * tile.nrv,
-            unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv,
+            unroll=PRODUCT_STEP_UNROLL, edge_nrv=edge_nrv, edge_panels=edge_panels,
             split=split, gathers=strided and name != "grad_input", scatters=scatters,
             batch_columns=batch,
             in_place=accumulates or in_place_pays(along, shapes[prefix][2]),

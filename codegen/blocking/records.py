@@ -388,7 +388,8 @@ class Product(TileVectors):
     rows (``pointwise.GemmTile``), the pixels read from the sample in place; ``edge_nrv`` the
     vectors of the last row panel's narrower tile, ``edge_pixels`` the last pixels' tile (0:
     none); ``in_place`` there: the weights read where they lie in K at every batch
-    (grad_input), ``step`` their stride per step.
+    (grad_input), ``step`` their stride per step. ``edge_panels`` (untransposed, packed): the
+    row panels the last column panel's tile computes at once.
     Its vectors: ``TileVectors``.
     """
 
@@ -424,6 +425,7 @@ class Product(TileVectors):
     flip: bool = False
     transposed: bool = False
     edge_pixels: int = 0
+    edge_panels: int = 1
     vl: int = 0
     variant: str = "pointwise"
 
