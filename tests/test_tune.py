@@ -796,12 +796,18 @@ def test_transposed_products_give_the_packed_ones_bits(tmp_path, dtype, tile, wi
     assert source.count("left = weights + (int64_t)first * C;") == 1
     assert "pack_transposed(K + first * C, C, count, FWD_MR, C," in source
     assert source.count("left = K + first;") == 1
+    _gives_the_packed_bits(transposed, packed, spec, dtype)
+
+
+def _gives_the_packed_bits(module, packed, spec: LayerSpec, dtype: str) -> None:
+    """``module`` matches the reference, and ``packed``'s forward and grad_input bit for bit,
+    at a batch that cuts the samples into groups of row panels (3) and one that does not."""
     for batch in (3, 16):
-        for result in check_module(transposed, batch=batch, seed=7):
+        for result in check_module(module, batch=batch, seed=7):
             assert result.ok, result
         V, K, b, G = reference.random_inputs(spec, batch, dtype, 3)
-        assert np.array_equal(transposed.forward(V, K, b), packed.forward(V, K, b))
-        assert np.array_equal(transposed.grad_input(K, G), packed.grad_input(K, G))
+        assert np.array_equal(module.forward(V, K, b), packed.forward(V, K, b))
+        assert np.array_equal(module.grad_input(K, G), packed.grad_input(K, G))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -821,12 +827,7 @@ def test_a_last_column_tile_over_several_row_panels_gives_the_same_bits(tmp_path
     for prefix, name in (("FWD", "forward"), ("GIN", "grad_input")):
         assert f"#define {prefix}_EDGE_PANELS 3 " in source
         assert f"{name}_edge_panels_tile(left, column_panel," in source
-    for batch in (3, 16):
-        for result in check_module(grouped, batch=batch, seed=5):
-            assert result.ok, result
-        V, K, b, G = reference.random_inputs(spec, batch, dtype, 4)
-        assert np.array_equal(grouped.forward(V, K, b), packed.forward(V, K, b))
-        assert np.array_equal(grouped.grad_input(K, G), packed.grad_input(K, G))
+    _gives_the_packed_bits(grouped, packed, spec, dtype)
 
 
 @pytest.mark.parametrize("spec, choices, rule", [
