@@ -326,7 +326,7 @@ def window_grad_weight(spec: LayerSpec, vl: int, dtype_bytes: int, machine: Mach
     return Product(
         name="grad_weight", prefix="GW", reason="a matrix product over the output's pixels, "
         "its columns the input pixels under each tap", mr=tile.mr, nrv=tile.nrv,
-        a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
+        a_rows=_accumulators(tile.mr, tile.nrv),
         mode="add", row="P", step="1", depth="P", left="", across="", along="", right="",
         rows="", result="", bias=False, accumulates=True, tile_fmas=tile.mr * tile.nrv,
         unroll=PRODUCT_STEP_UNROLL, windows=True, columns="GW_COLUMNS",
@@ -376,7 +376,7 @@ def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTi
     return Product(
         name=name, prefix=prefix, reason="a 1x1 kernel without padding: a matrix product, "
         "its rows in vectors and its pixels read in place", mr=tile.mr, nrv=tile.nrv,
-        a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
+        a_rows=_accumulators(tile.mr, tile.nrv),
         mode="bias" if bias else "store", row="1",
         step=along if in_place else f"{prefix}_MR", depth=depth_text,
         left=left, across=across, along=along, right=right, rows=result_rows, result=result,
@@ -384,6 +384,11 @@ def _transposed(spec: LayerSpec, name: str, prefix: str, what: str, tile: GemmTi
         accumulates=False, tile_fmas=tile.mr * tile.nrv, unroll=PRODUCT_STEP_UNROLL,
         edge_nrv=edge_rows, edge_pixels=edge_pixels, in_place=in_place, transposed=True,
         vl=vl, variant="pointwise_transposed")
+
+
+def _accumulators(rows: int, nrv: int) -> tuple[tuple[str, ...], ...]:
+    """A product tile's sums by row: ``acc<row>_<vector>``."""
+    return tuple(tuple(f"acc{r}_{v}" for v in range(nrv)) for r in range(rows))
 
 
 def _edge_tile(d: Defines, prefix: str, what: str, tile: GemmTile, edge_nrv: int, reals: int,
@@ -456,7 +461,7 @@ def pointwise_plan(spec: LayerSpec, vl: int, dtype_bytes: int, ctype_index: str,
             name=name, prefix=prefix, reason="a 1x1 kernel without padding: a matrix product"
             + (" over the input pixels under the output's" if strided else ""), mr=tile.mr,
             nrv=tile.nrv,
-            a_rows=tuple(tuple(f"acc{r}_{v}" for v in range(tile.nrv)) for r in range(tile.mr)),
+            a_rows=_accumulators(tile.mr * edge_panels, tile.nrv),
             mode="bias" if bias else mode, row=row, step=step, depth=depth, left=left,
             across=across, along=along, right=right, rows=rows, result=result, bias=bias,
             accumulates=accumulates, tile_fmas=tile.mr * tile.nrv,

@@ -355,8 +355,9 @@ class GradWeightLanes:
 class Product(TileVectors):
     """One pass of a pointwise layer: a matrix product of MR x NR register tiles.
 
-    ``a_rows`` the accumulators of each tile row; ``row``/``step`` the left factor's
-    stride per row and per inner step (C text, ``1`` when contiguous); ``mode``: ``store``,
+    ``a_rows`` the accumulators of each tile row (``edge_panels`` times MR rows of them);
+    ``row``/``step`` the left factor's stride per row and per inner step (C text, ``1`` when
+    contiguous); ``mode``: ``store``,
     ``bias`` (plus the bias of the row) or ``add`` (summed into the result); ``left``,
     ``right``, ``rows``, ``depth``, ``result``: the driver's operands; ``across``, ``along``:
     the weights' strides in K per row and per step (C text), which the driver packs from and
